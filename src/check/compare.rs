@@ -1,0 +1,541 @@
+//! Index ↔ table comparison by digests: one pass over the table and one over
+//! each index, no per-row lookups.
+//!
+//! Every expected index entry (from a table row) and every actual entry (from
+//! the index's pages) is hashed over its canonical bytes and added into a
+//! bucket chosen by its rowid. Equal buckets mean equal multisets (with
+//! overwhelming probability); only the rows of unequal buckets are collected
+//! in a second pass and diffed exactly. Memory is a fixed 1 MiB per index
+//! plus the rows of unequal buckets.
+
+use std::cmp::Ordering;
+
+use rusqlite::types::Value;
+use xxhash_rust::xxh3::xxh3_128;
+
+use super::canon;
+use crate::format::btree::{self, Damage, IndexItem, PageSource, TableItem};
+use crate::format::header::TextEncoding;
+use crate::format::record::{self, Collation, ValueRef};
+use crate::schema::{CustomerTable, Index, IndexPart};
+
+pub const BUCKET_BITS: u32 = 16;
+pub const BUCKETS: usize = 1 << BUCKET_BITS;
+
+/// The bucket of a row: both sides agree on it because both know the rowid.
+pub fn bucket_of(rowid: i64) -> usize {
+    ((rowid as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - BUCKET_BITS)) as usize
+}
+
+/// Where one field of an index record comes from in a table row.
+#[derive(Debug, Clone)]
+enum FieldSrc {
+    /// A stored column: its position in the record, and the value to use
+    /// when the record is shorter (written before ALTER TABLE ADD COLUMN).
+    Stored { pos: usize, default: Value },
+    /// The rowid itself (the trailing field, or an INTEGER PRIMARY KEY column).
+    Rowid,
+}
+
+/// How to predict the entries of one plain index from table rows.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// Position in `CustomerTable::indexes`.
+    pub index: usize,
+    fields: Vec<FieldSrc>,
+    collations: Vec<Option<Collation>>,
+    desc: Vec<bool>,
+    key_len: usize,
+    unique: bool,
+}
+
+impl Plan {
+    /// None when the index is not plain (expression or partial).
+    pub fn new(table: &CustomerTable, index_pos: usize, defaults: &[Value]) -> Option<Plan> {
+        let index: &Index = &table.indexes[index_pos];
+        if !index.is_plain() || table.without_rowid {
+            return None;
+        }
+        let mut fields = Vec::new();
+        for f in &index.fields {
+            fields.push(match &f.part {
+                IndexPart::Rowid => FieldSrc::Rowid,
+                IndexPart::Column(c) if Some(*c) == table.rowid_alias => FieldSrc::Rowid,
+                IndexPart::Column(c) => FieldSrc::Stored {
+                    pos: table.columns[*c].record_pos?,
+                    default: defaults.get(*c).cloned().unwrap_or(Value::Null),
+                },
+                IndexPart::Expr(_) => return None,
+            });
+        }
+        Some(Plan {
+            index: index_pos,
+            collations: index
+                .fields
+                .iter()
+                .map(|f| collation(&f.collation))
+                .collect(),
+            desc: index.fields.iter().map(|f| f.desc).collect(),
+            key_len: index.fields.iter().filter(|f| f.key).count(),
+            unique: index.unique,
+            fields,
+        })
+    }
+}
+
+fn collation(name: &str) -> Option<Collation> {
+    match name.to_ascii_uppercase().as_str() {
+        "BINARY" => Some(Collation::Binary),
+        "NOCASE" => Some(Collation::NoCase),
+        "RTRIM" => Some(Collation::Rtrim),
+        _ => None,
+    }
+}
+
+/// Bitmaps of the buckets to collect in the second pass, one per plan.
+pub type Wanted = Vec<Vec<bool>>;
+
+/// An entry (expected or actual) collected in the second pass.
+#[derive(Debug, Clone)]
+pub struct Collected {
+    pub bytes: Vec<u8>,
+    pub rowid: Option<i64>,
+    pub values: Vec<Value>,
+}
+
+/// What a pass over the table found.
+#[derive(Debug, Default)]
+pub struct TableScan {
+    pub digests: Vec<Vec<u128>>,
+    pub rows: u64,
+    /// Rows the walker saw but could not read whole (broken overflow chain).
+    pub damaged_rows: Vec<i64>,
+    pub damage: Vec<Damage>,
+    pub pages: Vec<u32>,
+    pub collected: Vec<Vec<Collected>>,
+}
+
+/// Walks the table, predicting every plan's entries from each row.
+/// `row_hook` sees every readable row (rowid, record values) once.
+pub fn scan_table(
+    src: &dyn PageSource,
+    table: &CustomerTable,
+    plans: &[Plan],
+    wanted: Option<&Wanted>,
+    row_hook: &mut dyn FnMut(i64, &[ValueRef<'_>]),
+    tick: &dyn Fn(u64),
+) -> TableScan {
+    let enc = src.text_encoding();
+    let mut out = TableScan {
+        digests: vec![vec![0u128; BUCKETS]; if wanted.is_some() { 0 } else { plans.len() }],
+        collected: vec![Vec::new(); plans.len()],
+        ..TableScan::default()
+    };
+    let mut buf = Vec::with_capacity(256);
+    let mut visit = |item: TableItem<'_>| match item {
+        TableItem::Row { rowid, payload, .. } => {
+            out.rows += 1;
+            if out.rows % 65536 == 0 {
+                tick(out.rows);
+            }
+            let mut vals: Vec<ValueRef<'_>> = Vec::with_capacity(16);
+            if record::parse_record(payload, &mut vals).is_err() {
+                out.damaged_rows.push(rowid);
+                return;
+            }
+            row_hook(rowid, &vals);
+            let b = bucket_of(rowid);
+            for (p, plan) in plans.iter().enumerate() {
+                if let Some(w) = wanted
+                    && !w[p][b]
+                {
+                    continue;
+                }
+                buf.clear();
+                for f in &plan.fields {
+                    match f {
+                        FieldSrc::Rowid => {
+                            canon::push_raw(&mut buf, &ValueRef::Integer(rowid), enc)
+                        }
+                        FieldSrc::Stored { pos, default } => match vals.get(*pos) {
+                            Some(v) => canon::push_raw(&mut buf, v, enc),
+                            None => canon::push_value(&mut buf, default),
+                        },
+                    }
+                }
+                if wanted.is_some() {
+                    let values = plan
+                        .fields
+                        .iter()
+                        .map(|f| match f {
+                            FieldSrc::Rowid => Value::Integer(rowid),
+                            FieldSrc::Stored { pos, default } => vals
+                                .get(*pos)
+                                .map(|v| canon::to_owned(v, enc))
+                                .unwrap_or_else(|| default.clone()),
+                        })
+                        .collect();
+                    out.collected[p].push(Collected {
+                        bytes: buf.clone(),
+                        rowid: Some(rowid),
+                        values,
+                    });
+                } else {
+                    let d = &mut out.digests[p][b];
+                    *d = d.wrapping_add(xxh3_128(&buf));
+                }
+            }
+        }
+        TableItem::RowDamaged { rowid, .. } => out.damaged_rows.push(rowid),
+        TableItem::Damage(d) => out.damage.push(d),
+    };
+    let stats = btree::walk_table(src, table.rootpage, &mut visit);
+    out.pages = stats.pages;
+    out
+}
+
+/// What a pass over one index found.
+#[derive(Debug, Default)]
+pub struct IndexScan {
+    pub digests: Vec<u128>,
+    pub entries: u64,
+    pub damage: Vec<Damage>,
+    pub pages: Vec<u32>,
+    /// Entries that are out of key order (rowid, values).
+    pub out_of_order: Vec<Collected>,
+    /// Adjacent entries with equal keys under a UNIQUE index.
+    pub duplicates: Vec<(Collected, Collected)>,
+    /// Entries whose record does not parse or has the wrong shape.
+    pub bad_records: Vec<u32>,
+    /// Entries next to damage in key order (the parent's divider keys that
+    /// bound a damaged page): a lookup for them may step into the damage.
+    pub beside_damage: Vec<Collected>,
+    pub collected: Vec<Collected>,
+}
+
+/// Walks one index, hashing its entries and checking their order.
+pub fn scan_index(
+    src: &dyn PageSource,
+    root: u32,
+    plan: &Plan,
+    wanted: Option<&[bool]>,
+    tick: &dyn Fn(u64),
+) -> IndexScan {
+    let enc = src.text_encoding();
+    let mut out = IndexScan {
+        digests: if wanted.is_some() {
+            Vec::new()
+        } else {
+            vec![0u128; BUCKETS]
+        },
+        ..IndexScan::default()
+    };
+    let n = plan.fields.len();
+    let mut buf = Vec::with_capacity(256);
+    let mut prev: Vec<u8> = Vec::new();
+    let mut have_prev = false;
+    let mut after_damage = false;
+    let mut visit = |item: IndexItem<'_>| match item {
+        IndexItem::Entry { payload, pgno, .. } => {
+            out.entries += 1;
+            if out.entries % 65536 == 0 {
+                tick(out.entries);
+            }
+            let mut vals: Vec<ValueRef<'_>> = Vec::with_capacity(n);
+            if record::parse_record(payload, &mut vals).is_err() || vals.len() != n {
+                out.bad_records.push(pgno);
+                have_prev = false;
+                return;
+            }
+            let rowid = match vals[n - 1] {
+                ValueRef::Integer(r) => r,
+                _ => {
+                    out.bad_records.push(pgno);
+                    have_prev = false;
+                    return;
+                }
+            };
+            buf.clear();
+            for v in &vals {
+                canon::push_raw(&mut buf, v, enc);
+            }
+            let owned = |vals: &[ValueRef<'_>]| -> Vec<Value> {
+                vals.iter().map(|v| canon::to_owned(v, enc)).collect()
+            };
+            // order and uniqueness against the previous entry
+            if have_prev {
+                let mut pv: Vec<ValueRef<'_>> = Vec::with_capacity(n);
+                if record::parse_record(&prev, &mut pv).is_ok() && pv.len() == n {
+                    let (ord, key_equal) = compare_entries(&pv, &vals, plan, enc);
+                    if ord != Ordering::Less {
+                        out.out_of_order.push(Collected {
+                            bytes: buf.clone(),
+                            rowid: Some(rowid),
+                            values: owned(&vals),
+                        });
+                    }
+                    if plan.unique
+                        && key_equal
+                        && !vals[..plan.key_len]
+                            .iter()
+                            .any(|v| matches!(v, ValueRef::Null))
+                    {
+                        let prev_rowid = match pv.get(n - 1) {
+                            Some(ValueRef::Integer(r)) => Some(*r),
+                            _ => None,
+                        };
+                        out.duplicates.push((
+                            Collected {
+                                bytes: Vec::new(),
+                                rowid: prev_rowid,
+                                values: owned(&pv),
+                            },
+                            Collected {
+                                bytes: buf.clone(),
+                                rowid: Some(rowid),
+                                values: owned(&vals),
+                            },
+                        ));
+                    }
+                }
+            }
+            if after_damage {
+                after_damage = false;
+                out.beside_damage.push(Collected {
+                    bytes: Vec::new(),
+                    rowid: Some(rowid),
+                    values: owned(&vals),
+                });
+            }
+            prev.clear();
+            prev.extend_from_slice(payload);
+            have_prev = true;
+            let b = bucket_of(rowid);
+            match wanted {
+                Some(w) => {
+                    if w[b] {
+                        out.collected.push(Collected {
+                            bytes: buf.clone(),
+                            rowid: Some(rowid),
+                            values: owned(&vals),
+                        });
+                    }
+                }
+                None => {
+                    let d = &mut out.digests[b];
+                    *d = d.wrapping_add(xxh3_128(&buf));
+                }
+            }
+        }
+        IndexItem::Damage(d) => {
+            out.damage.push(d);
+            if have_prev {
+                let mut pv: Vec<ValueRef<'_>> = Vec::with_capacity(n);
+                if record::parse_record(&prev, &mut pv).is_ok()
+                    && let Some(ValueRef::Integer(r)) = pv.last()
+                {
+                    out.beside_damage.push(Collected {
+                        bytes: Vec::new(),
+                        rowid: Some(*r),
+                        values: pv.iter().map(|v| canon::to_owned(v, enc)).collect(),
+                    });
+                }
+            }
+            have_prev = false;
+            after_damage = true;
+        }
+    };
+    let stats = btree::walk_index(src, root, &mut visit);
+    out.pages = stats.pages;
+    out
+}
+
+/// Compares two index records field by field with the index's collations
+/// and sort directions. Returns the order and whether the key fields (all
+/// but the trailing rowid) are equal.
+fn compare_entries(
+    a: &[ValueRef<'_>],
+    b: &[ValueRef<'_>],
+    plan: &Plan,
+    enc: TextEncoding,
+) -> (Ordering, bool) {
+    for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+        let coll = match plan.collations.get(i).copied().flatten() {
+            Some(c) => c,
+            // an unknown collation: order cannot be judged, call it in order
+            None => return (Ordering::Less, false),
+        };
+        let mut o = record::compare_values(x, y, coll, enc);
+        if plan.desc.get(i).copied().unwrap_or(false) {
+            o = o.reverse();
+        }
+        if o != Ordering::Equal {
+            return (o, i >= plan.key_len);
+        }
+    }
+    (Ordering::Equal, true)
+}
+
+/// The exact difference between expected and actual entries of one index.
+#[derive(Debug, Default)]
+pub struct Diff {
+    /// Expected (from the table) but not in the index.
+    pub missing: Vec<Collected>,
+    /// In the index but not expected.
+    pub surplus: Vec<Collected>,
+}
+
+pub fn diff(mut expected: Vec<Collected>, mut actual: Vec<Collected>) -> Diff {
+    expected.sort_by(|a, b| a.bytes.cmp(&b.bytes));
+    actual.sort_by(|a, b| a.bytes.cmp(&b.bytes));
+    let mut d = Diff::default();
+    let (mut i, mut j) = (0, 0);
+    while i < expected.len() || j < actual.len() {
+        let o = match (expected.get(i), actual.get(j)) {
+            (Some(e), Some(a)) => e.bytes.cmp(&a.bytes),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        match o {
+            Ordering::Equal => {
+                i += 1;
+                j += 1;
+            }
+            Ordering::Less => {
+                d.missing.push(expected[i].clone());
+                i += 1;
+            }
+            Ordering::Greater => {
+                d.surplus.push(actual[j].clone());
+                j += 1;
+            }
+        }
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(b: &[u8], r: i64) -> Collected {
+        Collected {
+            bytes: b.to_vec(),
+            rowid: Some(r),
+            values: vec![],
+        }
+    }
+
+    #[test]
+    fn diff_is_a_multiset_difference() {
+        let d = diff(
+            vec![c(b"a", 1), c(b"b", 2), c(b"b", 2), c(b"d", 4)],
+            vec![c(b"b", 2), c(b"c", 3), c(b"d", 4)],
+        );
+        assert_eq!(
+            d.missing.iter().map(|x| x.rowid).collect::<Vec<_>>(),
+            vec![Some(1), Some(2)]
+        );
+        assert_eq!(
+            d.surplus.iter().map(|x| x.rowid).collect::<Vec<_>>(),
+            vec![Some(3)]
+        );
+    }
+
+    #[test]
+    fn buckets_spread() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in 1..1000 {
+            seen.insert(bucket_of(r));
+        }
+        assert!(seen.len() > 990);
+    }
+}
+
+/// The table side of one index that the page reader cannot predict
+/// (expression or partial index): SQLite evaluates the terms and the WHERE.
+pub fn scan_table_sql(
+    conn: &rusqlite::Connection,
+    table: &CustomerTable,
+    index: &Index,
+    wanted: Option<&[bool]>,
+) -> Result<(Vec<u128>, Vec<Collected>, u64), String> {
+    use crate::schema::quote_ident;
+    let terms: Vec<String> = index
+        .fields
+        .iter()
+        .map(|f| match &f.part {
+            IndexPart::Column(c) => quote_ident(&table.columns[*c].name),
+            IndexPart::Rowid => "rowid".to_string(),
+            IndexPart::Expr(e) => format!("({e})"),
+        })
+        .collect();
+    let filter = match &index.partial_where {
+        Some(w) => format!(" WHERE ({w})"),
+        None => String::new(),
+    };
+    let sql = format!(
+        "SELECT rowid, {} FROM {} NOT INDEXED{filter}",
+        terms.join(", "),
+        quote_ident(&table.name)
+    );
+    let mut stmt = conn.prepare(&sql).map_err(|e| e.to_string())?;
+    let n = terms.len();
+    let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
+    let mut digests = if wanted.is_some() {
+        Vec::new()
+    } else {
+        vec![0u128; BUCKETS]
+    };
+    let mut collected = Vec::new();
+    let mut count = 0u64;
+    let mut buf = Vec::new();
+    while let Some(r) = rows.next().map_err(|e| e.to_string())? {
+        count += 1;
+        let rowid: i64 = r.get(0).map_err(|e| e.to_string())?;
+        let b = bucket_of(rowid);
+        if let Some(w) = wanted
+            && !w[b]
+        {
+            continue;
+        }
+        buf.clear();
+        for i in 0..n {
+            canon::push_sql(&mut buf, r.get_ref(i + 1).map_err(|e| e.to_string())?);
+        }
+        match wanted {
+            Some(_) => {
+                let mut values = Vec::with_capacity(n);
+                for i in 0..n {
+                    values.push(r.get::<_, Value>(i + 1).map_err(|e| e.to_string())?);
+                }
+                collected.push(Collected {
+                    bytes: buf.clone(),
+                    rowid: Some(rowid),
+                    values,
+                });
+            }
+            None => digests[b] = digests[b].wrapping_add(xxh3_128(&buf)),
+        }
+    }
+    Ok((digests, collected, count))
+}
+
+impl Plan {
+    /// A plan for reading the index side only (its table side comes from SQL).
+    pub fn index_side(table: &CustomerTable, index_pos: usize) -> Plan {
+        let index = &table.indexes[index_pos];
+        Plan {
+            index: index_pos,
+            fields: index.fields.iter().map(|_| FieldSrc::Rowid).collect(),
+            collations: index
+                .fields
+                .iter()
+                .map(|f| collation(&f.collation))
+                .collect(),
+            desc: index.fields.iter().map(|f| f.desc).collect(),
+            key_len: index.fields.iter().filter(|f| f.key).count(),
+            unique: index.unique,
+        }
+    }
+}

@@ -1,0 +1,1180 @@
+//! `custodian check`: read-only. The path of the data:
+//!
+//! file facts (header, size, -wal) → SQLite read transaction + schema →
+//! page reader walks every b-tree (structure, page accounting) → the
+//! customer table and each of its indexes compared by digests (both cores)
+//! → exact diff of unequal buckets → the POS lookup probe for every customer
+//! in doubt → data rules → report.
+
+pub mod canon;
+pub mod compare;
+pub mod finding;
+pub mod probe;
+pub mod structure;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use rusqlite::Connection;
+use rusqlite::types::Value;
+
+use crate::config::Settings;
+use crate::db;
+use crate::exit::ExitStatus;
+use crate::format::btree::PageSource;
+use crate::format::header::{self, DatabaseHeader};
+use crate::format::record::ValueRef;
+use crate::pager::Pager;
+use crate::progress::Progress;
+use crate::report::{self, Coverage, Report, Tool, Verdict};
+use crate::schema::{self, CustomerTable, IndexPart, SchemaObject};
+use compare::{Collected, Plan};
+use finding::{Code, EntryRef, Finding, Severity};
+use probe::{Answer, Prober};
+
+/// A customer ID, ordered as SQLite orders values (numbers before text).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum CustomerId {
+    Int(i64),
+    Text(String),
+}
+
+impl CustomerId {
+    fn from_value(v: &Value) -> Option<CustomerId> {
+        match v {
+            Value::Integer(i) => Some(CustomerId::Int(*i)),
+            other => report::id_text(other).map(CustomerId::Text),
+        }
+    }
+    fn text(&self) -> String {
+        match self {
+            CustomerId::Int(i) => i.to_string(),
+            CustomerId::Text(t) => t.clone(),
+        }
+    }
+}
+
+fn id_list(ids: &BTreeSet<CustomerId>) -> Vec<String> {
+    ids.iter().map(CustomerId::text).collect()
+}
+
+pub struct CheckOutcome {
+    pub report: Report,
+    pub status: ExitStatus,
+}
+
+/// Runs the check. `Err` means it could not run (exit 2).
+pub fn check(path: &Path, settings: &Settings, progress: Progress) -> Result<CheckOutcome> {
+    let mut ctx = Ctx {
+        findings: Vec::new(),
+        coverage: Coverage {
+            complete: true,
+            ..Coverage::default()
+        },
+        affected: BTreeSet::new(),
+    };
+    let header = match read_header(path)? {
+        Ok(h) => h,
+        Err(f) => {
+            ctx.findings.push(f);
+            ctx.coverage.complete = false;
+            return Ok(ctx.finish(path, settings, false));
+        }
+    };
+    ctx.coverage.page_size = header.page_size;
+
+    // The SQLite read transaction is opened first and held to the end: in
+    // rollback mode its shared lock keeps writers from changing the file
+    // under the page reader; in WAL mode the reader's snapshot is at least
+    // as new as SQLite's, and every finding about customers is confirmed by
+    // a lookup inside SQLite's snapshot.
+    let conn = db::open_read_only(path)?;
+    let schema = begin_and_read_schema(&conn, path)?;
+    let pager = Pager::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    file_findings(&pager, &header, &mut ctx);
+    ctx.coverage.pages = pager.page_count();
+    ctx.coverage.wal_frames = pager.wal().map(|w| w.max_frame).unwrap_or(0);
+
+    let objects = match schema {
+        Ok(o) => o,
+        Err(msg) => {
+            ctx.findings.push(
+                Finding::error(
+                    Code::SchemaUnreadable,
+                    format!("SQLite cannot read the schema: {msg}"),
+                )
+                .object("sqlite_schema")
+                .pages(vec![1]),
+            );
+            let (damage, _) = structure::walk_structure(&pager, 1, false);
+            ctx.findings.extend(structure::damage_findings(
+                "sqlite_schema",
+                "sqlite_schema",
+                &damage,
+            ));
+            ctx.coverage.complete = false;
+            return Ok(ctx.finish(path, settings, false));
+        }
+    };
+
+    let table = match schema::customer_table(&conn, &objects, &settings.table, &settings.id_column)?
+    {
+        Some(Ok(t)) => Some(t),
+        Some(Err(msg)) => bail!("{}: {msg}", path.display()),
+        None => None,
+    };
+    let quick = std::thread::scope(|s| -> Result<Vec<String>> {
+        // SQLite's own quick_check runs beside custodian's passes, on its
+        // own connection: an independent second opinion on structure.
+        let ws = conn
+            .pragma_query_value(None, "writable_schema", |r| r.get::<_, bool>(0))
+            .unwrap_or(false);
+        let qc = s.spawn(move || quick_check(path, ws));
+        structure_pass(&pager, &objects, table.as_ref(), &header, &mut ctx);
+        if let Some(t) = &table {
+            customer_pass(&pager, &conn, t, settings, progress, &mut ctx)?;
+        }
+        match qc.join() {
+            Ok(r) => r,
+            Err(_) => Ok(vec!["quick_check thread failed".into()]),
+        }
+    })?;
+    add_quick_check(&quick, &mut ctx);
+
+    let table_found = table.is_some();
+    if let Some(t) = &table {
+        ctx.coverage.table = Some(t.name.clone());
+        ctx.coverage.id_column = Some(t.columns[t.id_column].name.clone());
+    } else {
+        let tables: Vec<&str> = objects
+            .iter()
+            .filter(|o| o.kind == "table" && !o.name.starts_with("sqlite_"))
+            .map(|o| o.name.as_str())
+            .collect();
+        ctx.findings.push(
+            Finding::error(
+                Code::TableMissing,
+                format!(
+                    "no table {:?}; tables: {} (use --table)",
+                    settings.table,
+                    if tables.is_empty() {
+                        "none".to_string()
+                    } else {
+                        tables.join(", ")
+                    }
+                ),
+            )
+            .object(&settings.table),
+        );
+        ctx.coverage.complete = false;
+    }
+    drop(conn);
+    Ok(ctx.finish(path, settings, table_found))
+}
+
+struct Ctx {
+    findings: Vec<Finding>,
+    coverage: Coverage,
+    affected: BTreeSet<CustomerId>,
+}
+
+impl Ctx {
+    fn finish(mut self, path: &Path, settings: &Settings, table_found: bool) -> CheckOutcome {
+        let errors = self
+            .findings
+            .iter()
+            .any(|f| f.severity == Severity::Error && f.code != Code::TableMissing);
+        let warnings = self
+            .findings
+            .iter()
+            .any(|f| f.severity == Severity::Warning);
+        let missing_table =
+            !table_found && self.findings.iter().any(|f| f.code == Code::TableMissing);
+        let (verdict, status) = if errors || !self.affected.is_empty() {
+            (Verdict::Corrupt, ExitStatus::Problems)
+        } else if missing_table {
+            (Verdict::Failed, ExitStatus::CouldNotRun)
+        } else if warnings && settings.strict {
+            (Verdict::Clean, ExitStatus::Problems)
+        } else {
+            (Verdict::Clean, ExitStatus::Success)
+        };
+        self.findings.sort_by(|a, b| {
+            (a.severity, a.code, &a.object, &a.message)
+                .cmp(&(b.severity, b.code, &b.object, &b.message))
+        });
+        CheckOutcome {
+            report: Report {
+                schema_version: report::SCHEMA_VERSION,
+                tool: Tool::this(),
+                command: "check",
+                database: path.display().to_string(),
+                verdict,
+                findings: self.findings,
+                affected_customer_ids: id_list(&self.affected),
+                coverage: self.coverage,
+            },
+            status,
+        }
+    }
+}
+
+/// Reads and validates the 100-byte header. Outer Err: not a database at
+/// all (exit 2). Inner Err: a database whose header is damaged (a finding).
+fn read_header(path: &Path) -> Result<std::result::Result<DatabaseHeader, Finding>> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    if meta.is_dir() {
+        bail!("{}: is a directory, not a database file", path.display());
+    }
+    let len = meta.len();
+    if len == 0 {
+        bail!("{}: empty file (0 bytes): not a database", path.display());
+    }
+    let mut head = Vec::with_capacity(header::HEADER_SIZE);
+    std::fs::File::open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?
+        .take(header::HEADER_SIZE as u64)
+        .read_to_end(&mut head)
+        .with_context(|| format!("{}: cannot read the header", path.display()))?;
+    let magic_len = head.len().min(header::MAGIC.len());
+    if head[..magic_len] != header::MAGIC[..magic_len] {
+        bail!(
+            "{}: not a SQLite database (no \"SQLite format 3\" header)",
+            path.display()
+        );
+    }
+    if head.len() < header::HEADER_SIZE {
+        return Ok(Err(Finding::error(
+            Code::FileTruncated,
+            format!("the file is {len} bytes, shorter than the 100-byte database header"),
+        )));
+    }
+    Ok(DatabaseHeader::parse(&head).map_err(|e| {
+        Finding::error(Code::HeaderInvalid, format!("database header: {e}")).pages(vec![1])
+    }))
+}
+
+/// BEGIN, then read the schema: this takes the read lock / snapshot.
+/// Outer Err: busy or cannot run. Inner Err: the schema is unreadable.
+fn begin_and_read_schema(
+    conn: &Connection,
+    path: &Path,
+) -> Result<std::result::Result<Vec<SchemaObject>, String>> {
+    conn.execute_batch("BEGIN")?;
+    match schema::read_schema(conn) {
+        Ok(o) => Ok(Ok(o)),
+        Err(e) if db::is_busy(&e) => Err(db::busy_error(path)),
+        Err(e) if db::is_corrupt(&e) => {
+            // SQLite refuses a whole file whose header counts more pages
+            // than the file holds. With writable_schema it trusts the file
+            // size instead and reads what is there (nothing is written: the
+            // connection is read-only and query_only). The truncation itself
+            // is reported from the file facts.
+            conn.execute_batch("ROLLBACK; PRAGMA writable_schema = ON; BEGIN")?;
+            match schema::read_schema(conn) {
+                Ok(o) => Ok(Ok(o)),
+                Err(e2) if db::is_busy(&e2) => Err(db::busy_error(path)),
+                Err(_) => Ok(Err(e.to_string())),
+            }
+        }
+        Err(e) => Ok(Err(e.to_string())),
+    }
+}
+
+fn file_findings(pager: &Pager, header: &DatabaseHeader, ctx: &mut Ctx) {
+    let ps = header.page_size as u64;
+    let len = pager.file_len();
+    if len % ps != 0 {
+        ctx.findings.push(Finding::new(
+            Code::FileSizeOdd,
+            Severity::Warning,
+            format!("the file is {len} bytes, not a whole number of {ps}-byte pages"),
+        ));
+    }
+    let n = pager.page_count();
+    let in_file = (len / ps) as u32;
+    if n > in_file {
+        let missing: Vec<u32> = (in_file + 1..=n)
+            .filter(|&p| pager.wal().and_then(|w| w.newest_frame(p)).is_none())
+            .collect();
+        if !missing.is_empty() {
+            ctx.findings.push(
+                Finding::error(
+                    Code::FileTruncated,
+                    format!(
+                        "the database has {n} pages but the file holds {in_file}: {} pages are lost",
+                        missing.len()
+                    ),
+                )
+                .count(missing.len() as u64)
+                .pages(missing),
+            );
+        }
+    }
+    if let Some(w) = pager.wal()
+        && w.max_frame > 0
+    {
+        ctx.findings.push(
+            Finding::new(
+                Code::WalUncheckpointed,
+                Severity::Info,
+                format!(
+                    "the -wal holds {} committed frames not yet checkpointed; they were read as part of the database",
+                    w.max_frame
+                ),
+            )
+            .count(w.max_frame as u64),
+        );
+    }
+    if let Some(e) = pager.wal_error() {
+        ctx.findings.push(Finding::new(
+            Code::WalInvalid,
+            Severity::Warning,
+            format!("the -wal file cannot be used: {e}"),
+        ));
+    }
+}
+
+/// Walks every b-tree but the customer table's (those are walked by the
+/// comparison), the freelist and the special pages, and accounts for every
+/// page.
+fn structure_pass(
+    pager: &Pager,
+    objects: &[SchemaObject],
+    table: Option<&CustomerTable>,
+    header: &DatabaseHeader,
+    ctx: &mut Ctx,
+) {
+    let mut account = structure::PageAccount::new(pager.page_count());
+    let customer_roots: BTreeSet<u32> = table
+        .map(|t| {
+            std::iter::once(t.rootpage)
+                .chain(t.indexes.iter().map(|i| i.rootpage))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut roots: Vec<(u32, &str, &str, bool)> =
+        vec![(1, "sqlite_schema", "sqlite_schema", false)];
+    for o in objects {
+        if o.rootpage > 0 && (o.kind == "table" || o.kind == "index") {
+            let Ok(root) = u32::try_from(o.rootpage) else {
+                continue;
+            };
+            let is_index = o.kind == "index"
+                || o.sql
+                    .as_deref()
+                    .is_some_and(|s| s.to_ascii_uppercase().contains("WITHOUT ROWID"));
+            roots.push((root, &o.name, &o.tbl_name, is_index));
+        }
+    }
+    for (root, name, tbl, is_index) in roots {
+        let (damage, pages) = structure::walk_structure(pager, root, is_index);
+        account.mark_all(&pages);
+        if customer_roots.contains(&root) {
+            continue; // damage reported by the comparison pass
+        }
+        ctx.findings
+            .extend(structure::damage_findings(name, tbl, &damage));
+    }
+    let (free, err) =
+        structure::freelist_pages(pager, header.first_freelist_trunk, header.freelist_count);
+    account.mark_all(&free);
+    if let Some(e) = err {
+        ctx.findings.push(Finding::error(Code::FreelistDamaged, e));
+    }
+    if header.largest_root_page != 0 {
+        account.mark_all(&structure::ptrmap_pages(
+            pager.usable_size(),
+            pager.page_count(),
+        ));
+    }
+    if let Some(p) = structure::lock_byte_page(pager.page_size(), pager.page_count()) {
+        account.mark(p);
+    }
+    let truncated: BTreeSet<u32> = ctx
+        .findings
+        .iter()
+        .filter(|f| f.code == Code::FileTruncated)
+        .flat_map(|f| f.pages.iter().copied())
+        .collect();
+    let unused: Vec<u32> = account
+        .unused()
+        .into_iter()
+        .filter(|p| !truncated.contains(p))
+        .collect();
+    if !unused.is_empty() {
+        ctx.findings.push(
+            Finding::error(
+                Code::PageUnused,
+                format!(
+                    "{} pages belong to no table, index or the freelist (a lost b-tree, e.g. an index whose definition is gone from the schema)",
+                    unused.len()
+                ),
+            )
+            .count(unused.len() as u64)
+            .pages(unused),
+        );
+    }
+    if !account.reused().is_empty() {
+        let r = account.reused().to_vec();
+        ctx.findings.push(
+            Finding::error(
+                Code::PageReused,
+                format!("{} pages are used more than once", r.len()),
+            )
+            .count(r.len() as u64)
+            .pages(r),
+        );
+    }
+}
+
+fn quick_check(path: &Path, writable_schema: bool) -> Result<Vec<String>> {
+    let conn = db::open_read_only(path)?;
+    if writable_schema {
+        conn.pragma_update(None, "writable_schema", true)?;
+    }
+    let mut stmt = conn.prepare("PRAGMA quick_check(1000000)")?;
+    let mut rows = stmt.query([])?;
+    let mut out = Vec::new();
+    loop {
+        match rows.next() {
+            Ok(Some(r)) => out.push(r.get::<_, String>(0).unwrap_or_default()),
+            Ok(None) => break,
+            Err(e) if db::is_busy(&e) => return Err(db::busy_error(path)),
+            Err(e) => {
+                out.push(e.to_string());
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn add_quick_check(lines: &[String], ctx: &mut Ctx) {
+    if lines.len() == 1 && lines[0] == "ok" {
+        return;
+    }
+    let typed_structure = ctx.findings.iter().any(|f| {
+        f.severity == Severity::Error
+            && !matches!(
+                f.code,
+                Code::TableMissing | Code::WalInvalid | Code::WalUncheckpointed
+            )
+    });
+    let sev = if typed_structure {
+        Severity::Info
+    } else {
+        Severity::Error
+    };
+    let mut f = Finding::new(
+        Code::SqliteQuickCheck,
+        sev,
+        format!(
+            "PRAGMA quick_check: {}",
+            lines.first().map(String::as_str).unwrap_or("")
+        ),
+    )
+    .count(lines.len() as u64);
+    let mut pages = Vec::new();
+    for l in lines {
+        // "Page 25140: …", "On tree page 7 cell 0: …", "Tree 5 page 7 …"
+        let words: Vec<&str> = l.split(|c: char| c == ' ' || c == ':').collect();
+        for w in words.windows(2) {
+            if w[0].eq_ignore_ascii_case("page")
+                && let Ok(p) = w[1].parse::<u32>()
+            {
+                pages.push(p);
+            }
+        }
+    }
+    f = f.pages(pages);
+    if lines.len() > 1 {
+        f.message = format!("{} (and {} more lines)", f.message, lines.len() - 1);
+    }
+    ctx.findings.push(f);
+}
+
+/// Rows in doubt, gathered from every comparison.
+#[derive(Default)]
+struct Suspects {
+    rows: BTreeSet<i64>,
+    ids: BTreeSet<CustomerId>,
+}
+
+fn customer_pass(
+    pager: &Pager,
+    conn: &Connection,
+    table: &CustomerTable,
+    settings: &Settings,
+    progress: Progress,
+    ctx: &mut Ctx,
+) -> Result<()> {
+    let tname = table.name.as_str();
+    if table.without_rowid {
+        ctx.findings.push(
+            Finding::new(
+                Code::IndexNotCompared,
+                Severity::Warning,
+                "the customer table is WITHOUT ROWID: its indexes are not compared yet (only probed by SQLite's quick_check)",
+            )
+            .table(tname),
+        );
+        ctx.coverage.complete = false;
+        return Ok(());
+    }
+    let defaults = column_defaults(conn, table);
+    let mut plans = Vec::new();
+    let mut sql_side = Vec::new();
+    for i in 0..table.indexes.len() {
+        match Plan::new(table, i, &defaults) {
+            Some(p) => plans.push(p),
+            None => sql_side.push(i),
+        }
+    }
+    let mut rules = RuleHits::default();
+    let id_pos = table.columns[table.id_column].record_pos;
+    let id_is_rowid = table.rowid_alias == Some(table.id_column);
+    let status_pos = settings
+        .status_column
+        .as_ref()
+        .and_then(|s| {
+            table
+                .columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(s))
+        })
+        .and_then(|c| c.record_pos);
+    let enc = pager.text_encoding();
+
+    // Pass 1: digests, table on one core and indexes on the other.
+    let bar = progress.bar(pager.page_count() as u64, "comparing indexes");
+    let (tscan, iscans) = std::thread::scope(|s| {
+        let ih = s.spawn(|| {
+            plans
+                .iter()
+                .map(|p| {
+                    compare::scan_index(pager, table.indexes[p.index].rootpage, p, None, &|_| {})
+                })
+                .collect::<Vec<_>>()
+        });
+        let mut hook = |rowid: i64, vals: &[ValueRef<'_>]| {
+            rules.observe(rowid, vals, id_pos, id_is_rowid, status_pos, settings, enc);
+        };
+        let t = compare::scan_table(pager, table, &plans, None, &mut hook, &|n| {
+            bar.set_position(n.min(u64::MAX))
+        });
+        (t, ih.join())
+    });
+    bar.finish_and_clear();
+    let iscans = iscans.map_err(|_| anyhow::anyhow!("index scan thread failed"))?;
+    ctx.coverage.customers_read = tscan.rows;
+    rules.into_findings(tname, settings, &mut ctx.findings);
+
+    ctx.findings
+        .extend(structure::damage_findings(tname, tname, &tscan.damage));
+    if !tscan.damaged_rows.is_empty() {
+        ctx.findings.push(
+            Finding::error(
+                Code::RowsUnreadable,
+                format!(
+                    "{} rows of {tname} cannot be read whole",
+                    tscan.damaged_rows.len()
+                ),
+            )
+            .table(tname)
+            .count(tscan.damaged_rows.len() as u64),
+        );
+    }
+    let mut suspects = Suspects::default();
+    suspects.rows.extend(tscan.damaged_rows.iter().copied());
+
+    let mut wanted: compare::Wanted = Vec::new();
+    for (p, plan) in plans.iter().enumerate() {
+        let index = &table.indexes[plan.index];
+        ctx.findings.extend(structure::damage_findings(
+            &index.name,
+            tname,
+            &iscans[p].damage,
+        ));
+        let w: Vec<bool> = (0..compare::BUCKETS)
+            .map(|b| tscan.digests[p][b] != iscans[p].digests[b])
+            .collect();
+        wanted.push(w);
+        ctx.coverage.indexes_compared.push(index.name.clone());
+    }
+
+    // Pass 2, only where buckets differ: collect both sides and diff exactly.
+    let any = wanted.iter().any(|w| w.iter().any(|&b| b));
+    if any {
+        let (t2, i2) = std::thread::scope(|s| {
+            let ih = s.spawn(|| {
+                plans
+                    .iter()
+                    .enumerate()
+                    .map(|(p, plan)| {
+                        if wanted[p].iter().any(|&b| b) {
+                            Some(compare::scan_index(
+                                pager,
+                                table.indexes[plan.index].rootpage,
+                                plan,
+                                Some(&wanted[p]),
+                                &|_| {},
+                            ))
+                        } else {
+                            None
+                        }
+                    })
+                    .collect::<Vec<_>>()
+            });
+            let t =
+                compare::scan_table(pager, table, &plans, Some(&wanted), &mut |_, _| {}, &|_| {});
+            (t, ih.join())
+        });
+        let i2 = i2.map_err(|_| anyhow::anyhow!("index scan thread failed"))?;
+        for (p, plan) in plans.iter().enumerate() {
+            let Some(iscan) = &i2[p] else { continue };
+            let d = compare::diff(t2.collected[p].clone(), iscan.collected.clone());
+            diff_findings(table, plan.index, &d, &t2.collected[p], &mut suspects, ctx);
+        }
+    }
+    for (p, plan) in plans.iter().enumerate() {
+        order_findings(table, plan.index, &iscans[p], &mut suspects, ctx);
+    }
+
+    // Expression and partial indexes: SQLite computes the table side.
+    for &i in &sql_side {
+        let index = &table.indexes[i];
+        let plan = Plan::index_side(table, i);
+        let iscan = compare::scan_index(pager, index.rootpage, &plan, None, &|_| {});
+        ctx.findings.extend(structure::damage_findings(
+            &index.name,
+            tname,
+            &iscan.damage,
+        ));
+        match compare::scan_table_sql(conn, table, index, None) {
+            Err(e) => {
+                ctx.findings.push(
+                    Finding::new(
+                        Code::IndexNotCompared,
+                        Severity::Warning,
+                        format!("could not compute the expected entries with SQLite: {e}"),
+                    )
+                    .object(&index.name)
+                    .table(tname),
+                );
+                ctx.coverage.complete = false;
+            }
+            Ok((digests, _, _)) => {
+                ctx.coverage.indexes_compared.push(index.name.clone());
+                let w: Vec<bool> = (0..compare::BUCKETS)
+                    .map(|b| digests[b] != iscan.digests[b])
+                    .collect();
+                if w.iter().any(|&b| b) {
+                    let i2 = compare::scan_index(pager, index.rootpage, &plan, Some(&w), &|_| {});
+                    if let Ok((_, expected, _)) =
+                        compare::scan_table_sql(conn, table, index, Some(&w))
+                    {
+                        let d = compare::diff(expected.clone(), i2.collected);
+                        diff_findings(table, i, &d, &expected, &mut suspects, ctx);
+                    }
+                }
+                order_findings(table, i, &iscan, &mut suspects, ctx);
+            }
+        }
+    }
+    ctx.coverage.indexes_compared.sort();
+
+    probe_suspects(conn, table, &suspects, progress, ctx);
+    Ok(())
+}
+
+/// Values of DEFAULT clauses, for records written before ADD COLUMN.
+fn column_defaults(conn: &Connection, table: &CustomerTable) -> Vec<Value> {
+    table
+        .columns
+        .iter()
+        .map(|c| match &c.default_sql {
+            None => Value::Null,
+            Some(sql) => conn
+                .query_row(&format!("SELECT {sql}"), [], |r| r.get::<_, Value>(0))
+                .unwrap_or(Value::Null),
+        })
+        .collect()
+}
+
+fn id_of_values(table: &CustomerTable, index_pos: usize, values: &[Value]) -> Option<CustomerId> {
+    let index = &table.indexes[index_pos];
+    index
+        .fields
+        .iter()
+        .position(|f| matches!(f.part, IndexPart::Column(c) if c == table.id_column))
+        .and_then(|i| values.get(i))
+        .and_then(CustomerId::from_value)
+}
+
+fn entry_ref(
+    table: &CustomerTable,
+    index_pos: usize,
+    c: &Collected,
+    id: Option<&CustomerId>,
+) -> EntryRef {
+    let index = &table.indexes[index_pos];
+    let key = index
+        .fields
+        .iter()
+        .zip(c.values.iter())
+        .filter(|(f, _)| f.key)
+        .map(|(f, v)| match &f.part {
+            IndexPart::Column(col) if *col == table.id_column => report::id_text(v)
+                .map(serde_json::Value::String)
+                .unwrap_or(serde_json::Value::Null),
+            IndexPart::Column(col) => report::mask(&table.columns[*col].name, v),
+            IndexPart::Rowid => serde_json::json!(c.rowid),
+            IndexPart::Expr(e) => report::mask(e, v),
+        })
+        .collect();
+    EntryRef {
+        rowid: c.rowid,
+        customer_id: id.map(CustomerId::text),
+        key,
+    }
+}
+
+fn diff_findings(
+    table: &CustomerTable,
+    index_pos: usize,
+    d: &compare::Diff,
+    expected: &[Collected],
+    suspects: &mut Suspects,
+    ctx: &mut Ctx,
+) {
+    let index = &table.indexes[index_pos];
+    let tname = table.name.as_str();
+    let expected_rowids: BTreeSet<i64> = expected.iter().filter_map(|c| c.rowid).collect();
+
+    if !d.missing.is_empty() {
+        let mut entries = Vec::new();
+        let mut ids = BTreeSet::new();
+        for c in &d.missing {
+            if let Some(r) = c.rowid {
+                suspects.rows.insert(r);
+            }
+            let id = id_of_values(table, index_pos, &c.values);
+            entries.push(entry_ref(table, index_pos, c, id.as_ref()));
+            if let Some(i) = id {
+                ids.insert(i);
+            }
+        }
+        entries.sort_by_key(EntryRef::sort_key);
+        let mut f = Finding::error(
+            Code::IndexEntryMissing,
+            format!("{} rows have no entry in {}", d.missing.len(), index.name),
+        )
+        .object(&index.name)
+        .table(tname)
+        .count(d.missing.len() as u64);
+        f.entries = entries;
+        f.customer_ids = id_list(&ids);
+        ctx.findings.push(f);
+    }
+    let (mismatch, surplus): (Vec<&Collected>, Vec<&Collected>) = d
+        .surplus
+        .iter()
+        .partition(|c| c.rowid.is_some_and(|r| expected_rowids.contains(&r)));
+    for (code, list, what) in [
+        (
+            Code::IndexEntrySurplus,
+            surplus,
+            "entries whose row is gone or unreadable",
+        ),
+        (
+            Code::IndexKeyMismatch,
+            mismatch,
+            "entries whose row holds a different key",
+        ),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let mut entries = Vec::new();
+        let mut ids = BTreeSet::new();
+        for c in &list {
+            if let Some(r) = c.rowid {
+                suspects.rows.insert(r);
+            }
+            let id = id_of_values(table, index_pos, &c.values);
+            if let Some(i) = &id {
+                suspects.ids.insert(i.clone());
+                ids.insert(i.clone());
+            }
+            entries.push(entry_ref(table, index_pos, c, id.as_ref()));
+        }
+        entries.sort_by_key(EntryRef::sort_key);
+        let mut f = Finding::error(code, format!("{} has {} {what}", index.name, list.len()))
+            .object(&index.name)
+            .table(tname)
+            .count(list.len() as u64);
+        f.entries = entries;
+        f.customer_ids = id_list(&ids);
+        ctx.findings.push(f);
+    }
+}
+
+fn order_findings(
+    table: &CustomerTable,
+    index_pos: usize,
+    scan: &compare::IndexScan,
+    suspects: &mut Suspects,
+    ctx: &mut Ctx,
+) {
+    let index = &table.indexes[index_pos];
+    let tname = table.name.as_str();
+    if !scan.out_of_order.is_empty() {
+        let mut f = Finding::error(
+            Code::KeyOrder,
+            format!(
+                "{} entries of {} are out of key order (lookups can miss them)",
+                scan.out_of_order.len(),
+                index.name
+            ),
+        )
+        .object(&index.name)
+        .table(tname)
+        .count(scan.out_of_order.len() as u64);
+        for c in &scan.out_of_order {
+            if let Some(r) = c.rowid {
+                suspects.rows.insert(r);
+            }
+            let id = id_of_values(table, index_pos, &c.values);
+            if let Some(i) = &id {
+                suspects.ids.insert(i.clone());
+            }
+            f.entries.push(entry_ref(table, index_pos, c, id.as_ref()));
+        }
+        f.entries.sort_by_key(EntryRef::sort_key);
+        ctx.findings.push(f);
+    }
+    if !scan.duplicates.is_empty() {
+        let mut f = Finding::error(
+            Code::DuplicateKey,
+            format!(
+                "{} keys appear twice in UNIQUE index {}",
+                scan.duplicates.len(),
+                index.name
+            ),
+        )
+        .object(&index.name)
+        .table(tname)
+        .count(scan.duplicates.len() as u64);
+        let mut ids = BTreeSet::new();
+        for (a, b) in &scan.duplicates {
+            for c in [a, b] {
+                if let Some(r) = c.rowid {
+                    suspects.rows.insert(r);
+                }
+                let id = id_of_values(table, index_pos, &c.values);
+                if let Some(i) = &id {
+                    ids.insert(i.clone());
+                }
+                f.entries.push(entry_ref(table, index_pos, c, id.as_ref()));
+            }
+        }
+        f.entries.sort_by_key(EntryRef::sort_key);
+        f.customer_ids = id_list(&ids);
+        ctx.findings.push(f);
+    }
+    for c in &scan.beside_damage {
+        if let Some(r) = c.rowid {
+            suspects.rows.insert(r);
+        }
+        if let Some(i) = id_of_values(table, index_pos, &c.values) {
+            suspects.ids.insert(i);
+        }
+    }
+    if !scan.bad_records.is_empty() {
+        ctx.findings.push(
+            Finding::error(
+                Code::RecordDamaged,
+                format!(
+                    "{} entries of {} do not parse as index records",
+                    scan.bad_records.len(),
+                    index.name
+                ),
+            )
+            .object(&index.name)
+            .table(tname)
+            .count(scan.bad_records.len() as u64)
+            .pages(scan.bad_records.clone()),
+        );
+    }
+}
+
+/// The lookup probe for every row and ID in doubt; the affected customers.
+fn probe_suspects(
+    conn: &Connection,
+    table: &CustomerTable,
+    suspects: &Suspects,
+    progress: Progress,
+    ctx: &mut Ctx,
+) {
+    if suspects.rows.is_empty() && suspects.ids.is_empty() {
+        return;
+    }
+    let prober = Prober::new(conn, table);
+    let tname = table.name.as_str();
+    let bar = progress.bar(
+        (suspects.rows.len() + suspects.ids.len()) as u64,
+        "probing lookups",
+    );
+    // index name → (customers with a wrong answer, one example of the answer)
+    let mut wrong: BTreeMap<String, (BTreeSet<CustomerId>, String)> = BTreeMap::new();
+    let mut not_probed: BTreeMap<String, String> = BTreeMap::new();
+    let mut dups: BTreeMap<String, Vec<(CustomerId, i64, Vec<i64>)>> = BTreeMap::new();
+    let mut probed = 0u64;
+    let mut unreadable_rows = Vec::new();
+    let mut record = |id: &CustomerId,
+                      answers: &BTreeMap<String, Answer>,
+                      wrong: &mut BTreeMap<String, (BTreeSet<CustomerId>, String)>,
+                      affected: &mut BTreeSet<CustomerId>| {
+        for (name, a) in answers {
+            match a {
+                Answer::NotProbed(e) => {
+                    not_probed.insert(name.clone(), e.clone());
+                }
+                a if a.is_wrong() => {
+                    let e = wrong
+                        .entry(name.clone())
+                        .or_insert_with(|| (BTreeSet::new(), describe(a)));
+                    e.0.insert(id.clone());
+                    affected.insert(id.clone());
+                }
+                _ => {}
+            }
+        }
+    };
+    for &rowid in &suspects.rows {
+        bar.inc(1);
+        let id = match prober.row_id(rowid) {
+            Ok(Some(v)) => CustomerId::from_value(&v),
+            Ok(None) => continue, // no such row: its index entries are named by ID below
+            Err(_) => {
+                unreadable_rows.push(rowid);
+                continue;
+            }
+        };
+        let Some(answers) = prober.probe_row(rowid) else {
+            unreadable_rows.push(rowid);
+            continue;
+        };
+        probed += 1;
+        let Some(id) = id else { continue };
+        record(&id, &answers, &mut wrong, &mut ctx.affected);
+        for index in table.indexes.iter().filter(|i| i.unique) {
+            if answers.get(&index.name).is_some_and(Answer::is_wrong) {
+                let others = prober.same_key_rows(index, rowid);
+                if !others.is_empty() {
+                    dups.entry(index.name.clone())
+                        .or_default()
+                        .push((id.clone(), rowid, others));
+                }
+            }
+        }
+    }
+    for id in &suspects.ids {
+        bar.inc(1);
+        let v = match id {
+            CustomerId::Int(i) => Value::Integer(*i),
+            CustomerId::Text(t) => Value::Text(t.clone()),
+        };
+        let answers = prober.probe_id(&v);
+        probed += 1;
+        record(id, &answers, &mut wrong, &mut ctx.affected);
+    }
+    bar.finish_and_clear();
+    ctx.coverage.customers_probed = probed;
+    for (name, (ids, example)) in wrong {
+        ctx.findings.push(
+            Finding::error(
+                Code::LookupWrong,
+                format!(
+                    "lookup through {name} gives a wrong answer for {} customers (e.g. {example})",
+                    ids.len()
+                ),
+            )
+            .object(&name)
+            .table(tname)
+            .count(ids.len() as u64)
+            .customer_ids(id_list(&ids)),
+        );
+    }
+    for (name, err) in not_probed {
+        ctx.findings.push(
+            Finding::new(
+                Code::IndexNotCompared,
+                Severity::Warning,
+                format!("lookups through {name} could not be done: {err}"),
+            )
+            .object(&name)
+            .table(tname),
+        );
+        ctx.coverage.complete = false;
+    }
+    for (name, list) in dups {
+        let ids: BTreeSet<CustomerId> = list.iter().map(|(i, _, _)| i.clone()).collect();
+        let mut f = Finding::error(
+            Code::DuplicateKey,
+            format!(
+                "{} customers have more than one row under UNIQUE index {name} (re-registered while the index was broken)",
+                ids.len()
+            ),
+        )
+        .object(&name)
+        .table(tname)
+        .count(ids.len() as u64)
+        .customer_ids(id_list(&ids));
+        for (id, r, others) in list {
+            f.entries.push(EntryRef {
+                rowid: Some(r),
+                customer_id: Some(id.text()),
+                key: others.iter().map(|o| serde_json::json!(o)).collect(),
+            });
+        }
+        f.entries.sort_by_key(EntryRef::sort_key);
+        f.message.push_str("; entries list each row not found through the index, with the rowids the index finds instead");
+        ctx.findings.push(f);
+    }
+    if !unreadable_rows.is_empty() {
+        ctx.findings.push(
+            Finding::error(
+                Code::RowsUnreadable,
+                format!(
+                    "{} rows in doubt cannot be read by SQLite",
+                    unreadable_rows.len()
+                ),
+            )
+            .table(tname)
+            .count(unreadable_rows.len() as u64),
+        );
+    }
+}
+
+fn describe(a: &Answer) -> String {
+    match a {
+        Answer::Missing => "the row is not found".into(),
+        Answer::WrongRow => "it leads to a row holding another key".into(),
+        Answer::Error(e) => format!("the lookup fails: {e}"),
+        Answer::Right => "right".into(),
+        Answer::NotProbed(e) => e.clone(),
+    }
+}
+
+/// Data rules: empty IDs, IDs breaking the format rule, disabled customers.
+#[derive(Default)]
+struct RuleHits {
+    empty: u64,
+    format: BTreeMap<String, BTreeSet<CustomerId>>,
+    status: [BTreeSet<CustomerId>; 3],
+}
+
+impl RuleHits {
+    #[allow(clippy::too_many_arguments)]
+    fn observe(
+        &mut self,
+        rowid: i64,
+        vals: &[ValueRef<'_>],
+        id_pos: Option<usize>,
+        id_is_rowid: bool,
+        status_pos: Option<usize>,
+        settings: &Settings,
+        enc: crate::format::header::TextEncoding,
+    ) {
+        let id = if id_is_rowid {
+            Some(CustomerId::Int(rowid))
+        } else {
+            match id_pos.and_then(|p| vals.get(p)) {
+                None | Some(ValueRef::Null) => None,
+                Some(ValueRef::Integer(i)) => Some(CustomerId::Int(*i)),
+                Some(v) => report::id_text(&canon::to_owned(v, enc)).map(CustomerId::Text),
+            }
+        };
+        let id = match id {
+            Some(CustomerId::Text(t)) if t.trim().is_empty() => None,
+            other => other,
+        };
+        let Some(id) = id else {
+            self.empty += 1;
+            return;
+        };
+        if let Some(rule) = &settings.id_rule
+            && let Some(why) = rule.violation(&id.text())
+        {
+            self.format.entry(why).or_default().insert(id.clone());
+        }
+        if let Some(p) = status_pos
+            && let Some(ValueRef::Text(t)) = vals.get(p)
+        {
+            let s = canon::decode_text(t, enc);
+            let sv = &settings.status_values;
+            for (k, list) in [&sv.disabled, &sv.frozen, &sv.closed]
+                .into_iter()
+                .enumerate()
+            {
+                if list.iter().any(|x| x.eq_ignore_ascii_case(&s)) {
+                    self.status[k].insert(id.clone());
+                }
+            }
+        }
+    }
+
+    fn into_findings(self, table: &str, _settings: &Settings, out: &mut Vec<Finding>) {
+        if self.empty > 0 {
+            out.push(
+                Finding::new(
+                    Code::IdEmpty,
+                    Severity::Warning,
+                    format!("{} customers have an empty or NULL ID", self.empty),
+                )
+                .table(table)
+                .count(self.empty),
+            );
+        }
+        for (why, ids) in self.format {
+            out.push(
+                Finding::new(
+                    Code::IdFormat,
+                    Severity::Warning,
+                    format!("{} customer IDs are {why}", ids.len()),
+                )
+                .table(table)
+                .count(ids.len() as u64)
+                .customer_ids(id_list(&ids)),
+            );
+        }
+        for (k, ids) in self.status.into_iter().enumerate() {
+            if ids.is_empty() {
+                continue;
+            }
+            let (code, what) = [
+                (Code::CustomerDisabled, "disabled"),
+                (Code::CustomerFrozen, "frozen"),
+                (Code::CustomerClosed, "closed"),
+            ][k];
+            out.push(
+                Finding::new(
+                    code,
+                    Severity::Warning,
+                    format!(
+                        "{} customers are {what}: the POS refuses them on purpose",
+                        ids.len()
+                    ),
+                )
+                .table(table)
+                .count(ids.len() as u64)
+                .customer_ids(id_list(&ids)),
+            );
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The lookup probe: do the POS's own lookup through an index, with SQLite,
+//! and compare what comes back with the table. This is what confirms that a
+//! customer is rejected; nothing is inferred from error text.
+
+use std::collections::BTreeMap;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, params_from_iter};
+
+use crate::schema::{CustomerTable, Index, IndexPart, quote_ident};
+
+/// The answer of one lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The lookup returned the right rows.
+    Right,
+    /// The row is not among those returned.
+    Missing,
+    /// A returned row does not hold the looked-up key (or is gone).
+    WrongRow,
+    /// SQLite raised an error (usually "database disk image is malformed").
+    Error(String),
+    /// The lookup could not be formed (e.g. an unknown collation).
+    NotProbed(String),
+}
+
+impl Answer {
+    pub fn is_wrong(&self) -> bool {
+        matches!(self, Answer::Missing | Answer::WrongRow | Answer::Error(_))
+    }
+}
+
+pub struct Prober<'c> {
+    conn: &'c Connection,
+    table: &'c CustomerTable,
+    tq: String,
+}
+
+fn term_sql(table: &CustomerTable, index: &Index, i: usize) -> String {
+    let f = &index.fields[i];
+    let expr = match &f.part {
+        IndexPart::Column(c) => quote_ident(&table.columns[*c].name),
+        IndexPart::Rowid => "rowid".to_string(),
+        IndexPart::Expr(e) => format!("({e})"),
+    };
+    format!("{expr} COLLATE {}", quote_ident(&f.collation))
+}
+
+fn key_positions(index: &Index) -> Vec<usize> {
+    (0..index.fields.len())
+        .filter(|&i| index.fields[i].key)
+        .collect()
+}
+
+impl<'c> Prober<'c> {
+    pub fn new(conn: &'c Connection, table: &'c CustomerTable) -> Prober<'c> {
+        Prober {
+            conn,
+            table,
+            tq: quote_ident(&table.name),
+        }
+    }
+
+    fn key_holds_id(&self, index: &Index) -> bool {
+        index
+            .fields
+            .iter()
+            .any(|f| f.key && matches!(f.part, IndexPart::Column(c) if c == self.table.id_column))
+    }
+
+    /// The customer ID held by row `rowid`, read straight from the table.
+    pub fn row_id(&self, rowid: i64) -> Result<Option<Value>, String> {
+        let sql = format!(
+            "SELECT {} FROM {} NOT INDEXED WHERE rowid = ?1",
+            quote_ident(&self.table.columns[self.table.id_column].name),
+            self.tq
+        );
+        self.one(&sql, &[Value::Integer(rowid)])
+            .map(|o| o.map(|mut v| v.swap_remove(0)))
+    }
+
+    /// Key values of `index` for row `rowid` (as SQLite evaluates them), or
+    /// None when the row does not exist or the index does not cover it.
+    fn row_key(&self, index: &Index, rowid: i64) -> Result<Option<Vec<Value>>, String> {
+        let keys = key_positions(index);
+        let cols: Vec<String> = keys
+            .iter()
+            .map(|&i| term_sql(self.table, index, i))
+            .collect();
+        let filter = match &index.partial_where {
+            Some(w) => format!(" AND ({w})"),
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT {} FROM {} NOT INDEXED WHERE rowid = ?1{filter}",
+            cols.join(", "),
+            self.tq
+        );
+        self.one(&sql, &[Value::Integer(rowid)])
+    }
+
+    /// Rowids returned by looking `key` up through `index`.
+    fn lookup(&self, index: &Index, key: &[Value]) -> Result<Vec<i64>, String> {
+        let keys = key_positions(index);
+        // The POS compares with `=`; only a NULL key needs `IS`. (At the
+        // border of a damaged page the two can differ: `IS` may step on
+        // into the damaged page where `=` stops at the first match.)
+        let conds: Vec<String> = keys
+            .iter()
+            .enumerate()
+            .map(|(n, &i)| {
+                let op = if matches!(key.get(n), Some(Value::Null)) {
+                    "IS"
+                } else {
+                    "="
+                };
+                format!("{} {op} ?{}", term_sql(self.table, index, i), n + 1)
+            })
+            .collect();
+        let filter = match &index.partial_where {
+            Some(w) => format!(" AND ({w})"),
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT rowid FROM {} INDEXED BY {} WHERE {}{filter}",
+            self.tq,
+            quote_ident(&index.name),
+            conds.join(" AND ")
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| e.to_string())?;
+        let rows = stmt
+            .query_map(params_from_iter(key.iter()), |r| r.get::<_, i64>(0))
+            .map_err(|e| e.to_string())?;
+        rows.collect::<Result<Vec<i64>, _>>()
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether row `rowid` exists and holds `key` in `index`'s terms.
+    fn row_holds(&self, index: &Index, rowid: i64, key: &[Value]) -> Result<bool, String> {
+        let keys = key_positions(index);
+        let mut conds = vec!["rowid = ?1".to_string()];
+        for (n, &i) in keys.iter().enumerate() {
+            conds.push(format!("{} IS ?{}", term_sql(self.table, index, i), n + 2));
+        }
+        let sql = format!(
+            "SELECT 1 FROM {} NOT INDEXED WHERE {}",
+            self.tq,
+            conds.join(" AND ")
+        );
+        let mut params = vec![Value::Integer(rowid)];
+        params.extend(key.iter().cloned());
+        self.one(&sql, &params).map(|o| o.is_some())
+    }
+
+    fn one(&self, sql: &str, params: &[Value]) -> Result<Option<Vec<Value>>, String> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| e.to_string())?;
+        let n = stmt.column_count();
+        let mut rows = stmt
+            .query(params_from_iter(params.iter()))
+            .map_err(|e| e.to_string())?;
+        match rows.next().map_err(|e| e.to_string())? {
+            None => Ok(None),
+            Some(r) => {
+                let mut v = Vec::with_capacity(n);
+                for i in 0..n {
+                    v.push(r.get::<_, Value>(i).map_err(|e| e.to_string())?);
+                }
+                Ok(Some(v))
+            }
+        }
+    }
+
+    /// Does every index of the table find row `rowid` by its own key, and
+    /// only rows that hold that key? One answer per index name; None when
+    /// the row itself cannot be read.
+    pub fn probe_row(&self, rowid: i64) -> Option<BTreeMap<String, Answer>> {
+        let mut out = BTreeMap::new();
+        let mut readable = false;
+        for index in &self.table.indexes {
+            let key = match self.row_key(index, rowid) {
+                Ok(Some(k)) => k,
+                Ok(None) => continue, // not in a partial index, or no such row
+                Err(e) if is_planner_error(&e) => {
+                    out.insert(index.name.clone(), Answer::NotProbed(e));
+                    continue;
+                }
+                Err(_) => return None,
+            };
+            readable = true;
+            out.insert(index.name.clone(), self.answer(index, rowid, &key));
+        }
+        readable.then_some(out)
+    }
+
+    fn answer(&self, index: &Index, rowid: i64, key: &[Value]) -> Answer {
+        match self.lookup(index, key) {
+            Err(e) if is_planner_error(&e) => Answer::NotProbed(e),
+            Err(e) => Answer::Error(e),
+            Ok(found) => {
+                if !found.contains(&rowid) {
+                    return Answer::Missing;
+                }
+                // Through an index whose key holds the customer ID, every row
+                // returned must hold this key, else the POS gets another
+                // customer. Through other indexes (phone, status) the other
+                // rows returned belong to other customers: only this row decides.
+                if !self.key_holds_id(index) {
+                    return Answer::Right;
+                }
+                for s in found {
+                    match self.row_holds(index, s, key) {
+                        Ok(true) => {}
+                        Ok(false) => return Answer::WrongRow,
+                        Err(e) => return Answer::Error(e),
+                    }
+                }
+                Answer::Right
+            }
+        }
+    }
+
+    /// The POS lookup by customer ID alone, through every index whose first
+    /// key is the ID column: for an ID named by an index entry whose row is
+    /// gone, unreadable or holds another key. Wrong if the lookup errors,
+    /// finds nothing, or finds a row that does not hold that ID.
+    pub fn probe_id(&self, id: &Value) -> BTreeMap<String, Answer> {
+        let mut out = BTreeMap::new();
+        for index in &self.table.indexes {
+            let first = key_positions(index).first().copied();
+            let Some(first) = first else { continue };
+            if !matches!(index.fields[first].part, IndexPart::Column(c) if c == self.table.id_column)
+            {
+                continue;
+            }
+            if key_positions(index).len() != 1 {
+                continue;
+            }
+            let key = [id.clone()];
+            let ans = match self.lookup(index, &key) {
+                Err(e) if is_planner_error(&e) => Answer::NotProbed(e),
+                Err(e) => Answer::Error(e),
+                Ok(found) if found.is_empty() => Answer::Missing,
+                Ok(found) => {
+                    let mut a = Answer::Right;
+                    for s in found {
+                        match self.row_holds(index, s, &key) {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                a = Answer::WrongRow;
+                                break;
+                            }
+                            Err(e) => {
+                                a = Answer::Error(e);
+                                break;
+                            }
+                        }
+                    }
+                    a
+                }
+            };
+            out.insert(index.name.clone(), ans);
+        }
+        out
+    }
+
+    /// Other rows holding the same key as `rowid` under a UNIQUE index,
+    /// found through that index (for re-registered duplicates).
+    pub fn same_key_rows(&self, index: &Index, rowid: i64) -> Vec<i64> {
+        let Ok(Some(key)) = self.row_key(index, rowid) else {
+            return Vec::new();
+        };
+        if key.iter().any(|v| matches!(v, Value::Null)) {
+            return Vec::new();
+        }
+        self.lookup(index, &key)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|&s| s != rowid)
+            .collect()
+    }
+}
+
+fn is_planner_error(e: &str) -> bool {
+    e.contains("no query solution")
+        || e.contains("no such collation")
+        || e.contains("no such index")
+}

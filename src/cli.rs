@@ -1,0 +1,132 @@
+//! The command line: clap definitions only. Names and flags are a stable
+//! contract (see DESIGN.md): they may gain siblings, never change.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  healthy / go / repaired and verified / every ID served correctly
+  1  problems found / no-go / repaired with losses / some ID not served
+  2  could not run (bad arguments, missing file, not a database, busy): nothing changed
+  3  repair stopped or failed its verification: the original is untouched";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "custodian",
+    version,
+    about = "Find and repair the damage in a POS customer database that makes a terminal \
+             reject a real customer with \"unsupported customer ID\".",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    /// Print nothing but errors (no summary, no progress bars).
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check a database, read-only: every customer the POS would reject, and why.
+    #[command(after_help = concat!(
+        "Example:\n  custodian check pos.db --json report.json --report report.md\n\n",
+        "Exit codes:\n  0  clean\n  1  problems found (see the report)\n",
+        "  2  could not run: bad arguments, missing file, not a database, busy"
+    ))]
+    Check(CheckArgs),
+    /// Repair a database from its snapshots (not built yet).
+    Repair(RepairArgs),
+    /// Say why the POS rejects the given customer IDs (not built yet).
+    Diagnose(DiagnoseArgs),
+    /// Take a verified snapshot of a live database (not built yet).
+    Snapshot(SnapshotArgs),
+    /// Go / no-go before a POS software upgrade (not built yet).
+    Preflight(PreflightArgs),
+}
+
+/// Options shared by every command that reads the customer table.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TableOpts {
+    /// The customer table (default: customers).
+    #[arg(long, value_name = "T")]
+    pub table: Option<String>,
+    /// The customer ID column (default: customer_id).
+    #[arg(long, value_name = "C")]
+    pub id_column: Option<String>,
+    /// JSON settings: table, id column, ID rule, status values (see README).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Write the machine report (JSON) to FILE, or to stdout with `-`.
+    #[arg(long, value_name = "FILE|-")]
+    pub json: Option<String>,
+    /// Write the human report (Markdown) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Treat warnings (ID format, disabled customers) as problems: exit 1.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The database file.
+    pub db: PathBuf,
+    #[command(flatten)]
+    pub opts: TableOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    pub db: PathBuf,
+    /// A snapshot file or a directory of them (repeatable).
+    #[arg(long, value_name = "PATH", required = true)]
+    pub snapshot: Vec<PathBuf>,
+    /// Print the plan and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Where the byte-for-byte backup goes (default: beside the database).
+    #[arg(long, value_name = "DIR")]
+    pub backup_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub opts: TableOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct DiagnoseArgs {
+    pub db: PathBuf,
+    /// Customer IDs to explain.
+    #[arg(required = true)]
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub opts: TableOpts,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    pub db: PathBuf,
+    /// Folder the snapshot and its manifest go to.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub out: PathBuf,
+    /// Keep only the newest N verified snapshots.
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct PreflightArgs {
+    pub db: PathBuf,
+    #[arg(long, value_name = "PATH", required = true)]
+    pub snapshot: Vec<PathBuf>,
+    #[arg(long, value_name = "HOURS")]
+    pub max_age: Option<f64>,
+    #[arg(long, value_name = "FILE", conflicts_with = "compare")]
+    pub baseline: Option<PathBuf>,
+    #[arg(long, value_name = "FILE")]
+    pub compare: Option<PathBuf>,
+    #[command(flatten)]
+    pub opts: TableOpts,
+}

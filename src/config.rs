@@ -1,0 +1,236 @@
+//! Validated settings: command-line options merged over the `--config` file.
+//!
+//! The config file is JSON. Whole lines starting with `//` are comments and
+//! are ignored, so an example can explain itself. Unknown keys are an error
+//! (a misspelt key must not silently disable a rule).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::cli::TableOpts;
+
+pub const DEFAULT_TABLE: &str = "customers";
+pub const DEFAULT_ID_COLUMN: &str = "customer_id";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    table: Option<String>,
+    id_column: Option<String>,
+    id_rule: Option<IdRuleFile>,
+    status_column: Option<String>,
+    #[serde(default)]
+    status_values: StatusValues,
+    #[serde(default)]
+    references: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdRuleFile {
+    regex: Option<String>,
+    length: Option<usize>,
+    min_length: Option<usize>,
+    max_length: Option<usize>,
+}
+
+/// Status values that make the POS refuse a customer on purpose.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusValues {
+    #[serde(default)]
+    pub disabled: Vec<String>,
+    #[serde(default)]
+    pub frozen: Vec<String>,
+    #[serde(default)]
+    pub closed: Vec<String>,
+}
+
+/// The format rule a customer ID must follow.
+#[derive(Debug, Clone)]
+pub struct IdRule {
+    pub regex: Option<Regex>,
+    pub min_length: Option<usize>,
+    pub max_length: Option<usize>,
+}
+
+impl IdRule {
+    /// Why `id` breaks the rule, or None when it follows it.
+    pub fn violation(&self, id: &str) -> Option<String> {
+        let len = id.chars().count();
+        if let Some(min) = self.min_length
+            && len < min
+        {
+            return Some(format!("shorter than {min} characters"));
+        }
+        if let Some(max) = self.max_length
+            && len > max
+        {
+            return Some(format!("longer than {max} characters"));
+        }
+        if let Some(re) = &self.regex
+            && !re.is_match(id)
+        {
+            return Some(format!("does not match /{}/", re.as_str()));
+        }
+        None
+    }
+}
+
+/// Everything a command needs to know about the customer table.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub table: String,
+    pub id_column: String,
+    /// True when the table name came from the user, not the default.
+    pub table_given: bool,
+    pub id_rule: Option<IdRule>,
+    pub status_column: Option<String>,
+    pub status_values: StatusValues,
+    /// `table.column` pairs that refer to customer IDs.
+    pub references: Vec<String>,
+    pub strict: bool,
+}
+
+impl Settings {
+    pub fn from_opts(opts: &TableOpts) -> Result<Settings> {
+        let file = match &opts.config {
+            Some(path) => read_config(path)?,
+            None => ConfigFile::default(),
+        };
+        let id_rule = match file.id_rule {
+            None => None,
+            Some(r) => {
+                let regex = match r.regex {
+                    Some(src) => Some(Regex::new(&src).with_context(|| {
+                        config_path_context(opts.config.as_deref(), "id_rule.regex")
+                    })?),
+                    None => None,
+                };
+                let (min_length, max_length) = match r.length {
+                    Some(n) => (Some(n), Some(n)),
+                    None => (r.min_length, r.max_length),
+                };
+                Some(IdRule {
+                    regex,
+                    min_length,
+                    max_length,
+                })
+            }
+        };
+        let table_given = opts.table.is_some() || file.table.is_some();
+        let table = opts
+            .table
+            .clone()
+            .or(file.table)
+            .unwrap_or_else(|| DEFAULT_TABLE.to_string());
+        let id_column = opts
+            .id_column
+            .clone()
+            .or(file.id_column)
+            .unwrap_or_else(|| DEFAULT_ID_COLUMN.to_string());
+        for r in &file.references {
+            if r.split_once('.').is_none() {
+                bail!(
+                    "{}: references: {r:?} is not of the form table.column",
+                    opts.config.as_deref().unwrap_or(Path::new("?")).display()
+                );
+            }
+        }
+        Ok(Settings {
+            table,
+            id_column,
+            table_given,
+            id_rule,
+            status_column: file.status_column,
+            status_values: file.status_values,
+            references: file.references,
+            strict: opts.strict,
+        })
+    }
+}
+
+fn config_path_context(path: Option<&Path>, key: &str) -> String {
+    format!(
+        "{}: {key} is not a valid regular expression",
+        path.map(Path::display)
+            .map(|d| d.to_string())
+            .unwrap_or_default()
+    )
+}
+
+fn read_config(path: &PathBuf) -> Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read config file", path.display()))?;
+    let json: String = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("//") {
+                ""
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    serde_json::from_str(&json).with_context(|| format!("{}: invalid config", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_rule_reports_each_kind_of_violation() {
+        let rule = IdRule {
+            regex: Some(Regex::new("^C[0-9]{12}$").unwrap()),
+            min_length: Some(13),
+            max_length: Some(13),
+        };
+        assert_eq!(rule.violation("C000000019817"), None);
+        assert_eq!(
+            rule.violation("C00001").as_deref(),
+            Some("shorter than 13 characters")
+        );
+        assert_eq!(
+            rule.violation("C0000000198170").as_deref(),
+            Some("longer than 13 characters")
+        );
+        assert_eq!(
+            rule.violation("X000000019817").as_deref(),
+            Some("does not match /^C[0-9]{12}$/")
+        );
+    }
+
+    #[test]
+    fn config_with_comments_and_unknown_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.json");
+        std::fs::write(
+            &p,
+            "// the table\n{\"table\": \"clients\", \"id_rule\": {\"length\": 5}}\n",
+        )
+        .unwrap();
+        let opts = TableOpts {
+            config: Some(p.clone()),
+            ..Default::default()
+        };
+        let s = Settings::from_opts(&opts).unwrap();
+        assert_eq!(s.table, "clients");
+        assert_eq!(s.id_column, "customer_id");
+        assert!(s.table_given);
+        assert_eq!(
+            s.id_rule.unwrap().violation("abc").as_deref(),
+            Some("shorter than 5 characters")
+        );
+        std::fs::write(&p, "{\"tabel\": \"x\"}").unwrap();
+        let err = format!("{:#}", Settings::from_opts(&opts).unwrap_err());
+        assert!(
+            err.contains("invalid config") && err.contains("unknown field `tabel`"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,90 @@
+//! custodian: finds and repairs the damage in a point-of-sale customer
+//! database that makes a terminal reject a real customer with "unsupported
+//! customer ID". See ARCHITECTURE.md for the map.
+
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod exit;
+pub mod format;
+pub mod messages;
+pub mod pager;
+pub mod progress;
+pub mod report;
+pub mod schema;
+
+use anyhow::Result;
+
+use cli::{Cli, Command};
+use exit::ExitStatus;
+use progress::Progress;
+
+/// Runs one command. `Err` means it could not run (exit 2); the caller
+/// prints the error.
+pub fn run(cli: Cli) -> Result<ExitStatus> {
+    match cli.command {
+        Command::Check(args) => run_check(&args, cli.quiet),
+        Command::Repair(_) => not_built("repair", 4),
+        Command::Diagnose(_) => not_built("diagnose", 5),
+        Command::Snapshot(_) => not_built("snapshot", 5),
+        Command::Preflight(_) => not_built("preflight", 5),
+    }
+}
+
+fn not_built(command: &str, issue: u32) -> Result<ExitStatus> {
+    anyhow::bail!("`{command}` is not built yet (tracked in issue #{issue}); nothing was done")
+}
+
+fn run_check(args: &cli::CheckArgs, quiet: bool) -> Result<ExitStatus> {
+    let settings = config::Settings::from_opts(&args.opts)?;
+    let json_to_stdout = args.opts.json.as_deref() == Some("-");
+    let progress = Progress::new(quiet, json_to_stdout);
+    let outcome = match check::check(&args.db, &settings, progress) {
+        Ok(o) => o,
+        Err(e) => {
+            // A cron job reading the JSON still learns that the check failed.
+            if let Some(target) = &args.opts.json {
+                let r = failed_report("check", &args.db, &e);
+                let _ = report::json::write(&r, target);
+            }
+            return Err(e);
+        }
+    };
+    let report = &outcome.report;
+    if let Some(target) = &args.opts.json {
+        report::json::write(report, target)?;
+    }
+    if let Some(path) = &args.opts.report {
+        report::write_file(path, &report::markdown::render(report))
+            .map_err(|e| anyhow::anyhow!("{}: cannot write the report: {e}", path.display()))?;
+    }
+    if args.opts.json.is_none() && args.opts.report.is_none() && !quiet {
+        report::print_summary(report);
+    }
+    if outcome.status == ExitStatus::CouldNotRun
+        && let Some(f) = report
+            .findings
+            .iter()
+            .find(|f| f.code == check::finding::Code::TableMissing)
+    {
+        messages::error(&format!("{}: {}", args.db.display(), f.message));
+    }
+    Ok(outcome.status)
+}
+
+fn failed_report(command: &'static str, db: &std::path::Path, e: &anyhow::Error) -> report::Report {
+    report::Report {
+        schema_version: report::SCHEMA_VERSION,
+        tool: report::Tool::this(),
+        command,
+        database: db.display().to_string(),
+        verdict: report::Verdict::Failed,
+        findings: vec![check::finding::Finding::error(
+            check::finding::Code::CouldNotRun,
+            format!("{e:#}"),
+        )],
+        affected_customer_ids: Vec::new(),
+        coverage: report::Coverage::default(),
+    }
+}

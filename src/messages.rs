@@ -1,0 +1,16 @@
+//! The one place that writes warnings and errors to stderr, with the tool's
+//! name in front.
+
+use std::io::Write;
+
+/// `custodian: warning: …` on stderr (unless quiet).
+pub fn warn(quiet: bool, msg: &str) {
+    if !quiet {
+        let _ = writeln!(std::io::stderr(), "custodian: warning: {msg}");
+    }
+}
+
+/// `custodian: …` on stderr, always (errors are never silenced).
+pub fn error(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "custodian: {msg}");
+}

@@ -1,0 +1,180 @@
+//! The human report (Markdown) and the short stdout summary. Customers are
+//! named by ID only.
+
+use std::fmt::Write as _;
+
+use super::{Report, Verdict};
+use crate::check::finding::{Finding, Severity};
+
+/// How many IDs a Markdown list shows before "and N more" (JSON has them all).
+const IDS_SHOWN: usize = 50;
+
+fn rejected_line(report: &Report) -> String {
+    let n = report.affected_customer_ids.len();
+    format!(
+        "{n} customer{} would be rejected by the POS",
+        if n == 1 { "" } else { "s" }
+    )
+}
+
+fn id_list(ids: &[String], limit: usize) -> String {
+    let shown: Vec<&str> = ids.iter().take(limit).map(String::as_str).collect();
+    let mut s = shown.join(", ");
+    if ids.len() > limit {
+        let _ = write!(
+            s,
+            ", … and {} more (all in the JSON report)",
+            ids.len() - limit
+        );
+    }
+    s
+}
+
+/// The short summary printed on stdout when no report file is asked for.
+pub fn summary(report: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{}: {} — {}",
+        report.database,
+        report.verdict.as_str(),
+        rejected_line(report)
+    );
+    if !report.affected_customer_ids.is_empty() {
+        let _ = writeln!(
+            s,
+            "  affected: {}",
+            id_list(&report.affected_customer_ids, 10)
+        );
+    }
+    for f in &report.findings {
+        let _ = writeln!(s, "  {}", finding_line(f));
+    }
+    if !report.coverage.complete {
+        let _ = writeln!(
+            s,
+            "  note: not every check could run to the end (see findings)"
+        );
+    }
+    s
+}
+
+fn sev(s: Severity) -> &'static str {
+    match s {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+        Severity::Info => "info",
+    }
+}
+
+fn finding_line(f: &Finding) -> String {
+    let code = serde_json::to_value(f.code)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default();
+    let mut s = format!("{} {}", sev(f.severity), code);
+    if let Some(o) = &f.object {
+        let _ = write!(s, " [{o}]");
+    }
+    let _ = write!(s, ": {}", f.message);
+    s
+}
+
+/// The full Markdown report.
+pub fn render(report: &Report) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# custodian {}: {}\n",
+        report.command,
+        report.verdict.as_str()
+    );
+    let _ = writeln!(s, "**{}.**\n", rejected_line(report));
+    let _ = writeln!(s, "Database: `{}`  ", report.database);
+    let c = &report.coverage;
+    let _ = writeln!(
+        s,
+        "Read: {} pages of {} bytes{}; {} customer rows; indexes compared: {}; customers probed: {}{}\n",
+        c.pages,
+        c.page_size,
+        if c.wal_frames > 0 {
+            format!(" (with {} committed WAL frames)", c.wal_frames)
+        } else {
+            String::new()
+        },
+        c.customers_read,
+        if c.indexes_compared.is_empty() {
+            "none".to_string()
+        } else {
+            c.indexes_compared.join(", ")
+        },
+        c.customers_probed,
+        if c.complete {
+            ""
+        } else {
+            ". **Not every check could run to the end.**"
+        }
+    );
+    if !report.affected_customer_ids.is_empty() {
+        let _ = writeln!(s, "## Customers the POS rejects\n");
+        let _ = writeln!(s, "{}\n", id_list(&report.affected_customer_ids, IDS_SHOWN));
+    }
+    let _ = writeln!(s, "## Findings\n");
+    if report.findings.is_empty() {
+        let _ = writeln!(s, "None.\n");
+    }
+    for f in &report.findings {
+        let _ = writeln!(s, "- {}", finding_line(f));
+        if f.count > 1 {
+            let _ = writeln!(s, "  - count: {}", f.count);
+        }
+        if !f.pages.is_empty() {
+            let pages: Vec<String> = f.pages.iter().take(IDS_SHOWN).map(u32::to_string).collect();
+            let more = if f.pages.len() > IDS_SHOWN {
+                format!(" … and {} more", f.pages.len() - IDS_SHOWN)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(s, "  - pages: {}{more}", pages.join(", "));
+        }
+        if !f.customer_ids.is_empty() {
+            let _ = writeln!(s, "  - customers: {}", id_list(&f.customer_ids, IDS_SHOWN));
+        }
+    }
+    let _ = writeln!(s, "\n## What to do next\n");
+    let _ = writeln!(s, "{}", next_steps(report));
+    s
+}
+
+fn next_steps(report: &Report) -> String {
+    match report.verdict {
+        Verdict::Clean if report.count(Severity::Warning) > 0 => {
+            "The database is sound. The warnings are about the data (ID format, \
+             customer status): they explain rejections that are not damage; check \
+             them with the customer's record before changing anything."
+                .into()
+        }
+        Verdict::Clean => {
+            "Nothing: every index of the customer table gives the right answer.".into()
+        }
+        Verdict::Failed => {
+            "The check could not run; the error above says why. Nothing was changed.".into()
+        }
+        _ => {
+            let mut s = String::from(
+                "1. Do not run `REINDEX` or `VACUUM` by hand: on a damaged file they fail or \
+                 build around the damage, and a re-registered duplicate makes `REINDEX` fail.\n\
+                 2. Take a copy of the database file (and its -wal) as it is now.\n\
+                 3. Run `custodian repair DB --snapshot <last night's snapshot>` \
+                 (`--dry-run` first to see the plan).\n",
+            );
+            if !report.affected_customer_ids.is_empty() {
+                s.push_str(
+                    "4. Until then, tell the support desk that the customers listed above \
+                     are real: their rejection is database damage, not a bad card or ID.\n",
+                );
+            }
+            s
+        }
+    }
+}

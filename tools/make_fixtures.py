@@ -1,0 +1,1574 @@
+#!/usr/bin/env python3
+"""Build custodian's committed test fixtures.
+
+    python3 tools/make_fixtures.py [--out DIR]      (default DIR: fixtures/)
+
+For every fixture NAME this writes into DIR:
+
+    NAME.db          the damaged database (plus NAME.db-wal for the WAL fixture)
+    NAME.snap.db     a healthy copy taken before the damage (the "nightly backup"),
+                     where one makes sense
+    NAME.truth.json  the ground truth, computed here with Python's sqlite3 module
+                     (never with custodian)
+
+and DIR/README.md describing them.  Python 3.11 standard library only.  The
+output is deterministic: a fixed seed, no clocks, and the random salts SQLite
+puts into a WAL header are replaced by fixed ones (with the checksums redone),
+so running the script twice gives identical bytes (with the same SQLite).
+
+Page layouts follow https://www.sqlite.org/fileformat2.html; the small page
+parser below is only used to build the damage and to cross-check the truth.
+"""
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import random
+import shutil
+import sqlite3
+import struct
+import subprocess
+import sys
+import tempfile
+
+SEED = 20_240_611
+BASE_CUSTOMERS = 2000
+TXNS_PER_CUSTOMER = 3
+PAGE_SIZE = 4096
+SMALL_PAGE_SIZE = 1024          # damaged_table_interior only: a 3-level table b-tree
+SMALL_PAGE_CUSTOMERS = 1500     # enough for 2 interior levels at 1024 bytes a page
+
+SCHEMA = """\
+CREATE TABLE customers(customer_id TEXT PRIMARY KEY, card_number TEXT UNIQUE,
+  name TEXT NOT NULL, phone TEXT, email TEXT, status TEXT NOT NULL DEFAULT 'active',
+  tier TEXT, balance_cents INTEGER NOT NULL DEFAULT 0,
+  created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
+CREATE INDEX idx_customers_phone  ON customers(phone);
+CREATE INDEX idx_customers_email  ON customers(email);
+CREATE INDEX idx_customers_status ON customers(status, tier);
+CREATE TABLE transactions(txn_id INTEGER PRIMARY KEY, customer_id TEXT NOT NULL,
+  amount_cents INTEGER NOT NULL, ts TEXT NOT NULL);
+CREATE INDEX idx_transactions_customer ON transactions(customer_id);
+"""
+
+PK_INDEX = "sqlite_autoindex_customers_1"
+CARD_INDEX = "sqlite_autoindex_customers_2"
+PHONE_INDEX = "idx_customers_phone"
+EMAIL_INDEX = "idx_customers_email"
+STATUS_INDEX = "idx_customers_status"
+
+CUSTOMER_COLUMNS = ["customer_id", "card_number", "name", "phone", "email", "status",
+                    "tier", "balance_cents", "created_at", "updated_at"]
+INSERT_CUSTOMER = ("INSERT INTO customers(" + ", ".join(CUSTOMER_COLUMNS) + ") VALUES ("
+                   + ", ".join("?" * len(CUSTOMER_COLUMNS)) + ")")
+INSERT_TXN = "INSERT INTO transactions(customer_id, amount_cents, ts) VALUES (?, ?, ?)"
+
+# Fixed WAL salts written over SQLite's random ones (see fix_wal_salts).
+WAL_SALTS = (0x5A17C0DE, 0x0BADF00D)
+
+
+# --------------------------------------------------------------------------
+# Synthetic people (ASCII only, so the canonical dump is plain JSON text)
+# --------------------------------------------------------------------------
+
+FIRST = ("James Mary Robert Patricia John Jennifer Michael Linda David Elizabeth William "
+         "Barbara Richard Susan Joseph Jessica Thomas Sarah Charles Karen Daniel Nancy "
+         "Matthew Lisa Anthony Betty Mark Sandra Donald Ashley Steven Emily Paul Donna "
+         "Andrew Michelle Joshua Carol Kevin Amanda Brian Melissa George Deborah Timothy "
+         "Laura Ronald Rebecca Edward Sharon Jason Cynthia Ryan Kathleen Jacob Amy Gary "
+         "Angela Nicholas Anna Eric Brenda Jonathan Emma Stephen Pamela Larry Nicole Justin "
+         "Helen Scott Samantha Brandon Katherine Frank Christine Gregory Rachel Raymond "
+         "Janet Samuel Maria Patrick Heather Omar Priya Wei Yuki Aisha Mateo Ingrid").split()
+LAST = ("Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez "
+        "Hernandez Lopez Gonzalez Wilson Anderson Thomas Taylor Moore Jackson Martin Lee "
+        "Perez Thompson White Harris Sanchez Clark Ramirez Lewis Robinson Walker Young "
+        "Allen King Wright Scott Torres Nguyen Hill Flores Green Adams Nelson Baker Hall "
+        "Rivera Campbell Mitchell Carter Roberts Patel Chen Kowalski Okafor Lindqvist "
+        "O'Brien Van-Dijk Nakamura Haddad Schmidt Rossi Dubois Novak Silva").split()
+DOMAINS = ["gmail.com", "yahoo.com", "outlook.com", "icloud.com", "hotmail.com",
+           "proton.me", "example-mail.net", "shopmail.co.uk"]
+STATUSES = ["active"] * 80 + ["inactive"] * 10 + ["suspended"] * 6 + ["closed"] * 4
+TIERS = ["bronze"] * 45 + ["silver"] * 25 + ["gold"] * 12 + ["platinum"] * 3 + [None] * 15
+EPOCH = dt.datetime(2019, 1, 1)
+RECENT = dt.datetime(2024, 3, 1, 8, 0, 0)   # post-snapshot activity starts here
+
+
+class People:
+    """Deterministic generator of customers, keeping every key unique."""
+
+    def __init__(self, seed):
+        self.rng = random.Random(seed)
+        self.ids = set()
+        self.cards = set()
+        self.emails = set()
+        self.phones = []
+        self.recent_seconds = 0
+
+    def new_id(self, inside=None, outside=None):
+        """A fresh 'C' + 12 digits ID; `inside`=(lo, hi) keeps it strictly between
+        two IDs, `outside`=(lo, hi) keeps it out of that closed range."""
+        a, b = 1_000, 99_999_999_999
+        if inside:
+            a, b = int(inside[0][1:]) + 1, int(inside[1][1:]) - 1
+        for _ in range(100_000):
+            cid = "C%012d" % self.rng.randint(a, b)
+            if cid in self.ids:
+                continue
+            if outside and outside[0] <= cid <= outside[1]:
+                continue
+            self.ids.add(cid)
+            return cid
+        raise RuntimeError("no free customer ID in range")
+
+    def new_card(self):
+        while True:
+            card = "6044%012d" % self.rng.randrange(10**12)
+            if card not in self.cards:
+                self.cards.add(card)
+                return card
+
+    def new_email(self, first, last, inside=None, outside=None):
+        r = self.rng
+        for _ in range(500_000):
+            if inside or outside:      # re-draw the name too, to reach a key range
+                first, last = r.choice(FIRST), r.choice(LAST)
+            form = r.random()
+            if form < 0.6:
+                local = f"{first}.{last}"
+            elif form < 0.85:
+                local = f"{first[0]}{last}"
+            else:
+                local = f"{first}_{last}"
+            local = local.lower().replace("'", "")
+            email = f"{local}{r.randint(1, 999)}@{r.choice(DOMAINS)}"
+            if email in self.emails:
+                continue
+            if inside and not inside[0] < email < inside[1]:
+                continue
+            if outside and outside[0] <= email <= outside[1]:
+                continue
+            self.emails.add(email)
+            return email
+        raise RuntimeError("no free email in range")
+
+    def new_phone(self):
+        r = self.rng
+        if self.phones and r.random() < 0.03:        # a household sharing a number
+            return r.choice(self.phones)
+        phone = "(%03d) 555-%04d" % (r.randint(201, 989), r.randint(0, 9999))
+        self.phones.append(phone)
+        return phone
+
+    @staticmethod
+    def stamp(when):
+        return when.strftime("%Y-%m-%d %H:%M:%S")
+
+    def recent(self):
+        """A strictly increasing time after RECENT, for post-snapshot activity."""
+        self.recent_seconds += self.rng.randint(30, 900)
+        return self.stamp(RECENT + dt.timedelta(seconds=self.recent_seconds))
+
+    def customer(self, cid=None, email=None, recent=False):
+        r = self.rng
+        first, last = r.choice(FIRST), r.choice(LAST)
+        cid = cid or self.new_id()
+        card = None if r.random() < 0.04 else self.new_card()
+        phone = None if r.random() < 0.12 else self.new_phone()
+        if email is None and r.random() >= 0.15:
+            email = self.new_email(first, last)
+        status, tier = r.choice(STATUSES), r.choice(TIERS)
+        balance = 0 if r.random() < 0.3 else r.randint(1, 250_000)
+        if recent:
+            created = updated = self.recent()
+            status = "active"
+        else:
+            t0 = EPOCH + dt.timedelta(seconds=r.randint(0, 4 * 365 * 86400))
+            created = self.stamp(t0)
+            updated = self.stamp(t0 + dt.timedelta(seconds=r.randint(0, 300 * 86400)))
+        return (cid, card, f"{first} {last}", phone, email, status, tier, balance,
+                created, updated)
+
+    def txn(self, cid, recent=False):
+        r = self.rng
+        amount = r.randint(-5_000, 40_000)
+        if recent:
+            ts = self.recent()
+        else:
+            ts = self.stamp(EPOCH + dt.timedelta(seconds=r.randint(0, 5 * 365 * 86400)))
+        return (cid, amount, ts)
+
+
+# --------------------------------------------------------------------------
+# Database helpers
+# --------------------------------------------------------------------------
+
+def connect(path):
+    return sqlite3.connect(path, isolation_level=None)
+
+
+def build_base(path, page_size=PAGE_SIZE, n=BASE_CUSTOMERS):
+    """The healthy POS database every fixture starts from.  Customers are
+    inserted in shuffled order with transactions interleaved, so rowid order
+    is not key order and table and index pages are mixed through the file."""
+    people = People(SEED)
+    con = connect(path)
+    con.execute(f"PRAGMA page_size={page_size}")
+    con.execute("PRAGMA journal_mode=DELETE")
+    con.executescript(SCHEMA)
+    customers = [people.customer() for _ in range(n)]
+    people.rng.shuffle(customers)
+    con.execute("BEGIN")
+    inserted = []
+    for row in customers:
+        con.execute(INSERT_CUSTOMER, row)
+        inserted.append(row[0])
+        for _ in range(TXNS_PER_CUSTOMER):
+            con.execute(INSERT_TXN, people.txn(people.rng.choice(inserted)))
+    con.execute("COMMIT")
+    con.close()
+    return people
+
+
+def add_customers(con, people, ids=None, count=0, emails=None):
+    """Register new customers (each with 1-2 recent transactions)."""
+    ids = list(ids) if ids is not None else [people.new_id() for _ in range(count)]
+    emails = emails or {}
+    rows = []
+    for cid in ids:
+        row = people.customer(cid=cid, email=emails.get(cid), recent=True)
+        con.execute(INSERT_CUSTOMER, row)
+        for _ in range(people.rng.randint(1, 2)):
+            con.execute(INSERT_TXN, people.txn(cid, recent=True))
+        rows.append(row)
+    return ids
+
+
+def update_balances(con, people, count, skip_rowids=()):
+    """Till activity that touches only the table b-tree (no indexed column)."""
+    rowids = [r[0] for r in con.execute("SELECT rowid FROM customers ORDER BY rowid")]
+    skip = set(skip_rowids)
+    rowids = [r for r in rowids if r not in skip]
+    for rowid in people.rng.sample(rowids, count):
+        con.execute("UPDATE customers SET balance_cents = balance_cents + ?, updated_at = ? "
+                    "WHERE rowid = ?", (people.rng.randint(-2_000, 9_000), people.recent(), rowid))
+
+
+def dump_customers(con):
+    """Every customer row, sorted by (customer_id, rowid)."""
+    rows = con.execute("SELECT rowid, " + ", ".join(CUSTOMER_COLUMNS) + " FROM customers").fetchall()
+    return sorted(rows, key=lambda r: (r[1], r[0]))
+
+
+def canonical_sha256(rows):
+    text = "\n".join(json.dumps(list(r)) for r in sorted(rows, key=lambda r: (r[1], r[0])))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def dbstat(con, name):
+    return con.execute("SELECT pageno, pagetype, path, ncell, unused FROM dbstat "
+                       "WHERE name = ? ORDER BY path", (name,)).fetchall()
+
+
+def leaf_pages(con, name):
+    return [r for r in dbstat(con, name) if r[1] == "leaf"]
+
+
+def middle_third(items):
+    n = len(items)
+    return items[n // 3: max(n // 3 + 1, 2 * n // 3)]
+
+
+def read_page(path, pgno, page_size):
+    with open(path, "rb") as f:
+        f.seek((pgno - 1) * page_size)
+        data = f.read(page_size)
+    assert len(data) == page_size
+    return data
+
+
+def write_page(path, pgno, data, page_size, offset=0):
+    with open(path, "r+b") as f:
+        f.seek((pgno - 1) * page_size + offset)
+        f.write(data)
+
+
+def header_page_count(path):
+    with open(path, "rb") as f:
+        return struct.unpack(">I", f.read(100)[28:32])[0]
+
+
+def key_neighbours(con, column, lo, hi):
+    """The closed key range a leaf holding keys lo..hi may own: from the key
+    before lo to the key after hi (new keys outside it cannot land on the leaf)."""
+    before = con.execute(f"SELECT max({column}) FROM customers WHERE {column} < ?", (lo,)).fetchone()[0]
+    after = con.execute(f"SELECT min({column}) FROM customers WHERE {column} > ?", (hi,)).fetchone()[0]
+    return (before or lo, after or hi)
+
+
+def copy_consistent(con, src, dst):
+    """Copy a rollback-journal database file while no write is in progress."""
+    assert not con.in_transaction
+    shutil.copyfile(src, dst)
+
+
+# --------------------------------------------------------------------------
+# Minimal b-tree page reader (fileformat2.html, "B-tree Pages")
+# --------------------------------------------------------------------------
+
+INDEX_INTERIOR, TABLE_INTERIOR, INDEX_LEAF, TABLE_LEAF = 0x02, 0x05, 0x0A, 0x0D
+
+
+def varint(buf, i):
+    value = 0
+    for k in range(8):
+        byte = buf[i + k]
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value, i + k + 1
+    return (value << 8) | buf[i + 8], i + 9
+
+
+def decode_record(payload):
+    header_len, i = varint(payload, 0)
+    types = []
+    while i < header_len:
+        t, i = varint(payload, i)
+        types.append(t)
+    j, values = header_len, []
+    for t in types:
+        if t == 0:
+            values.append(None)
+        elif 1 <= t <= 6:
+            size = (0, 1, 2, 3, 4, 6, 8)[t]
+            values.append(int.from_bytes(payload[j:j + size], "big", signed=True))
+            j += size
+        elif t == 7:
+            values.append(struct.unpack(">d", payload[j:j + 8])[0])
+            j += 8
+        elif t in (8, 9):
+            values.append(t - 8)
+        elif t >= 12:
+            size = (t - 12) // 2
+            raw = payload[j:j + size]
+            values.append(raw.decode("utf-8") if t % 2 else raw)
+            j += size
+        else:
+            raise ValueError(f"reserved serial type {t}")
+    return values
+
+
+def page_layout(page, pgno):
+    """(page type, cell pointers, cell content start, right-most child, end of
+    cell pointer array) of a b-tree page."""
+    h = 100 if pgno == 1 else 0
+    kind = page[h]
+    ncell = struct.unpack(">H", page[h + 3:h + 5])[0]
+    content = struct.unpack(">H", page[h + 5:h + 7])[0] or 65536
+    interior = kind in (INDEX_INTERIOR, TABLE_INTERIOR)
+    hdr = h + (12 if interior else 8)
+    ptrs = [struct.unpack(">H", page[hdr + 2 * k:hdr + 2 * k + 2])[0] for k in range(ncell)]
+    right = struct.unpack(">I", page[h + 8:h + 12])[0] if interior else None
+    return kind, ptrs, content, right, hdr + 2 * ncell
+
+
+def index_leaf_entries(page, pgno):
+    """Records (key columns..., rowid) of an index leaf page without overflow."""
+    kind, ptrs, _, _, _ = page_layout(page, pgno)
+    assert kind == INDEX_LEAF, kind
+    max_local = (len(page) - 12) * 64 // 255 - 23
+    out = []
+    for p in ptrs:
+        n, i = varint(page, p)
+        assert n <= max_local, "overflowing index cell"
+        out.append(tuple(decode_record(page[i:i + n])))
+    return out
+
+
+def table_leaf_rowids(page, pgno):
+    kind, ptrs, _, _, _ = page_layout(page, pgno)
+    assert kind == TABLE_LEAF, kind
+    out = []
+    for p in ptrs:
+        _, i = varint(page, p)
+        rowid, _ = varint(page, i)
+        out.append(rowid)
+    return out
+
+
+def table_subtree_leaves(path, pgno, page_size):
+    """Leaf pages under a table b-tree page, in key order."""
+    page = read_page(path, pgno, page_size)
+    kind, ptrs, _, right, _ = page_layout(page, pgno)
+    if kind == TABLE_LEAF:
+        return [pgno]
+    assert kind == TABLE_INTERIOR, kind
+    children = [struct.unpack(">I", page[p:p + 4])[0] for p in ptrs] + [right]
+    return [leaf for c in children for leaf in table_subtree_leaves(path, c, page_size)]
+
+
+# --------------------------------------------------------------------------
+# WAL helpers (fileformat2.html, "The WAL File Format")
+# --------------------------------------------------------------------------
+
+WAL_HEADER, WAL_FRAME_HEADER = 32, 24
+
+
+def wal_checksum(data, big_endian, s0=0, s1=0):
+    words = struct.unpack((">" if big_endian else "<") + "%dI" % (len(data) // 4), data)
+    for k in range(0, len(words), 2):
+        s0 = (s0 + words[k] + s1) & 0xFFFFFFFF
+        s1 = (s1 + words[k + 1] + s0) & 0xFFFFFFFF
+    return s0, s1
+
+
+def wal_frames(wal_bytes):
+    """Valid frames of a WAL file (salt and checksum chain checked) and the
+    number of frames up to the last commit frame: (frames, committed) where
+    frames is a list of (page number, commit size)."""
+    if len(wal_bytes) < WAL_HEADER:
+        return [], 0
+    magic, _, page_size, _, salt1, salt2, c0, c1 = struct.unpack(">8I", wal_bytes[:WAL_HEADER])
+    big = magic == 0x377F0683
+    assert magic in (0x377F0682, 0x377F0683)
+    s = wal_checksum(wal_bytes[:24], big)
+    assert s == (c0, c1), "WAL header checksum"
+    frames, committed, off = [], 0, WAL_HEADER
+    while off + WAL_FRAME_HEADER + page_size <= len(wal_bytes):
+        pgno, commit, fs1, fs2, f0, f1 = struct.unpack(">6I", wal_bytes[off:off + 24])
+        if (fs1, fs2) != (salt1, salt2):
+            break
+        s = wal_checksum(wal_bytes[off:off + 8], big, *s)
+        s = wal_checksum(wal_bytes[off + 24:off + 24 + page_size], big, *s)
+        if s != (f0, f1):
+            break
+        frames.append((pgno, commit))
+        if commit:
+            committed = len(frames)
+        off += WAL_FRAME_HEADER + page_size
+    return frames, committed
+
+
+def fix_wal_salts(path):
+    """Replace SQLite's random WAL salts with WAL_SALTS and redo every checksum,
+    so the shipped -wal file is byte-for-byte reproducible."""
+    data = bytearray(open(path, "rb").read())
+    before, committed = wal_frames(bytes(data))
+    magic, _, page_size = struct.unpack(">3I", data[:12])
+    big = magic == 0x377F0683
+    struct.pack_into(">2I", data, 16, *WAL_SALTS)
+    s = wal_checksum(bytes(data[:24]), big)
+    struct.pack_into(">2I", data, 24, *s)
+    off = WAL_HEADER
+    for _ in before:
+        struct.pack_into(">2I", data, off + 8, *WAL_SALTS)
+        s = wal_checksum(bytes(data[off:off + 8]), big, *s)
+        s = wal_checksum(bytes(data[off + 24:off + 24 + page_size]), big, *s)
+        struct.pack_into(">2I", data, off + 16, *s)
+        off += WAL_FRAME_HEADER + page_size
+    del data[off:]                      # nothing but the valid frames
+    with open(path, "wb") as f:
+        f.write(data)
+    after, committed_after = wal_frames(bytes(data))
+    assert after == before and committed_after == committed
+
+
+# --------------------------------------------------------------------------
+# Ground truth: the lookup probe, done with SQL on a read-only copy
+# --------------------------------------------------------------------------
+
+def qi(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _text(raw):
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _collect(con, sql, params, sink):
+    """Run a query and feed rows to sink until the end or an error; return the
+    error message or None.
+
+    Python's sqlite3 steps one row ahead: when the step after row k fails it
+    drops row k, although SQLite produced it.  That row is fetched again on
+    its own with LIMIT 1 OFFSET k (LIMIT stops before the failing step), so
+    the rows seen are those a step-at-a-time reader such as rusqlite sees."""
+    n = 0
+    try:
+        for row in con.execute(sql, params):
+            sink(row)
+            n += 1
+    except sqlite3.Error as e:
+        try:
+            for row in con.execute(f"{sql} LIMIT 1 OFFSET {n}", params):
+                sink(row)
+        except sqlite3.Error:
+            pass
+        return str(e)
+    return None
+
+
+def _jkey(key):
+    return json.dumps(list(key))
+
+
+def open_probe_copy(td, db_src, wal_src):
+    db = os.path.join(td, "probe.db")
+    shutil.copyfile(db_src, db)
+    if wal_src:
+        shutil.copyfile(wal_src, db + "-wal")
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, isolation_level=None)
+    con.text_factory = _text
+    return con
+
+
+def snapshot_rows(snap):
+    if not snap:
+        return []
+    with tempfile.TemporaryDirectory() as td:
+        con = open_probe_copy(td, snap, None)
+        rows = dump_customers(con)
+        con.close()
+    return rows
+
+
+def probe_truth(db_src, wal_src=None, snap=None, intended=None):
+    """Compute the truth fields of a damaged database by doing the lookups."""
+    snap_rows = snapshot_rows(snap)
+    with tempfile.TemporaryDirectory() as td:
+        con = open_probe_copy(td, db_src, wal_src)
+        try:
+            return _probe(con, snap_rows, intended or [])
+        finally:
+            con.close()
+
+
+def _probe(con, snap_rows, intended):
+    select_cols = ", ".join(qi(c) for c in CUSTOMER_COLUMNS)
+    schema_sql = ("SELECT name FROM sqlite_schema WHERE type = 'index' "
+                  "AND tbl_name = 'customers' ORDER BY name")
+    schema_error = None
+    try:
+        names = con.execute(schema_sql).fetchall()
+    except sqlite3.DatabaseError as e:
+        # A file shorter than its header's page count is refused as a whole
+        # ("database disk image is malformed") unless writable_schema is on, in
+        # which case SQLite believes the file size; probe in that mode.
+        schema_error = str(e)
+        con.execute("PRAGMA writable_schema = ON")
+        names = con.execute(schema_sql).fetchall()
+    indexes = {}
+    for (name,) in names:
+        indexes[name] = [r[2] for r in con.execute(f"PRAGMA index_info({qi(name)})")]
+    col_pos = {c: k for k, c in enumerate(CUSTOMER_COLUMNS)}
+
+    # 1. Table rows: full scan; if it breaks, a reverse scan and per-rowid reads.
+    rows = {}
+
+    def keep(r):
+        rows[r[0]] = tuple(r[1:])
+
+    scan_errors = []
+    err = _collect(con, f"SELECT rowid, {select_cols} FROM customers NOT INDEXED", (), keep)
+    if err:
+        scan_errors.append(err)
+        _collect(con, f"SELECT rowid, {select_cols} FROM customers NOT INDEXED "
+                      "ORDER BY rowid DESC", (), keep)
+
+    # 2. Every index of customers: a covering scan in index order, resumed past
+    #    damaged pages by range scans started at keys known from the table rows,
+    #    the snapshot, and a reverse scan from the end.
+    def scan_index(name, cols):
+        entries = set()
+        first = qi(cols[0])
+        head = f"SELECT {', '.join(qi(c) for c in cols)}, rowid FROM customers INDEXED BY {qi(name)}"
+        last = []
+
+        def take(r):
+            entries.add((tuple(r[:-1]), r[-1]))
+            last[:] = [r[0]]
+
+        err = _collect(con, head, (), take)
+        if not err:
+            return entries, []
+        errors = [err]
+        order = ", ".join(f"{qi(c)} DESC" for c in cols)
+        _collect(con, f"{head} ORDER BY {order}", (), lambda r: entries.add((tuple(r[:-1]), r[-1])))
+        hints = sorted({r[col_pos[cols[0]]] for r in rows.values()
+                        if isinstance(r[col_pos[cols[0]]], str)}
+                       | {r[1 + col_pos[cols[0]]] for r in snap_rows
+                          if isinstance(r[1 + col_pos[cols[0]]], str)})
+        resume_after = last[0] if last and isinstance(last[0], str) else None
+        for h in hints:
+            if resume_after is not None and h <= resume_after:
+                continue
+            last[:] = []
+            err = _collect(con, f"{head} WHERE {first} >= ?", (h,), take)
+            if not err:
+                break
+            if last and isinstance(last[0], str):
+                resume_after = last[0]
+        return entries, errors
+
+    index_entries, index_errors = {}, {}
+    for name, cols in indexes.items():
+        index_entries[name], errs = scan_index(name, cols)
+        if errs:
+            index_errors[name] = errs
+
+    if scan_errors:
+        top = max([0] + [r[0] for r in snap_rows] + list(rows)
+                  + [rid for ents in index_entries.values() for _, rid in ents
+                     if isinstance(rid, int) and rid < 10**7])
+        for rowid in range(1, top + 200):
+            _collect(con, f"SELECT rowid, {select_cols} FROM customers NOT INDEXED "
+                          "WHERE rowid = ?", (rowid,), keep)
+
+    # 3. Row fetch by rowid (never through an index) and index lookups, cached.
+    fetched = {}
+
+    def fetch(rowid):
+        if rowid not in fetched:
+            got = []
+            err = _collect(con, f"SELECT {select_cols} FROM customers NOT INDEXED WHERE rowid = ?",
+                           (rowid,), got.append)
+            fetched[rowid] = ("error", None) if err else (("ok", tuple(got[0])) if got else ("absent", None))
+        return fetched[rowid]
+
+    looked = {}
+
+    def lookup(name, values):
+        k = (name, values)
+        if k not in looked:
+            cols = indexes[name]
+            # the POS compares with `=`; only a NULL key needs `IS`
+            where = " AND ".join(f"{qi(c)} IS ?" if v is None else f"{qi(c)} = ?"
+                                 for c, v in zip(cols, values))
+            got = []
+            err = _collect(con, f"SELECT rowid FROM customers INDEXED BY {qi(name)} WHERE {where}",
+                           values, lambda r: got.append(r[0]))
+            looked[k] = (err, got)
+        return looked[k]
+
+    def holds(rowid, cols, values):
+        state, row = fetch(rowid)
+        return state == "ok" and tuple(row[col_pos[c]] for c in cols) == values
+
+    affected_by_index = {name: set() for name in indexes}
+    own_only = set()     # ignoring the "other returned rowids" clause
+    for rowid, row in rows.items():
+        cid = row[0]
+        for name, cols in indexes.items():
+            values = tuple(row[col_pos[c]] for c in cols)
+            err, got = lookup(name, values)
+            if err or rowid not in got:
+                own_only.add(cid)
+            # Through an index that holds the ID, every row returned must
+            # hold this key (else the POS gets another customer). Through
+            # other indexes, other rows returned belong to other customers:
+            # only this customer's own row decides.
+            wrong_rows = "customer_id" in cols and not all(holds(s, cols, values) for s in got)
+            if err or rowid not in got or wrong_rows:
+                affected_by_index[name].add(cid)
+
+    table_ids = {row[0] for row in rows.values()}
+    index_only_ids = set()
+    if PK_INDEX in indexes:
+        index_only_ids = {key[0] for key, _ in index_entries[PK_INDEX]} - table_ids
+        for cid in index_only_ids:
+            err, got = lookup(PK_INDEX, (cid,))
+            if err or not got or not all(holds(s, ["customer_id"], (cid,)) for s in got):
+                affected_by_index[PK_INDEX].add(cid)
+                own_only.add(cid)
+
+    # 4. Missing and surplus index entries, against the rows that can be read.
+    missing, surplus = [], []
+    for name, cols in indexes.items():
+        expected = {(tuple(row[col_pos[c]] for c in cols), rowid) for rowid, row in rows.items()}
+        actual = index_entries[name]
+        for key, rowid in expected - actual:
+            missing.append({"index": name, "rowid": rowid, "key": list(key)})
+        for key, rowid in actual - expected:
+            state, _ = fetch(rowid) if isinstance(rowid, int) else ("error", None)
+            surplus.append({"index": name, "rowid": rowid, "key": list(key),
+                            "row": "differs" if state == "ok" else
+                                   ("absent" if state == "absent" else "unreadable")})
+    order = lambda e: (e["index"], _jkey(e["key"]), str(e["rowid"]))
+    missing.sort(key=order)
+    surplus.sort(key=order)
+
+    affected = set().union(*affected_by_index.values()) if affected_by_index else set()
+    assert all(isinstance(x, str) for x in affected), "non-text customer id read"
+    by_id = {}
+    for rowid, row in rows.items():
+        by_id.setdefault(row[0], []).append(rowid)
+    duplicates = {cid: sorted(rids) for cid, rids in by_id.items() if len(rids) > 1}
+
+    intended_by_rowid = {r[0]: tuple(r[1:]) for r in intended}
+    lost = sorted(set(intended_by_rowid) - set(rows))
+    altered = sorted(r for r in rows if r in intended_by_rowid and rows[r] != intended_by_rowid[r])
+    extra = sorted(set(rows) - set(intended_by_rowid))
+    return {
+        "schema_error": schema_error,
+        "indexes": indexes,
+        "customers_total": len(rows),
+        "table_scan_errors": scan_errors,
+        "index_scan_errors": index_errors,
+        "affected_customer_ids": sorted(affected),
+        "affected_own_row_only": sorted(own_only),
+        "affected_by_index": {n: sorted(v) for n, v in sorted(affected_by_index.items()) if v},
+        "index_only_customer_ids": sorted(index_only_ids),
+        "duplicates": duplicates,
+        "missing_index_entries": missing,
+        "surplus_index_entries": surplus,
+        "lost_rowids": lost,
+        "lost_customer_ids": sorted(intended_by_rowid[r][0] for r in lost),
+        "altered_rowids": altered,
+        "extra_rowids": extra,
+        "rows": rows,
+    }
+
+
+def cli_lines(db_src, wal_src, pragma):
+    """First 3 lines of the stock sqlite3 CLI running a pragma on a copy."""
+    exe = shutil.which("sqlite3")
+    if not exe:
+        return None
+    with tempfile.TemporaryDirectory() as td:
+        name = os.path.basename(db_src)
+        shutil.copyfile(db_src, os.path.join(td, name))
+        if wal_src:
+            shutil.copyfile(wal_src, os.path.join(td, name + "-wal"))
+        p = subprocess.run([exe, "-batch", "-init", "/dev/null", name, f"PRAGMA {pragma}"],
+                           cwd=td, capture_output=True,
+                           text=True, errors="backslashreplace", timeout=120)
+    # stdout (the pragma's rows) first, then stderr (the CLI's error line).
+    return (p.stdout.splitlines() + p.stderr.splitlines())[:3]
+
+
+# --------------------------------------------------------------------------
+# Fixtures.  Each builder works in `work`, returns a dict:
+#   db, wal, snap       paths of the built files (wal/snap may be None)
+#   intended            rows the database should hold (None: not a database)
+#   damage, description, extra truth fields, expect (construction-side checks)
+# --------------------------------------------------------------------------
+
+def pick_pk_leaf(con, prefer="unused"):
+    cands = [l for l in middle_third(leaf_pages(con, PK_INDEX))]
+    if prefer == "unused":
+        return max(cands, key=lambda l: (l[4], -l[0]))
+    return min(cands, key=lambda l: (l[4], l[0]))
+
+
+def fx_healthy(work):
+    db, snap = f"{work}/h.db", f"{work}/h.snap.db"
+    people = build_base(db)
+    con = connect(db)
+    copy_consistent(con, db, snap)
+    con.execute("BEGIN")
+    add_customers(con, people, count=20)
+    update_balances(con, people, 40)
+    con.execute("COMMIT")
+    intended = dump_customers(con)
+    con.close()
+    return dict(db=db, snap=snap, intended=intended, damage={"kind": "none"},
+                expect_affected=set(),
+                description="No damage. The snapshot was taken before the last 20 "
+                            "registrations and 40 balance updates, so it differs from the "
+                            "live file: a repair with it must change nothing.")
+
+
+def _stale_pk(work):
+    """Shared by stale_pk_page and stale_pk_page_dups."""
+    db, snap = f"{work}/s.db", f"{work}/s.snap.db"
+    people = build_base(db)
+    con = connect(db)
+    pgno, _, _, ncell, unused = pick_pk_leaf(con)
+    pages_before = [l[0] for l in leaf_pages(con, PK_INDEX)]
+    old = read_page(db, pgno, PAGE_SIZE)
+    copy_consistent(con, db, snap)
+    old_entries = index_leaf_entries(old, pgno)
+    lo, hi = old_entries[0][0], old_entries[-1][0]
+    k = min(16, (unused - 80) // 26)
+    assert k >= 8, f"page {pgno} has too little room ({unused} bytes)"
+    con.execute("BEGIN")
+    on_page = add_customers(con, people, ids=[people.new_id(inside=(lo, hi)) for _ in range(k)])
+    owned = key_neighbours(con, "customer_id", lo, hi)
+    elsewhere = add_customers(con, people, ids=[people.new_id(outside=owned) for _ in range(6)])
+    update_balances(con, people, 40)
+    con.execute("COMMIT")
+    # The page must still be a leaf of the PK index holding old + new entries:
+    # no split, no rebalancing anywhere in the index.
+    assert [l[0] for l in leaf_pages(con, PK_INDEX)] == pages_before, "PK index pages changed"
+    now = index_leaf_entries(read_page(db, pgno, PAGE_SIZE), pgno)
+    assert {e[0] for e in now} == {e[0] for e in old_entries} | set(on_page)
+    intended = dump_customers(con)
+    con.close()
+    write_page(db, pgno, old, PAGE_SIZE)
+    return db, snap, intended, pgno, on_page, elsewhere, people
+
+
+def fx_stale_pk_page(work):
+    db, snap, intended, pgno, on_page, elsewhere, _ = _stale_pk(work)
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "stale_page", "object": PK_INDEX, "page_type": "index_leaf",
+                        "pages": [pgno]},
+                expect_affected=set(on_page),
+                new_customer_ids_on_page=sorted(on_page),
+                new_customer_ids_elsewhere=sorted(elsewhere),
+                description=f"Lost write on leaf page {pgno} of {PK_INDEX}: the page was "
+                            f"copied, then {len(on_page)} customers whose IDs fall on it and "
+                            f"{len(elsewhere)} elsewhere were registered and 40 balances "
+                            "updated, then the old bytes were written back. The customers "
+                            "added on that page are in the table but not in the ID index.")
+
+
+def fx_stale_pk_page_dups(work):
+    db, snap, intended, pgno, on_page, elsewhere, people = _stale_pk(work)
+    rereg = sorted(on_page)[::3][:5]
+    con = connect(db)
+    con.execute("BEGIN")
+    originals = {cid: [r[0] for r in con.execute(
+        "SELECT rowid FROM customers NOT INDEXED WHERE customer_id = ?", (cid,))] for cid in rereg}
+    new_rowids = {}
+    for cid in rereg:
+        # The broken UNIQUE index lets the second row through.
+        con.execute(INSERT_CUSTOMER, people.customer(cid=cid, recent=True))
+        new_rowids[cid] = [con.execute("SELECT last_insert_rowid()").fetchone()[0]]
+        con.execute(INSERT_TXN, people.txn(cid, recent=True))
+    con.execute("COMMIT")
+    con.close()
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "stale_page_with_duplicates", "object": PK_INDEX,
+                        "page_type": "index_leaf", "pages": [pgno]},
+                expect_affected=set(on_page),
+                expect_duplicates=set(rereg),
+                duplicates_detail={cid: {"original_rowids": originals[cid],
+                                         "reregistered_rowids": new_rowids[cid]} for cid in rereg},
+                new_customer_ids_on_page=sorted(on_page),
+                description=f"As stale_pk_page (lost write on page {pgno} of {PK_INDEX}), then "
+                            f"{len(rereg)} of the unfindable customers were 're-registered': a "
+                            "second row with the same customer_id, a new card number and name. "
+                            "The intended content is the original rows; the re-registrations "
+                            "are to be quarantined.")
+
+
+def fx_stale_secondary_page(work):
+    db, snap = f"{work}/e.db", f"{work}/e.snap.db"
+    people = build_base(db)
+    con = connect(db)
+    leaves = leaf_pages(con, EMAIL_INDEX)
+    pages_before = [l[0] for l in leaves]
+    pgno = max(middle_third(leaves), key=lambda l: (l[4], -l[0]))[0]
+    old = read_page(db, pgno, PAGE_SIZE)
+    copy_consistent(con, db, snap)
+    old_entries = index_leaf_entries(old, pgno)
+    assert old_entries[0][0] is not None
+    lo, hi = old_entries[0][0], old_entries[-1][0]
+    con.execute("BEGIN")
+    # (a) new customers whose email falls on the page
+    new_ids = [people.new_id() for _ in range(6)]
+    emails = {cid: people.new_email("", "", inside=(lo, hi)) for cid in new_ids}
+    add_customers(con, people, ids=new_ids, emails=emails)
+    # (b) customers elsewhere who changed their email to one on the page
+    page_rowids = {e[1] for e in old_entries}
+    others = con.execute("SELECT rowid, customer_id FROM customers WHERE email IS NULL "
+                         "OR email < ? OR email > ? ORDER BY rowid", (lo, hi)).fetchall()
+    moved_in = people.rng.sample(others, 4)
+    for rowid, _ in moved_in:
+        con.execute("UPDATE customers SET email = ?, updated_at = ? WHERE rowid = ?",
+                    (people.new_email("", "", inside=(lo, hi)), people.recent(), rowid))
+    # (c) customers on the page who changed their email to one elsewhere
+    on_page = sorted(page_rowids)
+    owned = key_neighbours(con, "email", lo, hi)
+    moved_out = people.rng.sample(on_page[1:-1], 3)
+    moved_out_ids = [con.execute("SELECT customer_id FROM customers WHERE rowid = ?",
+                                 (r,)).fetchone()[0] for r in moved_out]
+    for rowid in moved_out:
+        con.execute("UPDATE customers SET email = ?, updated_at = ? WHERE rowid = ?",
+                    (people.new_email("", "", outside=owned), people.recent(), rowid))
+    update_balances(con, people, 20)
+    con.execute("COMMIT")
+    assert [l[0] for l in leaf_pages(con, EMAIL_INDEX)] == pages_before, "email index pages changed"
+    now = {e[1] for e in index_leaf_entries(read_page(db, pgno, PAGE_SIZE), pgno)}
+    added_rowids = {r for (r,) in con.execute(
+        f"SELECT rowid FROM customers WHERE customer_id IN ({','.join('?' * len(new_ids))})", new_ids)}
+    assert now == (page_rowids - set(moved_out)) | added_rowids | {r for r, _ in moved_in}
+    intended = dump_customers(con)
+    con.close()
+    write_page(db, pgno, old, PAGE_SIZE)
+    expect = set(new_ids) | {cid for _, cid in moved_in}
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "stale_page", "object": EMAIL_INDEX, "page_type": "index_leaf",
+                        "pages": [pgno]},
+                expect_affected=expect,
+                email_added_on_page_ids=sorted(new_ids),
+                email_moved_onto_page_ids=sorted(cid for _, cid in moved_in),
+                email_moved_off_page_ids=sorted(moved_out_ids),
+                description=f"Lost write on leaf page {pgno} of {EMAIL_INDEX}: after the copy, "
+                            "6 customers were registered with emails on that page, 4 customers "
+                            "changed their email to one on it and 3 whose entry was on it "
+                            "changed to an email elsewhere; then the old bytes were written "
+                            "back. The first 10 are unfindable by email; the last 3 leave "
+                            "stale (surplus) entries that no lookup by a current value reaches.")
+
+
+def fx_zeroed_index_page(work):
+    db, snap = f"{work}/z.db", f"{work}/z.snap.db"
+    people = build_base(db)
+    con = connect(db)
+    copy_consistent(con, db, snap)
+    con.execute("BEGIN")
+    add_customers(con, people, count=12)
+    update_balances(con, people, 30)
+    con.execute("COMMIT")
+    pgno = pick_pk_leaf(con)[0]
+    entries = index_leaf_entries(read_page(db, pgno, PAGE_SIZE), pgno)
+    intended = dump_customers(con)
+    con.close()
+    write_page(db, pgno, bytes(PAGE_SIZE), PAGE_SIZE)
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "zeroed_page", "object": PK_INDEX, "page_type": "index_leaf",
+                        "pages": [pgno]},
+                expect_affected={e[0] for e in entries},
+                entries_on_damaged_page=len(entries),
+                description=f"Leaf page {pgno} of {PK_INDEX} ({len(entries)} entries) "
+                            "overwritten with zeros (a torn write). The snapshot predates the "
+                            "last 12 registrations and 30 balance updates.")
+
+
+def fx_garbage_index_page(work):
+    db, snap = f"{work}/g.db", f"{work}/g.snap.db"
+    people = build_base(db)
+    con = connect(db)
+    copy_consistent(con, db, snap)
+    con.execute("BEGIN")
+    add_customers(con, people, count=12)
+    update_balances(con, people, 30)
+    con.execute("COMMIT")
+    leaves = [l for l in middle_third(leaf_pages(con, PHONE_INDEX))]
+    pgno = leaves[len(leaves) // 2][0]
+    page = read_page(db, pgno, PAGE_SIZE)
+    entries = index_leaf_entries(page, pgno)
+    assert entries[0][0] is not None
+    _, _, content, _, ptr_end = page_layout(page, pgno)
+    intended = dump_customers(con)
+    con.close()
+    garbage = random.Random(SEED * 10 + 6).randbytes(PAGE_SIZE - content)
+    write_page(db, pgno, garbage, PAGE_SIZE, offset=content)
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "garbage_cells", "object": PHONE_INDEX, "page_type": "index_leaf",
+                        "pages": [pgno], "byte_range": [content, PAGE_SIZE],
+                        "region": "cell content area; page header and cell pointer array intact"},
+                phones_on_damaged_page=len(entries),
+                _phone_rowids=[e[1] for e in entries],
+                description=f"Deterministic random bytes written over the cell content area "
+                            f"(bytes {content}..{PAGE_SIZE}) of leaf page {pgno} of "
+                            f"{PHONE_INDEX}; the 8-byte page header and the cell pointer array "
+                            f"({len(entries)} cells) are intact, so the page still parses but "
+                            "its cells are garbage.")
+
+
+def fx_surplus_index_entries(work):
+    db, snap = f"{work}/u.db", f"{work}/u.snap.db"
+    people = build_base(db)
+    con = connect(db)
+    pgno = pick_pk_leaf(con, prefer="full")[0]
+    pages_before = [l[0] for l in leaf_pages(con, PK_INDEX)]
+    old = read_page(db, pgno, PAGE_SIZE)
+    copy_consistent(con, db, snap)
+    entries = index_leaf_entries(old, pgno)
+    victims = sorted(people.rng.sample([e[0] for e in entries[1:-1]], 5))
+    con.execute("BEGIN")
+    for cid in victims:
+        con.execute("DELETE FROM transactions WHERE customer_id = ?", (cid,))
+        con.execute("DELETE FROM customers WHERE customer_id = ?", (cid,))
+    update_balances(con, people, 20)
+    con.execute("COMMIT")
+    assert [l[0] for l in leaf_pages(con, PK_INDEX)] == pages_before, "PK index pages changed"
+    now = {e[0] for e in index_leaf_entries(read_page(db, pgno, PAGE_SIZE), pgno)}
+    assert now == {e[0] for e in entries} - set(victims)
+    intended = dump_customers(con)
+    con.close()
+    write_page(db, pgno, old, PAGE_SIZE)
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "stale_page", "object": PK_INDEX, "page_type": "index_leaf",
+                        "pages": [pgno]},
+                expect_affected=set(victims),
+                deleted_customer_ids=victims,
+                description=f"Leaf page {pgno} of {PK_INDEX} was copied, then 5 customers with "
+                            "entries on it were deleted with their transactions (and 20 "
+                            "balances updated), then the old bytes were written back: the ID "
+                            "index has 5 entries whose row is gone. The deletions were "
+                            "intended: the expected content is without them (the snapshot "
+                            "still has them).")
+
+
+def fx_damaged_table_leaf(work):
+    db, snap = f"{work}/t.db", f"{work}/t.snap.db"
+    people = build_base(db)
+    con = connect(db)
+    copy_consistent(con, db, snap)
+    con.execute("BEGIN")
+    add_customers(con, people, count=10)
+    update_balances(con, people, 40)
+    con.execute("COMMIT")
+    # A middle leaf of the table that the post-snapshot activity left untouched,
+    # so the snapshot holds exactly the rows lost on it.
+    pgno = next(l[0] for l in middle_third(leaf_pages(con, "customers"))
+                if read_page(db, l[0], PAGE_SIZE) == read_page(snap, l[0], PAGE_SIZE))
+    page = read_page(db, pgno, PAGE_SIZE)
+    rowids = table_leaf_rowids(page, pgno)
+    _, _, content, _, _ = page_layout(page, pgno)
+    intended = dump_customers(con)
+    con.close()
+    good = {r[0]: tuple(r[1:]) for r in intended}
+    for attempt in range(50):
+        garbage = random.Random(SEED * 10 + 8 + 1000 * attempt).randbytes(PAGE_SIZE - content)
+        write_page(db, pgno, garbage, PAGE_SIZE, offset=content)
+        # Keep only garbage that SQLite cannot mistake for customer rows.
+        probe = probe_truth(db)
+        if all(good.get(r) == v for r, v in probe["rows"].items()):
+            break
+    else:
+        raise RuntimeError("garbage always decodes as rows")
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "garbage_cells", "object": "customers", "page_type": "table_leaf",
+                        "pages": [pgno], "byte_range": [content, PAGE_SIZE],
+                        "region": "cell content area; page header and cell pointer array intact"},
+                damaged_rowids=sorted(rowids),
+                garbage_attempt=attempt,
+                description=f"Deterministic random bytes over the cell content area (bytes "
+                            f"{content}..{PAGE_SIZE}) of leaf page {pgno} of the customers table "
+                            f"({len(rowids)} rows); header and cell pointer array intact. The "
+                            "page's bytes are identical in the snapshot, which predates 10 "
+                            "registrations and 40 balance updates elsewhere.")
+
+
+def fx_damaged_table_interior(work):
+    db, snap = f"{work}/i.db", f"{work}/i.snap.db"
+    people = build_base(db, page_size=SMALL_PAGE_SIZE, n=SMALL_PAGE_CUSTOMERS)
+    con = connect(db)
+    stats = dbstat(con, "customers")
+    interiors = [r for r in stats if r[1] == "internal" and r[2] != "/"]
+    assert interiors, "customers table has no second interior level"
+    # Not the right-most one: new rows are appended under that.
+    pgno, _, path, _, _ = interiors[(len(interiors) - 1) // 2]
+    assert path != interiors[-1][2]
+    leaves = [r[0] for r in stats if r[1] == "leaf" and r[2].startswith(path)]
+    assert leaves == table_subtree_leaves(db, pgno, SMALL_PAGE_SIZE)
+    orphaned = sorted(r for leaf in leaves
+                      for r in table_leaf_rowids(read_page(db, leaf, SMALL_PAGE_SIZE), leaf))
+    copy_consistent(con, db, snap)
+    con.execute("BEGIN")
+    add_customers(con, people, count=10)               # appended at the right edge
+    update_balances(con, people, 40, skip_rowids=orphaned)
+    con.execute("COMMIT")
+    stats_now = dbstat(con, "customers")
+    assert (pgno, "internal", path) in [r[:3] for r in stats_now]
+    assert [r[0] for r in stats_now if r[1] == "leaf" and r[2].startswith(path)] == leaves
+    for leaf in leaves:
+        assert read_page(db, leaf, SMALL_PAGE_SIZE) == read_page(snap, leaf, SMALL_PAGE_SIZE)
+    depth = max(r[2].count("/") for r in stats_now if r[1] == "internal")
+    intended = dump_customers(con)
+    orphaned_ids = sorted(r[1] for r in intended if r[0] in set(orphaned))
+    con.close()
+    write_page(db, pgno, bytes(SMALL_PAGE_SIZE), SMALL_PAGE_SIZE)
+    return dict(db=db, snap=snap, intended=intended, page_size=SMALL_PAGE_SIZE,
+                damage={"kind": "zeroed_page", "object": "customers",
+                        "page_type": "table_interior", "pages": [pgno],
+                        "dbstat_path": path, "orphaned_leaf_pages": leaves},
+                orphaned_rowids=orphaned,
+                orphaned_customer_ids=orphaned_ids,
+                interior_levels=depth,
+                expect_affected=set(orphaned_ids),
+                description=f"page_size {SMALL_PAGE_SIZE}, {SMALL_PAGE_CUSTOMERS} customers in the base "
+                            f"database: the customers table b-tree has "
+                            f"{depth} levels of interior pages. Non-root interior page {pgno} "
+                            f"(dbstat path {path}) was zeroed; its {len(leaves)} leaf pages "
+                            f"({len(orphaned)} rows) are intact but orphaned. Those leaves are "
+                            "byte-identical in the snapshot (taken before 10 registrations and "
+                            "40 balance updates of other rows).")
+
+
+def fx_index_definition_removed(work):
+    db, snap = f"{work}/d.db", f"{work}/d.snap.db"
+    people = build_base(db)
+    con = connect(db)
+    copy_consistent(con, db, snap)
+    con.execute("BEGIN")
+    add_customers(con, people, count=10)
+    update_balances(con, people, 20)
+    con.execute("COMMIT")
+    intended = dump_customers(con)
+    pages = sorted(r[0] for r in dbstat(con, PHONE_INDEX))
+    sql = con.execute("SELECT sql FROM sqlite_master WHERE name = ?", (PHONE_INDEX,)).fetchone()[0]
+    version = con.execute("PRAGMA schema_version").fetchone()[0]
+    con.execute("PRAGMA writable_schema = ON")
+    con.execute("BEGIN")
+    con.execute("DELETE FROM sqlite_master WHERE type = 'index' AND name = ?", (PHONE_INDEX,))
+    con.execute(f"PRAGMA schema_version = {version + 1}")
+    con.execute("COMMIT")
+    con.execute("PRAGMA writable_schema = OFF")
+    con.close()
+    con = connect(db)
+    assert not con.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (PHONE_INDEX,)).fetchall()
+    con.close()
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "index_definition_removed", "object": PHONE_INDEX,
+                        "page_type": "index", "pages": pages, "sql": sql,
+                        "schema_version_before": version},
+                expect_affected=set(),
+                description=f"With writable_schema the sqlite_schema row of {PHONE_INDEX} was "
+                            f"deleted and schema_version bumped ({version} -> {version + 1}); its "
+                            f"{len(pages)} b-tree pages are orphaned. The snapshot (before 10 "
+                            "registrations and 20 balance updates) still has the definition.")
+
+
+def fx_wal_stale_index(work):
+    db, snap = f"{work}/w.db", f"{work}/w.snap.db"
+    people = build_base(db)
+    con = connect(db)
+    assert con.execute("PRAGMA journal_mode=WAL").fetchone()[0] == "wal"
+    con.execute("PRAGMA wal_autocheckpoint=0")
+    pgno, _, _, _, unused = pick_pk_leaf(con)
+    pages_before = [l[0] for l in leaf_pages(con, PK_INDEX)]
+    old = read_page(db, pgno, PAGE_SIZE)               # everything is in the main file
+    old_entries = index_leaf_entries(old, pgno)
+    lo, hi = old_entries[0][0], old_entries[-1][0]
+    shutil.copyfile(db, snap)
+    s = connect(snap)                                   # the backup: rollback journal mode
+    assert s.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    s.close()
+    # Registrations on the page, checkpointed into the main file.
+    con.execute("BEGIN")
+    on_page = add_customers(con, people, ids=[people.new_id(inside=(lo, hi)) for _ in range(12)])
+    update_balances(con, people, 20)
+    con.execute("COMMIT")
+    busy, log, ckpt = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    assert busy == 0 and os.path.getsize(db + "-wal") == 0
+    # Later registrations committed into the WAL only, never touching the page.
+    wal_ids = []
+    owned = key_neighbours(con, "customer_id", lo, hi)
+    for _ in range(2):
+        con.execute("BEGIN")
+        wal_ids += add_customers(con, people, ids=[people.new_id(outside=owned) for _ in range(6)])
+        update_balances(con, people, 2)
+        con.execute("COMMIT")
+    assert [l[0] for l in leaf_pages(con, PK_INDEX)] == pages_before, "PK index pages changed"
+    intended = dump_customers(con)
+    # Copy both files while this connection keeps the WAL alive.
+    out_db, out_wal = f"{work}/w.out.db", f"{work}/w.out.db-wal"
+    shutil.copyfile(db, out_db)
+    shutil.copyfile(db + "-wal", out_wal)
+    con.close()
+    fix_wal_salts(out_wal)
+    frames, committed = wal_frames(open(out_wal, "rb").read())
+    assert frames and committed == len(frames)
+    assert pgno not in {f[0] for f in frames}, "stale page is in the WAL"
+    now = index_leaf_entries(read_page(out_db, pgno, PAGE_SIZE), pgno)
+    assert {e[0] for e in now} == {e[0] for e in old_entries} | set(on_page)
+    write_page(out_db, pgno, old, PAGE_SIZE)
+    # The -wal must really carry committed customers: compare with and without it.
+    with tempfile.TemporaryDirectory() as td:
+        shutil.copyfile(out_db, f"{td}/a.db")
+        shutil.copyfile(out_wal, f"{td}/a.db-wal")
+        shutil.copyfile(out_db, f"{td}/b.db")
+        with_wal = connect(f"{td}/a.db").execute("SELECT count(*) FROM customers NOT INDEXED").fetchone()[0]
+        without = connect(f"{td}/b.db").execute("SELECT count(*) FROM customers NOT INDEXED").fetchone()[0]
+    assert with_wal == len(intended) and with_wal - without == len(wal_ids), (with_wal, without)
+    return dict(db=out_db, wal=out_wal, snap=snap, intended=intended,
+                journal_mode="wal",
+                damage={"kind": "stale_page", "object": PK_INDEX, "page_type": "index_leaf",
+                        "pages": [pgno], "file": "main database file (newest version of the page "
+                                                 "is not in the WAL)"},
+                expect_affected=set(on_page),
+                wal_frames=len(frames),
+                wal_commit_frames=sum(1 for f in frames if f[1]),
+                wal_pages=sorted({f[0] for f in frames}),
+                wal_only_customer_ids=sorted(wal_ids),
+                customers_without_wal=without,
+                new_customer_ids_on_page=sorted(on_page),
+                description=f"WAL mode. Leaf page {pgno} of {PK_INDEX} was copied; 12 customers "
+                            "on it were registered and checkpointed into the main file; then "
+                            f"{len(wal_ids)} more (on other pages) were committed in 2 transactions into the "
+                            f"-wal ({len(frames)} frames, never checkpointed); then the old page "
+                            "was written back into the main file. Ship .db and .db-wal together "
+                            "(no -shm). The snapshot is the pre-copy state in rollback mode.")
+
+
+def fx_truncated(work):
+    db, snap = f"{work}/x.db", f"{work}/x.snap.db"
+    build_base(db)
+    con = connect(db)
+    copy_consistent(con, db, snap)
+    intended = dump_customers(con)
+    con.close()
+    pages = header_page_count(db)
+    cut = pages * 55 // 100
+    os.truncate(db, cut * PAGE_SIZE)
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "truncated", "object": None, "pages": list(range(cut + 1, pages + 1)),
+                        "header_page_count": pages, "file_pages": cut},
+                description=f"The healthy base database ({pages} pages by its header) cut to its "
+                            f"first {cut} pages ({cut * PAGE_SIZE} bytes). The snapshot is the "
+                            "file before the cut. Stock SQLite refuses the whole file "
+                            "(page count in the header > file size); the truth was probed "
+                            "with PRAGMA writable_schema=ON, under which SQLite uses the file "
+                            "size, so rows and index pages past the cut are lost.")
+
+
+def fx_not_a_database(work):
+    path = f"{work}/n.db"
+    rng = random.Random(SEED * 10 + 13)
+    lines = ["# POS terminal log export (not a database)"]
+    clock = RECENT
+    while sum(len(l) + 1 for l in lines) < 4000:
+        clock += dt.timedelta(seconds=rng.randint(5, 400))
+        cid = "C%012d" % rng.randint(1_000, 99_999_999_999)
+        event = rng.choice(["lookup ok", "lookup ok", "lookup ok", "sale posted",
+                            "ERROR unsupported customer ID", "card swipe"])
+        lines.append(f"{clock:%Y-%m-%d %H:%M:%S} TERM-{rng.randint(1, 12):02d} {cid} {event}")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return dict(db=path, snap=None, intended=None, damage={"kind": "not_a_database"},
+                description="About 4 KB of text (a terminal log), not an SQLite file.")
+
+
+def fx_empty(work):
+    path = f"{work}/0.db"
+    open(path, "wb").close()
+    return dict(db=path, snap=None, intended=None, damage={"kind": "empty"},
+                description="A 0-byte file (SQLite itself would treat it as an empty database).")
+
+
+FIXTURES = [
+    ("healthy", fx_healthy),
+    ("stale_pk_page", fx_stale_pk_page),
+    ("stale_pk_page_dups", fx_stale_pk_page_dups),
+    ("stale_secondary_page", fx_stale_secondary_page),
+    ("zeroed_index_page", fx_zeroed_index_page),
+    ("garbage_index_page", fx_garbage_index_page),
+    ("surplus_index_entries", fx_surplus_index_entries),
+    ("damaged_table_leaf", fx_damaged_table_leaf),
+    ("damaged_table_interior", fx_damaged_table_interior),
+    ("index_definition_removed", fx_index_definition_removed),
+    ("wal_stale_index", fx_wal_stale_index),
+    ("truncated", fx_truncated),
+    ("not_a_database", fx_not_a_database),
+    ("empty", fx_empty),
+]
+
+# Fixtures whose damage must make some lookup wrong.
+MUST_AFFECT = {"stale_pk_page", "stale_pk_page_dups", "stale_secondary_page", "zeroed_index_page",
+               "garbage_index_page", "surplus_index_entries", "damaged_table_leaf",
+               "wal_stale_index", "truncated"}
+
+
+# --------------------------------------------------------------------------
+# Assembling one fixture
+# --------------------------------------------------------------------------
+
+def sha256_file(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def truth_json(value, depth=0):
+    """JSON with one top-level field per line and one index entry per line:
+    readable in a diff, without one line per customer ID."""
+    pad = "  " * depth
+    if isinstance(value, dict) and value and depth < 2:
+        items = [f"{pad}  {json.dumps(k)}: {truth_json(v, depth + 1)}" for k, v in value.items()]
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(value, list) and value and all(isinstance(x, dict) for x in value):
+        return "[\n" + ",\n".join(f"{pad}  {json.dumps(x, separators=(',', ':'))}"
+                                     for x in value) + "\n" + pad + "]"
+    return json.dumps(value)
+
+
+def make_fixture(name, builder, out):
+    with tempfile.TemporaryDirectory() as work:
+        b = builder(work)
+        files = {"db": f"{name}.db"}
+        for stale in (f"{name}.db-wal", f"{name}.db-shm", f"{name}.db-journal", f"{name}.snap.db"):
+            if os.path.exists(os.path.join(out, stale)):
+                os.remove(os.path.join(out, stale))
+        shutil.copyfile(b["db"], os.path.join(out, files["db"]))
+        if b.get("wal"):
+            files["wal"] = f"{name}.db-wal"
+            shutil.copyfile(b["wal"], os.path.join(out, files["wal"]))
+        if b.get("snap"):
+            files["snapshot"] = f"{name}.snap.db"
+            shutil.copyfile(b["snap"], os.path.join(out, files["snapshot"]))
+
+    db = os.path.join(out, files["db"])
+    wal = os.path.join(out, files["wal"]) if "wal" in files else None
+    snap = os.path.join(out, files["snapshot"]) if "snapshot" in files else None
+    truth = {"fixture": name, "description": b["description"], "generator":
+             "python3 tools/make_fixtures.py", "seed": SEED, "sqlite_version": sqlite3.sqlite_version,
+             "files": {k: {"path": v, "bytes": os.path.getsize(os.path.join(out, v)),
+                           "sha256": sha256_file(os.path.join(out, v))} for k, v in files.items()}}
+    intended = b["intended"]
+    if intended is not None:
+        truth["page_size"] = b.get("page_size", PAGE_SIZE)
+        truth["journal_mode"] = b.get("journal_mode", "delete")
+    truth["damage"] = b["damage"]
+
+    if intended is not None:
+        p = probe_truth(db, wal, snap, intended)
+        if p["schema_error"]:
+            truth["schema_read_error"] = p["schema_error"]
+            truth["probe_pragmas"] = ["writable_schema=ON"]
+        truth["indexes"] = p["indexes"]
+        truth["customers_total"] = p["customers_total"]
+        truth["affected_customer_ids"] = p["affected_customer_ids"]
+        truth["affected_by_index"] = p["affected_by_index"]
+        truth["affected_own_row_only"] = p["affected_own_row_only"]
+        truth["index_only_customer_ids"] = p["index_only_customer_ids"]
+        truth["duplicate_customer_ids"] = sorted(p["duplicates"])
+        if b.get("duplicates_detail"):
+            truth["duplicates"] = b["duplicates_detail"]
+        truth["missing_index_entries"] = p["missing_index_entries"]
+        truth["surplus_index_entries"] = p["surplus_index_entries"]
+        truth["lost_rowids"] = p["lost_rowids"]
+        truth["lost_customer_ids"] = p["lost_customer_ids"]
+        truth["extra_rowids"] = p["extra_rowids"]
+        truth["altered_rowids"] = p["altered_rowids"]
+        truth["table_scan_errors"] = p["table_scan_errors"]
+        truth["index_scan_errors"] = p["index_scan_errors"]
+        for key in ("orphaned_rowids", "orphaned_customer_ids", "interior_levels", "damaged_rowids",
+                    "wal_frames", "wal_commit_frames", "wal_pages", "wal_only_customer_ids",
+                    "customers_without_wal", "new_customer_ids_on_page", "new_customer_ids_elsewhere",
+                    "deleted_customer_ids", "email_added_on_page_ids", "email_moved_onto_page_ids",
+                    "email_moved_off_page_ids", "entries_on_damaged_page", "garbage_attempt"):
+            if key in b:
+                truth[key] = b[key]
+        if "_phone_rowids" in b:
+            by_rowid = {r[0]: r[1] for r in intended}
+            truth["customer_ids_on_damaged_page"] = sorted({by_rowid[r] for r in b["_phone_rowids"]})
+        truth["expected_customers_count"] = len(intended)
+        truth["expected_customers_sha256"] = canonical_sha256(intended)
+        if snap:
+            srows = snapshot_rows(snap)
+            truth["snapshot_customers_count"] = len(srows)
+            truth["snapshot_customers_sha256"] = canonical_sha256(srows)
+
+        # Construction-side cross-checks of the probe.
+        got = set(p["affected_customer_ids"])
+        if "expect_affected" in b and got != b["expect_affected"]:
+            print(f"  note: {name}: probe found {len(got)} affected, construction predicts "
+                  f"{len(b['expect_affected'])} (only in probe: {sorted(got - b['expect_affected'])[:5]}, "
+                  f"only predicted: {sorted(b['expect_affected'] - got)[:5]})", file=sys.stderr)
+        if name == "healthy":
+            assert not got and not p["missing_index_entries"] and not p["surplus_index_entries"]
+            assert canonical_sha256([(r, *v) for r, v in p["rows"].items()]) == truth["expected_customers_sha256"]
+        if name in MUST_AFFECT:
+            assert got, f"{name}: no affected customers"
+        if "expect_duplicates" in b:
+            assert set(p["duplicates"]) == b["expect_duplicates"]
+
+    truth["sqlite_quick_check"] = cli_lines(db, wal, "quick_check")
+    truth["sqlite_integrity_check"] = cli_lines(db, wal, "integrity_check")
+    with open(os.path.join(out, f"{name}.truth.json"), "w") as f:
+        f.write(truth_json(truth) + "\n")
+    return truth
+
+
+# --------------------------------------------------------------------------
+# README
+# --------------------------------------------------------------------------
+
+README_HEAD = """\
+# custodian test fixtures
+
+Generated by `tools/make_fixtures.py` (Python 3 standard library, SQLite {sqlite}).
+Rebuild them all with:
+
+    python3 tools/make_fixtures.py            # or: --out DIR
+
+Do not edit these files by hand. The generator is deterministic (fixed seed
+{seed}; the random WAL salts are replaced by fixed ones and the checksums
+recomputed): running it twice gives identical bytes with the same SQLite
+version. Every database uses the reference schema of DESIGN.md, page_size 4096
+and the rollback journal (DELETE) unless noted. The base database has
+{base} customers (IDs `C` + 12 digits, inserted in shuffled order, about 3
+transactions each, interleaved), some NULL phones, emails and card numbers,
+statuses active/inactive/suspended/closed.
+
+For each fixture NAME:
+
+* `NAME.db` - the damaged database (`NAME.db-wal` too for `wal_stale_index`:
+  copy both together; no `-shm` is shipped).
+* `NAME.snap.db` - a healthy copy taken before the damage (the nightly backup).
+  It usually predates some later activity, so it is not identical to the
+  intended content.
+* `NAME.truth.json` - the ground truth, computed by the generator with Python's
+  sqlite3 on a read-only copy, never by custodian.
+
+Tests must open copies, never the files here (opening the WAL fixture
+read-write checkpoints and deletes its -wal).
+
+## Fixtures
+
+| fixture | files (bytes) | customers readable / intended | affected IDs | damage |
+| --- | --- | --- | --- | --- |
+"""
+
+README_TRUTH = """
+## Truth file fields
+
+* `damage`: `kind` (`none`, `stale_page`, `stale_page_with_duplicates`,
+  `zeroed_page`, `garbage_cells`, `index_definition_removed`, `truncated`,
+  `not_a_database`, `empty`), `object` (index or table damaged), `page_type`,
+  `pages` (page numbers, 1-based; for `truncated` the pages cut off; for
+  `index_definition_removed` the orphaned pages), plus kind-specific details.
+* `files`: path, size and sha256 of each shipped file.
+* `indexes`: the indexes of `customers` present in the damaged file's schema
+  and their columns.
+* `customers_total`: rows of `customers` readable through SQL (full scan, plus
+  a reverse scan and a read of every rowid when the scan fails).
+* `affected_customer_ids`: sorted IDs for which some index of `customers` gives
+  a wrong answer, found by doing the lookups:
+  for each readable row R (rowid r, ID X) and each index I:
+  `SELECT rowid FROM customers INDEXED BY I WHERE c1 = ? [AND c2 = ?]` with R's
+  values (`IS` for a NULL value: the POS's own comparison is `=`); X is
+  affected if the query errors, r is not returned, or - through an index whose
+  key holds the customer ID - a returned rowid's row (read with
+  `NOT INDEXED WHERE rowid = ?`) is absent, unreadable or holds another ID.
+  (Through other indexes the other rows returned belong to other customers:
+  only X's own row decides, so damage to one table page does not make every
+  customer sharing a status "affected".) For an ID known only from an entry of
+  `sqlite_autoindex_customers_1` (no readable row has it), it is affected if the
+  lookup `customer_id = ?` through that index errors, returns nothing, or
+  returns a rowid whose row is absent, unreadable or holds another ID.
+  `affected_by_index` splits this by index; `index_only_customer_ids` lists the
+  IDs known only from the ID index. `affected_own_row_only` is the narrower set
+  that ignores the "another returned row is bad" clause (see the notes below).
+* `missing_index_entries` / `surplus_index_entries`: `{index, rowid, key}` with
+  the full key, comparing every readable row with a covering scan of each index
+  (scans are resumed past a damaged page by range scans, so entries on the bad
+  page itself are not read). Surplus entries carry `row`: `absent` (no row with
+  that rowid), `unreadable` (reading the row errors) or `differs` (the row holds
+  other values). Sorted by index, JSON of key, rowid.
+* `duplicate_customer_ids`: IDs held by more than one readable row; `duplicates`
+  gives `original_rowids` and `reregistered_rowids` per ID.
+* `lost_rowids` / `lost_customer_ids`: intended rows that cannot be read through
+  SQL; `extra_rowids`: readable rows not in the intended content;
+  `altered_rowids`: readable rows whose values differ from the intended ones.
+* `expected_customers_count` / `expected_customers_sha256`: the content a perfect
+  repair gives. The sha256 is over the UTF-8 text of the rows sorted by
+  (customer_id, rowid), one line per row, lines joined by `\\n` (no trailing
+  newline), each line Python's `json.dumps([rowid, customer_id, card_number,
+  name, phone, email, status, tier, balance_cents, created_at, updated_at])`
+  with default settings (`", "` separators, `null` for NULL, all data ASCII).
+  `snapshot_customers_count` / `snapshot_customers_sha256`: the same for the
+  snapshot.
+* `sqlite_quick_check` / `sqlite_integrity_check`: the first 3 output lines of
+  the stock `sqlite3` CLI on a copy (its stdout first, then its stderr).
+* `table_scan_errors` / `index_scan_errors`: the SQLite errors the scans met.
+  `schema_read_error` and `probe_pragmas`: set when the file could only be read
+  with `PRAGMA writable_schema=ON` (see `truncated`).
+* Fixture-specific: `new_customer_ids_on_page`, `deleted_customer_ids`,
+  `orphaned_rowids`, `orphaned_customer_ids`, `damaged_rowids`, `wal_frames`,
+  `wal_only_customer_ids`, `customers_without_wal`, and so on.
+
+## Notes: what the probe found that one might not expect
+
+* Why only the customer's own row decides through a non-ID index: when a row
+  cannot be read (`damaged_table_leaf`, `damaged_table_interior`,
+  `truncated`), a lookup through `idx_customers_status` (about 16 (status,
+  tier) pairs) also returns that unreadable row's rowid for almost every
+  customer. Counting that would call nearly everyone "affected" although only
+  the lost rows' lookups by ID fail; `affected_own_row_only` keeps the
+  narrowest reading for comparison.
+* `IS ?` is not `= ?` at a damaged leaf's border. The keys stored in the
+  interior cells on both sides of a damaged index leaf are readable, and
+  `customer_id = ?` finds them, but `customer_id IS ?` steps on into the
+  damaged leaf and errors. The probe uses `=`, as the POS does.
+* A file shorter than its header's page count is refused as a whole by
+  SQLite ("database disk image is malformed", even `quick_check`). The truth
+  of `truncated` was probed with `PRAGMA writable_schema=ON`, under which
+  SQLite trusts the file size; a tool reading it through SQL must do the same
+  (or read pages itself).
+* A lost write on a secondary index leaves entries that no lookup by a current
+  value reaches: in `stale_secondary_page` the 3 customers whose email moved
+  off the page are not affected, but their old entries are listed as surplus
+  (`row: differs`).
+* `quick_check` says `ok` for every stale-page fixture; only
+  `integrity_check` sees them. For `surplus_index_entries` it only says
+  `wrong # of entries in index ...`, without naming the entries.
+* Python's sqlite3 steps one row ahead and drops a row when the following step
+  fails; the generator re-reads that row with `LIMIT 1 OFFSET n`, so the rows
+  counted are those a step-at-a-time reader (rusqlite) sees.
+"""
+
+
+def write_readme(out, truths):
+    text = README_HEAD.format(sqlite=sqlite3.sqlite_version, seed=SEED, base=BASE_CUSTOMERS)
+    for t in truths:
+        files = ", ".join(f"`{f['path']}` ({f['bytes']:,})" for f in t["files"].values())
+        if "expected_customers_count" in t:
+            cust = f"{t['customers_total']} / {t['expected_customers_count']}"
+            aff = str(len(t["affected_customer_ids"]))
+        else:
+            cust, aff = "-", "-"
+        d = t["damage"]
+        dmg = d["kind"] + (f" `{d['object']}`" if d.get("object") else "")
+        if d.get("pages") and d["kind"] != "truncated":
+            dmg += " page " + ", ".join(str(p) for p in d["pages"][:8]) + (" ..." if len(d["pages"]) > 8 else "")
+        text += f"| `{t['fixture']}` | {files} | {cust} | {aff} | {dmg} |\n"
+    text += "\n"
+    for t in truths:
+        text += f"### {t['fixture']}\n\n{t['description']}\n\n"
+        if "expected_customers_count" in t:
+            text += (f"Readable customers {t['customers_total']}, intended "
+                     f"{t['expected_customers_count']}, affected IDs "
+                     f"{len(t['affected_customer_ids'])}, missing index entries "
+                     f"{len(t['missing_index_entries'])}, surplus index entries "
+                     f"{len(t['surplus_index_entries'])}, lost rows {len(t['lost_rowids'])}, "
+                     f"duplicate IDs {len(t['duplicate_customer_ids'])}.\n\n")
+        for label, key in (("quick_check", "sqlite_quick_check"),
+                           ("integrity_check", "sqlite_integrity_check")):
+            lines = t.get(key)
+            if lines is not None:
+                text += f"`sqlite3 {t['files']['db']['path']} 'PRAGMA {label}'` (first 3 lines):\n\n"
+                text += "".join(f"    {l}\n" for l in lines) or "    (no output)\n"
+                text += "\n"
+    text += README_TRUTH
+    with open(os.path.join(out, "README.md"), "w") as f:
+        f.write(text)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                  "..", "fixtures"))
+    ap.add_argument("--only", action="append", help="build only this fixture (repeatable)")
+    args = ap.parse_args()
+    out = os.path.normpath(args.out)
+    os.makedirs(out, exist_ok=True)
+    truths = []
+    for name, builder in FIXTURES:
+        if args.only and name not in args.only:
+            continue
+        print(f"building {name} ...", file=sys.stderr)
+        truths.append(make_fixture(name, builder, out))
+    if not args.only:
+        write_readme(out, truths)
+
+    print(f"\n{'fixture':26} {'bytes':>10} {'customers':>10} {'affected':>9}  integrity_check")
+    total = 0
+    for t in truths:
+        size = sum(f["bytes"] for f in t["files"].values())
+        total += size
+        cust = str(t.get("customers_total", "-"))
+        aff = str(len(t["affected_customer_ids"])) if "affected_customer_ids" in t else "-"
+        ic = (t.get("sqlite_integrity_check") or ["-"])
+        first = ic[0] if ic else "(none)"
+        print(f"{t['fixture']:26} {size:>10,} {cust:>10} {aff:>9}  {first[:70]}")
+    print(f"{'total':26} {total:>10,}")
+
+
+if __name__ == "__main__":
+    main()
