@@ -533,18 +533,100 @@ def snapshot_rows(snap):
     return rows
 
 
+def _varint(b, i):
+    v = 0
+    for k in range(9):
+        if i + k >= len(b):
+            raise ValueError("varint past end")
+        c = b[i + k]
+        if k == 8:
+            return (v << 8) | c, i + 9
+        v = (v << 7) | (c & 0x7F)
+        if c < 0x80:
+            return v, i + k + 1
+    raise ValueError("unreachable")
+
+
+def _record(payload):
+    """Decode a record whose values are NULL, integers or text (enough for an
+    index of TEXT ids plus the rowid)."""
+    hsize, i = _varint(payload, 0)
+    types = []
+    while i < hsize:
+        t, i = _varint(payload, i)
+        types.append(t)
+    pos, out = hsize, []
+    for t in types:
+        if t == 0:
+            out.append(None)
+        elif 1 <= t <= 6:
+            n = (1, 2, 3, 4, 6, 8)[t - 1]
+            out.append(int.from_bytes(payload[pos:pos + n], "big", signed=True))
+            pos += n
+        elif t in (8, 9):
+            out.append(t - 8)
+        elif t >= 13 and t % 2 == 1:
+            n = (t - 13) // 2
+            out.append(payload[pos:pos + n].decode("utf-8", "replace"))
+            pos += n
+        else:
+            raise ValueError(f"serial type {t}")
+        if pos > len(payload):
+            raise ValueError("record past end")
+    return out
+
+
+def index_entries_from_pages(path, root, page_size):
+    """Every entry of the index b-tree rooted at `root` that survives on a
+    readable page, by walking the pages of the file itself (pages past the end
+    of the file, or that are not index pages, are skipped). Independent of SQL,
+    which stops at the first bad page, and of custodian's reader."""
+    data = open(path, "rb").read()
+    npages = len(data) // page_size
+    max_local = (page_size - 12) * 64 // 255 - 23
+    out, seen, stack = [], set(), [root]
+    while stack:
+        pg = stack.pop()
+        if pg < 1 or pg > npages or pg in seen:
+            continue
+        seen.add(pg)
+        page = data[(pg - 1) * page_size: pg * page_size]
+        h = 100 if pg == 1 else 0
+        kind = page[h]
+        if kind not in (2, 10):
+            continue
+        ncells = int.from_bytes(page[h + 3:h + 5], "big")
+        hdr = 12 if kind == 2 else 8
+        if kind == 2:
+            stack.append(int.from_bytes(page[h + 8:h + 12], "big"))
+        for c in range(ncells):
+            off = int.from_bytes(page[h + hdr + 2 * c:h + hdr + 2 * c + 2], "big")
+            try:
+                i = off
+                if kind == 2:
+                    stack.append(int.from_bytes(page[i:i + 4], "big"))
+                    i += 4
+                n, i = _varint(page, i)
+                if n > max_local or i + n > page_size:
+                    continue  # overflowing entries are not needed for short ids
+                out.append(_record(page[i:i + n]))
+            except (ValueError, IndexError):
+                continue
+    return out
+
+
 def probe_truth(db_src, wal_src=None, snap=None, intended=None):
     """Compute the truth fields of a damaged database by doing the lookups."""
     snap_rows = snapshot_rows(snap)
     with tempfile.TemporaryDirectory() as td:
         con = open_probe_copy(td, db_src, wal_src)
         try:
-            return _probe(con, snap_rows, intended or [])
+            return _probe(con, snap_rows, intended or [], None if wal_src else db_src)
         finally:
             con.close()
 
 
-def _probe(con, snap_rows, intended):
+def _probe(con, snap_rows, intended, raw_path=None):
     select_cols = ", ".join(qi(c) for c in CUSTOMER_COLUMNS)
     schema_sql = ("SELECT name FROM sqlite_schema WHERE type = 'index' "
                   "AND tbl_name = 'customers' ORDER BY name")
@@ -676,6 +758,16 @@ def _probe(con, snap_rows, intended):
     index_only_ids = set()
     if PK_INDEX in indexes:
         index_only_ids = {key[0] for key, _ in index_entries[PK_INDEX]} - table_ids
+        if raw_path:
+            # IDs that survive on readable pages of the ID index, even where
+            # SQL cannot reach them (e.g. past a page lost to truncation).
+            root = con.execute("SELECT rootpage FROM sqlite_schema WHERE name = ?",
+                               (PK_INDEX,)).fetchone()[0]
+            psize = con.execute("PRAGMA page_size").fetchone()[0]
+            for rec in index_entries_from_pages(raw_path, root, psize):
+                if len(rec) == 2 and isinstance(rec[0], str) and isinstance(rec[1], int):
+                    if rec[0] not in table_ids:
+                        index_only_ids.add(rec[0])
         for cid in index_only_ids:
             err, got = lookup(PK_INDEX, (cid,))
             if err or not got or not all(holds(s, ["customer_id"], (cid,)) for s in got):

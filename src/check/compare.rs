@@ -539,3 +539,56 @@ impl Plan {
         }
     }
 }
+
+/// Canonical bytes of the key fields (all but the trailing rowid).
+pub fn key_bytes(values: &[Value], key_len: usize) -> Vec<u8> {
+    let mut b = Vec::new();
+    for v in values.iter().take(key_len) {
+        canon::push_value(&mut b, v);
+    }
+    b
+}
+
+/// Every entry of an index whose key equals one of `keys` (key bytes as
+/// from [`key_bytes`]): the entries a lookup of those keys walks over.
+pub fn entries_with_keys(
+    src: &dyn PageSource,
+    root: u32,
+    plan: &Plan,
+    keys: &std::collections::BTreeSet<Vec<u8>>,
+) -> Vec<Collected> {
+    let enc = src.text_encoding();
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    btree::walk_index(src, root, &mut |item| {
+        if let IndexItem::Entry { payload, .. } = item {
+            let mut vals = Vec::new();
+            if record::parse_record(payload, &mut vals).is_err() || vals.len() != plan.fields.len()
+            {
+                return;
+            }
+            buf.clear();
+            for v in vals.iter().take(plan.key_len) {
+                canon::push_raw(&mut buf, v, enc);
+            }
+            if keys.contains(&buf) {
+                let rowid = match vals.last() {
+                    Some(ValueRef::Integer(r)) => Some(*r),
+                    _ => None,
+                };
+                out.push(Collected {
+                    bytes: Vec::new(),
+                    rowid,
+                    values: vals.iter().map(|v| canon::to_owned(v, enc)).collect(),
+                });
+            }
+        }
+    });
+    out
+}
+
+impl Plan {
+    pub fn key_len(&self) -> usize {
+        self.key_len
+    }
+}

@@ -642,6 +642,7 @@ fn customer_pass(
     }
     for (p, plan) in plans.iter().enumerate() {
         order_findings(table, plan.index, &iscans[p], &mut suspects, ctx);
+        beside_damage_suspects(pager, table, plan, &iscans[p], &mut suspects);
     }
 
     // Expression and partial indexes: SQLite computes the table side.
@@ -682,6 +683,7 @@ fn customer_pass(
                     }
                 }
                 order_findings(table, i, &iscan, &mut suspects, ctx);
+                beside_damage_suspects(pager, table, &plan, &iscan, &mut suspects);
             }
         }
     }
@@ -689,6 +691,35 @@ fn customer_pass(
 
     probe_suspects(conn, table, &suspects, progress, ctx);
     Ok(())
+}
+
+/// A lookup of a key that borders a damaged page may step into it: every
+/// entry with such a key is in doubt (for a non-unique key such as a status,
+/// that can be many customers).
+fn beside_damage_suspects(
+    pager: &Pager,
+    table: &CustomerTable,
+    plan: &Plan,
+    scan: &compare::IndexScan,
+    suspects: &mut Suspects,
+) {
+    if scan.beside_damage.is_empty() {
+        return;
+    }
+    let keys: BTreeSet<Vec<u8>> = scan
+        .beside_damage
+        .iter()
+        .map(|c| compare::key_bytes(&c.values, plan.key_len()))
+        .collect();
+    let root = table.indexes[plan.index].rootpage;
+    for c in compare::entries_with_keys(pager, root, plan, &keys) {
+        if let Some(r) = c.rowid {
+            suspects.rows.insert(r);
+        }
+        if let Some(i) = id_of_values(table, plan.index, &c.values) {
+            suspects.ids.insert(i);
+        }
+    }
 }
 
 /// Values of DEFAULT clauses, for records written before ADD COLUMN.

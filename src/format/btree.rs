@@ -330,7 +330,7 @@ impl<'s> Walker<'s> {
         parent: Option<u32>,
         depth: u32,
         table: bool,
-    ) -> Result<(BtreePage<'b>, Option<Damage>), Damage> {
+    ) -> Result<(BtreePage<'b>, [Option<Damage>; 2]), Damage> {
         let damage = |kind, detail| Damage {
             pgno,
             parent,
@@ -350,18 +350,16 @@ impl<'s> Walker<'s> {
             ));
         }
         self.stats.pages_visited += 1;
+        let mut depth_damage = None;
         if page.page_type().is_leaf() {
             match self.leaf_depth {
                 None => self.leaf_depth = Some(depth),
                 Some(d) if d != depth => {
-                    return Ok((
-                        page,
-                        Some(damage(
-                            DamageKind::WrongPageType,
-                            format!(
-                                "leaf page {pgno} is at depth {depth}, the first leaf of this {tree} b-tree at depth {d}"
-                            ),
-                        )),
+                    depth_damage = Some(damage(
+                        DamageKind::WrongPageType,
+                        format!(
+                            "leaf page {pgno} is at depth {depth}, the first leaf of this {tree} b-tree at depth {d}"
+                        ),
                     ));
                 }
                 Some(_) => {}
@@ -369,7 +367,7 @@ impl<'s> Walker<'s> {
         }
         page.check_layout_into(&mut self.regions, &mut self.layout_errors);
         if self.layout_errors.is_empty() {
-            return Ok((page, None));
+            return Ok((page, [depth_damage, None]));
         }
         let kind = if self
             .layout_errors
@@ -399,7 +397,7 @@ impl<'s> Walker<'s> {
                 self.layout_errors.len() - LAYOUT_PROBLEMS_SHOWN
             ));
         }
-        Ok((page, Some(damage(kind, detail))))
+        Ok((page, [depth_damage, Some(damage(kind, detail))]))
     }
 
     /// Copies a spilled payload into `self.assembled`: the local part, then
@@ -512,12 +510,12 @@ impl<'s> Walker<'s> {
         hi: Option<i64>,
         visit: &mut dyn FnMut(TableItem<'_>),
     ) {
-        let (page, layout_damage) = match self.open(buf, pgno, parent, depth, true) {
+        let (page, damage) = match self.open(buf, pgno, parent, depth, true) {
             Ok(p) => p,
             Err(d) => return self.table_damage(visit, d),
         };
-        let layout_reported = layout_damage.is_some();
-        if let Some(d) = layout_damage {
+        let layout_reported = damage[1].is_some();
+        for d in damage.into_iter().flatten() {
             self.table_damage(visit, d);
         }
         let mut order_reported = false;
@@ -675,12 +673,12 @@ impl<'s> Walker<'s> {
         depth: u32,
         visit: &mut dyn FnMut(IndexItem<'_>),
     ) {
-        let (page, layout_damage) = match self.open(buf, pgno, parent, depth, false) {
+        let (page, damage) = match self.open(buf, pgno, parent, depth, false) {
             Ok(p) => p,
             Err(d) => return self.index_damage(visit, d),
         };
-        let layout_reported = layout_damage.is_some();
-        if let Some(d) = layout_damage {
+        let layout_reported = damage[1].is_some();
+        for d in damage.into_iter().flatten() {
             self.index_damage(visit, d);
         }
         let interior = !page.page_type().is_leaf();
@@ -935,6 +933,21 @@ mod tests {
             ]
         );
         assert_eq!(stats.pages, vec![2, 3]);
+    }
+
+    #[test]
+    fn leaves_at_different_depths() {
+        let mut img = image(5);
+        // Root 2: left child leaf 3 (depth 1), right child interior 4 -> leaf 5 (depth 2).
+        put_table_page(&mut img, 2, &[interior_cell(3, 1)], Some(4));
+        put_table_page(&mut img, 3, &[leaf_cell(1, b"\x01")], None);
+        put_table_page(&mut img, 4, &[], Some(5));
+        put_table_page(&mut img, 5, &[leaf_cell(2, b"\x01")], None);
+        let src = MemoryPages::new(img).unwrap();
+        let (rows, _, damage, _) = collect(&src, 2);
+        assert_eq!(rows.len(), 2);
+        let found: Vec<_> = damage.iter().map(|d| (d.kind, d.pgno)).collect();
+        assert_eq!(found, vec![(DamageKind::WrongPageType, 5)]);
     }
 
     #[test]

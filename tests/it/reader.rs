@@ -516,6 +516,7 @@ const SCHEMA: &str = "
         extra
     );
     CREATE INDEX idx_customers_name ON customers(name);
+    CREATE INDEX idx_customers_name_binary ON customers(name COLLATE BINARY, id);
     CREATE INDEX idx_customers_email ON customers(email DESC, balance);
     CREATE INDEX idx_customers_code ON customers(code COLLATE RTRIM);
     CREATE TABLE kv(k TEXT PRIMARY KEY, v);
