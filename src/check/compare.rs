@@ -5,21 +5,22 @@
 //! the index's pages) is hashed over its canonical bytes and added into a
 //! bucket chosen by its rowid. Equal buckets mean equal multisets (with
 //! overwhelming probability); only the rows of unequal buckets are collected
-//! in a second pass and diffed exactly. Memory is a fixed 1 MiB per index
+//! in a second pass and diffed exactly. Memory is a fixed 32 KiB per index
+//! (4,096 buckets of 64-bit sums: small enough to stay in the CPU cache)
 //! plus the rows of unequal buckets.
 
 use std::cmp::Ordering;
 
 use rusqlite::types::Value;
-use xxhash_rust::xxh3::xxh3_128;
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::canon;
 use crate::format::btree::{self, Damage, IndexItem, PageSource, TableItem};
 use crate::format::header::TextEncoding;
-use crate::format::record::{self, Collation, ValueRef};
+use crate::format::record::{self, Collation, Record, ValueRef};
 use crate::schema::{CustomerTable, Index, IndexPart};
 
-pub const BUCKET_BITS: u32 = 16;
+pub const BUCKET_BITS: u32 = 12;
 pub const BUCKETS: usize = 1 << BUCKET_BITS;
 
 /// The bucket of a row: both sides agree on it because both know the rowid.
@@ -106,7 +107,7 @@ pub struct Collected {
 /// What a pass over the table found.
 #[derive(Debug, Default)]
 pub struct TableScan {
-    pub digests: Vec<Vec<u128>>,
+    pub digests: Vec<Vec<u64>>,
     pub rows: u64,
     /// Rows the walker saw but could not read whole (broken overflow chain).
     pub damaged_rows: Vec<i64>,
@@ -116,21 +117,22 @@ pub struct TableScan {
 }
 
 /// Walks the table, predicting every plan's entries from each row.
-/// `row_hook` sees every readable row (rowid, record values) once.
+/// `row_hook` sees every readable row (rowid, parsed record, payload) once.
 pub fn scan_table(
     src: &dyn PageSource,
     table: &CustomerTable,
     plans: &[Plan],
     wanted: Option<&Wanted>,
-    row_hook: &mut dyn FnMut(i64, &[ValueRef<'_>]),
+    row_hook: &mut dyn FnMut(i64, &Record, &[u8]),
     tick: &dyn Fn(u64),
 ) -> TableScan {
     let enc = src.text_encoding();
     let mut out = TableScan {
-        digests: vec![vec![0u128; BUCKETS]; if wanted.is_some() { 0 } else { plans.len() }],
+        digests: vec![vec![0u64; BUCKETS]; if wanted.is_some() { 0 } else { plans.len() }],
         collected: vec![Vec::new(); plans.len()],
         ..TableScan::default()
     };
+    let mut rec = Record::default();
     let mut buf = Vec::with_capacity(256);
     let mut visit = |item: TableItem<'_>| match item {
         TableItem::Row { rowid, payload, .. } => {
@@ -138,12 +140,11 @@ pub fn scan_table(
             if out.rows % 65536 == 0 {
                 tick(out.rows);
             }
-            let mut vals: Vec<ValueRef<'_>> = Vec::with_capacity(16);
-            if record::parse_record(payload, &mut vals).is_err() {
+            if rec.parse(payload).is_err() {
                 out.damaged_rows.push(rowid);
                 return;
             }
-            row_hook(rowid, &vals);
+            row_hook(rowid, &rec, payload);
             let b = bucket_of(rowid);
             for (p, plan) in plans.iter().enumerate() {
                 if let Some(w) = wanted
@@ -157,8 +158,8 @@ pub fn scan_table(
                         FieldSrc::Rowid => {
                             canon::push_raw(&mut buf, &ValueRef::Integer(rowid), enc)
                         }
-                        FieldSrc::Stored { pos, default } => match vals.get(*pos) {
-                            Some(v) => canon::push_raw(&mut buf, v, enc),
+                        FieldSrc::Stored { pos, default } => match rec.get(payload, *pos) {
+                            Some(v) => canon::push_raw(&mut buf, &v, enc),
                             None => canon::push_value(&mut buf, default),
                         },
                     }
@@ -169,9 +170,9 @@ pub fn scan_table(
                         .iter()
                         .map(|f| match f {
                             FieldSrc::Rowid => Value::Integer(rowid),
-                            FieldSrc::Stored { pos, default } => vals
-                                .get(*pos)
-                                .map(|v| canon::to_owned(v, enc))
+                            FieldSrc::Stored { pos, default } => rec
+                                .get(payload, *pos)
+                                .map(|v| canon::to_owned(&v, enc))
                                 .unwrap_or_else(|| default.clone()),
                         })
                         .collect();
@@ -182,7 +183,7 @@ pub fn scan_table(
                     });
                 } else {
                     let d = &mut out.digests[p][b];
-                    *d = d.wrapping_add(xxh3_128(&buf));
+                    *d = d.wrapping_add(xxh3_64(&buf));
                 }
             }
         }
@@ -197,7 +198,7 @@ pub fn scan_table(
 /// What a pass over one index found.
 #[derive(Debug, Default)]
 pub struct IndexScan {
-    pub digests: Vec<u128>,
+    pub digests: Vec<u64>,
     pub entries: u64,
     pub damage: Vec<Damage>,
     pub pages: Vec<u32>,
@@ -226,29 +227,36 @@ pub fn scan_index(
         digests: if wanted.is_some() {
             Vec::new()
         } else {
-            vec![0u128; BUCKETS]
+            vec![0u64; BUCKETS]
         },
         ..IndexScan::default()
     };
     let n = plan.fields.len();
     let mut buf = Vec::with_capacity(256);
+    // the previous entry: its bytes and its parsed header
     let mut prev: Vec<u8> = Vec::new();
+    let mut prev_rec = Record::default();
+    let mut cur = Record::default();
     let mut have_prev = false;
     let mut after_damage = false;
+    let owned = |rec: &Record, payload: &[u8]| -> Vec<Value> {
+        rec.values(payload)
+            .map(|v| canon::to_owned(&v, enc))
+            .collect()
+    };
     let mut visit = |item: IndexItem<'_>| match item {
         IndexItem::Entry { payload, pgno, .. } => {
             out.entries += 1;
             if out.entries % 65536 == 0 {
                 tick(out.entries);
             }
-            let mut vals: Vec<ValueRef<'_>> = Vec::with_capacity(n);
-            if record::parse_record(payload, &mut vals).is_err() || vals.len() != n {
+            if cur.parse(payload).is_err() || cur.len() != n {
                 out.bad_records.push(pgno);
                 have_prev = false;
                 return;
             }
-            let rowid = match vals[n - 1] {
-                ValueRef::Integer(r) => r,
+            let rowid = match cur.get(payload, n - 1) {
+                Some(ValueRef::Integer(r)) => r,
                 _ => {
                     out.bad_records.push(pgno);
                     have_prev = false;
@@ -256,47 +264,38 @@ pub fn scan_index(
                 }
             };
             buf.clear();
-            for v in &vals {
-                canon::push_raw(&mut buf, v, enc);
+            for v in cur.values(payload) {
+                canon::push_raw(&mut buf, &v, enc);
             }
-            let owned = |vals: &[ValueRef<'_>]| -> Vec<Value> {
-                vals.iter().map(|v| canon::to_owned(v, enc)).collect()
-            };
             // order and uniqueness against the previous entry
             if have_prev {
-                let mut pv: Vec<ValueRef<'_>> = Vec::with_capacity(n);
-                if record::parse_record(&prev, &mut pv).is_ok() && pv.len() == n {
-                    let (ord, key_equal) = compare_entries(&pv, &vals, plan, enc);
-                    if ord != Ordering::Less {
-                        out.out_of_order.push(Collected {
+                let (ord, key_equal) = compare_entries(&prev_rec, &prev, &cur, payload, plan, enc);
+                if ord != Ordering::Less {
+                    out.out_of_order.push(Collected {
+                        bytes: buf.clone(),
+                        rowid: Some(rowid),
+                        values: owned(&cur, payload),
+                    });
+                }
+                let has_null =
+                    (0..plan.key_len).any(|i| matches!(cur.get(payload, i), Some(ValueRef::Null)));
+                if plan.unique && key_equal && !has_null {
+                    let prev_rowid = match prev_rec.get(&prev, n - 1) {
+                        Some(ValueRef::Integer(r)) => Some(r),
+                        _ => None,
+                    };
+                    out.duplicates.push((
+                        Collected {
+                            bytes: Vec::new(),
+                            rowid: prev_rowid,
+                            values: owned(&prev_rec, &prev),
+                        },
+                        Collected {
                             bytes: buf.clone(),
                             rowid: Some(rowid),
-                            values: owned(&vals),
-                        });
-                    }
-                    if plan.unique
-                        && key_equal
-                        && !vals[..plan.key_len]
-                            .iter()
-                            .any(|v| matches!(v, ValueRef::Null))
-                    {
-                        let prev_rowid = match pv.get(n - 1) {
-                            Some(ValueRef::Integer(r)) => Some(*r),
-                            _ => None,
-                        };
-                        out.duplicates.push((
-                            Collected {
-                                bytes: Vec::new(),
-                                rowid: prev_rowid,
-                                values: owned(&pv),
-                            },
-                            Collected {
-                                bytes: buf.clone(),
-                                rowid: Some(rowid),
-                                values: owned(&vals),
-                            },
-                        ));
-                    }
+                            values: owned(&cur, payload),
+                        },
+                    ));
                 }
             }
             if after_damage {
@@ -304,11 +303,12 @@ pub fn scan_index(
                 out.beside_damage.push(Collected {
                     bytes: Vec::new(),
                     rowid: Some(rowid),
-                    values: owned(&vals),
+                    values: owned(&cur, payload),
                 });
             }
             prev.clear();
             prev.extend_from_slice(payload);
+            std::mem::swap(&mut prev_rec, &mut cur);
             have_prev = true;
             let b = bucket_of(rowid);
             match wanted {
@@ -317,29 +317,24 @@ pub fn scan_index(
                         out.collected.push(Collected {
                             bytes: buf.clone(),
                             rowid: Some(rowid),
-                            values: owned(&vals),
+                            values: owned(&prev_rec, &prev),
                         });
                     }
                 }
                 None => {
                     let d = &mut out.digests[b];
-                    *d = d.wrapping_add(xxh3_128(&buf));
+                    *d = d.wrapping_add(xxh3_64(&buf));
                 }
             }
         }
         IndexItem::Damage(d) => {
             out.damage.push(d);
-            if have_prev {
-                let mut pv: Vec<ValueRef<'_>> = Vec::with_capacity(n);
-                if record::parse_record(&prev, &mut pv).is_ok()
-                    && let Some(ValueRef::Integer(r)) = pv.last()
-                {
-                    out.beside_damage.push(Collected {
-                        bytes: Vec::new(),
-                        rowid: Some(*r),
-                        values: pv.iter().map(|v| canon::to_owned(v, enc)).collect(),
-                    });
-                }
+            if have_prev && let Some(ValueRef::Integer(r)) = prev_rec.get(&prev, n - 1) {
+                out.beside_damage.push(Collected {
+                    bytes: Vec::new(),
+                    rowid: Some(r),
+                    values: owned(&prev_rec, &prev),
+                });
             }
             have_prev = false;
             after_damage = true;
@@ -354,18 +349,23 @@ pub fn scan_index(
 /// and sort directions. Returns the order and whether the key fields (all
 /// but the trailing rowid) are equal.
 fn compare_entries(
-    a: &[ValueRef<'_>],
-    b: &[ValueRef<'_>],
+    a: &Record,
+    a_payload: &[u8],
+    b: &Record,
+    b_payload: &[u8],
     plan: &Plan,
     enc: TextEncoding,
 ) -> (Ordering, bool) {
-    for (i, (x, y)) in a.iter().zip(b.iter()).enumerate() {
+    for i in 0..a.len().min(b.len()) {
+        let (Some(x), Some(y)) = (a.get(a_payload, i), b.get(b_payload, i)) else {
+            break;
+        };
         let coll = match plan.collations.get(i).copied().flatten() {
             Some(c) => c,
             // an unknown collation: order cannot be judged, call it in order
             None => return (Ordering::Less, false),
         };
-        let mut o = record::compare_values(x, y, coll, enc);
+        let mut o = record::compare_values(&x, &y, coll, enc);
         if plan.desc.get(i).copied().unwrap_or(false) {
             o = o.reverse();
         }
@@ -459,7 +459,7 @@ pub fn scan_table_sql(
     table: &CustomerTable,
     index: &Index,
     wanted: Option<&[bool]>,
-) -> Result<(Vec<u128>, Vec<Collected>, u64), String> {
+) -> Result<(Vec<u64>, Vec<Collected>, u64), String> {
     use crate::schema::quote_ident;
     let terms: Vec<String> = index
         .fields
@@ -485,7 +485,7 @@ pub fn scan_table_sql(
     let mut digests = if wanted.is_some() {
         Vec::new()
     } else {
-        vec![0u128; BUCKETS]
+        vec![0u64; BUCKETS]
     };
     let mut collected = Vec::new();
     let mut count = 0u64;
@@ -515,7 +515,7 @@ pub fn scan_table_sql(
                     values,
                 });
             }
-            None => digests[b] = digests[b].wrapping_add(xxh3_128(&buf)),
+            None => digests[b] = digests[b].wrapping_add(xxh3_64(&buf)),
         }
     }
     Ok((digests, collected, count))

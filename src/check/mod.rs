@@ -25,7 +25,7 @@ use crate::db;
 use crate::exit::ExitStatus;
 use crate::format::btree::PageSource;
 use crate::format::header::{self, DatabaseHeader};
-use crate::format::record::ValueRef;
+use crate::format::record::{Record, ValueRef};
 use crate::pager::Pager;
 use crate::progress::Progress;
 use crate::report::{self, Coverage, Report, Tool, Verdict};
@@ -125,6 +125,15 @@ pub fn check(path: &Path, settings: &Settings, progress: Progress) -> Result<Che
         Some(Err(msg)) => bail!("{}: {msg}", path.display()),
         None => None,
     };
+    let customer_roots: BTreeSet<u32> = table
+        .as_ref()
+        .map(|t| {
+            std::iter::once(t.rootpage)
+                .chain(t.indexes.iter().map(|i| i.rootpage))
+                .collect()
+        })
+        .unwrap_or_default();
+    let t0 = std::time::Instant::now();
     let quick = std::thread::scope(|s| -> Result<Vec<String>> {
         // SQLite's own quick_check runs beside custodian's passes, on its
         // own connection: an independent second opinion on structure.
@@ -132,11 +141,23 @@ pub fn check(path: &Path, settings: &Settings, progress: Progress) -> Result<Che
             .pragma_query_value(None, "writable_schema", |r| r.get::<_, bool>(0))
             .unwrap_or(false);
         let qc = s.spawn(move || quick_check(path, ws));
-        structure_pass(&pager, &objects, table.as_ref(), &header, &mut ctx);
+        // Every other b-tree is walked for structure on its own thread.
+        let others = s.spawn(|| walk_other_trees(&pager, &objects, &customer_roots));
+        let mut pages = Vec::new();
         if let Some(t) = &table {
-            customer_pass(&pager, &conn, t, settings, progress, &mut ctx)?;
+            pages = customer_pass(&pager, &conn, t, settings, progress, &mut ctx)?;
         }
-        match qc.join() {
+        timing("customer", t0);
+        let (findings, other_pages) = others
+            .join()
+            .map_err(|_| anyhow::anyhow!("structure thread failed"))?;
+        timing("structure", t0);
+        ctx.findings.extend(findings);
+        pages.extend(other_pages);
+        account_pages(&pager, &header, &pages, &mut ctx);
+        let r = qc.join();
+        timing("quick_check", t0);
+        match r {
             Ok(r) => r,
             Err(_) => Ok(vec!["quick_check thread failed".into()]),
         }
@@ -172,6 +193,16 @@ pub fn check(path: &Path, settings: &Settings, progress: Progress) -> Result<Che
     }
     drop(conn);
     Ok(ctx.finish(path, settings, table_found))
+}
+
+/// Phase times on stderr when CUSTODIAN_TIMING is set (for benchmarks).
+fn timing(what: &str, since: std::time::Instant) {
+    if std::env::var_os("CUSTODIAN_TIMING").is_some() {
+        crate::messages::error(&format!(
+            "timing: {what}: {:.3} s",
+            since.elapsed().as_secs_f64()
+        ));
+    }
 }
 
 struct Ctx {
@@ -338,24 +369,13 @@ fn file_findings(pager: &Pager, header: &DatabaseHeader, ctx: &mut Ctx) {
     }
 }
 
-/// Walks every b-tree but the customer table's (those are walked by the
-/// comparison), the freelist and the special pages, and accounts for every
-/// page.
-fn structure_pass(
+/// Walks every b-tree but the customer table's and its indexes' (those
+/// are walked by the comparison) for structure: (findings, pages used).
+fn walk_other_trees(
     pager: &Pager,
     objects: &[SchemaObject],
-    table: Option<&CustomerTable>,
-    header: &DatabaseHeader,
-    ctx: &mut Ctx,
-) {
-    let mut account = structure::PageAccount::new(pager.page_count());
-    let customer_roots: BTreeSet<u32> = table
-        .map(|t| {
-            std::iter::once(t.rootpage)
-                .chain(t.indexes.iter().map(|i| i.rootpage))
-                .collect()
-        })
-        .unwrap_or_default();
+    customer_roots: &BTreeSet<u32>,
+) -> (Vec<Finding>, Vec<u32>) {
     let mut roots: Vec<(u32, &str, &str, bool)> =
         vec![(1, "sqlite_schema", "sqlite_schema", false)];
     for o in objects {
@@ -370,15 +390,24 @@ fn structure_pass(
             roots.push((root, &o.name, &o.tbl_name, is_index));
         }
     }
+    let mut findings = Vec::new();
+    let mut all_pages = Vec::new();
     for (root, name, tbl, is_index) in roots {
-        let (damage, pages) = structure::walk_structure(pager, root, is_index);
-        account.mark_all(&pages);
         if customer_roots.contains(&root) {
-            continue; // damage reported by the comparison pass
+            continue;
         }
-        ctx.findings
-            .extend(structure::damage_findings(name, tbl, &damage));
+        let (damage, pages) = structure::walk_structure(pager, root, is_index);
+        all_pages.extend(pages);
+        findings.extend(structure::damage_findings(name, tbl, &damage));
     }
+    (findings, all_pages)
+}
+
+/// Every page must be used exactly once: by a b-tree (with its overflow
+/// pages), the freelist, a pointer map or the lock-byte page.
+fn account_pages(pager: &Pager, header: &DatabaseHeader, tree_pages: &[u32], ctx: &mut Ctx) {
+    let mut account = structure::PageAccount::new(pager.page_count());
+    account.mark_all(tree_pages);
     let (free, err) =
         structure::freelist_pages(pager, header.first_freelist_trunk, header.freelist_count);
     account.mark_all(&free);
@@ -511,8 +540,9 @@ fn customer_pass(
     settings: &Settings,
     progress: Progress,
     ctx: &mut Ctx,
-) -> Result<()> {
+) -> Result<Vec<u32>> {
     let tname = table.name.as_str();
+    let mut pages: Vec<u32> = Vec::new();
     if table.without_rowid {
         ctx.findings.push(
             Finding::new(
@@ -523,7 +553,12 @@ fn customer_pass(
             .table(tname),
         );
         ctx.coverage.complete = false;
-        return Ok(());
+        // still account for the pages of the table and its indexes
+        pages.extend(structure::walk_structure(pager, table.rootpage, true).1);
+        for i in &table.indexes {
+            pages.extend(structure::walk_structure(pager, i.rootpage, true).1);
+        }
+        return Ok(pages);
     }
     let defaults = column_defaults(conn, table);
     let mut plans = Vec::new();
@@ -560,8 +595,31 @@ fn customer_pass(
                 })
                 .collect::<Vec<_>>()
         });
-        let mut hook = |rowid: i64, vals: &[ValueRef<'_>]| {
-            rules.observe(rowid, vals, id_pos, id_is_rowid, status_pos, settings, enc);
+        let any_rule = settings.id_rule.is_some() || status_pos.is_some();
+        let mut hook = |rowid: i64, rec: &Record, payload: &[u8]| {
+            if any_rule {
+                rules.observe(
+                    rowid,
+                    rec,
+                    payload,
+                    id_pos,
+                    id_is_rowid,
+                    status_pos,
+                    settings,
+                    enc,
+                );
+            } else if id_is_rowid {
+                return;
+            } else if matches!(
+                id_pos.and_then(|p| rec.get(payload, p)),
+                None | Some(ValueRef::Null)
+            ) {
+                rules.empty += 1;
+            } else if let Some(ValueRef::Text(t)) = id_pos.and_then(|p| rec.get(payload, p))
+                && t.iter().all(|b| b.is_ascii_whitespace() || *b == 0)
+            {
+                rules.empty += 1;
+            }
         };
         let t = compare::scan_table(pager, table, &plans, None, &mut hook, &|n| {
             bar.set_position(n.min(u64::MAX))
@@ -571,6 +629,10 @@ fn customer_pass(
     bar.finish_and_clear();
     let iscans = iscans.map_err(|_| anyhow::anyhow!("index scan thread failed"))?;
     ctx.coverage.customers_read = tscan.rows;
+    pages.extend_from_slice(&tscan.pages);
+    for i in &iscans {
+        pages.extend_from_slice(&i.pages);
+    }
     rules.into_findings(tname, settings, &mut ctx.findings);
 
     ctx.findings
@@ -629,8 +691,14 @@ fn customer_pass(
                     })
                     .collect::<Vec<_>>()
             });
-            let t =
-                compare::scan_table(pager, table, &plans, Some(&wanted), &mut |_, _| {}, &|_| {});
+            let t = compare::scan_table(
+                pager,
+                table,
+                &plans,
+                Some(&wanted),
+                &mut |_, _, _| {},
+                &|_| {},
+            );
             (t, ih.join())
         });
         let i2 = i2.map_err(|_| anyhow::anyhow!("index scan thread failed"))?;
@@ -650,6 +718,7 @@ fn customer_pass(
         let index = &table.indexes[i];
         let plan = Plan::index_side(table, i);
         let iscan = compare::scan_index(pager, index.rootpage, &plan, None, &|_| {});
+        pages.extend_from_slice(&iscan.pages);
         ctx.findings.extend(structure::damage_findings(
             &index.name,
             tname,
@@ -690,7 +759,7 @@ fn customer_pass(
     ctx.coverage.indexes_compared.sort();
 
     probe_suspects(conn, table, &suspects, progress, ctx);
-    Ok(())
+    Ok(pages)
 }
 
 /// A lookup of a key that borders a damaged page may step into it: every
@@ -1115,7 +1184,8 @@ impl RuleHits {
     fn observe(
         &mut self,
         rowid: i64,
-        vals: &[ValueRef<'_>],
+        rec: &Record,
+        payload: &[u8],
         id_pos: Option<usize>,
         id_is_rowid: bool,
         status_pos: Option<usize>,
@@ -1125,10 +1195,10 @@ impl RuleHits {
         let id = if id_is_rowid {
             Some(CustomerId::Int(rowid))
         } else {
-            match id_pos.and_then(|p| vals.get(p)) {
+            match id_pos.and_then(|p| rec.get(payload, p)) {
                 None | Some(ValueRef::Null) => None,
-                Some(ValueRef::Integer(i)) => Some(CustomerId::Int(*i)),
-                Some(v) => report::id_text(&canon::to_owned(v, enc)).map(CustomerId::Text),
+                Some(ValueRef::Integer(i)) => Some(CustomerId::Int(i)),
+                Some(v) => report::id_text(&canon::to_owned(&v, enc)).map(CustomerId::Text),
             }
         };
         let id = match id {
@@ -1145,7 +1215,7 @@ impl RuleHits {
             self.format.entry(why).or_default().insert(id.clone());
         }
         if let Some(p) = status_pos
-            && let Some(ValueRef::Text(t)) = vals.get(p)
+            && let Some(ValueRef::Text(t)) = rec.get(payload, p)
         {
             let s = canon::decode_text(t, enc);
             let sv = &settings.status_values;
