@@ -48,6 +48,7 @@ pub mod header;
 pub mod page;
 pub mod record;
 pub mod varint;
+pub mod salvage;
 pub mod wal;
 
 use std::fmt;

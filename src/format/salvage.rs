@@ -1,0 +1,1 @@
+//! Salvage (being written).
