@@ -47,8 +47,8 @@ pub mod freelist;
 pub mod header;
 pub mod page;
 pub mod record;
-pub mod varint;
 pub mod salvage;
+pub mod varint;
 pub mod wal;
 
 use std::fmt;

@@ -3,6 +3,7 @@
 
 mod check;
 mod cli;
+mod kinds;
 mod corpus;
 mod reader;
 mod support;
