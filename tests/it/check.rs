@@ -475,27 +475,38 @@ fn a_locked_rollback_database_is_busy_not_corrupt() {
 fn a_healthy_200k_customer_database_is_clean() {
     // The reference POS database at 200,000 customers (about 96 MB), built by
     // the shared generator with the system's Python.
-    let gen = super::support::root().join("../shared/bench/make_reference_db.py");
-    if !gen.exists() {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{} missing under CI", gen.display());
-        eprintln!("note: {} is absent; test skipped", gen.display());
+    let generator = super::support::root().join("../shared/bench/make_reference_db.py");
+    if !generator.exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{} missing under CI",
+            generator.display()
+        );
+        eprintln!("note: {} is absent; test skipped", generator.display());
         return;
     }
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ref-200k.db");
     let st = std::process::Command::new("python3")
-        .arg(&gen)
+        .arg(&generator)
         .arg("200000")
         .arg(&db)
         .output()
         .expect("python3 runs");
-    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
     let r = run(&["check", db.to_str().unwrap(), "--json", "-"], dir.path());
     assert_eq!(r.code(), 0, "{}", r.show());
     let j = r.json();
     assert_eq!(j["verdict"], "clean");
     assert_eq!(j["findings"], serde_json::json!([]));
     assert_eq!(j["coverage"]["customers_read"], 200_000);
-    assert_eq!(j["coverage"]["indexes_compared"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        j["coverage"]["indexes_compared"].as_array().unwrap().len(),
+        5
+    );
     assert_eq!(j["coverage"]["complete"], true);
 }

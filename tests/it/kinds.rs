@@ -45,7 +45,11 @@ fn build(path: &Path, schema: &str, int_ids: bool) {
             Value::Text(format!("C{:012}", i * 7919 % 1_000_003))
         };
         let status = ["active", "active", "inactive", "closed"][(i % 4) as usize];
-        let tier: Value = if i % 5 == 0 { Value::Null } else { Value::Text(["gold", "Silver", "bronze"][(i % 3) as usize].into()) };
+        let tier: Value = if i % 5 == 0 {
+            Value::Null
+        } else {
+            Value::Text(["gold", "Silver", "bronze"][(i % 3) as usize].into())
+        };
         tx.execute(
             "INSERT INTO customers(customer_id, name, email, phone, status, tier) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             rusqlite::params![
@@ -72,7 +76,9 @@ fn zero_leaf(path: &Path, index: &str, nth: i64) -> u32 {
             |r| r.get(0),
         )
         .unwrap();
-    let page_size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    let page_size: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .unwrap();
     let page_size = page_size as u64;
     drop(conn);
     let mut bytes = std::fs::read(path).unwrap();
@@ -85,11 +91,14 @@ fn zero_leaf(path: &Path, index: &str, nth: i64) -> u32 {
 /// The oracle, with SQLite alone: customers whose lookup through `index`
 /// (by the index's own terms, `=` as the POS does) errors or misses the row.
 fn oracle(path: &Path, index: &str, terms: &[&str], partial: Option<&str>) -> BTreeSet<String> {
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let conn =
+        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let cols = terms.join(", ");
     let filter = partial.map(|w| format!(" WHERE {w}")).unwrap_or_default();
     let mut stmt = conn
-        .prepare(&format!("SELECT rowid, customer_id, {cols} FROM customers NOT INDEXED{filter}"))
+        .prepare(&format!(
+            "SELECT rowid, customer_id, {cols} FROM customers NOT INDEXED{filter}"
+        ))
         .unwrap();
     let rows: Vec<(i64, Value, Vec<Value>)> = stmt
         .query_map([], |r| {
@@ -102,22 +111,36 @@ fn oracle(path: &Path, index: &str, terms: &[&str], partial: Option<&str>) -> BT
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    let conds: Vec<String> = terms.iter().enumerate().map(|(i, t)| format!("{t} IS ?{}", i + 1)).collect();
+    let conds: Vec<String> = terms
+        .iter()
+        .enumerate()
+        .map(|(i, t)| format!("{t} IS ?{}", i + 1))
+        .collect();
     let conds_eq = |key: &[Value]| -> String {
         conds
             .iter()
             .zip(key)
-            .map(|(c, v)| if matches!(v, Value::Null) { c.clone() } else { c.replace(" IS ", " = ") })
+            .map(|(c, v)| {
+                if matches!(v, Value::Null) {
+                    c.clone()
+                } else {
+                    c.replace(" IS ", " = ")
+                }
+            })
             .collect::<Vec<_>>()
             .join(" AND ")
     };
     let mut affected = BTreeSet::new();
     for (rowid, id, key) in rows {
         let extra = partial.map(|w| format!(" AND {w}")).unwrap_or_default();
-        let sql = format!("SELECT rowid FROM customers INDEXED BY {index} WHERE {}{extra}", conds_eq(&key));
-        let got: Result<Vec<i64>, _> = conn
-            .prepare(&sql)
-            .and_then(|mut s| s.query_map(rusqlite::params_from_iter(key.iter()), |r| r.get(0))?.collect());
+        let sql = format!(
+            "SELECT rowid FROM customers INDEXED BY {index} WHERE {}{extra}",
+            conds_eq(&key)
+        );
+        let got: Result<Vec<i64>, _> = conn.prepare(&sql).and_then(|mut s| {
+            s.query_map(rusqlite::params_from_iter(key.iter()), |r| r.get(0))?
+                .collect()
+        });
         let wrong = match got {
             Err(_) => true,
             Ok(found) => !found.contains(&rowid),
@@ -134,7 +157,10 @@ fn oracle(path: &Path, index: &str, terms: &[&str], partial: Option<&str>) -> BT
 }
 
 fn check_json(db: &Path) -> (i32, serde_json::Value) {
-    let r = run(&["check", db.to_str().unwrap(), "--json", "-"], db.parent().unwrap());
+    let r = run(
+        &["check", db.to_str().unwrap(), "--json", "-"],
+        db.parent().unwrap(),
+    );
     let code = r.code();
     (code, r.json())
 }
@@ -149,31 +175,90 @@ fn every_index_kind_is_compared_and_probed() {
         partial: Option<&'static str>,
     }
     let kinds = [
-        Kind { schema: TEXT_ID_SCHEMA, int_ids: false, index: "idx_lower_name", terms: &["lower(name)"], partial: None },
-        Kind { schema: TEXT_ID_SCHEMA, int_ids: false, index: "idx_active_phone", terms: &["phone"], partial: Some("status = 'active'") },
-        Kind { schema: TEXT_ID_SCHEMA, int_ids: false, index: "idx_email_nocase", terms: &["email COLLATE NOCASE"], partial: None },
-        Kind { schema: TEXT_ID_SCHEMA, int_ids: false, index: "idx_status_tier", terms: &["status", "tier"], partial: None },
-        Kind { schema: TEXT_ID_SCHEMA, int_ids: false, index: "sqlite_autoindex_customers_1", terms: &["customer_id"], partial: None },
-        Kind { schema: INT_ID_SCHEMA, int_ids: true, index: "sqlite_autoindex_customers_1", terms: &["phone"], partial: None },
-        Kind { schema: INT_ID_SCHEMA, int_ids: true, index: "idx_email_nocase", terms: &["email COLLATE NOCASE"], partial: None },
+        Kind {
+            schema: TEXT_ID_SCHEMA,
+            int_ids: false,
+            index: "idx_lower_name",
+            terms: &["lower(name)"],
+            partial: None,
+        },
+        Kind {
+            schema: TEXT_ID_SCHEMA,
+            int_ids: false,
+            index: "idx_active_phone",
+            terms: &["phone"],
+            partial: Some("status = 'active'"),
+        },
+        Kind {
+            schema: TEXT_ID_SCHEMA,
+            int_ids: false,
+            index: "idx_email_nocase",
+            terms: &["email COLLATE NOCASE"],
+            partial: None,
+        },
+        Kind {
+            schema: TEXT_ID_SCHEMA,
+            int_ids: false,
+            index: "idx_status_tier",
+            terms: &["status", "tier"],
+            partial: None,
+        },
+        Kind {
+            schema: TEXT_ID_SCHEMA,
+            int_ids: false,
+            index: "sqlite_autoindex_customers_1",
+            terms: &["customer_id"],
+            partial: None,
+        },
+        Kind {
+            schema: INT_ID_SCHEMA,
+            int_ids: true,
+            index: "sqlite_autoindex_customers_1",
+            terms: &["phone"],
+            partial: None,
+        },
+        Kind {
+            schema: INT_ID_SCHEMA,
+            int_ids: true,
+            index: "idx_email_nocase",
+            terms: &["email COLLATE NOCASE"],
+            partial: None,
+        },
     ];
     for k in kinds {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("pos.db");
         build(&db, k.schema, k.int_ids);
         let (code, j) = check_json(&db);
-        assert_eq!((code, j["verdict"].as_str()), (0, Some("clean")), "{}: healthy: {j}", k.index);
+        assert_eq!(
+            (code, j["verdict"].as_str()),
+            (0, Some("clean")),
+            "{}: healthy: {j}",
+            k.index
+        );
         let compared = strings(&j["coverage"]["indexes_compared"]);
-        assert!(compared.contains(&k.index.to_string()), "{}: not compared: {compared:?}", k.index);
+        assert!(
+            compared.contains(&k.index.to_string()),
+            "{}: not compared: {compared:?}",
+            k.index
+        );
         let pgno = zero_leaf(&db, k.index, 1);
         let want = oracle(&db, k.index, k.terms, k.partial);
-        assert!(!want.is_empty(), "{}: zeroing page {pgno} must hurt someone", k.index);
+        assert!(
+            !want.is_empty(),
+            "{}: zeroing page {pgno} must hurt someone",
+            k.index
+        );
         let (code, j) = check_json(&db);
         assert_eq!(code, 1, "{}: {j}", k.index);
         let have: BTreeSet<String> = strings(&j["affected_customer_ids"]).into_iter().collect();
         assert_eq!(have, want, "{}: page {pgno}", k.index);
         let on_index = |code: &str| {
-            j["findings"].as_array().unwrap().iter().any(|f| f["code"] == code && f["object"] == k.index)
+            j["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["code"] == code && f["object"] == k.index)
         };
         assert!(on_index("page_damaged"), "{}: {j}", k.index);
         assert!(on_index("index_entry_missing"), "{}: {j}", k.index);
@@ -211,7 +296,15 @@ fn empty_ids_are_a_warning() {
     drop(conn);
     let (code, j) = check_json(&db);
     assert_eq!(code, 0, "{j}");
-    let f = j["findings"].as_array().unwrap().iter().find(|f| f["code"] == "id_empty").cloned();
+    let f = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "id_empty")
+        .cloned();
     let f = f.unwrap_or_else(|| panic!("no id_empty: {j}"));
-    assert_eq!((f["severity"].as_str(), f["count"].as_u64()), (Some("warning"), Some(2)));
+    assert_eq!(
+        (f["severity"].as_str(), f["count"].as_u64()),
+        (Some("warning"), Some(2))
+    );
 }

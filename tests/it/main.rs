@@ -3,7 +3,7 @@
 
 mod check;
 mod cli;
-mod kinds;
 mod corpus;
+mod kinds;
 mod reader;
 mod support;
