@@ -22,7 +22,21 @@ impl Progress {
         Progress { enabled: false }
     }
 
-    /// A bar over `len` units (pages or rows), labelled `what`.
+    /// A counter of rows for a pass whose length is not known in advance.
+    pub fn counter(&self, what: &str) -> ProgressBar {
+        if !self.enabled {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template("{spinner} {msg:>28} {human_pos} rows")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()); // template is a constant
+        bar.set_style(style);
+        bar.set_message(what.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+
+    /// A bar over `len` units, labelled `what`.
     pub fn bar(&self, len: u64, what: &str) -> ProgressBar {
         if !self.enabled {
             return ProgressBar::hidden();

@@ -585,7 +585,7 @@ fn customer_pass(
     let enc = pager.text_encoding();
 
     // Pass 1: digests, table on one core and indexes on the other.
-    let bar = progress.bar(pager.page_count() as u64, "comparing indexes");
+    let bar = progress.counter("reading the customer table");
     let (tscan, iscans) = std::thread::scope(|s| {
         let ih = s.spawn(|| {
             plans
