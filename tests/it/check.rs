@@ -347,6 +347,11 @@ fn default_summary_on_stdout() {
             db.display()
         )
     );
+    assert_eq!(
+        r.stderr(),
+        "",
+        "no progress bars when stderr is not a terminal"
+    );
     let q = run(&["check", db.to_str().unwrap(), "--quiet"], dir.path());
     assert_eq!(
         (q.code(), q.stdout(), q.stderr()),
