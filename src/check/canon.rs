@@ -60,7 +60,7 @@ fn push_int(buf: &mut Vec<u8>, i: i64) {
 
 fn push_real(buf: &mut Vec<u8>, f: f64) {
     // ok: the range check makes the cast exact
-    if f.fract() == 0.0 && f >= -9.223_372_036_854_775e18 && f < 9.223_372_036_854_775e18 {
+    if f.fract() == 0.0 && (-9.223_372_036_854_775e18..9.223_372_036_854_775e18).contains(&f) {
         push_int(buf, f as i64);
     } else {
         buf.push(TAG_REAL);

@@ -137,7 +137,7 @@ pub fn scan_table(
     let mut visit = |item: TableItem<'_>| match item {
         TableItem::Row { rowid, payload, .. } => {
             out.rows += 1;
-            if out.rows % 65536 == 0 {
+            if out.rows.is_multiple_of(65536) {
                 tick(out.rows);
             }
             if rec.parse(payload).is_err() {
@@ -247,7 +247,7 @@ pub fn scan_index(
     let mut visit = |item: IndexItem<'_>| match item {
         IndexItem::Entry { payload, pgno, .. } => {
             out.entries += 1;
-            if out.entries % 65536 == 0 {
+            if out.entries.is_multiple_of(65536) {
                 tick(out.entries);
             }
             if cur.parse(payload).is_err() || cur.len() != n {
@@ -414,44 +414,6 @@ pub fn diff(mut expected: Vec<Collected>, mut actual: Vec<Collected>) -> Diff {
     d
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn c(b: &[u8], r: i64) -> Collected {
-        Collected {
-            bytes: b.to_vec(),
-            rowid: Some(r),
-            values: vec![],
-        }
-    }
-
-    #[test]
-    fn diff_is_a_multiset_difference() {
-        let d = diff(
-            vec![c(b"a", 1), c(b"b", 2), c(b"b", 2), c(b"d", 4)],
-            vec![c(b"b", 2), c(b"c", 3), c(b"d", 4)],
-        );
-        assert_eq!(
-            d.missing.iter().map(|x| x.rowid).collect::<Vec<_>>(),
-            vec![Some(1), Some(2)]
-        );
-        assert_eq!(
-            d.surplus.iter().map(|x| x.rowid).collect::<Vec<_>>(),
-            vec![Some(3)]
-        );
-    }
-
-    #[test]
-    fn buckets_spread() {
-        let mut seen = std::collections::BTreeSet::new();
-        for r in 1..1000 {
-            seen.insert(bucket_of(r));
-        }
-        assert!(seen.len() > 990);
-    }
-}
-
 /// The table side of one index that the page reader cannot predict
 /// (expression or partial index): SQLite evaluates the terms and the WHERE.
 pub fn scan_table_sql(
@@ -590,5 +552,43 @@ pub fn entries_with_keys(
 impl Plan {
     pub fn key_len(&self) -> usize {
         self.key_len
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn c(b: &[u8], r: i64) -> Collected {
+        Collected {
+            bytes: b.to_vec(),
+            rowid: Some(r),
+            values: vec![],
+        }
+    }
+
+    #[test]
+    fn diff_is_a_multiset_difference() {
+        let d = diff(
+            vec![c(b"a", 1), c(b"b", 2), c(b"b", 2), c(b"d", 4)],
+            vec![c(b"b", 2), c(b"c", 3), c(b"d", 4)],
+        );
+        assert_eq!(
+            d.missing.iter().map(|x| x.rowid).collect::<Vec<_>>(),
+            vec![Some(1), Some(2)]
+        );
+        assert_eq!(
+            d.surplus.iter().map(|x| x.rowid).collect::<Vec<_>>(),
+            vec![Some(3)]
+        );
+    }
+
+    #[test]
+    fn buckets_spread() {
+        let mut seen = std::collections::BTreeSet::new();
+        for r in 1..1000 {
+            seen.insert(bucket_of(r));
+        }
+        assert!(seen.len() > 990);
     }
 }

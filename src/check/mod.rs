@@ -298,6 +298,18 @@ fn begin_and_read_schema(
     match schema::read_schema(conn) {
         Ok(o) => Ok(Ok(o)),
         Err(e) if db::is_busy(&e) => Err(db::busy_error(path)),
+        Err(e)
+            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly)
+                && hot_journal(path) =>
+        {
+            bail!(
+                "{}: a write was interrupted (hot journal {}-journal): SQLite must roll it back before \
+                 the database can be checked, and check never writes; open it once with sqlite3, \
+                 or check a copy of both files; nothing was changed",
+                path.display(),
+                path.display()
+            )
+        }
         Err(e) if db::is_corrupt(&e) => {
             // SQLite refuses a whole file whose header counts more pages
             // than the file holds. With writable_schema it trusts the file
@@ -315,10 +327,17 @@ fn begin_and_read_schema(
     }
 }
 
+/// A rollback journal beside the database that is not empty.
+fn hot_journal(path: &Path) -> bool {
+    let mut j = path.as_os_str().to_owned();
+    j.push("-journal");
+    std::fs::metadata(Path::new(&j)).is_ok_and(|m| m.len() > 0)
+}
+
 fn file_findings(pager: &Pager, header: &DatabaseHeader, ctx: &mut Ctx) {
     let ps = header.page_size as u64;
     let len = pager.file_len();
-    if len % ps != 0 {
+    if !len.is_multiple_of(ps) {
         ctx.findings.push(Finding::new(
             Code::FileSizeOdd,
             Severity::Warning,
@@ -510,7 +529,7 @@ fn add_quick_check(lines: &[String], ctx: &mut Ctx) {
     let mut pages = Vec::new();
     for l in lines {
         // "Page 25140: …", "On tree page 7 cell 0: …", "Tree 5 page 7 …"
-        let words: Vec<&str> = l.split(|c: char| c == ' ' || c == ':').collect();
+        let words: Vec<&str> = l.split([' ', ':']).collect();
         for w in words.windows(2) {
             if w[0].eq_ignore_ascii_case("page")
                 && let Ok(p) = w[1].parse::<u32>()
@@ -609,7 +628,6 @@ fn customer_pass(
                     enc,
                 );
             } else if id_is_rowid {
-                return;
             } else if matches!(
                 id_pos.and_then(|p| rec.get(payload, p)),
                 None | Some(ValueRef::Null)
@@ -622,7 +640,7 @@ fn customer_pass(
             }
         };
         let t = compare::scan_table(pager, table, &plans, None, &mut hook, &|n| {
-            bar.set_position(n.min(u64::MAX))
+            bar.set_position(n)
         });
         (t, ih.join())
     });

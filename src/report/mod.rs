@@ -135,6 +135,21 @@ pub fn id_text(v: &rusqlite::types::Value) -> Option<String> {
     }
 }
 
+/// Writes a report file: created with mode 0600 (it names customers), never
+/// through a symbolic link.
+pub fn write_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,19 +166,4 @@ mod tests {
         assert!(s.starts_with("masked:") && !s.contains("ann"), "{s}");
         assert_eq!(mask("phone", &Value::Null), serde_json::Value::Null);
     }
-}
-
-/// Writes a report file: created with mode 0600 (it names customers), never
-/// through a symbolic link.
-pub fn write_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
 }

@@ -515,3 +515,57 @@ fn a_healthy_200k_customer_database_is_clean() {
     );
     assert_eq!(j["coverage"]["complete"], true);
 }
+
+#[test]
+fn an_interrupted_write_is_reported_not_called_corrupt() {
+    if std::process::Command::new("sqlite3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "sqlite3 CLI missing under CI"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_copy("healthy", dir.path());
+    // A writer that spills its changes into the file, then dies before COMMIT.
+    let mut child = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"PRAGMA cache_size=5;\nBEGIN;\nUPDATE customers SET name = name || 'x';\nSELECT 1;\n")
+            .unwrap();
+        stdin.flush().unwrap();
+    }
+    let journal = db.with_extension("db-journal");
+    let start = std::time::Instant::now();
+    while std::fs::metadata(&journal).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(start.elapsed().as_secs() < 20, "the writer never spilled");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let before = (
+        std::fs::read(&db).unwrap(),
+        std::fs::read(&journal).unwrap(),
+    );
+    let r = run(&["check", db.to_str().unwrap()], dir.path());
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(r.stderr().contains("hot journal"), "{}", r.show());
+    assert_eq!(r.stderr().lines().count(), 1, "{}", r.show());
+    let after = (
+        std::fs::read(&db).unwrap(),
+        std::fs::read(&journal).unwrap(),
+    );
+    assert!(before == after, "nothing was rolled back or changed");
+}

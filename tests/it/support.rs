@@ -88,8 +88,3 @@ pub fn strings(v: &serde_json::Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
-
-pub fn sha256_file(path: &Path) -> Vec<u8> {
-    // a byte-for-byte copy is as good as a hash for "unchanged"
-    std::fs::read(path).unwrap_or_default()
-}
