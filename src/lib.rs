@@ -86,5 +86,6 @@ fn failed_report(command: &'static str, db: &std::path::Path, e: &anyhow::Error)
         )],
         affected_customer_ids: Vec::new(),
         coverage: report::Coverage::default(),
+        page_map: None,
     }
 }

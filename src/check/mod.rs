@@ -68,6 +68,7 @@ pub struct CheckOutcome {
 /// Runs the check. `Err` means it could not run (exit 2).
 pub fn check(path: &Path, settings: &Settings, progress: Progress) -> Result<CheckOutcome> {
     let mut ctx = Ctx {
+        page_map: None,
         findings: Vec::new(),
         coverage: Coverage {
             complete: true,
@@ -143,18 +144,18 @@ pub fn check(path: &Path, settings: &Settings, progress: Progress) -> Result<Che
         let qc = s.spawn(move || quick_check(path, ws));
         // Every other b-tree is walked for structure on its own thread.
         let others = s.spawn(|| walk_other_trees(&pager, &objects, &customer_roots));
-        let mut pages = Vec::new();
+        let mut trees = Vec::new();
         if let Some(t) = &table {
-            pages = customer_pass(&pager, &conn, t, settings, progress, &mut ctx)?;
+            trees = customer_pass(&pager, &conn, t, settings, progress, &mut ctx)?;
         }
         timing("customer", t0);
-        let (findings, other_pages) = others
+        let (findings, other_trees) = others
             .join()
             .map_err(|_| anyhow::anyhow!("structure thread failed"))?;
         timing("structure", t0);
         ctx.findings.extend(findings);
-        pages.extend(other_pages);
-        account_pages(&pager, &header, &pages, &mut ctx);
+        trees.extend(other_trees);
+        ctx.page_map = Some(account_pages(&pager, &header, &trees, &mut ctx));
         let r = qc.join();
         timing("quick_check", t0);
         match r {
@@ -206,6 +207,7 @@ fn timing(what: &str, since: std::time::Instant) {
 }
 
 struct Ctx {
+    page_map: Option<structure::PageMap>,
     findings: Vec<Finding>,
     coverage: Coverage,
     affected: BTreeSet<CustomerId>,
@@ -246,6 +248,7 @@ impl Ctx {
                 findings: self.findings,
                 affected_customer_ids: id_list(&self.affected),
                 coverage: self.coverage,
+                page_map: self.page_map,
             },
             status,
         }
@@ -346,7 +349,19 @@ fn file_findings(pager: &Pager, header: &DatabaseHeader, ctx: &mut Ctx) {
     }
     let n = pager.page_count();
     let in_file = (len / ps) as u32;
-    if n > in_file {
+    if n > in_file && n - in_file > 1_000_000 {
+        // Too many to list page by page: say the range (no page is hidden).
+        ctx.findings.push(
+            Finding::error(
+                Code::FileTruncated,
+                format!(
+                    "the database has {n} pages but the file holds {in_file}: pages {} to {n} are lost",
+                    in_file + 1
+                ),
+            )
+            .count((n - in_file) as u64),
+        );
+    } else if n > in_file {
         let missing: Vec<u32> = (in_file + 1..=n)
             .filter(|&p| pager.wal().and_then(|w| w.newest_frame(p)).is_none())
             .collect();
@@ -394,7 +409,7 @@ fn walk_other_trees(
     pager: &Pager,
     objects: &[SchemaObject],
     customer_roots: &BTreeSet<u32>,
-) -> (Vec<Finding>, Vec<u32>) {
+) -> (Vec<Finding>, Vec<structure::TreePages>) {
     let mut roots: Vec<(u32, &str, &str, bool)> =
         vec![(1, "sqlite_schema", "sqlite_schema", false)];
     for o in objects {
@@ -410,34 +425,46 @@ fn walk_other_trees(
         }
     }
     let mut findings = Vec::new();
-    let mut all_pages = Vec::new();
+    let mut trees = Vec::new();
     for (root, name, tbl, is_index) in roots {
         if customer_roots.contains(&root) {
             continue;
         }
         let (damage, pages) = structure::walk_structure(pager, root, is_index);
-        all_pages.extend(pages);
         findings.extend(structure::damage_findings(name, tbl, &damage));
+        trees.push(structure::TreePages::new(name, pages, &damage));
     }
-    (findings, all_pages)
+    (findings, trees)
 }
 
 /// Every page must be used exactly once: by a b-tree (with its overflow
 /// pages), the freelist, a pointer map or the lock-byte page.
-fn account_pages(pager: &Pager, header: &DatabaseHeader, tree_pages: &[u32], ctx: &mut Ctx) {
-    let mut account = structure::PageAccount::new(pager.page_count());
-    account.mark_all(tree_pages);
+fn account_pages(
+    pager: &Pager,
+    header: &DatabaseHeader,
+    trees: &[structure::TreePages],
+    ctx: &mut Ctx,
+) -> structure::PageMap {
+    // Only pages that exist are accounted (a damaged header may claim
+    // billions); pages the header counts beyond them are reported as lost.
+    let in_file = pager.file_len().div_ceil(pager.page_size() as u64);
+    let in_wal = pager.wal().map(|w| w.db_pages as u64).unwrap_or(0);
+    let n = (pager.page_count() as u64).min(in_file.max(in_wal)) as u32;
+    let mut account = structure::PageAccount::new(n);
+    for t in trees {
+        account.mark_tree(t);
+    }
     let (free, err) =
         structure::freelist_pages(pager, header.first_freelist_trunk, header.freelist_count);
-    account.mark_all(&free);
+    account.mark_special(&free, structure::PageState::Free);
     if let Some(e) = err {
         ctx.findings.push(Finding::error(Code::FreelistDamaged, e));
     }
     if header.largest_root_page != 0 {
-        account.mark_all(&structure::ptrmap_pages(
-            pager.usable_size(),
-            pager.page_count(),
-        ));
+        account.mark_special(
+            &structure::ptrmap_pages(pager.usable_size(), n),
+            structure::PageState::Ptrmap,
+        );
     }
     if let Some(p) = structure::lock_byte_page(pager.page_size(), pager.page_count()) {
         account.mark(p);
@@ -448,6 +475,7 @@ fn account_pages(pager: &Pager, header: &DatabaseHeader, tree_pages: &[u32], ctx
         .filter(|f| f.code == Code::FileTruncated)
         .flat_map(|f| f.pages.iter().copied())
         .collect();
+    account.set_lost(&truncated.iter().copied().collect::<Vec<_>>());
     let unused: Vec<u32> = account
         .unused()
         .into_iter()
@@ -477,6 +505,7 @@ fn account_pages(pager: &Pager, header: &DatabaseHeader, tree_pages: &[u32], ctx
             .pages(r),
         );
     }
+    account.page_map()
 }
 
 fn quick_check(path: &Path, writable_schema: bool) -> Result<Vec<String>> {
@@ -489,7 +518,15 @@ fn quick_check(path: &Path, writable_schema: bool) -> Result<Vec<String>> {
     let mut out = Vec::new();
     loop {
         match rows.next() {
-            Ok(Some(r)) => out.push(r.get::<_, String>(0).unwrap_or_default()),
+            // one row may hold several lines; the "*** in database main ***"
+            // heading carries no finding
+            Ok(Some(r)) => out.extend(
+                r.get::<_, String>(0)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| !l.starts_with("*** in database"))
+                    .map(str::to_string),
+            ),
             Ok(None) => break,
             Err(e) if db::is_busy(&e) => return Err(db::busy_error(path)),
             Err(e) => {
@@ -559,9 +596,9 @@ fn customer_pass(
     settings: &Settings,
     progress: Progress,
     ctx: &mut Ctx,
-) -> Result<Vec<u32>> {
+) -> Result<Vec<structure::TreePages>> {
     let tname = table.name.as_str();
-    let mut pages: Vec<u32> = Vec::new();
+    let mut trees: Vec<structure::TreePages> = Vec::new();
     if table.without_rowid {
         ctx.findings.push(
             Finding::new(
@@ -573,11 +610,17 @@ fn customer_pass(
         );
         ctx.coverage.complete = false;
         // still account for the pages of the table and its indexes
-        pages.extend(structure::walk_structure(pager, table.rootpage, true).1);
+        let (d, p) = structure::walk_structure(pager, table.rootpage, true);
+        ctx.findings
+            .extend(structure::damage_findings(tname, tname, &d));
+        trees.push(structure::TreePages::new(tname, p, &d));
         for i in &table.indexes {
-            pages.extend(structure::walk_structure(pager, i.rootpage, true).1);
+            let (d, p) = structure::walk_structure(pager, i.rootpage, true);
+            ctx.findings
+                .extend(structure::damage_findings(&i.name, tname, &d));
+            trees.push(structure::TreePages::new(&i.name, p, &d));
         }
-        return Ok(pages);
+        return Ok(trees);
     }
     let defaults = column_defaults(conn, table);
     let mut plans = Vec::new();
@@ -647,9 +690,14 @@ fn customer_pass(
     bar.finish_and_clear();
     let iscans = iscans.map_err(|_| anyhow::anyhow!("index scan thread failed"))?;
     ctx.coverage.customers_read = tscan.rows;
-    pages.extend_from_slice(&tscan.pages);
-    for i in &iscans {
-        pages.extend_from_slice(&i.pages);
+    trees.push(structure::TreePages::new(
+        tname,
+        tscan.pages.clone(),
+        &tscan.damage,
+    ));
+    for (p, i) in iscans.iter().enumerate() {
+        let name = &table.indexes[plans[p].index].name;
+        trees.push(structure::TreePages::new(name, i.pages.clone(), &i.damage));
     }
     rules.into_findings(tname, settings, &mut ctx.findings);
 
@@ -736,7 +784,11 @@ fn customer_pass(
         let index = &table.indexes[i];
         let plan = Plan::index_side(table, i);
         let iscan = compare::scan_index(pager, index.rootpage, &plan, None, &|_| {});
-        pages.extend_from_slice(&iscan.pages);
+        trees.push(structure::TreePages::new(
+            &index.name,
+            iscan.pages.clone(),
+            &iscan.damage,
+        ));
         ctx.findings.extend(structure::damage_findings(
             &index.name,
             tname,
@@ -777,7 +829,7 @@ fn customer_pass(
     ctx.coverage.indexes_compared.sort();
 
     probe_suspects(conn, table, &suspects, progress, ctx);
-    Ok(pages)
+    Ok(trees)
 }
 
 /// A lookup of a key that borders a damaged page may step into it: every

@@ -3,47 +3,182 @@
 
 use std::collections::BTreeMap;
 
+use serde::Serialize;
+
 use super::finding::{Code, Finding};
 use crate::format::btree::{self, Damage, DamageKind, IndexItem, PageSource, TableItem};
 
-/// Which page is used by what: a count per page, 1-based.
+/// The pages one b-tree claims, and those of them it found damaged.
+#[derive(Debug, Clone, Default)]
+pub struct TreePages {
+    pub owner: String,
+    pub pages: Vec<u32>,
+    pub damaged: Vec<u32>,
+}
+
+impl TreePages {
+    pub fn new(owner: &str, pages: Vec<u32>, damage: &[Damage]) -> TreePages {
+        TreePages {
+            owner: owner.to_string(),
+            pages,
+            damaged: damage.iter().map(|d| d.pgno).collect(),
+        }
+    }
+}
+
+/// What a page is, for the page map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PageState {
+    Healthy,
+    Damaged,
+    Free,
+    Ptrmap,
+    LockByte,
+    /// Owned by nothing: unreachable (e.g. a lost b-tree).
+    Unused,
+    /// Counted by the header but not in the file (truncated).
+    Lost,
+}
+
+/// Which page is used by what: a use count, owner and state per page, 1-based.
 pub struct PageAccount {
     uses: Vec<u8>,
+    owner: Vec<u16>,
+    state: Vec<PageState>,
+    owners: Vec<String>,
     reused: Vec<u32>,
 }
 
+const NO_OWNER: u16 = u16::MAX;
+
 impl PageAccount {
     pub fn new(page_count: u32) -> PageAccount {
+        let n = page_count as usize + 1;
         PageAccount {
-            uses: vec![0; page_count as usize + 1],
+            uses: vec![0; n],
+            owner: vec![NO_OWNER; n],
+            state: vec![PageState::Unused; n],
+            owners: Vec::new(),
             reused: Vec::new(),
         }
     }
 
-    pub fn mark(&mut self, pgno: u32) {
-        if let Some(u) = self.uses.get_mut(pgno as usize) {
-            if *u == 1 {
-                self.reused.push(pgno);
-            }
-            *u = u.saturating_add(1);
+    fn mark_as(&mut self, pgno: u32, owner: u16, state: PageState) {
+        let i = pgno as usize;
+        if i == 0 || i >= self.uses.len() {
+            return;
         }
+        if self.uses[i] == 1 {
+            self.reused.push(pgno);
+        }
+        self.uses[i] = self.uses[i].saturating_add(1);
+        if self.owner[i] == NO_OWNER || state == PageState::Damaged {
+            self.owner[i] = owner;
+            self.state[i] = state;
+        }
+    }
+
+    pub fn mark(&mut self, pgno: u32) {
+        self.mark_as(pgno, NO_OWNER, PageState::LockByte);
     }
 
     pub fn mark_all(&mut self, pages: &[u32]) {
         for &p in pages {
-            self.mark(p);
+            self.mark_as(p, NO_OWNER, PageState::Healthy);
+        }
+    }
+
+    pub fn mark_special(&mut self, pages: &[u32], state: PageState) {
+        for &p in pages {
+            self.mark_as(p, NO_OWNER, state);
+        }
+    }
+
+    /// The pages of one b-tree; its damaged pages are marked so.
+    pub fn mark_tree(&mut self, tree: &TreePages) {
+        let id = match self.owners.iter().position(|o| *o == tree.owner) {
+            Some(i) => i as u16,
+            None => {
+                self.owners.push(tree.owner.clone());
+                (self.owners.len() - 1).min(NO_OWNER as usize - 1) as u16
+            }
+        };
+        for &p in &tree.pages {
+            self.mark_as(p, id, PageState::Healthy);
+        }
+        for &p in &tree.damaged {
+            let i = p as usize;
+            if i > 0 && i < self.state.len() {
+                self.owner[i] = id;
+                self.state[i] = PageState::Damaged;
+            }
+        }
+    }
+
+    pub fn set_lost(&mut self, pages: &[u32]) {
+        for &p in pages {
+            if let Some(s) = self.state.get_mut(p as usize)
+                && *s == PageState::Unused
+            {
+                *s = PageState::Lost;
+            }
         }
     }
 
     pub fn unused(&self) -> Vec<u32> {
         (1..self.uses.len())
-            .filter(|&p| self.uses[p] == 0)
+            .filter(|&p| self.uses[p] == 0 && self.state[p] == PageState::Unused)
             .map(|p| p as u32)
             .collect()
     }
 
     pub fn reused(&self) -> &[u32] {
         &self.reused
+    }
+
+    /// The map as runs of consecutive pages with the same owner and state.
+    pub fn page_map(&self) -> PageMap {
+        let mut runs: Vec<PageRun> = Vec::new();
+        for p in 1..self.uses.len() {
+            let owner = (self.owner[p] != NO_OWNER).then_some(self.owner[p]);
+            let state = self.state[p];
+            match runs.last_mut() {
+                Some(r) if r.2 == owner && r.3 == state && r.1 + 1 == p as u32 => r.1 = p as u32,
+                _ => runs.push(PageRun(p as u32, p as u32, owner, state)),
+            }
+        }
+        PageMap {
+            owners: self.owners.clone(),
+            runs,
+        }
+    }
+}
+
+/// `[first, last, owner index or null, state]`
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PageRun(pub u32, pub u32, pub Option<u16>, pub PageState);
+
+/// For every page: which object owns it and whether it is healthy, compactly
+/// as runs of pages.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct PageMap {
+    pub owners: Vec<String>,
+    pub runs: Vec<PageRun>,
+}
+
+impl PageMap {
+    /// Pages per (owner name or state, state): for the Markdown summary.
+    pub fn summary(&self) -> Vec<(String, PageState, u64)> {
+        let mut m: std::collections::BTreeMap<(String, PageState), u64> = Default::default();
+        for r in &self.runs {
+            let name = match r.2 {
+                Some(o) => self.owners.get(o as usize).cloned().unwrap_or_default(),
+                None => String::new(),
+            };
+            *m.entry((name, r.3)).or_default() += (r.1 - r.0 + 1) as u64;
+        }
+        m.into_iter().map(|((n, s), c)| (n, s, c)).collect()
     }
 }
 
@@ -215,5 +350,30 @@ mod tests {
         a.mark_all(&[1, 2, 2, 4]);
         assert_eq!(a.unused(), vec![3, 5]);
         assert_eq!(a.reused(), &[2]);
+    }
+
+    #[test]
+    fn page_map_runs() {
+        let mut a = PageAccount::new(7);
+        a.mark_tree(&TreePages {
+            owner: "t".into(),
+            pages: vec![1, 2, 3, 6],
+            damaged: vec![3],
+        });
+        a.mark_special(&[4], PageState::Free);
+        a.set_lost(&[7]);
+        let m = a.page_map();
+        assert_eq!(m.owners, vec!["t".to_string()]);
+        assert_eq!(
+            m.runs,
+            vec![
+                PageRun(1, 2, Some(0), PageState::Healthy),
+                PageRun(3, 3, Some(0), PageState::Damaged),
+                PageRun(4, 4, None, PageState::Free),
+                PageRun(5, 5, None, PageState::Unused),
+                PageRun(6, 6, Some(0), PageState::Healthy),
+                PageRun(7, 7, None, PageState::Lost),
+            ]
+        );
     }
 }

@@ -141,6 +141,22 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(s, "  - customers: {}", id_list(&f.customer_ids, IDS_SHOWN));
         }
     }
+    if let Some(map) = &report.page_map {
+        let _ = writeln!(s, "\n## Pages\n");
+        let _ = writeln!(s, "| owner | state | pages |\n| --- | --- | ---: |");
+        for (owner, state, n) in map.summary() {
+            let state = serde_json::to_value(state)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            let owner = if owner.is_empty() {
+                "—".to_string()
+            } else {
+                format!("`{owner}`")
+            };
+            let _ = writeln!(s, "| {owner} | {state} | {n} |");
+        }
+    }
     let _ = writeln!(s, "\n## What to do next\n");
     let _ = writeln!(s, "{}", next_steps(report));
     s

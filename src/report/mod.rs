@@ -82,6 +82,9 @@ pub struct Report {
     pub findings: Vec<Finding>,
     pub affected_customer_ids: Vec<String>,
     pub coverage: Coverage,
+    /// Every page: owner and health, as runs `[first, last, owner index, state]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub page_map: Option<crate::check::structure::PageMap>,
 }
 
 impl Report {

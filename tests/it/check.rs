@@ -569,3 +569,70 @@ fn an_interrupted_write_is_reported_not_called_corrupt() {
     );
     assert!(before == after, "nothing was rolled back or changed");
 }
+
+/// Pages of `state` in the report's page map, expanded.
+fn pages_in_state(j: &serde_json::Value, state: &str) -> Vec<u64> {
+    let mut out = Vec::new();
+    for r in j["page_map"]["runs"].as_array().unwrap() {
+        if r[3] == state {
+            out.extend(r[0].as_u64().unwrap()..=r[1].as_u64().unwrap());
+        }
+    }
+    out
+}
+
+#[test]
+fn page_map_covers_every_page_once() {
+    for name in [
+        "healthy",
+        "wal_stale_index",
+        "index_definition_removed",
+        "zeroed_index_page",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let db = fixture_copy(name, dir.path());
+        let r = run(&["check", db.to_str().unwrap(), "--json", "-"], dir.path());
+        let j = r.json();
+        let runs = j["page_map"]["runs"].as_array().unwrap();
+        let mut next = 1;
+        for run in runs {
+            assert_eq!(
+                run[0].as_u64().unwrap(),
+                next,
+                "{name}: runs are contiguous from page 1"
+            );
+            next = run[1].as_u64().unwrap() + 1;
+        }
+        assert_eq!(
+            next - 1,
+            j["coverage"]["pages"].as_u64().unwrap(),
+            "{name}: every page"
+        );
+        let unused = pages_in_state(&j, "unused");
+        match name {
+            "index_definition_removed" => {
+                let want: Vec<u64> = truth(name)["damage"]["pages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_u64().unwrap())
+                    .collect();
+                assert_eq!(unused, want, "the orphaned pages of the removed index");
+            }
+            "zeroed_index_page" => {
+                assert_eq!(unused, Vec::<u64>::new());
+                let want: Vec<u64> = truth(name)["damage"]["pages"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_u64().unwrap())
+                    .collect();
+                assert_eq!(pages_in_state(&j, "damaged"), want);
+            }
+            _ => {
+                assert_eq!(unused, Vec::<u64>::new(), "{name}");
+                assert_eq!(pages_in_state(&j, "damaged"), Vec::<u64>::new(), "{name}");
+            }
+        }
+    }
+}
