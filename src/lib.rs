@@ -11,6 +11,7 @@ pub mod format;
 pub mod messages;
 pub mod pager;
 pub mod progress;
+pub mod repair;
 pub mod report;
 pub mod schema;
 
@@ -25,7 +26,7 @@ use progress::Progress;
 pub fn run(cli: Cli) -> Result<ExitStatus> {
     match cli.command {
         Command::Check(args) => run_check(&args, cli.quiet),
-        Command::Repair(_) => not_built("repair", 4),
+        Command::Repair(args) => run_repair(&args, cli.quiet),
         Command::Diagnose(_) => not_built("diagnose", 5),
         Command::Snapshot(_) => not_built("snapshot", 5),
         Command::Preflight(_) => not_built("preflight", 5),
@@ -73,6 +74,31 @@ fn run_check(args: &cli::CheckArgs, quiet: bool) -> Result<ExitStatus> {
     Ok(outcome.status)
 }
 
+fn run_repair(args: &cli::RepairArgs, quiet: bool) -> Result<ExitStatus> {
+    let outcome = match repair::repair(args, quiet) {
+        Ok(o) => o,
+        Err(e) => {
+            if let Some(target) = &args.opts.json {
+                let r = failed_report("repair", &args.db, &e);
+                let _ = report::json::write(&r, target);
+            }
+            return Err(e);
+        }
+    };
+    let report = &outcome.report;
+    if let Some(target) = &args.opts.json {
+        report::json::write(report, target)?;
+    }
+    if let Some(path) = &args.opts.report {
+        report::write_file(path, &report::markdown::render(report))
+            .map_err(|e| anyhow::anyhow!("{}: cannot write the report: {e}", path.display()))?;
+    }
+    if args.opts.json.is_none() && args.opts.report.is_none() && !quiet {
+        report::print_summary(report);
+    }
+    Ok(outcome.status)
+}
+
 fn failed_report(command: &'static str, db: &std::path::Path, e: &anyhow::Error) -> report::Report {
     report::Report {
         schema_version: report::SCHEMA_VERSION,
@@ -87,5 +113,6 @@ fn failed_report(command: &'static str, db: &std::path::Path, e: &anyhow::Error)
         affected_customer_ids: Vec::new(),
         coverage: report::Coverage::default(),
         page_map: None,
+        repair: None,
     }
 }

@@ -14,3 +14,9 @@ pub fn warn(quiet: bool, msg: &str) {
 pub fn error(msg: &str) {
     let _ = writeln!(std::io::stderr(), "custodian: {msg}");
 }
+
+/// `custodian: …` on stderr: what a long-running command is doing (callers
+/// skip it under `--quiet`).
+pub fn note(msg: &str) {
+    let _ = writeln!(std::io::stderr(), "custodian: {msg}");
+}

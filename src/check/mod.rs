@@ -249,6 +249,7 @@ impl Ctx {
                 affected_customer_ids: id_list(&self.affected),
                 coverage: self.coverage,
                 page_map: self.page_map,
+                repair: None,
             },
             status,
         }

@@ -85,6 +85,9 @@ pub struct Report {
     /// Every page: owner and health, as runs `[first, last, owner index, state]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub page_map: Option<crate::check::structure::PageMap>,
+    /// The repair-only fields (actions, backup_path, …), at the top level.
+    #[serde(flatten)]
+    pub repair: Option<crate::repair::RepairFields>,
 }
 
 impl Report {

@@ -1,0 +1,519 @@
+//! `custodian repair`: check → plan → lock → backup → build a repaired copy
+//! → verify it → swap it in atomically. The planner is pure (`plan.rs`); the
+//! applier (`apply.rs`) is the only code that writes a database.
+
+pub mod apply;
+pub mod plan;
+pub mod snapshot;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{Context, Result, bail};
+use serde::Serialize;
+
+use crate::check::{self, CheckOutcome};
+use crate::cli::RepairArgs;
+use crate::config::Settings;
+use crate::exit::ExitStatus;
+use crate::progress::Progress;
+use crate::report::{Report, Verdict};
+use crate::schema;
+use plan::{Plan, Strategy};
+
+/// One thing repair did, in order.
+#[derive(Debug, Clone, Serialize)]
+pub struct Action {
+    pub kind: &'static str,
+    pub object: Option<String>,
+    pub detail: String,
+}
+
+/// The repair-only fields of the JSON report (DESIGN.md).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RepairFields {
+    pub dry_run: bool,
+    pub plan: Option<Plan>,
+    pub actions: Vec<Action>,
+    pub snapshot_used: Option<String>,
+    pub snapshots: Vec<snapshot::SnapshotStatus>,
+    pub backup_path: Option<String>,
+    pub backup_sha256: Option<String>,
+    pub restored_customer_ids: Vec<String>,
+    pub quarantined_customer_ids: Vec<String>,
+    pub unrecoverable_customer_ids: Vec<String>,
+    pub before: Option<Before>,
+    pub after: Option<Before>,
+}
+
+/// A verdict at one moment: before the repair, and of the verified result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Before {
+    pub verdict: Verdict,
+    pub affected_customer_ids: usize,
+    pub errors: usize,
+}
+
+impl Before {
+    fn of(r: &Report) -> Before {
+        Before {
+            verdict: r.verdict,
+            affected_customer_ids: r.affected_customer_ids.len(),
+            errors: r.count(check::finding::Severity::Error),
+        }
+    }
+}
+
+/// What the file looked like when it was checked: if any of it differs once
+/// the lock is held, someone wrote in between and the plan is stale.
+#[derive(Debug, PartialEq)]
+struct Fingerprint(Vec<(u64, Option<SystemTime>)>, Vec<u8>);
+
+fn fingerprint(db: &Path) -> Fingerprint {
+    let mut parts = Vec::new();
+    for suffix in ["", "-wal"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let m = std::fs::metadata(PathBuf::from(p));
+        parts.push(match m {
+            Ok(m) => (m.len(), m.modified().ok()),
+            Err(_) => (0, None),
+        });
+    }
+    let head = std::fs::read(db)
+        .map(|b| b.into_iter().take(100).collect())
+        .unwrap_or_default();
+    Fingerprint(parts, head)
+}
+
+fn stamp() -> String {
+    let secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    // UTC, sortable: YYYYMMDDTHHMMSSZ
+    let days = secs / 86_400;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let (y, mo, d) = civil_from_days(days as i64);
+    format!("{y:04}{mo:02}{d:02}T{h:02}{m:02}{s:02}Z")
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+pub struct RepairOutcome {
+    pub report: Report,
+    pub status: ExitStatus,
+}
+
+fn outcome(
+    mut report: Report,
+    fields: RepairFields,
+    verdict: Verdict,
+    status: ExitStatus,
+) -> RepairOutcome {
+    report.command = "repair";
+    report.verdict = verdict;
+    report.repair = Some(fields);
+    RepairOutcome { report, status }
+}
+
+pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
+    let settings = Settings::from_opts(&args.opts)?;
+    let db = &args.db;
+    let progress = Progress::new(quiet, args.opts.json.as_deref() == Some("-"));
+    let print = |msg: &str| {
+        if !quiet {
+            crate::messages::note(msg);
+        }
+    };
+    let fp = fingerprint(db);
+    let CheckOutcome {
+        report: before,
+        status,
+    } = check::check(db, &settings, progress)?;
+    if status == ExitStatus::CouldNotRun {
+        let msg = before
+            .findings
+            .iter()
+            .find(|f| f.code == check::finding::Code::TableMissing)
+            .map(|f| f.message.clone())
+            .unwrap_or_else(|| "the check could not run".into());
+        bail!("{}: {msg}; nothing was changed", db.display());
+    }
+    let mut fields = RepairFields {
+        dry_run: args.dry_run,
+        before: Some(Before::of(&before)),
+        ..RepairFields::default()
+    };
+
+    let conn = crate::db::open_read_only(db)?;
+    let live = schema::read_schema(&conn).unwrap_or_default();
+    let table = match schema::customer_table(&conn, &live, &settings.table, &settings.id_column)? {
+        Some(Ok(t)) => Some(t),
+        _ => None,
+    };
+    drop(conn);
+
+    // Snapshots are verified only when the plan may need one: pages no
+    // object owns (a lost index definition) or duplicates to settle.
+    let needs_snapshot = before.findings.iter().any(|f| {
+        matches!(
+            f.code,
+            check::finding::Code::PageUnused | check::finding::Code::DuplicateKey
+        )
+    });
+    let cands = snapshot::candidates(&args.snapshot);
+    let mut good = Vec::new();
+    if needs_snapshot {
+        let live_cols = snapshot::columns_of(db, &settings.table).unwrap_or_default();
+        let (g, statuses) = snapshot::verify(&cands, &settings, &live_cols);
+        good = g;
+        fields.snapshots = statuses;
+    } else {
+        fields.snapshots = cands
+            .iter()
+            .map(|p| snapshot::SnapshotStatus {
+                path: p.display().to_string(),
+                status: "not_needed",
+                reason: "the live table holds every row: indexes are rebuilt from it".into(),
+            })
+            .collect();
+    }
+    let snap_schema = match good.first() {
+        Some(s) => {
+            let c = crate::db::open_read_only(&s.path)?;
+            Some((
+                s.path.display().to_string(),
+                schema::read_schema(&c).unwrap_or_default(),
+            ))
+        }
+        None => None,
+    };
+    let auto_vacuum = crate::pager::Pager::open(db)
+        .map(|p| p.header().largest_root_page != 0)
+        .unwrap_or(false);
+    let the_plan = plan::plan(
+        &before,
+        &live,
+        snap_schema
+            .as_ref()
+            .map(|(p, s)| (p.as_str(), s.as_slice())),
+        auto_vacuum,
+    );
+    fields.plan = Some(the_plan.clone());
+    let affected_before: Vec<String> = before.affected_customer_ids.clone();
+
+    match &the_plan.strategy {
+        Strategy::Nothing => {
+            print(&format!("{}: nothing to repair", db.display()));
+            fields.after = fields.before.clone();
+            return Ok(outcome(before, fields, Verdict::Clean, ExitStatus::Success));
+        }
+        Strategy::NotBuilt { reason } => {
+            crate::messages::error(&format!(
+                "{}: repair stopped: {reason}; nothing was changed",
+                db.display()
+            ));
+            return Ok(outcome(
+                before,
+                fields,
+                Verdict::Failed,
+                ExitStatus::RepairFailed,
+            ));
+        }
+        Strategy::PatchCopy => {}
+    }
+    if args.dry_run {
+        let v = before.verdict;
+        let st = if v == Verdict::Clean {
+            ExitStatus::Success
+        } else {
+            ExitStatus::Problems
+        };
+        return Ok(outcome(before, fields, v, st));
+    }
+    let Some(table) = table else {
+        bail!("{}: no customer table; nothing was changed", db.display());
+    };
+
+    // From here on: lock, then nothing before the backup.
+    let lock = apply::lock(db)?;
+    if fingerprint(db) != fp {
+        lock.release();
+        bail!(
+            "{}: the database changed while the repair was being planned (busy); nothing was changed, try again",
+            db.display()
+        );
+    }
+    let st = stamp();
+    let dir = db
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let backup_dir = args.backup_dir.clone().unwrap_or_else(|| dir.to_path_buf());
+    let bk = match apply::backup(db, &backup_dir, &st) {
+        Ok(b) => b,
+        Err(e) => {
+            lock.release();
+            return Err(e.context(format!(
+                "{}: backup failed; nothing was changed",
+                db.display()
+            )));
+        }
+    };
+    apply::pause_point("backup");
+    fields.backup_path = Some(bk.path.display().to_string());
+    fields.backup_sha256 = Some(bk.sha256.clone());
+    fields.actions.push(Action {
+        kind: "backup",
+        object: None,
+        detail: format!(
+            "copied byte for byte to {} (sha256 {})",
+            bk.path.display(),
+            bk.sha256
+        ),
+    });
+    let result = build_and_verify(
+        db,
+        dir,
+        &st,
+        &the_plan,
+        &table,
+        &settings,
+        &lock,
+        &good,
+        &affected_before,
+        &before,
+        &mut fields,
+    );
+    let (copy, verified) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            lock.release();
+            crate::messages::error(&format!(
+                "{}: repair stopped: {e:#}; the original is untouched",
+                db.display()
+            ));
+            return Ok(outcome(
+                before,
+                fields,
+                Verdict::Failed,
+                ExitStatus::RepairFailed,
+            ));
+        }
+    };
+    if let Err(e) = apply::swap(&copy, db) {
+        lock.release();
+        crate::messages::error(&format!(
+            "{}: repair stopped: {e:#}; the original is untouched",
+            db.display()
+        ));
+        return Ok(outcome(
+            before,
+            fields,
+            Verdict::Failed,
+            ExitStatus::RepairFailed,
+        ));
+    }
+    lock.release();
+    fields.actions.push(Action {
+        kind: "swap",
+        object: None,
+        detail: format!("the verified copy was renamed over {}", db.display()),
+    });
+    fields.after = Some(Before::of(&verified));
+    let losses = !fields.quarantined_customer_ids.is_empty()
+        || !fields.unrecoverable_customer_ids.is_empty();
+    let (v, status) = if losses {
+        (Verdict::RepairedWithLosses, ExitStatus::Problems)
+    } else {
+        (Verdict::Repaired, ExitStatus::Success)
+    };
+    print(&format!("{}: {}", db.display(), v.as_str()));
+    Ok(outcome(before, fields, v, status))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_and_verify(
+    db: &Path,
+    dir: &Path,
+    st: &str,
+    the_plan: &Plan,
+    table: &schema::CustomerTable,
+    settings: &Settings,
+    lock: &apply::Lock,
+    good: &[snapshot::Snapshot],
+    affected_before: &[String],
+    before: &Report,
+    fields: &mut RepairFields,
+) -> Result<(PathBuf, Report)> {
+    lock.leave_wal(db)?;
+    if lock.was_wal {
+        fields.actions.push(Action {
+            kind: "checkpoint",
+            object: None,
+            detail: "the -wal was checkpointed into the database (its content is unchanged) so the swap is a single rename".into(),
+        });
+    }
+    let name = db
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let copy = dir.join(format!(
+        ".{name}.{st}.{}.custodian-repair",
+        std::process::id()
+    ));
+    apply::copy_file(db, &copy)?;
+    apply::match_owner_and_mode(&copy, db)?;
+    apply::pause_point("build");
+    apply::empty_and_free(&copy, the_plan)?;
+    for i in &the_plan.rebuild_indexes {
+        fields.actions.push(Action {
+            kind: "rebuild_index",
+            object: Some(i.clone()),
+            detail: "emptied page by page, then rebuilt from the table".into(),
+        });
+    }
+    let freed = the_plan.free_pages.len();
+    if freed > 0 {
+        fields.actions.push(Action {
+            kind: "free_pages",
+            object: None,
+            detail: format!("{freed} pages (the rebuilt indexes' old pages and pages no object owned) zeroed and put on the freelist"),
+        });
+    }
+    let snap = good.first().map(|s| s.path.clone());
+    let sql = apply::sql_steps(&copy, the_plan, table, snap.as_deref(), lock.was_wal, st)?;
+    for (index, keep, moved, key) in &sql.quarantined {
+        fields.actions.push(Action {
+            kind: "quarantine",
+            object: Some(index.clone()),
+            detail: format!(
+                "key {key}: kept row {keep}, moved rows {moved:?} to {}",
+                apply::QUARANTINE_TABLE
+            ),
+        });
+    }
+    let mut q: Vec<String> = sql.quarantined_ids.clone();
+    q.sort();
+    q.dedup();
+    fields.quarantined_customer_ids = q;
+    for r in &the_plan.recreate_indexes {
+        fields.actions.push(Action {
+            kind: "recreate_index",
+            object: Some(r.name.clone()),
+            detail: format!("definition taken from snapshot {}", r.snapshot),
+        });
+        fields.snapshot_used = Some(r.snapshot.clone());
+    }
+    if !sql.quarantined.is_empty() && fields.snapshot_used.is_none() {
+        fields.snapshot_used = snap.as_ref().map(|p| p.display().to_string());
+    }
+
+    apply::test_damage_copy(&copy)?;
+    apply::pause_point("verify");
+    let verified = check::check(&copy, settings, Progress::hidden())
+        .with_context(|| "verifying the repaired copy".to_string())?
+        .report;
+    let errors: Vec<&check::finding::Finding> = verified
+        .findings
+        .iter()
+        .filter(|f| f.severity == check::finding::Severity::Error)
+        .collect();
+    if verified.verdict != Verdict::Clean || !errors.is_empty() {
+        keep_failed(&copy);
+        bail!(
+            "the repaired copy failed its verification: {}",
+            errors
+                .first()
+                .map(|f| f.message.as_str())
+                .unwrap_or("not clean")
+        );
+    }
+    // every customer who was rejected is now found through every index
+    let conn = crate::db::open_read_only(&copy)?;
+    let prober = check::probe::Prober::new(&conn, table);
+    let quarantined: BTreeSet<&String> = fields.quarantined_customer_ids.iter().collect();
+    let int_ids = table.rowid_alias == Some(table.id_column)
+        || table.columns[table.id_column]
+            .decl_type
+            .to_ascii_uppercase()
+            .contains("INT");
+    for id in affected_before {
+        let v = match id.parse::<i64>() {
+            Ok(i) if int_ids => rusqlite::types::Value::Integer(i),
+            _ => rusqlite::types::Value::Text(id.clone()),
+        };
+        let exists: bool = conn
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM {} NOT INDEXED WHERE {} = ?1",
+                    schema::quote_ident(&table.name),
+                    schema::quote_ident(&table.columns[table.id_column].name)
+                ),
+                [&v],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .unwrap_or(false);
+        let answers = prober.probe_id(&v);
+        let wrong = answers.values().any(|a| {
+            if exists {
+                a.is_wrong()
+            } else {
+                !matches!(a, check::probe::Answer::Missing)
+            }
+        });
+        if wrong {
+            drop(conn);
+            keep_failed(&copy);
+            bail!("customer {id} is still not served correctly by the repaired copy");
+        }
+    }
+    // rows accounted for: every row read before is there, but those moved
+    let rows: i64 = conn.query_row(
+        &format!(
+            "SELECT count(*) FROM {} NOT INDEXED",
+            schema::quote_ident(&table.name)
+        ),
+        [],
+        |r| r.get(0),
+    )?;
+    let moved: usize = sql.quarantined.iter().map(|q| q.2.len()).sum();
+    let expected = before.coverage.customers_read as i64 - moved as i64;
+    drop(conn);
+    if rows != expected {
+        keep_failed(&copy);
+        bail!("the repaired copy holds {rows} customers, expected {expected}");
+    }
+    let _ = quarantined;
+    fields.actions.push(Action {
+        kind: "verify",
+        object: None,
+        detail: format!(
+            "the repaired copy is clean; {} previously rejected customers are found through every index; {rows} customers accounted for",
+            affected_before.len()
+        ),
+    });
+    Ok((copy, verified))
+}
+
+/// A copy that failed verification is kept for inspection, never deleted.
+fn keep_failed(copy: &Path) {
+    let mut failed = copy.as_os_str().to_owned();
+    failed.push(".failed");
+    let _ = std::fs::rename(copy, PathBuf::from(failed));
+}

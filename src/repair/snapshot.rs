@@ -1,0 +1,148 @@
+//! Snapshots: found, verified before they are trusted, newest first.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::check;
+use crate::config::Settings;
+use crate::format::header::MAGIC;
+use crate::progress::Progress;
+use crate::report::Verdict;
+
+/// What became of one snapshot candidate.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotStatus {
+    pub path: String,
+    /// "good", "skipped"
+    pub status: &'static str,
+    pub reason: String,
+}
+
+/// A verified snapshot.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub path: PathBuf,
+    pub modified: SystemTime,
+}
+
+fn is_sqlite_file(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|_| &head == MAGIC)
+}
+
+/// Every candidate named by `--snapshot`: files as given, and the SQLite
+/// files directly inside directories.
+pub fn candidates(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                let mut files: Vec<PathBuf> = rd
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|f| f.is_file() && is_sqlite_file(f))
+                    .collect();
+                files.sort();
+                out.extend(files);
+            }
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+/// Verifies every candidate with the same check as the live database:
+/// only a clean snapshot whose customer table has the live table's columns
+/// is trusted. Returns the good ones, newest first, and a status for each.
+pub fn verify(
+    cands: &[PathBuf],
+    settings: &Settings,
+    live_columns: &[String],
+) -> (Vec<Snapshot>, Vec<SnapshotStatus>) {
+    let mut good = Vec::new();
+    let mut statuses = Vec::new();
+    for p in cands {
+        let shown = p.display().to_string();
+        let skip = |reason: String| SnapshotStatus {
+            path: shown.clone(),
+            status: "skipped",
+            reason,
+        };
+        let modified = match std::fs::metadata(p).and_then(|m| m.modified()) {
+            Ok(m) => m,
+            Err(e) => {
+                statuses.push(skip(format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        let outcome = match check::check(p, settings, Progress::hidden()) {
+            Ok(o) => o,
+            Err(e) => {
+                statuses.push(skip(format!("{e:#}")));
+                continue;
+            }
+        };
+        if outcome.report.verdict != Verdict::Clean {
+            let first = outcome
+                .report
+                .findings
+                .iter()
+                .find(|f| f.severity == check::finding::Severity::Error)
+                .map(|f| f.message.clone())
+                .unwrap_or_default();
+            statuses.push(skip(format!("damaged itself: {first}")));
+            continue;
+        }
+        match columns_of(p, &settings.table) {
+            Ok(cols) if cols == live_columns => {}
+            Ok(cols) => {
+                statuses.push(skip(format!(
+                    "its {} table has other columns ({})",
+                    settings.table,
+                    cols.join(", ")
+                )));
+                continue;
+            }
+            Err(e) => {
+                statuses.push(skip(e));
+                continue;
+            }
+        }
+        statuses.push(SnapshotStatus {
+            path: shown,
+            status: "good",
+            reason: "clean, same customer table".into(),
+        });
+        good.push(Snapshot {
+            path: p.clone(),
+            modified,
+        });
+    }
+    good.sort_by(|a, b| b.modified.cmp(&a.modified).then(a.path.cmp(&b.path)));
+    (good, statuses)
+}
+
+/// Column names of `table` in the database at `path`.
+pub fn columns_of(path: &Path, table: &str) -> Result<Vec<String>, String> {
+    let conn = crate::db::open_read_only(path).map_err(|e| format!("{e:#}"))?;
+    let mut stmt = conn
+        .prepare(&format!(
+            "PRAGMA table_info({})",
+            crate::schema::quote_ident(table)
+        ))
+        .map_err(|e| e.to_string())?;
+    let cols: Vec<String> = stmt
+        .query_map([], |r| r.get::<_, String>(1))
+        .map_err(|e| e.to_string())?
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    if cols.is_empty() {
+        return Err(format!("no table {table}"));
+    }
+    Ok(cols)
+}
