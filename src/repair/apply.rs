@@ -174,17 +174,31 @@ pub fn backup(db: &Path, dir: &Path, stamp: &str) -> Result<Backup> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "database".into());
-    let path = dir.join(format!("{name}.{stamp}.backup"));
+    // never over an existing backup: a second repair in the same second
+    // gets the next free suffix
+    let base = (1..1000)
+        .map(|n| {
+            if n == 1 {
+                format!("{name}.{stamp}")
+            } else {
+                format!("{name}.{stamp}-{n}")
+            }
+        })
+        .find(|b| {
+            !dir.join(format!("{b}.backup")).exists() && !dir.join(format!("{b}.sha256")).exists()
+        })
+        .ok_or_else(|| anyhow!("{}: no free backup name", dir.display()))?;
+    let path = dir.join(format!("{base}.backup"));
     let sha256 = copy_file(db, &path)?;
     let wal_src = sidecar(db, "-wal");
     let wal = if wal_src.exists() {
-        let wal_path = dir.join(format!("{name}.{stamp}.backup-wal"));
+        let wal_path = dir.join(format!("{base}.backup-wal"));
         let h = copy_file(&wal_src, &wal_path)?;
         Some((wal_path, h))
     } else {
         None
     };
-    let sums = dir.join(format!("{name}.{stamp}.sha256"));
+    let sums = dir.join(format!("{base}.sha256"));
     let mut text = format!(
         "{sha256}  {}\n",
         path.file_name().unwrap_or_default().to_string_lossy()

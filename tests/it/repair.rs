@@ -1,0 +1,502 @@
+//! `custodian repair`: exact outcomes against the fixture builder's truth,
+//! and every safety rule of DESIGN.md, including SIGKILL at each phase.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use rusqlite::types::Value;
+use sha2::{Digest, Sha256};
+
+use super::support::{bin, fixture_copy, fixtures, run, strings, truth};
+
+const COLUMNS: &str = "customer_id, card_number, name, phone, email, status, tier, balance_cents, created_at, updated_at";
+
+/// Python's `json.dumps` of one value (the fixtures are ASCII).
+fn py_json(v: &Value) -> String {
+    match v {
+        Value::Null => "null".into(),
+        Value::Integer(i) => i.to_string(),
+        Value::Real(f) => format!("{f:?}"),
+        Value::Text(t) => serde_json::to_string(t).unwrap(),
+        Value::Blob(_) => panic!("no blobs in fixtures"),
+    }
+}
+
+/// The builder's canonical digest of the customer table (fixtures/README.md).
+fn customers_sha256(db: &Path) -> String {
+    let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT rowid, {COLUMNS} FROM customers NOT INDEXED"
+        ))
+        .unwrap();
+    let mut rows: Vec<(String, i64, String)> = stmt
+        .query_map([], |r| {
+            let vals: Vec<Value> = (0..11).map(|i| r.get::<_, Value>(i).unwrap()).collect();
+            let id = match &vals[1] {
+                Value::Text(t) => t.clone(),
+                _ => String::new(),
+            };
+            let line = format!(
+                "[{}]",
+                vals.iter().map(py_json).collect::<Vec<_>>().join(", ")
+            );
+            Ok((id, r.get::<_, i64>(0)?, line))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows.sort();
+    let text = rows.into_iter().map(|r| r.2).collect::<Vec<_>>().join("\n");
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn stock_integrity_check(db: &Path) -> String {
+    match Command::new("sqlite3")
+        .arg(db)
+        .arg("PRAGMA integrity_check")
+        .output()
+    {
+        Ok(o) => String::from_utf8_lossy(&o.stdout).trim().to_string(),
+        Err(_) => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "sqlite3 CLI missing under CI"
+            );
+            // fall back to the bundled SQLite
+            let c = Connection::open(db).unwrap();
+            c.query_row("PRAGMA integrity_check", [], |r| r.get(0))
+                .unwrap()
+        }
+    }
+}
+
+/// A temp folder with the fixture and its snapshot in `snaps/`.
+struct Setup {
+    dir: tempfile::TempDir,
+    db: PathBuf,
+}
+
+impl Setup {
+    fn new(name: &str) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let db = fixture_copy(name, dir.path());
+        std::fs::create_dir(dir.path().join("snaps")).unwrap();
+        let snap = fixtures().join(format!("{name}.snap.db"));
+        if snap.exists() {
+            std::fs::copy(
+                &snap,
+                dir.path().join("snaps").join(format!("{name}.snap.db")),
+            )
+            .unwrap();
+        }
+        Setup { dir, db }
+    }
+    fn args(&self) -> Vec<String> {
+        vec![
+            "repair".into(),
+            self.db.display().to_string(),
+            "--snapshot".into(),
+            self.dir.path().join("snaps").display().to_string(),
+            "--backup-dir".into(),
+            self.dir.path().join("backup").display().to_string(),
+            "--json".into(),
+            "-".into(),
+        ]
+    }
+    fn repair(&self, extra: &[&str]) -> super::support::Run {
+        let mut a = self.args();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        run(&a, self.dir.path())
+    }
+    fn backups(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.dir.path().join("backup"))
+            .map(|rd| rd.map(|e| e.unwrap().path()).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Every customer named by the truth is found through every index of the
+/// repaired database, by SQLite itself.
+fn assert_found_through_every_index(db: &Path, ids: &[String]) {
+    let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let indexes: Vec<(String, String)> = conn
+        .prepare("SELECT name, (SELECT group_concat(name, ',') FROM pragma_index_info(s.name)) FROM sqlite_schema s WHERE type = 'index' AND tbl_name = 'customers'")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(indexes.len() >= 5, "{indexes:?}");
+    for id in ids {
+        let row: Option<(i64, Vec<Value>)> = conn
+            .query_row(
+                &format!(
+                    "SELECT rowid, {COLUMNS} FROM customers NOT INDEXED WHERE customer_id = ?1"
+                ),
+                [id],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        (1..11).map(|i| r.get::<_, Value>(i).unwrap()).collect(),
+                    ))
+                },
+            )
+            .ok();
+        let Some((rowid, _)) = row else { continue }; // a deleted customer: nothing to find
+        for (name, cols) in &indexes {
+            let cols: Vec<&str> = cols.split(',').collect();
+            let conds: Vec<String> = cols
+                .iter()
+                .map(|c| format!("{c} IS (SELECT {c} FROM customers NOT INDEXED WHERE rowid = ?1)"))
+                .collect();
+            let got: Vec<i64> = conn
+                .prepare(&format!(
+                    "SELECT rowid FROM customers INDEXED BY {name} WHERE {}",
+                    conds.join(" AND ")
+                ))
+                .unwrap()
+                .query_map([rowid], |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert!(
+                got.contains(&rowid),
+                "{id} (row {rowid}) not found through {name}"
+            );
+        }
+    }
+}
+
+struct Case {
+    fixture: &'static str,
+    exit: i32,
+    verdict: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        fixture: "stale_pk_page",
+        exit: 0,
+        verdict: "repaired",
+    },
+    Case {
+        fixture: "stale_pk_page_dups",
+        exit: 1,
+        verdict: "repaired_with_losses",
+    },
+    Case {
+        fixture: "stale_secondary_page",
+        exit: 0,
+        verdict: "repaired",
+    },
+    Case {
+        fixture: "zeroed_index_page",
+        exit: 0,
+        verdict: "repaired",
+    },
+    Case {
+        fixture: "garbage_index_page",
+        exit: 0,
+        verdict: "repaired",
+    },
+    Case {
+        fixture: "surplus_index_entries",
+        exit: 0,
+        verdict: "repaired",
+    },
+    Case {
+        fixture: "index_definition_removed",
+        exit: 0,
+        verdict: "repaired",
+    },
+    Case {
+        fixture: "wal_stale_index",
+        exit: 0,
+        verdict: "repaired",
+    },
+];
+
+#[test]
+fn every_index_damage_fixture_is_repaired_exactly() {
+    for case in CASES {
+        let s = Setup::new(case.fixture);
+        let t = truth(case.fixture);
+        let original = std::fs::read(&s.db).unwrap();
+        let r = s.repair(&[]);
+        assert_eq!(r.code(), case.exit, "{}: {}", case.fixture, r.show());
+        let j = r.json();
+        assert_eq!(j["verdict"], case.verdict, "{}", case.fixture);
+        assert_eq!(j["command"], "repair");
+        // the exact intended content, by the builder's own digest
+        assert_eq!(
+            customers_sha256(&s.db),
+            t["expected_customers_sha256"].as_str().unwrap(),
+            "{}: customer rows differ from the intended content",
+            case.fixture
+        );
+        assert_eq!(stock_integrity_check(&s.db), "ok", "{}", case.fixture);
+        assert_found_through_every_index(&s.db, &strings(&t["affected_customer_ids"]));
+        // the check agrees
+        let c = run(
+            &["check", s.db.to_str().unwrap(), "--json", "-"],
+            s.dir.path(),
+        );
+        assert_eq!(c.code(), 0, "{}: {}", case.fixture, c.show());
+        // the backup is the original, byte for byte, with its checksum, mode 0600
+        let bk = PathBuf::from(j["backup_path"].as_str().unwrap());
+        assert_eq!(std::fs::read(&bk).unwrap(), original, "{}", case.fixture);
+        let sha: String = Sha256::digest(&original)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(j["backup_sha256"], sha.as_str());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&bk).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let kinds: Vec<&str> = j["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a["kind"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds.first(),
+            Some(&"backup"),
+            "{}: backup comes first",
+            case.fixture
+        );
+        assert_eq!(kinds.last(), Some(&"swap"), "{}", case.fixture);
+        assert!(kinds.contains(&"verify"));
+    }
+}
+
+#[test]
+fn duplicates_keep_the_original_and_quarantine_the_re_registration() {
+    let s = Setup::new("stale_pk_page_dups");
+    let t = truth("stale_pk_page_dups");
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    let dups = t["duplicates"].as_object().unwrap();
+    let mut want_ids: Vec<String> = dups.keys().cloned().collect();
+    want_ids.sort();
+    assert_eq!(strings(&j["quarantined_customer_ids"]), want_ids);
+    let conn = Connection::open(&s.db).unwrap();
+    for (id, d) in dups {
+        let kept: Vec<i64> = conn
+            .prepare("SELECT rowid FROM customers WHERE customer_id = ?1")
+            .unwrap()
+            .query_map([id], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let original: Vec<i64> = serde_json::from_value(d["original_rowids"].clone()).unwrap();
+        assert_eq!(kept, original, "{id}: the original row is kept");
+        let moved: Vec<(i64, i64, String)> = conn
+            .prepare("SELECT original_rowid, kept_rowid, json_extract(row_json, '$.customer_id') FROM custodian_quarantine WHERE json_extract(row_json, '$.customer_id') = ?1")
+            .unwrap()
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let rereg: Vec<i64> = serde_json::from_value(d["reregistered_rowids"].clone()).unwrap();
+        assert_eq!(moved.iter().map(|m| m.0).collect::<Vec<_>>(), rereg, "{id}");
+        assert!(moved.iter().all(|m| m.1 == original[0] && &m.2 == id));
+    }
+    let reason: String = conn
+        .query_row("SELECT reason FROM custodian_quarantine LIMIT 1", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    assert!(reason.contains("duplicate key"), "{reason}");
+}
+
+#[test]
+fn a_healthy_database_is_left_byte_for_byte() {
+    let s = Setup::new("healthy");
+    let before = std::fs::read(&s.db).unwrap();
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert_eq!(r.json()["verdict"], "clean");
+    assert_eq!(std::fs::read(&s.db).unwrap(), before);
+    assert!(s.backups().is_empty(), "nothing to do: no backup either");
+}
+
+#[test]
+fn repairing_twice_equals_repairing_once() {
+    let s = Setup::new("stale_pk_page_dups");
+    assert_eq!(s.repair(&[]).code(), 1);
+    let once = std::fs::read(&s.db).unwrap();
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert_eq!(r.json()["verdict"], "clean");
+    assert_eq!(std::fs::read(&s.db).unwrap(), once);
+}
+
+#[test]
+fn dry_run_changes_nothing_and_shows_the_plan() {
+    let s = Setup::new("stale_pk_page_dups");
+    let before = std::fs::read(&s.db).unwrap();
+    let r = s.repair(&["--dry-run"]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["dry_run"], true);
+    assert_eq!(j["plan"]["strategy"], "patch_copy");
+    assert_eq!(
+        strings(&j["plan"]["rebuild_indexes"]),
+        vec!["sqlite_autoindex_customers_1"]
+    );
+    assert_eq!(
+        j["plan"]["dedupe"][0]["index"],
+        "sqlite_autoindex_customers_1"
+    );
+    assert_eq!(j["actions"], serde_json::json!([]));
+    assert_eq!(std::fs::read(&s.db).unwrap(), before);
+    assert!(s.backups().is_empty());
+}
+
+#[test]
+fn a_busy_database_is_left_untouched() {
+    let s = Setup::new("stale_pk_page");
+    let before = std::fs::read(&s.db).unwrap();
+    let reader = Connection::open(&s.db).unwrap();
+    reader
+        .execute_batch("BEGIN; SELECT count(*) FROM transactions;")
+        .unwrap();
+    let _n: i64 = reader
+        .query_row("SELECT count(*) FROM transactions", [], |r| r.get(0))
+        .unwrap();
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(r.stderr().contains("busy"), "{}", r.show());
+    reader.execute_batch("COMMIT").unwrap();
+    drop(reader);
+    assert_eq!(std::fs::read(&s.db).unwrap(), before);
+    assert!(s.backups().is_empty(), "busy: not even a backup");
+}
+
+#[test]
+fn table_damage_stops_with_exit_3_and_changes_nothing() {
+    let s = Setup::new("damaged_table_leaf");
+    let before = std::fs::read(&s.db).unwrap();
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 3, "{}", r.show());
+    assert_eq!(r.json()["verdict"], "failed");
+    assert!(r.stderr().contains("not built yet"), "{}", r.show());
+    assert_eq!(std::fs::read(&s.db).unwrap(), before);
+}
+
+#[test]
+fn a_copy_that_fails_verification_never_replaces_the_original() {
+    let s = Setup::new("stale_pk_page");
+    let before = std::fs::read(&s.db).unwrap();
+    let mut a = s.args();
+    a.truncate(a.len() - 2);
+    let out = Command::new(bin())
+        .args(&a)
+        .env("CUSTODIAN_TEST_DAMAGE_COPY", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed its verification"));
+    assert_eq!(std::fs::read(&s.db).unwrap(), before);
+    let kept: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".failed"))
+        .collect();
+    assert_eq!(kept.len(), 1, "the failed copy is kept for inspection");
+}
+
+#[test]
+fn the_repaired_file_keeps_the_original_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Setup::new("stale_pk_page");
+    std::fs::set_permissions(&s.db, std::fs::Permissions::from_mode(0o640)).unwrap();
+    assert_eq!(s.repair(&[]).code(), 0);
+    assert_eq!(
+        std::fs::metadata(&s.db).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+}
+
+/// SIGKILL at each phase: the database holds the original bytes or the
+/// fully verified result, never anything else.
+#[test]
+fn a_repair_killed_at_any_phase_leaves_original_or_verified_result() {
+    let t = truth("stale_pk_page");
+    for phase in ["backup", "build", "verify", "rename", "renamed"] {
+        let s = Setup::new("stale_pk_page");
+        let original = std::fs::read(&s.db).unwrap();
+        let marker = s.dir.path().join("paused");
+        let mut a = s.args();
+        a.truncate(a.len() - 2);
+        let mut child = Command::new(bin())
+            .args(&a)
+            .env("CUSTODIAN_PAUSE_AT", phase)
+            .env("CUSTODIAN_PAUSE_FILE", &marker)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while !marker.exists() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{phase}: never reached"
+            );
+            if let Some(st) = child.try_wait().unwrap() {
+                panic!("{phase}: exited {st:?} before the pause point");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let now = std::fs::read(&s.db).unwrap();
+        if now == original {
+            assert!(
+                phase != "renamed",
+                "after the rename the result must be in place"
+            );
+            let c = run(&["check", s.db.to_str().unwrap()], s.dir.path());
+            assert_eq!(c.code(), 1, "{phase}: the original, still damaged");
+        } else {
+            assert!(
+                phase == "renamed",
+                "{phase}: the database changed before the rename"
+            );
+            assert_eq!(
+                customers_sha256(&s.db),
+                t["expected_customers_sha256"].as_str().unwrap()
+            );
+            let c = run(&["check", s.db.to_str().unwrap()], s.dir.path());
+            assert_eq!(c.code(), 0, "{phase}: the verified result: {}", c.show());
+            assert_eq!(stock_integrity_check(&s.db), "ok");
+        }
+        // a later repair still works from whatever state was left
+        let r = s.repair(&[]);
+        assert!(
+            r.code() == 0,
+            "{phase}: repair after the kill: {}",
+            r.show()
+        );
+        assert_eq!(
+            customers_sha256(&s.db),
+            t["expected_customers_sha256"].as_str().unwrap()
+        );
+    }
+}
