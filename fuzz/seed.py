@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Seeds fuzz/corpus/<target>/ (git-ignored) for the four fuzz targets.
+"""Seeds fuzz/corpus/<target>/ (git-ignored) for the five fuzz targets.
 
     python3 fuzz/seed.py            # from the repository root or from fuzz/
 
@@ -12,9 +12,14 @@
   wal       write-ahead logs made here with Python's sqlite3 (page sizes 512,
             1024 and 4096, several transactions, an uncommitted tail), plus
             fixtures/*-wal
+  pager     a 4-byte big-endian length n, a database of n bytes, then its
+            -wal: each database above with no WAL, and each WAL above with the
+            database file it belongs to
 
 Files are named by the SHA-1 of their contents, as libFuzzer names its own,
-so running the script twice adds nothing. Only the standard library is used.
+so running the script again adds no duplicate of the database, page and record
+seeds (SQLite picks new random WAL salts each time, so WAL seeds differ). Only
+the standard library is used.
 """
 
 import glob
@@ -139,6 +144,7 @@ def records():
 # --- write-ahead logs ----------------------------------------------------------
 
 def wal_files():
+    """(database file bytes, WAL bytes) pairs."""
     with tempfile.TemporaryDirectory() as tmp:
         for ps in (512, 1024, 4096):
             db = os.path.join(tmp, f"w{ps}.db")
@@ -156,21 +162,28 @@ def wal_files():
                         (f"Customer {t}-{i}" * (1 + i % 4), os.urandom(i % 50)),
                     )
                 con.execute("COMMIT")
-                with open(db + "-wal", "rb") as f:
-                    yield f.read()
+                yield read(db), read(db + "-wal")
             # An uncommitted tail: frames written by a transaction still open.
             con.execute("BEGIN")
             con.execute("PRAGMA cache_size=1")
             con.executemany(
                 "INSERT INTO customer(name) VALUES (?)", [("tail" * 50,)] * 40
             )
-            with open(db + "-wal", "rb") as f:
-                yield f.read()
+            yield read(db), read(db + "-wal")
             con.execute("ROLLBACK")
             con.close()
     for path in sorted(glob.glob(os.path.join(ROOT, "fixtures", "*-wal"))):
-        with open(path, "rb") as f:
-            yield f.read()
+        yield read(path[: -len("-wal")]), read(path)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def pager_input(db, wal):
+    db = db[: MAX_SEED // 2]
+    return struct.pack(">I", len(db)) + db + wal[: MAX_SEED // 2]
 
 
 def main():
@@ -191,9 +204,12 @@ def main():
     for a, b in zip(rs, rs[1:] + rs[:1]):
         if len(a) < 256:
             write("record", bytes([len(a)]) + a + b)
-    for w in wal_files():
-        write("wal", w)
-    for target in ("database", "page", "record", "wal"):
+    for db, wal in wal_files():
+        write("wal", wal)
+        write("pager", pager_input(db, wal))
+    for _, data in databases():
+        write("pager", pager_input(data, b""))
+    for target in ("database", "page", "record", "wal", "pager"):
         d = os.path.join(CORPUS, target)
         print(f"{target}: {len(os.listdir(d))} files in {os.path.relpath(d, ROOT)}")
 

@@ -1114,7 +1114,12 @@ def fx_damaged_table_leaf(work):
     rowids = table_leaf_rowids(page, pgno)
     _, _, content, _, _ = page_layout(page, pgno)
     intended = dump_customers(con)
+    root = con.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'customers'").fetchone()[0]
     con.close()
+    # Rows that survive intact somewhere: every row on every leaf but the damaged one.
+    salvageable = sorted(r for leaf in table_subtree_leaves(db, root, PAGE_SIZE) if leaf != pgno
+                         for r in table_leaf_rowids(read_page(db, leaf, PAGE_SIZE), leaf))
+    assert salvageable == sorted({r[0] for r in intended} - set(rowids))
     good = {r[0]: tuple(r[1:]) for r in intended}
     for attempt in range(50):
         garbage = random.Random(SEED * 10 + 8 + 1000 * attempt).randbytes(PAGE_SIZE - content)
@@ -1130,6 +1135,7 @@ def fx_damaged_table_leaf(work):
                         "pages": [pgno], "byte_range": [content, PAGE_SIZE],
                         "region": "cell content area; page header and cell pointer array intact"},
                 damaged_rowids=sorted(rowids),
+                salvageable_rowids=salvageable,
                 garbage_attempt=attempt,
                 description=f"Deterministic random bytes over the cell content area (bytes "
                             f"{content}..{PAGE_SIZE}) of leaf page {pgno} of the customers table "
@@ -1165,7 +1171,15 @@ def fx_damaged_table_interior(work):
     depth = max(r[2].count("/") for r in stats_now if r[1] == "internal")
     intended = dump_customers(con)
     orphaned_ids = sorted(r[1] for r in intended if r[0] in set(orphaned))
+    root = con.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'customers'").fetchone()[0]
     con.close()
+    # Rows that survive intact somewhere: those on the leaves still reachable
+    # plus those on the orphaned (intact) leaves; only the interior page is zeroed.
+    all_leaves = table_subtree_leaves(db, root, SMALL_PAGE_SIZE)
+    reachable = [r for leaf in all_leaves if leaf not in set(leaves)
+                 for r in table_leaf_rowids(read_page(db, leaf, SMALL_PAGE_SIZE), leaf)]
+    salvageable = sorted(set(reachable) | set(orphaned))
+    assert salvageable == sorted(r[0] for r in intended)
     write_page(db, pgno, bytes(SMALL_PAGE_SIZE), SMALL_PAGE_SIZE)
     return dict(db=db, snap=snap, intended=intended, page_size=SMALL_PAGE_SIZE,
                 damage={"kind": "zeroed_page", "object": "customers",
@@ -1173,6 +1187,7 @@ def fx_damaged_table_interior(work):
                         "dbstat_path": path, "orphaned_leaf_pages": leaves},
                 orphaned_rowids=orphaned,
                 orphaned_customer_ids=orphaned_ids,
+                salvageable_rowids=salvageable,
                 interior_levels=depth,
                 expect_affected=set(orphaned_ids),
                 description=f"page_size {SMALL_PAGE_SIZE}, {SMALL_PAGE_CUSTOMERS} customers in the base "
@@ -1182,6 +1197,118 @@ def fx_damaged_table_interior(work):
                             f"({len(orphaned)} rows) are intact but orphaned. Those leaves are "
                             "byte-identical in the snapshot (taken before 10 registrations and "
                             "40 balance updates of other rows).")
+
+
+def table_leaf_cell_payload(page, pgno, rowid):
+    """(payload size, local bytes, first overflow page or None) of the cell of
+    `rowid` on a table leaf page, sized as in fileformat2.html "Cell Payload
+    Overflow Pages" (X = U-35, M = ((U-12)*32/255)-23, K = M+((P-M)%(U-4)))."""
+    kind, ptrs, _, _, _ = page_layout(page, pgno)
+    assert kind == TABLE_LEAF, kind
+    u = len(page)
+    x, m = u - 35, (u - 12) * 32 // 255 - 23
+    for p in ptrs:
+        size, i = varint(page, p)
+        r, i = varint(page, i)
+        if r != rowid:
+            continue
+        if size <= x:
+            return size, page[i:i + size], None
+        k = m + (size - m) % (u - 4)
+        local = k if k <= x else m
+        return size, page[i:i + local], struct.unpack(">I", page[i + local:i + local + 4])[0]
+    raise KeyError(rowid)
+
+
+def overflow_chain(path, first, page_size):
+    """Page numbers of an overflow chain, following next-page pointers."""
+    chain, pg = [], first
+    while pg:
+        assert pg not in chain
+        chain.append(pg)
+        pg = struct.unpack(">I", read_page(path, pg, page_size)[:4])[0]
+    return chain
+
+
+OVERFLOW_BASE_CUSTOMERS = 400   # overflow_chain_broken: a small base database
+LONG_NAME_CUSTOMERS = 10
+LONG_NAME_CHARS = 9000          # name + notes: over two 4096-byte overflow pages
+
+
+def fx_overflow_chain_broken(work):
+    db, snap = f"{work}/o.db", f"{work}/o.snap.db"
+    people = build_base(db, n=OVERFLOW_BASE_CUSTOMERS)
+    con = connect(db)
+    rng = people.rng
+    long_ids = [people.new_id() for _ in range(LONG_NAME_CUSTOMERS)]
+    con.execute("BEGIN")
+    for cid in long_ids:
+        row = list(people.customer(cid=cid, recent=True))
+        words = [row[2], "- notes:"]
+        while len(" ".join(words)) < LONG_NAME_CHARS:
+            words.append(rng.choice(FIRST + LAST + ["paid", "cash", "card", "returned",
+                                                    "voucher", "loyalty", "store", "visit"]))
+        row[2] = " ".join(words)[:LONG_NAME_CHARS]
+        con.execute(INSERT_CUSTOMER, row)
+        con.execute(INSERT_TXN, people.txn(cid, recent=True))
+    con.execute("COMMIT")
+    long_rowids = sorted(con.execute(
+        f"SELECT rowid FROM customers WHERE customer_id IN ({','.join('?' * len(long_ids))})",
+        long_ids).fetchall())
+    long_rowids = [r[0] for r in long_rowids]
+    copy_consistent(con, db, snap)
+    con.execute("BEGIN")
+    add_customers(con, people, count=8)
+    update_balances(con, people, 20, skip_rowids=long_rowids)
+    con.execute("COMMIT")
+    intended = dump_customers(con)
+    root = con.execute("SELECT rootpage FROM sqlite_schema WHERE name = 'customers'").fetchone()[0]
+    con.close()
+    npages = header_page_count(db)
+    leaf_of = {r: leaf for leaf in table_subtree_leaves(db, root, PAGE_SIZE)
+               for r in table_leaf_rowids(read_page(db, leaf, PAGE_SIZE), leaf)}
+    assert sorted(leaf_of) == sorted(r[0] for r in intended)
+    chains = {}
+    for r in long_rowids:
+        size, _, first = table_leaf_cell_payload(read_page(db, leaf_of[r], PAGE_SIZE), leaf_of[r], r)
+        chains[r] = overflow_chain(db, first, PAGE_SIZE)
+        assert len(chains[r]) >= 2, (r, size, chains[r])
+    # Victim A: its first overflow page zeroed (the chain ends one page early).
+    # Victim B: its first overflow page points past the end of the file.
+    victim_a, victim_b = long_rowids[3], long_rowids[7]
+    a_page, b_page = chains[victim_a][0], chains[victim_b][0]
+    write_page(db, a_page, bytes(PAGE_SIZE), PAGE_SIZE)
+    beyond = npages + 1000
+    write_page(db, b_page, struct.pack(">I", beyond), PAGE_SIZE)
+    damaged = sorted([victim_a, victim_b])
+    spill = sorted({len(c) for c in chains.values()})
+    spill = f"{spill[0]}" if len(spill) == 1 else f"{spill[0]}-{spill[-1]}"
+    surviving = sorted(set(leaf_of) - set(damaged))
+    by_rowid = {r[0]: r[1] for r in intended}
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "overflow_chain_broken", "object": "customers",
+                        "page_type": "overflow", "pages": [a_page, b_page],
+                        "chains": {str(victim_a): {"pages": chains[victim_a],
+                                                   "broken": f"page {a_page} zeroed"},
+                                   str(victim_b): {"pages": chains[victim_b],
+                                                   "broken": f"page {b_page} points to page {beyond}, "
+                                                             "past the end of the file"}}},
+                expect_affected={by_rowid[r] for r in damaged},
+                damaged_rowids=damaged,
+                damaged_customer_ids=sorted(by_rowid[r] for r in damaged),
+                surviving_rowids=surviving,
+                salvageable_rowids=surviving,
+                long_name_rowids=long_rowids,
+                description=f"{OVERFLOW_BASE_CUSTOMERS} customers in the base database, then "
+                            f"{LONG_NAME_CUSTOMERS} customers whose name carries {LONG_NAME_CHARS} "
+                            f"characters of notes (each row spills onto {spill} overflow pages); the "
+                            "snapshot was taken then, before 8 registrations and 20 balance "
+                            "updates (none of the long rows). Then two overflow chains were "
+                            f"broken: rowid {victim_a}'s first overflow page {a_page} was zeroed "
+                            f"(the chain ends early) and rowid {victim_b}'s first overflow page "
+                            f"{b_page} was made to point to page {beyond}, past the end of the "
+                            "file. Those two rows are unreadable (never to be returned truncated); "
+                            "every other row is whole.")
 
 
 def fx_index_definition_removed(work):
@@ -1345,6 +1472,7 @@ FIXTURES = [
     ("surplus_index_entries", fx_surplus_index_entries),
     ("damaged_table_leaf", fx_damaged_table_leaf),
     ("damaged_table_interior", fx_damaged_table_interior),
+    ("overflow_chain_broken", fx_overflow_chain_broken),
     ("index_definition_removed", fx_index_definition_removed),
     ("wal_stale_index", fx_wal_stale_index),
     ("truncated", fx_truncated),
@@ -1355,7 +1483,7 @@ FIXTURES = [
 # Fixtures whose damage must make some lookup wrong.
 MUST_AFFECT = {"stale_pk_page", "stale_pk_page_dups", "stale_secondary_page", "zeroed_index_page",
                "garbage_index_page", "surplus_index_entries", "damaged_table_leaf",
-               "wal_stale_index", "truncated"}
+               "wal_stale_index", "truncated", "overflow_chain_broken"}
 
 
 # --------------------------------------------------------------------------
@@ -1433,7 +1561,9 @@ def make_fixture(name, builder, out):
                     "wal_frames", "wal_commit_frames", "wal_pages", "wal_only_customer_ids",
                     "customers_without_wal", "new_customer_ids_on_page", "new_customer_ids_elsewhere",
                     "deleted_customer_ids", "email_added_on_page_ids", "email_moved_onto_page_ids",
-                    "email_moved_off_page_ids", "entries_on_damaged_page", "garbage_attempt"):
+                    "email_moved_off_page_ids", "entries_on_damaged_page", "garbage_attempt",
+                    "damaged_customer_ids", "surviving_rowids", "salvageable_rowids",
+                    "long_name_rowids"):
             if key in b:
                 truth[key] = b[key]
         if "_phone_rowids" in b:
@@ -1511,8 +1641,9 @@ README_TRUTH = """
 ## Truth file fields
 
 * `damage`: `kind` (`none`, `stale_page`, `stale_page_with_duplicates`,
-  `zeroed_page`, `garbage_cells`, `index_definition_removed`, `truncated`,
-  `not_a_database`, `empty`), `object` (index or table damaged), `page_type`,
+  `zeroed_page`, `garbage_cells`, `overflow_chain_broken`,
+  `index_definition_removed`, `truncated`, `not_a_database`, `empty`),
+  `object` (index or table damaged), `page_type`,
   `pages` (page numbers, 1-based; for `truncated` the pages cut off; for
   `index_definition_removed` the orphaned pages), plus kind-specific details.
 * `files`: path, size and sha256 of each shipped file.
@@ -1561,6 +1692,17 @@ README_TRUTH = """
 * `table_scan_errors` / `index_scan_errors`: the SQLite errors the scans met.
   `schema_read_error` and `probe_pragmas`: set when the file could only be read
   with `PRAGMA writable_schema=ON` (see `truncated`).
+* `salvageable_rowids` (`damaged_table_leaf`, `damaged_table_interior`,
+  `overflow_chain_broken`): the rowids whose records survive intact somewhere
+  in the file, whether or not SQL can reach them - every row on an intact
+  leaf page, orphaned leaves included, whose overflow chain (if any) is
+  intact. Computed by the generator from the pages as they were before it
+  damaged them, not by SQL and not by custodian. A page-level salvage must
+  return exactly these rows, with their intended values.
+* `overflow_chain_broken`: `damaged_rowids` / `damaged_customer_ids` are the
+  rows whose overflow chain was broken (whole nowhere in the file),
+  `surviving_rowids` every other row (all whole), `long_name_rowids` the rows
+  with a spilled name; `damage.chains` gives each broken chain's pages.
 * Fixture-specific: `new_customer_ids_on_page`, `deleted_customer_ids`,
   `orphaned_rowids`, `orphaned_customer_ids`, `damaged_rowids`, `wal_frames`,
   `wal_only_customer_ids`, `customers_without_wal`, and so on.

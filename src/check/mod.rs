@@ -197,7 +197,7 @@ pub fn check(path: &Path, settings: &Settings, progress: Progress) -> Result<Che
 }
 
 /// Phase times on stderr when CUSTODIAN_TIMING is set (for benchmarks).
-fn timing(what: &str, since: std::time::Instant) {
+pub(crate) fn timing(what: &str, since: std::time::Instant) {
     if std::env::var_os("CUSTODIAN_TIMING").is_some() {
         crate::messages::error(&format!(
             "timing: {what}: {:.3} s",

@@ -5,7 +5,7 @@
 //! database header. Only the first `usable_size` bytes of a page hold b-tree
 //! content; the rest is reserved.
 
-use super::header::HEADER_SIZE;
+use super::header::{HEADER_SIZE, MIN_USABLE_SIZE};
 use super::varint::read_varint;
 use super::{FormatError, be_u16, be_u32};
 
@@ -103,6 +103,9 @@ impl PageType {
 /// U = usable size, P = payload size, X = U-35 for table leaves and
 /// ((U-12)*64/255)-23 for index pages, M = ((U-12)*32/255)-23,
 /// K = M+((P-M)%(U-4)). If P <= X all of it is local; else K if K <= X, else M.
+///
+/// `usable_size` must be at least [`MIN_USABLE_SIZE`], as in every valid
+/// database ([`BtreePage::parse`] refuses smaller ones): below 196, M is negative.
 pub fn local_payload_size(total_len: u64, usable_size: u32, page_type: PageType) -> usize {
     let u = u64::from(usable_size);
     let max_local = if page_type == PageType::LeafTable {
@@ -233,12 +236,21 @@ impl Region {
 impl<'a> BtreePage<'a> {
     /// Parses the b-tree header of page `pgno` (page 1's starts at offset 100)
     /// and checks that the header and the cell pointer array fit in the usable
-    /// part of the page. `page` must hold at least `usable_size` bytes.
+    /// part of the page. `page` must hold at least `usable_size` bytes, and
+    /// `usable_size` must be at least [`MIN_USABLE_SIZE`] (the payload-size
+    /// formulas of [`local_payload_size`] need it).
     pub fn parse(
         page: &'a [u8],
         pgno: u32,
         usable_size: u32,
     ) -> Result<BtreePage<'a>, FormatError> {
+        if usable_size < MIN_USABLE_SIZE {
+            return Err(FormatError::BadPage {
+                detail: format!(
+                    "page {pgno}: usable size {usable_size} is below the minimum of {MIN_USABLE_SIZE}"
+                ),
+            });
+        }
         let usable = usable_size as usize;
         if page.len() < usable {
             return Err(FormatError::Truncated {
@@ -859,5 +871,30 @@ mod tests {
         assert_eq!(payload.total_len, 600);
         assert_eq!(payload.local.len(), 92);
         assert_eq!(payload.first_overflow, Some(9));
+    }
+
+    #[test]
+    fn fuzz_usable_size_below_the_minimum_is_refused() {
+        // Found by `cargo fuzz run page`: an index leaf parsed with usable
+        // size 86 reached local_payload_size, where M = ((U-12)*32/255)-23
+        // is negative for U < 196 (a subtraction overflow).
+        let page: [u8; 86] = [
+            10, 2, 205, 0, 39, 1, 54, 48, 52, 52, 56, 52, 52, 56, 48, 54, 49, 48, 54, 48, 51, 53,
+            84, 0, 0, 0, 0, 0, 0, 0, 0, 52, 52, 56, 52, 52, 56, 48, 54, 49, 48, 54, 48, 51, 53, 84,
+            54, 55, 52, 48, 3, 129, 1, 54, 84, 54, 3, 48, 51, 53, 84, 1, 54, 48, 52, 52, 56, 52,
+            52, 56, 48, 54, 49, 53, 54, 55, 52, 48, 3, 129, 20, 3, 45, 1, 54, 84,
+        ];
+        assert!(matches!(
+            BtreePage::parse(&page, 2, 86),
+            Err(FormatError::BadPage { .. })
+        ));
+        // The smallest usable size a valid database has is still accepted.
+        let mut padded = page.to_vec();
+        padded.resize(480, 0);
+        let p = BtreePage::parse(&padded, 2, 480).unwrap();
+        for i in 0..usize::from(p.cell_count()) {
+            let _ = p.cell(i);
+        }
+        let _ = p.check_layout();
     }
 }

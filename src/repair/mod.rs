@@ -139,6 +139,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
             crate::messages::note(msg);
         }
     };
+    let t0 = std::time::Instant::now();
     let fp = fingerprint(db);
     let CheckOutcome {
         report: before,
@@ -153,6 +154,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
             .unwrap_or_else(|| "the check could not run".into());
         bail!("{}: {msg}; nothing was changed", db.display());
     }
+    check::timing("repair: check", t0);
     let mut fields = RepairFields {
         dry_run: args.dry_run,
         before: Some(Before::of(&before)),
@@ -275,6 +277,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         }
     };
     apply::pause_point("backup");
+    check::timing("repair: lock + backup", t0);
     fields.backup_path = Some(bk.path.display().to_string());
     fields.backup_sha256 = Some(bk.sha256.clone());
     fields.actions.push(Action {
@@ -315,6 +318,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
             ));
         }
     };
+    check::timing("repair: built and verified", t0);
     if let Err(e) = apply::swap(&copy, db) {
         lock.release();
         crate::messages::error(&format!(
@@ -376,8 +380,10 @@ fn build_and_verify(
         ".{name}.{st}.{}.custodian-repair",
         std::process::id()
     ));
+    let t0 = std::time::Instant::now();
     apply::copy_file(db, &copy)?;
     apply::match_owner_and_mode(&copy, db)?;
+    check::timing("repair: copy", t0);
     apply::pause_point("build");
     apply::empty_and_free(&copy, the_plan)?;
     for i in &the_plan.rebuild_indexes {
@@ -396,7 +402,9 @@ fn build_and_verify(
         });
     }
     let snap = good.first().map(|s| s.path.clone());
+    check::timing("repair: empty and free", t0);
     let sql = apply::sql_steps(&copy, the_plan, table, snap.as_deref(), lock.was_wal, st)?;
+    check::timing("repair: sql steps", t0);
     for (index, keep, moved, key) in &sql.quarantined {
         fields.actions.push(Action {
             kind: "quarantine",
@@ -428,6 +436,7 @@ fn build_and_verify(
     let verified = check::check(&copy, settings, Progress::hidden())
         .with_context(|| "verifying the repaired copy".to_string())?
         .report;
+    check::timing("repair: verify check", t0);
     let errors: Vec<&check::finding::Finding> = verified
         .findings
         .iter()

@@ -6,4 +6,6 @@ mod cli;
 mod corpus;
 mod kinds;
 mod reader;
+mod repair;
+mod salvage;
 mod support;
