@@ -199,8 +199,14 @@ pub fn check(path: &Path, settings: &Settings, progress: Progress) -> Result<Che
 /// Phase times on stderr when CUSTODIAN_TIMING is set (for benchmarks).
 pub(crate) fn timing(what: &str, since: std::time::Instant) {
     if std::env::var_os("CUSTODIAN_TIMING").is_some() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let hwm = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap_or("?");
         crate::messages::error(&format!(
-            "timing: {what}: {:.3} s",
+            "timing: {what}: {:.3} s (peak {hwm} KiB)",
             since.elapsed().as_secs_f64()
         ));
     }

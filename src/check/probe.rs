@@ -2,7 +2,9 @@
 //! and compare what comes back with the table. This is what confirms that a
 //! customer is rejected; nothing is inferred from error text.
 
-use std::collections::BTreeMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
@@ -34,7 +36,22 @@ pub struct Prober<'c> {
     conn: &'c Connection,
     table: &'c CustomerTable,
     tq: String,
+    /// Answers of lookups that return many rows (a shared status, a NULL
+    /// phone), so that probing many customers with the same key scans the
+    /// range once. Bounded by [`CACHE_MAX_ROWIDS`].
+    cache: RefCell<HashMap<LookupKey, Lookup>>,
+    cached_rowids: Cell<usize>,
 }
+
+/// (index name, canonical key bytes)
+type LookupKey = (String, Vec<u8>);
+/// Sorted rowids found, or SQLite's error.
+type Lookup = Result<Rc<Vec<i64>>, String>;
+
+/// A lookup returning at least this many rows is remembered.
+const CACHE_MIN_ROWS: usize = 64;
+/// At most this many rowids are remembered (8 bytes each: 32 MiB).
+const CACHE_MAX_ROWIDS: usize = 4 << 20;
 
 fn term_sql(table: &CustomerTable, index: &Index, i: usize) -> String {
     let f = &index.fields[i];
@@ -58,6 +75,8 @@ impl<'c> Prober<'c> {
             conn,
             table,
             tq: quote_ident(&table.name),
+            cache: RefCell::new(HashMap::new()),
+            cached_rowids: Cell::new(0),
         }
     }
 
@@ -99,8 +118,33 @@ impl<'c> Prober<'c> {
         self.one(&sql, &[Value::Integer(rowid)])
     }
 
-    /// Rowids returned by looking `key` up through `index`.
-    fn lookup(&self, index: &Index, key: &[Value]) -> Result<Vec<i64>, String> {
+    /// Rowids returned by looking `key` up through `index` (sorted).
+    fn lookup(&self, index: &Index, key: &[Value]) -> Lookup {
+        let mut kb = Vec::new();
+        for v in key {
+            super::canon::push_value(&mut kb, v);
+        }
+        let ck = (index.name.clone(), kb);
+        if let Some(hit) = self.cache.borrow().get(&ck) {
+            return hit.clone();
+        }
+        let r = self.lookup_uncached(index, key).map(|mut v| {
+            v.sort_unstable();
+            Rc::new(v)
+        });
+        let big = match &r {
+            Ok(v) => v.len() >= CACHE_MIN_ROWS,
+            Err(_) => true,
+        };
+        let n = r.as_ref().map(|v| v.len()).unwrap_or(0);
+        if big && self.cached_rowids.get() + n <= CACHE_MAX_ROWIDS {
+            self.cached_rowids.set(self.cached_rowids.get() + n);
+            self.cache.borrow_mut().insert(ck, r.clone());
+        }
+        r
+    }
+
+    fn lookup_uncached(&self, index: &Index, key: &[Value]) -> Result<Vec<i64>, String> {
         let keys = key_positions(index);
         // The POS compares with `=`; only a NULL key needs `IS`. (At the
         // border of a damaged page the two can differ: `IS` may step on
@@ -197,7 +241,7 @@ impl<'c> Prober<'c> {
             Err(e) if is_planner_error(&e) => Answer::NotProbed(e),
             Err(e) => Answer::Error(e),
             Ok(found) => {
-                if !found.contains(&rowid) {
+                if found.binary_search(&rowid).is_err() {
                     return Answer::Missing;
                 }
                 // Through an index whose key holds the customer ID, every row
@@ -207,7 +251,7 @@ impl<'c> Prober<'c> {
                 if !self.key_holds_id(index) {
                     return Answer::Right;
                 }
-                for s in found {
+                for &s in found.iter() {
                     match self.row_holds(index, s, key) {
                         Ok(true) => {}
                         Ok(false) => return Answer::WrongRow,
@@ -242,7 +286,7 @@ impl<'c> Prober<'c> {
                 Ok(found) if found.is_empty() => Answer::Missing,
                 Ok(found) => {
                     let mut a = Answer::Right;
-                    for s in found {
+                    for &s in found.iter() {
                         match self.row_holds(index, s, &key) {
                             Ok(true) => {}
                             Ok(false) => {
@@ -273,10 +317,8 @@ impl<'c> Prober<'c> {
             return Vec::new();
         }
         self.lookup(index, &key)
+            .map(|v| v.iter().copied().filter(|&s| s != rowid).collect())
             .unwrap_or_default()
-            .into_iter()
-            .filter(|&s| s != rowid)
-            .collect()
     }
 }
 

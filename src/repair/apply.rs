@@ -128,31 +128,41 @@ fn create_new(path: &Path) -> Result<File> {
         .with_context(|| format!("{}: cannot create", path.display()))
 }
 
-/// Copies `from` to a new file `to` byte for byte, fsynced. Returns the
-/// SHA-256 of the bytes.
-pub fn copy_file(from: &Path, to: &Path) -> Result<String> {
+/// Copies `from` to a new file `to` byte for byte (in the kernel:
+/// copy_file_range), fsynced. The SHA-256 of the source is computed on
+/// another thread meanwhile, when asked for.
+pub fn copy_file(from: &Path, to: &Path, with_hash: bool) -> Result<Option<String>> {
+    let hasher = with_hash.then(|| {
+        let from = from.to_path_buf();
+        std::thread::spawn(move || -> std::io::Result<String> {
+            let mut f = File::open(&from)?;
+            let mut h = Sha256::new();
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+            }
+            Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+        })
+    });
     let mut src = File::open(from).with_context(|| format!("{}: cannot read", from.display()))?;
     let mut dst = create_new(to)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = src
-            .read(&mut buf)
-            .with_context(|| format!("reading {}", from.display()))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        dst.write_all(&buf[..n])
-            .with_context(|| format!("writing {}", to.display()))?;
-    }
+    std::io::copy(&mut src, &mut dst)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     dst.sync_all()
         .with_context(|| format!("syncing {}", to.display()))?;
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    match hasher {
+        None => Ok(None),
+        // the bytes hashed are the bytes copied: the lock keeps writers out
+        Some(h) => Ok(Some(
+            h.join()
+                .map_err(|_| anyhow!("checksum thread failed"))?
+                .with_context(|| format!("reading {}", from.display()))?,
+        )),
+    }
 }
 
 pub fn fsync_dir(dir: &Path) -> Result<()> {
@@ -189,11 +199,11 @@ pub fn backup(db: &Path, dir: &Path, stamp: &str) -> Result<Backup> {
         })
         .ok_or_else(|| anyhow!("{}: no free backup name", dir.display()))?;
     let path = dir.join(format!("{base}.backup"));
-    let sha256 = copy_file(db, &path)?;
+    let sha256 = copy_file(db, &path, true)?.unwrap_or_default();
     let wal_src = sidecar(db, "-wal");
     let wal = if wal_src.exists() {
         let wal_path = dir.join(format!("{base}.backup-wal"));
-        let h = copy_file(&wal_src, &wal_path)?;
+        let h = copy_file(&wal_src, &wal_path, true)?.unwrap_or_default();
         Some((wal_path, h))
     } else {
         None
