@@ -295,7 +295,7 @@ pub fn empty_and_free(copy: &Path, plan: &Plan) -> Result<()> {
 /// What the SQL steps did.
 #[derive(Debug, Default)]
 pub struct SqlOutcome {
-    /// (index, kept rowid, moved rowids, key text)
+    /// (index, kept rowid, moved rowids, customer ID of the kept row)
     pub quarantined: Vec<(String, i64, Vec<i64>, String)>,
     /// Customer IDs of the rows moved to quarantine.
     pub quarantined_ids: Vec<String>,
@@ -389,6 +389,16 @@ pub fn sql_steps(
                 }
             }
             let moved: Vec<i64> = rowids.iter().copied().filter(|&r| r != keep).collect();
+            // reports name the customer by ID, never by another key (a card number)
+            let kept_id: rusqlite::types::Value = conn.query_row(
+                &format!(
+                    "SELECT {} FROM {tq} NOT INDEXED WHERE rowid = ?1",
+                    quote_ident(&table.columns[table.id_column].name)
+                ),
+                [keep],
+                |row| row.get(0),
+            )?;
+            let key = crate::report::id_text(&kept_id).unwrap_or_default();
             for &r in &moved {
                 let id: rusqlite::types::Value = conn.query_row(
                     &format!(

@@ -135,11 +135,6 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     let settings = Settings::from_opts(&args.opts)?;
     let db = &args.db;
     let progress = Progress::new(quiet, args.opts.json.as_deref() == Some("-"));
-    let print = |msg: &str| {
-        if !quiet {
-            crate::messages::note(msg);
-        }
-    };
     let t0 = std::time::Instant::now();
     let fp = fingerprint(db);
     let CheckOutcome {
@@ -221,7 +216,6 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
 
     match &the_plan.strategy {
         Strategy::Nothing => {
-            print(&format!("{}: nothing to repair", db.display()));
             fields.after = fields.before.clone();
             return Ok(outcome(before, fields, Verdict::Clean, ExitStatus::Success));
         }
@@ -347,7 +341,6 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     } else {
         (Verdict::Repaired, ExitStatus::Success)
     };
-    print(&format!("{}: {}", db.display(), v.as_str()));
     Ok(outcome(before, fields, v, status))
 }
 
@@ -411,7 +404,7 @@ fn build_and_verify(
             kind: "quarantine",
             object: Some(index.clone()),
             detail: format!(
-                "key {key}: kept row {keep}, moved rows {moved:?} to {}",
+                "customer {key}: kept row {keep}, moved rows {moved:?} to {}",
                 apply::QUARANTINE_TABLE
             ),
         });

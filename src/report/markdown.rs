@@ -5,6 +5,8 @@ use std::fmt::Write as _;
 
 use super::{Report, Verdict};
 use crate::check::finding::{Finding, Severity};
+use crate::repair::RepairFields;
+use crate::repair::plan::Strategy;
 
 /// How many IDs a Markdown list shows before "and N more" (JSON has them all).
 const IDS_SHOWN: usize = 50;
@@ -32,6 +34,9 @@ fn id_list(ids: &[String], limit: usize) -> String {
 
 /// The short summary printed on stdout when no report file is asked for.
 pub fn summary(report: &Report) -> String {
+    if let Some(r) = &report.repair {
+        return repair_summary(report, r);
+    }
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -80,8 +85,184 @@ fn finding_line(f: &Finding) -> String {
     s
 }
 
+fn repair_summary(report: &Report, r: &RepairFields) -> String {
+    let mut s = String::new();
+    let n = report.affected_customer_ids.len();
+    let _ = writeln!(
+        s,
+        "{}: {} — {n} customer{} rejected before the repair",
+        report.database,
+        report.verdict.as_str(),
+        if n == 1 { " was" } else { "s were" }
+    );
+    if r.dry_run {
+        let _ = writeln!(s, "  dry run: nothing was changed. The plan:");
+        for line in plan_lines(r) {
+            let _ = writeln!(s, "  - {line}");
+        }
+        return s;
+    }
+    for a in &r.actions {
+        let _ = writeln!(
+            s,
+            "  {}{}: {}",
+            a.kind,
+            a.object
+                .as_deref()
+                .map(|o| format!(" [{o}]"))
+                .unwrap_or_default(),
+            a.detail
+        );
+    }
+    if !r.quarantined_customer_ids.is_empty() {
+        let _ = writeln!(
+            s,
+            "  needs a decision: {} duplicate rows kept aside in {} (customers {})",
+            r.quarantined_customer_ids.len(),
+            crate::repair::apply::QUARANTINE_TABLE,
+            id_list(&r.quarantined_customer_ids, 10)
+        );
+    }
+    s
+}
+
+fn plan_lines(r: &RepairFields) -> Vec<String> {
+    let Some(p) = &r.plan else {
+        return vec!["no plan".into()];
+    };
+    let mut out = Vec::new();
+    match &p.strategy {
+        Strategy::Nothing => out.push("nothing to repair".into()),
+        Strategy::NotBuilt { reason } => out.push(format!("stop: {reason}")),
+        Strategy::PatchCopy => {
+            out.push("back up the database byte for byte, then work on a copy".into());
+            for i in &p.rebuild_indexes {
+                out.push(format!(
+                    "rebuild index {i} from its table (its pages emptied first)"
+                ));
+            }
+            if !p.free_pages.is_empty() {
+                out.push(format!(
+                    "free {} pages no object will own",
+                    p.free_pages.len()
+                ));
+            }
+            for d in &p.dedupe {
+                out.push(format!(
+                    "move re-registered duplicates under {} to {} (keep the row the snapshot has, else the oldest): {}",
+                    d.index,
+                    crate::repair::apply::QUARANTINE_TABLE,
+                    d.keys.join(", ")
+                ));
+            }
+            for c in &p.recreate_indexes {
+                out.push(format!(
+                    "recreate index {} from snapshot {}",
+                    c.name, c.snapshot
+                ));
+            }
+            out.push("verify the copy, then rename it over the database".into());
+        }
+    }
+    out
+}
+
+fn render_repair(report: &Report, r: &RepairFields) -> String {
+    let mut s = String::new();
+    let n = report.affected_customer_ids.len();
+    let _ = writeln!(s, "# custodian repair: {}\n", report.verdict.as_str());
+    let after = r
+        .after
+        .as_ref()
+        .map(|a| a.affected_customer_ids)
+        .unwrap_or(n);
+    let _ = writeln!(
+        s,
+        "**{n} customers were rejected by the POS before the repair; {after} are after it.**\n"
+    );
+    let _ = writeln!(s, "Database: `{}`  ", report.database);
+    if let Some(b) = &r.backup_path {
+        let _ = writeln!(
+            s,
+            "Backup (byte for byte, before any change): `{b}` (sha256 `{}`)  ",
+            r.backup_sha256.as_deref().unwrap_or("")
+        );
+    }
+    if let Some(u) = &r.snapshot_used {
+        let _ = writeln!(s, "Snapshot used: `{u}`  ");
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "## What was wrong\n");
+    for f in &report.findings {
+        let _ = writeln!(s, "- {}", finding_line(f));
+    }
+    if report.findings.is_empty() {
+        let _ = writeln!(s, "Nothing.");
+    }
+    if !report.affected_customer_ids.is_empty() {
+        let _ = writeln!(s, "\n## Customers affected\n");
+        let _ = writeln!(s, "{}", id_list(&report.affected_customer_ids, IDS_SHOWN));
+    }
+    if r.dry_run {
+        let _ = writeln!(s, "\n## The plan (dry run: nothing was changed)\n");
+        for l in plan_lines(r) {
+            let _ = writeln!(s, "- {l}");
+        }
+    } else {
+        let _ = writeln!(s, "\n## What was done\n");
+        if r.actions.is_empty() {
+            let _ = writeln!(s, "Nothing was changed.");
+        }
+        for (i, a) in r.actions.iter().enumerate() {
+            let _ = writeln!(
+                s,
+                "{}. {}{}: {}",
+                i + 1,
+                a.kind,
+                a.object
+                    .as_deref()
+                    .map(|o| format!(" `{o}`"))
+                    .unwrap_or_default(),
+                a.detail
+            );
+        }
+    }
+    if !r.snapshots.is_empty() {
+        let _ = writeln!(s, "\n## Snapshots\n");
+        for sn in &r.snapshots {
+            let _ = writeln!(s, "- `{}`: {} ({})", sn.path, sn.status, sn.reason);
+        }
+    }
+    let _ = writeln!(s, "\n## Needs a human decision\n");
+    if r.quarantined_customer_ids.is_empty() && r.unrecoverable_customer_ids.is_empty() {
+        let _ = writeln!(s, "Nothing.");
+    }
+    if !r.quarantined_customer_ids.is_empty() {
+        let _ = writeln!(
+            s,
+            "Duplicate rows were moved, whole, into the table `{}` of the repaired database \
+             (with the reason, their original rowid and the time); the row the snapshot has \
+             (else the oldest) was kept. Merge anything the cashier entered on the duplicate \
+             (e.g. a new phone number) by hand: {}",
+            crate::repair::apply::QUARANTINE_TABLE,
+            id_list(&r.quarantined_customer_ids, IDS_SHOWN)
+        );
+    }
+    if !r.unrecoverable_customer_ids.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nThese customers existed but no source could restore them: {}",
+            id_list(&r.unrecoverable_customer_ids, IDS_SHOWN)
+        );
+    }
+    s
+}
+
 /// The full Markdown report.
 pub fn render(report: &Report) -> String {
+    if let Some(r) = &report.repair {
+        return render_repair(report, r);
+    }
     let mut s = String::new();
     let _ = writeln!(
         s,
