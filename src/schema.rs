@@ -4,6 +4,19 @@
 use anyhow::Result;
 use rusqlite::Connection;
 
+/// Reads the schema; if SQLite refuses the file as a whole (a header that
+/// counts more pages than the file holds), retries with writable_schema,
+/// under which SQLite trusts the file size. Nothing is written either way.
+pub fn read_schema_tolerant(conn: &Connection) -> rusqlite::Result<Vec<SchemaObject>> {
+    match read_schema(conn) {
+        Err(e) if crate::db::is_corrupt(&e) => {
+            conn.pragma_update(None, "writable_schema", true)?;
+            read_schema(conn)
+        }
+        other => other,
+    }
+}
+
 /// One row of `sqlite_schema`.
 #[derive(Debug, Clone)]
 pub struct SchemaObject {

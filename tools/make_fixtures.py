@@ -615,6 +615,73 @@ def index_entries_from_pages(path, root, page_size):
     return out
 
 
+def table_rows_from_pages(path, root, page_size):
+    """(rowid, record) of every row on a readable leaf of the table b-tree
+    rooted at `root`, walking the file's own pages (rows that overflow are
+    skipped: none of the fixtures' reference rows do)."""
+    data = open(path, "rb").read()
+    npages = len(data) // page_size
+    max_local = page_size - 35
+    out, seen, stack = [], set(), [root]
+    while stack:
+        pg = stack.pop()
+        if pg < 1 or pg > npages or pg in seen:
+            continue
+        seen.add(pg)
+        page = data[(pg - 1) * page_size: pg * page_size]
+        h = 100 if pg == 1 else 0
+        kind = page[h]
+        if kind not in (5, 13):
+            continue
+        ncells = int.from_bytes(page[h + 3:h + 5], "big")
+        hdr = 12 if kind == 5 else 8
+        if kind == 5:
+            stack.append(int.from_bytes(page[h + 8:h + 12], "big"))
+        for c in range(ncells):
+            off = int.from_bytes(page[h + hdr + 2 * c:h + hdr + 2 * c + 2], "big")
+            try:
+                if kind == 5:
+                    stack.append(int.from_bytes(page[off:off + 4], "big"))
+                    continue
+                n, i = _varint(page, off)
+                rowid, i = _varint(page, i)
+                if n > max_local or i + n > page_size:
+                    continue
+                out.append((rowid, _record(page[i:i + n])))
+            except (ValueError, IndexError):
+                continue
+    return out
+
+
+def traceable(db, intended):
+    """The intended customers that something surviving in the damaged file
+    still names: a readable row, an entry of any customers index (its rowid),
+    or a transactions row or index entry (its customer_id). A repair can
+    restore exactly these from a snapshot; the rest vanished without trace."""
+    with tempfile.TemporaryDirectory() as td:
+        con = open_probe_copy(td, db, None)
+        con.execute("PRAGMA writable_schema = ON")
+        psize = con.execute("PRAGMA page_size").fetchone()[0]
+        objs = con.execute("SELECT type, name, tbl_name, rootpage FROM sqlite_schema").fetchall()
+        con.close()
+    rowids, ids = set(), set()
+    for kind, name, tbl, root in objs:
+        if not root:
+            continue
+        if tbl == "customers" and kind == "table":
+            rowids |= {r for r, _ in table_rows_from_pages(db, root, psize)}
+        elif tbl == "customers":
+            rowids |= {rec[-1] for rec in index_entries_from_pages(db, root, psize)
+                       if rec and isinstance(rec[-1], int)}
+        elif tbl == "transactions" and kind == "table":
+            ids |= {rec[1] for _, rec in table_rows_from_pages(db, root, psize)
+                    if len(rec) > 1 and isinstance(rec[1], str)}
+        elif tbl == "transactions":
+            ids |= {rec[0] for rec in index_entries_from_pages(db, root, psize)
+                    if rec and isinstance(rec[0], str)}
+    return [r for r in intended if r[0] in rowids or r[1] in ids]
+
+
 def probe_truth(db_src, wal_src=None, snap=None, intended=None):
     """Compute the truth fields of a damaged database by doing the lookups."""
     snap_rows = snapshot_rows(snap)
@@ -1571,6 +1638,14 @@ def make_fixture(name, builder, out):
             truth["customer_ids_on_damaged_page"] = sorted({by_rowid[r] for r in b["_phone_rowids"]})
         truth["expected_customers_count"] = len(intended)
         truth["expected_customers_sha256"] = canonical_sha256(intended)
+        if not wal and snap and p["lost_rowids"]:
+            # What a repair from the snapshot can give back: the customers
+            # that something surviving still names (see `traceable`).
+            tr = traceable(db, intended)
+            truth["expected_after_repair_count"] = len(tr)
+            truth["expected_after_repair_sha256"] = canonical_sha256(tr)
+            kept = {r[0] for r in tr}
+            truth["untraceable_customer_ids"] = sorted(r[1] for r in intended if r[0] not in kept)
         if snap:
             srows = snapshot_rows(snap)
             truth["snapshot_customers_count"] = len(srows)

@@ -55,6 +55,10 @@ pub fn lock(path: &Path) -> Result<Lock> {
     )
     .with_context(|| format!("{}: cannot open for repair", path.display()))?;
     conn.busy_timeout(std::time::Duration::ZERO)?;
+    // This connection only locks (and, for WAL, checkpoints); nothing is
+    // written through it. writable_schema lets SQLite open a file whose
+    // header counts more pages than it holds (it then trusts the file size).
+    conn.pragma_update(None, "writable_schema", true)?;
     let busy = |e: rusqlite::Error| {
         if crate::db::is_busy(&e) {
             anyhow!(
@@ -70,11 +74,22 @@ pub fn lock(path: &Path) -> Result<Lock> {
         .map_err(busy)?;
     conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
         .map_err(busy)?;
-    // reading the schema makes sure the lock is really held
-    conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
-        r.get::<_, i64>(0)
-    })
-    .map_err(busy)?;
+    // reading the schema makes sure the lock is really held (a truncated
+    // file is read with writable_schema: SQLite then trusts the file size)
+    let count = |c: &Connection| {
+        c.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+            r.get::<_, i64>(0)
+        })
+    };
+    if let Err(e) = count(&conn) {
+        if crate::db::is_corrupt(&e) {
+            conn.pragma_update(None, "writable_schema", true)
+                .map_err(busy)?;
+            count(&conn).map_err(busy)?;
+        } else {
+            return Err(busy(e));
+        }
+    }
     Ok(Lock {
         conn,
         was_wal: mode.eq_ignore_ascii_case("wal"),
@@ -126,6 +141,26 @@ fn create_new(path: &Path) -> Result<File> {
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .with_context(|| format!("{}: cannot create", path.display()))
+}
+
+/// Creates the empty file the rebuilt database is written into (0600, no
+/// symlink, never over an existing file).
+pub fn create_empty(path: &Path) -> Result<()> {
+    create_new(path).map(drop)
+}
+
+/// The rebuilt file was written without a journal: give it the original's
+/// journal mode (a rollback journal, or WAL) and sync it.
+pub fn finish_journal_mode(path: &Path, was_wal: bool) -> Result<()> {
+    let conn = Connection::open(path)?;
+    let want = if was_wal { "wal" } else { "delete" };
+    let m: String = conn.query_row(&format!("PRAGMA journal_mode = {want}"), [], |r| r.get(0))?;
+    if !m.eq_ignore_ascii_case(want) {
+        bail!("could not set journal mode {want} on the rebuilt copy");
+    }
+    drop(conn);
+    File::open(path)?.sync_all()?;
+    Ok(())
 }
 
 /// Copies `from` to a new file `to` byte for byte (in the kernel:

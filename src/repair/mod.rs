@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod plan;
+pub mod rebuild;
 pub mod snapshot;
 
 use std::path::{Path, PathBuf};
@@ -158,7 +159,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     };
 
     let conn = crate::db::open_read_only(db)?;
-    let live = schema::read_schema(&conn).unwrap_or_default();
+    let live = schema::read_schema_tolerant(&conn).unwrap_or_default();
     let table = match schema::customer_table(&conn, &live, &settings.table, &settings.id_column)? {
         Some(Ok(t)) => Some(t),
         _ => None,
@@ -168,10 +169,14 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     // Snapshots are verified only when the plan may need one: pages no
     // object owns (a lost index definition) or duplicates to settle.
     let needs_snapshot = before.findings.iter().any(|f| {
-        matches!(
-            f.code,
-            check::finding::Code::PageUnused | check::finding::Code::DuplicateKey
-        )
+        f.severity == check::finding::Severity::Error
+            && !matches!(
+                f.code,
+                check::finding::Code::IndexEntryMissing
+                    | check::finding::Code::IndexEntrySurplus
+                    | check::finding::Code::IndexKeyMismatch
+                    | check::finding::Code::LookupWrong
+            )
     });
     let cands = snapshot::candidates(&args.snapshot);
     let mut good = Vec::new();
@@ -231,7 +236,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
                 ExitStatus::RepairFailed,
             ));
         }
-        Strategy::PatchCopy => {}
+        Strategy::PatchCopy | Strategy::Rebuild { .. } => {}
     }
     if args.dry_run {
         let v = before.verdict;
@@ -374,6 +379,21 @@ fn build_and_verify(
         ".{name}.{st}.{}.custodian-repair",
         std::process::id()
     ));
+    if let Strategy::Rebuild { reasons } = &the_plan.strategy {
+        return rebuild_and_verify(
+            db,
+            dir,
+            &name,
+            st,
+            reasons,
+            table,
+            settings,
+            lock,
+            good,
+            affected_before,
+            fields,
+        );
+    }
     let t0 = std::time::Instant::now();
     apply::copy_file(db, &copy, false)?;
     apply::match_owner_and_mode(&copy, db)?;
@@ -496,6 +516,140 @@ fn build_and_verify(
         detail: format!(
             "the repaired copy is clean; {} previously rejected customers are found through every index; {rows} customers accounted for",
             affected_before.len()
+        ),
+    });
+    Ok((copy, verified))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rebuild_and_verify(
+    db: &Path,
+    dir: &Path,
+    name: &str,
+    st: &str,
+    reasons: &[String],
+    table: &schema::CustomerTable,
+    settings: &Settings,
+    lock: &apply::Lock,
+    good: &[snapshot::Snapshot],
+    affected_before: &[String],
+    fields: &mut RepairFields,
+) -> Result<(PathBuf, Report)> {
+    let pid = std::process::id();
+    let source = dir.join(format!(".{name}.{st}.{pid}.custodian-source"));
+    let copy = dir.join(format!(".{name}.{st}.{pid}.custodian-repair"));
+    apply::copy_file(db, &source, false)?;
+    let live = {
+        let c = rusqlite::Connection::open_with_flags(
+            &source,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        c.pragma_update(None, "writable_schema", true)?;
+        schema::read_schema(&c)?
+    };
+    apply::create_empty(&copy)?;
+    apply::match_owner_and_mode(&copy, db)?;
+    apply::pause_point("build");
+    let snap = good.first().map(|s| s.path.clone());
+    let out = rebuild::rebuild(
+        &source,
+        &copy,
+        &live,
+        &table.name,
+        &table.columns[table.id_column].name,
+        snap.as_deref(),
+        &settings.references,
+        st,
+    );
+    // the source copy is ours, made a moment ago from the locked original
+    // (whose byte-for-byte backup exists): it is not kept
+    let _ = std::fs::remove_file(&source);
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            keep_failed(&copy);
+            return Err(e);
+        }
+    };
+    apply::finish_journal_mode(&copy, lock.was_wal)?;
+    fields.actions.push(Action {
+        kind: "rebuild_database",
+        object: None,
+        detail: format!(
+            "table pages are damaged ({}): a new database was built from the schema, the rows salvaged page by page and the snapshot's rows for the rest",
+            reasons.join("; ")
+        ),
+    });
+    for t in &out.tables {
+        fields.actions.push(Action {
+            kind: "rows",
+            object: Some(t.table.clone()),
+            detail: format!(
+                "{} from the table's pages, {} from orphaned pages, {} from the snapshot, {} named by index entries but in no source, {} quarantined",
+                t.from_tree,
+                t.from_orphan_pages,
+                t.from_snapshot,
+                t.unrecoverable_rowids.len(),
+                t.quarantined
+            ),
+        });
+    }
+    if out.tables.iter().any(|t| t.from_snapshot > 0) {
+        fields.snapshot_used = snap.as_ref().map(|p| p.display().to_string());
+    }
+    fields.restored_customer_ids = out.restored_customer_ids.clone();
+    fields.unrecoverable_customer_ids = out.unrecoverable_customer_ids.clone();
+    fields.quarantined_customer_ids = out.quarantined_customer_ids.clone();
+    apply::test_damage_copy(&copy)?;
+    apply::pause_point("verify");
+    let verified = check::check(&copy, settings, Progress::hidden())
+        .with_context(|| "verifying the repaired copy".to_string())?
+        .report;
+    let errors: Vec<&check::finding::Finding> = verified
+        .findings
+        .iter()
+        .filter(|f| f.severity == check::finding::Severity::Error)
+        .collect();
+    if verified.verdict != Verdict::Clean || !errors.is_empty() {
+        keep_failed(&copy);
+        bail!(
+            "the repaired copy failed its verification: {}",
+            errors
+                .first()
+                .map(|f| f.message.as_str())
+                .unwrap_or("not clean")
+        );
+    }
+    let conn = crate::db::open_read_only(&copy)?;
+    let prober = check::probe::Prober::new(&conn, table);
+    for id in affected_before
+        .iter()
+        .chain(out.restored_customer_ids.iter())
+    {
+        let v = rusqlite::types::Value::Text(id.clone());
+        let answers = prober.probe_id(&v);
+        let restored = out.restored_customer_ids.contains(id);
+        let wrong = answers.values().any(|a| {
+            matches!(
+                a,
+                check::probe::Answer::WrongRow | check::probe::Answer::Error(_)
+            ) || (restored && a.is_wrong())
+        });
+        if wrong {
+            drop(conn);
+            keep_failed(&copy);
+            bail!("customer {id} is still not served correctly by the repaired copy");
+        }
+    }
+    drop(conn);
+    fields.actions.push(Action {
+        kind: "verify",
+        object: None,
+        detail: format!(
+            "the rebuilt database is clean; {} customers; {} restored from the snapshot are found through every index; {} could not be restored",
+            out.customers,
+            out.restored_customer_ids.len(),
+            out.unrecoverable_customer_ids.len()
         ),
     });
     Ok((copy, verified))

@@ -20,6 +20,10 @@ pub enum Strategy {
     /// A copy of the file whose damaged indexes are emptied page by page and
     /// rebuilt by SQLite from the table: no damaged page survives.
     PatchCopy,
+    /// Table pages are damaged: a new database is built from the schema,
+    /// every row that survives anywhere in the file, and the snapshot's rows
+    /// for those that surviving index entries name but no page holds.
+    Rebuild { reasons: Vec<String> },
     /// The repair needs a step that is not built yet; nothing is changed.
     NotBuilt { reason: String },
 }
@@ -52,6 +56,13 @@ pub struct Plan {
     pub free_pages: Vec<u32>,
     pub recreate_indexes: Vec<IndexToRecreate>,
     pub dedupe: Vec<Dedupe>,
+}
+
+fn code_name(c: Code) -> String {
+    serde_json::to_value(c)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
 }
 
 /// Codes that say a table's own pages or the file are damaged.
@@ -97,14 +108,17 @@ pub fn plan(
         .collect();
     let mut rebuild: BTreeSet<String> = BTreeSet::new();
     let mut not_built: Vec<String> = Vec::new();
+    let mut tables: Vec<String> = Vec::new();
     let mut dedupe: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in &before.findings {
         if f.severity != Severity::Error {
             continue;
         }
         let obj = f.object.as_deref().unwrap_or("");
-        if is_table_level(f.code) {
-            not_built.push(format!("{:?} ({})", f.code, f.message));
+        if matches!(f.code, Code::HeaderInvalid | Code::SchemaUnreadable) {
+            not_built.push(format!("{} ({})", code_name(f.code), f.message));
+        } else if is_table_level(f.code) {
+            tables.push(format!("{}: {}", code_name(f.code), f.message));
         } else if is_index_level(f.code) {
             if index_names.contains(obj) {
                 rebuild.insert(obj.to_string());
@@ -115,7 +129,7 @@ pub fn plan(
                         .extend(f.customer_ids.iter().cloned());
                 }
             } else {
-                not_built.push(format!("damage in table {obj}: {}", f.message));
+                tables.push(format!("{} in {obj}", code_name(f.code)));
             }
         } else if f.code == Code::SqliteQuickCheck {
             not_built.push(format!(
@@ -163,17 +177,23 @@ pub fn plan(
             }
         }
     }
-    let nothing =
-        rebuild.is_empty() && free.is_empty() && recreate.is_empty() && not_built.is_empty();
+    let nothing = rebuild.is_empty()
+        && free.is_empty()
+        && recreate.is_empty()
+        && not_built.is_empty()
+        && tables.is_empty();
     let strategy = if nothing {
         Strategy::Nothing
     } else if !not_built.is_empty() {
         Strategy::NotBuilt {
             reason: format!(
-                "repairing damaged table pages or file structure (salvage + snapshot rows) is not built yet: {}",
+                "repairing a damaged database header or schema is not built yet: {}",
                 not_built.join("; ")
             ),
         }
+    } else if !tables.is_empty() {
+        tables.dedup();
+        Strategy::Rebuild { reasons: tables }
     } else if auto_vacuum && !free.is_empty() {
         Strategy::NotBuilt {
             reason:

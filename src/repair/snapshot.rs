@@ -130,6 +130,8 @@ pub fn verify(
 /// Column names of `table` in the database at `path`.
 pub fn columns_of(path: &Path, table: &str) -> Result<Vec<String>, String> {
     let conn = crate::db::open_read_only(path).map_err(|e| format!("{e:#}"))?;
+    // a truncated live file is readable only this way (read-only: no write)
+    let _ = crate::schema::read_schema_tolerant(&conn);
     let mut stmt = conn
         .prepare(&format!(
             "PRAGMA table_info({})",

@@ -134,6 +134,14 @@ fn plan_lines(r: &RepairFields) -> Vec<String> {
     match &p.strategy {
         Strategy::Nothing => out.push("nothing to repair".into()),
         Strategy::NotBuilt { reason } => out.push(format!("stop: {reason}")),
+        Strategy::Rebuild { reasons } => {
+            out.push("back up the database byte for byte".into());
+            out.push(format!(
+                "build a new database: the schema, every row that survives in the file (page by page),                  and the snapshot's rows for rows that index entries name but no page holds ({})",
+                reasons.join("; ")
+            ));
+            out.push("verify it, then rename it over the database".into());
+        }
         Strategy::PatchCopy => {
             out.push("back up the database byte for byte, then work on a copy".into());
             for i in &p.rebuild_indexes {

@@ -385,14 +385,76 @@ fn a_busy_database_is_left_untouched() {
 }
 
 #[test]
-fn table_damage_stops_with_exit_3_and_changes_nothing() {
-    let s = Setup::new("damaged_table_leaf");
-    let before = std::fs::read(&s.db).unwrap();
+fn a_damaged_header_stops_with_exit_3_and_changes_nothing() {
+    let s = Setup::new("stale_pk_page");
+    let mut bytes = std::fs::read(&s.db).unwrap();
+    // the page size: 2 bytes at offset 16
+    bytes[16..18].copy_from_slice(&3000u16.to_be_bytes());
+    std::fs::write(&s.db, &bytes).unwrap();
     let r = s.repair(&[]);
     assert_eq!(r.code(), 3, "{}", r.show());
     assert_eq!(r.json()["verdict"], "failed");
     assert!(r.stderr().contains("not built yet"), "{}", r.show());
-    assert_eq!(std::fs::read(&s.db).unwrap(), before);
+    assert_eq!(std::fs::read(&s.db).unwrap(), bytes);
+    assert!(s.backups().is_empty());
+}
+
+/// Table pages damaged: every row that survives in the file is salvaged,
+/// the rest that something still names comes from the snapshot.
+#[test]
+fn table_damage_is_rebuilt_from_salvage_and_the_snapshot() {
+    for (name, restored) in [
+        ("damaged_table_leaf", 27usize),
+        ("damaged_table_interior", 0),
+        ("overflow_chain_broken", 2),
+        ("truncated", 899),
+    ] {
+        let s = Setup::new(name);
+        let t = truth(name);
+        let original = std::fs::read(&s.db).unwrap();
+        let r = s.repair(&[]);
+        assert_eq!(r.code(), 0, "{name}: {}", r.show());
+        let j = r.json();
+        assert_eq!(j["verdict"], "repaired", "{name}");
+        let want = t
+            .get("expected_after_repair_sha256")
+            .unwrap_or(&t["expected_customers_sha256"])
+            .as_str()
+            .unwrap();
+        assert_eq!(customers_sha256(&s.db), want, "{name}: customer rows");
+        assert_eq!(stock_integrity_check(&s.db), "ok", "{name}");
+        assert_eq!(
+            strings(&j["restored_customer_ids"]).len(),
+            restored,
+            "{name}"
+        );
+        assert_eq!(
+            strings(&j["unrecoverable_customer_ids"]),
+            Vec::<String>::new(),
+            "{name}"
+        );
+        if restored > 0 {
+            assert!(
+                j["snapshot_used"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with(".snap.db")),
+                "{name}"
+            );
+        }
+        assert_found_through_every_index(&s.db, &strings(&t["affected_customer_ids"]));
+        let c = run(&["check", s.db.to_str().unwrap()], s.dir.path());
+        assert_eq!(c.code(), 0, "{name}: {}", c.show());
+        // other tables keep their data: every transaction that survived
+        let conn = Connection::open(&s.db).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM transactions", [], |r| r.get(0))
+            .unwrap();
+        assert!(n > 0, "{name}");
+        assert_eq!(
+            std::fs::read(PathBuf::from(j["backup_path"].as_str().unwrap())).unwrap(),
+            original
+        );
+    }
 }
 
 #[test]
