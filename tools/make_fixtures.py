@@ -1164,6 +1164,35 @@ def fx_surplus_index_entries(work):
                             "still has them).")
 
 
+def fx_flipped_id_byte(work):
+    db, snap = f"{work}/f.db", f"{work}/f.snap.db"
+    build_base(db)
+    con = connect(db)
+    copy_consistent(con, db, snap)
+    # a row in the middle of the table: flip one digit of its stored ID
+    pgno = middle_third(leaf_pages(con, "customers"))[0][0]
+    page = bytearray(read_page(db, pgno, PAGE_SIZE))
+    rowid = table_leaf_rowids(bytes(page), pgno)[0]
+    true_id = con.execute("SELECT customer_id FROM customers WHERE rowid = ?", (rowid,)).fetchone()[0]
+    intended = dump_customers(con)
+    con.close()
+    at = bytes(page).find(true_id.encode())
+    assert at > 0 and bytes(page).count(true_id.encode()) == 1
+    last = at + len(true_id) - 1
+    stored_id = true_id[:-1] + str((int(true_id[-1]) + 1) % 10)
+    assert all(r[1] != stored_id for r in intended), "the flipped ID must be new"
+    page[last] = ord(stored_id[-1])
+    write_page(db, pgno, bytes(page), PAGE_SIZE)
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "flipped_id_byte", "object": "customers", "page_type": "table_leaf",
+                        "pages": [pgno], "rowid": rowid, "true_id": true_id, "stored_id": stored_id},
+                expect_affected={true_id, stored_id},
+                description=f"One byte of the customer_id stored in row {rowid} (table leaf page "
+                            f"{pgno}) was changed: the row now holds {stored_id}, while the ID "
+                            f"index (and the snapshot) still say {true_id}. Rebuilding the index "
+                            "from the table would enshrine the damage; the row must be restored.")
+
+
 def fx_damaged_table_leaf(work):
     db, snap = f"{work}/t.db", f"{work}/t.snap.db"
     people = build_base(db)
@@ -1540,6 +1569,7 @@ FIXTURES = [
     ("damaged_table_leaf", fx_damaged_table_leaf),
     ("damaged_table_interior", fx_damaged_table_interior),
     ("overflow_chain_broken", fx_overflow_chain_broken),
+    ("flipped_id_byte", fx_flipped_id_byte),
     ("index_definition_removed", fx_index_definition_removed),
     ("wal_stale_index", fx_wal_stale_index),
     ("truncated", fx_truncated),
@@ -1550,7 +1580,7 @@ FIXTURES = [
 # Fixtures whose damage must make some lookup wrong.
 MUST_AFFECT = {"stale_pk_page", "stale_pk_page_dups", "stale_secondary_page", "zeroed_index_page",
                "garbage_index_page", "surplus_index_entries", "damaged_table_leaf",
-               "wal_stale_index", "truncated", "overflow_chain_broken"}
+               "wal_stale_index", "truncated", "overflow_chain_broken", "flipped_id_byte"}
 
 
 # --------------------------------------------------------------------------

@@ -180,14 +180,23 @@ impl<'c> Prober<'c> {
     }
 
     /// Whether row `rowid` exists and holds `key` in `index`'s terms.
+    /// The whole row is read, as the POS reads the customer's record after
+    /// the lookup: a row whose overflow pages are damaged is an error here.
     fn row_holds(&self, index: &Index, rowid: i64, key: &[Value]) -> Result<bool, String> {
         let keys = key_positions(index);
         let mut conds = vec!["rowid = ?1".to_string()];
         for (n, &i) in keys.iter().enumerate() {
             conds.push(format!("{} IS ?{}", term_sql(self.table, index, i), n + 2));
         }
+        let all: Vec<String> = self
+            .table
+            .columns
+            .iter()
+            .map(|c| quote_ident(&c.name))
+            .collect();
         let sql = format!(
-            "SELECT 1 FROM {} NOT INDEXED WHERE {}",
+            "SELECT {} FROM {} NOT INDEXED WHERE {}",
+            all.join(", "),
             self.tq,
             conds.join(" AND ")
         );

@@ -359,6 +359,18 @@ pub fn sql_steps(
     )?;
     let mut out = SqlOutcome::default();
     let tq = quote_ident(&table.name);
+    // the damaged side of an ID mismatch is the row: restore its value
+    // (its index is emptied and rebuilt below)
+    for rv in &plan.restore_values {
+        conn.execute(
+            &format!(
+                "UPDATE {tq} SET {} = ?1 WHERE rowid = ?2",
+                quote_ident(&table.columns[table.id_column].name)
+            ),
+            rusqlite::params![rv.restored, rv.rowid],
+        )
+        .with_context(|| format!("restoring the ID of row {}", rv.rowid))?;
+    }
     for d in &plan.dedupe {
         let Some(index) = table.indexes.iter().find(|i| i.name == d.index) else {
             continue;

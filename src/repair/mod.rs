@@ -174,7 +174,6 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
                 f.code,
                 check::finding::Code::IndexEntryMissing
                     | check::finding::Code::IndexEntrySurplus
-                    | check::finding::Code::IndexKeyMismatch
                     | check::finding::Code::LookupWrong
             )
     });
@@ -208,6 +207,45 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     let auto_vacuum = crate::pager::Pager::open(db)
         .map(|p| p.header().largest_root_page != 0)
         .unwrap_or(false);
+    // The snapshot's ID of a row, to decide which side of a mismatch is damaged.
+    let snap_conn = match good.first() {
+        Some(s) => Some(crate::db::open_read_only(&s.path)?),
+        None => None,
+    };
+    let id_col = table
+        .as_ref()
+        .map(|t| schema::quote_ident(&t.columns[t.id_column].name))
+        .unwrap_or_default();
+    let tq = schema::quote_ident(&settings.table);
+    let snapshot_id_of = |rowid: i64| -> Option<String> {
+        let c = snap_conn.as_ref()?;
+        c.query_row(
+            &format!("SELECT {id_col} FROM {tq} NOT INDEXED WHERE rowid = ?1"),
+            [rowid],
+            |r| r.get::<_, rusqlite::types::Value>(0),
+        )
+        .ok()
+        .and_then(|v| crate::report::id_text(&v))
+    };
+    let id_indexes: Vec<String> = table
+        .as_ref()
+        .map(|t| {
+            t.indexes
+                .iter()
+                .filter(|i| {
+                    let keys: Vec<&schema::IndexField> = i.key_fields().collect();
+                    keys.len() == 1
+                        && matches!(keys[0].part, schema::IndexPart::Column(c) if c == t.id_column)
+                })
+                .map(|i| i.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let evidence = plan::Evidence {
+        snapshot_id_of: &snapshot_id_of,
+        id_rule: settings.id_rule.as_ref(),
+        id_indexes: &id_indexes,
+    };
     let the_plan = plan::plan(
         &before,
         &live,
@@ -215,6 +253,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
             .as_ref()
             .map(|(p, s)| (p.as_str(), s.as_slice())),
         auto_vacuum,
+        &evidence,
     );
     fields.plan = Some(the_plan.clone());
     let affected_before: Vec<String> = before.affected_customer_ids.clone();
@@ -339,8 +378,13 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         detail: format!("the verified copy was renamed over {}", db.display()),
     });
     fields.after = Some(Before::of(&verified));
+    let undecided = fields
+        .plan
+        .as_ref()
+        .is_some_and(|p| !p.needs_decision.is_empty());
     let losses = !fields.quarantined_customer_ids.is_empty()
-        || !fields.unrecoverable_customer_ids.is_empty();
+        || !fields.unrecoverable_customer_ids.is_empty()
+        || undecided;
     let (v, status) = if losses {
         (Verdict::RepairedWithLosses, ExitStatus::Problems)
     } else {
@@ -428,6 +472,20 @@ fn build_and_verify(
                 apply::QUARANTINE_TABLE
             ),
         });
+    }
+    for rv in &the_plan.restore_values {
+        fields.actions.push(Action {
+            kind: "restore_value",
+            object: Some(table.name.clone()),
+            detail: format!(
+                "row {}: customer ID {} (damaged) restored to {}: {}",
+                rv.rowid, rv.stored, rv.restored, rv.evidence
+            ),
+        });
+        fields.restored_customer_ids.push(rv.restored.clone());
+        if rv.evidence.starts_with("the snapshot") {
+            fields.snapshot_used = snap.as_ref().map(|p| p.display().to_string());
+        }
     }
     let mut q: Vec<String> = sql.quarantined_ids.clone();
     q.sort();

@@ -43,6 +43,18 @@ pub struct IndexToRecreate {
     pub snapshot: String,
 }
 
+/// A row whose stored ID is the damaged side: the ID index (and the
+/// snapshot, or the ID rule) say what it should hold.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RestoreValue {
+    pub rowid: i64,
+    /// What the row holds now.
+    pub stored: String,
+    /// What it is restored to.
+    pub restored: String,
+    pub evidence: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
     pub strategy: Strategy,
@@ -56,6 +68,99 @@ pub struct Plan {
     pub free_pages: Vec<u32>,
     pub recreate_indexes: Vec<IndexToRecreate>,
     pub dedupe: Vec<Dedupe>,
+    /// Rows whose stored ID is restored before the index is rebuilt.
+    pub restore_values: Vec<RestoreValue>,
+    /// What custodian could not decide alone.
+    pub needs_decision: Vec<String>,
+}
+
+/// What the planner may know beyond the findings: the snapshot's ID of a
+/// row (by rowid), and the configured ID rule.
+pub struct Evidence<'a> {
+    pub snapshot_id_of: &'a dyn Fn(i64) -> Option<String>,
+    pub id_rule: Option<&'a crate::config::IdRule>,
+    /// The ID column's index names (whose key is the ID alone).
+    pub id_indexes: &'a [String],
+}
+
+/// Where an index entry and its row disagree on the ID, decide which side
+/// is damaged. The row is restored only on evidence: the snapshot's row
+/// holds what the index says, or the stored ID breaks the ID rule while the
+/// index's follows it. Otherwise a human decides.
+fn decide_mismatches(before: &Report, ev: &Evidence<'_>) -> (Vec<RestoreValue>, Vec<String>) {
+    let mut stored_by_rowid: BTreeMap<i64, String> = BTreeMap::new();
+    for f in before
+        .findings
+        .iter()
+        .filter(|f| f.code == Code::IndexEntryMissing)
+    {
+        if ev
+            .id_indexes
+            .iter()
+            .any(|i| Some(i.as_str()) == f.object.as_deref())
+        {
+            for e in &f.entries {
+                if let (Some(r), Some(id)) = (e.rowid, &e.customer_id) {
+                    stored_by_rowid.insert(r, id.clone());
+                }
+            }
+        }
+    }
+    let mut restore = Vec::new();
+    let mut decide = Vec::new();
+    for f in before
+        .findings
+        .iter()
+        .filter(|f| f.code == Code::IndexKeyMismatch)
+    {
+        if !ev
+            .id_indexes
+            .iter()
+            .any(|i| Some(i.as_str()) == f.object.as_deref())
+        {
+            continue;
+        }
+        for e in &f.entries {
+            let (Some(r), Some(indexed)) = (e.rowid, &e.customer_id) else {
+                continue;
+            };
+            let Some(stored) = stored_by_rowid.get(&r) else {
+                continue;
+            };
+            if stored == indexed {
+                continue;
+            }
+            let snap = (ev.snapshot_id_of)(r);
+            let evidence = if snap.as_deref() == Some(indexed.as_str()) {
+                Some(format!(
+                    "the snapshot's row {r} holds {indexed}, as the ID index does"
+                ))
+            } else if let Some(rule) = ev.id_rule
+                && rule.violation(stored).is_some()
+                && rule.violation(indexed).is_none()
+            {
+                Some(format!(
+                    "{stored} breaks the ID rule; {indexed} (the ID index's) follows it"
+                ))
+            } else {
+                None
+            };
+            match evidence {
+                Some(evidence) => restore.push(RestoreValue {
+                    rowid: r,
+                    stored: stored.clone(),
+                    restored: indexed.clone(),
+                    evidence,
+                }),
+                None => decide.push(format!(
+                    "row {r} holds customer ID {stored} but the ID index says {indexed}, and no \
+                     snapshot or ID rule says which is right: the index was rebuilt from the row \
+                     ({stored}); check the customer's record"
+                )),
+            }
+        }
+    }
+    (restore, decide)
 }
 
 fn code_name(c: Code) -> String {
@@ -100,7 +205,9 @@ pub fn plan(
     live: &[SchemaObject],
     snapshot: Option<(&str, &[SchemaObject])>,
     auto_vacuum: bool,
+    evidence: &Evidence<'_>,
 ) -> Plan {
+    let (restore_values, needs_decision) = decide_mismatches(before, evidence);
     let index_names: BTreeSet<&str> = live
         .iter()
         .filter(|o| o.kind == "index")
@@ -227,5 +334,7 @@ pub fn plan(
                 keys: keys.into_iter().collect(),
             })
             .collect(),
+        restore_values,
+        needs_decision,
     }
 }

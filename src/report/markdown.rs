@@ -114,6 +114,9 @@ fn repair_summary(report: &Report, r: &RepairFields) -> String {
             a.detail
         );
     }
+    for d in r.plan.iter().flat_map(|p| p.needs_decision.iter()) {
+        let _ = writeln!(s, "  needs a decision: {d}");
+    }
     if !r.quarantined_customer_ids.is_empty() {
         let _ = writeln!(
             s,
@@ -162,6 +165,15 @@ fn plan_lines(r: &RepairFields) -> Vec<String> {
                     crate::repair::apply::QUARANTINE_TABLE,
                     d.keys.join(", ")
                 ));
+            }
+            for rv in &p.restore_values {
+                out.push(format!(
+                    "restore row {}'s customer ID {} to {} ({})",
+                    rv.rowid, rv.stored, rv.restored, rv.evidence
+                ));
+            }
+            for d in &p.needs_decision {
+                out.push(format!("needs a decision: {d}"));
             }
             for c in &p.recreate_indexes {
                 out.push(format!(
@@ -242,8 +254,19 @@ fn render_repair(report: &Report, r: &RepairFields) -> String {
         }
     }
     let _ = writeln!(s, "\n## Needs a human decision\n");
-    if r.quarantined_customer_ids.is_empty() && r.unrecoverable_customer_ids.is_empty() {
+    let decisions: &[String] = r
+        .plan
+        .as_ref()
+        .map(|p| p.needs_decision.as_slice())
+        .unwrap_or(&[]);
+    if r.quarantined_customer_ids.is_empty()
+        && r.unrecoverable_customer_ids.is_empty()
+        && decisions.is_empty()
+    {
         let _ = writeln!(s, "Nothing.");
+    }
+    for d in decisions {
+        let _ = writeln!(s, "- {d}");
     }
     if !r.quarantined_customer_ids.is_empty() {
         let _ = writeln!(

@@ -101,6 +101,22 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        fixture: "flipped_id_byte",
+        exit: 1,
+        verdict: "corrupt",
+        codes: &[
+            ("index_entry_missing", PK),
+            ("index_key_mismatch", PK),
+            ("lookup_wrong", PK),
+        ],
+    },
+    Case {
+        fixture: "overflow_chain_broken",
+        exit: 1,
+        verdict: "corrupt",
+        codes: &[("record_damaged", "customers"), ("rows_unreadable", "")],
+    },
+    Case {
         fixture: "truncated",
         exit: 1,
         verdict: "corrupt",

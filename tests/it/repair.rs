@@ -562,3 +562,36 @@ fn a_repair_killed_at_any_phase_leaves_original_or_verified_result() {
         );
     }
 }
+
+#[test]
+fn a_damaged_stored_id_is_restored_not_enshrined() {
+    let s = Setup::new("flipped_id_byte");
+    let t = truth("flipped_id_byte");
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    let rv = &j["plan"]["restore_values"][0];
+    assert_eq!(rv["rowid"], t["damage"]["rowid"]);
+    assert_eq!(rv["stored"], t["damage"]["stored_id"]);
+    assert_eq!(rv["restored"], t["damage"]["true_id"]);
+    assert!(rv["evidence"].as_str().unwrap().contains("snapshot"));
+    assert_eq!(
+        strings(&j["restored_customer_ids"]),
+        vec![t["damage"]["true_id"].as_str().unwrap().to_string()]
+    );
+    // Without a snapshot nothing says which side is right: the index is
+    // rebuilt around the row, and a human is asked to decide (exit 1).
+    let s = Setup::new("flipped_id_byte");
+    std::fs::remove_dir_all(s.dir.path().join("snaps")).unwrap();
+    std::fs::create_dir(s.dir.path().join("snaps")).unwrap();
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "repaired_with_losses");
+    let d = j["plan"]["needs_decision"][0].as_str().unwrap();
+    assert!(
+        d.contains(t["damage"]["stored_id"].as_str().unwrap())
+            && d.contains(t["damage"]["true_id"].as_str().unwrap()),
+        "{d}"
+    );
+}
