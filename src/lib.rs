@@ -53,16 +53,7 @@ fn run_check(args: &cli::CheckArgs, quiet: bool) -> Result<ExitStatus> {
         }
     };
     let report = &outcome.report;
-    if let Some(target) = &args.opts.json {
-        report::json::write(report, target)?;
-    }
-    if let Some(path) = &args.opts.report {
-        report::write_file(path, &report::markdown::render(report))
-            .map_err(|e| anyhow::anyhow!("{}: cannot write the report: {e}", path.display()))?;
-    }
-    if args.opts.json.is_none() && args.opts.report.is_none() && !quiet {
-        report::print_summary(report);
-    }
+    emit(report, &args.opts, quiet)?;
     if outcome.status == ExitStatus::CouldNotRun
         && let Some(f) = report
             .findings
@@ -85,18 +76,24 @@ fn run_repair(args: &cli::RepairArgs, quiet: bool) -> Result<ExitStatus> {
             return Err(e);
         }
     };
-    let report = &outcome.report;
-    if let Some(target) = &args.opts.json {
+    emit(&outcome.report, &args.opts, quiet)?;
+    Ok(outcome.status)
+}
+
+/// Writes the reports a command was asked for: JSON (file or stdout),
+/// Markdown, or else the short summary on stdout.
+fn emit(report: &report::Report, opts: &cli::TableOpts, quiet: bool) -> Result<()> {
+    if let Some(target) = &opts.json {
         report::json::write(report, target)?;
     }
-    if let Some(path) = &args.opts.report {
+    if let Some(path) = &opts.report {
         report::write_file(path, &report::markdown::render(report))
             .map_err(|e| anyhow::anyhow!("{}: cannot write the report: {e}", path.display()))?;
     }
-    if args.opts.json.is_none() && args.opts.report.is_none() && !quiet {
+    if opts.json.is_none() && opts.report.is_none() && !quiet {
         report::print_summary(report);
     }
-    Ok(outcome.status)
+    Ok(())
 }
 
 fn failed_report(command: &'static str, db: &std::path::Path, e: &anyhow::Error) -> report::Report {

@@ -503,55 +503,15 @@ fn build_and_verify(
         fields.snapshot_used = snap.as_ref().map(|p| p.display().to_string());
     }
 
-    apply::test_damage_copy(&copy)?;
-    apply::pause_point("verify");
-    let verified = check::check(&copy, settings, Progress::hidden())
-        .with_context(|| "verifying the repaired copy".to_string())?
-        .report;
-    check::timing("repair: verify check", t0);
-    let errors: Vec<&check::finding::Finding> = verified
-        .findings
-        .iter()
-        .filter(|f| f.severity == check::finding::Severity::Error)
-        .collect();
-    if verified.verdict != Verdict::Clean || !errors.is_empty() {
-        keep_failed(&copy);
-        bail!(
-            "the repaired copy failed its verification: {}",
-            errors
-                .first()
-                .map(|f| f.message.as_str())
-                .unwrap_or("not clean")
-        );
-    }
-    // every customer who was rejected is now found through every index
+    let verified = verify_copy(
+        &copy,
+        settings,
+        table,
+        affected_before,
+        &fields.restored_customer_ids,
+    )?;
+    check::timing("repair: verify", t0);
     let conn = crate::db::open_read_only(&copy)?;
-    let prober = check::probe::Prober::new(&conn, table);
-    let int_ids = table.rowid_alias == Some(table.id_column)
-        || table.columns[table.id_column]
-            .decl_type
-            .to_ascii_uppercase()
-            .contains("INT");
-    for id in affected_before {
-        let v = match id.parse::<i64>() {
-            Ok(i) if int_ids => rusqlite::types::Value::Integer(i),
-            _ => rusqlite::types::Value::Text(id.clone()),
-        };
-        // The copy has passed the check, so its ID index agrees with its
-        // table: "missing" means the customer is not in the table (a stale
-        // entry of a deleted customer), which is the right answer.
-        let answers = prober.probe_id(&v);
-        if answers.values().any(|a| {
-            matches!(
-                a,
-                check::probe::Answer::WrongRow | check::probe::Answer::Error(_)
-            )
-        }) {
-            drop(conn);
-            keep_failed(&copy);
-            bail!("customer {id} is still not served correctly by the repaired copy");
-        }
-    }
     // rows accounted for: every row read before is there, but those moved
     let rows: i64 = conn.query_row(
         &format!(
@@ -658,48 +618,13 @@ fn rebuild_and_verify(
     fields.restored_customer_ids = out.restored_customer_ids.clone();
     fields.unrecoverable_customer_ids = out.unrecoverable_customer_ids.clone();
     fields.quarantined_customer_ids = out.quarantined_customer_ids.clone();
-    apply::test_damage_copy(&copy)?;
-    apply::pause_point("verify");
-    let verified = check::check(&copy, settings, Progress::hidden())
-        .with_context(|| "verifying the repaired copy".to_string())?
-        .report;
-    let errors: Vec<&check::finding::Finding> = verified
-        .findings
-        .iter()
-        .filter(|f| f.severity == check::finding::Severity::Error)
-        .collect();
-    if verified.verdict != Verdict::Clean || !errors.is_empty() {
-        keep_failed(&copy);
-        bail!(
-            "the repaired copy failed its verification: {}",
-            errors
-                .first()
-                .map(|f| f.message.as_str())
-                .unwrap_or("not clean")
-        );
-    }
-    let conn = crate::db::open_read_only(&copy)?;
-    let prober = check::probe::Prober::new(&conn, table);
-    for id in affected_before
-        .iter()
-        .chain(out.restored_customer_ids.iter())
-    {
-        let v = rusqlite::types::Value::Text(id.clone());
-        let answers = prober.probe_id(&v);
-        let restored = out.restored_customer_ids.contains(id);
-        let wrong = answers.values().any(|a| {
-            matches!(
-                a,
-                check::probe::Answer::WrongRow | check::probe::Answer::Error(_)
-            ) || (restored && a.is_wrong())
-        });
-        if wrong {
-            drop(conn);
-            keep_failed(&copy);
-            bail!("customer {id} is still not served correctly by the repaired copy");
-        }
-    }
-    drop(conn);
+    let verified = verify_copy(
+        &copy,
+        settings,
+        table,
+        affected_before,
+        &out.restored_customer_ids,
+    )?;
     fields.actions.push(Action {
         kind: "verify",
         object: None,
@@ -711,6 +636,65 @@ fn rebuild_and_verify(
         ),
     });
     Ok((copy, verified))
+}
+
+/// The repaired copy must pass the full check, and every customer who was
+/// rejected before (or was restored) must be served right by its ID through
+/// every index: found if restored, never a wrong row or an error. A copy
+/// that fails is kept as `*.failed`.
+fn verify_copy(
+    copy: &Path,
+    settings: &Settings,
+    table: &schema::CustomerTable,
+    affected_before: &[String],
+    restored: &[String],
+) -> Result<Report> {
+    apply::test_damage_copy(copy)?;
+    apply::pause_point("verify");
+    let verified = check::check(copy, settings, Progress::hidden())
+        .with_context(|| "verifying the repaired copy".to_string())?
+        .report;
+    let first_error = verified
+        .findings
+        .iter()
+        .find(|f| f.severity == check::finding::Severity::Error)
+        .map(|f| f.message.clone());
+    if verified.verdict != Verdict::Clean || first_error.is_some() {
+        keep_failed(copy);
+        bail!(
+            "the repaired copy failed its verification: {}",
+            first_error.as_deref().unwrap_or("not clean")
+        );
+    }
+    let conn = crate::db::open_read_only(copy)?;
+    let prober = check::probe::Prober::new(&conn, table);
+    let int_ids = table.rowid_alias == Some(table.id_column)
+        || table.columns[table.id_column]
+            .decl_type
+            .to_ascii_uppercase()
+            .contains("INT");
+    for id in affected_before.iter().chain(restored.iter()) {
+        let v = match id.parse::<i64>() {
+            Ok(i) if int_ids => rusqlite::types::Value::Integer(i),
+            _ => rusqlite::types::Value::Text(id.clone()),
+        };
+        // The copy has passed the check, so its ID index agrees with its
+        // table: "missing" means the customer is not in the table (a stale
+        // entry of a deleted customer), right unless it was restored.
+        let must_find = restored.contains(id);
+        let wrong = prober.probe_id(&v).values().any(|a| {
+            matches!(
+                a,
+                check::probe::Answer::WrongRow | check::probe::Answer::Error(_)
+            ) || (must_find && a.is_wrong())
+        });
+        if wrong {
+            drop(conn);
+            keep_failed(copy);
+            bail!("customer {id} is still not served correctly by the repaired copy");
+        }
+    }
+    Ok(verified)
 }
 
 /// A copy that failed verification is kept for inspection, never deleted.

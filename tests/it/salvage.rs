@@ -7,14 +7,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use custodian::format::btree::{Damage, PageSet, PageSource, walk_index, walk_table};
-use custodian::format::freelist::walk_freelist;
+use custodian::format::btree::{Damage, PageSet, PageSource, walk_table};
 use custodian::format::header::TextEncoding;
 use custodian::format::record::{Record, ValueRef, decode_text};
 use custodian::format::salvage::{
-    ColumnSpec, OrphanScan, OwnedPages, PageState, SalvageEntry, SalvageItem, SalvageOptions,
-    SalvageStats, TableShape, Via, claimed_pages, page_map, salvage_index, salvage_index_with,
-    salvage_table, salvage_table_with,
+    ColumnSpec, OrphanScan, SalvageEntry, SalvageItem, SalvageOptions, SalvageStats, TableShape,
+    Via, claimed_pages, salvage_index, salvage_index_with, salvage_table, salvage_table_with,
 };
 use custodian::pager::Pager;
 use rusqlite::{Connection, OpenFlags};
@@ -540,119 +538,6 @@ fn index_salvage_names_every_id_not_on_the_zeroed_page() {
         },
     );
     assert_eq!(tree, entries.len());
-}
-
-#[test]
-fn page_map_of_a_healthy_database_has_no_unowned_page() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = fixture_copy("healthy", dir.path());
-    let (pager, conn) = open(&path);
-    let mut stmt = conn
-        .prepare("SELECT type, rootpage FROM sqlite_schema WHERE rootpage > 0")
-        .unwrap();
-    let roots: Vec<(String, u32)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let mut lists: Vec<(Vec<u32>, Vec<u32>)> = Vec::new();
-    let mut walk = |root: u32, index: bool| {
-        let mut damaged = Vec::new();
-        let pages = if index {
-            walk_index(&pager, root, &mut |i| {
-                if let custodian::format::btree::IndexItem::Damage(d) = i {
-                    damaged.push(d.pgno)
-                }
-            })
-            .pages
-        } else {
-            walk_table(&pager, root, &mut |i| {
-                if let custodian::format::btree::TableItem::Damage(d) = i {
-                    damaged.push(d.pgno)
-                }
-            })
-            .pages
-        };
-        lists.push((pages, damaged));
-    };
-    walk(1, false);
-    for (kind, root) in &roots {
-        walk(*root, kind == "index");
-    }
-    let h = pager.header().clone();
-    let free = walk_freelist(&pager, h.first_freelist_trunk, h.freelist_count);
-    lists.push((
-        free.trunks
-            .iter()
-            .chain(free.leaves.iter())
-            .copied()
-            .collect(),
-        Vec::new(),
-    ));
-    let owners: Vec<OwnedPages> = lists
-        .iter()
-        .map(|(p, d)| OwnedPages {
-            pages: p,
-            damaged: d,
-        })
-        .collect();
-    let runs = page_map(pager.page_count(), &owners);
-    assert!(!runs.is_empty());
-    assert_eq!(runs[0].first, 1);
-    assert_eq!(runs.last().unwrap().last, pager.page_count());
-    assert!(runs.windows(2).all(|w| w[0].last + 1 == w[1].first));
-    assert!(
-        runs.iter().all(|r| r.state == PageState::Healthy),
-        "{:?}",
-        runs.iter()
-            .filter(|r| r.state != PageState::Healthy)
-            .collect::<Vec<_>>()
-    );
-
-    // And on the damaged-interior fixture, with salvage's pages: the zeroed
-    // page is damaged, the orphaned leaves are owned (by salvage), nothing
-    // is unreachable.
-    let name = "damaged_table_interior";
-    let t = truth(name);
-    let path = fixture_copy(name, dir.path());
-    let (pager, conn) = open(&path);
-    let root = rootpage(&conn, "customers");
-    let claimed = claimed_except(&pager, &conn, &[root]);
-    let got = salvage(
-        &pager,
-        root,
-        &shape_of(&conn, "customers"),
-        &claimed,
-        OrphanScan::WhenPagesLost,
-    );
-    let damaged: Vec<u32> = got.damage.iter().map(|d| d.pgno).collect();
-    let claimed_list: Vec<u32> = (1..=pager.page_count())
-        .filter(|p| claimed.contains(*p))
-        .collect();
-    let owners = [
-        OwnedPages {
-            pages: &got.stats.pages,
-            damaged: &damaged,
-        },
-        OwnedPages {
-            pages: &got.stats.orphan_leaves,
-            damaged: &[],
-        },
-        OwnedPages {
-            pages: &claimed_list,
-            damaged: &[],
-        },
-    ];
-    let runs = page_map(pager.page_count(), &owners);
-    let zeroed = t["damage"]["pages"][0].as_u64().unwrap() as u32;
-    let at = |p: u32| *runs.iter().find(|r| r.first <= p && p <= r.last).unwrap();
-    assert_eq!(at(zeroed).state, PageState::Damaged);
-    assert_eq!(at(zeroed).owner, Some(0));
-    assert_eq!(at(got.stats.orphan_leaves[0]).owner, Some(1));
-    assert!(
-        runs.iter().all(|r| r.state != PageState::Unreachable),
-        "{runs:?}"
-    );
 }
 
 /// The corpus of SQLite's own corrupt test databases.
