@@ -595,3 +595,47 @@ fn a_damaged_stored_id_is_restored_not_enshrined() {
         "{d}"
     );
 }
+
+#[test]
+fn the_repair_report_is_for_a_ticket_and_names_customers_by_id_only() {
+    let s = Setup::new("stale_pk_page_dups");
+    let md = s.dir.path().join("repair.md");
+    let mut a = s.args();
+    a.truncate(a.len() - 2);
+    a.push("--report".into());
+    a.push(md.display().to_string());
+    let a: Vec<&str> = a.iter().map(String::as_str).collect();
+    let r = run(&a, s.dir.path());
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let text = std::fs::read_to_string(&md).unwrap();
+    let mut lines = text.lines().filter(|l| !l.is_empty());
+    assert_eq!(
+        lines.next(),
+        Some("# custodian repair: repaired_with_losses")
+    );
+    assert_eq!(
+        lines.next(),
+        Some("**16 customers were rejected by the POS before the repair; 0 are after it.**")
+    );
+    for section in [
+        "## What was wrong",
+        "## Customers affected",
+        "## What was done",
+        "## Needs a human decision",
+    ] {
+        assert!(text.contains(section), "{section}\n{text}");
+    }
+    // personal data of the quarantined and kept rows never appears
+    let conn = Connection::open(fixtures().join("stale_pk_page_dups.db")).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT name, phone, email, card_number FROM customers NOT INDEXED")
+        .unwrap();
+    let rows: Vec<[Option<String>; 4]> = stmt
+        .query_map([], |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    for v in rows.into_iter().flatten().flatten() {
+        assert!(!text.contains(&v), "the report shows {v:?}");
+    }
+}
