@@ -46,6 +46,11 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Go / no-go before a POS software upgrade (not built yet).
     Preflight(PreflightArgs),
+    /// Print a shell completion script (bash, zsh, fish, …) to stdout.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// Options shared by every command that reads the customer table.
@@ -66,6 +71,9 @@ pub struct TableOpts {
     /// Write the human report (Markdown) to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Write a self-contained HTML report (with a map of the file's pages) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// Treat warnings (ID format, disabled customers) as problems: exit 1.
     #[arg(long)]
     pub strict: bool,

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod db;
 pub mod exit;
@@ -27,13 +28,19 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
     match cli.command {
         Command::Check(args) => run_check(&args, cli.quiet),
         Command::Repair(args) => run_repair(&args, cli.quiet),
-        Command::Diagnose(_) => not_built("diagnose", 5),
-        Command::Snapshot(_) => not_built("snapshot", 5),
-        Command::Preflight(_) => not_built("preflight", 5),
+        Command::Diagnose(args) => commands::diagnose::run(&args, cli.quiet),
+        Command::Snapshot(args) => commands::snapshot::run(&args, cli.quiet),
+        Command::Preflight(args) => commands::preflight::run(&args, cli.quiet),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let mut cmd = Cli::command();
+            clap_complete::generate(shell, &mut cmd, "custodian", &mut std::io::stdout());
+            Ok(ExitStatus::Success)
+        }
     }
 }
 
-fn not_built(command: &str, issue: u32) -> Result<ExitStatus> {
+pub fn not_built(command: &str, issue: u32) -> Result<ExitStatus> {
     anyhow::bail!("`{command}` is not built yet (tracked in issue #{issue}); nothing was done")
 }
 
@@ -80,9 +87,9 @@ fn run_repair(args: &cli::RepairArgs, quiet: bool) -> Result<ExitStatus> {
     Ok(outcome.status)
 }
 
-/// Writes the reports a command was asked for: JSON (file or stdout),
+/// Writes the reports a command was asked for (pub: the commands use it): JSON (file or stdout),
 /// Markdown, or else the short summary on stdout.
-fn emit(report: &report::Report, opts: &cli::TableOpts, quiet: bool) -> Result<()> {
+pub fn emit(report: &report::Report, opts: &cli::TableOpts, quiet: bool) -> Result<()> {
     if let Some(target) = &opts.json {
         report::json::write(report, target)?;
     }
@@ -90,7 +97,12 @@ fn emit(report: &report::Report, opts: &cli::TableOpts, quiet: bool) -> Result<(
         report::write_file(path, &report::markdown::render(report))
             .map_err(|e| anyhow::anyhow!("{}: cannot write the report: {e}", path.display()))?;
     }
-    if opts.json.is_none() && opts.report.is_none() && !quiet {
+    if let Some(path) = &opts.html {
+        report::write_file(path, &report::html::render(report)).map_err(|e| {
+            anyhow::anyhow!("{}: cannot write the HTML report: {e}", path.display())
+        })?;
+    }
+    if opts.json.is_none() && opts.report.is_none() && opts.html.is_none() && !quiet {
         report::print_summary(report);
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! Reports: the machine report (JSON, schema_version 1), the human report
 //! (Markdown) and the short summary. Only this module writes stdout.
 
+pub mod html;
 pub mod json;
 pub mod markdown;
 
