@@ -109,6 +109,10 @@ pub struct DiagnoseArgs {
     /// Customer IDs to explain.
     #[arg(required = true)]
     pub ids: Vec<String>,
+    /// Snapshots (files or folders) to look in for customers the live
+    /// database has lost.
+    #[arg(long, value_name = "PATH")]
+    pub snapshot: Vec<PathBuf>,
     #[command(flatten)]
     pub opts: TableOpts,
 }

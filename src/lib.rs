@@ -123,5 +123,6 @@ fn failed_report(command: &'static str, db: &std::path::Path, e: &anyhow::Error)
         coverage: report::Coverage::default(),
         page_map: None,
         repair: None,
+        diagnoses: None,
     }
 }

@@ -256,6 +256,7 @@ impl Ctx {
                 coverage: self.coverage,
                 page_map: self.page_map,
                 repair: None,
+                diagnoses: None,
             },
             status,
         }

@@ -1,10 +1,480 @@
-//! `custodian diagnose` (being built, issue #5).
+//! `custodian diagnose DB ID…`: "why does the POS reject this customer?",
+//! answered from the data, one line per ID. The checklist of the field's
+//! troubleshooting guides: the ID's format (and the nearest real ID when it
+//! looks like a typo), whether the row exists, whether each index finds it
+//! and finds the right row, the customer's status, duplicates, and whether a
+//! snapshot has a customer the live database lost.
 
-use anyhow::Result;
+use std::collections::BTreeMap;
 
+use anyhow::{Context, Result, bail};
+use rusqlite::types::Value;
+use serde::Serialize;
+
+use crate::check::canon;
+use crate::check::compare;
+use crate::check::probe::{Answer, Prober};
 use crate::cli::DiagnoseArgs;
+use crate::config::Settings;
 use crate::exit::ExitStatus;
+use crate::format::btree::PageSource;
+use crate::format::record::ValueRef;
+use crate::pager::Pager;
+use crate::report::{self, Report, Verdict};
+use crate::schema::{self, CustomerTable, IndexPart};
 
-pub fn run(_args: &DiagnoseArgs, _quiet: bool) -> Result<ExitStatus> {
-    crate::not_built("diagnose", 5)
+/// The answer for one ID.
+#[derive(Debug, Clone, Serialize)]
+pub struct Diagnosis {
+    pub customer_id: String,
+    /// Whether the POS's lookup by this ID gives the customer's row.
+    pub served: bool,
+    /// `served`, `disabled`, `frozen`, `closed`, `index_entry_lost`,
+    /// `index_leads_elsewhere`, `row_lost`, `lookup_error`, `duplicate`, `not_found`,
+    /// `vanished` (not here, but in a snapshot), `id_format`.
+    pub cause: &'static str,
+    pub explanation: String,
+    pub rowids: Vec<i64>,
+    /// Each index's answer for this customer: right, missing, wrong_row, error.
+    pub indexes: BTreeMap<String, String>,
+    pub status: Option<String>,
+    pub id_rule_violation: Option<String>,
+    /// Real IDs this one is probably a typo of.
+    pub did_you_mean: Vec<String>,
+    /// The snapshot that still has this customer, when the live table does not.
+    pub in_snapshot: Option<String>,
+}
+
+fn answer_name(a: &Answer) -> String {
+    match a {
+        Answer::Right => "right".into(),
+        Answer::Missing => "missing".into(),
+        Answer::WrongRow => "wrong_row".into(),
+        Answer::Error(e) => format!("error: {e}"),
+        Answer::NotProbed(e) => format!("not probed: {e}"),
+    }
+}
+
+/// "the primary-key index (name)", "the UNIQUE index on card_number (name)"
+fn describe_index(table: &CustomerTable, name: &str) -> String {
+    let Some(i) = table.indexes.iter().find(|i| i.name == name) else {
+        return name.to_string();
+    };
+    let cols: Vec<String> = i
+        .key_fields()
+        .map(|f| match &f.part {
+            IndexPart::Column(c) => table.columns[*c].name.clone(),
+            IndexPart::Rowid => "rowid".into(),
+            IndexPart::Expr(e) => e.clone(),
+        })
+        .collect();
+    match i.origin.as_str() {
+        "pk" => format!("the primary-key index ({name})"),
+        "u" => format!("the UNIQUE index on {} ({name})", cols.join(", ")),
+        _ => format!("the index on {} ({name})", cols.join(", ")),
+    }
+}
+
+/// The row an index leads to for `id`, and the ID that row holds.
+fn leads_to(
+    conn: &rusqlite::Connection,
+    table: &CustomerTable,
+    index: &str,
+    id: &Value,
+) -> Option<(i64, Option<String>)> {
+    let idc = schema::quote_ident(&table.columns[table.id_column].name);
+    let tq = schema::quote_ident(&table.name);
+    let r: i64 = conn
+        .query_row(
+            &format!(
+                "SELECT rowid FROM {tq} INDEXED BY {} WHERE {idc} = ?1",
+                schema::quote_ident(index)
+            ),
+            [id],
+            |r| r.get(0),
+        )
+        .ok()?;
+    let other = conn
+        .query_row(
+            &format!("SELECT {idc} FROM {tq} NOT INDEXED WHERE rowid = ?1"),
+            [r],
+            |row| row.get::<_, Value>(0),
+        )
+        .ok()
+        .and_then(|v| report::id_text(&v));
+    Some((r, other))
+}
+
+/// The rowid of customer `id` in snapshot `path`, if it has one.
+fn in_snapshot_row(path: &std::path::Path, table: &CustomerTable, id: &Value) -> Option<i64> {
+    let c = crate::db::open_read_only(path).ok()?;
+    c.query_row(
+        &format!(
+            "SELECT rowid FROM {} NOT INDEXED WHERE {} = ?1",
+            schema::quote_ident(&table.name),
+            schema::quote_ident(&table.columns[table.id_column].name)
+        ),
+        [id],
+        |r| r.get(0),
+    )
+    .ok()
+}
+
+/// One character different (same length), or equal but for whitespace/case.
+fn near(a: &str, b: &str) -> Option<&'static str> {
+    if a == b {
+        return None;
+    }
+    if a.trim().eq_ignore_ascii_case(b.trim()) {
+        return Some("whitespace or letter case");
+    }
+    let (x, y): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    if x.len() == y.len() && x.iter().zip(&y).filter(|(p, q)| p != q).count() == 1 {
+        return Some("one character off");
+    }
+    None
+}
+
+pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
+    let settings = Settings::from_opts(&args.opts)?;
+    let db = &args.db;
+    let conn = crate::db::open_read_only(db)?;
+    conn.execute_batch("BEGIN")?;
+    let objects = match schema::read_schema_tolerant(&conn) {
+        Ok(o) => o,
+        Err(e) if crate::db::is_busy(&e) => return Err(crate::db::busy_error(db)),
+        Err(e) => bail!("{}: cannot read the schema: {e}", db.display()),
+    };
+    let table = match schema::customer_table(&conn, &objects, &settings.table, &settings.id_column)?
+    {
+        Some(Ok(t)) => t,
+        Some(Err(msg)) => bail!("{}: {msg}", db.display()),
+        None => bail!("{}: no table {:?}", db.display(), settings.table),
+    };
+    let pager = Pager::open(db).with_context(|| format!("{}: cannot read", db.display()))?;
+    let enc = pager.text_encoding();
+
+    // One pass over the table (page by page: a damaged page does not stop
+    // it): the rows of each ID asked about, their status, and near misses.
+    let id_pos = table.columns[table.id_column].record_pos;
+    let id_is_rowid = table.rowid_alias == Some(table.id_column);
+    let status_pos = settings
+        .status_column
+        .as_ref()
+        .and_then(|s| {
+            table
+                .columns
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(s))
+        })
+        .and_then(|c| c.record_pos);
+    let mut rows: BTreeMap<&str, Vec<(i64, Option<String>)>> = BTreeMap::new();
+    let mut nearby: BTreeMap<&str, Vec<(String, &'static str)>> = BTreeMap::new();
+    let scan = compare::scan_table(
+        &pager,
+        &table,
+        &[],
+        None,
+        &mut |rowid, rec, payload| {
+            let id = if id_is_rowid {
+                Some(rowid.to_string())
+            } else {
+                id_pos
+                    .and_then(|p| rec.get(payload, p))
+                    .filter(|v| !matches!(v, ValueRef::Null))
+                    .and_then(|v| report::id_text(&canon::to_owned(&v, enc)))
+            };
+            let Some(id) = id else { return };
+            for q in &args.ids {
+                if *q == id {
+                    let status = status_pos
+                        .and_then(|p| rec.get(payload, p))
+                        .and_then(|v| report::id_text(&canon::to_owned(&v, enc)));
+                    rows.entry(q.as_str()).or_default().push((rowid, status));
+                } else if let Some(how) = near(q, &id) {
+                    let list = nearby.entry(q.as_str()).or_default();
+                    if list.len() < 5 {
+                        list.push((id.clone(), how));
+                    }
+                }
+            }
+        },
+        &|_| {},
+    );
+    let prober = Prober::new(&conn, &table);
+    let snapshots = crate::repair::snapshot::candidates(&args.snapshot);
+    let mut out = Vec::new();
+    for q in &args.ids {
+        let found = rows.get(q.as_str()).cloned().unwrap_or_default();
+        let v = match q.parse::<i64>() {
+            Ok(i)
+                if id_is_rowid
+                    || table.columns[table.id_column]
+                        .decl_type
+                        .to_ascii_uppercase()
+                        .contains("INT") =>
+            {
+                Value::Integer(i)
+            }
+            _ => Value::Text(q.clone()),
+        };
+        let mut indexes: BTreeMap<String, String> = BTreeMap::new();
+        let mut worst: Option<(String, Answer)> = None;
+        let mut note = |name: &str, a: Answer, indexes: &mut BTreeMap<String, String>| {
+            indexes
+                .entry(name.to_string())
+                .or_insert_with(|| answer_name(&a));
+            if a.is_wrong() && worst.is_none() {
+                worst = Some((name.to_string(), a));
+            }
+        };
+        for (name, a) in prober.probe_id(&v) {
+            note(&name, a, &mut indexes);
+        }
+        for (rowid, _) in &found {
+            if let Some(answers) = prober.probe_row(*rowid) {
+                for (name, a) in answers {
+                    note(&name, a, &mut indexes);
+                }
+            }
+        }
+        let status = found.first().and_then(|(_, s)| s.clone());
+        let rule = settings.id_rule.as_ref().and_then(|r| r.violation(q));
+        let did_you_mean: Vec<String> = nearby
+            .get(q.as_str())
+            .map(|l| l.iter().map(|(id, _)| id.clone()).collect())
+            .unwrap_or_default();
+        let sv = &settings.status_values;
+        let refused = status.as_ref().and_then(|s| {
+            [
+                ("disabled", &sv.disabled),
+                ("frozen", &sv.frozen),
+                ("closed", &sv.closed),
+            ]
+            .into_iter()
+            .find(|(_, l)| l.iter().any(|x| x.eq_ignore_ascii_case(s)))
+            .map(|(k, _)| k)
+        });
+        let rowids: Vec<i64> = found.iter().map(|(r, _)| *r).collect();
+        let mut in_snapshot = None;
+        let (cause, explanation, served): (&'static str, String, bool) = if found.len() > 1 {
+            (
+                "duplicate",
+                format!(
+                    "{} rows hold this ID (rows {}): re-registered while the ID index was broken — run `custodian repair` (it keeps one and quarantines the others)",
+                    found.len(),
+                    rowids
+                        .iter()
+                        .map(i64::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                false,
+            )
+        } else if let Some((name, a)) = &worst {
+            let which = describe_index(&table, name);
+            let r = rowids
+                .first()
+                .map(|r| format!("row exists (row {r}), but "))
+                .unwrap_or_default();
+            match a {
+                Answer::Missing if !found.is_empty() => (
+                    "index_entry_lost",
+                    format!("{r}{which} has lost its entry — run `custodian repair`"),
+                    false,
+                ),
+                Answer::WrongRow if found.is_empty() => match leads_to(&conn, &table, name, &v) {
+                    Some((r, Some(other))) => (
+                        "index_leads_elsewhere",
+                        format!(
+                            "{which} leads to row {r}, which holds customer ID {other}: one of the two is damaged — run `custodian repair` (it decides from the snapshot)"
+                        ),
+                        false,
+                    ),
+                    _ => (
+                        "row_lost",
+                        format!(
+                            "{which} still names this customer, but the row it leads to is gone or unreadable (a damaged table page) — run `custodian repair` with a snapshot"
+                        ),
+                        false,
+                    ),
+                },
+                Answer::WrongRow => (
+                    "index_leads_elsewhere",
+                    format!(
+                        "{r}{which} leads to a row that does not hold this ID — run `custodian repair`"
+                    ),
+                    false,
+                ),
+                Answer::Error(e) => (
+                    "lookup_error",
+                    format!(
+                        "{r}the lookup through {which} fails ({e}): a damaged page — run `custodian repair`"
+                    ),
+                    false,
+                ),
+                _ => ("not_found", String::new(), false),
+            }
+        } else if let Some(kind) = refused {
+            (
+                if kind == "disabled" {
+                    "disabled"
+                } else if kind == "frozen" {
+                    "frozen"
+                } else {
+                    "closed"
+                },
+                format!(
+                    "served correctly (row {}), but the customer is {kind} (status {:?}): the POS refuses it on purpose, not database damage",
+                    rowids.first().copied().unwrap_or_default(),
+                    status.clone().unwrap_or_default()
+                ),
+                false,
+            )
+        } else if !found.is_empty() {
+            (
+                "served",
+                format!(
+                    "served correctly: row {} is found through every index{}",
+                    rowids[0],
+                    if scan.damaged_rows.is_empty() {
+                        ""
+                    } else {
+                        " (some other rows of the table are damaged: run `custodian check`)"
+                    }
+                ),
+                true,
+            )
+        } else {
+            ("not_found", String::new(), false)
+        };
+        let (cause, explanation) = if cause != "not_found" && !served && found.is_empty() {
+            // damage hides the customer: say whether a snapshot has it
+            let mut words = explanation;
+            for s in &snapshots {
+                if let Some(r) = in_snapshot_row(s, &table, &v) {
+                    in_snapshot = Some(s.display().to_string());
+                    words.push_str(&format!(
+                        "; snapshot {} has the customer (row {r})",
+                        s.display()
+                    ));
+                    break;
+                }
+            }
+            (cause, words)
+        } else if cause == "not_found" {
+            // not in the table, and no index leads anywhere for it
+            let mut words = "no such customer in the table or its indexes".to_string();
+            let mut cause = "not_found";
+            for s in &snapshots {
+                if let Ok(c) = crate::db::open_read_only(s) {
+                    let hit: Option<i64> = c
+                        .query_row(
+                            &format!(
+                                "SELECT rowid FROM {} NOT INDEXED WHERE {} = ?1",
+                                schema::quote_ident(&table.name),
+                                schema::quote_ident(&table.columns[table.id_column].name)
+                            ),
+                            [&v],
+                            |r| r.get(0),
+                        )
+                        .ok();
+                    if let Some(r) = hit {
+                        cause = "vanished";
+                        in_snapshot = Some(s.display().to_string());
+                        words = format!(
+                            "not in the live database, but snapshot {} has it (row {r}): the customer vanished — run `custodian repair --snapshot {}`",
+                            s.display(),
+                            s.display()
+                        );
+                        break;
+                    }
+                }
+            }
+            if let Some(why) = &rule {
+                cause = if cause == "vanished" {
+                    cause
+                } else {
+                    "id_format"
+                };
+                words.push_str(&format!("; the ID breaks the ID rule ({why})"));
+            }
+            if !did_you_mean.is_empty() {
+                let how = nearby
+                    .get(q.as_str())
+                    .and_then(|l| l.first())
+                    .map(|(_, h)| *h)
+                    .unwrap_or("");
+                words.push_str(&format!(
+                    "; did you mean {} ({how})?",
+                    did_you_mean.join(" or ")
+                ));
+            }
+            (cause, words)
+        } else {
+            (cause, explanation)
+        };
+        out.push(Diagnosis {
+            customer_id: q.clone(),
+            served,
+            cause,
+            explanation,
+            rowids,
+            indexes,
+            status,
+            id_rule_violation: rule,
+            did_you_mean,
+            in_snapshot,
+        });
+    }
+    drop(prober);
+    let all_served = out.iter().all(|d| d.served);
+    let report = Report {
+        schema_version: report::SCHEMA_VERSION,
+        tool: report::Tool::this(),
+        command: "diagnose",
+        database: db.display().to_string(),
+        verdict: if out.iter().any(|d| {
+            matches!(
+                d.cause,
+                "index_entry_lost"
+                    | "index_leads_elsewhere"
+                    | "row_lost"
+                    | "lookup_error"
+                    | "duplicate"
+                    | "vanished"
+            )
+        }) {
+            Verdict::Corrupt
+        } else {
+            Verdict::Clean
+        },
+        findings: Vec::new(),
+        affected_customer_ids: out
+            .iter()
+            .filter(|d| {
+                !d.served
+                    && d.cause != "not_found"
+                    && d.cause != "id_format"
+                    && !matches!(d.cause, "disabled" | "frozen" | "closed")
+            })
+            .map(|d| d.customer_id.clone())
+            .collect(),
+        coverage: report::Coverage {
+            table: Some(table.name.clone()),
+            id_column: Some(table.columns[table.id_column].name.clone()),
+            customers_read: scan.rows,
+            complete: scan.damaged_rows.is_empty() && scan.damage.is_empty(),
+            ..report::Coverage::default()
+        },
+        page_map: None,
+        repair: None,
+        diagnoses: Some(out),
+    };
+    crate::emit(&report, &args.opts, quiet)?;
+    Ok(if all_served {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Problems
+    })
 }

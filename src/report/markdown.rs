@@ -37,6 +37,12 @@ pub fn summary(report: &Report) -> String {
     if let Some(r) = &report.repair {
         return repair_summary(report, r);
     }
+    if let Some(d) = &report.diagnoses {
+        return d
+            .iter()
+            .map(|d| format!("{}: {}\n", d.customer_id, d.explanation))
+            .collect();
+    }
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -293,6 +299,25 @@ fn render_repair(report: &Report, r: &RepairFields) -> String {
 pub fn render(report: &Report) -> String {
     if let Some(r) = &report.repair {
         return render_repair(report, r);
+    }
+    if let Some(ds) = &report.diagnoses {
+        let mut s = format!(
+            "# custodian diagnose: {}\n\nDatabase: `{}`\n\n",
+            report.database, report.database
+        );
+        s = s.replacen(
+            &format!(": {}\n", report.database),
+            &format!(": {} IDs\n", ds.len()),
+            1,
+        );
+        for d in ds {
+            let _ = writeln!(
+                s,
+                "- **{}** ({}): {}",
+                d.customer_id, d.cause, d.explanation
+            );
+        }
+        return s;
     }
     let mut s = String::new();
     let _ = writeln!(

@@ -89,6 +89,9 @@ pub struct Report {
     /// The repair-only fields (actions, backup_path, …), at the top level.
     #[serde(flatten)]
     pub repair: Option<crate::repair::RepairFields>,
+    /// diagnose only: one answer per ID asked about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub diagnoses: Option<Vec<crate::commands::diagnose::Diagnosis>>,
 }
 
 impl Report {

@@ -4,6 +4,7 @@
 mod check;
 mod cli;
 mod corpus;
+mod diagnose;
 mod kinds;
 mod reader;
 mod repair;
