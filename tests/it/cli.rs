@@ -28,7 +28,6 @@ fn help_shows_the_exit_codes() {
 fn commands_not_built_say_so_and_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     for args in [
-        vec!["diagnose", "x.db", "C1"],
         vec!["snapshot", "x.db", "--out", "d"],
         vec!["preflight", "x.db", "--snapshot", "y.db"],
     ] {
@@ -59,6 +58,9 @@ fn bad_paths_get_one_clear_line() {
         "{}",
         r.show()
     );
+    let r = run(&["diagnose", "nope.db", "C1"], dir.path());
+    assert_eq!(r.code(), 2);
+    assert!(r.stderr().starts_with("custodian: nope.db: cannot open"), "{}", r.show());
     let r = run(&["check"], dir.path());
     assert_eq!(r.code(), 2, "clap's usage error is exit 2 too");
 }
