@@ -38,13 +38,37 @@ pub enum Command {
         "  2  could not run: bad arguments, missing file, not a database, busy"
     ))]
     Check(CheckArgs),
-    /// Repair a database from its snapshots (not built yet).
+    /// Repair a database, losing nothing: backup, build and verify a repaired copy, swap it in.
+    #[command(after_help = concat!(
+        "Example:\n  custodian repair pos.db --snapshot /var/backups/pos/ --dry-run\n",
+        "  custodian repair pos.db --snapshot /var/backups/pos/ --report repair.md\n\n",
+        "Exit codes:\n  0  repaired and verified, or nothing to do\n",
+        "  1  repaired, but rows were quarantined or could not be recovered: see the report\n",
+        "  2  could not run (bad arguments, missing file, not a database, busy): nothing changed\n",
+        "  3  repair stopped or failed its verification: the original is untouched"
+    ))]
     Repair(RepairArgs),
-    /// Say why the POS rejects the given customer IDs (not built yet).
+    /// Say why the POS rejects the given customer IDs, from the data.
+    #[command(after_help = concat!(
+        "Example:\n  custodian diagnose pos.db C000000019817 C000000019818 --config custodian.json\n\n",
+        "Exit codes:\n  0  every ID is served correctly\n  1  at least one ID is not served correctly\n",
+        "  2  could not run: bad arguments, missing file, not a database, busy"
+    ))]
     Diagnose(DiagnoseArgs),
-    /// Take a verified snapshot of a live database (not built yet).
+    /// Take a verified snapshot of a live database, with a manifest.
+    #[command(after_help = concat!(
+        "Example:\n  custodian snapshot pos.db --out /var/backups/pos --keep 14\n\n",
+        "Exit codes:\n  0  snapshot taken and verified\n  1  snapshot taken, but the database is damaged (see its manifest)\n",
+        "  2  could not run: bad arguments, missing file, not a database, busy"
+    ))]
     Snapshot(SnapshotArgs),
-    /// Go / no-go before a POS software upgrade (not built yet).
+    /// Go / no-go before a POS software upgrade.
+    #[command(after_help = concat!(
+        "Example:\n  custodian preflight pos.db --snapshot /var/backups/pos --max-age 24 --baseline before.json\n",
+        "  custodian preflight pos.db --snapshot /var/backups/pos --compare before.json\n\n",
+        "Exit codes:\n  0  go\n  1  no-go (one line of reason per failed condition)\n",
+        "  2  could not run: bad arguments, missing file, not a database, busy"
+    ))]
     Preflight(PreflightArgs),
     /// Print a shell completion script (bash, zsh, fish, …) to stdout.
     Completions {
@@ -126,6 +150,10 @@ pub struct SnapshotArgs {
     /// Keep only the newest N verified snapshots.
     #[arg(long, value_name = "N")]
     pub keep: Option<usize>,
+    /// The customer table to verify and hash (--table, --id-column,
+    /// --config), and --json for the machine report.
+    #[command(flatten)]
+    pub opts: TableOpts,
 }
 
 #[derive(Debug, Args)]

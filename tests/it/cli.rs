@@ -60,7 +60,67 @@ fn bad_paths_get_one_clear_line() {
     );
     let r = run(&["diagnose", "nope.db", "C1"], dir.path());
     assert_eq!(r.code(), 2);
-    assert!(r.stderr().starts_with("custodian: nope.db: cannot open"), "{}", r.show());
+    assert!(
+        r.stderr().starts_with("custodian: nope.db: cannot open"),
+        "{}",
+        r.show()
+    );
     let r = run(&["check"], dir.path());
     assert_eq!(r.code(), 2, "clap's usage error is exit 2 too");
+}
+
+#[test]
+fn the_commented_config_example_is_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = super::support::fixture_copy("healthy", dir.path());
+    let cfg = super::support::fixtures().join("config-example.json");
+    let r = run(
+        &[
+            "check",
+            db.to_str().unwrap(),
+            "--config",
+            cfg.to_str().unwrap(),
+            "--json",
+            "-",
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let codes: Vec<String> = r.json()["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect();
+    assert!(codes.contains(&"customer_closed".to_string()), "{codes:?}");
+}
+
+#[test]
+fn completions_are_generated_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    for shell in ["bash", "zsh", "fish"] {
+        let r = run(&["completions", shell], dir.path());
+        assert_eq!(r.code(), 0, "{}", r.show());
+        for word in ["check", "repair", "diagnose", "snapshot", "dry-run"] {
+            assert!(r.stdout().contains(word), "{shell}: {word}");
+        }
+    }
+}
+
+#[test]
+fn every_command_help_has_an_example_and_the_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in ["check", "repair", "diagnose", "snapshot", "preflight"] {
+        let r = run(&[cmd, "--help"], dir.path());
+        assert_eq!(r.code(), 0);
+        let out = r.stdout();
+        assert!(
+            out.contains("Example:") && out.contains(&format!("custodian {cmd} ")),
+            "{cmd}: {out}"
+        );
+        assert!(
+            out.contains("Exit codes:") && out.contains("  2  "),
+            "{cmd}: {out}"
+        );
+    }
 }
