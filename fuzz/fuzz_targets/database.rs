@@ -30,14 +30,21 @@ fn roots(page_count: u32) -> Vec<u32> {
     let half = MAX_ROOTS / 2;
     let mut r: Vec<u32> = (1..=half).collect();
     let step = (page_count - half) / half;
-    r.extend((1..=half).map(|k| half + k * step.max(1)).filter(|&p| p <= page_count));
+    r.extend(
+        (1..=half)
+            .map(|k| half + k * step.max(1))
+            .filter(|&p| p <= page_count),
+    );
     r
 }
 
 fn check_stats(stats: &WalkStats, page_count: u32) {
     let mut seen = PageSet::new();
     for &p in &stats.pages {
-        assert!(p >= 1 && p <= page_count, "walk claims page {p} of {page_count}");
+        assert!(
+            p >= 1 && p <= page_count,
+            "walk claims page {p} of {page_count}"
+        );
         assert!(seen.insert(p), "walk lists page {p} twice");
     }
     assert!(stats.overflow_pages as usize <= stats.pages.len());
@@ -102,15 +109,15 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = Vec::new();
     for pgno in roots(page_count) {
         let _ = is_ptrmap_page(pgno, usable, page_size);
-        if let Some((map, offset)) = ptrmap_entry_location(pgno, usable, page_size) {
-            if src.read_page(map, &mut buf).is_ok() {
-                let _ = parse_ptrmap_entry(&buf, offset);
-            }
+        if let Some((map, offset)) = ptrmap_entry_location(pgno, usable, page_size)
+            && src.read_page(map, &mut buf).is_ok()
+        {
+            let _ = parse_ptrmap_entry(&buf, offset);
         }
-        if src.read_page(pgno, &mut buf).is_ok() {
-            if let Ok(t) = TrunkPage::parse(&buf, usable) {
-                assert_eq!(t.leaves().count() as u32, t.leaf_count);
-            }
+        if src.read_page(pgno, &mut buf).is_ok()
+            && let Ok(t) = TrunkPage::parse(&buf, usable)
+        {
+            assert_eq!(t.leaves().count() as u32, t.leaf_count);
         }
     }
 });

@@ -82,7 +82,11 @@ fuzz_target!(|data: &[u8]| {
                 assert_eq!(cmp(x, x), Ordering::Equal, "{x:?} is not equal to itself");
                 for y in &all {
                     let xy = cmp(x, y);
-                    assert_eq!(xy, cmp(y, x).reverse(), "{x:?} vs {y:?} is not antisymmetric");
+                    assert_eq!(
+                        xy,
+                        cmp(y, x).reverse(),
+                        "{x:?} vs {y:?} is not antisymmetric"
+                    );
                     for z in &all {
                         let yz = cmp(y, z);
                         if xy == yz && xy != Ordering::Equal {

@@ -72,7 +72,10 @@ fn exercise(wal: &[u8]) {
         let fh = FrameHeader::parse(&wal[at..]).expect("an indexed frame is whole");
         assert_eq!(fh.pgno, pgno);
         let page_at = frame_page_offset(frame, page_size) as usize;
-        assert_eq!(page_at, WalIndex::frame_page_offset(frame, page_size) as usize);
+        assert_eq!(
+            page_at,
+            WalIndex::frame_page_offset(frame, page_size) as usize
+        );
         let page = &wal[page_at..page_at + page_size as usize];
         if let Ok(p) = BtreePage::parse(page, pgno, page_size) {
             let _ = p.check_layout();

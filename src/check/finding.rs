@@ -68,6 +68,9 @@ pub enum Code {
     LookupWrong,
     /// An index that could not be compared with the table.
     IndexNotCompared,
+    /// Customer IDs other tables name that neither the customer table nor
+    /// its indexes have (lost with their rows and entries).
+    CustomerVanished,
     // --- data rules (warnings) ---
     /// A customer ID that breaks the configured format or length rule.
     IdFormat,
@@ -77,6 +80,15 @@ pub enum Code {
     CustomerDisabled,
     CustomerFrozen,
     CustomerClosed,
+    // --- snapshot and preflight ---
+    /// `snapshot`: a snapshot and its manifest were written (object: its path).
+    SnapshotWritten,
+    /// `snapshot --keep`: an older verified snapshot was removed (object: the file).
+    SnapshotPruned,
+    /// `preflight`: a condition holds (object: the condition).
+    PreflightPassed,
+    /// `preflight`: a condition fails: no-go (object: the condition).
+    PreflightFailed,
 }
 
 /// One index entry, named by its row and its key. Key values of columns that

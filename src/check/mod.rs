@@ -11,6 +11,7 @@ pub mod compare;
 pub mod finding;
 pub mod probe;
 pub mod structure;
+pub mod vanished;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -146,7 +147,7 @@ pub fn check(path: &Path, settings: &Settings, progress: Progress) -> Result<Che
         let others = s.spawn(|| walk_other_trees(&pager, &objects, &customer_roots));
         let mut trees = Vec::new();
         if let Some(t) = &table {
-            trees = customer_pass(&pager, &conn, t, settings, progress, &mut ctx)?;
+            trees = customer_pass(&pager, &conn, &objects, t, settings, progress, &mut ctx)?;
         }
         timing("customer", t0);
         let (findings, other_trees) = others
@@ -600,6 +601,7 @@ struct Suspects {
 fn customer_pass(
     pager: &Pager,
     conn: &Connection,
+    objects: &[SchemaObject],
     table: &CustomerTable,
     settings: &Settings,
     progress: Progress,
@@ -837,6 +839,13 @@ fn customer_pass(
     ctx.coverage.indexes_compared.sort();
 
     probe_suspects(conn, table, &suspects, progress, ctx);
+    ctx.findings.extend(vanished::vanished(
+        pager,
+        conn,
+        objects,
+        table,
+        &settings.references,
+    ));
     Ok(trees)
 }
 

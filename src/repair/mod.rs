@@ -241,9 +241,37 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
                 .collect()
         })
         .unwrap_or_default();
+    let ref_conn = crate::db::open_read_only(db)?;
+    let refs = table
+        .as_ref()
+        .and_then(|t| {
+            rebuild::reference_columns(
+                &ref_conn,
+                &live,
+                &t.name,
+                &t.columns[t.id_column].name,
+                &settings.references,
+            )
+            .ok()
+        })
+        .unwrap_or_default();
+    let referenced = |id: &str| -> Option<String> {
+        refs.iter().find_map(|(t, c)| {
+            let q = format!(
+                "SELECT 1 FROM {} WHERE {} = ?1 LIMIT 1",
+                schema::quote_ident(t),
+                schema::quote_ident(c)
+            );
+            ref_conn
+                .query_row(&q, [id], |_| Ok(()))
+                .ok()
+                .map(|_| format!("{t}.{c}"))
+        })
+    };
     let evidence = plan::Evidence {
         snapshot_id_of: &snapshot_id_of,
         id_rule: settings.id_rule.as_ref(),
+        referenced: &referenced,
         id_indexes: &id_indexes,
     };
     let the_plan = plan::plan(
@@ -255,6 +283,9 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         auto_vacuum,
         &evidence,
     );
+    // every connection of ours is closed before the exclusive lock is taken
+    drop(ref_conn);
+    drop(snap_conn);
     fields.plan = Some(the_plan.clone());
     let affected_before: Vec<String> = before.affected_customer_ids.clone();
 

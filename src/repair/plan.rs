@@ -79,6 +79,8 @@ pub struct Plan {
 pub struct Evidence<'a> {
     pub snapshot_id_of: &'a dyn Fn(i64) -> Option<String>,
     pub id_rule: Option<&'a crate::config::IdRule>,
+    /// Whether another table (a transaction) names this customer ID.
+    pub referenced: &'a dyn Fn(&str) -> Option<String>,
     /// The ID column's index names (whose key is the ID alone).
     pub id_indexes: &'a [String],
 }
@@ -86,7 +88,8 @@ pub struct Evidence<'a> {
 /// Where an index entry and its row disagree on the ID, decide which side
 /// is damaged. The row is restored only on evidence: the snapshot's row
 /// holds what the index says, or the stored ID breaks the ID rule while the
-/// index's follows it. Otherwise a human decides.
+/// index's follows it, or other tables (transactions) name the index's ID
+/// and not the stored one. Otherwise a human decides.
 fn decide_mismatches(before: &Report, ev: &Evidence<'_>) -> (Vec<RestoreValue>, Vec<String>) {
     let mut stored_by_rowid: BTreeMap<i64, String> = BTreeMap::new();
     for f in before
@@ -134,6 +137,12 @@ fn decide_mismatches(before: &Report, ev: &Evidence<'_>) -> (Vec<RestoreValue>, 
             let evidence = if snap.as_deref() == Some(indexed.as_str()) {
                 Some(format!(
                     "the snapshot's row {r} holds {indexed}, as the ID index does"
+                ))
+            } else if let Some(by) = (ev.referenced)(indexed)
+                && (ev.referenced)(stored).is_none()
+            {
+                Some(format!(
+                    "{by} names {indexed}, as the ID index does; nothing names {stored}"
                 ))
             } else if let Some(rule) = ev.id_rule
                 && rule.violation(stored).is_some()

@@ -579,15 +579,41 @@ fn a_damaged_stored_id_is_restored_not_enshrined() {
         strings(&j["restored_customer_ids"]),
         vec![t["damage"]["true_id"].as_str().unwrap().to_string()]
     );
-    // Without a snapshot nothing says which side is right: the index is
-    // rebuilt around the row, and a human is asked to decide (exit 1).
+    // Without a snapshot the transactions decide: they name the index's ID
+    // and not the stored one.
     let s = Setup::new("flipped_id_byte");
     std::fs::remove_dir_all(s.dir.path().join("snaps")).unwrap();
     std::fs::create_dir(s.dir.path().join("snaps")).unwrap();
     let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert!(
+        j["plan"]["restore_values"][0]["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("transactions.customer_id names")
+    );
+    assert_eq!(
+        customers_sha256(&s.db),
+        t["expected_customers_sha256"].as_str().unwrap()
+    );
+    // With nothing to decide by (no snapshot, and the transactions of that
+    // customer gone too) a human decides: the repair stops, exit 3, the
+    // original untouched (rebuilding the index around the row would make
+    // the real customer vanish, which the verification refuses).
+    let s = Setup::new("flipped_id_byte");
+    std::fs::remove_dir_all(s.dir.path().join("snaps")).unwrap();
+    std::fs::create_dir(s.dir.path().join("snaps")).unwrap();
+    let conn = Connection::open(&s.db).unwrap();
+    conn.execute(
+        "DELETE FROM transactions WHERE customer_id = ?1",
+        [t["damage"]["true_id"].as_str().unwrap()],
+    )
+    .unwrap();
+    drop(conn);
+    let r = s.repair(&[]);
     assert_eq!(r.code(), 1, "{}", r.show());
     let j = r.json();
-    assert_eq!(j["verdict"], "repaired_with_losses");
     let d = j["plan"]["needs_decision"][0].as_str().unwrap();
     assert!(
         d.contains(t["damage"]["stored_id"].as_str().unwrap())
