@@ -158,13 +158,20 @@ pub struct SnapshotArgs {
 
 #[derive(Debug, Args)]
 pub struct PreflightArgs {
+    /// The database file (only read).
     pub db: PathBuf,
+    /// A snapshot file or a directory of them (repeatable); one verified
+    /// snapshot younger than --max-age must exist.
     #[arg(long, value_name = "PATH", required = true)]
     pub snapshot: Vec<PathBuf>,
+    /// The newest verified snapshot's greatest age, in hours (default 24).
     #[arg(long, value_name = "HOURS")]
     pub max_age: Option<f64>,
+    /// Before the upgrade: write per-customer digests to FILE (a new file).
     #[arg(long, value_name = "FILE", conflicts_with = "compare")]
     pub baseline: Option<PathBuf>,
+    /// After the upgrade: no-go if a customer of this baseline became
+    /// unfindable by ID, or changed while its updated_at did not.
     #[arg(long, value_name = "FILE")]
     pub compare: Option<PathBuf>,
     #[command(flatten)]

@@ -1,10 +1,667 @@
-//! `custodian preflight` (being built, issue #5).
+//! `custodian preflight DB --snapshot PATH [--max-age HOURS]
+//! [--baseline FILE | --compare FILE]`: go / no-go before a POS upgrade.
+//! Read-only on the database. The conditions, each one line "ok: …" or
+//! "no-go: …":
+//!
+//! 1. `schema`: the customer table and its ID column exist, and the status
+//!    column `--config` names (a missing one is a clear error: exit 2);
+//! 2. `database_clean`: the full check finds nothing wrong;
+//! 3. `snapshot_recent`: a verified snapshot (clean, same customer columns)
+//!    younger than `--max-age` hours (default 24) exists among `--snapshot`;
+//!    its age comes from its manifest's `created_at`, else its mtime;
+//! 4. `disk_space`: the free space in the database's folder is at least
+//!    2 × (database + -wal) bytes: a repair's backup and its rebuilt copy;
+//! 5. `wal_checkpointed`: the -wal holds no committed frames;
+//! 6. with `--compare FILE`: `baseline_findable` (every customer of the
+//!    baseline is found by ID through the ID index) and `baseline_unchanged`
+//!    (no customer's values changed while its `updated_at` did not).
+//!
+//! `--baseline FILE` writes (new file, mode 0600) the per-customer digests,
+//! JSON: `{schema_version: 1, kind: "custodian_baseline", tool, database,
+//! created_at, table, id_column, updated_column (null when the table has no
+//! updated_at), customers: [{id, sha256, updated_sha256}]}` sorted by ID
+//! (an ID is a JSON string for a TEXT ID, a number for a numeric one);
+//! `sha256` is the SHA-256 of the row's values in column order in the
+//! canonical encoding of `check::canon` (the same as a snapshot manifest's
+//! `customers_sha256` uses per row), `updated_sha256` that of the
+//! `updated_at` value alone. Only IDs and digests: no personal data.
 
-use anyhow::Result;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::time::SystemTime;
 
+use anyhow::{Context, Result, bail};
+use rusqlite::Connection;
+use rusqlite::types::Value;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::check::canon;
+use crate::check::finding::{Code, Finding, Severity};
+use crate::check::probe::Prober;
 use crate::cli::PreflightArgs;
+use crate::config::Settings;
 use crate::exit::ExitStatus;
+use crate::pager::Pager;
+use crate::progress::Progress;
+use crate::report::{self, Report, Tool, Verdict};
+use crate::schema::{self, CustomerTable, quote_ident};
 
-pub fn run(_args: &PreflightArgs, _quiet: bool) -> Result<ExitStatus> {
-    crate::not_built("preflight", 5)
+use super::snapshot::{create_new, hex, rfc3339, thousands};
+
+const DEFAULT_MAX_AGE_HOURS: f64 = 24.0;
+const UPDATED_COLUMN: &str = "updated_at";
+
+/// One condition's outcome.
+struct Cond {
+    name: &'static str,
+    ok: bool,
+    text: String,
+    ids: Vec<String>,
+}
+
+impl Cond {
+    fn ok(name: &'static str, text: String) -> Cond {
+        Cond {
+            name,
+            ok: true,
+            text,
+            ids: Vec::new(),
+        }
+    }
+    fn fail(name: &'static str, text: String) -> Cond {
+        Cond {
+            name,
+            ok: false,
+            text,
+            ids: Vec::new(),
+        }
+    }
+}
+
+pub fn run(args: &PreflightArgs, quiet: bool) -> Result<ExitStatus> {
+    let max_age = args.max_age.unwrap_or(DEFAULT_MAX_AGE_HOURS);
+    if !max_age.is_finite() || max_age <= 0.0 {
+        bail!("--max-age must be a positive number of hours");
+    }
+    let settings = Settings::from_opts(&args.opts)?;
+    let db = &args.db;
+    let meta = std::fs::metadata(db).with_context(|| format!("{}: cannot open", db.display()))?;
+    if !meta.is_file() {
+        bail!("{}: not a database file", db.display());
+    }
+    let json_to_stdout = args.opts.json.as_deref() == Some("-");
+    let mut conds = Vec::new();
+
+    // 1. the schema the config expects (else: could not run)
+    let conn = crate::db::open_read_only(db)?;
+    let objects = schema::read_schema_tolerant(&conn)
+        .with_context(|| format!("{}: cannot read the schema", db.display()))?;
+    let table = match schema::customer_table(&conn, &objects, &settings.table, &settings.id_column)?
+    {
+        Some(Ok(t)) => t,
+        Some(Err(msg)) => bail!("{}: {msg}", db.display()),
+        None => bail!(
+            "{}: no table {:?} (use --table or the config's \"table\")",
+            db.display(),
+            settings.table
+        ),
+    };
+    let mut schema_text = format!(
+        "schema: table {} with ID column {}",
+        table.name, table.columns[table.id_column].name
+    );
+    if let Some(sc) = &settings.status_column {
+        if !table
+            .columns
+            .iter()
+            .any(|c| c.name.eq_ignore_ascii_case(sc))
+        {
+            let names: Vec<&str> = table.columns.iter().map(|c| c.name.as_str()).collect();
+            bail!(
+                "{}: the config names status column {sc:?}, which table {} does not have; its columns: {}",
+                db.display(),
+                table.name,
+                names.join(", ")
+            );
+        }
+        schema_text.push_str(&format!(", status column {sc}"));
+    }
+    conds.push(Cond::ok("schema", schema_text));
+
+    // 2. the database is clean
+    let outcome = crate::check::check(db, &settings, Progress::new(quiet, json_to_stdout))?;
+    let checked = outcome.report;
+    if checked.verdict == Verdict::Failed {
+        bail!(
+            "{}: the check could not run: {}",
+            db.display(),
+            checked
+                .findings
+                .first()
+                .map(|f| f.message.as_str())
+                .unwrap_or("unknown reason")
+        );
+    }
+    if checked.verdict == Verdict::Clean {
+        conds.push(Cond::ok(
+            "database_clean",
+            format!(
+                "the database is clean ({} customers, {} indexes compared)",
+                thousands(checked.coverage.customers_read),
+                checked.coverage.indexes_compared.len()
+            ),
+        ));
+    } else {
+        let errors = checked.count(Severity::Error);
+        let mut c = Cond::fail(
+            "database_clean",
+            format!(
+                "the database is damaged: {} would be rejected by the POS, {errors} error \
+                 finding{} (run `custodian check {}`)",
+                customers(checked.affected_customer_ids.len()),
+                if errors == 1 { "" } else { "s" },
+                db.display()
+            ),
+        );
+        c.ids = checked.affected_customer_ids.clone();
+        conds.push(c);
+    }
+
+    // 3. a verified snapshot young enough
+    conds.push(snapshot_condition(args, &settings, max_age)?);
+
+    // 4. free space for a repair
+    conds.push(space_condition(db)?);
+
+    // 5. no uncheckpointed WAL
+    let pager = Pager::open(db).with_context(|| format!("{}: cannot read", db.display()))?;
+    let frames = pager.wal().map(|w| w.max_frame).unwrap_or(0);
+    let backfilled = pager.wal().is_some_and(|w| wal_backfilled(db, w));
+    if frames == 0 {
+        conds.push(Cond::ok(
+            "wal_checkpointed",
+            "no uncheckpointed WAL: the database file holds every committed transaction".into(),
+        ));
+    } else if backfilled {
+        conds.push(Cond::ok(
+            "wal_checkpointed",
+            format!(
+                "no uncheckpointed WAL: the {frames} frames of the -wal are all checkpointed \
+                 into the database file"
+            ),
+        ));
+    } else {
+        conds.push(Cond::fail(
+            "wal_checkpointed",
+            format!(
+                "the -wal holds {frames} committed frame{} not checkpointed into the database file \
+                 (checkpoint it, e.g. stop the POS so that its last connection closes, before the \
+                 upgrade)",
+                if frames == 1 { "" } else { "s" }
+            ),
+        ));
+    }
+    drop(pager);
+
+    // --baseline / --compare
+    if let Some(path) = &args.baseline {
+        let n = write_baseline(&conn, &table, db, path)?;
+        conds.push(Cond::ok(
+            "baseline_written",
+            format!(
+                "baseline of {} customers written to {}",
+                thousands(n),
+                path.display()
+            ),
+        ));
+    }
+    if let Some(path) = &args.compare {
+        conds.extend(compare(&conn, &table, path)?);
+    }
+    drop(conn);
+
+    let go = conds.iter().all(|c| c.ok);
+    let failed = conds.iter().filter(|c| !c.ok).count();
+    let mut lines = vec![if go {
+        format!("{}: go", db.display())
+    } else {
+        format!(
+            "{}: no-go ({failed} condition{} failed)",
+            db.display(),
+            if failed == 1 { "" } else { "s" }
+        )
+    }];
+    for c in &conds {
+        let prefix = if c.ok { "ok" } else { "no-go" };
+        let mut l = format!("{prefix}: {}", c.text);
+        if !c.ids.is_empty() && c.name.starts_with("baseline_") {
+            l.push_str(": ");
+            l.push_str(&c.ids.join(", "));
+        }
+        lines.push(l);
+    }
+
+    if args.opts.json.is_some() || args.opts.report.is_some() || args.opts.html.is_some() {
+        let mut findings: Vec<Finding> = conds
+            .iter()
+            .map(|c| {
+                let (code, sev) = if c.ok {
+                    (Code::PreflightPassed, Severity::Info)
+                } else {
+                    (Code::PreflightFailed, Severity::Error)
+                };
+                Finding::new(code, sev, c.text.clone())
+                    .object(c.name)
+                    .count(c.ids.len() as u64)
+                    .customer_ids(c.ids.clone())
+            })
+            .collect();
+        findings.extend(checked.findings.iter().cloned());
+        let rep = Report {
+            schema_version: report::SCHEMA_VERSION,
+            tool: Tool::this(),
+            command: "preflight",
+            database: db.display().to_string(),
+            verdict: if go { Verdict::Go } else { Verdict::NoGo },
+            findings,
+            affected_customer_ids: checked.affected_customer_ids.clone(),
+            coverage: checked.coverage.clone(),
+            page_map: None,
+            repair: None,
+            diagnoses: None,
+        };
+        crate::emit(&rep, &args.opts, true)?;
+    }
+    if !quiet && args.opts.json.is_none() && args.opts.report.is_none() {
+        let mut out = std::io::stdout().lock();
+        for l in &lines {
+            let _ = writeln!(out, "{l}");
+        }
+        let _ = out.flush();
+    }
+    Ok(if go {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Problems
+    })
+}
+
+fn snapshot_condition(args: &PreflightArgs, settings: &Settings, max_age: f64) -> Result<Cond> {
+    use crate::repair::snapshot::{candidates, columns_of, verify};
+    let live_columns = columns_of(&args.db, &settings.table).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cands = candidates(&args.snapshot);
+    let (good, statuses) = verify(&cands, settings, &live_columns);
+    let limit = fmt_hours(max_age);
+    let Some(newest) = good.first() else {
+        let why = if statuses.is_empty() {
+            "no snapshot file found".to_string()
+        } else {
+            statuses
+                .iter()
+                .map(|s| format!("{}: {}", s.path, s.reason))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        return Ok(Cond::fail(
+            "snapshot_recent",
+            format!("no verified snapshot younger than {limit} h: {why}"),
+        ));
+    };
+    let age_h = SystemTime::now()
+        .duration_since(newest.modified)
+        .map(|d| d.as_secs_f64() / 3600.0)
+        .unwrap_or(0.0);
+    let shown = newest.path.display();
+    Ok(if age_h <= max_age {
+        Cond::ok(
+            "snapshot_recent",
+            format!(
+                "verified snapshot {shown}, {} h old (limit {limit} h)",
+                fmt_hours(age_h)
+            ),
+        )
+    } else {
+        Cond::fail(
+            "snapshot_recent",
+            format!(
+                "no verified snapshot younger than {limit} h: the newest, {shown}, is {} h old",
+                fmt_hours(age_h)
+            ),
+        )
+    })
+}
+
+/// "1 customer", "2,020 customers".
+fn customers(n: usize) -> String {
+    let s = if n == 1 { "" } else { "s" };
+    format!("{} customer{s}", thousands(n as u64))
+}
+
+fn fmt_hours(h: f64) -> String {
+    let s = format!("{h:.1}");
+    s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
+}
+
+fn space_condition(db: &Path) -> Result<Cond> {
+    let size = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
+    let mut wal_path = db.as_os_str().to_owned();
+    wal_path.push("-wal");
+    let wal = std::fs::metadata(&wal_path).map(|m| m.len()).unwrap_or(0);
+    let need = (size + wal).saturating_mul(2);
+    let folder = match db.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let free = free_bytes(folder)?;
+    let text = format!(
+        "free space in {}: {} bytes; a repair needs {} bytes (2 × {} bytes: a backup and a rebuilt copy)",
+        folder.display(),
+        thousands(free),
+        thousands(need),
+        thousands(size + wal)
+    );
+    Ok(if free >= need {
+        Cond::ok("disk_space", text)
+    } else {
+        Cond::fail("disk_space", format!("not enough {text}"))
+    })
+}
+
+/// Whether SQLite's wal-index (the -shm file) says that every committed
+/// frame of this -wal has been copied into the database file (a checkpoint
+/// ran while a connection stayed open, so the -wal was not reset yet). The
+/// -shm is only read, and trusted only when its two header copies agree and
+/// it describes this very -wal (same last frame and salts).
+fn wal_backfilled(db: &Path, wal: &crate::format::wal::WalIndex) -> bool {
+    let mut shm_path = db.as_os_str().to_owned();
+    shm_path.push("-shm");
+    let mut head = [0u8; 104];
+    let read = std::fs::File::open(&shm_path).and_then(|mut f| {
+        use std::io::Read;
+        f.read_exact(&mut head)
+    });
+    if read.is_err() || head[..48] != head[48..96] {
+        return false;
+    }
+    let u32_at = |o: usize| u32::from_ne_bytes([head[o], head[o + 1], head[o + 2], head[o + 3]]);
+    let mx_frame = u32_at(16);
+    let salts_match = head[32..36] == wal.header.salt1.to_be_bytes()
+        && head[36..40] == wal.header.salt2.to_be_bytes();
+    let n_backfill = u32_at(96);
+    salts_match && mx_frame == wal.max_frame && n_backfill >= mx_frame
+}
+
+/// Bytes available to an unprivileged user in the file system of `dir`.
+fn free_bytes(dir: &Path) -> Result<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .with_context(|| format!("{}: invalid path", dir.display()))?;
+    // SAFETY: an all-zero statvfs is a valid value of a plain C struct.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a valid out-pointer.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("{}: cannot read the free space", dir.display()));
+    }
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Baseline {
+    schema_version: u32,
+    kind: String,
+    database: String,
+    created_at: String,
+    table: String,
+    id_column: String,
+    updated_column: Option<String>,
+    customers: Vec<BaselineRow>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct BaselineRow {
+    id: serde_json::Value,
+    sha256: String,
+    updated_sha256: Option<String>,
+}
+
+/// One current row: (ID, digest of the row, digest of updated_at).
+type RowDigest = (Value, String, Option<String>);
+
+fn digest_rows(
+    conn: &Connection,
+    table: &CustomerTable,
+) -> Result<(Option<String>, Vec<RowDigest>)> {
+    let updated = table
+        .columns
+        .iter()
+        .position(|c| c.name.eq_ignore_ascii_case(UPDATED_COLUMN));
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT * FROM {} NOT INDEXED",
+            quote_ident(&table.name)
+        ))
+        .context("cannot read the customer table")?;
+    let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
+    let id_name = &table.columns[table.id_column].name;
+    let id_pos = names
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(id_name))
+        .context("the ID column is not among the table's columns")?;
+    let upd_pos = updated.and_then(|u| {
+        let n = &table.columns[u].name;
+        names.iter().position(|x| x.eq_ignore_ascii_case(n))
+    });
+    let mut rows = stmt.query([]).context("cannot read the customer table")?;
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    while let Some(r) = rows.next().context("cannot read the customer table")? {
+        buf.clear();
+        for i in 0..names.len() {
+            canon::push_sql(&mut buf, r.get_ref(i)?);
+        }
+        let row = hex(&Sha256::digest(&buf));
+        let id: Value = r.get(id_pos)?;
+        let upd = match upd_pos {
+            Some(p) => {
+                let mut b = Vec::new();
+                canon::push_sql(&mut b, r.get_ref(p)?);
+                Some(hex(&Sha256::digest(&b)))
+            }
+            None => None,
+        };
+        out.push((id, row, upd));
+    }
+    let upd_name = updated.map(|u| table.columns[u].name.clone());
+    Ok((upd_name, out))
+}
+
+fn id_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Integer(i) => serde_json::Value::from(*i),
+        Value::Real(f) => serde_json::Value::from(*f),
+        other => serde_json::Value::String(report::id_text(other).unwrap_or_default()),
+    }
+}
+
+fn id_value(j: &serde_json::Value) -> Value {
+    match j {
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => Value::Integer(i),
+            None => Value::Real(n.as_f64().unwrap_or(0.0)),
+        },
+        serde_json::Value::String(s) => Value::Text(s.clone()),
+        other => Value::Text(other.to_string()),
+    }
+}
+
+fn id_key(v: &Value) -> Vec<u8> {
+    let mut b = Vec::new();
+    canon::push_value(&mut b, v);
+    b
+}
+
+fn write_baseline(conn: &Connection, table: &CustomerTable, db: &Path, path: &Path) -> Result<u64> {
+    let (updated_column, mut rows) = digest_rows(conn, table)?;
+    rows.sort_by(|a, b| {
+        id_json(&a.0)
+            .to_string()
+            .cmp(&id_json(&b.0).to_string())
+            .then(a.1.cmp(&b.1))
+    });
+    let n = rows.len() as u64;
+    let b = Baseline {
+        schema_version: report::SCHEMA_VERSION,
+        kind: "custodian_baseline".into(),
+        database: db.display().to_string(),
+        created_at: rfc3339(SystemTime::now()),
+        table: table.name.clone(),
+        id_column: table.columns[table.id_column].name.clone(),
+        updated_column,
+        customers: rows
+            .into_iter()
+            .map(|(id, sha256, updated_sha256)| BaselineRow {
+                id: id_json(&id),
+                sha256,
+                updated_sha256,
+            })
+            .collect(),
+    };
+    let mut text = serde_json::to_string_pretty(&b)?;
+    text.push('\n');
+    let mut f = create_new(path)
+        .with_context(|| "the baseline file must be new: choose another name".to_string())?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(n)
+}
+
+fn compare(conn: &Connection, table: &CustomerTable, path: &Path) -> Result<Vec<Cond>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the baseline", path.display()))?;
+    let base: Baseline = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not a custodian baseline", path.display()))?;
+    if base.kind != "custodian_baseline" {
+        bail!("{}: not a custodian baseline", path.display());
+    }
+    let id_name = &table.columns[table.id_column].name;
+    if !base.table.eq_ignore_ascii_case(&table.name)
+        || !base.id_column.eq_ignore_ascii_case(id_name)
+    {
+        bail!(
+            "{}: the baseline is of {}.{}, not {}.{}",
+            path.display(),
+            base.table,
+            base.id_column,
+            table.name,
+            id_name
+        );
+    }
+    let (_, rows) = digest_rows(conn, table)?;
+    let mut now: BTreeMap<Vec<u8>, Vec<(String, Option<String>)>> = BTreeMap::new();
+    for (id, d, u) in rows {
+        now.entry(id_key(&id)).or_default().push((d, u));
+    }
+    let prober = Prober::new(conn, table);
+    let mut index_names = std::collections::BTreeSet::new();
+    let mut unfindable = std::collections::BTreeSet::new();
+    let mut changed = std::collections::BTreeSet::new();
+    let mut updated = 0u64;
+    for b in &base.customers {
+        let id = id_value(&b.id);
+        let shown = report::id_text(&id).unwrap_or_default();
+        let answers = prober.probe_id(&id);
+        let found = if answers.is_empty() {
+            // no index has the ID alone as its key (e.g. an INTEGER PRIMARY
+            // KEY): the lookup SQLite plans
+            conn.query_row(
+                &format!(
+                    "SELECT count(*) FROM {} WHERE {} = ?1",
+                    quote_ident(&table.name),
+                    quote_ident(id_name)
+                ),
+                [&id],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .unwrap_or(false)
+        } else {
+            index_names.extend(answers.keys().cloned());
+            !answers.values().any(|a| a.is_wrong())
+        };
+        let current = now.get(&id_key(&id));
+        if !found || current.is_none() {
+            unfindable.insert(shown);
+            continue;
+        }
+        let current = current.map(Vec::as_slice).unwrap_or_default();
+        if current.iter().any(|(d, _)| *d == b.sha256) {
+            continue;
+        }
+        match &b.updated_sha256 {
+            Some(u) if current.iter().any(|(_, cu)| cu.as_ref() == Some(u)) => {
+                changed.insert(shown);
+            }
+            _ => updated += 1,
+        }
+    }
+    let through = if index_names.is_empty() {
+        "SQLite's own lookup".to_string()
+    } else {
+        index_names.into_iter().collect::<Vec<_>>().join(", ")
+    };
+    let total = base.customers.len() as u64;
+    let mut out = Vec::new();
+    if unfindable.is_empty() {
+        out.push(Cond::ok(
+            "baseline_findable",
+            format!(
+                "all {} customers of the baseline are found by ID through {through}",
+                thousands(total)
+            ),
+        ));
+    } else {
+        let mut c = Cond::fail(
+            "baseline_findable",
+            format!(
+                "{} of the baseline {} no longer found by ID through {through}",
+                customers(unfindable.len()),
+                if unfindable.len() == 1 { "is" } else { "are" }
+            ),
+        );
+        c.ids = unfindable.into_iter().collect();
+        out.push(c);
+    }
+    let upd_name = base.updated_column.as_deref().unwrap_or(UPDATED_COLUMN);
+    if base.updated_column.is_none() {
+        out.push(Cond::ok(
+            "baseline_unchanged",
+            format!(
+                "{updated} customers changed since the baseline (no {UPDATED_COLUMN} column to tell an update from damage)"
+            ),
+        ));
+    } else if changed.is_empty() {
+        out.push(Cond::ok(
+            "baseline_unchanged",
+            format!(
+                "no customer changed without a new {upd_name} ({updated} updated since the baseline)"
+            ),
+        ));
+    } else {
+        let mut c = Cond::fail(
+            "baseline_unchanged",
+            format!(
+                "{} changed while {upd_name} did not",
+                customers(changed.len())
+            ),
+        );
+        c.ids = changed.into_iter().collect();
+        out.push(c);
+    }
+    Ok(out)
 }

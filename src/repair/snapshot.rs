@@ -6,6 +6,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::check;
+use crate::commands::snapshot as snapshot_cmd;
 use crate::config::Settings;
 use crate::format::header::MAGIC;
 use crate::progress::Progress;
@@ -36,24 +37,36 @@ fn is_sqlite_file(path: &Path) -> bool {
 }
 
 /// Every candidate named by `--snapshot`: files as given, and the SQLite
-/// files directly inside directories.
+/// files directly inside directories (not the hidden temporary file of an
+/// unfinished `custodian snapshot`), newest first by the time recorded in
+/// the snapshot's manifest, else by modification time.
 pub fn candidates(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
             if let Ok(rd) = std::fs::read_dir(p) {
-                let mut files: Vec<PathBuf> = rd
+                let mut files: Vec<(SystemTime, PathBuf)> = rd
                     .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|f| f.is_file() && is_sqlite_file(f))
+                    .filter(|f| f.is_file() && !snapshot_cmd::is_temporary(f) && is_sqlite_file(f))
+                    .map(|f| (snapshot_time(&f).unwrap_or(SystemTime::UNIX_EPOCH), f))
                     .collect();
-                files.sort();
-                out.extend(files);
+                files.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+                out.extend(files.into_iter().map(|(_, f)| f));
             }
         } else {
             out.push(p.clone());
         }
     }
     out
+}
+
+/// The time a snapshot was taken: its manifest's `created_at` when a
+/// manifest is beside it, else the file's modification time.
+pub fn snapshot_time(path: &Path) -> std::io::Result<SystemTime> {
+    match snapshot_cmd::recorded_time(path) {
+        Some(t) => Ok(t),
+        None => std::fs::metadata(path).and_then(|m| m.modified()),
+    }
 }
 
 /// Verifies every candidate with the same check as the live database:
@@ -73,7 +86,7 @@ pub fn verify(
             status: "skipped",
             reason,
         };
-        let modified = match std::fs::metadata(p).and_then(|m| m.modified()) {
+        let modified = match snapshot_time(p) {
             Ok(m) => m,
             Err(e) => {
                 statuses.push(skip(format!("cannot read: {e}")));

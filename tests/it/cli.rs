@@ -25,15 +25,19 @@ fn help_shows_the_exit_codes() {
 }
 
 #[test]
-fn commands_not_built_say_so_and_exit_2() {
+fn every_command_names_a_missing_file_in_one_line() {
     let dir = tempfile::tempdir().unwrap();
     for args in [
-        vec!["snapshot", "x.db", "--out", "d"],
+        vec!["snapshot", "x.db", "--out", "."],
         vec!["preflight", "x.db", "--snapshot", "y.db"],
+        vec!["diagnose", "x.db", "C1"],
+        vec!["repair", "x.db", "--snapshot", "y.db"],
+        vec!["check", "x.db"],
     ] {
         let r = run(&args, dir.path());
         assert_eq!(r.code(), 2, "{}", r.show());
-        assert!(r.stderr().contains("is not built yet"), "{}", r.show());
+        assert!(r.stderr().starts_with("custodian: x.db: "), "{}", r.show());
+        assert_eq!(r.stderr().lines().count(), 1, "{}", r.show());
     }
 }
 
