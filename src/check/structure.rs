@@ -225,15 +225,16 @@ pub fn damage_findings(object: &str, table: &str, damage: &[Damage]) -> Vec<Find
         .into_iter()
         .map(|(code, ds)| {
             let first = ds[0];
-            let msg = if ds.len() == 1 {
-                format!("page {}: {}", first.pgno, first.detail)
+            // the walker's details usually name the page already
+            let detail = if first.detail.starts_with("page ") {
+                first.detail.clone()
             } else {
-                format!(
-                    "{} problems, first on page {}: {}",
-                    ds.len(),
-                    first.pgno,
-                    first.detail
-                )
+                format!("page {}: {}", first.pgno, first.detail)
+            };
+            let msg = if ds.len() == 1 {
+                detail
+            } else {
+                format!("{} problems, the first: {detail}", ds.len())
             };
             Finding::error(code, msg)
                 .object(object)
