@@ -184,6 +184,7 @@ fn is_table_level(code: Code) -> bool {
     matches!(
         code,
         Code::HeaderInvalid
+            | Code::CustomerVanished
             | Code::FileTruncated
             | Code::SchemaUnreadable
             | Code::RowsUnreadable

@@ -665,3 +665,51 @@ fn the_repair_report_is_for_a_ticket_and_names_customers_by_id_only() {
         assert!(!text.contains(&v), "the report shows {v:?}");
     }
 }
+
+/// A customer gone from the table and every index (deleted with its index
+/// entries) whom the transactions still name: check finds them, repair
+/// restores them from the snapshot.
+#[test]
+fn vanished_customers_are_found_and_restored() {
+    let s = Setup::new("healthy");
+    std::fs::copy(&s.db, s.dir.path().join("snaps").join("nightly.db")).unwrap();
+    let conn = Connection::open(&s.db).unwrap();
+    let (id, rowid): (String, i64) = conn
+        .query_row(
+            "SELECT customer_id, rowid FROM customers WHERE customer_id IN (SELECT customer_id FROM transactions) ORDER BY rowid LIMIT 1 OFFSET 7",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let before = customers_sha256(&s.db);
+    conn.execute("DELETE FROM customers WHERE rowid = ?1", [rowid])
+        .unwrap();
+    drop(conn);
+    let c = run(
+        &["check", s.db.to_str().unwrap(), "--json", "-"],
+        s.dir.path(),
+    );
+    assert_eq!(c.code(), 1, "{}", c.show());
+    let j = c.json();
+    let f = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "customer_vanished")
+        .cloned()
+        .unwrap_or_else(|| panic!("no customer_vanished: {j}"));
+    assert_eq!(strings(&f["customer_ids"]), vec![id.clone()]);
+    assert_eq!(f["object"], "transactions.customer_id");
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert_eq!(strings(&r.json()["restored_customer_ids"]), vec![id]);
+    assert_eq!(
+        customers_sha256(&s.db),
+        before,
+        "the row is back, with its rowid and values"
+    );
+    assert_eq!(
+        run(&["check", s.db.to_str().unwrap()], s.dir.path()).code(),
+        0
+    );
+}
