@@ -193,9 +193,10 @@ pub fn parse_record<'a>(payload: &'a [u8], out: &mut Vec<ValueRef<'a>>) -> Resul
 /// # use custodian::format::record::{Record, ValueRef};
 /// let mut rec = Record::default();
 /// let payload = [3u8, 1, 15, 42, b'x']; // header (3 bytes): int8, 1-byte text
-/// rec.parse(&payload).unwrap();
+/// rec.parse(&payload)?;
 /// assert_eq!(rec.get(&payload, 0), Some(ValueRef::Integer(42)));
 /// assert_eq!(rec.get(&payload, 1), Some(ValueRef::Text(b"x")));
+/// # Ok::<(), custodian::format::FormatError>(())
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct Record {

@@ -372,10 +372,14 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         &before,
         &mut fields,
     );
-    let (copy, verified) = match result {
-        Ok(x) => x,
+    let swapped = result.and_then(|(copy, verified)| {
+        check::timing("repair: built and verified", t0);
+        apply::swap(&copy, db).map(|_| verified)
+    });
+    lock.release();
+    let verified = match swapped {
+        Ok(v) => v,
         Err(e) => {
-            lock.release();
             crate::messages::error(&format!(
                 "{}: repair stopped: {e:#}; the original is untouched",
                 db.display()
@@ -388,21 +392,6 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
             ));
         }
     };
-    check::timing("repair: built and verified", t0);
-    if let Err(e) = apply::swap(&copy, db) {
-        lock.release();
-        crate::messages::error(&format!(
-            "{}: repair stopped: {e:#}; the original is untouched",
-            db.display()
-        ));
-        return Ok(outcome(
-            before,
-            fields,
-            Verdict::Failed,
-            ExitStatus::RepairFailed,
-        ));
-    }
-    lock.release();
     fields.actions.push(Action {
         kind: "swap",
         object: None,
