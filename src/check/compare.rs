@@ -22,10 +22,14 @@ use crate::schema::{CustomerTable, Index, IndexPart};
 
 pub const BUCKET_BITS: u32 = 12;
 pub const BUCKETS: usize = 1 << BUCKET_BITS;
+/// The finer grain of the second digest pass, for the indexes whose coarse
+/// buckets differ: 2^20 buckets (8 MiB a side), so that only the rows near
+/// the damage are collected even when it touches every coarse bucket.
+pub const FINE_BITS: u32 = 20;
 
 /// The bucket of a row: both sides agree on it because both know the rowid.
-pub fn bucket_of(rowid: i64) -> usize {
-    ((rowid as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - BUCKET_BITS)) as usize
+pub fn bucket_of(rowid: i64, bits: u32) -> usize {
+    ((rowid as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize
 }
 
 /// Where one field of an index record comes from in a table row.
@@ -125,10 +129,11 @@ pub fn scan_table(
     wanted: Option<&Wanted>,
     row_hook: &mut dyn FnMut(i64, &Record, &[u8]),
     tick: &dyn Fn(u64),
+    bits: u32,
 ) -> TableScan {
     let enc = src.text_encoding();
     let mut out = TableScan {
-        digests: vec![vec![0u64; BUCKETS]; if wanted.is_some() { 0 } else { plans.len() }],
+        digests: vec![vec![0u64; 1 << bits]; if wanted.is_some() { 0 } else { plans.len() }],
         collected: vec![Vec::new(); plans.len()],
         ..TableScan::default()
     };
@@ -145,7 +150,7 @@ pub fn scan_table(
                 return;
             }
             row_hook(rowid, &rec, payload);
-            let b = bucket_of(rowid);
+            let b = bucket_of(rowid, bits);
             for (p, plan) in plans.iter().enumerate() {
                 if let Some(w) = wanted
                     && !w[p][b]
@@ -221,13 +226,14 @@ pub fn scan_index(
     plan: &Plan,
     wanted: Option<&[bool]>,
     tick: &dyn Fn(u64),
+    bits: u32,
 ) -> IndexScan {
     let enc = src.text_encoding();
     let mut out = IndexScan {
         digests: if wanted.is_some() {
             Vec::new()
         } else {
-            vec![0u64; BUCKETS]
+            vec![0u64; 1 << bits]
         },
         ..IndexScan::default()
     };
@@ -310,7 +316,7 @@ pub fn scan_index(
             prev.extend_from_slice(payload);
             std::mem::swap(&mut prev_rec, &mut cur);
             have_prev = true;
-            let b = bucket_of(rowid);
+            let b = bucket_of(rowid, bits);
             match wanted {
                 Some(w) => {
                     if w[b] {
@@ -455,7 +461,7 @@ pub fn scan_table_sql(
     while let Some(r) = rows.next().map_err(|e| e.to_string())? {
         count += 1;
         let rowid: i64 = r.get(0).map_err(|e| e.to_string())?;
-        let b = bucket_of(rowid);
+        let b = bucket_of(rowid, BUCKET_BITS);
         if let Some(w) = wanted
             && !w[b]
         {
@@ -587,7 +593,7 @@ mod tests {
     fn buckets_spread() {
         let mut seen = std::collections::BTreeSet::new();
         for r in 1..1000 {
-            seen.insert(bucket_of(r));
+            seen.insert(bucket_of(r, BUCKET_BITS));
         }
         assert!(seen.len() > 990);
     }

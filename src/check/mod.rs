@@ -663,7 +663,14 @@ fn customer_pass(
             plans
                 .iter()
                 .map(|p| {
-                    compare::scan_index(pager, table.indexes[p.index].rootpage, p, None, &|_| {})
+                    compare::scan_index(
+                        pager,
+                        table.indexes[p.index].rootpage,
+                        p,
+                        None,
+                        &|_| {},
+                        compare::BUCKET_BITS,
+                    )
                 })
                 .collect::<Vec<_>>()
         });
@@ -692,9 +699,15 @@ fn customer_pass(
                 rules.empty += 1;
             }
         };
-        let t = compare::scan_table(pager, table, &plans, None, &mut hook, &|n| {
-            bar.set_position(n)
-        });
+        let t = compare::scan_table(
+            pager,
+            table,
+            &plans,
+            None,
+            &mut hook,
+            &|n| bar.set_position(n),
+            compare::BUCKET_BITS,
+        );
         (t, ih.join())
     });
     bar.finish_and_clear();
@@ -744,44 +757,61 @@ fn customer_pass(
         ctx.coverage.indexes_compared.push(index.name.clone());
     }
 
-    // Pass 2, only where buckets differ: collect both sides and diff exactly.
-    let any = wanted.iter().any(|w| w.iter().any(|&b| b));
-    if any {
-        let (t2, i2) = std::thread::scope(|s| {
-            let ih = s.spawn(|| {
-                plans
-                    .iter()
-                    .enumerate()
-                    .map(|(p, plan)| {
-                        if wanted[p].iter().any(|&b| b) {
-                            Some(compare::scan_index(
-                                pager,
-                                table.indexes[plan.index].rootpage,
-                                plan,
-                                Some(&wanted[p]),
-                                &|_| {},
-                            ))
-                        } else {
-                            None
-                        }
-                    })
-                    .collect::<Vec<_>>()
-            });
-            let t = compare::scan_table(
-                pager,
-                table,
-                &plans,
-                Some(&wanted),
-                &mut |_, _, _| {},
-                &|_| {},
-            );
-            (t, ih.join())
-        });
+    // Pass 1b, only for the indexes whose buckets differ: the same digests
+    // at a finer grain, so that pass 2 collects only the rows near the
+    // damage even when it reaches every coarse bucket.
+    let mismatched: Vec<usize> = (0..plans.len())
+        .filter(|&p| wanted[p].iter().any(|&b| b))
+        .collect();
+    if !mismatched.is_empty() {
+        let fine: Vec<Plan> = mismatched.iter().map(|&p| plans[p].clone()).collect();
+        let bits = compare::FINE_BITS;
+        let index_pass = |wanted: Option<&compare::Wanted>| {
+            fine.iter()
+                .enumerate()
+                .map(|(f, plan)| {
+                    compare::scan_index(
+                        pager,
+                        table.indexes[plan.index].rootpage,
+                        plan,
+                        wanted.map(|w| w[f].as_slice()),
+                        &|_| {},
+                        bits,
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let both = |wanted: Option<&compare::Wanted>| {
+            std::thread::scope(|s| {
+                let ih = s.spawn(|| index_pass(wanted));
+                let t = compare::scan_table(
+                    pager,
+                    table,
+                    &fine,
+                    wanted,
+                    &mut |_, _, _| {},
+                    &|_| {},
+                    bits,
+                );
+                (t, ih.join())
+            })
+        };
+        let (tf, ifs) = both(None);
+        let ifs = ifs.map_err(|_| anyhow::anyhow!("index scan thread failed"))?;
+        let wanted_fine: compare::Wanted = (0..fine.len())
+            .map(|f| {
+                (0..1usize << bits)
+                    .map(|b| tf.digests[f][b] != ifs[f].digests[b])
+                    .collect()
+            })
+            .collect();
+        drop((tf, ifs));
+        // Pass 2: collect both sides of the differing fine buckets, diff exactly.
+        let (t2, i2) = both(Some(&wanted_fine));
         let i2 = i2.map_err(|_| anyhow::anyhow!("index scan thread failed"))?;
-        for (p, plan) in plans.iter().enumerate() {
-            let Some(iscan) = &i2[p] else { continue };
-            let d = compare::diff(t2.collected[p].clone(), iscan.collected.clone());
-            diff_findings(table, plan.index, &d, &t2.collected[p], &mut suspects, ctx);
+        for (f, plan) in fine.iter().enumerate() {
+            let d = compare::diff(t2.collected[f].clone(), i2[f].collected.clone());
+            diff_findings(table, plan.index, &d, &t2.collected[f], &mut suspects, ctx);
         }
     }
     for (p, plan) in plans.iter().enumerate() {
@@ -793,7 +823,14 @@ fn customer_pass(
     for &i in &sql_side {
         let index = &table.indexes[i];
         let plan = Plan::index_side(table, i);
-        let iscan = compare::scan_index(pager, index.rootpage, &plan, None, &|_| {});
+        let iscan = compare::scan_index(
+            pager,
+            index.rootpage,
+            &plan,
+            None,
+            &|_| {},
+            compare::BUCKET_BITS,
+        );
         trees.push(structure::TreePages::new(
             &index.name,
             iscan.pages.clone(),
@@ -823,7 +860,14 @@ fn customer_pass(
                     .map(|b| digests[b] != iscan.digests[b])
                     .collect();
                 if w.iter().any(|&b| b) {
-                    let i2 = compare::scan_index(pager, index.rootpage, &plan, Some(&w), &|_| {});
+                    let i2 = compare::scan_index(
+                        pager,
+                        index.rootpage,
+                        &plan,
+                        Some(&w),
+                        &|_| {},
+                        compare::BUCKET_BITS,
+                    );
                     if let Ok((_, expected, _)) =
                         compare::scan_table_sql(conn, table, index, Some(&w))
                     {

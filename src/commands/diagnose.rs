@@ -200,6 +200,7 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
             }
         },
         &|_| {},
+        compare::BUCKET_BITS,
     );
     let prober = Prober::new(&conn, &table);
     let snapshots = crate::repair::snapshot::candidates(&args.snapshot);
