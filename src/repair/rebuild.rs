@@ -124,6 +124,20 @@ pub fn rebuild(
         h.user_version as i32,
         h.application_id as i32,
     ))?;
+    // The source copy, attached so that tables whose pages are all sound
+    // are copied by SQLite in bulk (when SQLite can read the copy at all).
+    // (An attached file SQLite refuses would make every statement fail,
+    // so it is tried on a connection of its own first.)
+    let src_readable = Connection::open_with_flags(source, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|c| {
+            c.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                r.get::<_, i64>(0)
+            })
+        })
+        .is_ok();
+    if src_readable {
+        conn.execute("ATTACH DATABASE ?1 AS src", [source.to_string_lossy()])?;
+    }
     conn.execute_batch("BEGIN")?;
     // tables first, in schema order
     for o in live
@@ -188,6 +202,28 @@ pub fn rebuild(
             table: o.name.clone(),
             ..TableProvenance::default()
         };
+        if src_readable && !is_customers {
+            let (damage, _) = crate::check::structure::walk_structure(&pager, root, false);
+            if damage.is_empty() {
+                let names: Vec<String> = stored
+                    .iter()
+                    .filter(|&&i| cols[i].hidden != 3 && Some(i) != rowid_alias)
+                    .map(|&i| quote_ident(&cols[i].name))
+                    .collect();
+                let list: String = names.iter().map(|n| format!(", {n}")).collect();
+                let n = conn
+                    .execute(
+                        &format!(
+                            "INSERT INTO main.{tq}(rowid{list}) SELECT rowid{list} FROM src.{tq}"
+                        ),
+                        [],
+                    )
+                    .with_context(|| format!("copying table {}", o.name))?;
+                prov.from_tree = n as u64;
+                out.tables.push(prov);
+                continue;
+            }
+        }
         let mut have: BTreeSet<i64> = BTreeSet::new();
         let mut damaged: BTreeSet<i64> = BTreeSet::new();
         let mut rec = Record::default();
