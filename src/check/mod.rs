@@ -68,6 +68,18 @@ pub struct CheckOutcome {
 
 /// Runs the check. `Err` means it could not run (exit 2).
 pub fn check(path: &Path, settings: &Settings, progress: Progress) -> Result<CheckOutcome> {
+    check_with(path, settings, progress, true)
+}
+
+/// The check, with or without SQLite's quick_check as a second opinion.
+/// Repair plans from a check without it (what repair does is decided by
+/// custodian's own findings) and verifies its result with it.
+pub fn check_with(
+    path: &Path,
+    settings: &Settings,
+    progress: Progress,
+    second_opinion: bool,
+) -> Result<CheckOutcome> {
     let mut ctx = Ctx {
         page_map: None,
         findings: Vec::new(),
@@ -142,7 +154,13 @@ pub fn check(path: &Path, settings: &Settings, progress: Progress) -> Result<Che
         let ws = conn
             .pragma_query_value(None, "writable_schema", |r| r.get::<_, bool>(0))
             .unwrap_or(false);
-        let qc = s.spawn(move || quick_check(path, ws));
+        let qc = s.spawn(move || {
+            if second_opinion {
+                quick_check(path, ws)
+            } else {
+                Ok(vec!["ok".to_string()])
+            }
+        });
         // Every other b-tree is walked for structure on its own thread.
         let others = s.spawn(|| walk_other_trees(&pager, &objects, &customer_roots));
         let mut trees = Vec::new();
@@ -757,47 +775,34 @@ fn customer_pass(
         ctx.coverage.indexes_compared.push(index.name.clone());
     }
 
-    // Pass 1b, only for the indexes whose buckets differ: the same digests
-    // at a finer grain, so that pass 2 collects only the rows near the
-    // damage even when it reaches every coarse bucket.
+    // Pass 2, only for the indexes whose buckets differ: collect both sides
+    // of the differing buckets and diff them exactly. Where the damage is
+    // spread over many coarse buckets, a pass 1b first narrows it down with
+    // the same digests at a finer grain, so that only the rows near the
+    // damage are collected (memory stays small whatever the damage).
     let mismatched: Vec<usize> = (0..plans.len())
         .filter(|&p| wanted[p].iter().any(|&b| b))
         .collect();
-    if !mismatched.is_empty() {
-        let fine: Vec<Plan> = mismatched.iter().map(|&p| plans[p].clone()).collect();
+    let (dense, sparse): (Vec<usize>, Vec<usize>) = mismatched
+        .into_iter()
+        .partition(|&p| wanted[p].iter().filter(|&&b| b).count() * 16 > compare::BUCKETS);
+    if !sparse.is_empty() {
+        let sp: Vec<Plan> = sparse.iter().map(|&p| plans[p].clone()).collect();
+        let w: compare::Wanted = sparse.iter().map(|&p| wanted[p].clone()).collect();
+        collect_and_diff(
+            pager,
+            table,
+            &sp,
+            &w,
+            compare::BUCKET_BITS,
+            &mut suspects,
+            ctx,
+        )?;
+    }
+    if !dense.is_empty() {
+        let fine: Vec<Plan> = dense.iter().map(|&p| plans[p].clone()).collect();
         let bits = compare::FINE_BITS;
-        let index_pass = |wanted: Option<&compare::Wanted>| {
-            fine.iter()
-                .enumerate()
-                .map(|(f, plan)| {
-                    compare::scan_index(
-                        pager,
-                        table.indexes[plan.index].rootpage,
-                        plan,
-                        wanted.map(|w| w[f].as_slice()),
-                        &|_| {},
-                        bits,
-                    )
-                })
-                .collect::<Vec<_>>()
-        };
-        let both = |wanted: Option<&compare::Wanted>| {
-            std::thread::scope(|s| {
-                let ih = s.spawn(|| index_pass(wanted));
-                let t = compare::scan_table(
-                    pager,
-                    table,
-                    &fine,
-                    wanted,
-                    &mut |_, _, _| {},
-                    &|_| {},
-                    bits,
-                );
-                (t, ih.join())
-            })
-        };
-        let (tf, ifs) = both(None);
-        let ifs = ifs.map_err(|_| anyhow::anyhow!("index scan thread failed"))?;
+        let (tf, ifs) = both_sides(pager, table, &fine, None, bits)?;
         let wanted_fine: compare::Wanted = (0..fine.len())
             .map(|f| {
                 (0..1usize << bits)
@@ -806,13 +811,7 @@ fn customer_pass(
             })
             .collect();
         drop((tf, ifs));
-        // Pass 2: collect both sides of the differing fine buckets, diff exactly.
-        let (t2, i2) = both(Some(&wanted_fine));
-        let i2 = i2.map_err(|_| anyhow::anyhow!("index scan thread failed"))?;
-        for (f, plan) in fine.iter().enumerate() {
-            let d = compare::diff(t2.collected[f].clone(), i2[f].collected.clone());
-            diff_findings(table, plan.index, &d, &t2.collected[f], &mut suspects, ctx);
-        }
+        collect_and_diff(pager, table, &fine, &wanted_fine, bits, &mut suspects, ctx)?;
     }
     for (p, plan) in plans.iter().enumerate() {
         order_findings(table, plan.index, &iscans[p], &mut suspects, ctx);
@@ -891,6 +890,67 @@ fn customer_pass(
         &settings.references,
     ));
     Ok(trees)
+}
+
+/// One pass over the table and the given indexes at `bits` bucket grain:
+/// digests (`wanted` None) or the entries of the wanted buckets.
+fn both_sides(
+    pager: &Pager,
+    table: &CustomerTable,
+    plans: &[Plan],
+    wanted: Option<&compare::Wanted>,
+    bits: u32,
+) -> Result<(compare::TableScan, Vec<compare::IndexScan>)> {
+    let (t, i) = std::thread::scope(|s| {
+        let ih = s.spawn(|| {
+            plans
+                .iter()
+                .enumerate()
+                .map(|(f, plan)| {
+                    compare::scan_index(
+                        pager,
+                        table.indexes[plan.index].rootpage,
+                        plan,
+                        wanted.map(|w| w[f].as_slice()),
+                        &|_| {},
+                        bits,
+                    )
+                })
+                .collect::<Vec<_>>()
+        });
+        let t = compare::scan_table(
+            pager,
+            table,
+            plans,
+            wanted,
+            &mut |_, _, _| {},
+            &|_| {},
+            bits,
+        );
+        (t, ih.join())
+    });
+    Ok((
+        t,
+        i.map_err(|_| anyhow::anyhow!("index scan thread failed"))?,
+    ))
+}
+
+/// Collects both sides of the wanted buckets and reports their exact diff.
+fn collect_and_diff(
+    pager: &Pager,
+    table: &CustomerTable,
+    plans: &[Plan],
+    wanted: &compare::Wanted,
+    bits: u32,
+    suspects: &mut Suspects,
+    ctx: &mut Ctx,
+) -> Result<()> {
+    let (t2, i2) = both_sides(pager, table, plans, Some(wanted), bits)?;
+    for (f, plan) in plans.iter().enumerate() {
+        let d = compare::diff(t2.collected[f].clone(), i2[f].collected.clone());
+        diff_findings(table, plan.index, &d, &t2.collected[f], suspects, ctx);
+    }
+    Ok(())
 }
 
 /// A lookup of a key that borders a damaged page may step into it: every

@@ -141,7 +141,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     let CheckOutcome {
         report: before,
         status,
-    } = check::check(db, &settings, progress)?;
+    } = check::check_with(db, &settings, progress, false)?;
     if status == ExitStatus::CouldNotRun {
         let msg = before
             .findings
