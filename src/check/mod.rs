@@ -783,9 +783,11 @@ fn customer_pass(
     let mismatched: Vec<usize> = (0..plans.len())
         .filter(|&p| wanted[p].iter().any(|&b| b))
         .collect();
-    let (dense, sparse): (Vec<usize>, Vec<usize>) = mismatched
-        .into_iter()
-        .partition(|&p| wanted[p].iter().filter(|&&b| b).count() * 16 > compare::BUCKETS);
+    let (dense, sparse): (Vec<usize>, Vec<usize>) = mismatched.into_iter().partition(|&p| {
+        // rows a coarse pass 2 would hold: bounded, whatever the size
+        let buckets = wanted[p].iter().filter(|&&b| b).count() as u64;
+        buckets * tscan.rows.div_ceil(compare::BUCKETS as u64) > 50_000
+    });
     if !sparse.is_empty() {
         let sp: Vec<Plan> = sparse.iter().map(|&p| plans[p].clone()).collect();
         let w: compare::Wanted = sparse.iter().map(|&p| wanted[p].clone()).collect();
