@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod db;
 pub mod exit;
+pub mod files;
 pub mod format;
 pub mod messages;
 pub mod pager;
@@ -15,6 +16,7 @@ pub mod progress;
 pub mod repair;
 pub mod report;
 pub mod schema;
+pub mod time;
 
 use anyhow::Result;
 

@@ -1,6 +1,8 @@
 //! What the database says about itself: tables, the customer table's
 //! columns and indexes, from `sqlite_schema` and the table/index pragmas.
 
+use std::collections::BTreeSet;
+
 use anyhow::Result;
 use rusqlite::Connection;
 
@@ -114,6 +116,81 @@ pub struct CustomerTable {
     pub rowid_alias: Option<usize>,
     pub id_column: usize,
     pub indexes: Vec<Index>,
+}
+
+impl CustomerTable {
+    /// The ID column is an alias of the rowid (INTEGER PRIMARY KEY).
+    pub fn id_is_rowid(&self) -> bool {
+        self.rowid_alias == Some(self.id_column)
+    }
+
+    /// A customer ID typed by a person, as the SQL value to look up: an
+    /// integer when the ID column is an integer one, else text.
+    pub fn id_value(&self, id: &str) -> rusqlite::types::Value {
+        let int_column = self.id_is_rowid()
+            || self.columns[self.id_column]
+                .decl_type
+                .to_ascii_uppercase()
+                .contains("INT");
+        match id.parse::<i64>() {
+            Ok(i) if int_column => rusqlite::types::Value::Integer(i),
+            _ => rusqlite::types::Value::Text(id.to_string()),
+        }
+    }
+
+    /// The record position of the column named `name` (any case), if stored.
+    pub fn record_pos_of(&self, name: &str) -> Option<usize> {
+        self.columns
+            .iter()
+            .find(|c| c.name.eq_ignore_ascii_case(name))
+            .and_then(|c| c.record_pos)
+    }
+}
+
+/// The columns of other tables that hold customer IDs: declared foreign
+/// keys to the customer table, `--config` references (`table.column`), and
+/// columns named like the ID column.
+pub fn reference_columns(
+    conn: &Connection,
+    live: &[SchemaObject],
+    customer_table: &str,
+    id_column: &str,
+    references: &[String],
+) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut out: BTreeSet<(String, String)> = BTreeSet::new();
+    for r in references {
+        if let Some((t, c)) = r.split_once('.') {
+            out.insert((t.to_string(), c.to_string()));
+        }
+    }
+    for o in live.iter().filter(|o| {
+        o.kind == "table"
+            && !o.name.starts_with("sqlite_")
+            && !o.name.eq_ignore_ascii_case(customer_table)
+    }) {
+        let fks: Vec<(String, String)> = conn
+            .prepare(&format!(
+                "PRAGMA foreign_key_list({})",
+                quote_ident(&o.name)
+            ))?
+            .query_map([], |r| Ok((r.get::<_, String>(2)?, r.get::<_, String>(3)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (target, from) in fks {
+            if target.eq_ignore_ascii_case(customer_table) {
+                out.insert((o.name.clone(), from));
+            }
+        }
+        let cols: Vec<String> = conn
+            .prepare(&format!("PRAGMA table_info({})", quote_ident(&o.name)))?
+            .query_map([], |r| r.get::<_, String>(1))?
+            .collect::<rusqlite::Result<_>>()?;
+        for c in cols {
+            if c.eq_ignore_ascii_case(id_column) {
+                out.insert((o.name.clone(), c));
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
 }
 
 /// Quotes an identifier for SQL text.

@@ -661,17 +661,11 @@ fn customer_pass(
     }
     let mut rules = RuleHits::default();
     let id_pos = table.columns[table.id_column].record_pos;
-    let id_is_rowid = table.rowid_alias == Some(table.id_column);
+    let id_is_rowid = table.id_is_rowid();
     let status_pos = settings
         .status_column
         .as_ref()
-        .and_then(|s| {
-            table
-                .columns
-                .iter()
-                .find(|c| c.name.eq_ignore_ascii_case(s))
-        })
-        .and_then(|c| c.record_pos);
+        .and_then(|s| table.record_pos_of(s));
     let enc = pager.text_encoding();
 
     // Pass 1: digests, table on one core and indexes on the other.

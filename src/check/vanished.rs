@@ -51,7 +51,7 @@ pub fn vanished(
 ) -> Vec<Finding> {
     let id_name = table.columns[table.id_column].name.clone();
     let Ok(refs) =
-        crate::repair::rebuild::reference_columns(conn, objects, &table.name, &id_name, references)
+        crate::schema::reference_columns(conn, objects, &table.name, &id_name, references)
     else {
         return Vec::new();
     };

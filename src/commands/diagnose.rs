@@ -157,17 +157,11 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
     // One pass over the table (page by page: a damaged page does not stop
     // it): the rows of each ID asked about, their status, and near misses.
     let id_pos = table.columns[table.id_column].record_pos;
-    let id_is_rowid = table.rowid_alias == Some(table.id_column);
+    let id_is_rowid = table.id_is_rowid();
     let status_pos = settings
         .status_column
         .as_ref()
-        .and_then(|s| {
-            table
-                .columns
-                .iter()
-                .find(|c| c.name.eq_ignore_ascii_case(s))
-        })
-        .and_then(|c| c.record_pos);
+        .and_then(|s| table.record_pos_of(s));
     let mut rows: BTreeMap<&str, Vec<(i64, Option<String>)>> = BTreeMap::new();
     let mut nearby: BTreeMap<&str, Vec<(String, &'static str)>> = BTreeMap::new();
     let scan = compare::scan_table(
@@ -207,18 +201,7 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
     let mut out = Vec::new();
     for q in &args.ids {
         let found = rows.get(q.as_str()).cloned().unwrap_or_default();
-        let v = match q.parse::<i64>() {
-            Ok(i)
-                if id_is_rowid
-                    || table.columns[table.id_column]
-                        .decl_type
-                        .to_ascii_uppercase()
-                        .contains("INT") =>
-            {
-                Value::Integer(i)
-            }
-            _ => Value::Text(q.clone()),
-        };
+        let v = table.id_value(q);
         let mut indexes: BTreeMap<String, String> = BTreeMap::new();
         let mut worst: Option<(String, Answer)> = None;
         let mut note = |name: &str, a: Answer, indexes: &mut BTreeMap<String, String>| {

@@ -48,7 +48,9 @@ use crate::progress::Progress;
 use crate::report::{self, Report, Tool, Verdict};
 use crate::schema::{self, CustomerTable, quote_ident};
 
-use super::snapshot::{create_new, hex, rfc3339, thousands};
+use super::snapshot::{hex, thousands};
+use crate::files::create_new;
+use crate::time::rfc3339;
 
 const DEFAULT_MAX_AGE_HOURS: f64 = 24.0;
 const UPDATED_COLUMN: &str = "updated_at";

@@ -232,6 +232,37 @@ impl PageSet {
 /// How many layout problems of one page are spelled out in its `Damage`.
 const LAYOUT_PROBLEMS_SHOWN: usize = 3;
 
+/// The damage kind and one-line detail for a page whose layout check failed
+/// (`errors` not empty): overlap first, then out of bounds, else the header.
+pub(crate) fn layout_damage(errors: &[FormatError]) -> (DamageKind, String) {
+    let kind = if errors
+        .iter()
+        .any(|e| matches!(e, FormatError::Overlap { .. }))
+    {
+        DamageKind::CellOverlap
+    } else if errors
+        .iter()
+        .any(|e| matches!(e, FormatError::OutOfBounds { .. }))
+    {
+        DamageKind::CellOutOfBounds
+    } else {
+        DamageKind::BadPageHeader
+    };
+    let mut detail = errors
+        .iter()
+        .take(LAYOUT_PROBLEMS_SHOWN)
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ");
+    if errors.len() > LAYOUT_PROBLEMS_SHOWN {
+        detail.push_str(&format!(
+            "; and {} more",
+            errors.len() - LAYOUT_PROBLEMS_SHOWN
+        ));
+    }
+    (kind, detail)
+}
+
 /// State of one walk; buffers are reused so that a walk allocates only when
 /// it first reaches a new depth or a longer payload.
 struct Walker<'s> {
@@ -369,34 +400,7 @@ impl<'s> Walker<'s> {
         if self.layout_errors.is_empty() {
             return Ok((page, [depth_damage, None]));
         }
-        let kind = if self
-            .layout_errors
-            .iter()
-            .any(|e| matches!(e, FormatError::Overlap { .. }))
-        {
-            DamageKind::CellOverlap
-        } else if self
-            .layout_errors
-            .iter()
-            .any(|e| matches!(e, FormatError::OutOfBounds { .. }))
-        {
-            DamageKind::CellOutOfBounds
-        } else {
-            DamageKind::BadPageHeader
-        };
-        let mut detail = self
-            .layout_errors
-            .iter()
-            .take(LAYOUT_PROBLEMS_SHOWN)
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("; ");
-        if self.layout_errors.len() > LAYOUT_PROBLEMS_SHOWN {
-            detail.push_str(&format!(
-                "; and {} more",
-                self.layout_errors.len() - LAYOUT_PROBLEMS_SHOWN
-            ));
-        }
+        let (kind, detail) = layout_damage(&self.layout_errors);
         Ok((page, [depth_damage, Some(damage(kind, detail))]))
     }
 

@@ -57,9 +57,6 @@ use super::record::{
 use super::varint::read_varint;
 use super::{FormatError, be_u32};
 
-/// How many layout problems of one page are spelled out in its `Damage`.
-const LAYOUT_PROBLEMS_SHOWN: usize = 3;
-
 /// The orphan scan gives up after this many unreadable pages in a row (a
 /// page count that runs far beyond the end of the file).
 const MAX_UNREADABLE_RUN: u32 = 4096;
@@ -820,34 +817,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
         if self.layout_errors.is_empty() {
             return Some((page, false));
         }
-        let kind = if self
-            .layout_errors
-            .iter()
-            .any(|e| matches!(e, FormatError::Overlap { .. }))
-        {
-            DamageKind::CellOverlap
-        } else if self
-            .layout_errors
-            .iter()
-            .any(|e| matches!(e, FormatError::OutOfBounds { .. }))
-        {
-            DamageKind::CellOutOfBounds
-        } else {
-            DamageKind::BadPageHeader
-        };
-        let mut detail = self
-            .layout_errors
-            .iter()
-            .take(LAYOUT_PROBLEMS_SHOWN)
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("; ");
-        if self.layout_errors.len() > LAYOUT_PROBLEMS_SHOWN {
-            detail.push_str(&format!(
-                "; and {} more",
-                self.layout_errors.len() - LAYOUT_PROBLEMS_SHOWN
-            ));
-        }
+        let (kind, detail) = super::btree::layout_damage(&self.layout_errors);
         let d = damage(kind, detail);
         if page.page_type().is_leaf() {
             self.damage(visit, d);

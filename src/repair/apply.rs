@@ -12,6 +12,7 @@ use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
 use super::plan::Plan;
+use crate::files::{create_new, fsync_dir};
 use crate::format::header::{
     DatabaseHeader, FIRST_FREELIST_TRUNK_OFFSET, FREELIST_COUNT_OFFSET, HEADER_SIZE,
 };
@@ -130,19 +131,6 @@ impl Lock {
     }
 }
 
-/// Creates a new file for writing: mode 0600, never through a symlink,
-/// never over an existing file.
-fn create_new(path: &Path) -> Result<File> {
-    OpenOptions::new()
-        .write(true)
-        .read(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .with_context(|| format!("{}: cannot create", path.display()))
-}
-
 /// Creates the empty file the rebuilt database is written into (0600, no
 /// symlink, never over an existing file).
 pub fn create_empty(path: &Path) -> Result<()> {
@@ -198,12 +186,6 @@ pub fn copy_file(from: &Path, to: &Path, with_hash: bool) -> Result<Option<Strin
                 .with_context(|| format!("reading {}", from.display()))?,
         )),
     }
-}
-
-pub fn fsync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("{}: cannot sync the folder", dir.display()))
 }
 
 /// The byte-for-byte backup of the database and its -wal.

@@ -90,29 +90,7 @@ fn fingerprint(db: &Path) -> Fingerprint {
 }
 
 fn stamp() -> String {
-    let secs = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    // UTC, sortable: YYYYMMDDTHHMMSSZ
-    let days = secs / 86_400;
-    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
-    let (y, mo, d) = civil_from_days(days as i64);
-    format!("{y:04}{mo:02}{d:02}T{h:02}{m:02}{s:02}Z")
-}
-
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    crate::time::compact_utc(SystemTime::now())
 }
 
 pub struct RepairOutcome {
@@ -130,6 +108,12 @@ fn outcome(
     report.verdict = verdict;
     report.repair = Some(fields);
     RepairOutcome { report, status }
+}
+
+/// A repair that stopped (exit 3): one line on stderr, the report says failed.
+fn stopped(db: &Path, before: Report, fields: RepairFields, why: &str) -> RepairOutcome {
+    crate::messages::error(&format!("{}: repair stopped: {why}", db.display()));
+    outcome(before, fields, Verdict::Failed, ExitStatus::RepairFailed)
 }
 
 pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
@@ -245,7 +229,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     let refs = table
         .as_ref()
         .and_then(|t| {
-            rebuild::reference_columns(
+            crate::schema::reference_columns(
                 &ref_conn,
                 &live,
                 &t.name,
@@ -295,15 +279,11 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
             return Ok(outcome(before, fields, Verdict::Clean, ExitStatus::Success));
         }
         Strategy::NotBuilt { reason } => {
-            crate::messages::error(&format!(
-                "{}: repair stopped: {reason}; nothing was changed",
-                db.display()
-            ));
-            return Ok(outcome(
+            return Ok(stopped(
+                db,
                 before,
                 fields,
-                Verdict::Failed,
-                ExitStatus::RepairFailed,
+                &format!("{reason}; nothing was changed"),
             ));
         }
         Strategy::PatchCopy | Strategy::Rebuild { .. } => {}
@@ -380,15 +360,11 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     let verified = match swapped {
         Ok(v) => v,
         Err(e) => {
-            crate::messages::error(&format!(
-                "{}: repair stopped: {e:#}; the original is untouched",
-                db.display()
-            ));
-            return Ok(outcome(
+            return Ok(stopped(
+                db,
                 before,
                 fields,
-                Verdict::Failed,
-                ExitStatus::RepairFailed,
+                &format!("{e:#}; the original is untouched"),
             ));
         }
     };
@@ -688,16 +664,8 @@ fn verify_copy(
     }
     let conn = crate::db::open_read_only(copy)?;
     let prober = check::probe::Prober::new(&conn, table);
-    let int_ids = table.rowid_alias == Some(table.id_column)
-        || table.columns[table.id_column]
-            .decl_type
-            .to_ascii_uppercase()
-            .contains("INT");
     for id in affected_before.iter().chain(restored.iter()) {
-        let v = match id.parse::<i64>() {
-            Ok(i) if int_ids => rusqlite::types::Value::Integer(i),
-            _ => rusqlite::types::Value::Text(id.clone()),
-        };
+        let v = table.id_value(id);
         // The copy has passed the check, so its ID index agrees with its
         // table: "missing" means the customer is not in the table (a stale
         // entry of a deleted customer), right unless it was restored.

@@ -490,52 +490,6 @@ fn json_of(v: &Value) -> serde_json::Value {
     }
 }
 
-/// The columns of other tables that hold customer IDs: declared foreign
-/// keys to the customer table, `--config` references (`table.column`), and
-/// columns named like the ID column.
-pub fn reference_columns(
-    conn: &Connection,
-    live: &[SchemaObject],
-    customer_table: &str,
-    id_column: &str,
-    references: &[String],
-) -> Result<Vec<(String, String)>> {
-    let mut out: BTreeSet<(String, String)> = BTreeSet::new();
-    for r in references {
-        if let Some((t, c)) = r.split_once('.') {
-            out.insert((t.to_string(), c.to_string()));
-        }
-    }
-    for o in live.iter().filter(|o| {
-        o.kind == "table"
-            && !o.name.starts_with("sqlite_")
-            && !o.name.eq_ignore_ascii_case(customer_table)
-    }) {
-        let fks: Vec<(String, String)> = conn
-            .prepare(&format!(
-                "PRAGMA foreign_key_list({})",
-                quote_ident(&o.name)
-            ))?
-            .query_map([], |r| Ok((r.get::<_, String>(2)?, r.get::<_, String>(3)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        for (target, from) in fks {
-            if target.eq_ignore_ascii_case(customer_table) {
-                out.insert((o.name.clone(), from));
-            }
-        }
-        let cols: Vec<String> = conn
-            .prepare(&format!("PRAGMA table_info({})", quote_ident(&o.name)))?
-            .query_map([], |r| r.get::<_, String>(1))?
-            .collect::<rusqlite::Result<_>>()?;
-        for c in cols {
-            if c.eq_ignore_ascii_case(id_column) {
-                out.insert((o.name.clone(), c));
-            }
-        }
-    }
-    Ok(out.into_iter().collect())
-}
-
 fn restore_referenced(
     conn: &Connection,
     snap: &Connection,
@@ -545,7 +499,7 @@ fn restore_referenced(
     references: &[String],
     out: &mut RebuildOutcome,
 ) -> Result<()> {
-    let refs = reference_columns(conn, live, customer_table, id_column, references)?;
+    let refs = crate::schema::reference_columns(conn, live, customer_table, id_column, references)?;
     let ct = quote_ident(customer_table);
     let idc = quote_ident(id_column);
     let cols: Vec<String> = conn

@@ -23,54 +23,7 @@ use custodian::format::wal::{self, WalIndex};
 use custodian::pager::Pager;
 use rusqlite::{Connection, OpenFlags};
 
-/// An owned SQL value, for comparing the reader with SQLite.
-#[derive(Debug, Clone, PartialEq)]
-enum Val {
-    Null,
-    Int(i64),
-    Real(f64),
-    Text(Vec<u8>),
-    Blob(Vec<u8>),
-}
-
-impl Val {
-    fn from_reader(v: &ValueRef, enc: TextEncoding) -> Val {
-        match *v {
-            ValueRef::Null => Val::Null,
-            ValueRef::Integer(i) => Val::Int(i),
-            ValueRef::Real(r) => Val::Real(r),
-            // SQLite hands text to rusqlite as UTF-8.
-            ValueRef::Text(t) => match enc {
-                TextEncoding::Utf8 => Val::Text(t.to_vec()),
-                _ => Val::Text(decode_text(t, enc).into_owned().into_bytes()),
-            },
-            ValueRef::Blob(b) => Val::Blob(b.to_vec()),
-        }
-    }
-
-    fn from_sqlite(v: rusqlite::types::ValueRef) -> Val {
-        use rusqlite::types::ValueRef as R;
-        match v {
-            R::Null => Val::Null,
-            R::Integer(i) => Val::Int(i),
-            R::Real(r) => Val::Real(r),
-            R::Text(t) => Val::Text(t.to_vec()),
-            R::Blob(b) => Val::Blob(b.to_vec()),
-        }
-    }
-
-    /// Equal as SQLite would show them: a REAL column stores integral values
-    /// as integers and returns them as REAL; an INTEGER PRIMARY KEY column
-    /// is stored as NULL and returns the rowid.
-    fn matches(&self, sqlite: &Val, rowid: i64) -> bool {
-        match (self, sqlite) {
-            (Val::Int(i), Val::Real(r)) => *i as f64 == *r,
-            (Val::Null, Val::Int(i)) => *i == rowid,
-            (Val::Real(a), Val::Real(b)) => a == b || (a.is_nan() && b.is_nan()),
-            (a, b) => a == b,
-        }
-    }
-}
+use crate::support::Val;
 
 type Row = (i64, Vec<Val>);
 

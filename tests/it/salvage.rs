@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use custodian::format::btree::{Damage, PageSet, PageSource, walk_table};
-use custodian::format::header::TextEncoding;
-use custodian::format::record::{Record, ValueRef, decode_text};
+use custodian::format::record::{Record, ValueRef};
 use custodian::format::salvage::{
     ColumnSpec, OrphanScan, SalvageEntry, SalvageItem, SalvageOptions, SalvageStats, TableShape,
     Via, claimed_pages, salvage_index, salvage_index_with, salvage_table, salvage_table_with,
@@ -17,50 +16,7 @@ use custodian::format::salvage::{
 use custodian::pager::Pager;
 use rusqlite::{Connection, OpenFlags};
 
-use crate::support::{fixture_copy, fixtures, truth};
-
-/// An owned SQL value.
-#[derive(Debug, Clone, PartialEq)]
-enum Val {
-    Null,
-    Int(i64),
-    Real(f64),
-    Text(Vec<u8>),
-    Blob(Vec<u8>),
-}
-
-impl Val {
-    fn from_reader(v: &ValueRef, enc: TextEncoding) -> Val {
-        match *v {
-            ValueRef::Null => Val::Null,
-            ValueRef::Integer(i) => Val::Int(i),
-            ValueRef::Real(r) => Val::Real(r),
-            ValueRef::Text(t) => match enc {
-                TextEncoding::Utf8 => Val::Text(t.to_vec()),
-                _ => Val::Text(decode_text(t, enc).into_owned().into_bytes()),
-            },
-            ValueRef::Blob(b) => Val::Blob(b.to_vec()),
-        }
-    }
-
-    fn from_sqlite(v: rusqlite::types::ValueRef) -> Val {
-        use rusqlite::types::ValueRef as R;
-        match v {
-            R::Null => Val::Null,
-            R::Integer(i) => Val::Int(i),
-            R::Real(r) => Val::Real(r),
-            R::Text(t) => Val::Text(t.to_vec()),
-            R::Blob(b) => Val::Blob(b.to_vec()),
-        }
-    }
-
-    fn text(&self) -> String {
-        match self {
-            Val::Text(t) => String::from_utf8_lossy(t).into_owned(),
-            v => format!("{v:?}"),
-        }
-    }
-}
+use crate::support::{Val, fixture_copy, fixtures, truth};
 
 /// What salvage returned, by rowid.
 #[derive(Debug, Default)]

@@ -88,3 +88,66 @@ pub fn strings(v: &serde_json::Value) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// An owned SQL value, for comparing the reader with SQLite.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(Vec<u8>),
+    Blob(Vec<u8>),
+}
+
+impl Val {
+    pub fn from_reader(
+        v: &custodian::format::record::ValueRef,
+        enc: custodian::format::header::TextEncoding,
+    ) -> Val {
+        match *v {
+            custodian::format::record::ValueRef::Null => Val::Null,
+            custodian::format::record::ValueRef::Integer(i) => Val::Int(i),
+            custodian::format::record::ValueRef::Real(r) => Val::Real(r),
+            // SQLite hands text to rusqlite as UTF-8.
+            custodian::format::record::ValueRef::Text(t) => match enc {
+                custodian::format::header::TextEncoding::Utf8 => Val::Text(t.to_vec()),
+                _ => Val::Text(
+                    custodian::format::record::decode_text(t, enc)
+                        .into_owned()
+                        .into_bytes(),
+                ),
+            },
+            custodian::format::record::ValueRef::Blob(b) => Val::Blob(b.to_vec()),
+        }
+    }
+
+    pub fn from_sqlite(v: rusqlite::types::ValueRef) -> Val {
+        use rusqlite::types::ValueRef as R;
+        match v {
+            R::Null => Val::Null,
+            R::Integer(i) => Val::Int(i),
+            R::Real(r) => Val::Real(r),
+            R::Text(t) => Val::Text(t.to_vec()),
+            R::Blob(b) => Val::Blob(b.to_vec()),
+        }
+    }
+
+    /// Equal as SQLite would show them: a REAL column stores integral values
+    /// as integers and returns them as REAL; an INTEGER PRIMARY KEY column
+    /// is stored as NULL and returns the rowid.
+    pub fn matches(&self, sqlite: &Val, rowid: i64) -> bool {
+        match (self, sqlite) {
+            (Val::Int(i), Val::Real(r)) => *i as f64 == *r,
+            (Val::Null, Val::Int(i)) => *i == rowid,
+            (Val::Real(a), Val::Real(b)) => a == b || (a.is_nan() && b.is_nan()),
+            (a, b) => a == b,
+        }
+    }
+
+    pub fn text(&self) -> String {
+        match self {
+            Val::Text(t) => String::from_utf8_lossy(t).into_owned(),
+            v => format!("{v:?}"),
+        }
+    }
+}
