@@ -576,15 +576,15 @@ def _record(payload):
     return out
 
 
-def index_entries_from_pages(path, root, page_size):
-    """Every entry of the index b-tree rooted at `root` that survives on a
-    readable page, by walking the pages of the file itself (pages past the end
-    of the file, or that are not index pages, are skipped). Independent of SQL,
-    which stops at the first bad page, and of custodian's reader."""
+def _btree_cells(path, root, page_size, interior, leaf):
+    """(page bytes, page type, cell offset) of every cell on the readable
+    pages of the b-tree rooted at `root` (page types `interior` and `leaf`),
+    walking the file's own pages: pages past the end of the file, of another
+    type, or seen before are skipped. Children of interior cells are queued
+    before the cell is yielded."""
     data = open(path, "rb").read()
     npages = len(data) // page_size
-    max_local = (page_size - 12) * 64 // 255 - 23
-    out, seen, stack = [], set(), [root]
+    seen, stack = set(), [root]
     while stack:
         pg = stack.pop()
         if pg < 1 or pg > npages or pg in seen:
@@ -593,25 +593,34 @@ def index_entries_from_pages(path, root, page_size):
         page = data[(pg - 1) * page_size: pg * page_size]
         h = 100 if pg == 1 else 0
         kind = page[h]
-        if kind not in (2, 10):
+        if kind not in (interior, leaf):
             continue
         ncells = int.from_bytes(page[h + 3:h + 5], "big")
-        hdr = 12 if kind == 2 else 8
-        if kind == 2:
+        hdr = 12 if kind == interior else 8
+        if kind == interior:
             stack.append(int.from_bytes(page[h + 8:h + 12], "big"))
         for c in range(ncells):
             off = int.from_bytes(page[h + hdr + 2 * c:h + hdr + 2 * c + 2], "big")
-            try:
-                i = off
-                if kind == 2:
-                    stack.append(int.from_bytes(page[i:i + 4], "big"))
-                    i += 4
-                n, i = _varint(page, i)
-                if n > max_local or i + n > page_size:
-                    continue  # overflowing entries are not needed for short ids
-                out.append(_record(page[i:i + n]))
-            except (ValueError, IndexError):
-                continue
+            if kind == interior:
+                stack.append(int.from_bytes(page[off:off + 4], "big"))
+            yield page, kind, off
+
+
+def index_entries_from_pages(path, root, page_size):
+    """Every entry of the index b-tree rooted at `root` that survives on a
+    readable page, by walking the pages of the file itself. Independent of
+    SQL, which stops at the first bad page, and of custodian's reader."""
+    max_local = (page_size - 12) * 64 // 255 - 23
+    out = []
+    for page, kind, off in _btree_cells(path, root, page_size, 2, 10):
+        try:
+            i = off + 4 if kind == 2 else off
+            n, i = _varint(page, i)
+            if n > max_local or i + n > page_size:
+                continue  # overflowing entries are not needed for short ids
+            out.append(_record(page[i:i + n]))
+        except (ValueError, IndexError):
+            continue
     return out
 
 
@@ -619,37 +628,19 @@ def table_rows_from_pages(path, root, page_size):
     """(rowid, record) of every row on a readable leaf of the table b-tree
     rooted at `root`, walking the file's own pages (rows that overflow are
     skipped: none of the fixtures' reference rows do)."""
-    data = open(path, "rb").read()
-    npages = len(data) // page_size
     max_local = page_size - 35
-    out, seen, stack = [], set(), [root]
-    while stack:
-        pg = stack.pop()
-        if pg < 1 or pg > npages or pg in seen:
-            continue
-        seen.add(pg)
-        page = data[(pg - 1) * page_size: pg * page_size]
-        h = 100 if pg == 1 else 0
-        kind = page[h]
-        if kind not in (5, 13):
-            continue
-        ncells = int.from_bytes(page[h + 3:h + 5], "big")
-        hdr = 12 if kind == 5 else 8
+    out = []
+    for page, kind, off in _btree_cells(path, root, page_size, 5, 13):
         if kind == 5:
-            stack.append(int.from_bytes(page[h + 8:h + 12], "big"))
-        for c in range(ncells):
-            off = int.from_bytes(page[h + hdr + 2 * c:h + hdr + 2 * c + 2], "big")
-            try:
-                if kind == 5:
-                    stack.append(int.from_bytes(page[off:off + 4], "big"))
-                    continue
-                n, i = _varint(page, off)
-                rowid, i = _varint(page, i)
-                if n > max_local or i + n > page_size:
-                    continue
-                out.append((rowid, _record(page[i:i + n])))
-            except (ValueError, IndexError):
+            continue
+        try:
+            n, i = _varint(page, off)
+            rowid, i = _varint(page, i)
+            if n > max_local or i + n > page_size:
                 continue
+            out.append((rowid, _record(page[i:i + n])))
+        except (ValueError, IndexError):
+            continue
     return out
 
 
