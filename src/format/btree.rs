@@ -807,15 +807,15 @@ impl PageSource for MemoryPages {
     }
 }
 
+/// Hand-built database images for the reader's tests (b-tree and salvage).
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_image {
     use crate::format::varint::write_varint;
 
-    const PS: usize = 512;
+    pub const PS: usize = 512;
 
     /// A database image of `n` zeroed 512-byte pages with a valid header.
-    fn image(n: usize) -> Vec<u8> {
+    pub fn image(n: usize) -> Vec<u8> {
         let mut b = vec![0u8; PS * n];
         b[..16].copy_from_slice(crate::format::header::MAGIC);
         b[16..18].copy_from_slice(&512u16.to_be_bytes());
@@ -828,21 +828,21 @@ mod tests {
         b
     }
 
-    /// Writes a table page (leaf when `right` is None) with the given cells.
-    fn put_table_page(img: &mut [u8], pgno: usize, cells: &[Vec<u8>], right: Option<u32>) {
+    /// Writes b-tree page `pgno` of type `kind` with `cells` packed at the
+    /// end (page 1's b-tree header follows the database header).
+    pub fn put_page(img: &mut [u8], pgno: usize, kind: u8, cells: &[Vec<u8>], right: Option<u32>) {
         let base = (pgno - 1) * PS;
         let hdr = if pgno == 1 { 100 } else { 0 };
         let page = &mut img[base..base + PS];
         let hsize = if right.is_some() { 12 } else { 8 };
         let mut top = PS;
         for (i, c) in cells.iter().enumerate() {
-            let len = c.len().max(4);
-            top -= len;
+            top -= c.len().max(4);
             page[top..top + c.len()].copy_from_slice(c);
             let p = hdr + hsize + 2 * i;
             page[p..p + 2].copy_from_slice(&(top as u16).to_be_bytes());
         }
-        page[hdr] = if right.is_some() { 5 } else { 13 };
+        page[hdr] = kind;
         page[hdr + 3..hdr + 5].copy_from_slice(&(cells.len() as u16).to_be_bytes());
         page[hdr + 5..hdr + 7].copy_from_slice(&(top as u16).to_be_bytes());
         if let Some(r) = right {
@@ -850,7 +850,8 @@ mod tests {
         }
     }
 
-    fn leaf_cell(rowid: i64, payload: &[u8]) -> Vec<u8> {
+    /// A table-leaf cell.
+    pub fn leaf_cell(rowid: i64, payload: &[u8]) -> Vec<u8> {
         let mut c = Vec::new();
         write_varint(payload.len() as u64, &mut c);
         write_varint(rowid as u64, &mut c);
@@ -858,10 +859,29 @@ mod tests {
         c
     }
 
-    fn interior_cell(child: u32, rowid: i64) -> Vec<u8> {
+    /// A table-interior cell.
+    pub fn interior_cell(child: u32, rowid: i64) -> Vec<u8> {
         let mut c = child.to_be_bytes().to_vec();
         write_varint(rowid as u64, &mut c);
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::varint::write_varint;
+
+    use super::test_image::{PS, image, interior_cell, leaf_cell, put_page};
+
+    fn put_table_page(img: &mut [u8], pgno: usize, cells: &[Vec<u8>], right: Option<u32>) {
+        put_page(
+            img,
+            pgno,
+            if right.is_some() { 5 } else { 13 },
+            cells,
+            right,
+        );
     }
 
     type Collected = (Vec<(i64, Vec<u8>)>, Vec<i64>, Vec<Damage>, WalkStats);

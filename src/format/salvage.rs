@@ -1551,39 +1551,7 @@ mod tests {
     use crate::format::btree::MemoryPages;
     use crate::format::varint::write_varint;
 
-    const PS: usize = 512;
-
-    /// A database image of `n` zeroed 512-byte pages with a valid header.
-    fn image(n: usize) -> Vec<u8> {
-        let mut b = vec![0u8; PS * n];
-        b[..16].copy_from_slice(crate::format::header::MAGIC);
-        b[16..18].copy_from_slice(&512u16.to_be_bytes());
-        b[18] = 1;
-        b[19] = 1;
-        b[21] = 64;
-        b[22] = 32;
-        b[23] = 32;
-        b[56..60].copy_from_slice(&1u32.to_be_bytes());
-        b
-    }
-
-    /// Writes b-tree page `pgno` of type `kind` with `cells` packed at the end.
-    fn put_page(img: &mut [u8], pgno: usize, kind: u8, cells: &[Vec<u8>], right: Option<u32>) {
-        let page = &mut img[(pgno - 1) * PS..pgno * PS];
-        let hsize = if right.is_some() { 12 } else { 8 };
-        let mut top = PS;
-        for (i, c) in cells.iter().enumerate() {
-            top -= c.len().max(4);
-            page[top..top + c.len()].copy_from_slice(c);
-            page[hsize + 2 * i..hsize + 2 * i + 2].copy_from_slice(&(top as u16).to_be_bytes());
-        }
-        page[0] = kind;
-        page[3..5].copy_from_slice(&(cells.len() as u16).to_be_bytes());
-        page[5..7].copy_from_slice(&(top as u16).to_be_bytes());
-        if let Some(r) = right {
-            page[8..12].copy_from_slice(&r.to_be_bytes());
-        }
-    }
+    use crate::format::btree::test_image::{PS, image, interior_cell, leaf_cell, put_page};
 
     /// A record of one TEXT value and one integer.
     fn record(text: &str, n: i64) -> Vec<u8> {
@@ -1595,20 +1563,6 @@ mod tests {
         r.extend_from_slice(text.as_bytes());
         r.extend_from_slice(&n.to_be_bytes());
         r
-    }
-
-    fn leaf_cell(rowid: i64, payload: &[u8]) -> Vec<u8> {
-        let mut c = Vec::new();
-        write_varint(payload.len() as u64, &mut c);
-        write_varint(rowid as u64, &mut c);
-        c.extend_from_slice(payload);
-        c
-    }
-
-    fn interior_cell(child: u32, rowid: i64) -> Vec<u8> {
-        let mut c = child.to_be_bytes().to_vec();
-        write_varint(rowid as u64, &mut c);
-        c
     }
 
     fn shape() -> TableShape {
