@@ -57,6 +57,33 @@ use super::record::{
 use super::varint::read_varint;
 use super::{FormatError, be_u32};
 
+/// A `KeyOrder` damage for cell `i` of page `pgno` whose key (`what`:
+/// rowid or divider) is not above `prev` or outside the parent's bounds.
+#[allow(clippy::too_many_arguments)]
+fn key_order_damage(
+    pgno: u32,
+    parent: Option<u32>,
+    i: usize,
+    what: &str,
+    key: i64,
+    prev: Option<i64>,
+    lo: Option<i64>,
+    hi: Option<i64>,
+) -> Damage {
+    let show = |v: Option<i64>, none: &str| v.map_or(none.to_string(), |v| v.to_string());
+    Damage {
+        pgno,
+        parent,
+        kind: DamageKind::KeyOrder,
+        detail: format!(
+            "page {pgno} cell {i}: {what} {key} is out of order (previous {}, bounds ({}, {}])",
+            show(prev, "none"),
+            show(lo, "-inf"),
+            show(hi, "+inf")
+        ),
+    }
+}
+
 /// The orphan scan gives up after this many unreadable pages in a row (a
 /// page count that runs far beyond the end of the file).
 const MAX_UNREADABLE_RUN: u32 = 4096;
@@ -1170,17 +1197,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
                 || hi.is_some_and(|h| key > h);
             if out_of_order && !order_reported {
                 order_reported = true;
-                let d = Damage {
-                    pgno,
-                    parent,
-                    kind: DamageKind::KeyOrder,
-                    detail: format!(
-                        "page {pgno} cell {i}: divider {key} is out of order (previous {}, bounds ({}, {}])",
-                        prev.map_or("none".into(), |v| v.to_string()),
-                        lo.map_or("-inf".into(), |v| v.to_string()),
-                        hi.map_or("+inf".into(), |v| v.to_string())
-                    ),
-                };
+                let d = key_order_damage(pgno, parent, i, "divider", key, prev, lo, hi);
                 self.damage(visit, d);
             }
             let child_lo = prev.or(lo);
@@ -1259,17 +1276,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
             }
             if !suspect && !plausible && !order_reported {
                 order_reported = true;
-                let d = Damage {
-                    pgno,
-                    parent,
-                    kind: DamageKind::KeyOrder,
-                    detail: format!(
-                        "page {pgno} cell {i}: rowid {rowid} is out of order (previous {}, bounds ({}, {}])",
-                        prev.map_or("none".into(), |v| v.to_string()),
-                        lo.map_or("-inf".into(), |v| v.to_string()),
-                        hi.map_or("+inf".into(), |v| v.to_string())
-                    ),
-                };
+                let d = key_order_damage(pgno, parent, i, "rowid", rowid, prev, lo, hi);
                 self.damage(visit, d);
             }
             prev = Some(rowid);
