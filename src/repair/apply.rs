@@ -4,7 +4,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -13,9 +13,7 @@ use sha2::{Digest, Sha256};
 
 use super::plan::Plan;
 use crate::files::{create_new, fsync_dir};
-use crate::format::header::{
-    DatabaseHeader, FIRST_FREELIST_TRUNK_OFFSET, FREELIST_COUNT_OFFSET, HEADER_SIZE,
-};
+use crate::format::header::{DatabaseHeader, HEADER_SIZE};
 use crate::schema::quote_ident;
 
 /// Test hook: with `CUSTODIAN_PAUSE_AT=<phase>` the process announces the
@@ -241,72 +239,6 @@ pub fn backup(db: &Path, dir: &Path, stamp: &str) -> Result<Backup> {
     f.sync_all()?;
     fsync_dir(dir)?;
     Ok(Backup { path, sha256, wal })
-}
-
-/// Page-level edits on the copy: every index to rebuild is emptied (its
-/// root rewritten as an empty leaf) and its other pages, with the pages no
-/// object owns, are zeroed and put on the freelist. Afterwards SQLite can
-/// rebuild those indexes without reading a damaged page.
-pub fn empty_and_free(copy: &Path, plan: &Plan) -> Result<()> {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(copy)
-        .with_context(|| format!("{}: cannot open", copy.display()))?;
-    let mut head = vec![0u8; HEADER_SIZE];
-    f.read_exact_at(&mut head, 0)?;
-    let h = DatabaseHeader::parse(&head).map_err(|e| anyhow!("{}: {e}", copy.display()))?;
-    let ps = h.page_size as u64;
-    let usable = h.usable_size();
-    for &root in &plan.empty_roots {
-        if root < 2 {
-            continue;
-        }
-        let mut page = vec![0u8; ps as usize];
-        page[0] = 0x0a; // leaf index b-tree page
-        // cell content starts at the end of the usable area (0 means 65536)
-        let start = if usable >= 65536 { 0 } else { usable as u16 };
-        page[5..7].copy_from_slice(&start.to_be_bytes());
-        f.write_all_at(&page, (root as u64 - 1) * ps)?;
-    }
-    let pages: Vec<u32> = plan
-        .free_pages
-        .iter()
-        .copied()
-        .filter(|&p| p >= 2 && !plan.empty_roots.contains(&p))
-        .collect();
-    if !pages.is_empty() {
-        let zero = vec![0u8; ps as usize];
-        for &p in &pages {
-            f.write_all_at(&zero, (p as u64 - 1) * ps)?;
-        }
-        // Trunks of the new freelist chain onto the old one. A trunk holds at
-        // most usable/4 - 8 leaves (what SQLite itself writes).
-        let per_trunk = (usable as usize / 4).saturating_sub(8).max(1);
-        let mut next = h.first_freelist_trunk;
-        for chunk in pages.chunks(per_trunk + 1) {
-            let trunk = chunk[0];
-            let leaves = &chunk[1..];
-            let mut page = vec![0u8; ps as usize];
-            page[0..4].copy_from_slice(&next.to_be_bytes());
-            page[4..8].copy_from_slice(&(leaves.len() as u32).to_be_bytes());
-            for (i, l) in leaves.iter().enumerate() {
-                page[8 + i * 4..12 + i * 4].copy_from_slice(&l.to_be_bytes());
-            }
-            f.write_all_at(&page, (trunk as u64 - 1) * ps)?;
-            next = trunk;
-        }
-        let count = h.freelist_count + pages.len() as u32;
-        head[FIRST_FREELIST_TRUNK_OFFSET..FIRST_FREELIST_TRUNK_OFFSET + 4]
-            .copy_from_slice(&next.to_be_bytes());
-        head[FREELIST_COUNT_OFFSET..FREELIST_COUNT_OFFSET + 4]
-            .copy_from_slice(&count.to_be_bytes());
-        // page 1 holds the header: rewrite just those 100 bytes
-        f.write_all_at(&head, 0)?;
-    }
-    f.sync_all()?;
-    Ok(())
 }
 
 /// What the SQL steps did.

@@ -1,8 +1,10 @@
 //! `custodian repair`: check → plan → lock → backup → build a repaired copy
 //! → verify it → swap it in atomically. The planner is pure (`plan.rs`); the
-//! applier (`apply.rs`) is the only code that writes a database.
+//! appliers (`apply.rs`, `pages.rs`, `rebuild.rs`) are the only code that
+//! writes a database (the work copy, never the original).
 
 pub mod apply;
+pub mod pages;
 pub mod plan;
 pub mod rebuild;
 pub mod snapshot;
@@ -439,7 +441,7 @@ fn build_and_verify(
     apply::match_owner_and_mode(&copy, db)?;
     check::timing("repair: copy", t0);
     apply::pause_point("build");
-    apply::empty_and_free(&copy, the_plan)?;
+    pages::empty_and_free(&copy, the_plan)?;
     for i in &the_plan.rebuild_indexes {
         fields.actions.push(Action {
             kind: "rebuild_index",
