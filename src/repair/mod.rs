@@ -1,18 +1,23 @@
-//! `custodian repair`: check → plan → lock → backup → build a repaired copy
-//! → verify it → swap it in atomically. The planner is pure (`plan.rs`); the
-//! appliers (`apply.rs`, `pages.rs`, `rebuild.rs`) are the only code that
-//! writes a database (the work copy, never the original).
+//! `custodian repair`: check → snapshots → plan → lock + fingerprint →
+//! backup → build a repaired copy → verify it → swap it in atomically →
+//! report. `repair` below reads as that list, one function per step. The
+//! planner is pure (`plan.rs`); the appliers (`apply.rs`, `pages.rs`,
+//! `rebuild.rs`) are the only code that writes a database (the work copy,
+//! never the original); `build.rs` drives them and `verify.rs` decides
+//! whether a copy may replace the original.
 
 pub mod apply;
+mod build;
 pub mod pages;
 pub mod plan;
 pub mod rebuild;
 pub mod snapshot;
+mod verify;
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Serialize;
 
 use crate::check::{self, CheckOutcome};
@@ -124,12 +129,77 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     let progress = Progress::new(quiet, args.opts.json.as_deref() == Some("-"));
     let t0 = std::time::Instant::now();
     let fp = fingerprint(db);
-    let CheckOutcome {
-        report: before,
-        status,
-    } = check::check_with(db, &settings, progress, false)?;
+    let before = check_before(db, &settings, progress)?;
+    check::timing("repair: check", t0);
+    let mut fields = RepairFields {
+        dry_run: args.dry_run,
+        before: Some(Before::of(&before)),
+        ..RepairFields::default()
+    };
+    let (live, table) = live_schema(db, &settings)?;
+    let good = choose_snapshots(db, &before, &args.snapshot, &settings, &mut fields);
+    let the_plan = make_plan(db, &settings, &before, &live, table.as_ref(), &good)?;
+    fields.plan = Some(the_plan.clone());
+
+    match &the_plan.strategy {
+        Strategy::Nothing => {
+            fields.after = fields.before.clone();
+            return Ok(outcome(before, fields, Verdict::Clean, ExitStatus::Success));
+        }
+        Strategy::NotBuilt { reason } => {
+            let why = format!("{reason}; nothing was changed");
+            return Ok(stopped(db, before, fields, &why));
+        }
+        Strategy::PatchCopy | Strategy::Rebuild { .. } => {}
+    }
+    if args.dry_run {
+        return Ok(dry_run(before, fields));
+    }
+    let Some(table) = table else {
+        bail!("{}: no customer table; nothing was changed", db.display());
+    };
+
+    // From here on: lock, then nothing before the backup.
+    let lock = lock_unchanged(db, &fp)?;
+    let st = stamp();
+    let dir = folder_of(db);
+    let backup_dir = args.backup_dir.clone().unwrap_or_else(|| dir.to_path_buf());
+    if let Err(e) = take_backup(db, &backup_dir, &st, &mut fields) {
+        lock.release();
+        return Err(e);
+    }
+    check::timing("repair: lock + backup", t0);
+    let job = Job {
+        db,
+        dir,
+        stamp: &st,
+        plan: &the_plan,
+        table: &table,
+        settings: &settings,
+        lock: &lock,
+        snapshot: good.first().map(|s| s.path.as_path()),
+        before: &before,
+    };
+    let swapped = build_and_verify(&job, &mut fields).and_then(|(copy, verified)| {
+        check::timing("repair: built and verified", t0);
+        apply::swap(&copy, db).map(|_| verified)
+    });
+    lock.release();
+    match swapped {
+        Ok(verified) => Ok(report_swapped(db, before, fields, &verified)),
+        Err(e) => {
+            let why = format!("{e:#}; the original is untouched");
+            Ok(stopped(db, before, fields, &why))
+        }
+    }
+}
+
+/// Step 1: the read-only check of the live file (without the quick_check
+/// second opinion, which the verification of the result runs).
+fn check_before(db: &Path, settings: &Settings, progress: Progress) -> Result<Report> {
+    let CheckOutcome { report, status } = check::check_with(db, settings, progress, false)?;
     if status == ExitStatus::CouldNotRun {
-        let msg = before
+        let msg = report
             .findings
             .iter()
             .find(|f| f.code == check::finding::Code::TableMissing)
@@ -137,23 +207,33 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
             .unwrap_or_else(|| "the check could not run".into());
         bail!("{}: {msg}; nothing was changed", db.display());
     }
-    check::timing("repair: check", t0);
-    let mut fields = RepairFields {
-        dry_run: args.dry_run,
-        before: Some(Before::of(&before)),
-        ..RepairFields::default()
-    };
+    Ok(report)
+}
 
+/// The live schema (read leniently) and the customer table in it.
+fn live_schema(
+    db: &Path,
+    settings: &Settings,
+) -> Result<(Vec<schema::SchemaObject>, Option<schema::CustomerTable>)> {
     let conn = crate::db::open_read_only(db)?;
     let live = schema::read_schema_tolerant(&conn).unwrap_or_default();
     let table = match schema::customer_table(&conn, &live, &settings.table, &settings.id_column)? {
         Some(Ok(t)) => Some(t),
         _ => None,
     };
-    drop(conn);
+    Ok((live, table))
+}
 
-    // Snapshots are verified only when the plan may need one: pages no
-    // object owns (a lost index definition) or duplicates to settle.
+/// Step 2: the snapshots, verified only when the plan may need one: pages
+/// no object owns (a lost index definition) or duplicates to settle. Their
+/// statuses go into the report; the good ones come back newest first.
+fn choose_snapshots(
+    db: &Path,
+    before: &Report,
+    paths: &[PathBuf],
+    settings: &Settings,
+    fields: &mut RepairFields,
+) -> Vec<snapshot::Snapshot> {
     let needs_snapshot = before.findings.iter().any(|f| {
         f.severity == check::finding::Severity::Error
             && !matches!(
@@ -163,23 +243,36 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
                     | check::finding::Code::LookupWrong
             )
     });
-    let cands = snapshot::candidates(&args.snapshot);
-    let mut good = Vec::new();
+    let cands = snapshot::candidates(paths);
     if needs_snapshot {
         let live_cols = snapshot::columns_of(db, &settings.table).unwrap_or_default();
-        let (g, statuses) = snapshot::verify(&cands, &settings, &live_cols);
-        good = g;
+        let (good, statuses) = snapshot::verify(&cands, settings, &live_cols);
         fields.snapshots = statuses;
-    } else {
-        fields.snapshots = cands
-            .iter()
-            .map(|p| snapshot::SnapshotStatus {
-                path: p.display().to_string(),
-                status: "not_needed",
-                reason: "the live table holds every row: indexes are rebuilt from it".into(),
-            })
-            .collect();
+        return good;
     }
+    fields.snapshots = cands
+        .iter()
+        .map(|p| snapshot::SnapshotStatus {
+            path: p.display().to_string(),
+            status: "not_needed",
+            reason: "the live table holds every row: indexes are rebuilt from it".into(),
+        })
+        .collect();
+    Vec::new()
+}
+
+/// Step 3: the plan. The planner is pure; the evidence it weighs (the
+/// snapshot's ID of a row, the tables that name an ID) is looked up here
+/// and handed to it as functions. Every connection opened here is closed
+/// before the exclusive lock is taken.
+fn make_plan(
+    db: &Path,
+    settings: &Settings,
+    before: &Report,
+    live: &[schema::SchemaObject],
+    table: Option<&schema::CustomerTable>,
+    good: &[snapshot::Snapshot],
+) -> Result<Plan> {
     let snap_schema = match good.first() {
         Some(s) => {
             let c = crate::db::open_read_only(&s.path)?;
@@ -199,7 +292,6 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         None => None,
     };
     let id_col = table
-        .as_ref()
         .map(|t| schema::quote_ident(&t.columns[t.id_column].name))
         .unwrap_or_default();
     let tq = schema::quote_ident(&settings.table);
@@ -213,27 +305,13 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         .ok()
         .and_then(|v| crate::report::id_text(&v))
     };
-    let id_indexes: Vec<String> = table
-        .as_ref()
-        .map(|t| {
-            t.indexes
-                .iter()
-                .filter(|i| {
-                    let keys: Vec<&schema::IndexField> = i.key_fields().collect();
-                    keys.len() == 1
-                        && matches!(keys[0].part, schema::IndexPart::Column(c) if c == t.id_column)
-                })
-                .map(|i| i.name.clone())
-                .collect()
-        })
-        .unwrap_or_default();
+    let id_indexes = table.map(id_indexes).unwrap_or_default();
     let ref_conn = crate::db::open_read_only(db)?;
     let refs = table
-        .as_ref()
         .and_then(|t| {
-            crate::schema::reference_columns(
+            schema::reference_columns(
                 &ref_conn,
-                &live,
+                live,
                 &t.name,
                 &t.columns[t.id_column].name,
                 &settings.references,
@@ -260,76 +338,72 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         referenced: &referenced,
         id_indexes: &id_indexes,
     };
-    let the_plan = plan::plan(
-        &before,
-        &live,
+    Ok(plan::plan(
+        before,
+        live,
         snap_schema
             .as_ref()
             .map(|(p, s)| (p.as_str(), s.as_slice())),
         auto_vacuum,
         &evidence,
-    );
-    // every connection of ours is closed before the exclusive lock is taken
-    drop(ref_conn);
-    drop(snap_conn);
-    fields.plan = Some(the_plan.clone());
-    let affected_before: Vec<String> = before.affected_customer_ids.clone();
+    ))
+}
 
-    match &the_plan.strategy {
-        Strategy::Nothing => {
-            fields.after = fields.before.clone();
-            return Ok(outcome(before, fields, Verdict::Clean, ExitStatus::Success));
-        }
-        Strategy::NotBuilt { reason } => {
-            return Ok(stopped(
-                db,
-                before,
-                fields,
-                &format!("{reason}; nothing was changed"),
-            ));
-        }
-        Strategy::PatchCopy | Strategy::Rebuild { .. } => {}
-    }
-    if args.dry_run {
-        let v = before.verdict;
-        let st = if v == Verdict::Clean {
-            ExitStatus::Success
-        } else {
-            ExitStatus::Problems
-        };
-        return Ok(outcome(before, fields, v, st));
-    }
-    let Some(table) = table else {
-        bail!("{}: no customer table; nothing was changed", db.display());
+/// The indexes whose only key is the customer ID.
+fn id_indexes(t: &schema::CustomerTable) -> Vec<String> {
+    t.indexes
+        .iter()
+        .filter(|i| {
+            let keys: Vec<&schema::IndexField> = i.key_fields().collect();
+            keys.len() == 1
+                && matches!(keys[0].part, schema::IndexPart::Column(c) if c == t.id_column)
+        })
+        .map(|i| i.name.clone())
+        .collect()
+}
+
+/// `--dry-run`: the plan is in the report; the verdict is the check's.
+fn dry_run(before: Report, fields: RepairFields) -> RepairOutcome {
+    let v = before.verdict;
+    let st = if v == Verdict::Clean {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Problems
     };
+    outcome(before, fields, v, st)
+}
 
-    // From here on: lock, then nothing before the backup.
+/// Step 4: SQLite's exclusive lock, and the file as it was when checked:
+/// if it changed in between, the plan is stale (busy, exit 2).
+fn lock_unchanged(db: &Path, fp: &Fingerprint) -> Result<apply::Lock> {
     let lock = apply::lock(db)?;
-    if fingerprint(db) != fp {
+    if fingerprint(db) != *fp {
         lock.release();
         bail!(
             "{}: the database changed while the repair was being planned (busy); nothing was changed, try again",
             db.display()
         );
     }
-    let st = stamp();
-    let dir = db
-        .parent()
+    Ok(lock)
+}
+
+/// The folder the database is in (work files are made there, so the swap
+/// is a rename within one file system).
+fn folder_of(db: &Path) -> &Path {
+    db.parent()
         .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let backup_dir = args.backup_dir.clone().unwrap_or_else(|| dir.to_path_buf());
-    let bk = match apply::backup(db, &backup_dir, &st) {
-        Ok(b) => b,
-        Err(e) => {
-            lock.release();
-            return Err(e.context(format!(
-                "{}: backup failed; nothing was changed",
-                db.display()
-            )));
-        }
-    };
+        .unwrap_or(Path::new("."))
+}
+
+/// Step 5: the byte-for-byte backup (and its checksum) before anything else.
+fn take_backup(db: &Path, dir: &Path, st: &str, fields: &mut RepairFields) -> Result<()> {
+    let bk = apply::backup(db, dir, st).map_err(|e| {
+        e.context(format!(
+            "{}: backup failed; nothing was changed",
+            db.display()
+        ))
+    })?;
     apply::pause_point("backup");
-    check::timing("repair: lock + backup", t0);
     fields.backup_path = Some(bk.path.display().to_string());
     fields.backup_sha256 = Some(bk.sha256.clone());
     fields.actions.push(Action {
@@ -341,41 +415,76 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
             bk.sha256
         ),
     });
-    let result = build_and_verify(
-        db,
-        dir,
-        &st,
-        &the_plan,
-        &table,
-        &settings,
-        &lock,
-        &good,
-        &affected_before,
-        &before,
-        &mut fields,
-    );
-    let swapped = result.and_then(|(copy, verified)| {
-        check::timing("repair: built and verified", t0);
-        apply::swap(&copy, db).map(|_| verified)
-    });
-    lock.release();
-    let verified = match swapped {
-        Ok(v) => v,
-        Err(e) => {
-            return Ok(stopped(
-                db,
-                before,
-                fields,
-                &format!("{e:#}; the original is untouched"),
-            ));
-        }
-    };
+    Ok(())
+}
+
+/// What every step after the lock needs.
+struct Job<'a> {
+    db: &'a Path,
+    /// Where the work files are made: the database's folder.
+    dir: &'a Path,
+    stamp: &'a str,
+    plan: &'a Plan,
+    table: &'a schema::CustomerTable,
+    settings: &'a Settings,
+    lock: &'a apply::Lock,
+    /// The newest good snapshot.
+    snapshot: Option<&'a Path>,
+    /// The check of the live file.
+    before: &'a Report,
+}
+
+impl Job<'_> {
+    /// A hidden work file beside the database: `.NAME.STAMP.PID.custodian-KIND`.
+    fn work_file(&self, kind: &str) -> PathBuf {
+        let name = self
+            .db
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.dir.join(format!(
+            ".{name}.{}.{}.custodian-{kind}",
+            self.stamp,
+            std::process::id()
+        ))
+    }
+}
+
+/// Steps 6 and 7: the repaired copy, built by the plan's strategy (a patched
+/// copy, or a rebuilt database), then verified. Returns the copy and the
+/// check of it.
+fn build_and_verify(job: &Job, fields: &mut RepairFields) -> Result<(PathBuf, Report)> {
+    job.lock.leave_wal(job.db)?;
+    if job.lock.was_wal {
+        fields.actions.push(Action {
+            kind: "checkpoint",
+            object: None,
+            detail: "the -wal was checkpointed into the database (its content is unchanged) so the swap is a single rename".into(),
+        });
+    }
+    if let Strategy::Rebuild { reasons } = &job.plan.strategy {
+        let (copy, customers) = build::rebuild(job, reasons, fields)?;
+        let verified = verify::rebuilt(job, &copy, customers, fields)?;
+        return Ok((copy, verified));
+    }
+    let (copy, sql) = build::patch(job, fields)?;
+    let verified = verify::patched(job, &copy, &sql, fields)?;
+    Ok((copy, verified))
+}
+
+/// Step 9: the report of a repair whose verified copy is in place.
+fn report_swapped(
+    db: &Path,
+    before: Report,
+    mut fields: RepairFields,
+    verified: &Report,
+) -> RepairOutcome {
     fields.actions.push(Action {
         kind: "swap",
         object: None,
         detail: format!("the verified copy was renamed over {}", db.display()),
     });
-    fields.after = Some(Before::of(&verified));
+    fields.after = Some(Before::of(verified));
     let undecided = fields
         .plan
         .as_ref()
@@ -388,308 +497,5 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     } else {
         (Verdict::Repaired, ExitStatus::Success)
     };
-    Ok(outcome(before, fields, v, status))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn build_and_verify(
-    db: &Path,
-    dir: &Path,
-    st: &str,
-    the_plan: &Plan,
-    table: &schema::CustomerTable,
-    settings: &Settings,
-    lock: &apply::Lock,
-    good: &[snapshot::Snapshot],
-    affected_before: &[String],
-    before: &Report,
-    fields: &mut RepairFields,
-) -> Result<(PathBuf, Report)> {
-    lock.leave_wal(db)?;
-    if lock.was_wal {
-        fields.actions.push(Action {
-            kind: "checkpoint",
-            object: None,
-            detail: "the -wal was checkpointed into the database (its content is unchanged) so the swap is a single rename".into(),
-        });
-    }
-    let name = db
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let copy = dir.join(format!(
-        ".{name}.{st}.{}.custodian-repair",
-        std::process::id()
-    ));
-    if let Strategy::Rebuild { reasons } = &the_plan.strategy {
-        return rebuild_and_verify(
-            db,
-            dir,
-            &name,
-            st,
-            reasons,
-            table,
-            settings,
-            lock,
-            good,
-            affected_before,
-            fields,
-        );
-    }
-    let t0 = std::time::Instant::now();
-    apply::copy_file(db, &copy, false)?;
-    apply::match_owner_and_mode(&copy, db)?;
-    check::timing("repair: copy", t0);
-    apply::pause_point("build");
-    pages::empty_and_free(&copy, the_plan)?;
-    for i in &the_plan.rebuild_indexes {
-        fields.actions.push(Action {
-            kind: "rebuild_index",
-            object: Some(i.clone()),
-            detail: "emptied page by page, then rebuilt from the table".into(),
-        });
-    }
-    let freed = the_plan.free_pages.len();
-    if freed > 0 {
-        fields.actions.push(Action {
-            kind: "free_pages",
-            object: None,
-            detail: format!("{freed} pages (the rebuilt indexes' old pages and pages no object owned) zeroed and put on the freelist"),
-        });
-    }
-    let snap = good.first().map(|s| s.path.clone());
-    check::timing("repair: empty and free", t0);
-    let sql = apply::sql_steps(&copy, the_plan, table, snap.as_deref(), lock.was_wal, st)?;
-    check::timing("repair: sql steps", t0);
-    for (index, keep, moved, key) in &sql.quarantined {
-        fields.actions.push(Action {
-            kind: "quarantine",
-            object: Some(index.clone()),
-            detail: format!(
-                "customer {key}: kept row {keep}, moved rows {moved:?} to {}",
-                apply::QUARANTINE_TABLE
-            ),
-        });
-    }
-    for rv in &the_plan.restore_values {
-        fields.actions.push(Action {
-            kind: "restore_value",
-            object: Some(table.name.clone()),
-            detail: format!(
-                "row {}: customer ID {} (damaged) restored to {}: {}",
-                rv.rowid, rv.stored, rv.restored, rv.evidence
-            ),
-        });
-        fields.restored_customer_ids.push(rv.restored.clone());
-        if rv.evidence.starts_with("the snapshot") {
-            fields.snapshot_used = snap.as_ref().map(|p| p.display().to_string());
-        }
-    }
-    let mut q: Vec<String> = sql.quarantined_ids.clone();
-    q.sort();
-    q.dedup();
-    fields.quarantined_customer_ids = q;
-    for r in &the_plan.recreate_indexes {
-        fields.actions.push(Action {
-            kind: "recreate_index",
-            object: Some(r.name.clone()),
-            detail: format!("definition taken from snapshot {}", r.snapshot),
-        });
-        fields.snapshot_used = Some(r.snapshot.clone());
-    }
-    if !sql.quarantined.is_empty() && fields.snapshot_used.is_none() {
-        fields.snapshot_used = snap.as_ref().map(|p| p.display().to_string());
-    }
-
-    let verified = verify_copy(
-        &copy,
-        settings,
-        table,
-        affected_before,
-        &fields.restored_customer_ids,
-    )?;
-    check::timing("repair: verify", t0);
-    let conn = crate::db::open_read_only(&copy)?;
-    // rows accounted for: every row read before is there, but those moved
-    let rows: i64 = conn.query_row(
-        &format!(
-            "SELECT count(*) FROM {} NOT INDEXED",
-            schema::quote_ident(&table.name)
-        ),
-        [],
-        |r| r.get(0),
-    )?;
-    let moved: usize = sql.quarantined.iter().map(|q| q.2.len()).sum();
-    let expected = before.coverage.customers_read as i64 - moved as i64;
-    drop(conn);
-    if rows != expected {
-        keep_failed(&copy);
-        bail!("the repaired copy holds {rows} customers, expected {expected}");
-    }
-    fields.actions.push(Action {
-        kind: "verify",
-        object: None,
-        detail: format!(
-            "the repaired copy is clean; {} previously rejected customers are found through every index; {rows} customers accounted for",
-            affected_before.len()
-        ),
-    });
-    Ok((copy, verified))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn rebuild_and_verify(
-    db: &Path,
-    dir: &Path,
-    name: &str,
-    st: &str,
-    reasons: &[String],
-    table: &schema::CustomerTable,
-    settings: &Settings,
-    lock: &apply::Lock,
-    good: &[snapshot::Snapshot],
-    affected_before: &[String],
-    fields: &mut RepairFields,
-) -> Result<(PathBuf, Report)> {
-    let pid = std::process::id();
-    let source = dir.join(format!(".{name}.{st}.{pid}.custodian-source"));
-    let copy = dir.join(format!(".{name}.{st}.{pid}.custodian-repair"));
-    apply::copy_file(db, &source, false)?;
-    let live = {
-        let c = rusqlite::Connection::open_with_flags(
-            &source,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )?;
-        c.pragma_update(None, "writable_schema", true)?;
-        schema::read_schema(&c)?
-    };
-    apply::create_empty(&copy)?;
-    apply::match_owner_and_mode(&copy, db)?;
-    apply::pause_point("build");
-    let snap = good.first().map(|s| s.path.clone());
-    let out = rebuild::rebuild(
-        &source,
-        &copy,
-        &live,
-        &table.name,
-        &table.columns[table.id_column].name,
-        snap.as_deref(),
-        &settings.references,
-        st,
-    );
-    // the source copy is ours, made a moment ago from the locked original
-    // (whose byte-for-byte backup exists): it is not kept
-    let _ = std::fs::remove_file(&source);
-    let out = match out {
-        Ok(o) => o,
-        Err(e) => {
-            keep_failed(&copy);
-            return Err(e);
-        }
-    };
-    apply::finish_journal_mode(&copy, lock.was_wal)?;
-    fields.actions.push(Action {
-        kind: "rebuild_database",
-        object: None,
-        detail: format!(
-            "table pages are damaged ({}): a new database was built from the schema, the rows salvaged page by page and the snapshot's rows for the rest",
-            reasons.join("; ")
-        ),
-    });
-    for t in &out.tables {
-        fields.actions.push(Action {
-            kind: "rows",
-            object: Some(t.table.clone()),
-            detail: format!(
-                "{} from the table's pages, {} from orphaned pages, {} from the snapshot, {} named by index entries but in no source, {} quarantined",
-                t.from_tree,
-                t.from_orphan_pages,
-                t.from_snapshot,
-                t.unrecoverable_rowids.len(),
-                t.quarantined
-            ),
-        });
-    }
-    if out.tables.iter().any(|t| t.from_snapshot > 0) {
-        fields.snapshot_used = snap.as_ref().map(|p| p.display().to_string());
-    }
-    fields.restored_customer_ids = out.restored_customer_ids.clone();
-    fields.unrecoverable_customer_ids = out.unrecoverable_customer_ids.clone();
-    fields.quarantined_customer_ids = out.quarantined_customer_ids.clone();
-    let verified = verify_copy(
-        &copy,
-        settings,
-        table,
-        affected_before,
-        &out.restored_customer_ids,
-    )?;
-    fields.actions.push(Action {
-        kind: "verify",
-        object: None,
-        detail: format!(
-            "the rebuilt database is clean; {} customers; {} restored from the snapshot are found through every index; {} could not be restored",
-            out.customers,
-            out.restored_customer_ids.len(),
-            out.unrecoverable_customer_ids.len()
-        ),
-    });
-    Ok((copy, verified))
-}
-
-/// The repaired copy must pass the full check, and every customer who was
-/// rejected before (or was restored) must be served right by its ID through
-/// every index: found if restored, never a wrong row or an error. A copy
-/// that fails is kept as `*.failed`.
-fn verify_copy(
-    copy: &Path,
-    settings: &Settings,
-    table: &schema::CustomerTable,
-    affected_before: &[String],
-    restored: &[String],
-) -> Result<Report> {
-    apply::test_damage_copy(copy)?;
-    apply::pause_point("verify");
-    let verified = check::check(copy, settings, Progress::hidden())
-        .with_context(|| "verifying the repaired copy".to_string())?
-        .report;
-    let first_error = verified
-        .findings
-        .iter()
-        .find(|f| f.severity == check::finding::Severity::Error)
-        .map(|f| f.message.clone());
-    if verified.verdict != Verdict::Clean || first_error.is_some() {
-        keep_failed(copy);
-        bail!(
-            "the repaired copy failed its verification: {}",
-            first_error.as_deref().unwrap_or("not clean")
-        );
-    }
-    let conn = crate::db::open_read_only(copy)?;
-    let prober = check::probe::Prober::new(&conn, table);
-    for id in affected_before.iter().chain(restored.iter()) {
-        let v = table.id_value(id);
-        // The copy has passed the check, so its ID index agrees with its
-        // table: "missing" means the customer is not in the table (a stale
-        // entry of a deleted customer), right unless it was restored.
-        let must_find = restored.contains(id);
-        let wrong = prober.probe_id(&v).values().any(|a| {
-            matches!(
-                a,
-                check::probe::Answer::WrongRow | check::probe::Answer::Error(_)
-            ) || (must_find && a.is_wrong())
-        });
-        if wrong {
-            drop(conn);
-            keep_failed(copy);
-            bail!("customer {id} is still not served correctly by the repaired copy");
-        }
-    }
-    Ok(verified)
-}
-
-/// A copy that failed verification is kept for inspection, never deleted.
-fn keep_failed(copy: &Path) {
-    let mut failed = copy.as_os_str().to_owned();
-    failed.push(".failed");
-    let _ = std::fs::rename(copy, PathBuf::from(failed));
+    outcome(before, fields, v, status)
 }

@@ -1,0 +1,169 @@
+//! Step 6 of a repair: the repaired copy, built beside the original by the
+//! plan's strategy. `patch` copies the file and mends it in place (page-level
+//! edits, then SQL); `rebuild` makes a new database from the schema, the
+//! salvaged rows and the snapshot's. Both record what they did as actions;
+//! neither decides anything (the plan did) nor verifies (verify.rs does).
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+
+use super::{Action, Job, RepairFields, apply, pages, rebuild, verify};
+use crate::check;
+use crate::schema;
+
+/// The patched copy, and what its SQL steps did.
+pub(super) fn patch(job: &Job, fields: &mut RepairFields) -> Result<(PathBuf, apply::SqlOutcome)> {
+    let t0 = std::time::Instant::now();
+    let copy = job.work_file("repair");
+    apply::copy_file(job.db, &copy, false)?;
+    apply::match_owner_and_mode(&copy, job.db)?;
+    check::timing("repair: copy", t0);
+    apply::pause_point("build");
+    pages::empty_and_free(&copy, job.plan)?;
+    for i in &job.plan.rebuild_indexes {
+        fields.actions.push(Action {
+            kind: "rebuild_index",
+            object: Some(i.clone()),
+            detail: "emptied page by page, then rebuilt from the table".into(),
+        });
+    }
+    let freed = job.plan.free_pages.len();
+    if freed > 0 {
+        fields.actions.push(Action {
+            kind: "free_pages",
+            object: None,
+            detail: format!("{freed} pages (the rebuilt indexes' old pages and pages no object owned) zeroed and put on the freelist"),
+        });
+    }
+    check::timing("repair: empty and free", t0);
+    let sql = apply::sql_steps(
+        &copy,
+        job.plan,
+        job.table,
+        job.snapshot,
+        job.lock.was_wal,
+        job.stamp,
+    )?;
+    check::timing("repair: sql steps", t0);
+    record_sql_steps(job, &sql, fields);
+    Ok((copy, sql))
+}
+
+/// The actions and ID lists of the SQL steps: quarantined duplicates,
+/// restored ID values, recreated indexes, and the snapshot they came from.
+fn record_sql_steps(job: &Job, sql: &apply::SqlOutcome, fields: &mut RepairFields) {
+    let snap = job.snapshot.map(|p| p.display().to_string());
+    for (index, keep, moved, key) in &sql.quarantined {
+        fields.actions.push(Action {
+            kind: "quarantine",
+            object: Some(index.clone()),
+            detail: format!(
+                "customer {key}: kept row {keep}, moved rows {moved:?} to {}",
+                apply::QUARANTINE_TABLE
+            ),
+        });
+    }
+    for rv in &job.plan.restore_values {
+        fields.actions.push(Action {
+            kind: "restore_value",
+            object: Some(job.table.name.clone()),
+            detail: format!(
+                "row {}: customer ID {} (damaged) restored to {}: {}",
+                rv.rowid, rv.stored, rv.restored, rv.evidence
+            ),
+        });
+        fields.restored_customer_ids.push(rv.restored.clone());
+        if rv.evidence.starts_with("the snapshot") {
+            fields.snapshot_used = snap.clone();
+        }
+    }
+    let mut q: Vec<String> = sql.quarantined_ids.clone();
+    q.sort();
+    q.dedup();
+    fields.quarantined_customer_ids = q;
+    for r in &job.plan.recreate_indexes {
+        fields.actions.push(Action {
+            kind: "recreate_index",
+            object: Some(r.name.clone()),
+            detail: format!("definition taken from snapshot {}", r.snapshot),
+        });
+        fields.snapshot_used = Some(r.snapshot.clone());
+    }
+    if !sql.quarantined.is_empty() && fields.snapshot_used.is_none() {
+        fields.snapshot_used = snap;
+    }
+}
+
+/// The rebuilt database (for damaged table pages), and how many customers
+/// it holds. A build that fails keeps its copy as `*.failed`.
+pub(super) fn rebuild(
+    job: &Job,
+    reasons: &[String],
+    fields: &mut RepairFields,
+) -> Result<(PathBuf, i64)> {
+    let source = job.work_file("source");
+    let copy = job.work_file("repair");
+    apply::copy_file(job.db, &source, false)?;
+    let live = {
+        let c = rusqlite::Connection::open_with_flags(
+            &source,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )?;
+        c.pragma_update(None, "writable_schema", true)?;
+        schema::read_schema(&c)?
+    };
+    apply::create_empty(&copy)?;
+    apply::match_owner_and_mode(&copy, job.db)?;
+    apply::pause_point("build");
+    let out = rebuild::rebuild(
+        &source,
+        &copy,
+        &live,
+        &job.table.name,
+        &job.table.columns[job.table.id_column].name,
+        job.snapshot,
+        &job.settings.references,
+        job.stamp,
+    );
+    // the source copy is ours, made a moment ago from the locked original
+    // (whose byte-for-byte backup exists): it is not kept
+    let _ = std::fs::remove_file(&source);
+    let out = match out {
+        Ok(o) => o,
+        Err(e) => {
+            verify::keep_failed(&copy);
+            return Err(e);
+        }
+    };
+    apply::finish_journal_mode(&copy, job.lock.was_wal)?;
+    fields.actions.push(Action {
+        kind: "rebuild_database",
+        object: None,
+        detail: format!(
+            "table pages are damaged ({}): a new database was built from the schema, the rows salvaged page by page and the snapshot's rows for the rest",
+            reasons.join("; ")
+        ),
+    });
+    for t in &out.tables {
+        fields.actions.push(Action {
+            kind: "rows",
+            object: Some(t.table.clone()),
+            detail: format!(
+                "{} from the table's pages, {} from orphaned pages, {} from the snapshot, {} named by index entries but in no source, {} quarantined",
+                t.from_tree,
+                t.from_orphan_pages,
+                t.from_snapshot,
+                t.unrecoverable_rowids.len(),
+                t.quarantined
+            ),
+        });
+    }
+    if out.tables.iter().any(|t| t.from_snapshot > 0) {
+        fields.snapshot_used = job.snapshot.map(|p| p.display().to_string());
+    }
+    fields.restored_customer_ids = out.restored_customer_ids.clone();
+    fields.unrecoverable_customer_ids = out.unrecoverable_customer_ids.clone();
+    fields.quarantined_customer_ids = out.quarantined_customer_ids.clone();
+    Ok((copy, out.customers))
+}
