@@ -64,6 +64,9 @@ pub const MAX_PAYLOAD_FRACTION: u8 = 64;
 pub const MIN_PAYLOAD_FRACTION: u8 = 32;
 /// Required leaf payload fraction.
 pub const LEAF_PAYLOAD_FRACTION: u8 = 32;
+/// The newest file format read version SQLite reads (2 = WAL); a larger
+/// value makes SQLite refuse the file.
+pub const MAX_READ_VERSION: u8 = 2;
 /// Smallest page size.
 pub const MIN_PAGE_SIZE: u32 = 512;
 /// Largest page size (stored as 1 at [`PAGE_SIZE_OFFSET`]).
@@ -93,6 +96,13 @@ impl TextEncoding {
             3 => Some(TextEncoding::Utf16be),
             _ => None,
         }
+    }
+
+    /// The encoding SQLite uses for a header value: its low two bits, where
+    /// 0 means "never set" and SQLite's default, UTF-8 (a file whose first
+    /// table was never created carries 0). SQLite accepts every value.
+    pub fn as_sqlite_reads(value: u32) -> TextEncoding {
+        TextEncoding::from_header(value & 3).unwrap_or(TextEncoding::Utf8)
     }
 
     /// The value stored in the header for this encoding.
@@ -132,8 +142,11 @@ pub struct DatabaseHeader {
     pub default_cache_size: u32,
     /// Largest root b-tree page in auto_vacuum/incremental_vacuum databases, else 0.
     pub largest_root_page: u32,
-    /// Text encoding of every string in the database.
+    /// Text encoding of every string in the database, as SQLite reads the
+    /// header value (see [`TextEncoding::as_sqlite_reads`]).
     pub text_encoding: TextEncoding,
+    /// The text encoding value as stored (0 = never set).
+    pub text_encoding_raw: u32,
     /// `PRAGMA user_version`.
     pub user_version: u32,
     /// Nonzero for incremental_vacuum mode, 0 for auto_vacuum=FULL (or no auto-vacuum).
@@ -151,10 +164,15 @@ pub struct DatabaseHeader {
 impl DatabaseHeader {
     /// Parses and validates the first [`HEADER_SIZE`] bytes of a database file.
     ///
-    /// Checks what SQLite checks before it will read a file: the magic string,
-    /// a power-of-two page size in 512..=65536, the payload fractions 64/32/32,
-    /// a usable size of at least 480 bytes and a text encoding of 1, 2 or 3.
-    /// The read/write versions are returned as found, not judged.
+    /// Accepts exactly what SQLite accepts when it opens a file (btree.c,
+    /// `lockBtree`): the magic string, a read version of at most 2, the
+    /// payload fractions 64/32/32, a power-of-two page size in 512..=65536
+    /// (stored as 1 for 65536) and a usable size of at least 480 bytes. The
+    /// text encoding is read as SQLite reads it (any value; 0 means UTF-8);
+    /// the write version, the counters and the in-header page count are
+    /// returned as found (SQLite ignores the page count unless
+    /// version-valid-for equals the change counter:
+    /// [`DatabaseHeader::page_count_is_valid`]).
     pub fn parse(bytes: &[u8]) -> Result<DatabaseHeader, FormatError> {
         let h = bytes.get(..HEADER_SIZE).ok_or(FormatError::Truncated {
             what: "database header",
@@ -167,12 +185,16 @@ impl DatabaseHeader {
         let u16_at = |off: usize| be_u16(h, off).unwrap_or(0);
         let u32_at = |off: usize| be_u32(h, off).unwrap_or(0);
 
+        if h[READ_VERSION_OFFSET] > MAX_READ_VERSION {
+            return Err(bad(format!(
+                "file format read version {} is newer than any SQLite reads (1 or 2)",
+                h[READ_VERSION_OFFSET]
+            )));
+        }
         let raw_page_size = u16_at(PAGE_SIZE_OFFSET);
-        let page_size = if raw_page_size == 1 {
-            MAX_PAGE_SIZE
-        } else {
-            u32::from(raw_page_size)
-        };
+        // SQLite reads the two bytes as (b16 << 8) | (b17 << 16): 1 is 65536.
+        let page_size =
+            (u32::from(h[PAGE_SIZE_OFFSET]) << 8) | (u32::from(h[PAGE_SIZE_OFFSET + 1]) << 16);
         if !page_size.is_power_of_two() || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
             return Err(bad(format!(
                 "page size {raw_page_size} is not a power of two between 512 and 65536"
@@ -201,9 +223,7 @@ impl DatabaseHeader {
                 "{reserved_bytes} reserved bytes leave fewer than {MIN_USABLE_SIZE} usable bytes in a {page_size}-byte page"
             )));
         }
-        let encoding_value = u32_at(TEXT_ENCODING_OFFSET);
-        let text_encoding = TextEncoding::from_header(encoding_value)
-            .ok_or_else(|| bad(format!("text encoding {encoding_value} is not 1, 2 or 3")))?;
+        let text_encoding_raw = u32_at(TEXT_ENCODING_OFFSET);
         let mut reserved_for_expansion = [0u8; RESERVED_FOR_EXPANSION_LEN];
         reserved_for_expansion.copy_from_slice(
             &h[RESERVED_FOR_EXPANSION_OFFSET
@@ -222,7 +242,8 @@ impl DatabaseHeader {
             schema_format: u32_at(SCHEMA_FORMAT_OFFSET),
             default_cache_size: u32_at(DEFAULT_CACHE_SIZE_OFFSET),
             largest_root_page: u32_at(LARGEST_ROOT_PAGE_OFFSET),
-            text_encoding,
+            text_encoding: TextEncoding::as_sqlite_reads(text_encoding_raw),
+            text_encoding_raw,
             user_version: u32_at(USER_VERSION_OFFSET),
             incremental_vacuum: u32_at(INCREMENTAL_VACUUM_OFFSET),
             application_id: u32_at(APPLICATION_ID_OFFSET),
@@ -330,7 +351,7 @@ mod tests {
 
     #[test]
     fn page_size_must_be_a_power_of_two_in_range() {
-        for bad in [0u16, 256, 1000, 4095, 3] {
+        for bad in [0u16, 256, 1000, 4095, 3, 2, 0x0201] {
             let mut b = good_header();
             b[PAGE_SIZE_OFFSET..PAGE_SIZE_OFFSET + 2].copy_from_slice(&bad.to_be_bytes());
             assert!(DatabaseHeader::parse(&b).is_err(), "page size {bad}");
@@ -381,11 +402,37 @@ mod tests {
             assert_eq!(DatabaseHeader::parse(&b).unwrap().text_encoding, e);
             assert_eq!(e.header_value(), v);
         }
-        for v in [0u32, 4] {
+        // SQLite reads any value by its low two bits; 0 ("never set") is UTF-8.
+        for (v, e) in [
+            (0u32, TextEncoding::Utf8),
+            (4, TextEncoding::Utf8),
+            (5, TextEncoding::Utf8),
+            (6, TextEncoding::Utf16le),
+            (889_537_280, TextEncoding::Utf8),
+            (15_400_961, TextEncoding::Utf8),
+            (3_892_314_113, TextEncoding::Utf8),
+            (0xffff_ffff, TextEncoding::Utf16be),
+        ] {
             let mut b = good_header();
             b[TEXT_ENCODING_OFFSET..TEXT_ENCODING_OFFSET + 4].copy_from_slice(&v.to_be_bytes());
-            assert!(DatabaseHeader::parse(&b).is_err());
+            let h = DatabaseHeader::parse(&b).unwrap();
+            assert_eq!((h.text_encoding, h.text_encoding_raw), (e, v), "value {v}");
         }
+    }
+
+    #[test]
+    fn read_version_above_two_is_refused_write_version_is_not_judged() {
+        let mut b = good_header();
+        b[READ_VERSION_OFFSET] = 2;
+        b[WRITE_VERSION_OFFSET] = 200;
+        assert!(DatabaseHeader::parse(&b).is_ok());
+        b[READ_VERSION_OFFSET] = 3;
+        assert!(matches!(
+            DatabaseHeader::parse(&b),
+            Err(FormatError::BadHeader { .. })
+        ));
+        b[READ_VERSION_OFFSET] = 0;
+        assert!(DatabaseHeader::parse(&b).is_ok());
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod corpus;
 mod diagnose;
+mod header;
 mod html;
 mod kinds;
 mod preflight;
