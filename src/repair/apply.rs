@@ -16,16 +16,21 @@ use crate::files::{create_new, fsync_dir};
 use crate::format::header::{DatabaseHeader, HEADER_SIZE};
 use crate::schema::quote_ident;
 
-/// Test hook: with `CUSTODIAN_PAUSE_AT=<phase>` the process announces the
-/// phase in `CUSTODIAN_PAUSE_FILE` and sleeps, so a test can SIGKILL it
-/// exactly there. Phases: backup, build, verify, rename.
+/// Test hook, compiled only with the `test-hooks` feature (the test build;
+/// see Cargo.toml): with `CUSTODIAN_PAUSE_AT=<phase>` the process announces
+/// the phase in `CUSTODIAN_PAUSE_FILE` and sleeps, so a test can SIGKILL it
+/// exactly there. Phases: backup, build, verify, rename, renamed. In any
+/// other build this does nothing, whatever the environment says.
 pub fn pause_point(phase: &str) {
+    #[cfg(feature = "test-hooks")]
     if std::env::var("CUSTODIAN_PAUSE_AT").as_deref() == Ok(phase) {
         if let Ok(f) = std::env::var("CUSTODIAN_PAUSE_FILE") {
             let _ = std::fs::write(f, phase);
         }
         std::thread::sleep(std::time::Duration::from_secs(30));
     }
+    #[cfg(not(feature = "test-hooks"))]
+    let _ = phase;
 }
 
 /// Holds SQLite's exclusive lock on the database for the whole repair.
@@ -422,9 +427,17 @@ pub fn match_owner_and_mode(copy: &Path, db: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Test hook: `CUSTODIAN_TEST_DAMAGE_COPY=1` overwrites one page of the
-/// repaired copy before it is verified, to prove that a copy failing its
-/// verification never replaces the original.
+/// Test hook, compiled only with the `test-hooks` feature (the test build):
+/// `CUSTODIAN_TEST_DAMAGE_COPY=1` overwrites one page of the repaired copy
+/// before it is verified, to prove that a copy failing its verification
+/// never replaces the original. In any other build this does nothing.
+#[cfg(not(feature = "test-hooks"))]
+pub fn test_damage_copy(_copy: &Path) -> Result<()> {
+    Ok(())
+}
+
+/// See the other `test_damage_copy`: this is the test build's.
+#[cfg(feature = "test-hooks")]
 pub fn test_damage_copy(copy: &Path) -> Result<()> {
     if std::env::var("CUSTODIAN_TEST_DAMAGE_COPY").as_deref() != Ok("1") {
         return Ok(());

@@ -6,6 +6,7 @@ mod cli;
 mod corpus;
 mod diagnose;
 mod header;
+mod hooks;
 mod html;
 mod kinds;
 mod preflight;
