@@ -13,7 +13,7 @@ Three parts:
   repair` with the healthy file as snapshot (salvage + snapshot rows).
 
 For each size it builds the reference POS database with
-../shared/bench/make_reference_db.py (cached in --work), then times, RUNS
+bench/make_reference_db.py (cached in --work), then times, RUNS
 times each, alternating: `custodian check DB --quiet`,
 `sqlite3 DB 'PRAGMA integrity_check'`, `sqlite3 DB 'PRAGMA quick_check'`.
 Wall time and peak RSS come from GNU time's -v style counters via
@@ -31,7 +31,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-MAKE = os.path.join(ROOT, "..", "shared", "bench", "make_reference_db.py")
+MAKE = os.path.join(HERE, "make_reference_db.py")
 BIN = os.path.join(ROOT, "target", "release", "custodian")
 
 
@@ -163,7 +163,7 @@ def main():
     with open(a.out, "w") as f:
         f.write("# Benchmarks\n\n")
         f.write("Written by `python3 bench/run.py` (not run in CI). Reference databases from\n")
-        f.write("`../shared/bench/make_reference_db.py N` (customers with 4 indexes, 3\n")
+        f.write("`bench/make_reference_db.py N` (customers with 4 indexes, 3\n")
         f.write(f"transactions per customer). {a.runs} runs each, alternating; wall-time medians;\n")
         f.write("peak memory is the largest maximum resident set over the runs (memory-mapped\n")
         f.write(f"pages included). Warm page cache. Machine: {os.cpu_count()} cores, {cpu}.\n\n")

@@ -3,7 +3,7 @@
 
     python3 fuzz/seed.py            # from the repository root or from fuzz/
 
-  database  whole files: /work/shared/corpus/sqlite-testsuite/*.db (SQLite's
+  database  whole files: tests/corpus/sqlite-testsuite/*.db (SQLite's
             own corrupt test databases) and fixtures/*.db
   page      the distinct pages of those files, split by the page size at
             header offset 16 (1 = 65536; 4096 when the header is invalid)
@@ -34,7 +34,8 @@ import tempfile
 FUZZ = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(FUZZ)
 TESTSUITE = os.environ.get(
-    "SQLITE_TESTSUITE_CORPUS", "/work/shared/corpus/sqlite-testsuite"
+    "SQLITE_TESTSUITE_CORPUS",
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "corpus", "sqlite-testsuite"),
 )
 CORPUS = os.path.join(FUZZ, "corpus")
 # Largest seed written; bigger databases are cut (libFuzzer would cut them to -max_len anyway).

@@ -495,30 +495,10 @@ fn a_locked_rollback_database_is_busy_not_corrupt() {
 #[test]
 fn a_healthy_200k_customer_database_is_clean() {
     // The reference POS database at 200,000 customers (about 96 MB), built by
-    // the shared generator with the system's Python.
-    let generator = super::support::root().join("../shared/bench/make_reference_db.py");
-    if !generator.exists() {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{} missing under CI",
-            generator.display()
-        );
-        eprintln!("note: {} is absent; test skipped", generator.display());
-        return;
-    }
+    // bench/make_reference_db.py with the system's Python.
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("ref-200k.db");
-    let st = std::process::Command::new("python3")
-        .arg(&generator)
-        .arg("200000")
-        .arg(&db)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
+    super::support::make_reference_db(200_000, &db);
     let r = run(&["check", db.to_str().unwrap(), "--json", "-"], dir.path());
     assert_eq!(r.code(), 0, "{}", r.show());
     let j = r.json();
@@ -534,17 +514,7 @@ fn a_healthy_200k_customer_database_is_clean() {
 
 #[test]
 fn an_interrupted_write_is_reported_not_called_corrupt() {
-    if std::process::Command::new("sqlite3")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "sqlite3 CLI missing under CI"
-        );
-        return;
-    }
+    super::support::require_tool("sqlite3", "it plays the writer that dies mid-transaction");
     let dir = tempfile::tempdir().unwrap();
     let db = fixture_copy("healthy", dir.path());
     // A writer that spills its changes into the file, then dies before COMMIT.

@@ -57,23 +57,7 @@ fn customers_sha256(db: &Path) -> String {
 }
 
 fn stock_integrity_check(db: &Path) -> String {
-    match Command::new("sqlite3")
-        .arg(db)
-        .arg("PRAGMA integrity_check")
-        .output()
-    {
-        Ok(o) => String::from_utf8_lossy(&o.stdout).trim().to_string(),
-        Err(_) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "sqlite3 CLI missing under CI"
-            );
-            // fall back to the bundled SQLite
-            let c = Connection::open(db).unwrap();
-            c.query_row("PRAGMA integrity_check", [], |r| r.get(0))
-                .unwrap()
-        }
-    }
+    super::support::sqlite3_cli(db, "PRAGMA integrity_check")
 }
 
 /// A temp folder with the fixture and its snapshot in `snaps/`.

@@ -496,18 +496,9 @@ fn index_salvage_names_every_id_not_on_the_zeroed_page() {
     assert_eq!(tree, entries.len());
 }
 
-/// The corpus of SQLite's own corrupt test databases.
-fn corpus_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/sqlite-testsuite")
-}
-
 #[test]
 fn corpus_salvage_never_panics_and_agrees_with_the_walk() {
-    let dir = corpus_dir();
-    if !dir.is_dir() {
-        eprintln!("note: {} is absent; corpus test skipped", dir.display());
-        return;
-    }
+    let dir = crate::support::corpus_dir();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

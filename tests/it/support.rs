@@ -15,6 +15,132 @@ pub fn fixtures() -> PathBuf {
     root().join("fixtures")
 }
 
+/// SQLite's damaged test databases (with MANIFEST.json and RECOVER.json):
+/// the repository's own copy in tests/corpus/, or `../shared/corpus` read in
+/// place when that is newer — its MANIFEST.json or RECOVER.json differs from
+/// the copy's and was modified after the copy was taken (`copied_at_unix` in
+/// tests/corpus/source.json). tests/corpus/README.md says the same.
+pub fn corpus_dir() -> PathBuf {
+    let own = root().join("tests/corpus/sqlite-testsuite");
+    let shared = root().join("../shared/corpus/sqlite-testsuite");
+    assert!(
+        own.join("MANIFEST.json").is_file(),
+        "the corpus copy {} is missing (it is part of the repository)",
+        own.display()
+    );
+    if shared_corpus_is_newer(&own, &shared) {
+        eprintln!(
+            "note: reading {} in place: it is newer than {}",
+            shared.display(),
+            own.display()
+        );
+        return shared;
+    }
+    own
+}
+
+fn shared_corpus_is_newer(own: &Path, shared: &Path) -> bool {
+    let meta = ["MANIFEST.json", "RECOVER.json"];
+    if !meta.iter().all(|m| shared.join(m).is_file()) {
+        return false;
+    }
+    let differs = meta
+        .iter()
+        .any(|m| std::fs::read(own.join(m)).ok() != std::fs::read(shared.join(m)).ok());
+    if !differs {
+        return false;
+    }
+    let source: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("tests/corpus/source.json"))
+            .expect("tests/corpus/source.json"),
+    )
+    .expect("tests/corpus/source.json is JSON");
+    let copied_at = source["copied_at_unix"]
+        .as_u64()
+        .expect("copied_at_unix in tests/corpus/source.json");
+    meta.iter().any(|m| {
+        std::fs::metadata(shared.join(m))
+            .and_then(|md| md.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .is_some_and(|d| d.as_secs() > copied_at)
+    })
+}
+
+/// The corpus's MANIFEST.json (one entry per file, with the stock CLI's
+/// verdict).
+pub fn corpus_manifest(dir: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(dir.join("MANIFEST.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let entries = v.as_array().expect("MANIFEST.json is a list").clone();
+    let files = std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "db")
+        })
+        .count();
+    assert_eq!(
+        entries.len(),
+        files,
+        "{}: MANIFEST.json lists every .db file",
+        dir.display()
+    );
+    entries
+}
+
+/// Fails the test, with what to install, when an external program the test
+/// needs (the stock `sqlite3` CLI, `chromium`, `python3`) is not on PATH.
+/// Never a silent skip: .ci/run installs all of them.
+pub fn require_tool(program: &str, why: &str) {
+    let found = std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(d.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    });
+    assert!(
+        found,
+        "`{program}` is not installed, and this test needs it ({why}); \
+         install it (Debian: apt-get install {program}) or run .ci/run, which does"
+    );
+}
+
+/// The stock sqlite3 CLI's output for `sql` on `db` (stdout, trimmed), the
+/// independent oracle. Fails the test if the CLI is missing.
+pub fn sqlite3_cli(db: &Path, sql: &str) -> String {
+    require_tool("sqlite3", "the stock SQLite CLI is the independent oracle");
+    let out = Command::new("sqlite3")
+        .arg(db)
+        .arg(sql)
+        .output()
+        .expect("run sqlite3");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Builds the reference POS database of `n` customers at `out` with
+/// bench/make_reference_db.py (Python's sqlite3; deterministic).
+pub fn make_reference_db(n: u32, out: &Path) {
+    require_tool("python3", "it builds the reference database");
+    let generator = root().join("bench/make_reference_db.py");
+    let st = Command::new("python3")
+        .arg(&generator)
+        .arg(n.to_string())
+        .arg(out)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        st.status.success(),
+        "{} failed: {}",
+        generator.display(),
+        String::from_utf8_lossy(&st.stderr)
+    );
+}
+
 /// The outcome of one run, printed in full when an assertion fails.
 pub struct Run {
     pub cmd: String,
