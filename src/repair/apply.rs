@@ -2,9 +2,8 @@
 //! nothing: lock, backup, build the repaired copy, hand it back for
 //! verification, swap it in atomically.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -13,7 +12,6 @@ use sha2::{Digest, Sha256};
 
 use super::plan::Plan;
 use crate::files::{create_new, fsync_dir};
-use crate::format::header::{DatabaseHeader, HEADER_SIZE};
 use crate::schema::quote_ident;
 
 /// Test hook, compiled only with the `test-hooks` feature (the test build;
@@ -439,6 +437,9 @@ pub fn test_damage_copy(_copy: &Path) -> Result<()> {
 /// See the other `test_damage_copy`: this is the test build's.
 #[cfg(feature = "test-hooks")]
 pub fn test_damage_copy(copy: &Path) -> Result<()> {
+    use crate::format::header::{DatabaseHeader, HEADER_SIZE};
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::FileExt;
     if std::env::var("CUSTODIAN_TEST_DAMAGE_COPY").as_deref() != Ok("1") {
         return Ok(());
     }
