@@ -1525,6 +1525,64 @@ def fx_truncated(work):
                             "size, so rows and index pages past the cut are lost.")
 
 
+def fx_lost_customer_leaf(work):
+    """Issue 8 item 1: a lost customer-table leaf whose rows are mostly newer
+    than the nightly snapshot, each already named by transactions."""
+    db, snap = f"{work}/l.db", f"{work}/l.snap.db"
+    people = build_base(db)
+    con = connect(db)
+
+    def right_leaf():
+        pgno = leaf_pages(con, "customers")[-1][0]
+        return pgno, table_leaf_rowids(read_page(db, pgno, PAGE_SIZE), pgno)
+
+    # Register customers until the right-most leaf holds exactly 2 rows:
+    # those 2 are in the snapshot taken next.
+    while len(right_leaf()[1]) != 2:
+        add_customers(con, people, count=1)
+    pgno, old_rowids = right_leaf()
+    copy_consistent(con, db, snap)
+    # After the snapshot: 25 new customers, each with 1-2 purchases. New rows
+    # are appended to the right-most leaf.
+    con.execute("BEGIN")
+    new_ids = add_customers(con, people, count=25)
+    con.execute("COMMIT")
+    leaf_now, rowids = right_leaf()
+    assert leaf_now == pgno and len(rowids) == 27, (leaf_now, pgno, len(rowids))
+    intended = dump_customers(con)
+    by_rowid = {r[0]: r for r in intended}
+    named = {r[0] for r in con.execute("SELECT DISTINCT customer_id FROM transactions")}
+    con.close()
+    # The truth, from the builder's own data and the snapshot (never custodian):
+    snap_con = sqlite3.connect(f"file:{snap}?mode=ro", uri=True)
+    in_snapshot = {r[0]: r for r in snap_con.execute(
+        "SELECT rowid, " + ", ".join(CUSTOMER_COLUMNS) + " FROM customers")}
+    snap_con.close()
+    restorable = sorted(by_rowid[r][1] for r in rowids if r in in_snapshot)
+    lost = sorted(by_rowid[r][1] for r in rowids if r not in in_snapshot)
+    assert len(restorable) == 2 and sorted(by_rowid[r][1] for r in old_rowids) == restorable
+    assert all(in_snapshot[r] == by_rowid[r] for r in old_rowids), "restored rows are unchanged"
+    assert sorted(new_ids) == lost and set(lost) <= named, "every lost customer bought something"
+    after = [r for r in intended if r[1] not in set(lost)]
+    write_page(db, pgno, bytes(PAGE_SIZE), PAGE_SIZE)
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "zeroed_page", "object": "customers", "page_type": "table_leaf",
+                        "pages": [pgno]},
+                damaged_rowids=sorted(rowids),
+                restorable_customer_ids=restorable,
+                unrecoverable_customer_ids=lost,
+                after_repair=after,
+                expect_affected=set(restorable) | set(lost),
+                description=f"The right-most leaf of the customers table (page {pgno}) held 2 "
+                            "rows when the snapshot was taken; then 25 customers were registered "
+                            "(appended to that leaf), each with 1-2 transactions; then the page "
+                            "was zeroed. The 2 older rows are in the snapshot "
+                            "(`restorable_customer_ids`); the 25 newer ones are in no source but "
+                            "named by `transactions.customer_id` and by the ID index "
+                            "(`unrecoverable_customer_ids`). `expected_after_repair_*` is the "
+                            "intended content without those 25.")
+
+
 def fx_not_a_database(work):
     path = f"{work}/n.db"
     rng = random.Random(SEED * 10 + 13)
@@ -1564,6 +1622,7 @@ FIXTURES = [
     ("index_definition_removed", fx_index_definition_removed),
     ("wal_stale_index", fx_wal_stale_index),
     ("truncated", fx_truncated),
+    ("lost_customer_leaf", fx_lost_customer_leaf),
     ("not_a_database", fx_not_a_database),
     ("empty", fx_empty),
 ]
@@ -1571,7 +1630,8 @@ FIXTURES = [
 # Fixtures whose damage must make some lookup wrong.
 MUST_AFFECT = {"stale_pk_page", "stale_pk_page_dups", "stale_secondary_page", "zeroed_index_page",
                "garbage_index_page", "surplus_index_entries", "damaged_table_leaf",
-               "wal_stale_index", "truncated", "overflow_chain_broken", "flipped_id_byte"}
+               "wal_stale_index", "truncated", "overflow_chain_broken", "flipped_id_byte",
+               "lost_customer_leaf"}
 
 
 # --------------------------------------------------------------------------
@@ -1651,7 +1711,7 @@ def make_fixture(name, builder, out):
                     "deleted_customer_ids", "email_added_on_page_ids", "email_moved_onto_page_ids",
                     "email_moved_off_page_ids", "entries_on_damaged_page", "garbage_attempt",
                     "damaged_customer_ids", "surviving_rowids", "salvageable_rowids",
-                    "long_name_rowids"):
+                    "long_name_rowids", "restorable_customer_ids", "unrecoverable_customer_ids"):
             if key in b:
                 truth[key] = b[key]
         if "_phone_rowids" in b:
@@ -1659,7 +1719,11 @@ def make_fixture(name, builder, out):
             truth["customer_ids_on_damaged_page"] = sorted({by_rowid[r] for r in b["_phone_rowids"]})
         truth["expected_customers_count"] = len(intended)
         truth["expected_customers_sha256"] = canonical_sha256(intended)
-        if not wal and snap and p["lost_rowids"]:
+        if "after_repair" in b:
+            # The builder knows what no source holds (see the fixture).
+            truth["expected_after_repair_count"] = len(b["after_repair"])
+            truth["expected_after_repair_sha256"] = canonical_sha256(b["after_repair"])
+        elif not wal and snap and p["lost_rowids"]:
             # What a repair from the snapshot can give back: the customers
             # that something surviving still names (see `traceable`).
             tr = traceable(db, intended)
@@ -1799,6 +1863,11 @@ README_TRUTH = """
   rows whose overflow chain was broken (whole nowhere in the file),
   `surviving_rowids` every other row (all whole), `long_name_rowids` the rows
   with a spilled name; `damage.chains` gives each broken chain's pages.
+* `lost_customer_leaf`: `restorable_customer_ids` are the lost leaf's
+  customers the snapshot holds (unchanged since), `unrecoverable_customer_ids`
+  those registered after it (no source holds them; `transactions` and the ID
+  index still name them). `expected_after_repair_*` is the intended content
+  without the unrecoverable ones, from the builder's own rows.
 * Fixture-specific: `new_customer_ids_on_page`, `deleted_customer_ids`,
   `orphaned_rowids`, `orphaned_customer_ids`, `damaged_rowids`, `wal_frames`,
   `wal_only_customer_ids`, `customers_without_wal`, and so on.

@@ -453,18 +453,16 @@ pub fn rebuild(
     }
     // Customers gone from both the table and its indexes are still named by
     // the rows that refer to them (a transaction's customer_id): those the
-    // snapshot has are restored.
-    if let Some(snap) = &snap {
-        restore_referenced(
-            &conn,
-            snap,
-            live,
-            customer_table,
-            id_column,
-            references,
-            &mut out,
-        )?;
-    }
+    // snapshot has are restored, the rest are unrecoverable.
+    restore_referenced(
+        &conn,
+        snap.as_ref(),
+        live,
+        customer_table,
+        id_column,
+        references,
+        &mut out,
+    )?;
     conn.execute_batch("COMMIT")?;
     for v in [
         &mut out.restored_customer_ids,
@@ -492,7 +490,7 @@ fn json_of(v: &Value) -> serde_json::Value {
 
 fn restore_referenced(
     conn: &Connection,
-    snap: &Connection,
+    snap: Option<&Connection>,
     live: &[SchemaObject],
     customer_table: &str,
     id_column: &str,
@@ -526,8 +524,8 @@ fn restore_referenced(
         missing.extend(ids.iter().filter_map(crate::report::id_text));
     }
     for id in missing {
-        let row: Option<(i64, Vec<Value>)> = snap
-            .query_row(
+        let row: Option<(i64, Vec<Value>)> = snap.and_then(|snap| {
+            snap.query_row(
                 &format!(
                     "SELECT rowid, {} FROM {ct} NOT INDEXED WHERE {idc} = ?1",
                     names.join(", ")
@@ -542,7 +540,8 @@ fn restore_referenced(
                     ))
                 },
             )
-            .ok();
+            .ok()
+        });
         match row {
             Some((rowid, values)) => {
                 let taken: bool = conn.query_row(

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 
 use super::{Action, Job, RepairFields, apply};
 use crate::check;
-use crate::config::Settings;
+use crate::check::finding::{Code, Finding, Severity};
 use crate::progress::Progress;
 use crate::report::{Report, Verdict};
 use crate::schema;
@@ -25,13 +25,7 @@ pub(super) fn patched(
 ) -> Result<Report> {
     let t0 = std::time::Instant::now();
     let affected_before = &job.before.affected_customer_ids;
-    let verified = verify_copy(
-        copy,
-        job.settings,
-        job.table,
-        affected_before,
-        &fields.restored_customer_ids,
-    )?;
+    let verified = verify_copy(copy, job, fields)?;
     check::timing("repair: verify", t0);
     let conn = crate::db::open_read_only(copy)?;
     // rows accounted for: every row read before is there, but those moved
@@ -68,21 +62,22 @@ pub(super) fn rebuilt(
     customers: i64,
     fields: &mut RepairFields,
 ) -> Result<Report> {
-    let verified = verify_copy(
-        copy,
-        job.settings,
-        job.table,
-        &job.before.affected_customer_ids,
-        &fields.restored_customer_ids,
-    )?;
+    let verified = verify_copy(copy, job, fields)?;
+    let lost = fields.unrecoverable_customer_ids.len();
+    let clean = if lost == 0 {
+        "the rebuilt database is clean".to_string()
+    } else {
+        format!(
+            "the rebuilt database is clean but for the {lost} customers that could not be restored (other tables still name them)"
+        )
+    };
     fields.actions.push(Action {
         kind: "verify",
         object: None,
         detail: format!(
-            "the rebuilt database is clean; {} customers; {} restored from the snapshot are found through every index; {} could not be restored",
+            "{clean}; {} customers; {} restored from the snapshot are found through every index; {lost} could not be restored",
             customers,
             fields.restored_customer_ids.len(),
-            fields.unrecoverable_customer_ids.len()
         ),
     });
     Ok(verified)
@@ -90,39 +85,35 @@ pub(super) fn rebuilt(
 
 /// The repaired copy must pass the full check, and every customer who was
 /// rejected before (or was restored) must be served right by its ID through
-/// every index: found if restored, never a wrong row or an error. A copy
-/// that fails is kept as `*.failed`.
-fn verify_copy(
-    copy: &Path,
-    settings: &Settings,
-    table: &schema::CustomerTable,
-    affected_before: &[String],
-    restored: &[String],
-) -> Result<Report> {
+/// every index: found if restored, never a wrong row or an error. The only
+/// damage the check of the copy may still name is the loss the repair
+/// accounted for: customers that no source could restore (DESIGN.md, ladder
+/// rule 8), each listed in `unrecoverable_customer_ids`. A copy that fails
+/// is kept as `*.failed`.
+fn verify_copy(copy: &Path, job: &Job, fields: &RepairFields) -> Result<Report> {
     apply::test_damage_copy(copy)?;
     apply::pause_point("verify");
-    let verified = check::check(copy, settings, Progress::hidden())
+    let verified = check::check(copy, job.settings, Progress::hidden())
         .with_context(|| "verifying the repaired copy".to_string())?
         .report;
-    let first_error = verified
-        .findings
-        .iter()
-        .find(|f| f.severity == check::finding::Severity::Error)
-        .map(|f| f.message.clone());
-    if verified.verdict != Verdict::Clean || first_error.is_some() {
+    let clean = verified.verdict == Verdict::Clean;
+    if let Some(why) = unaccounted_damage(
+        &verified.findings,
+        clean,
+        &fields.unrecoverable_customer_ids,
+    ) {
         keep_failed(copy);
-        bail!(
-            "the repaired copy failed its verification: {}",
-            first_error.as_deref().unwrap_or("not clean")
-        );
+        bail!("the repaired copy failed its verification: {why}");
     }
+    let restored = &fields.restored_customer_ids;
     let conn = crate::db::open_read_only(copy)?;
-    let prober = check::probe::Prober::new(&conn, table);
-    for id in affected_before.iter().chain(restored.iter()) {
-        let v = table.id_value(id);
+    let prober = check::probe::Prober::new(&conn, job.table);
+    for id in job.before.affected_customer_ids.iter().chain(restored) {
+        let v = job.table.id_value(id);
         // The copy has passed the check, so its ID index agrees with its
         // table: "missing" means the customer is not in the table (a stale
-        // entry of a deleted customer), right unless it was restored.
+        // entry of a deleted customer, or one that could not be restored),
+        // right unless it was restored.
         let must_find = restored.contains(id);
         let wrong = prober.probe_id(&v).values().any(|a| {
             matches!(
@@ -139,9 +130,83 @@ fn verify_copy(
     Ok(verified)
 }
 
+/// The first error of the copy's check that the repair did not account for,
+/// if any. Accounted for: customers that other tables name but the copy
+/// does not hold ("vanished"), when every one of them is among `lost`, the
+/// customers the repair reports as unrecoverable. Anything else — another
+/// kind of error, or one vanished customer the repair did not list — fails.
+fn unaccounted_damage(findings: &[Finding], clean: bool, lost: &[String]) -> Option<String> {
+    let lost: std::collections::BTreeSet<&str> = lost.iter().map(String::as_str).collect();
+    let accounted = |f: &Finding| {
+        f.code == Code::CustomerVanished
+            && !f.customer_ids.is_empty()
+            && f.count == f.customer_ids.len() as u64
+            && f.customer_ids.iter().all(|id| lost.contains(id.as_str()))
+    };
+    let errors: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .collect();
+    if let Some(f) = errors.iter().find(|f| !accounted(f)) {
+        return Some(f.message.clone());
+    }
+    if errors.is_empty() && !clean {
+        return Some("not clean".into());
+    }
+    None
+}
+
 /// A copy that failed verification is kept for inspection, never deleted.
 pub(super) fn keep_failed(copy: &Path) {
     let mut failed = copy.as_os_str().to_owned();
     failed.push(".failed");
     let _ = std::fs::rename(copy, PathBuf::from(failed));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vanished(ids: &[&str]) -> Finding {
+        let mut f = Finding::new(Code::CustomerVanished, Severity::Error, "vanished");
+        f.customer_ids = ids.iter().map(|s| s.to_string()).collect();
+        f.count = ids.len() as u64;
+        f
+    }
+
+    fn lost(ids: &[&str]) -> Vec<String> {
+        ids.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn only_the_losses_the_repair_accounted_for_are_accepted() {
+        // every vanished customer is listed as unrecoverable: accepted
+        let f = [vanished(&["C1", "C2"])];
+        assert_eq!(
+            unaccounted_damage(&f, false, &lost(&["C1", "C2", "C3"])),
+            None
+        );
+        // one vanished customer the repair did not list: refused
+        assert_eq!(
+            unaccounted_damage(&f, false, &lost(&["C1"])).as_deref(),
+            Some("vanished")
+        );
+        // a count beyond the IDs given (a capped list) cannot be accounted
+        let mut capped = vanished(&["C1"]);
+        capped.count = 2;
+        assert!(unaccounted_damage(&[capped], false, &lost(&["C1", "C2"])).is_some());
+        // any other error is never accepted, losses or not
+        let other = Finding::new(Code::PageDamaged, Severity::Error, "page 2 is damaged");
+        assert_eq!(
+            unaccounted_damage(&[vanished(&["C1"]), other], false, &lost(&["C1"])).as_deref(),
+            Some("page 2 is damaged")
+        );
+        // warnings do not count; a verdict that is not clean without an error does
+        let w = Finding::new(Code::IdFormat, Severity::Warning, "format");
+        assert_eq!(
+            unaccounted_damage(std::slice::from_ref(&w), true, &[]),
+            None
+        );
+        assert!(unaccounted_damage(&[w], false, &[]).is_some());
+    }
 }

@@ -25,7 +25,7 @@ fn py_json(v: &Value) -> String {
 }
 
 /// The builder's canonical digest of the customer table (fixtures/README.md).
-fn customers_sha256(db: &Path) -> String {
+pub(super) fn customers_sha256(db: &Path) -> String {
     let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let mut stmt = conn
         .prepare(&format!(
@@ -56,18 +56,18 @@ fn customers_sha256(db: &Path) -> String {
         .collect()
 }
 
-fn stock_integrity_check(db: &Path) -> String {
+pub(super) fn stock_integrity_check(db: &Path) -> String {
     super::support::sqlite3_cli(db, "PRAGMA integrity_check")
 }
 
 /// A temp folder with the fixture and its snapshot in `snaps/`.
-struct Setup {
-    dir: tempfile::TempDir,
-    db: PathBuf,
+pub(super) struct Setup {
+    pub(super) dir: tempfile::TempDir,
+    pub(super) db: PathBuf,
 }
 
 impl Setup {
-    fn new(name: &str) -> Setup {
+    pub(super) fn new(name: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let db = fixture_copy(name, dir.path());
         std::fs::create_dir(dir.path().join("snaps")).unwrap();
@@ -81,7 +81,7 @@ impl Setup {
         }
         Setup { dir, db }
     }
-    fn args(&self) -> Vec<String> {
+    pub(super) fn args(&self) -> Vec<String> {
         vec![
             "repair".into(),
             self.db.display().to_string(),
@@ -93,13 +93,13 @@ impl Setup {
             "-".into(),
         ]
     }
-    fn repair(&self, extra: &[&str]) -> super::support::Run {
+    pub(super) fn repair(&self, extra: &[&str]) -> super::support::Run {
         let mut a = self.args();
         a.extend(extra.iter().map(|s| s.to_string()));
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         run(&a, self.dir.path())
     }
-    fn backups(&self) -> Vec<PathBuf> {
+    pub(super) fn backups(&self) -> Vec<PathBuf> {
         std::fs::read_dir(self.dir.path().join("backup"))
             .map(|rd| rd.map(|e| e.unwrap().path()).collect())
             .unwrap_or_default()
@@ -108,7 +108,7 @@ impl Setup {
 
 /// Every customer named by the truth is found through every index of the
 /// repaired database, by SQLite itself.
-fn assert_found_through_every_index(db: &Path, ids: &[String]) {
+pub(super) fn assert_found_through_every_index(db: &Path, ids: &[String]) {
     let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let indexes: Vec<(String, String)> = conn
         .prepare("SELECT name, (SELECT group_concat(name, ',') FROM pragma_index_info(s.name)) FROM sqlite_schema s WHERE type = 'index' AND tbl_name = 'customers'")
