@@ -114,8 +114,10 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct RepairArgs {
     pub db: PathBuf,
-    /// A snapshot file or a directory of them (repeatable).
-    #[arg(long, value_name = "PATH", required = true)]
+    /// A snapshot file or a directory of them (repeatable; optional: without
+    /// one, repair does everything that needs none and says what a snapshot
+    /// would have restored). A path that cannot be read is an error.
+    #[arg(long, value_name = "PATH")]
     pub snapshot: Vec<PathBuf>,
     /// Print the plan and change nothing.
     #[arg(long)]

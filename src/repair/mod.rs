@@ -50,6 +50,10 @@ pub struct RepairFields {
     pub restored_customer_ids: Vec<String>,
     pub quarantined_customer_ids: Vec<String>,
     pub unrecoverable_customer_ids: Vec<String>,
+    /// No good snapshot was at hand: what one would have restored or
+    /// decided (one sentence each; the IDs are in the lists above).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub without_snapshot: Vec<String>,
     pub before: Option<Before>,
     pub after: Option<Before>,
 }
@@ -126,6 +130,7 @@ fn stopped(db: &Path, before: Report, fields: RepairFields, why: &str) -> Repair
 pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     let settings = Settings::from_opts(&args.opts)?;
     let db = &args.db;
+    paths_usable(args)?;
     let progress = Progress::new(quiet, args.opts.json.as_deref() == Some("-"));
     let t0 = std::time::Instant::now();
     let fp = fingerprint(db);
@@ -153,6 +158,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         Strategy::PatchCopy | Strategy::Rebuild { .. } => {}
     }
     if args.dry_run {
+        fields.without_snapshot = without_snapshot(&the_plan, &fields, &args.snapshot, &good);
         return Ok(dry_run(before, fields));
     }
     let Some(table) = table else {
@@ -185,6 +191,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         apply::swap(&copy, db).map(|_| verified)
     });
     lock.release();
+    fields.without_snapshot = without_snapshot(&the_plan, &fields, &args.snapshot, &good);
     match swapped {
         Ok(verified) => Ok(report_swapped(db, before, fields, &verified)),
         Err(e) => {
@@ -192,6 +199,19 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
             Ok(stopped(db, before, fields, &why))
         }
     }
+}
+
+/// Step 0, before any work: the paths given can be used. Every
+/// `--snapshot` path must be readable. (A database that cannot be opened
+/// at all is left to the check, which says why.)
+fn paths_usable(args: &RepairArgs) -> Result<()> {
+    let db_opens = std::fs::File::open(&args.db)
+        .and_then(|f| f.metadata())
+        .is_ok_and(|m| m.is_file());
+    if !db_opens {
+        return Ok(());
+    }
+    snapshot::readable(&args.snapshot)
 }
 
 /// Step 1: the read-only check of the live file (without the quick_check
@@ -360,6 +380,46 @@ fn id_indexes(t: &schema::CustomerTable) -> Vec<String> {
         })
         .map(|i| i.name.clone())
         .collect()
+}
+
+/// Without a good snapshot: what one would have restored (rows that index
+/// entries or other tables name but no page holds) or decided (which of
+/// several duplicate rows is the original). Empty when a snapshot was used
+/// or none was needed.
+fn without_snapshot(
+    the_plan: &Plan,
+    fields: &RepairFields,
+    given: &[PathBuf],
+    good: &[snapshot::Snapshot],
+) -> Vec<String> {
+    if !good.is_empty() {
+        return Vec::new();
+    }
+    let none = if given.is_empty() {
+        "no snapshot was given"
+    } else {
+        "no good snapshot"
+    };
+    let mut out = Vec::new();
+    let lost = fields.unrecoverable_customer_ids.len();
+    if lost > 0 {
+        out.push(format!(
+            "{none}: {lost} customer{} that index entries or other tables name but no page holds could not be restored (unrecoverable_customer_ids); a snapshot that has them would restore them",
+            if lost == 1 { "" } else { "s" }
+        ));
+    } else if fields.dry_run && matches!(the_plan.strategy, Strategy::Rebuild { .. }) {
+        out.push(format!(
+            "{none}: rows that index entries or other tables name but no page holds cannot be restored; they will be listed as unrecoverable (a snapshot that has them would restore them)"
+        ));
+    }
+    if !the_plan.dedupe.is_empty()
+        && (fields.dry_run || !fields.quarantined_customer_ids.is_empty())
+    {
+        out.push(format!(
+            "{none}: of each customer's duplicate rows the oldest is kept; a snapshot would show which row is the original"
+        ));
+    }
+    out
 }
 
 /// `--dry-run`: the plan is in the report; the verdict is the check's.

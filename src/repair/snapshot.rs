@@ -36,6 +36,26 @@ fn is_sqlite_file(path: &Path) -> bool {
         .is_ok_and(|_| &head == MAGIC)
 }
 
+/// Every path given with `--snapshot` must be readable: a file that opens,
+/// a folder that lists. A mistyped path is an error (exit 2, nothing
+/// changed), never a silent repair without the snapshot meant.
+pub fn readable(paths: &[PathBuf]) -> anyhow::Result<()> {
+    for p in paths {
+        let opened = match std::fs::metadata(p) {
+            Ok(m) if m.is_dir() => std::fs::read_dir(p).map(drop),
+            Ok(_) => std::fs::File::open(p).map(drop),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = opened {
+            anyhow::bail!(
+                "{}: the --snapshot path cannot be read ({e}); nothing was changed",
+                p.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Every candidate named by `--snapshot`: files as given, and the SQLite
 /// files directly inside directories (not the hidden temporary file of an
 /// unfinished `custodian snapshot`), newest first by the time recorded in

@@ -669,6 +669,13 @@ fn repair_sections(s: &mut String, r: &RepairFields) {
         }
         s.push_str("</table>\n");
     }
+    if !r.without_snapshot.is_empty() {
+        s.push_str("<h2>Without a snapshot</h2><ul>");
+        for w in &r.without_snapshot {
+            let _ = write!(s, "<li>{}</li>", esc(w));
+        }
+        s.push_str("</ul>\n");
+    }
     if !r.restored_customer_ids.is_empty() {
         let _ = writeln!(
             s,

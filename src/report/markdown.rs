@@ -106,6 +106,9 @@ fn repair_summary(report: &Report, r: &RepairFields) -> String {
         for line in plan_lines(r) {
             let _ = writeln!(s, "  - {line}");
         }
+        for w in &r.without_snapshot {
+            let _ = writeln!(s, "  {w}");
+        }
         return s;
     }
     for a in &r.actions {
@@ -122,6 +125,9 @@ fn repair_summary(report: &Report, r: &RepairFields) -> String {
     }
     for d in r.plan.iter().flat_map(|p| p.needs_decision.iter()) {
         let _ = writeln!(s, "  needs a decision: {d}");
+    }
+    for w in &r.without_snapshot {
+        let _ = writeln!(s, "  {w}");
     }
     if !r.quarantined_customer_ids.is_empty() {
         let _ = writeln!(
@@ -257,6 +263,12 @@ fn render_repair(report: &Report, r: &RepairFields) -> String {
         let _ = writeln!(s, "\n## Snapshots\n");
         for sn in &r.snapshots {
             let _ = writeln!(s, "- `{}`: {} ({})", sn.path, sn.status, sn.reason);
+        }
+    }
+    if !r.without_snapshot.is_empty() {
+        let _ = writeln!(s, "\n## Without a snapshot\n");
+        for w in &r.without_snapshot {
+            let _ = writeln!(s, "- {w}");
         }
     }
     let _ = writeln!(s, "\n## Needs a human decision\n");
