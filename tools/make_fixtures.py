@@ -208,13 +208,16 @@ def connect(path):
     return sqlite3.connect(path, isolation_level=None)
 
 
-def build_base(path, page_size=PAGE_SIZE, n=BASE_CUSTOMERS):
+def build_base(path, page_size=PAGE_SIZE, n=BASE_CUSTOMERS, auto_vacuum=None):
     """The healthy POS database every fixture starts from.  Customers are
     inserted in shuffled order with transactions interleaved, so rowid order
-    is not key order and table and index pages are mixed through the file."""
+    is not key order and table and index pages are mixed through the file.
+    `auto_vacuum` ("FULL" or "INCREMENTAL") is set before the first table."""
     people = People(SEED)
     con = connect(path)
     con.execute(f"PRAGMA page_size={page_size}")
+    if auto_vacuum:
+        con.execute(f"PRAGMA auto_vacuum={auto_vacuum}")
     con.execute("PRAGMA journal_mode=DELETE")
     con.executescript(SCHEMA)
     customers = [people.customer() for _ in range(n)]
@@ -929,10 +932,10 @@ def fx_healthy(work):
                             "live file: a repair with it must change nothing.")
 
 
-def _stale_pk(work):
-    """Shared by stale_pk_page and stale_pk_page_dups."""
+def _stale_pk(work, auto_vacuum=None):
+    """Shared by stale_pk_page, stale_pk_page_dups and the auto_vacuum kinds."""
     db, snap = f"{work}/s.db", f"{work}/s.snap.db"
-    people = build_base(db)
+    people = build_base(db, auto_vacuum=auto_vacuum)
     con = connect(db)
     pgno, _, _, ncell, unused = pick_pk_leaf(con)
     pages_before = [l[0] for l in leaf_pages(con, PK_INDEX)]
@@ -1607,6 +1610,86 @@ def fx_empty(work):
                 description="A 0-byte file (SQLite itself would treat it as an empty database).")
 
 
+# --------------------------------------------------------------------------
+# The repair ladder's other kinds of damage: auto_vacuum files and their
+# pointer maps, the freelist, the header, the schema table, WITHOUT ROWID
+# customer tables, and several kinds in one file.
+# --------------------------------------------------------------------------
+
+def ptrmap_pages(path, page_size):
+    """Pointer-map page numbers of an auto_vacuum file (fileformat2.html,
+    "Pointer Map or Ptrmap Pages"): page 2, then every (U/5 + 1)-th page."""
+    with open(path, "rb") as f:
+        head = f.read(100)
+    usable = page_size - head[20]
+    pages = header_page_count(path)
+    return list(range(2, pages + 1, usable // 5 + 1))
+
+
+def _stale_pk_vacuum(work, mode):
+    db, snap, intended, pgno, on_page, elsewhere, _ = _stale_pk(work, auto_vacuum=mode)
+    con = connect(db)
+    got = con.execute("PRAGMA auto_vacuum").fetchone()[0]
+    free = con.execute("PRAGMA freelist_count").fetchone()[0]
+    con.close()
+    assert got == {"FULL": 1, "INCREMENTAL": 2}[mode], got
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "stale_page", "object": PK_INDEX, "page_type": "index_leaf",
+                        "pages": [pgno], "auto_vacuum": mode.lower(),
+                        "ptrmap_pages": ptrmap_pages(db, PAGE_SIZE)},
+                expect_affected=set(on_page),
+                new_customer_ids_on_page=sorted(on_page),
+                new_customer_ids_elsewhere=sorted(elsewhere),
+                description=f"As stale_pk_page, in a database made with auto_vacuum={mode} "
+                            f"(pointer-map pages {ptrmap_pages(db, PAGE_SIZE)}, {free} free pages): "
+                            f"a lost write on leaf page {pgno} of {PK_INDEX} hides the "
+                            f"{len(on_page)} customers registered on it since. Repairing the "
+                            "index frees its pages, so the pointer map must follow.")
+
+
+def fx_stale_pk_page_autovacuum(work):
+    return _stale_pk_vacuum(work, "FULL")
+
+
+def fx_stale_pk_page_incremental(work):
+    return _stale_pk_vacuum(work, "INCREMENTAL")
+
+
+def _base_then_activity(work, tag, auto_vacuum=None, added=10, updated=20):
+    """The base database and its snapshot, then `added` registrations and
+    `updated` balance updates in the live file: (db, snap, people, intended)."""
+    db, snap = f"{work}/{tag}.db", f"{work}/{tag}.snap.db"
+    people = build_base(db, auto_vacuum=auto_vacuum)
+    con = connect(db)
+    copy_consistent(con, db, snap)
+    con.execute("BEGIN")
+    add_customers(con, people, count=added)
+    update_balances(con, people, updated)
+    con.execute("COMMIT")
+    intended = dump_customers(con)
+    con.close()
+    return db, snap, people, intended
+
+
+def fx_ptrmap_page_zeroed(work):
+    db, snap, _, intended = _base_then_activity(work, "p", auto_vacuum="FULL")
+    maps = ptrmap_pages(db, PAGE_SIZE)
+    assert maps == [2], maps
+    pages = header_page_count(db)
+    write_page(db, 2, bytes(PAGE_SIZE), PAGE_SIZE)
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "zeroed_page", "object": None, "page_type": "ptrmap",
+                        "pages": [2], "auto_vacuum": "full"},
+                expect_affected=set(),
+                # every page but page 1 and the map itself has an entry on it
+                truth={"ptrmap_entries_lost": pages - 2},
+                description="An auto_vacuum=FULL database (10 registrations and 20 balance "
+                            "updates after the snapshot) whose only pointer-map page, page 2, "
+                            "was zeroed (a torn write). Every lookup still works; SQLite's "
+                            "integrity_check reports each page's entry, and the next commit "
+                            "that frees a page would need the map to move pages.")
+
+
 FIXTURES = [
     ("healthy", fx_healthy),
     ("stale_pk_page", fx_stale_pk_page),
@@ -1625,13 +1708,17 @@ FIXTURES = [
     ("lost_customer_leaf", fx_lost_customer_leaf),
     ("not_a_database", fx_not_a_database),
     ("empty", fx_empty),
+    ("stale_pk_page_autovacuum", fx_stale_pk_page_autovacuum),
+    ("stale_pk_page_incremental", fx_stale_pk_page_incremental),
+    ("ptrmap_page_zeroed", fx_ptrmap_page_zeroed),
 ]
 
 # Fixtures whose damage must make some lookup wrong.
 MUST_AFFECT = {"stale_pk_page", "stale_pk_page_dups", "stale_secondary_page", "zeroed_index_page",
                "garbage_index_page", "surplus_index_entries", "damaged_table_leaf",
                "wal_stale_index", "truncated", "overflow_chain_broken", "flipped_id_byte",
-               "lost_customer_leaf"}
+               "lost_customer_leaf",
+               "stale_pk_page_autovacuum", "stale_pk_page_incremental"}
 
 
 # --------------------------------------------------------------------------
@@ -1714,6 +1801,8 @@ def make_fixture(name, builder, out):
                     "long_name_rowids", "restorable_customer_ids", "unrecoverable_customer_ids"):
             if key in b:
                 truth[key] = b[key]
+        # builder-specific truth (the fixtures of the repair ladder's kinds)
+        truth.update(b.get("truth", {}))
         if "_phone_rowids" in b:
             by_rowid = {r[0]: r[1] for r in intended}
             truth["customer_ids_on_damaged_page"] = sorted({by_rowid[r] for r in b["_phone_rowids"]})

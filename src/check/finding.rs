@@ -48,6 +48,9 @@ pub enum Code {
     PageReused,
     /// The freelist is damaged.
     FreelistDamaged,
+    /// Pointer-map entries (auto_vacuum files) that do not match the pages
+    /// they describe.
+    PtrmapDamaged,
     /// What SQLite's own `PRAGMA quick_check` reported that custodian's
     /// typed checks did not already name.
     SqliteQuickCheck,

@@ -10,6 +10,7 @@ pub mod canon;
 pub mod compare;
 pub mod finding;
 pub mod probe;
+pub mod ptrmap;
 pub mod structure;
 pub mod vanished;
 
@@ -174,7 +175,11 @@ pub fn check_with(
         timing("structure", t0);
         ctx.findings.extend(findings);
         trees.extend(other_trees);
-        ctx.page_map = Some(account_pages(&pager, &header, &trees, &mut ctx));
+        let roots: Vec<u32> = objects
+            .iter()
+            .filter_map(|o| u32::try_from(o.rootpage).ok().filter(|&r| r > 0))
+            .collect();
+        ctx.page_map = Some(account_pages(&pager, &header, &trees, &roots, &mut ctx));
         let r = qc.join();
         timing("quick_check", t0);
         match r {
@@ -470,6 +475,7 @@ fn account_pages(
     pager: &Pager,
     header: &DatabaseHeader,
     trees: &[structure::TreePages],
+    roots: &[u32],
     ctx: &mut Ctx,
 ) -> structure::PageMap {
     // Only pages that exist are accounted (a damaged header may claim
@@ -492,6 +498,7 @@ fn account_pages(
             &structure::ptrmap_pages(pager.usable_size(), n),
             structure::PageState::Ptrmap,
         );
+        ctx.findings.extend(ptrmap::check(pager, roots, &free));
     }
     if let Some(p) = structure::lock_byte_page(pager.page_size(), pager.page_count()) {
         account.mark(p);

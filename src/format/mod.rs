@@ -40,8 +40,10 @@
 //! (one b-tree page and its cells), [`record`] (the record format and SQLite's
 //! value ordering), [`wal`] (the write-ahead log), [`freelist`] (freelist
 //! trunks and pointer-map pages), [`btree`] (guarded walks of whole trees over
-//! a [`btree::PageSource`]).
+//! a [`btree::PageSource`]), [`accounting`] (every page's role, and the
+//! freelist and pointer-map pages that describe it, as repair writes them).
 
+pub mod accounting;
 pub mod btree;
 pub mod freelist;
 pub mod header;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
-use super::{Action, Job, RepairFields, apply, pages, rebuild, verify};
+use super::{Action, Job, RepairFields, apply, pages, plan, rebuild, verify};
 use crate::check;
 use crate::schema;
 
@@ -20,7 +20,7 @@ pub(super) fn patch(job: &Job, fields: &mut RepairFields) -> Result<(PathBuf, ap
     apply::match_owner_and_mode(&copy, job.db)?;
     check::timing("repair: copy", t0);
     apply::pause_point("build");
-    pages::empty_and_free(&copy, job.plan)?;
+    let relisted = pages::empty_and_free(&copy, job.plan)?;
     for i in &job.plan.rebuild_indexes {
         fields.actions.push(Action {
             kind: "rebuild_index",
@@ -34,6 +34,18 @@ pub(super) fn patch(job: &Job, fields: &mut RepairFields) -> Result<(PathBuf, ap
             kind: "free_pages",
             object: None,
             detail: format!("{freed} pages (the rebuilt indexes' old pages and pages no object owned) zeroed and put on the freelist"),
+        });
+    }
+    if let (Some(r), plan::PageLists::Rebuild { reasons }) = (relisted, &job.plan.page_lists) {
+        fields.actions.push(Action {
+            kind: "rebuild_page_lists",
+            object: None,
+            detail: format!(
+                "the freelist ({} pages) and {} pointer-map page(s) were written anew from the b-trees ({})",
+                r.free_pages,
+                r.ptrmap_pages,
+                reasons.join("; ")
+            ),
         });
     }
     check::timing("repair: empty and free", t0);

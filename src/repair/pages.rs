@@ -1,22 +1,32 @@
 //! Page-level edits of the repair's work copy (never of the original): a
 //! damaged index's root rewritten as an empty leaf, pages zeroed and put on
-//! the freelist. Afterwards the copy is a sound database that SQLite can
-//! rebuild indexes in without reading a damaged page (ARCHITECTURE.md, "Why
-//! repair works on a copy page by page").
+//! the freelist, the freelist and pointer maps written anew. Afterwards the
+//! copy is a sound database that SQLite can rebuild indexes in without
+//! reading a damaged page (ARCHITECTURE.md, "Why repair works on a copy
+//! page by page").
 //!
-//! Offsets come from `format/` (the file-format constants); this module only
-//! does the I/O on the copy.
+//! Offsets and page images come from `format/` (the file-format constants,
+//! `format::accounting`); this module only does the I/O on the copy.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 
-use super::plan::Plan;
+use super::plan::{PageLists, Plan};
+use crate::format::FormatError;
+use crate::format::accounting;
+use crate::format::btree::{self, PageSource, TableItem};
 use crate::format::header::{
     DatabaseHeader, FIRST_FREELIST_TRUNK_OFFSET, FREELIST_COUNT_OFFSET, HEADER_SIZE,
+    LARGEST_ROOT_PAGE_OFFSET, TextEncoding,
 };
+use crate::format::record::{Record, ValueRef};
+
+/// Column of `rootpage` in a sqlite_schema row (type, name, tbl_name,
+/// rootpage, sql).
+const SCHEMA_ROOTPAGE_COLUMN: usize = 3;
 
 /// The work copy, opened for page writes (never through a symbolic link),
 /// with its header as read when opened.
@@ -25,6 +35,7 @@ pub struct WorkCopy {
     /// The 100 header bytes; edited in memory, written by [`Self::write_header`].
     head: Vec<u8>,
     header: DatabaseHeader,
+    pages: u32,
 }
 
 impl WorkCopy {
@@ -40,22 +51,32 @@ impl WorkCopy {
             .with_context(|| format!("{}: reading the header", copy.display()))?;
         let header =
             DatabaseHeader::parse(&head).map_err(|e| anyhow!("{}: {e}", copy.display()))?;
-        Ok(WorkCopy { file, head, header })
-    }
-
-    fn page_size(&self) -> u64 {
-        u64::from(self.header.page_size)
+        let len = file
+            .metadata()
+            .with_context(|| format!("{}: cannot stat", copy.display()))?
+            .len();
+        // the work copy is whole: the file's own length decides
+        let pages = (len / u64::from(header.page_size)).min(u64::from(u32::MAX)) as u32;
+        Ok(WorkCopy {
+            file,
+            head,
+            header,
+            pages,
+        })
     }
 
     fn write_page(&self, pgno: u32, page: &[u8]) -> Result<()> {
         self.file
-            .write_all_at(page, (u64::from(pgno) - 1) * self.page_size())
+            .write_all_at(
+                page,
+                (u64::from(pgno) - 1) * u64::from(self.header.page_size),
+            )
             .with_context(|| format!("writing page {pgno} of the work copy"))
     }
 
     /// Rewrites `root` as an empty leaf index b-tree page.
     fn empty_index_root(&self, root: u32) -> Result<()> {
-        let mut page = vec![0u8; self.page_size() as usize];
+        let mut page = vec![0u8; self.header.page_size as usize];
         page[0] = 0x0a; // leaf index b-tree page
         // cell content starts at the end of the usable area (0 means 65536)
         let usable = self.header.usable_size();
@@ -64,39 +85,110 @@ impl WorkCopy {
         self.write_page(root, &page)
     }
 
-    /// Zeroes `pages` and chains them onto the freelist as new trunks (each
-    /// holding at most usable/4 - 8 leaves, what SQLite itself writes); the
-    /// header's first trunk and count are updated in memory.
-    fn free(&mut self, pages: &[u32]) -> Result<()> {
-        let ps = self.page_size() as usize;
-        let zero = vec![0u8; ps];
+    fn zero(&self, pages: &[u32]) -> Result<()> {
+        let zero = vec![0u8; self.header.page_size as usize];
         for &p in pages {
             self.write_page(p, &zero)?;
         }
-        let per_trunk = (self.header.usable_size() as usize / 4)
-            .saturating_sub(8)
-            .max(1);
-        let mut next = self.header.first_freelist_trunk;
-        for chunk in pages.chunks(per_trunk + 1) {
-            let trunk = chunk[0];
-            let leaves = &chunk[1..];
-            let mut page = vec![0u8; ps];
-            page[0..4].copy_from_slice(&next.to_be_bytes());
-            page[4..8].copy_from_slice(&(leaves.len() as u32).to_be_bytes());
-            for (i, l) in leaves.iter().enumerate() {
-                page[8 + i * 4..12 + i * 4].copy_from_slice(&l.to_be_bytes());
+        Ok(())
+    }
+
+    fn set_u32(&mut self, offset: usize, value: u32) {
+        self.head[offset..offset + 4].copy_from_slice(&value.to_be_bytes());
+    }
+
+    /// Chains `pages` onto the freelist as new trunks; the header's first
+    /// trunk and count are updated in memory.
+    fn append_to_freelist(&mut self, pages: &[u32]) -> Result<()> {
+        let (first, trunks) =
+            accounting::freelist_images(pages, self.header.page_size, self.header.usable_size());
+        if trunks.is_empty() {
+            return Ok(());
+        }
+        // the last new trunk continues with the old freelist
+        let old = self.header.first_freelist_trunk;
+        let last = trunks.len() - 1;
+        for (k, (pgno, mut img)) in trunks.into_iter().enumerate() {
+            if k == last {
+                img[0..4].copy_from_slice(&old.to_be_bytes());
             }
-            self.write_page(trunk, &page)?;
-            next = trunk;
+            self.write_page(pgno, &img)?;
         }
         let count = self.header.freelist_count + pages.len() as u32;
-        self.head[FIRST_FREELIST_TRUNK_OFFSET..FIRST_FREELIST_TRUNK_OFFSET + 4]
-            .copy_from_slice(&next.to_be_bytes());
-        self.head[FREELIST_COUNT_OFFSET..FREELIST_COUNT_OFFSET + 4]
-            .copy_from_slice(&count.to_be_bytes());
-        self.header.first_freelist_trunk = next;
+        self.set_u32(FIRST_FREELIST_TRUNK_OFFSET, first);
+        self.set_u32(FREELIST_COUNT_OFFSET, count);
+        self.header.first_freelist_trunk = first;
         self.header.freelist_count = count;
         Ok(())
+    }
+
+    /// The root pages the schema table (page 1) names, read page by page.
+    fn schema_roots(&self) -> Result<Vec<u32>> {
+        let mut roots = Vec::new();
+        let mut rec = Record::default();
+        let mut bad = None;
+        btree::walk_table(self, 1, &mut |item| match item {
+            TableItem::Row { payload, .. } => {
+                if rec.parse(payload).is_ok()
+                    && let Some(ValueRef::Integer(r)) = rec.get(payload, SCHEMA_ROOTPAGE_COLUMN)
+                    && let Ok(r) = u32::try_from(r)
+                    && r > 0
+                {
+                    roots.push(r);
+                }
+            }
+            TableItem::RowDamaged { rowid, .. } => bad = Some(format!("row {rowid} is damaged")),
+            TableItem::Damage(d) => bad = Some(d.detail),
+        });
+        if let Some(why) = bad {
+            bail!("the schema table of the work copy cannot be read whole: {why}");
+        }
+        Ok(roots)
+    }
+
+    /// Writes the freelist (and, in an auto_vacuum file, every pointer-map
+    /// page) anew from the b-trees of the copy: every page no tree uses is
+    /// free. Refused when a tree cannot be walked whole: its pages would be
+    /// taken for free ones.
+    fn rebuild_page_lists(&mut self) -> Result<RelistOutcome> {
+        let roots = self.schema_roots()?;
+        let mut roles = accounting::page_roles(self, &roots);
+        if let Some(d) = roles.damage.first() {
+            bail!(
+                "the freelist cannot be rebuilt: a b-tree of the work copy is damaged ({})",
+                d.detail
+            );
+        }
+        let (ps, usable) = (self.header.page_size, self.header.usable_size());
+        let auto_vacuum = self.header.largest_root_page != 0;
+        let free = roles.unused(ps, usable, auto_vacuum);
+        roles.mark_free(&free);
+        let (first, trunks) = accounting::freelist_images(&free, ps, usable);
+        for (pgno, img) in &trunks {
+            self.write_page(*pgno, img)?;
+        }
+        self.set_u32(FIRST_FREELIST_TRUNK_OFFSET, first);
+        self.set_u32(FREELIST_COUNT_OFFSET, free.len() as u32);
+        self.header.first_freelist_trunk = first;
+        self.header.freelist_count = free.len() as u32;
+        let mut maps = 0;
+        if auto_vacuum {
+            for (pgno, img) in accounting::ptrmap_images(&roles, self.pages, ps, usable) {
+                self.write_page(pgno, &img)?;
+                maps += 1;
+            }
+            // SQLite puts new roots after the largest: it must be at least
+            // every root's page
+            let largest = roots.iter().copied().max().unwrap_or(1);
+            if largest > self.header.largest_root_page {
+                self.set_u32(LARGEST_ROOT_PAGE_OFFSET, largest);
+                self.header.largest_root_page = largest;
+            }
+        }
+        Ok(RelistOutcome {
+            free_pages: free.len(),
+            ptrmap_pages: maps,
+        })
     }
 
     /// Page 1 holds the header: rewrites just those 100 bytes.
@@ -111,26 +203,75 @@ impl WorkCopy {
     }
 }
 
+impl PageSource for WorkCopy {
+    fn page_size(&self) -> u32 {
+        self.header.page_size
+    }
+
+    fn usable_size(&self) -> u32 {
+        self.header.usable_size()
+    }
+
+    fn page_count(&self) -> u32 {
+        self.pages
+    }
+
+    fn text_encoding(&self) -> TextEncoding {
+        self.header.text_encoding
+    }
+
+    fn read_page(&self, pgno: u32, buf: &mut Vec<u8>) -> Result<(), FormatError> {
+        if pgno == 0 || pgno > self.pages {
+            return Err(FormatError::OutOfBounds {
+                what: format!("page {pgno} of {}", self.pages),
+            });
+        }
+        buf.resize(self.header.page_size as usize, 0);
+        self.file
+            .read_exact_at(
+                buf,
+                (u64::from(pgno) - 1) * u64::from(self.header.page_size),
+            )
+            .map_err(|e| FormatError::Io {
+                detail: e.to_string(),
+            })
+    }
+}
+
+/// What writing the page lists anew did.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RelistOutcome {
+    pub free_pages: usize,
+    pub ptrmap_pages: usize,
+}
+
 /// Every index to rebuild is emptied (its root rewritten as an empty leaf)
-/// and its other pages, with the pages no object owns, are zeroed and put on
-/// the freelist. Afterwards SQLite can rebuild those indexes without reading
-/// a damaged page.
-pub fn empty_and_free(copy: &Path, plan: &Plan) -> Result<()> {
+/// and its other pages, with the pages no object owns, are zeroed and put
+/// on the freelist — appended to it, or with the freelist and pointer maps
+/// written anew when the plan says so. Afterwards SQLite can rebuild those
+/// indexes without reading a damaged page.
+pub fn empty_and_free(copy: &Path, plan: &Plan) -> Result<Option<RelistOutcome>> {
     let mut work = WorkCopy::open(copy)?;
     for &root in &plan.empty_roots {
         if root >= 2 {
             work.empty_index_root(root)?;
         }
     }
-    let pages: Vec<u32> = plan
+    let freed: Vec<u32> = plan
         .free_pages
         .iter()
         .copied()
         .filter(|&p| p >= 2 && !plan.empty_roots.contains(&p))
         .collect();
-    if !pages.is_empty() {
-        work.free(&pages)?;
-        work.write_header()?;
-    }
-    work.sync()
+    work.zero(&freed)?;
+    let relisted = match &plan.page_lists {
+        PageLists::Append => {
+            work.append_to_freelist(&freed)?;
+            None
+        }
+        PageLists::Rebuild { .. } => Some(work.rebuild_page_lists()?),
+    };
+    work.write_header()?;
+    work.sync()?;
+    Ok(relisted)
 }

@@ -28,6 +28,22 @@ pub enum Strategy {
     NotBuilt { reason: String },
 }
 
+/// How the pages no b-tree uses are listed once the copy is edited: the
+/// freelist, and in an auto_vacuum / incremental_vacuum file the pointer
+/// maps.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PageLists {
+    /// The freelist is sound and the file has no pointer maps: freed pages
+    /// are chained onto the existing freelist.
+    Append,
+    /// The freelist and the pointer maps are written anew from the b-trees
+    /// of the edited copy: every page no tree uses is free, and every
+    /// pointer-map entry says what its page now is. For a damaged freelist
+    /// or pointer map, and for any page freed in an auto_vacuum file.
+    Rebuild { reasons: Vec<String> },
+}
+
 /// Rows that share a key under a UNIQUE index.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Dedupe {
@@ -66,6 +82,8 @@ pub struct Plan {
     /// Pages put on the freelist (zeroed): the rebuilt indexes' other pages
     /// and pages no object owns.
     pub free_pages: Vec<u32>,
+    /// How the freelist (and pointer maps) are written afterwards.
+    pub page_lists: PageLists,
     pub recreate_indexes: Vec<IndexToRecreate>,
     pub dedupe: Vec<Dedupe>,
     /// Rows whose stored ID is restored before the index is rebuilt.
@@ -189,8 +207,13 @@ fn is_table_level(code: Code) -> bool {
             | Code::SchemaUnreadable
             | Code::RowsUnreadable
             | Code::PageReused
-            | Code::FreelistDamaged
     )
+}
+
+/// Codes that say the lists of pages are damaged: the freelist, the
+/// pointer maps. Rebuilt from the b-trees; no row is at stake.
+fn is_page_list(code: Code) -> bool {
+    matches!(code, Code::FreelistDamaged | Code::PtrmapDamaged)
 }
 
 /// Codes that put an index in doubt.
@@ -226,6 +249,7 @@ pub fn plan(
     let mut rebuild: BTreeSet<String> = BTreeSet::new();
     let mut not_built: Vec<String> = Vec::new();
     let mut tables: Vec<String> = Vec::new();
+    let mut lists: Vec<String> = Vec::new();
     let mut dedupe: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in &before.findings {
         if f.severity != Severity::Error {
@@ -236,6 +260,8 @@ pub fn plan(
             not_built.push(format!("{} ({})", code_name(f.code), f.message));
         } else if is_table_level(f.code) {
             tables.push(format!("{}: {}", code_name(f.code), f.message));
+        } else if is_page_list(f.code) {
+            lists.push(format!("{}: {}", code_name(f.code), f.message));
         } else if is_index_level(f.code) {
             if index_names.contains(obj) {
                 rebuild.insert(obj.to_string());
@@ -294,11 +320,23 @@ pub fn plan(
             }
         }
     }
+    // pages on a damaged freelist that its walk could not reach are unused
+    // (no tree claims them): they are free pages, listed again
+    let freelist_damaged = lists.iter().any(|l| l.starts_with("freelist_damaged"));
+    if auto_vacuum && !free.is_empty() {
+        lists.push("auto_vacuum: the pointer maps follow the freed pages".into());
+    }
+    let page_lists = if lists.is_empty() {
+        PageLists::Append
+    } else {
+        PageLists::Rebuild { reasons: lists }
+    };
     let nothing = rebuild.is_empty()
         && free.is_empty()
         && recreate.is_empty()
         && not_built.is_empty()
-        && tables.is_empty();
+        && tables.is_empty()
+        && page_lists == PageLists::Append;
     let strategy = if nothing {
         Strategy::Nothing
     } else if !not_built.is_empty() {
@@ -311,13 +349,7 @@ pub fn plan(
     } else if !tables.is_empty() {
         tables.dedup();
         Strategy::Rebuild { reasons: tables }
-    } else if auto_vacuum && !free.is_empty() {
-        Strategy::NotBuilt {
-            reason:
-                "freeing pages of an auto_vacuum database (pointer-map upkeep) is not built yet"
-                    .into(),
-        }
-    } else if !free.is_empty() && recreate.is_empty() && rebuild.is_empty() {
+    } else if !free.is_empty() && recreate.is_empty() && rebuild.is_empty() && !freelist_damaged {
         // Only orphaned pages and no snapshot that explains them.
         if snapshot.is_none() {
             Strategy::NotBuilt {
@@ -336,6 +368,7 @@ pub fn plan(
         rebuild_indexes: rebuild.into_iter().collect(),
         empty_roots: roots,
         free_pages: free.into_iter().collect(),
+        page_lists,
         recreate_indexes: recreate,
         dedupe: dedupe
             .into_iter()

@@ -12,6 +12,7 @@ mod kinds;
 mod preflight;
 mod reader;
 mod repair;
+mod repair_kinds;
 mod repair_ops;
 mod salvage;
 mod snapshot;
