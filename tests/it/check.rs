@@ -1,131 +1,671 @@
-//! `custodian check` over every fixture: exact verdict, exit code, finding
-//! codes and affected customer IDs (against the fixture builder's truth).
+//! `custodian check` over every fixture: exact verdict, exit code, the exact
+//! set of findings, and each finding's count, customer IDs, entries and
+//! pages, against the fixture builder's truth (and, for page ownership, the
+//! stock `sqlite3` CLI's dbstat on the same bytes).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
-use super::support::{fixture_copy, run, strings, truth};
+use serde_json::Value;
+
+use super::support::{fixture_copy, fixtures, run, sqlite3_cli, strings, truth};
+
+/// Where the expected pages of a structural finding come from.
+#[derive(Clone, Copy, Debug)]
+enum Pages {
+    /// the truth's `damage.pages`
+    Damage,
+    /// the truth's `damage.orphaned_leaf_pages` (leaves whose parent is lost)
+    OrphanedLeaves,
+    /// the pages of each broken overflow chain after its broken page
+    /// (truth `damage.chains`): no longer reached by anything
+    ChainTails,
+    /// the table leaf pages whose cells start the broken overflow chains:
+    /// the parents, by dbstat path, of the truth's `damage.pages`
+    ChainOwners,
+    /// the object's pages past the end of the file (dbstat of the snapshot,
+    /// which is the file before the cut)
+    LostOfObject,
+}
+
+/// How the expected `count` of a structural finding is known.
+#[derive(Clone, Copy, Debug)]
+enum Count {
+    /// the number of pages
+    Pages,
+    /// the truth's `lost_rowids`
+    LostRows,
+    /// at most the truth's `lost_rowids`: in a truncated file only the lost
+    /// rows that something surviving names (an index entry, a reference)
+    /// are known to have existed
+    KnownLostRows,
+    /// a number of problems on the damaged pages, which the truth does not
+    /// predict (only that there is at least one)
+    Problems,
+}
+
+/// A finding on the file's structure that the damage must produce. Index
+/// content findings (missing, surplus, mismatched entries, duplicates,
+/// wrong lookups), SQLite's second opinion and the -wal note are derived
+/// from the truth for every fixture, not listed here.
+struct Structural {
+    code: &'static str,
+    /// the finding's `object`; None = no object
+    object: Option<&'static str>,
+    pages: Option<Pages>,
+    count: Count,
+}
+
+const fn st(
+    code: &'static str,
+    object: Option<&'static str>,
+    pages: Option<Pages>,
+    count: Count,
+) -> Structural {
+    Structural {
+        code,
+        object,
+        pages,
+        count,
+    }
+}
 
 struct Case {
     fixture: &'static str,
     exit: i32,
     verdict: &'static str,
-    /// (code, object) pairs that must be among the findings; object "" = any.
-    codes: &'static [(&'static str, &'static str)],
+    structural: &'static [Structural],
 }
 
-const PK: &str = "sqlite_autoindex_customers_1";
+const CUSTOMERS: Option<&str> = Some("customers");
 
 const CASES: &[Case] = &[
     Case {
         fixture: "healthy",
         exit: 0,
         verdict: "clean",
-        codes: &[],
+        structural: &[],
     },
     Case {
         fixture: "stale_pk_page",
         exit: 1,
         verdict: "corrupt",
-        codes: &[("index_entry_missing", PK), ("lookup_wrong", PK)],
+        structural: &[],
     },
     Case {
         fixture: "stale_pk_page_dups",
         exit: 1,
         verdict: "corrupt",
-        codes: &[
-            ("index_entry_missing", PK),
-            ("lookup_wrong", PK),
-            ("duplicate_key", PK),
-        ],
+        structural: &[],
     },
     Case {
         fixture: "stale_secondary_page",
         exit: 1,
         verdict: "corrupt",
-        codes: &[
-            ("index_entry_missing", "idx_customers_email"),
-            ("lookup_wrong", "idx_customers_email"),
-        ],
+        structural: &[],
     },
     Case {
         fixture: "zeroed_index_page",
         exit: 1,
         verdict: "corrupt",
-        codes: &[
-            ("page_damaged", PK),
-            ("index_entry_missing", PK),
-            ("lookup_wrong", PK),
-        ],
+        structural: &[st(
+            "page_damaged",
+            Some("sqlite_autoindex_customers_1"),
+            Some(Pages::Damage),
+            Count::Pages,
+        )],
     },
     Case {
         fixture: "garbage_index_page",
         exit: 1,
         verdict: "corrupt",
-        codes: &[
-            ("index_entry_missing", "idx_customers_phone"),
-            ("lookup_wrong", "idx_customers_phone"),
+        structural: &[
+            st(
+                "cell_damaged",
+                Some("idx_customers_phone"),
+                Some(Pages::Damage),
+                Count::Problems,
+            ),
+            st(
+                "record_damaged",
+                Some("idx_customers_phone"),
+                Some(Pages::Damage),
+                Count::Problems,
+            ),
         ],
     },
     Case {
         fixture: "surplus_index_entries",
         exit: 1,
         verdict: "corrupt",
-        codes: &[("index_entry_surplus", PK), ("lookup_wrong", PK)],
+        structural: &[],
     },
     Case {
         fixture: "damaged_table_leaf",
         exit: 1,
         verdict: "corrupt",
-        codes: &[("index_entry_surplus", PK), ("lookup_wrong", PK)],
+        structural: &[
+            st(
+                "cell_damaged",
+                CUSTOMERS,
+                Some(Pages::Damage),
+                Count::Problems,
+            ),
+            st(
+                "record_damaged",
+                CUSTOMERS,
+                Some(Pages::Damage),
+                Count::Problems,
+            ),
+            st("key_order", CUSTOMERS, Some(Pages::Damage), Count::Problems),
+            st("rows_unreadable", None, None, Count::LostRows),
+        ],
     },
     Case {
         fixture: "damaged_table_interior",
         exit: 1,
         verdict: "corrupt",
-        codes: &[("index_entry_surplus", PK)],
+        structural: &[
+            st("page_damaged", CUSTOMERS, Some(Pages::Damage), Count::Pages),
+            st(
+                "page_unused",
+                None,
+                Some(Pages::OrphanedLeaves),
+                Count::Pages,
+            ),
+            st("rows_unreadable", None, None, Count::LostRows),
+        ],
+    },
+    Case {
+        fixture: "lost_customer_leaf",
+        exit: 1,
+        verdict: "corrupt",
+        structural: &[
+            st("page_damaged", CUSTOMERS, Some(Pages::Damage), Count::Pages),
+            st("rows_unreadable", None, None, Count::LostRows),
+        ],
     },
     Case {
         fixture: "index_definition_removed",
         exit: 1,
         verdict: "corrupt",
-        codes: &[("page_unused", "")],
+        structural: &[st("page_unused", None, Some(Pages::Damage), Count::Pages)],
     },
     Case {
         fixture: "wal_stale_index",
         exit: 1,
         verdict: "corrupt",
-        codes: &[
-            ("wal_uncheckpointed", ""),
-            ("index_entry_missing", PK),
-            ("lookup_wrong", PK),
-        ],
+        structural: &[],
     },
     Case {
         fixture: "flipped_id_byte",
         exit: 1,
         verdict: "corrupt",
-        codes: &[
-            ("index_entry_missing", PK),
-            ("index_key_mismatch", PK),
-            ("lookup_wrong", PK),
-        ],
+        structural: &[],
     },
     Case {
         fixture: "overflow_chain_broken",
         exit: 1,
         verdict: "corrupt",
-        codes: &[("record_damaged", "customers"), ("rows_unreadable", "")],
+        structural: &[
+            st(
+                "record_damaged",
+                CUSTOMERS,
+                Some(Pages::ChainOwners),
+                Count::Pages,
+            ),
+            st("page_unused", None, Some(Pages::ChainTails), Count::Pages),
+            st("rows_unreadable", None, None, Count::LostRows),
+        ],
     },
     Case {
         fixture: "truncated",
         exit: 1,
         verdict: "corrupt",
-        codes: &[("file_truncated", "")],
+        structural: &[
+            st("file_truncated", None, Some(Pages::Damage), Count::Pages),
+            st(
+                "page_damaged",
+                CUSTOMERS,
+                Some(Pages::LostOfObject),
+                Count::Pages,
+            ),
+            st(
+                "page_damaged",
+                Some("transactions"),
+                Some(Pages::LostOfObject),
+                Count::Pages,
+            ),
+            st(
+                "page_damaged",
+                Some("idx_transactions_customer"),
+                Some(Pages::LostOfObject),
+                Count::Pages,
+            ),
+            st(
+                "page_damaged",
+                Some("sqlite_autoindex_customers_1"),
+                Some(Pages::LostOfObject),
+                Count::Pages,
+            ),
+            st(
+                "page_damaged",
+                Some("sqlite_autoindex_customers_2"),
+                Some(Pages::LostOfObject),
+                Count::Pages,
+            ),
+            st(
+                "page_damaged",
+                Some("idx_customers_email"),
+                Some(Pages::LostOfObject),
+                Count::Pages,
+            ),
+            st(
+                "page_damaged",
+                Some("idx_customers_phone"),
+                Some(Pages::LostOfObject),
+                Count::Pages,
+            ),
+            st(
+                "page_damaged",
+                Some("idx_customers_status"),
+                Some(Pages::LostOfObject),
+                Count::Pages,
+            ),
+            st("rows_unreadable", None, None, Count::KnownLostRows),
+            st(
+                "customer_vanished",
+                Some("transactions.customer_id"),
+                None,
+                Count::Problems,
+            ),
+        ],
     },
 ];
 
+fn u64s(v: &Value) -> Vec<u64> {
+    v.as_array()
+        .map(|a| a.iter().map(|x| x.as_u64().unwrap()).collect())
+        .unwrap_or_default()
+}
+
+/// `pages` of the fixture's database per dbstat of `file` (stock CLI):
+/// pageno → (object, path).
+fn dbstat(file: &Path) -> BTreeMap<u64, (String, String)> {
+    sqlite3_cli(file, "SELECT pageno, name, path FROM dbstat")
+        .lines()
+        .map(|l| {
+            let mut p = l.splitn(3, '|');
+            let n = p.next().unwrap().parse().unwrap();
+            (
+                n,
+                (p.next().unwrap().to_string(), p.next().unwrap().to_string()),
+            )
+        })
+        .collect()
+}
+
+fn expected_pages(how: Pages, t: &Value, fixture: &str, object: Option<&str>) -> Vec<u64> {
+    let damage = &t["damage"];
+    let mut pages = match how {
+        Pages::Damage => u64s(&damage["pages"]),
+        Pages::OrphanedLeaves => u64s(&damage["orphaned_leaf_pages"]),
+        Pages::ChainTails => damage["chains"]
+            .as_object()
+            .unwrap()
+            .values()
+            .flat_map(|c| u64s(&c["pages"]).into_iter().skip(1))
+            .collect(),
+        Pages::ChainOwners => {
+            let stat = dbstat(&fixtures().join(format!("{fixture}.db")));
+            u64s(&damage["pages"])
+                .iter()
+                .map(|p| {
+                    let path = &stat[p].1;
+                    // an overflow page's path is its cell's leaf path + "CCC+NNNNNN"
+                    let owner = &path[..=path.rfind('/').unwrap()];
+                    *stat
+                        .iter()
+                        .find(|(_, (_, q))| q == owner)
+                        .unwrap_or_else(|| panic!("no page at dbstat path {owner}"))
+                        .0
+                })
+                .collect()
+        }
+        Pages::LostOfObject => {
+            let kept = damage["file_pages"].as_u64().unwrap();
+            dbstat(&fixtures().join(format!("{fixture}.snap.db")))
+                .into_iter()
+                .filter(|(p, (name, _))| *p > kept && Some(name.as_str()) == object)
+                .map(|(p, _)| p)
+                .collect()
+        }
+    };
+    pages.sort();
+    pages
+}
+
+/// One index-content expectation derived from the truth: the rowids of the
+/// entries (with the customer ID of each, where the index key holds it).
+#[derive(Default, Debug)]
+struct EntrySet {
+    rowids: Vec<i64>,
+    ids: BTreeSet<String>,
+}
+
+/// The truth's missing and surplus index entries, as custodian's finding
+/// codes: `index_entry_missing`, `index_entry_surplus` (the row is absent or
+/// unreadable) and `index_key_mismatch` (the row holds another key).
+fn expected_entries(t: &Value) -> BTreeMap<(String, String), EntrySet> {
+    let mut out: BTreeMap<(String, String), EntrySet> = BTreeMap::new();
+    let id_pos = |index: &str| {
+        t["indexes"][index]
+            .as_array()
+            .and_then(|cols| cols.iter().position(|c| c == "customer_id"))
+    };
+    let mut add = |code: &str, e: &Value| {
+        let index = e["index"].as_str().unwrap();
+        let set = out
+            .entry((code.to_string(), index.to_string()))
+            .or_default();
+        set.rowids.push(e["rowid"].as_i64().unwrap());
+        if let Some(i) = id_pos(index) {
+            set.ids.insert(e["key"][i].as_str().unwrap().to_string());
+        }
+    };
+    for e in t["missing_index_entries"].as_array().unwrap() {
+        add("index_entry_missing", e);
+    }
+    for e in t["surplus_index_entries"].as_array().unwrap() {
+        let code = if e["row"] == "differs" {
+            "index_key_mismatch"
+        } else {
+            "index_entry_surplus"
+        };
+        add(code, e);
+    }
+    for set in out.values_mut() {
+        set.rowids.sort();
+    }
+    out
+}
+
+/// Every (code, object) the fixture's damage must produce, nothing else.
+fn expected_codes(case: &Case, t: &Value) -> BTreeSet<(String, String)> {
+    let mut want = BTreeSet::new();
+    for s in case.structural {
+        want.insert((s.code.to_string(), s.object.unwrap_or("").to_string()));
+    }
+    for (code, index) in expected_entries(t).keys() {
+        want.insert((code.clone(), index.clone()));
+    }
+    for index in t["affected_by_index"].as_object().unwrap().keys() {
+        want.insert(("lookup_wrong".to_string(), index.clone()));
+    }
+    if !strings(&t["duplicate_customer_ids"]).is_empty() {
+        want.insert((
+            "duplicate_key".into(),
+            "sqlite_autoindex_customers_1".into(),
+        ));
+    }
+    if bundled_quick_check(case.fixture) != "ok" {
+        want.insert(("sqlite_quick_check".into(), String::new()));
+    }
+    if t["wal_frames"].as_u64().is_some_and(|n| n > 0) {
+        want.insert(("wal_uncheckpointed".into(), String::new()));
+    }
+    want
+}
+
+/// `PRAGMA quick_check` by the SQLite that custodian bundles (rusqlite's;
+/// newer than the stock CLI that wrote the truth's `sqlite_quick_check`, and
+/// it also counts index entries), on a copy of the fixture: the second
+/// opinion that custodian reports as `sqlite_quick_check`.
+fn bundled_quick_check(fixture: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_copy(fixture, dir.path());
+    let Ok(conn) = rusqlite::Connection::open(&db) else {
+        return "cannot open".into();
+    };
+    let mut lines = Vec::new();
+    let res = conn.prepare("PRAGMA quick_check").and_then(|mut s| {
+        let rows = s.query_map([], |r| r.get::<_, String>(0))?;
+        for l in rows {
+            lines.push(l?);
+        }
+        Ok(())
+    });
+    match res {
+        Ok(()) => lines.join("\n"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn findings_of<'a>(j: &'a Value, code: &str, object: &str) -> Vec<&'a Value> {
+    j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == code && f["object"].as_str().unwrap_or("") == object)
+        .collect()
+}
+
+/// Checks one fixture's report against its truth; returns what differs.
+fn compare_with_truth(case: &Case, j: &Value) -> Vec<String> {
+    let t = truth(case.fixture);
+    let name = case.fixture;
+    let mut failures = Vec::new();
+    let mut fail = |s: String| failures.push(format!("{name}: {s}"));
+    if j["verdict"] != case.verdict {
+        fail(format!("verdict {} != {}", j["verdict"], case.verdict));
+    }
+
+    // 1. exactly the expected findings: none missing, no extra
+    let got: BTreeSet<(String, String)> = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap().to_string(),
+                f["object"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let want = expected_codes(case, &t);
+    if got != want {
+        fail(format!(
+            "findings differ: missing {:?}; unexpected {:?}",
+            want.difference(&got).collect::<Vec<_>>(),
+            got.difference(&want).collect::<Vec<_>>()
+        ));
+    }
+
+    // 2. the index entries of each finding, against the truth's entries. The
+    //    truncated file is the exception: SQLite (the truth's probe) stops at
+    //    each lost page, so its entry lists are bounds, where custodian's page
+    //    reader sees every surviving entry: custodian's missing entries are
+    //    among the truth's, the truth's surplus entries among custodian's.
+    let bounds_only = !t["schema_read_error"].is_null();
+    for ((code, index), set) in expected_entries(&t) {
+        let fs = findings_of(j, &code, &index);
+        let [f] = fs.as_slice() else {
+            fail(format!("{} findings {code} on {index}, want 1", fs.len()));
+            continue;
+        };
+        let mut rowids: Vec<i64> = f["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["rowid"].as_i64().unwrap())
+            .collect();
+        rowids.sort();
+        if f["count"].as_u64() != Some(rowids.len() as u64) {
+            fail(format!(
+                "{code} {index}: count {} but {} entries",
+                f["count"],
+                rowids.len()
+            ));
+        }
+        if !f["pages"].as_array().unwrap().is_empty() {
+            fail(format!(
+                "{code} {index}: pages {} (an index diff names no page)",
+                f["pages"]
+            ));
+        }
+        let (g, w): (BTreeSet<i64>, BTreeSet<i64>) = (
+            rowids.iter().copied().collect(),
+            set.rowids.iter().copied().collect(),
+        );
+        if bounds_only {
+            let ok = if code == "index_entry_missing" {
+                g.is_subset(&w)
+            } else {
+                w.is_subset(&g)
+            };
+            if !ok {
+                fail(format!("{code} {index}: rowids outside the truth's bounds"));
+            }
+            continue;
+        }
+        if rowids != set.rowids {
+            fail(format!(
+                "{code} {index}: entry rowids differ: {} reported, {} in the truth; missing {:?}; extra {:?}",
+                rowids.len(),
+                set.rowids.len(),
+                w.difference(&g).take(10).collect::<Vec<_>>(),
+                g.difference(&w).take(10).collect::<Vec<_>>()
+            ));
+        }
+        // Where the index key holds the customer ID, the finding names
+        // exactly those customers.
+        if !set.ids.is_empty() {
+            let have: BTreeSet<String> = strings(&f["customer_ids"]).into_iter().collect();
+            if have != set.ids {
+                fail(format!(
+                    "{code} {index}: customer_ids differ: missing {:?}; extra {:?}",
+                    set.ids.difference(&have).take(10).collect::<Vec<_>>(),
+                    have.difference(&set.ids).take(10).collect::<Vec<_>>()
+                ));
+            }
+            let named: BTreeSet<String> = f["entries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|e| e["customer_id"].as_str().map(String::from))
+                .collect();
+            if named != set.ids {
+                fail(format!(
+                    "{code} {index}: entries' customer_id differ from the truth's keys"
+                ));
+            }
+        }
+    }
+
+    // 3. the customers each index rejects, per index, exactly
+    for (index, ids) in t["affected_by_index"].as_object().unwrap() {
+        let fs = findings_of(j, "lookup_wrong", index);
+        let [f] = fs.as_slice() else {
+            fail(format!(
+                "{} lookup_wrong findings on {index}, want 1",
+                fs.len()
+            ));
+            continue;
+        };
+        let want = strings(ids);
+        if strings(&f["customer_ids"]) != want || f["count"].as_u64() != Some(want.len() as u64) {
+            fail(format!(
+                "lookup_wrong {index}: {} IDs (count {}), truth {}",
+                strings(&f["customer_ids"]).len(),
+                f["count"],
+                want.len()
+            ));
+        }
+    }
+    let dups = strings(&t["duplicate_customer_ids"]);
+    if !dups.is_empty() {
+        for f in findings_of(j, "duplicate_key", "sqlite_autoindex_customers_1") {
+            if strings(&f["customer_ids"]) != dups || f["count"].as_u64() != Some(dups.len() as u64)
+            {
+                fail(format!(
+                    "duplicate_key: {} / count {}, truth {dups:?}",
+                    f["customer_ids"], f["count"]
+                ));
+            }
+        }
+    }
+    if let Some(frames) = t["wal_frames"].as_u64().filter(|n| *n > 0) {
+        for f in findings_of(j, "wal_uncheckpointed", "") {
+            if f["count"].as_u64() != Some(frames) {
+                fail(format!(
+                    "wal_uncheckpointed count {} != {frames}",
+                    f["count"]
+                ));
+            }
+        }
+    }
+
+    // 4. structural findings: their pages and counts
+    for s in case.structural {
+        let object = s.object.unwrap_or("");
+        for f in findings_of(j, s.code, object) {
+            let pages = u64s(&f["pages"]);
+            if let Some(how) = s.pages {
+                let want = expected_pages(how, &t, name, s.object);
+                if pages != want {
+                    fail(format!("{} {object}: pages {pages:?} != {want:?}", s.code));
+                }
+            }
+            let count = f["count"].as_u64().unwrap();
+            let ok = match s.count {
+                Count::Pages => count == pages.len() as u64,
+                Count::LostRows => count == t["lost_rowids"].as_array().unwrap().len() as u64,
+                Count::KnownLostRows => {
+                    count >= 1 && count <= t["lost_rowids"].as_array().unwrap().len() as u64
+                }
+                Count::Problems => count >= 1,
+            };
+            if !ok {
+                fail(format!(
+                    "{} {object}: count {count} ({:?})",
+                    s.code, s.count
+                ));
+            }
+        }
+    }
+
+    // customers named by other tables but gone: really lost customers
+    for f in findings_of(j, "customer_vanished", "transactions.customer_id") {
+        let lost: BTreeSet<String> = strings(&t["lost_customer_ids"]).into_iter().collect();
+        let ids = strings(&f["customer_ids"]);
+        if f["count"].as_u64() != Some(ids.len() as u64) || !ids.iter().all(|i| lost.contains(i)) {
+            fail(format!(
+                "customer_vanished: {} IDs, count {}, not all lost",
+                ids.len(),
+                f["count"]
+            ));
+        }
+    }
+
+    // 5. the customers the POS rejects
+    let want = strings(&t["affected_customer_ids"]);
+    let have = strings(&j["affected_customer_ids"]);
+    if want != have {
+        let w: BTreeSet<_> = want.iter().collect();
+        let h: BTreeSet<_> = have.iter().collect();
+        fail(format!(
+            "affected IDs differ: {} expected, {} reported; missing {:?}; extra {:?}",
+            want.len(),
+            have.len(),
+            w.difference(&h).take(10).collect::<Vec<_>>(),
+            h.difference(&w).take(10).collect::<Vec<_>>()
+        ));
+    }
+    failures
+}
+
 #[test]
-fn every_fixture_gets_the_exact_verdict_and_affected_ids() {
+fn every_fixture_gets_the_exact_findings_and_affected_ids() {
     let mut failures = Vec::new();
     for case in CASES {
         let dir = tempfile::tempdir().unwrap();
@@ -141,57 +681,24 @@ fn every_fixture_gets_the_exact_verdict_and_affected_ids() {
             ));
             continue;
         }
-        let j = r.json();
-        if j["verdict"] != case.verdict {
-            failures.push(format!(
-                "{}: verdict {} != {}",
-                case.fixture, j["verdict"], case.verdict
-            ));
-        }
-        let got: BTreeSet<(String, String)> = j["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| {
-                (
-                    f["code"].as_str().unwrap().to_string(),
-                    f["object"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect();
-        for (code, object) in case.codes {
-            let ok = got
-                .iter()
-                .any(|(c, o)| c == code && (object.is_empty() || o == object));
-            if !ok {
-                failures.push(format!(
-                    "{}: no finding {code} on {object:?}; got {got:?}",
-                    case.fixture
-                ));
-            }
-        }
-        if case.codes.is_empty() && !got.is_empty() {
-            failures.push(format!(
-                "{}: expected no findings, got {got:?}",
-                case.fixture
-            ));
-        }
-        let want = strings(&truth(case.fixture)["affected_customer_ids"]);
-        let have = strings(&j["affected_customer_ids"]);
-        if want != have {
-            let w: BTreeSet<_> = want.iter().collect();
-            let h: BTreeSet<_> = have.iter().collect();
-            failures.push(format!(
-                "{}: affected IDs differ: {} expected, {} reported; missing {:?}; extra {:?}",
-                case.fixture,
-                want.len(),
-                have.len(),
-                w.difference(&h).collect::<Vec<_>>(),
-                h.difference(&w).collect::<Vec<_>>()
-            ));
-        }
+        failures.extend(compare_with_truth(case, &r.json()));
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// Every damaged fixture with a truth is in the table above.
+#[test]
+fn every_fixture_is_in_the_table() {
+    let listed: BTreeSet<&str> = CASES.iter().map(|c| c.fixture).collect();
+    for e in std::fs::read_dir(fixtures()).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        let Some(f) = name.strip_suffix(".truth.json") else {
+            continue;
+        };
+        if truth(f)["affected_customer_ids"].is_array() && !listed.contains(f) {
+            panic!("fixture {f} has a truth but no case in check.rs's CASES");
+        }
+    }
 }
 
 #[test]
@@ -404,13 +911,14 @@ fn data_rules_warn_and_strict_makes_them_fail() {
     let dir = tempfile::tempdir().unwrap();
     let db = fixture_copy("healthy", dir.path());
     let conn = rusqlite::Connection::open(&db).unwrap();
-    let closed: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM customers WHERE status = 'closed'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let closed: Vec<String> = conn
+        .prepare("SELECT customer_id FROM customers NOT INDEXED WHERE status = 'closed' ORDER BY 1")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert!(!closed.is_empty());
     drop(conn);
     let cfg = dir.path().join("c.json");
     std::fs::write(
@@ -439,14 +947,29 @@ fn data_rules_warn_and_strict_makes_them_fail() {
             .cloned()
             .unwrap_or_else(|| panic!("no {code}: {j}"))
     };
-    assert_eq!(f("customer_closed")["count"], closed);
+    assert_eq!(f("customer_closed")["count"], closed.len());
+    assert_eq!(strings(&f("customer_closed")["customer_ids"]), closed);
     assert_eq!(f("customer_closed")["severity"], "warning");
-    let total = j["coverage"]["customers_read"].as_u64().unwrap();
+    // The IDs that break the rule, by the regex crate over SQLite's rows.
+    let rule = regex::Regex::new("^C[0-9]{11}$").unwrap();
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let mut bad: Vec<String> = conn
+        .prepare("SELECT customer_id FROM customers NOT INDEXED")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|id| !rule.is_match(id))
+        .collect();
+    drop(conn);
+    bad.sort();
     assert_eq!(
-        f("id_format")["count"],
-        total,
+        bad.len() as u64,
+        truth("healthy")["customers_total"].as_u64().unwrap(),
         "every ID has 12 digits, the rule wants 11"
     );
+    assert_eq!(f("id_format")["count"], bad.len());
+    assert_eq!(strings(&f("id_format")["customer_ids"]), bad);
     let mut strict = args.to_vec();
     strict.push("--strict");
     assert_eq!(run(&strict, dir.path()).code(), 1);

@@ -107,8 +107,10 @@ impl Setup {
 }
 
 /// Every customer named by the truth is found through every index of the
-/// repaired database, by SQLite itself.
-pub(super) fn assert_found_through_every_index(db: &Path, ids: &[String]) {
+/// repaired database, by SQLite itself. A customer no longer in the table
+/// must be gone from every index that holds the ID too (no lookup returns a
+/// row); those IDs are returned, for the caller to compare with the truth.
+pub(super) fn assert_found_through_every_index(db: &Path, ids: &[String]) -> Vec<String> {
     let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let indexes: Vec<(String, String)> = conn
         .prepare("SELECT name, (SELECT group_concat(name, ',') FROM pragma_index_info(s.name)) FROM sqlite_schema s WHERE type = 'index' AND tbl_name = 'customers'")
@@ -118,6 +120,7 @@ pub(super) fn assert_found_through_every_index(db: &Path, ids: &[String]) {
         .map(Result::unwrap)
         .collect();
     assert!(indexes.len() >= 5, "{indexes:?}");
+    let mut absent = Vec::new();
     for id in ids {
         let row: Option<(i64, Vec<Value>)> = conn
             .query_row(
@@ -133,7 +136,31 @@ pub(super) fn assert_found_through_every_index(db: &Path, ids: &[String]) {
                 },
             )
             .ok();
-        let Some((rowid, _)) = row else { continue }; // a deleted customer: nothing to find
+        let Some((rowid, _)) = row else {
+            for (name, cols) in &indexes {
+                let Some(pos) = cols.split(',').position(|c| c == "customer_id") else {
+                    continue;
+                };
+                if pos != 0 {
+                    continue;
+                }
+                let got: Vec<i64> = conn
+                    .prepare(&format!(
+                        "SELECT rowid FROM customers INDEXED BY {name} WHERE customer_id = ?1"
+                    ))
+                    .unwrap()
+                    .query_map([id], |r| r.get(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                assert!(
+                    got.is_empty(),
+                    "{id} is not in the table, yet {name} leads to rows {got:?}"
+                );
+            }
+            absent.push(id.clone());
+            continue;
+        };
         for (name, cols) in &indexes {
             let cols: Vec<&str> = cols.split(',').collect();
             let conds: Vec<String> = cols
@@ -156,6 +183,7 @@ pub(super) fn assert_found_through_every_index(db: &Path, ids: &[String]) {
             );
         }
     }
+    absent
 }
 
 struct Case {
@@ -226,7 +254,14 @@ fn every_index_damage_fixture_is_repaired_exactly() {
             case.fixture
         );
         assert_eq!(stock_integrity_check(&s.db), "ok", "{}", case.fixture);
-        assert_found_through_every_index(&s.db, &strings(&t["affected_customer_ids"]));
+        // customers whose rows are gone stay gone (only surplus index
+        // entries named them), every other one is found
+        assert_eq!(
+            assert_found_through_every_index(&s.db, &strings(&t["affected_customer_ids"])),
+            strings(&t["index_only_customer_ids"]),
+            "{}",
+            case.fixture
+        );
         // the check agrees
         let c = run(
             &["check", s.db.to_str().unwrap(), "--json", "-"],
@@ -383,6 +418,41 @@ fn a_damaged_header_stops_with_exit_3_and_changes_nothing() {
     assert!(s.backups().is_empty());
 }
 
+/// The customers a table repair must take from the snapshot, by the truth:
+/// the rows lost from the live file (`lost_rowids`) that no page still holds
+/// (`salvageable_rowids`, where the builder computed it), identified by
+/// rowid in the snapshot, less those nothing surviving names
+/// (`untraceable_customer_ids`). Sorted.
+fn expected_restored(name: &str, t: &serde_json::Value) -> Vec<String> {
+    let ints = |v: &serde_json::Value| -> std::collections::BTreeSet<i64> {
+        v.as_array()
+            .map(|a| a.iter().map(|x| x.as_i64().unwrap()).collect())
+            .unwrap_or_default()
+    };
+    let salvageable = ints(&t["salvageable_rowids"]);
+    let untraceable = strings(&t["untraceable_customer_ids"]);
+    let snap = Connection::open_with_flags(
+        fixtures().join(format!("{name}.snap.db")),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut ids: Vec<String> = ints(&t["lost_rowids"])
+        .into_iter()
+        .filter(|r| !salvageable.contains(r))
+        .filter_map(|r| {
+            snap.query_row(
+                "SELECT customer_id FROM customers NOT INDEXED WHERE rowid = ?1",
+                [r],
+                |row| row.get::<_, String>(0),
+            )
+            .ok()
+        })
+        .filter(|id| !untraceable.contains(id))
+        .collect();
+    ids.sort();
+    ids
+}
+
 /// Table pages damaged: every row that survives in the file is salvaged,
 /// the rest that something still names comes from the snapshot.
 #[test]
@@ -417,6 +487,13 @@ fn table_damage_is_rebuilt_from_salvage_and_the_snapshot() {
             Vec::<String>::new(),
             "{name}"
         );
+        // exactly the customers whose rows no page holds any more, taken
+        // from the snapshot by rowid, less those nothing surviving names
+        assert_eq!(
+            strings(&j["restored_customer_ids"]),
+            expected_restored(name, &t),
+            "{name}: restored customers"
+        );
         if restored > 0 {
             assert!(
                 j["snapshot_used"]
@@ -425,7 +502,15 @@ fn table_damage_is_rebuilt_from_salvage_and_the_snapshot() {
                 "{name}"
             );
         }
-        assert_found_through_every_index(&s.db, &strings(&t["affected_customer_ids"]));
+        let mut touched = strings(&t["affected_customer_ids"]);
+        touched.extend(strings(&t["lost_customer_ids"]));
+        touched.sort();
+        touched.dedup();
+        assert_eq!(
+            assert_found_through_every_index(&s.db, &touched),
+            strings(&t["untraceable_customer_ids"]),
+            "{name}: only customers nothing names are gone"
+        );
         let c = run(&["check", s.db.to_str().unwrap()], s.dir.path());
         assert_eq!(c.code(), 0, "{name}: {}", c.show());
         // other tables keep their data: every transaction that survived
