@@ -1,6 +1,8 @@
 //! SQLite's own damaged images: no panic, no hang, and never exit 0 where
-//! the stock CLI's integrity_check did not print `ok`. Files are read in
-//! place, never copied.
+//! the stock CLI's integrity_check did not print `ok`, and the database's
+//! bytes unchanged. Each file is checked as a copy in a temporary folder, so
+//! that nothing SQLite creates beside a database (a WAL-mode image gets a
+//! -wal and -shm when opened) lands in the repository's corpus.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,7 +21,9 @@ fn corpus_never_panics_hangs_or_calls_damage_healthy() {
     for e in &entries {
         let file = e["file"].as_str().unwrap();
         let cli_ok = e["sqlite_cli"]["ok"].as_bool().unwrap();
-        let path = dir.join(file);
+        let original = std::fs::read(dir.join(file)).unwrap();
+        let path = out_dir.path().join(file);
+        std::fs::write(&path, &original).unwrap();
         let mut child = Command::new(bin())
             .args(["check", path.to_str().unwrap(), "--json", "-"])
             .current_dir(out_dir.path())
@@ -41,6 +45,9 @@ fn corpus_never_panics_hangs_or_calls_damage_healthy() {
             std::thread::sleep(Duration::from_millis(5));
         };
         let out = child.wait_with_output().unwrap();
+        if std::fs::read(&path).unwrap() != original {
+            failures.push(format!("{file}: check changed the database's bytes"));
+        }
         let stderr = String::from_utf8_lossy(&out.stderr);
         let Some(status) = status else {
             failures.push(format!("{file}: hung (> {PER_FILE:?})"));
