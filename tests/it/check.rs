@@ -219,6 +219,29 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        fixture: "stale_pk_page_autovacuum",
+        exit: 1,
+        verdict: "corrupt",
+        structural: &[],
+    },
+    Case {
+        fixture: "stale_pk_page_incremental",
+        exit: 1,
+        verdict: "corrupt",
+        structural: &[],
+    },
+    Case {
+        fixture: "ptrmap_page_zeroed",
+        exit: 1,
+        verdict: "corrupt",
+        structural: &[st(
+            "ptrmap_damaged",
+            None,
+            Some(Pages::Damage),
+            Count::Problems,
+        )],
+    },
+    Case {
         fixture: "truncated",
         exit: 1,
         verdict: "corrupt",
