@@ -219,7 +219,9 @@ pub fn backup(db: &Path, dir: &Path, stamp: &str) -> Result<Backup> {
     let path = dir.join(format!("{base}.backup"));
     let sha256 = copy_file(db, &path, true)?.unwrap_or_default();
     let wal_src = sidecar(db, "-wal");
-    let wal = if wal_src.exists() {
+    // a -wal without a whole frame (SQLite makes an empty one when it opens
+    // a WAL database at rest) holds nothing: there is nothing to back up
+    let wal = if super::fingerprint::wal_holds_frames(db) {
         let wal_path = dir.join(format!("{base}.backup-wal"));
         let h = copy_file(&wal_src, &wal_path, true)?.unwrap_or_default();
         Some((wal_path, h))

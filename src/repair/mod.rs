@@ -8,6 +8,7 @@
 
 pub mod apply;
 mod build;
+mod fingerprint;
 pub mod pages;
 pub mod plan;
 pub mod rebuild;
@@ -27,6 +28,7 @@ use crate::exit::ExitStatus;
 use crate::progress::Progress;
 use crate::report::{Report, Verdict};
 use crate::schema;
+use fingerprint::{Fingerprint, fingerprint};
 use plan::{Plan, Strategy};
 
 /// One thing repair did, in order.
@@ -74,30 +76,6 @@ impl Before {
             errors: r.count(check::finding::Severity::Error),
         }
     }
-}
-
-/// What the file looked like when it was checked: if any of it differs once
-/// the lock is held, someone wrote in between and the plan is stale.
-#[derive(Debug, PartialEq)]
-struct Fingerprint(Vec<(u64, Option<SystemTime>)>, Vec<u8>);
-
-fn fingerprint(db: &Path) -> Fingerprint {
-    let mut parts = Vec::new();
-    for suffix in ["", "-wal"] {
-        let mut p = db.as_os_str().to_owned();
-        p.push(suffix);
-        let m = std::fs::metadata(PathBuf::from(p));
-        parts.push(match m {
-            Ok(m) => (m.len(), m.modified().ok()),
-            Err(_) => (0, None),
-        });
-    }
-    let mut head = Vec::new();
-    if let Ok(f) = std::fs::File::open(db) {
-        use std::io::Read;
-        let _ = f.take(100).read_to_end(&mut head);
-    }
-    Fingerprint(parts, head)
 }
 
 fn stamp() -> String {

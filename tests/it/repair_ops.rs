@@ -6,6 +6,8 @@
 use super::repair::{
     Setup, assert_found_through_every_index, customers_sha256, stock_integrity_check,
 };
+use std::path::{Path, PathBuf};
+
 use super::support::{run, sqlite3_cli, strings, truth};
 
 /// Issue 8 item 1: one leaf of `customers` zeroed; 2 of its 27 rows are in
@@ -204,4 +206,53 @@ fn an_unreadable_snapshot_path_is_an_error() {
             assert!(s.backups().is_empty());
         }
     }
+}
+
+/// `DB-wal`, `DB-shm`, `DB-journal` beside a database.
+fn sidecar(db: &Path, suffix: &str) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// Issue 8 item 9: a WAL-mode database at rest (journal_mode=wal, no -wal:
+/// the state after the last POS connection closed) repairs like any other.
+/// Opening it makes SQLite create an empty -wal; that is no change.
+#[test]
+fn a_wal_database_at_rest_is_repaired_like_any_other() {
+    let s = Setup::new("stale_pk_page");
+    let t = truth("stale_pk_page");
+    assert_eq!(sqlite3_cli(&s.db, "PRAGMA journal_mode=wal"), "wal");
+    assert!(!sidecar(&s.db, "-wal").exists(), "at rest: no -wal");
+    let original = std::fs::read(&s.db).unwrap();
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "repaired");
+    assert_eq!(
+        customers_sha256(&s.db),
+        t["expected_customers_sha256"].as_str().unwrap()
+    );
+    assert_found_through_every_index(&s.db, &strings(&t["affected_customer_ids"]));
+    assert_eq!(sqlite3_cli(&s.db, "PRAGMA journal_mode"), "wal");
+    assert_eq!(stock_integrity_check(&s.db), "ok");
+    // the backup is the file as it was; an empty -wal holds nothing to back up
+    let mut backups: Vec<String> = s
+        .backups()
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    backups.sort();
+    let backup = PathBuf::from(j["backup_path"].as_str().unwrap());
+    let stem = backup.file_name().unwrap().to_string_lossy().into_owned();
+    let stem = stem.strip_suffix(".backup").unwrap();
+    assert_eq!(
+        backups,
+        [format!("{stem}.backup"), format!("{stem}.sha256")]
+    );
+    assert_eq!(std::fs::read(&backup).unwrap(), original);
+    // and again: now healthy, nothing to do, every time
+    let again = s.repair(&[]);
+    assert_eq!(again.code(), 0, "{}", again.show());
+    assert_eq!(again.json()["verdict"], "clean");
 }
