@@ -1690,6 +1690,86 @@ def fx_ptrmap_page_zeroed(work):
                             "that frees a page would need the map to move pages.")
 
 
+def freelist_of(path, page_size):
+    """(trunk pages, leaf pages) of the freelist, following the header's
+    first trunk (fileformat2.html, "The Freelist")."""
+    with open(path, "rb") as f:
+        head = f.read(100)
+    trunk = struct.unpack(">I", head[32:36])[0]
+    trunks, leaves = [], []
+    while trunk:
+        page = read_page(path, trunk, page_size)
+        trunks.append(trunk)
+        nxt, count = struct.unpack(">II", page[:8])
+        leaves += list(struct.unpack(f">{count}I", page[8:8 + 4 * count]))
+        trunk = nxt
+    return trunks, leaves
+
+
+def _purged(work, tag):
+    """The base database after a purge of old transactions (rowids 1..2400,
+    a contiguous run of the table's leaves): its pages go to the freelist.
+    Returns (db, intended, trunks, leaves, free pages by dbstat)."""
+    db = f"{work}/{tag}.db"
+    build_base(db)
+    con = connect(db)
+    con.execute("DELETE FROM transactions WHERE txn_id <= 2400")
+    intended = dump_customers(con)
+    pages = con.execute("PRAGMA page_count").fetchone()[0]
+    used = con.execute("SELECT count(*) FROM dbstat").fetchone()[0]
+    free = con.execute("PRAGMA freelist_count").fetchone()[0]
+    con.close()
+    trunks, leaves = freelist_of(db, PAGE_SIZE)
+    assert free == pages - used == len(trunks) + len(leaves) and free >= 10, (free, pages, used)
+    return db, intended, trunks, leaves, free
+
+
+def _freelist_fixture(db, intended, free, damage, description):
+    return dict(db=db, snap=None, intended=intended, damage=damage, expect_affected=set(),
+                truth={"free_pages_after_repair": free},
+                description=description + " Every row is intact (no lookup is wrong); a "
+                            "write that takes a page from the freelist would corrupt the file. "
+                            "No snapshot: none is needed.")
+
+
+def fx_freelist_trunk_zeroed(work):
+    db, intended, trunks, leaves, free = _purged(work, "fz")
+    write_page(db, trunks[0], bytes(PAGE_SIZE), PAGE_SIZE)
+    return _freelist_fixture(
+        db, intended, free,
+        {"kind": "zeroed_page", "object": None, "page_type": "freelist_trunk",
+         "pages": [trunks[0]], "orphaned_leaf_pages": sorted(leaves)},
+        f"Old transactions (rowids 1..2400) were deleted: {free} pages went to the "
+        f"freelist (trunk page {trunks[0]}, {len(leaves)} leaves). Then the trunk page was "
+        "zeroed: the freelist ends at it, its leaves belong to nothing.")
+
+
+def fx_freelist_trunk_out_of_range(work):
+    db, intended, trunks, leaves, free = _purged(work, "fo")
+    beyond = header_page_count(db) + 500
+    write_page(db, trunks[-1], struct.pack(">I", beyond), PAGE_SIZE)
+    return _freelist_fixture(
+        db, intended, free,
+        {"kind": "freelist_pointer_out_of_range", "object": None, "page_type": "freelist_trunk",
+         "pages": [trunks[-1]], "next_trunk": beyond},
+        f"Old transactions (rowids 1..2400) were deleted: {free} pages went to the "
+        f"freelist. Then the last trunk page ({trunks[-1]}) was made to point on to page "
+        f"{beyond}, past the end of the file.")
+
+
+def fx_freelist_count_wrong(work):
+    db, intended, trunks, leaves, free = _purged(work, "fc")
+    with open(db, "r+b") as f:
+        f.seek(36)
+        f.write(struct.pack(">I", free + 7))
+    return _freelist_fixture(
+        db, intended, free,
+        {"kind": "freelist_count_wrong", "object": None, "page_type": "header",
+         "pages": [1], "header_count": free + 7, "free_pages": free},
+        f"Old transactions (rowids 1..2400) were deleted: {free} pages went to the "
+        f"freelist. Then the header's freelist count (offset 36) was set to {free + 7}.")
+
+
 FIXTURES = [
     ("healthy", fx_healthy),
     ("stale_pk_page", fx_stale_pk_page),
@@ -1711,6 +1791,9 @@ FIXTURES = [
     ("stale_pk_page_autovacuum", fx_stale_pk_page_autovacuum),
     ("stale_pk_page_incremental", fx_stale_pk_page_incremental),
     ("ptrmap_page_zeroed", fx_ptrmap_page_zeroed),
+    ("freelist_trunk_zeroed", fx_freelist_trunk_zeroed),
+    ("freelist_trunk_out_of_range", fx_freelist_trunk_out_of_range),
+    ("freelist_count_wrong", fx_freelist_count_wrong),
 ]
 
 # Fixtures whose damage must make some lookup wrong.
@@ -1891,8 +1974,11 @@ README_TRUTH = """
 
 * `damage`: `kind` (`none`, `stale_page`, `stale_page_with_duplicates`,
   `zeroed_page`, `garbage_cells`, `overflow_chain_broken`,
-  `index_definition_removed`, `truncated`, `not_a_database`, `empty`),
-  `object` (index or table damaged), `page_type`,
+  `index_definition_removed`, `truncated`, `not_a_database`, `empty`,
+  `freelist_pointer_out_of_range`, `freelist_count_wrong`),
+  `object` (index or table damaged), `page_type` (also `ptrmap`,
+  `freelist_trunk`, `header`), `auto_vacuum` (`full` / `incremental`, for
+  files made in that mode),
   `pages` (page numbers, 1-based; for `truncated` the pages cut off; for
   `index_definition_removed` the orphaned pages), plus kind-specific details.
 * `files`: path, size and sha256 of each shipped file.
@@ -1957,6 +2043,11 @@ README_TRUTH = """
   those registered after it (no source holds them; `transactions` and the ID
   index still name them). `expected_after_repair_*` is the intended content
   without the unrecoverable ones, from the builder's own rows.
+* `ptrmap_entries_lost` (`ptrmap_page_zeroed`): the pages whose pointer-map
+  entry was on the zeroed page (every page but page 1 and the map itself).
+* `free_pages_after_repair` (the freelist fixtures): the pages no b-tree
+  uses (page count minus the pages `dbstat` counts, before the damage): the
+  freelist a repair must leave.
 * Fixture-specific: `new_customer_ids_on_page`, `deleted_customer_ids`,
   `orphaned_rowids`, `orphaned_customer_ids`, `damaged_rowids`, `wal_frames`,
   `wal_only_customer_ids`, `customers_without_wal`, and so on.

@@ -37,13 +37,17 @@ pub(super) fn patch(job: &Job, fields: &mut RepairFields) -> Result<(PathBuf, ap
         });
     }
     if let (Some(r), plan::PageLists::Rebuild { reasons }) = (relisted, &job.plan.page_lists) {
+        let maps = match r.ptrmap_pages {
+            0 => String::new(),
+            1 => " and the pointer-map page".into(),
+            n => format!(" and the {n} pointer-map pages"),
+        };
         fields.actions.push(Action {
             kind: "rebuild_page_lists",
             object: None,
             detail: format!(
-                "the freelist ({} pages) and {} pointer-map page(s) were written anew from the b-trees ({})",
+                "the freelist ({} pages){maps} written anew from the b-trees ({})",
                 r.free_pages,
-                r.ptrmap_pages,
                 reasons.join("; ")
             ),
         });

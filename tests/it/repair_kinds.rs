@@ -63,6 +63,33 @@ const CASES: &[KindCase] = &[
         actions: &["backup", "rebuild_page_lists", "verify", "swap"],
         auto_vacuum: "1",
     },
+    KindCase {
+        fixture: "freelist_trunk_zeroed",
+        exit: 0,
+        verdict: "repaired",
+        actions: &[
+            "backup",
+            "free_pages",
+            "rebuild_page_lists",
+            "verify",
+            "swap",
+        ],
+        auto_vacuum: "0",
+    },
+    KindCase {
+        fixture: "freelist_trunk_out_of_range",
+        exit: 0,
+        verdict: "repaired",
+        actions: &["backup", "rebuild_page_lists", "verify", "swap"],
+        auto_vacuum: "0",
+    },
+    KindCase {
+        fixture: "freelist_count_wrong",
+        exit: 0,
+        verdict: "repaired",
+        actions: &["backup", "rebuild_page_lists", "verify", "swap"],
+        auto_vacuum: "0",
+    },
 ];
 
 /// The report's finding with `code` (the test fails if there is none).
@@ -121,6 +148,13 @@ fn check_case(case: &KindCase) {
         case.auto_vacuum,
         "{name}"
     );
+    if let Some(free) = t.get("free_pages_after_repair") {
+        assert_eq!(
+            sqlite3_cli(&s.db, "PRAGMA freelist_count"),
+            free.to_string(),
+            "{name}: every page no b-tree uses is on the freelist"
+        );
+    }
     let kinds: Vec<&str> = j["actions"]
         .as_array()
         .unwrap()
