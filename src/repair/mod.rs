@@ -18,13 +18,14 @@ mod verify;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::Serialize;
 
 use crate::check::{self, CheckOutcome};
 use crate::cli::RepairArgs;
 use crate::config::Settings;
 use crate::exit::ExitStatus;
+use crate::files::can_write;
 use crate::progress::Progress;
 use crate::report::{Report, Verdict};
 use crate::schema;
@@ -107,18 +108,34 @@ fn stopped(db: &Path, before: Report, fields: RepairFields, why: &str) -> Repair
 
 pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     let settings = Settings::from_opts(&args.opts)?;
-    let db = &args.db;
-    paths_usable(args)?;
+    let db = &where_it_lives(&args.db)?;
+    let backup_dir = args
+        .backup_dir
+        .clone()
+        .unwrap_or_else(|| folder_of(db).to_path_buf());
+    paths_usable(args, db, &backup_dir)?;
     let progress = Progress::new(quiet, args.opts.json.as_deref() == Some("-"));
     let t0 = std::time::Instant::now();
     let fp = fingerprint(db);
-    let before = check_before(db, &settings, progress)?;
+    let mut before = check_before(db, &settings, progress)?;
+    before.database = args.db.display().to_string();
     check::timing("repair: check", t0);
     let mut fields = RepairFields {
         dry_run: args.dry_run,
         before: Some(Before::of(&before)),
         ..RepairFields::default()
     };
+    if db != &args.db {
+        fields.actions.push(Action {
+            kind: "symlink",
+            object: None,
+            detail: format!(
+                "{} is a symbolic link to {}: the database is repaired where it lives; the link stays a link",
+                args.db.display(),
+                db.display()
+            ),
+        });
+    }
     let (live, table) = live_schema(db, &settings)?;
     let good = choose_snapshots(db, &before, &args.snapshot, &settings, &mut fields);
     let the_plan = make_plan(db, &settings, &before, &live, table.as_ref(), &good)?;
@@ -147,7 +164,6 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     let lock = lock_unchanged(db, &fp)?;
     let st = stamp();
     let dir = folder_of(db);
-    let backup_dir = args.backup_dir.clone().unwrap_or_else(|| dir.to_path_buf());
     if let Err(e) = take_backup(db, &backup_dir, &st, &mut fields) {
         lock.release();
         return Err(e);
@@ -179,17 +195,90 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     }
 }
 
+/// The file a database path names: a symbolic link's target (every link
+/// resolved), so that it is repaired where it lives and the link stays a
+/// link; any other path as given.
+fn where_it_lives(given: &Path) -> Result<PathBuf> {
+    match std::fs::symlink_metadata(given) {
+        Ok(m) if m.file_type().is_symlink() => std::fs::canonicalize(given).with_context(|| {
+            format!(
+                "{}: a symbolic link whose target cannot be found; nothing was changed",
+                given.display()
+            )
+        }),
+        _ => Ok(given.to_path_buf()),
+    }
+}
+
 /// Step 0, before any work: the paths given can be used. Every
-/// `--snapshot` path must be readable. (A database that cannot be opened
-/// at all is left to the check, which says why.)
-fn paths_usable(args: &RepairArgs) -> Result<()> {
-    let db_opens = std::fs::File::open(&args.db)
+/// `--snapshot` path must be readable, and every place repair writes must
+/// be writable (a dry run is refused the same way: the repair it shows
+/// could not run). A database that cannot be opened at all is left to the
+/// check, which says why.
+fn paths_usable(args: &RepairArgs, db: &Path, backup_dir: &Path) -> Result<()> {
+    let db_opens = std::fs::File::open(db)
         .and_then(|f| f.metadata())
         .is_ok_and(|m| m.is_file());
     if !db_opens {
         return Ok(());
     }
-    snapshot::readable(&args.snapshot)
+    snapshot::readable(&args.snapshot)?;
+    let refuse = |what: &str, p: &Path, e: std::io::Error| {
+        anyhow::anyhow!(
+            "{}: {what} is not writable ({e}); repair must write there: nothing was changed",
+            p.display()
+        )
+    };
+    can_write(db).map_err(|e| refuse("the database", db, e))?;
+    let folder = folder_of(db);
+    can_write(folder).map_err(|e| refuse("the database's folder", folder, e))?;
+    // the backup folder, or the nearest folder above it where it is created
+    let existing = backup_dir
+        .ancestors()
+        .map(|a| {
+            if a.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                a
+            }
+        })
+        .find(|a| a.exists())
+        .unwrap_or(Path::new("."));
+    can_write(existing).map_err(|e| refuse("the backup folder", existing, e))?;
+    let reports = [
+        args.opts
+            .json
+            .as_deref()
+            .filter(|j| *j != "-")
+            .map(Path::new),
+        args.opts.report.as_deref(),
+        args.opts.html.as_deref(),
+    ];
+    for target in reports.into_iter().flatten() {
+        report_target_usable(target)?;
+    }
+    Ok(())
+}
+
+/// A report is written to a new file or over a writable one, never through
+/// a symbolic link.
+fn report_target_usable(target: &Path) -> Result<()> {
+    let refuse = |why: String| {
+        anyhow::anyhow!(
+            "{}: the report cannot be written there ({why}); nothing was changed",
+            target.display()
+        )
+    };
+    match std::fs::symlink_metadata(target) {
+        Ok(m) if m.file_type().is_symlink() => Err(refuse(
+            "a symbolic link: custodian never writes through one".into(),
+        )),
+        Ok(_) => can_write(target).map_err(|e| refuse(e.to_string())),
+        Err(_) => {
+            let folder = folder_of(target);
+            can_write(folder).map_err(|e| refuse(format!("its folder: {e}")))
+        }
+    }
 }
 
 /// Step 1: the read-only check of the live file (without the quick_check

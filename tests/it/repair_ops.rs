@@ -256,3 +256,204 @@ fn a_wal_database_at_rest_is_repaired_like_any_other() {
     assert_eq!(again.code(), 0, "{}", again.show());
     assert_eq!(again.json()["verdict"], "clean");
 }
+
+/// The names in a folder, sorted (hidden ones too).
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The database, its folder and the backups are as they were.
+fn assert_untouched(s: &Setup, before: &[u8], names: &[String]) {
+    assert_eq!(
+        std::fs::read(&s.db).unwrap(),
+        before,
+        "the database changed"
+    );
+    assert_eq!(listing(s.dir.path()), names, "files appeared or went");
+    assert!(s.backups().is_empty(), "a backup was made");
+}
+
+/// Issue 8 item 6 and DESIGN rule 8: a database path that is a symbolic
+/// link is repaired where the database lives (backup and work files in its
+/// folder) and the link stays a link; a report path that is a link is
+/// never written through.
+#[test]
+fn a_symlinked_database_is_repaired_where_it_lives() {
+    let t = truth("stale_pk_page");
+    let s = Setup::new("stale_pk_page");
+    let real_dir = s.dir.path().join("data");
+    std::fs::create_dir(&real_dir).unwrap();
+    let real = real_dir.join("pos.db");
+    std::fs::rename(&s.db, &real).unwrap();
+    let links = s.dir.path().join("pos");
+    std::fs::create_dir(&links).unwrap();
+    let link = links.join("pos.db");
+    std::os::unix::fs::symlink("../data/pos.db", &link).unwrap();
+    let original = std::fs::read(&real).unwrap();
+    let link_s = link.display().to_string();
+    let snaps = s.dir.path().join("snaps").display().to_string();
+    let r = run(
+        &["repair", &link_s, "--snapshot", &snaps, "--json", "-"],
+        s.dir.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "repaired");
+    assert_eq!(j["database"], link_s.as_str(), "the path as given");
+    // the link is still the same link; the file it names is repaired
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(
+        std::fs::read_link(&link).unwrap(),
+        PathBuf::from("../data/pos.db")
+    );
+    assert_eq!(
+        customers_sha256(&real),
+        t["expected_customers_sha256"].as_str().unwrap()
+    );
+    assert_eq!(stock_integrity_check(&real), "ok");
+    // the backup is beside the real file; nothing else appeared anywhere
+    assert_eq!(listing(&links), ["pos.db"]);
+    let backup = PathBuf::from(j["backup_path"].as_str().unwrap());
+    assert_eq!(
+        backup.parent().unwrap(),
+        std::fs::canonicalize(&real_dir).unwrap()
+    );
+    let stem = backup.file_name().unwrap().to_string_lossy().into_owned();
+    let stem = stem.strip_suffix(".backup").unwrap();
+    assert_eq!(
+        listing(&real_dir),
+        [
+            "pos.db".to_string(),
+            format!("{stem}.backup"),
+            format!("{stem}.sha256")
+        ]
+    );
+    assert_eq!(std::fs::read(&backup).unwrap(), original);
+    assert_eq!(j["actions"][0]["kind"], "symlink");
+
+    // a report path that is a symbolic link: refused up front, the file it
+    // names untouched, the database untouched
+    let s = Setup::new("stale_pk_page");
+    let victim = s.dir.path().join("victim.txt");
+    std::fs::write(&victim, "not a report").unwrap();
+    let out = s.dir.path().join("repair.md");
+    std::os::unix::fs::symlink(&victim, &out).unwrap();
+    let before = std::fs::read(&s.db).unwrap();
+    let names = listing(s.dir.path());
+    let r = s.repair(&["--report", out.to_str().unwrap()]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert_eq!(
+        r.stderr(),
+        format!(
+            "custodian: {}: the report cannot be written there (a symbolic link: custodian never writes through one); nothing was changed\n",
+            out.display()
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "not a report");
+    assert_untouched(&s, &before, &names);
+}
+
+/// Runs the binary as the unprivileged user `nobody` (setpriv), for whom
+/// file modes hold (root ignores them).
+fn run_as_nobody(args: &[&str], cwd: &Path) -> super::support::Run {
+    super::support::require_tool("setpriv", "read-only tests run custodian as nobody");
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(super::support::bin())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run setpriv");
+    super::support::Run {
+        cmd: format!("setpriv (as nobody) custodian {}", args.join(" ")),
+        out,
+    }
+}
+
+/// Issue 8 item 10: a read-only database, database folder or backup
+/// folder is refused up front: exit 2 at once, one line naming what is not
+/// writable, nothing changed, no backup, no work file; the dry run too.
+/// The tests run as root, which file modes do not stop, so custodian runs
+/// as `nobody` here (setpriv): the files are root's, mode 0644/0755, and
+/// each case gives `nobody` one more place until the repair can run.
+#[test]
+fn unwritable_places_are_refused_up_front() {
+    use std::os::unix::fs::{PermissionsExt, chown};
+    let s = Setup::new("stale_pk_page");
+    let dir = s.dir.path();
+    let mode =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    mode(dir, 0o755);
+    mode(&s.db, 0o644);
+    let snaps = dir.join("snaps");
+    mode(&snaps, 0o755);
+    for e in std::fs::read_dir(&snaps).unwrap() {
+        mode(&e.unwrap().path(), 0o644);
+    }
+    let before = std::fs::read(&s.db).unwrap();
+    let db = s.db.display().to_string();
+    let snaps = snaps.display().to_string();
+    let nobody = Some(65534);
+    let refused = |backup_dir: Option<&str>, what: &str, place: &str| {
+        for dry in [false, true] {
+            let names = listing(dir);
+            let mut a = vec![
+                "repair",
+                db.as_str(),
+                "--snapshot",
+                snaps.as_str(),
+                "--json",
+                "-",
+            ];
+            if let Some(b) = backup_dir {
+                a.extend(["--backup-dir", b]);
+            }
+            if dry {
+                a.push("--dry-run");
+            }
+            let r = run_as_nobody(&a, dir);
+            assert_eq!(r.code(), 2, "{}", r.show());
+            assert_eq!(
+                r.stderr(),
+                format!(
+                    "custodian: {place}: {what} is not writable (Permission denied (os error 13)); repair must write there: nothing was changed\n"
+                ),
+                "{}",
+                r.show()
+            );
+            assert_untouched(&s, &before, &names);
+        }
+    };
+    // 1. the database is root's, 0644
+    refused(None, "the database", &db);
+    // 2. the database is nobody's, its folder root's
+    chown(&s.db, nobody, nobody).unwrap();
+    refused(None, "the database's folder", &dir.display().to_string());
+    // 3. both are nobody's; the backup folder (to be made inside a folder
+    //    of root's) is not writable
+    chown(dir, nobody, nobody).unwrap();
+    let locked = dir.join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    mode(&locked, 0o755);
+    let inside = locked.join("backups").display().to_string();
+    refused(
+        Some(&inside),
+        "the backup folder",
+        &locked.display().to_string(),
+    );
+    // 4. everything writable: the same command repairs, as nobody
+    let r = run_as_nobody(&["repair", &db, "--snapshot", &snaps, "--json", "-"], dir);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert_eq!(r.json()["verdict"], "repaired");
+    assert_eq!(stock_integrity_check(&s.db), "ok");
+}
