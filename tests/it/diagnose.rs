@@ -1,6 +1,8 @@
 //! `custodian diagnose`: the cause for each kind of fixture, in plain words
 //! and in JSON, and the exit code (0 only when every ID is served).
 
+use std::collections::BTreeSet;
+
 use super::support::{fixture_copy, fixtures, run, strings, truth};
 
 fn diagnose(name: &str, ids: &[&str], extra: &[&str]) -> (i32, serde_json::Value, String) {
@@ -205,4 +207,238 @@ fn typos_rules_status_and_vanished_customers() {
     );
     assert_eq!(r.code(), 1, "{}", r.show());
     assert_eq!(cause(&r.json(), 0), "vanished");
+}
+
+/// The cause `diagnose` must give every customer of a fixture, by the
+/// truth's category of the customer: its row still in the table
+/// (`present`), its row gone (`gone`: lost to the damage, or an ID that
+/// only stale index entries still name), a re-registered duplicate.
+struct Causes {
+    fixture: &'static str,
+    present: &'static str,
+    gone: &'static str,
+}
+
+const CAUSES: &[Causes] = &[
+    Causes {
+        fixture: "healthy",
+        present: "-",
+        gone: "-",
+    },
+    Causes {
+        fixture: "stale_pk_page",
+        present: "index_entry_lost",
+        gone: "-",
+    },
+    Causes {
+        fixture: "stale_pk_page_dups",
+        present: "index_entry_lost",
+        gone: "-",
+    },
+    Causes {
+        fixture: "stale_secondary_page",
+        present: "index_entry_lost",
+        gone: "-",
+    },
+    Causes {
+        fixture: "zeroed_index_page",
+        present: "lookup_error",
+        gone: "-",
+    },
+    Causes {
+        fixture: "garbage_index_page",
+        present: "lookup_error",
+        gone: "-",
+    },
+    Causes {
+        fixture: "surplus_index_entries",
+        present: "-",
+        gone: "row_lost",
+    },
+    Causes {
+        fixture: "damaged_table_leaf",
+        present: "-",
+        gone: "row_lost",
+    },
+    Causes {
+        fixture: "damaged_table_interior",
+        present: "-",
+        gone: "lookup_error",
+    },
+    Causes {
+        fixture: "lost_customer_leaf",
+        present: "-",
+        gone: "lookup_error",
+    },
+    Causes {
+        fixture: "overflow_chain_broken",
+        present: "-",
+        gone: "lookup_error",
+    },
+    Causes {
+        fixture: "index_definition_removed",
+        present: "-",
+        gone: "-",
+    },
+    Causes {
+        fixture: "wal_stale_index",
+        present: "index_entry_lost",
+        gone: "-",
+    },
+    Causes {
+        fixture: "flipped_id_byte",
+        present: "index_entry_lost",
+        gone: "index_leads_elsewhere",
+    },
+    Causes {
+        fixture: "truncated",
+        present: "lookup_error",
+        gone: "lookup_error",
+    },
+    Causes {
+        fixture: "stale_pk_page_autovacuum",
+        present: "index_entry_lost",
+        gone: "-",
+    },
+    Causes {
+        fixture: "stale_pk_page_incremental",
+        present: "index_entry_lost",
+        gone: "-",
+    },
+    Causes {
+        fixture: "ptrmap_page_zeroed",
+        present: "-",
+        gone: "-",
+    },
+];
+
+/// customer ID → rowids holding it, read by SQLite without any index from
+/// `db` (an unreadable table yields what SQLite reads before the damage, and
+/// the rest by rowid).
+fn rows_by_id(db: &std::path::Path) -> std::collections::BTreeMap<String, Vec<i64>> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap();
+    let _ = conn.pragma_update(None, "writable_schema", true);
+    let mut out: std::collections::BTreeMap<String, Vec<i64>> = Default::default();
+    let mut add = |id: String, rowid: i64| {
+        let v = out.entry(id).or_default();
+        if !v.contains(&rowid) {
+            v.push(rowid);
+        }
+    };
+    let Ok(mut stmt) =
+        conn.prepare("SELECT customer_id, rowid FROM customers NOT INDEXED WHERE rowid = ?1")
+    else {
+        return out;
+    };
+    let max: i64 = conn
+        .query_row("SELECT max(rowid) FROM customers NOT INDEXED", [], |r| {
+            r.get(0)
+        })
+        .unwrap_or(5000);
+    for rowid in 1..=max.max(5000) {
+        if let Ok((id, r)) = stmt.query_row([rowid], |r| Ok((r.get::<_, String>(0)?, r.get(1)?))) {
+            add(id, r);
+        }
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    out
+}
+
+/// Every customer of every fixture (each ID the truth or the snapshot
+/// knows): the exact cause, `served` and, where the row exists, its rowids
+/// as SQLite reads them; exit 1 exactly when some ID is not served.
+#[test]
+fn diagnose_answers_every_customer_of_every_fixture() {
+    let mut failures = Vec::new();
+    for c in CAUSES {
+        let t = truth(c.fixture);
+        let affected: BTreeSet<String> = strings(&t["affected_customer_ids"]).into_iter().collect();
+        let lost: BTreeSet<String> = strings(&t["lost_customer_ids"]).into_iter().collect();
+        let dups: BTreeSet<String> = strings(&t["duplicate_customer_ids"]).into_iter().collect();
+        let live = rows_by_id(&fixtures().join(format!("{}.db", c.fixture)));
+        let mut ids: BTreeSet<String> = live.keys().cloned().collect();
+        ids.extend(affected.iter().cloned());
+        ids.extend(lost.iter().cloned());
+        let snap = fixtures().join(format!("{}.snap.db", c.fixture));
+        if snap.exists() {
+            ids.extend(rows_by_id(&snap).into_keys());
+        }
+        let list: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let dir = tempfile::tempdir().unwrap();
+        let db = fixture_copy(c.fixture, dir.path());
+        let mut args = vec!["diagnose", db.to_str().unwrap(), "--json", "-"];
+        args.extend_from_slice(&list);
+        let r = run(&args, dir.path());
+        let (code, j) = (r.code(), r.json());
+        let d = j["diagnoses"].as_array().unwrap();
+        if d.len() != ids.len() {
+            failures.push(format!(
+                "{}: {} answers for {} IDs",
+                c.fixture,
+                d.len(),
+                ids.len()
+            ));
+            continue;
+        }
+        let mut wrong = std::collections::BTreeMap::<String, Vec<String>>::new();
+        let mut unserved = 0;
+        for (a, id) in d.iter().zip(&ids) {
+            assert_eq!(
+                a["customer_id"],
+                id.as_str(),
+                "{}: answers in the order asked",
+                c.fixture
+            );
+            // the truth's category of this customer
+            let gone = lost.contains(id) || !live.contains_key(id);
+            let want = if dups.contains(id) {
+                "duplicate"
+            } else if affected.contains(id) || (gone && c.gone != "-") {
+                if gone { c.gone } else { c.present }
+            } else {
+                "served"
+            };
+            let served = want == "served";
+            if !served {
+                unserved += 1;
+            }
+            let cause = a["cause"].as_str().unwrap_or("");
+            let mut bad = Vec::new();
+            if cause != want {
+                bad.push(format!("cause {cause}, want {want}"));
+            }
+            if a["served"] != served {
+                bad.push(format!("served {}", a["served"]));
+            }
+            if let Some(rows) = live.get(id).filter(|_| !gone) {
+                let got: Vec<i64> = a["rowids"]
+                    .as_array()
+                    .map(|r| r.iter().filter_map(|x| x.as_i64()).collect())
+                    .unwrap_or_default();
+                if want != "index_leads_elsewhere" && &got != rows {
+                    bad.push(format!("rowids {got:?}, SQLite reads {rows:?}"));
+                }
+            }
+            if !bad.is_empty() {
+                wrong.entry(bad.join("; ")).or_default().push(id.clone());
+            }
+        }
+        for (what, who) in wrong {
+            failures.push(format!(
+                "{}: {} IDs: {what} (e.g. {:?})",
+                c.fixture,
+                who.len(),
+                &who[..who.len().min(3)]
+            ));
+        }
+        let want_code = if unserved > 0 { 1 } else { 0 };
+        if code != want_code {
+            failures.push(format!("{}: exit {code}, want {want_code}", c.fixture));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }

@@ -14,6 +14,7 @@ mod reader;
 mod repair;
 mod repair_kinds;
 mod repair_ops;
+mod reports;
 mod salvage;
 mod snapshot;
 mod support;
