@@ -105,9 +105,13 @@ impl Settings {
             None => None,
             Some(r) => {
                 let regex = match r.regex {
-                    Some(src) => Some(Regex::new(&src).with_context(|| {
-                        config_path_context(opts.config.as_deref(), "id_rule.regex")
-                    })?),
+                    Some(src) => Some(
+                        Regex::new(&src)
+                            .map_err(|e| anyhow::anyhow!("{} in {src:?}", regex_reason(&e)))
+                            .with_context(|| {
+                                config_path_context(opts.config.as_deref(), "id_rule.regex")
+                            })?,
+                    ),
                     None => None,
                 };
                 let (min_length, max_length) = match r.length {
@@ -151,6 +155,20 @@ impl Settings {
             strict: opts.strict,
         })
     }
+}
+
+/// What is wrong with a regular expression, on one line: the regex crate's
+/// syntax errors span several lines (the pattern, a caret, the reason), and
+/// an error is one line on stderr.
+fn regex_reason(e: &regex::Error) -> String {
+    let text = e.to_string();
+    let last = text
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("invalid");
+    last.strip_prefix("error: ").unwrap_or(last).to_string()
 }
 
 fn config_path_context(path: Option<&Path>, key: &str) -> String {

@@ -128,3 +128,62 @@ fn every_command_help_has_an_example_and_the_exit_codes() {
         );
     }
 }
+
+/// A bad `--config` stops every command that reads the customer table
+/// before it touches the database: exit 2, one line on stderr naming the
+/// config file and what is wrong, nothing on stdout, the database unchanged.
+#[test]
+fn config_errors_are_one_line_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = super::support::fixture_copy("stale_pk_page", dir.path());
+    let snap = super::support::fixtures().join("stale_pk_page.snap.db");
+    let before = std::fs::read(&db).unwrap();
+    let missing = dir.path().join("missing.json");
+    let cases: [(&str, &str, String); 5] = [
+        ("missing.json", "", "cannot read config file: No such file or directory".into()),
+        ("truncated.json", "{\"table\": ", "invalid config: EOF while parsing a value at line 1 column 10".into()),
+        ("not-json.json", "table = customers\n", "invalid config: expected ident at line 1 column 2".into()),
+        (
+            "bad-regex.json",
+            r#"{"id_rule": {"regex": "^C[0-9"}}"#,
+            "id_rule.regex is not a valid regular expression: unclosed character class in \"^C[0-9\"".into(),
+        ),
+        ("unknown-key.json", r#"{"tabel": "customers"}"#, "invalid config: unknown field `tabel`".into()),
+    ];
+    for (file, text, what) in &cases {
+        let cfg = dir.path().join(file);
+        if *file != "missing.json" {
+            std::fs::write(&cfg, text).unwrap();
+        } else {
+            assert!(!missing.exists());
+        }
+        let cfg = cfg.to_str().unwrap();
+        let db = db.to_str().unwrap();
+        let snap = snap.to_str().unwrap();
+        for args in [
+            vec!["check", db, "--config", cfg],
+            vec!["check", db, "--config", cfg, "--json", "report.json"],
+            vec!["diagnose", db, "C052157602710", "--config", cfg],
+            vec!["repair", db, "--snapshot", snap, "--config", cfg],
+            vec!["preflight", db, "--snapshot", snap, "--config", cfg],
+        ] {
+            let r = run(&args, dir.path());
+            assert_eq!(r.code(), 2, "{}", r.show());
+            assert_eq!(r.stdout(), "", "{}", r.show());
+            let err = r.stderr();
+            assert_eq!(err.lines().count(), 1, "one line: {}", r.show());
+            assert!(
+                err.starts_with(&format!("custodian: {cfg}: {what}")),
+                "names the file and what is wrong: {}",
+                r.show()
+            );
+            assert_eq!(std::fs::read(db).unwrap(), before, "{}", r.show());
+        }
+    }
+    let backups: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("backup") || n.contains("custodian-repair"))
+        .collect();
+    assert_eq!(backups, Vec::<String>::new(), "no repair started");
+}
