@@ -430,7 +430,10 @@ pub fn match_owner_and_mode(copy: &Path, db: &Path) -> Result<()> {
 /// Test hook, compiled only with the `test-hooks` feature (the test build):
 /// `CUSTODIAN_TEST_DAMAGE_COPY=1` overwrites one page of the repaired copy
 /// before it is verified, to prove that a copy failing its verification
-/// never replaces the original. In any other build this does nothing.
+/// never replaces the original; `CUSTODIAN_TEST_DAMAGE_COPY=sql:<SQL>` runs
+/// that SQL on the copy instead (a change the copy's check cannot see, such
+/// as one customer deleted with its index entries, for the verification's
+/// row-count guard). In any other build this does nothing.
 #[cfg(not(feature = "test-hooks"))]
 pub fn test_damage_copy(_copy: &Path) -> Result<()> {
     Ok(())
@@ -442,7 +445,12 @@ pub fn test_damage_copy(copy: &Path) -> Result<()> {
     use crate::format::header::{DatabaseHeader, HEADER_SIZE};
     use std::fs::OpenOptions;
     use std::os::unix::fs::FileExt;
-    if std::env::var("CUSTODIAN_TEST_DAMAGE_COPY").as_deref() != Ok("1") {
+    let hook = std::env::var("CUSTODIAN_TEST_DAMAGE_COPY").unwrap_or_default();
+    if let Some(sql) = hook.strip_prefix("sql:") {
+        Connection::open(copy)?.execute_batch(sql)?;
+        return Ok(());
+    }
+    if hook != "1" {
         return Ok(());
     }
     let f = OpenOptions::new().read(true).write(true).open(copy)?;

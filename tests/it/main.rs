@@ -13,6 +13,7 @@ mod preflight;
 mod reader;
 mod repair;
 mod repair_kinds;
+mod repair_more;
 mod repair_ops;
 mod reports;
 mod salvage;
