@@ -268,6 +268,32 @@ const CASES: &[Case] = &[
         structural: &[st("freelist_damaged", None, None, Count::Problems)],
     },
     Case {
+        fixture: "freelist_trunk_zeroed",
+        exit: 1,
+        verdict: "corrupt",
+        structural: &[
+            st(
+                "page_unused",
+                None,
+                Some(Pages::OrphanedLeaves),
+                Count::Pages,
+            ),
+            st("freelist_damaged", None, None, Count::Problems),
+        ],
+    },
+    Case {
+        fixture: "freelist_trunk_out_of_range",
+        exit: 1,
+        verdict: "corrupt",
+        structural: &[st("freelist_damaged", None, None, Count::Problems)],
+    },
+    Case {
+        fixture: "freelist_count_wrong",
+        exit: 1,
+        verdict: "corrupt",
+        structural: &[st("freelist_damaged", None, None, Count::Problems)],
+    },
+    Case {
         fixture: "truncated",
         exit: 1,
         verdict: "corrupt",

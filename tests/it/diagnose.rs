@@ -306,6 +306,16 @@ const CAUSES: &[Causes] = &[
         gone: "-",
     },
     Causes {
+        fixture: "freelist_trunk_zeroed",
+        present: "-",
+        gone: "-",
+    },
+    Causes {
+        fixture: "freelist_count_wrong",
+        present: "-",
+        gone: "-",
+    },
+    Causes {
         fixture: "ptrmap_page_zeroed",
         present: "-",
         gone: "-",
