@@ -25,7 +25,11 @@ pub fn pause_point(phase: &str) {
         if let Ok(f) = std::env::var("CUSTODIAN_PAUSE_FILE") {
             let _ = std::fs::write(f, phase);
         }
-        std::thread::sleep(std::time::Duration::from_secs(30));
+        // 30 s, or until a signal asks the repair to stop
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while std::time::Instant::now() < until && super::interrupt::asked().is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
     #[cfg(not(feature = "test-hooks"))]
     let _ = phase;
@@ -35,6 +39,8 @@ pub fn pause_point(phase: &str) {
 pub struct Lock {
     conn: Connection,
     pub was_wal: bool,
+    /// The database was switched from WAL to a rollback journal (leave_wal).
+    left_wal: std::cell::Cell<bool>,
 }
 
 fn sidecar(path: &Path, suffix: &str) -> PathBuf {
@@ -95,6 +101,7 @@ pub fn lock(path: &Path) -> Result<Lock> {
     Ok(Lock {
         conn,
         was_wal: mode.eq_ignore_ascii_case("wal"),
+        left_wal: std::cell::Cell::new(false),
     })
 }
 
@@ -112,6 +119,7 @@ impl Lock {
             .conn
             .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
             .with_context(|| format!("{}: cannot checkpoint the -wal", path.display()))?;
+        self.left_wal.set(true);
         if !mode.eq_ignore_ascii_case("delete") {
             bail!(
                 "{}: the -wal could not be checkpointed (journal mode stays {mode})",
@@ -126,7 +134,21 @@ impl Lock {
         Ok(())
     }
 
+    /// Releases the lock of a repair that did not swap: a database that
+    /// was in WAL mode is given WAL mode back (its content never changed).
     pub fn release(self) {
+        let _ = self.conn.execute_batch("ROLLBACK");
+        if self.left_wal.get() {
+            let _ = self
+                .conn
+                .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()));
+        }
+        drop(self.conn);
+    }
+
+    /// Releases the lock after the swap: the file this connection has open
+    /// is no longer the database, and nothing is done to it.
+    pub fn release_swapped(self) {
         let _ = self.conn.execute_batch("ROLLBACK");
         drop(self.conn);
     }
@@ -152,6 +174,9 @@ pub fn finish_journal_mode(path: &Path, was_wal: bool) -> Result<()> {
     Ok(())
 }
 
+/// How much `copy_file` copies between two looks at the interrupt flag.
+const COPY_CHUNK: u64 = 64 << 20;
+
 /// Copies `from` to a new file `to` byte for byte (in the kernel:
 /// copy_file_range), fsynced. The SHA-256 of the source is computed on
 /// another thread meanwhile, when asked for.
@@ -172,10 +197,17 @@ pub fn copy_file(from: &Path, to: &Path, with_hash: bool) -> Result<Option<Strin
             Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
         })
     });
-    let mut src = File::open(from).with_context(|| format!("{}: cannot read", from.display()))?;
+    let src = File::open(from).with_context(|| format!("{}: cannot read", from.display()))?;
     let mut dst = create_new(to)?;
-    std::io::copy(&mut src, &mut dst)
-        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    // in chunks, so that a signal stops a long copy (interrupt.rs)
+    loop {
+        let n = std::io::copy(&mut (&src).take(COPY_CHUNK), &mut dst)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        if n == 0 {
+            break;
+        }
+        super::interrupt::stop_if_asked()?;
+    }
     dst.sync_all()
         .with_context(|| format!("syncing {}", to.display()))?;
     match hasher {
@@ -194,6 +226,35 @@ pub struct Backup {
     pub path: PathBuf,
     pub sha256: String,
     pub wal: Option<(PathBuf, String)>,
+}
+
+/// A hidden work file of this run in `dir` (see interrupt.rs).
+fn work(dir: &Path, db_name: &str, stamp: &str, kind: &str) -> PathBuf {
+    dir.join(super::interrupt::work_name(
+        db_name,
+        stamp,
+        std::process::id(),
+        kind,
+    ))
+}
+
+/// Copies `from` to `to` by way of the hidden work file `work` in the same
+/// folder, renamed into place once whole and synced: a backup file is
+/// complete or absent, and a run killed half way leaves only a work file
+/// that the next run removes. Returns the SHA-256 of the bytes copied.
+fn copy_into_place(from: &Path, to: &Path, work: &Path) -> Result<String> {
+    super::interrupt::work_file(work);
+    let sha = copy_file(from, work, true)?.unwrap_or_default();
+    if to.exists() {
+        bail!(
+            "{}: exists already; a backup never replaces a file",
+            to.display()
+        );
+    }
+    std::fs::rename(work, to)
+        .with_context(|| format!("cannot rename {} to {}", work.display(), to.display()))?;
+    super::interrupt::forget(work);
+    Ok(sha)
 }
 
 pub fn backup(db: &Path, dir: &Path, stamp: &str) -> Result<Backup> {
@@ -217,13 +278,13 @@ pub fn backup(db: &Path, dir: &Path, stamp: &str) -> Result<Backup> {
         })
         .ok_or_else(|| anyhow!("{}: no free backup name", dir.display()))?;
     let path = dir.join(format!("{base}.backup"));
-    let sha256 = copy_file(db, &path, true)?.unwrap_or_default();
+    let sha256 = copy_into_place(db, &path, &work(dir, &name, stamp, "backup"))?;
     let wal_src = sidecar(db, "-wal");
     // a -wal without a whole frame (SQLite makes an empty one when it opens
     // a WAL database at rest) holds nothing: there is nothing to back up
     let wal = if super::fingerprint::wal_holds_frames(db) {
         let wal_path = dir.join(format!("{base}.backup-wal"));
-        let h = copy_file(&wal_src, &wal_path, true)?.unwrap_or_default();
+        let h = copy_into_place(&wal_src, &wal_path, &work(dir, &name, stamp, "backup-wal"))?;
         Some((wal_path, h))
     } else {
         None
@@ -271,6 +332,7 @@ pub fn sql_steps(
         copy,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    super::interrupt::watch(&conn);
     // Deleting a row whose entry is missing from an (emptied) index is
     // tolerated with writable_schema; the index is rebuilt right after.
     conn.execute_batch(
@@ -462,19 +524,43 @@ pub fn test_damage_copy(copy: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The copy's -wal and -shm, made by the read-only connections that
+/// verified it. Its -wal holds no frame (nothing was written through them),
+/// so both are removed before the rename: else they would stay behind in
+/// the POS folder under the copy's name.
+pub fn drop_sidecars(copy: &Path) -> Result<()> {
+    if super::fingerprint::wal_holds_frames(copy) {
+        bail!("{}: the verified copy's -wal holds frames", copy.display());
+    }
+    for suffix in ["-wal", "-shm"] {
+        match std::fs::remove_file(sidecar(copy, suffix)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e)
+                    .with_context(|| format!("{}{suffix}: cannot remove", copy.display()));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// Renames the verified copy over the database, atomically, and syncs the
-/// folder. The copy is fsynced before.
+/// folder. The copy is fsynced before. A signal before the rename stops it
+/// (interrupt.rs); once renamed, the repair is done.
 pub fn swap(copy: &Path, db: &Path) -> Result<()> {
     File::open(copy)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("{}: cannot sync", copy.display()))?;
     pause_point("rename");
-    std::fs::rename(copy, db)
-        .with_context(|| format!("cannot rename {} over {}", copy.display(), db.display()))?;
+    super::interrupt::swap(copy, db)?;
     pause_point("renamed");
     let dir = db
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    fsync_dir(dir)
+    // the rename is done: a folder that cannot be synced is said, not undone
+    if let Err(e) = fsync_dir(dir) {
+        crate::messages::error(&format!("warning: {e:#}"));
+    }
+    Ok(())
 }

@@ -9,6 +9,7 @@
 pub mod apply;
 mod build;
 mod fingerprint;
+pub mod interrupt;
 pub mod pages;
 pub mod plan;
 pub mod rebuild;
@@ -108,6 +109,7 @@ fn stopped(db: &Path, before: Report, fields: RepairFields, why: &str) -> Repair
 
 pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     let settings = Settings::from_opts(&args.opts)?;
+    interrupt::install(&args.db)?;
     let db = &where_it_lives(&args.db)?;
     let backup_dir = args
         .backup_dir
@@ -141,6 +143,13 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     let the_plan = make_plan(db, &settings, &before, &live, table.as_ref(), &good)?;
     fields.plan = Some(the_plan.clone());
 
+    let locks = matches!(
+        the_plan.strategy,
+        Strategy::PatchCopy | Strategy::Rebuild { .. }
+    );
+    if args.dry_run || !locks {
+        name_leftovers(db, &backup_dir, quiet);
+    }
     match &the_plan.strategy {
         Strategy::Nothing => {
             fields.after = fields.before.clone();
@@ -162,16 +171,12 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
 
     // From here on: lock, then nothing before the backup.
     let lock = lock_unchanged(db, &fp)?;
+    interrupt::writing();
+    remove_leftovers(db, &backup_dir, &mut fields);
     let st = stamp();
-    let dir = folder_of(db);
-    if let Err(e) = take_backup(db, &backup_dir, &st, &mut fields) {
-        lock.release();
-        return Err(e);
-    }
-    check::timing("repair: lock + backup", t0);
     let job = Job {
         db,
-        dir,
+        dir: folder_of(db),
         stamp: &st,
         plan: &the_plan,
         table: &table,
@@ -180,18 +185,154 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         snapshot: good.first().map(|s| s.path.as_path()),
         before: &before,
     };
-    let swapped = build_and_verify(&job, &mut fields).and_then(|(copy, verified)| {
-        check::timing("repair: built and verified", t0);
-        apply::swap(&copy, db).map(|_| verified)
-    });
-    lock.release();
+    let result = locked_steps(&job, &backup_dir, &mut fields, t0);
+    interrupt::remove_work_files();
+    match result {
+        Ok(_) => lock.release_swapped(),
+        Err(_) => lock.release(),
+    }
     fields.without_snapshot = without_snapshot(&the_plan, &fields, &args.snapshot, &good);
-    match swapped {
-        Ok(verified) => Ok(report_swapped(db, before, fields, &verified)),
+    match result {
+        Ok(verified) => {
+            let out = report_swapped(db, before, fields, &verified);
+            if let Some(sig) = interrupt::asked() {
+                crate::messages::error(&format!(
+                    "{}: interrupted by {sig} after the swap: the repaired database is in place",
+                    db.display()
+                ));
+            }
+            Ok(out)
+        }
+        Err(_) if interrupt::asked().is_some() => Ok(interrupted(db, before, fields)),
+        // the backup failed: nothing was changed (exit 2)
+        Err(e) if fields.backup_path.is_none() => Err(e),
         Err(e) => {
             let why = format!("{e:#}; the original is untouched");
             Ok(stopped(db, before, fields, &why))
         }
+    }
+}
+
+/// Steps 5 to 8, with the lock held: backup, build, verify, swap. Returns
+/// the check of the repaired database now in place.
+fn locked_steps(
+    job: &Job,
+    backup_dir: &Path,
+    fields: &mut RepairFields,
+    t0: std::time::Instant,
+) -> Result<Report> {
+    take_backup(job.db, backup_dir, job.stamp, fields)?;
+    check::timing("repair: lock + backup", t0);
+    interrupt::stop_if_asked()?;
+    let (copy, verified) = build_and_verify(job, fields)?;
+    check::timing("repair: built and verified", t0);
+    apply::drop_sidecars(&copy)?;
+    apply::swap(&copy, job.db)?;
+    Ok(verified)
+}
+
+/// A repair stopped by SIGINT, SIGTERM or SIGHUP before the swap: its work
+/// files are removed, the original is as it was (exit 3).
+fn interrupted(db: &Path, before: Report, mut fields: RepairFields) -> RepairOutcome {
+    let sig = interrupt::asked().unwrap_or("a signal");
+    let kept = fields
+        .backup_path
+        .as_deref()
+        .map(|b| format!("; the backup {b} is kept"))
+        .unwrap_or_default();
+    crate::messages::error(&format!(
+        "{}: interrupted by {sig}, nothing changed: the original is untouched and the work files were removed{kept}",
+        db.display()
+    ));
+    fields.actions.push(Action {
+        kind: "interrupted",
+        object: None,
+        detail: format!(
+            "by {sig}, before the swap: the work files were removed, the original is untouched"
+        ),
+    });
+    outcome(before, fields, Verdict::Failed, ExitStatus::RepairFailed)
+}
+
+/// The folders where work files of this database may be: its own and the
+/// backup folder.
+fn work_folders<'a>(db: &'a Path, backup_dir: &'a Path) -> Vec<&'a Path> {
+    let mut dirs = vec![folder_of(db)];
+    if !same_folder(backup_dir, folder_of(db)) {
+        dirs.push(backup_dir);
+    }
+    dirs
+}
+
+fn same_folder(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn leftovers(db: &Path, backup_dir: &Path) -> Vec<(PathBuf, u64)> {
+    let name = db
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    work_folders(db, backup_dir)
+        .into_iter()
+        .flat_map(|d| interrupt::leftovers(d, &name))
+        .collect()
+}
+
+fn shown(files: &[(PathBuf, u64)]) -> String {
+    files
+        .iter()
+        .map(|(p, n)| format!("{} ({n} bytes)", p.display()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Without the lock (a dry run, nothing to do): work files of a killed
+/// repair are named, not removed.
+fn name_leftovers(db: &Path, backup_dir: &Path, quiet: bool) {
+    let found = leftovers(db, backup_dir);
+    if !found.is_empty() {
+        crate::messages::warn(
+            quiet,
+            &format!(
+                "{}: work files left by a repair that was killed: {}; the next repair removes them",
+                db.display(),
+                shown(&found)
+            ),
+        );
+    }
+}
+
+/// With the lock held, before this run makes any file: work files left by
+/// a repair that was killed outright (SIGKILL, power loss) are removed.
+/// They are custodian's own hidden files, never the database or a backup;
+/// the lock means no other repair of this database is running.
+fn remove_leftovers(db: &Path, backup_dir: &Path, fields: &mut RepairFields) {
+    let (removed, failed): (Vec<_>, Vec<_>) = leftovers(db, backup_dir)
+        .into_iter()
+        .partition(|(p, _)| std::fs::remove_file(p).is_ok());
+    if !removed.is_empty() {
+        fields.actions.push(Action {
+            kind: "leftovers",
+            object: None,
+            detail: format!(
+                "removed the work files left by a repair that was killed: {}",
+                shown(&removed)
+            ),
+        });
+    }
+    if !failed.is_empty() {
+        fields.actions.push(Action {
+            kind: "leftovers",
+            object: None,
+            detail: format!(
+                "work files left by a repair that was killed could not be removed: {}",
+                shown(&failed)
+            ),
+        });
     }
 }
 
@@ -562,18 +703,22 @@ struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// A hidden work file beside the database: `.NAME.STAMP.PID.custodian-KIND`.
+    /// A hidden work file beside the database, `.NAME.STAMP.PID.custodian-KIND`,
+    /// registered so that a stop before the swap removes it.
     fn work_file(&self, kind: &str) -> PathBuf {
         let name = self
             .db
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        self.dir.join(format!(
-            ".{name}.{}.{}.custodian-{kind}",
+        let path = self.dir.join(interrupt::work_name(
+            &name,
             self.stamp,
-            std::process::id()
-        ))
+            std::process::id(),
+            kind,
+        ));
+        interrupt::work_file(&path);
+        path
     }
 }
 

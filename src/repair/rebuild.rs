@@ -108,6 +108,7 @@ pub fn rebuild(
         None => None,
     };
     let conn = Connection::open(new).with_context(|| format!("{}: cannot open", new.display()))?;
+    super::interrupt::watch(&conn);
     conn.execute_batch(&format!(
         "PRAGMA page_size = {}; PRAGMA encoding = '{}'; PRAGMA auto_vacuum = {}; \
          PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; \

@@ -156,11 +156,16 @@ fn unaccounted_damage(findings: &[Finding], clean: bool, lost: &[String]) -> Opt
     None
 }
 
-/// A copy that failed verification is kept for inspection, never deleted.
+/// A copy that failed verification is kept for inspection, never deleted
+/// (it is no longer a work file; the empty -wal and -shm that verifying it
+/// left go).
 pub(super) fn keep_failed(copy: &Path) {
     let mut failed = copy.as_os_str().to_owned();
     failed.push(".failed");
-    let _ = std::fs::rename(copy, PathBuf::from(failed));
+    let _ = apply::drop_sidecars(copy);
+    if std::fs::rename(copy, PathBuf::from(failed)).is_ok() {
+        super::interrupt::forget(copy);
+    }
 }
 
 #[cfg(test)]

@@ -227,6 +227,11 @@ fn a_wal_database_at_rest_is_repaired_like_any_other() {
     let original = std::fs::read(&s.db).unwrap();
     let r = s.repair(&[]);
     assert_eq!(r.code(), 0, "{}", r.show());
+    // no -wal, -shm or work file is left in the POS folder
+    assert_eq!(
+        listing(s.dir.path()),
+        ["backup", "snaps", "stale_pk_page.db"]
+    );
     let j = r.json();
     assert_eq!(j["verdict"], "repaired");
     assert_eq!(
@@ -456,4 +461,214 @@ fn unwritable_places_are_refused_up_front() {
     assert_eq!(r.code(), 0, "{}", r.show());
     assert_eq!(r.json()["verdict"], "repaired");
     assert_eq!(stock_integrity_check(&s.db), "ok");
+}
+
+/// Starts `custodian repair` (JSON to stdout) paused at `phase` (test
+/// hooks) and waits until it is there.
+fn start_paused(s: &Setup, phase: &str, marker: &Path) -> std::process::Child {
+    let mut child = std::process::Command::new(super::support::bin())
+        .args(s.args())
+        .env("CUSTODIAN_PAUSE_AT", phase)
+        .env("CUSTODIAN_PAUSE_FILE", marker)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !marker.exists() {
+        assert!(start.elapsed().as_secs() < 60, "{phase}: never reached");
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("{phase}: exited {st:?} before the pause point");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child
+}
+
+/// Sends `sig` (INT, TERM) with the stock `kill`, then waits (at most 20 s).
+fn signal_and_wait(child: std::process::Child, sig: &str) -> std::process::Output {
+    let st = std::process::Command::new("kill")
+        .args([format!("-{sig}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let start = std::time::Instant::now();
+    let mut child = child;
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "SIG{sig}: the repair did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// Issue 8 item 11: SIGINT and SIGTERM at every phase of a repair. Before
+/// the rename: one line "interrupted, nothing changed", exit 3, the
+/// original byte for byte, the work files removed (the folder holds
+/// exactly what it held, plus the complete backup). After the rename: the
+/// repaired database is in place and the repair ends normally. Both the
+/// patched copy (index damage) and the rebuild (table damage) are stopped.
+#[test]
+fn sigint_and_sigterm_stop_a_repair_cleanly_at_every_phase() {
+    for (name, code_after) in [("stale_pk_page", 0), ("damaged_table_leaf", 0)] {
+        let t = truth(name);
+        for phase in ["backup", "build", "verify", "rename", "renamed"] {
+            for sig in ["INT", "TERM"] {
+                let s = Setup::new(name);
+                let marks = tempfile::tempdir().unwrap();
+                let marker = marks.path().join("paused");
+                let original = std::fs::read(&s.db).unwrap();
+                let mut names = listing(s.dir.path());
+                names.push("backup".into());
+                names.sort();
+                let out = signal_and_wait(start_paused(&s, phase, &marker), sig);
+                let run = super::support::Run {
+                    cmd: format!("repair {name}, SIG{sig} at {phase}"),
+                    out,
+                };
+                let mut backups: Vec<String> = listing(&s.dir.path().join("backup"));
+                backups.sort();
+                assert_eq!(backups.len(), 2, "{}", run.show());
+                let backup = s.dir.path().join("backup").join(&backups[0]);
+                assert!(backups[0].ends_with(".backup") && backups[1].ends_with(".sha256"));
+                assert_eq!(std::fs::read(&backup).unwrap(), original, "{}", run.show());
+                assert_eq!(listing(s.dir.path()), names, "{}", run.show());
+                if phase == "renamed" {
+                    assert_eq!(run.code(), code_after, "{}", run.show());
+                    assert_eq!(
+                        run.stderr(),
+                        format!(
+                            "custodian: {}: interrupted by SIG{sig} after the swap: the repaired database is in place\n",
+                            s.db.display()
+                        ),
+                        "{}",
+                        run.show()
+                    );
+                    let want = t
+                        .get("expected_after_repair_sha256")
+                        .unwrap_or(&t["expected_customers_sha256"]);
+                    assert_eq!(customers_sha256(&s.db), want.as_str().unwrap());
+                    assert_eq!(stock_integrity_check(&s.db), "ok");
+                } else {
+                    assert_eq!(run.code(), 3, "{}", run.show());
+                    assert_eq!(
+                        run.stderr(),
+                        format!(
+                            "custodian: {}: interrupted by SIG{sig}, nothing changed: the original is untouched and the work files were removed; the backup {} is kept\n",
+                            s.db.display(),
+                            backup.display()
+                        ),
+                        "{}",
+                        run.show()
+                    );
+                    assert_eq!(std::fs::read(&s.db).unwrap(), original, "{}", run.show());
+                    assert_eq!(run.json()["verdict"], "failed");
+                }
+            }
+        }
+    }
+    // a WAL database interrupted after its -wal was checkpointed for the
+    // swap gets WAL mode back, its content unchanged
+    let s = Setup::new("wal_stale_index");
+    let t = truth("wal_stale_index");
+    let marks = tempfile::tempdir().unwrap();
+    let out = signal_and_wait(
+        start_paused(&s, "verify", &marks.path().join("paused")),
+        "INT",
+    );
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(sqlite3_cli(&s.db, "PRAGMA journal_mode"), "wal");
+    assert_eq!(
+        customers_sha256(&s.db),
+        t["expected_customers_sha256"].as_str().unwrap(),
+        "the content (the -wal's too) is as it was"
+    );
+}
+
+/// Issue 8 item 11: a repair killed outright (SIGKILL) leaves its hidden
+/// work files; a dry run names them, the next repair removes them (they
+/// are custodian's own, never the database or a backup) and says so, and
+/// then the folder holds exactly the database, the backups and nothing else.
+#[test]
+fn a_killed_repairs_leftovers_are_removed_by_the_next_run() {
+    for (name, phase, kinds) in [
+        ("stale_pk_page", "verify", vec!["custodian-repair"]),
+        (
+            "damaged_table_leaf",
+            "build",
+            vec!["custodian-repair", "custodian-source"],
+        ),
+    ] {
+        let s = Setup::new(name);
+        let marks = tempfile::tempdir().unwrap();
+        let mut child = start_paused(&s, phase, &marks.path().join("paused"));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let db_name = format!("{name}.db");
+        let left: Vec<String> = listing(s.dir.path())
+            .into_iter()
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        let left_kinds: Vec<&str> = left.iter().map(|n| n.rsplit('.').next().unwrap()).collect();
+        assert_eq!(left_kinds, kinds, "{name}: {left:?}");
+        for n in &left {
+            assert!(n.starts_with(&format!(".{db_name}.")), "{n}");
+        }
+        // a dry run names them and removes nothing
+        let dry = s.repair(&["--dry-run"]);
+        assert_eq!(dry.code(), 1, "{}", dry.show());
+        let warning = dry.stderr();
+        assert!(
+            warning.starts_with(&format!(
+                "custodian: warning: {}: work files left by a repair that was killed: ",
+                s.db.display()
+            )),
+            "{}",
+            dry.show()
+        );
+        for n in &left {
+            assert!(warning.contains(n.as_str()), "{n}: {}", dry.show());
+        }
+        assert!(
+            warning
+                .trim_end()
+                .ends_with("; the next repair removes them")
+        );
+        assert_eq!(
+            listing(s.dir.path())
+                .iter()
+                .filter(|n| n.starts_with('.'))
+                .count(),
+            left.len()
+        );
+        // the next repair removes them, says so, and repairs
+        let r = s.repair(&[]);
+        assert_eq!(r.code(), 0, "{}", r.show());
+        let j = r.json();
+        let action = j["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["kind"] == "leftovers")
+            .unwrap_or_else(|| panic!("no leftovers action: {}", r.show()));
+        let detail = action["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with("removed the work files left by a repair that was killed: "),
+            "{detail}"
+        );
+        for n in &left {
+            assert!(detail.contains(n.as_str()), "{n}: {detail}");
+        }
+        let mut want = vec!["backup".to_string(), "snaps".into(), db_name];
+        want.sort();
+        assert_eq!(listing(s.dir.path()), want);
+        assert_eq!(
+            listing(&s.dir.path().join("backup")).len(),
+            4,
+            "two runs, two backups"
+        );
+        assert_eq!(stock_integrity_check(&s.db), "ok");
+    }
 }

@@ -1,0 +1,305 @@
+//! Ctrl-C (SIGINT), SIGTERM and SIGHUP during a repair, and the work files
+//! a repair makes.
+//!
+//! A dedicated thread receives the signals (signal-hook). What it does
+//! depends on how far the repair got:
+//!
+//! * reading (check, plan; no file of ours exists): it says "interrupted,
+//!   nothing changed" and ends the process at once;
+//! * writing (lock held, backup and work files being made): it records the
+//!   signal and interrupts SQLite's running statements; the repair stops at
+//!   its next step (`stop_if_asked`), removes its work files, releases the
+//!   lock and says "interrupted, nothing changed" (exit 3). A second signal
+//!   removes the work files and ends the process at once;
+//! * swapped (the verified copy has been renamed over the database): the
+//!   repair finishes its report and says "interrupted after the swap: the
+//!   repaired database is in place".
+//!
+//! The rename itself holds the state's lock, so a signal never sees a half
+//! decided swap. Work files are custodian's own hidden files
+//! (`.NAME.STAMP.PID.custodian-KIND`, with SQLite's `-journal`, `-wal` and
+//! `-shm` beside them); `leftovers` finds those of a run that was killed
+//! outright (SIGKILL, power loss) so that the next repair removes them.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use anyhow::Result;
+
+#[derive(Clone, Copy, PartialEq)]
+enum Phase {
+    Reading,
+    Writing,
+    Swapped,
+}
+
+struct State {
+    phase: Phase,
+    /// Work files of this run, removed (with their sidecars) when it stops
+    /// before the swap.
+    files: Vec<PathBuf>,
+    /// SQLite connections to interrupt when a signal arrives.
+    sqlite: Vec<rusqlite::InterruptHandle>,
+}
+
+static STATE: Mutex<State> = Mutex::new(State {
+    phase: Phase::Reading,
+    files: Vec::new(),
+    sqlite: Vec::new(),
+});
+
+/// The signal received (0: none).
+static ASKED: AtomicI32 = AtomicI32::new(0);
+
+/// The exit code of a repair that was stopped (DESIGN.md: 3, the original
+/// is untouched).
+const STOPPED: i32 = 3;
+
+fn state() -> MutexGuard<'static, State> {
+    // a panic while the lock was held leaves the data usable: recover it
+    STATE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn name(sig: i32) -> &'static str {
+    match sig {
+        signal_hook::consts::SIGINT => "SIGINT",
+        signal_hook::consts::SIGTERM => "SIGTERM",
+        signal_hook::consts::SIGHUP => "SIGHUP",
+        _ => "a signal",
+    }
+}
+
+/// The signal a repair was asked to stop by, if any.
+pub fn asked() -> Option<&'static str> {
+    match ASKED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(name(s)),
+    }
+}
+
+/// The error a step returns when a signal asked the repair to stop.
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "interrupted by {}", asked().unwrap_or("a signal"))
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// `Err(Interrupted)` once a signal has asked the repair to stop: called
+/// between steps and between the chunks of long copies.
+pub fn stop_if_asked() -> Result<()> {
+    if asked().is_some() {
+        return Err(Interrupted.into());
+    }
+    Ok(())
+}
+
+/// Starts the thread that receives SIGINT, SIGTERM and SIGHUP for the rest
+/// of the process. `db` names the database in its messages.
+pub fn install(db: &Path) -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    let db = db.display().to_string();
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            on_signal(&db, sig);
+        }
+    });
+    Ok(())
+}
+
+fn on_signal(db: &str, sig: i32) {
+    let first = ASKED
+        .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok();
+    let mut st = state();
+    match st.phase {
+        Phase::Reading => {
+            crate::messages::error(&format!(
+                "{db}: interrupted by {}, nothing changed",
+                name(sig)
+            ));
+            std::process::exit(STOPPED);
+        }
+        Phase::Writing if first => {
+            for h in &st.sqlite {
+                h.interrupt();
+            }
+        }
+        Phase::Writing => {
+            remove_all(&mut st.files);
+            crate::messages::error(&format!(
+                "{db}: interrupted again by {}: stopped at once; the work files were removed, the original is untouched",
+                name(sig)
+            ));
+            std::process::exit(STOPPED);
+        }
+        // the repaired database is in place: the report is finished
+        Phase::Swapped => {}
+    }
+}
+
+/// The lock is held: work files are about to be made.
+pub fn writing() {
+    state().phase = Phase::Writing;
+}
+
+/// A work file of this run (its SQLite sidecars are meant too).
+pub fn work_file(path: &Path) {
+    state().files.push(path.to_path_buf());
+}
+
+/// A work file that became something to keep (a backup, a `*.failed`
+/// copy) or is gone.
+pub fn forget(path: &Path) {
+    state().files.retain(|f| f != path);
+}
+
+/// A connection whose statements a signal interrupts.
+pub fn watch(conn: &rusqlite::Connection) {
+    state().sqlite.push(conn.get_interrupt_handle());
+}
+
+/// Renames the verified copy over the database, unless a signal came
+/// first. Under the state's lock: a signal sees either the original in
+/// place (and removes the work files) or the swap done.
+pub fn swap(copy: &Path, db: &Path) -> Result<()> {
+    let mut st = state();
+    stop_if_asked()?;
+    std::fs::rename(copy, db).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot rename {} over {}: {e}",
+            copy.display(),
+            db.display()
+        )
+    })?;
+    st.phase = Phase::Swapped;
+    st.files.retain(|f| f != copy);
+    Ok(())
+}
+
+/// Removes every work file still registered (a build that failed, a run
+/// that was interrupted), with its sidecars. Their content is ours and
+/// unfinished; the original and the backup are never among them.
+pub fn remove_work_files() {
+    remove_all(&mut state().files);
+}
+
+fn remove_all(files: &mut Vec<PathBuf>) {
+    for f in files.drain(..) {
+        for p in with_sidecars(&f) {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// A path and SQLite's files beside it.
+pub fn with_sidecars(path: &Path) -> Vec<PathBuf> {
+    let mut out = vec![path.to_path_buf()];
+    for s in ["-journal", "-wal", "-shm"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(s);
+        out.push(PathBuf::from(p));
+    }
+    out
+}
+
+/// The kinds of work file (`.custodian-KIND`).
+const KINDS: [&str; 4] = ["repair", "source", "backup", "backup-wal"];
+
+/// The name of a work file of database file `db_name`: hidden, the
+/// database's name, a UTC stamp, a process ID, the kind.
+pub fn work_name(db_name: &str, stamp: &str, pid: u32, kind: &str) -> String {
+    format!(".{db_name}.{stamp}.{pid}.custodian-{kind}")
+}
+
+/// Whether `file` is a work file of `db_name` (or one of its sidecars), by
+/// the exact shape of `work_name`: never the database, a backup, a
+/// snapshot or a kept `*.failed` copy.
+fn is_work_file(db_name: &str, file: &str) -> bool {
+    let Some(rest) = file.strip_prefix(&format!(".{db_name}.")) else {
+        return false;
+    };
+    let mut parts = rest.splitn(3, '.');
+    let (Some(stamp), Some(pid), Some(tail)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let stamp_ok = stamp.len() == 16
+        && stamp.bytes().enumerate().all(|(i, b)| match i {
+            8 => b == b'T',
+            15 => b == b'Z',
+            _ => b.is_ascii_digit(),
+        });
+    let pid_ok = !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit());
+    let Some(kind) = tail.strip_prefix("custodian-") else {
+        return false;
+    };
+    let kind = ["-journal", "-wal", "-shm"]
+        .iter()
+        .find_map(|s| kind.strip_suffix(s).filter(|k| KINDS.contains(k)))
+        .unwrap_or(kind);
+    stamp_ok && pid_ok && KINDS.contains(&kind)
+}
+
+/// Work files of `db_name` in `dir` left by a run that was killed: sorted
+/// paths with their sizes. (This run's own are not made yet when it looks.)
+pub fn leftovers(dir: &Path, db_name: &str) -> Vec<(PathBuf, u64)> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(PathBuf, u64)> = rd
+        .filter_map(|e| e.ok())
+        .filter(|e| is_work_file(db_name, &e.file_name().to_string_lossy()))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_work_files_of_this_database_are_leftovers() {
+        let w = work_name("pos.db", "20261203T045939Z", 19929, "repair");
+        assert_eq!(w, ".pos.db.20261203T045939Z.19929.custodian-repair");
+        for ours in [
+            w.clone(),
+            format!("{w}-journal"),
+            format!("{w}-wal"),
+            format!("{w}-shm"),
+            ".pos.db.20261203T045939Z.7.custodian-source".into(),
+            ".pos.db.20261203T045939Z.7.custodian-backup".into(),
+            ".pos.db.20261203T045939Z.7.custodian-backup-wal".into(),
+        ] {
+            assert!(is_work_file("pos.db", &ours), "{ours}");
+        }
+        for not_ours in [
+            "pos.db".to_string(),
+            "pos.db-wal".into(),
+            "pos.db.20261203T045939Z.backup".into(),
+            "pos.db.20261203T045939Z.sha256".into(),
+            format!("{w}.failed"),
+            format!("{w}-x"),
+            ".pos.db.2026120XT045939Z.7.custodian-repair".into(),
+            ".pos.db.20261203T045939Z.x7.custodian-repair".into(),
+            ".pos.db.20261203T045939Z.7.custodian-other".into(),
+            ".pos.db.x.20261203T045939Z.7.custodian-repair".into(),
+            ".other.db.20261203T045939Z.7.custodian-repair".into(),
+        ] {
+            assert!(!is_work_file("pos.db", &not_ours), "{not_ours}");
+        }
+        // another database whose name extends this one's
+        assert!(!is_work_file(
+            "pos.db",
+            ".pos.db.old.20261203T045939Z.7.custodian-repair"
+        ));
+    }
+}
