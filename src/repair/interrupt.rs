@@ -99,17 +99,32 @@ pub fn stop_if_asked() -> Result<()> {
     Ok(())
 }
 
-/// Starts the thread that receives SIGINT, SIGTERM and SIGHUP for the rest
-/// of the process. `db` names the database in its messages.
+/// The database the messages name (the current repair's).
+static DB: Mutex<String> = Mutex::new(String::new());
+
+/// Starts a repair of `db`: its state is fresh (reading, no work files),
+/// and the thread that receives SIGINT, SIGTERM and SIGHUP runs (one for
+/// the whole process, started by the first repair).
 pub fn install(db: &Path) -> Result<()> {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-    let db = db.display().to_string();
-    std::thread::spawn(move || {
-        for sig in signals.forever() {
-            on_signal(&db, sig);
-        }
-    });
+    static STARTED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    *DB.lock().unwrap_or_else(|e| e.into_inner()) = db.display().to_string();
+    {
+        let mut st = state();
+        st.phase = Phase::Reading;
+        st.files.clear();
+        st.sqlite.clear();
+    }
+    if STARTED.get().is_none() {
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+        std::thread::spawn(move || {
+            for sig in signals.forever() {
+                let db = DB.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                on_signal(&db, sig);
+            }
+        });
+        let _ = STARTED.set(());
+    }
     Ok(())
 }
 
