@@ -54,7 +54,23 @@ impl Pager {
         let mut raw = [0u8; HEADER_SIZE];
         file.read_exact_at(&mut raw, 0)
             .with_context(|| format!("reading the header of {}", path.display()))?;
-        let header = DatabaseHeader::parse(&raw)
+        Pager::with_header(path, file, file_len, &raw)
+    }
+
+    /// Opens `path` read-only as [`Pager::open`] does, but reads its pages
+    /// under `header` (for instance a header rebuilt from the pages, see
+    /// `format::geometry`) instead of the file's own first bytes.
+    pub fn open_with_header(path: &Path, header: &[u8]) -> anyhow::Result<Pager> {
+        let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let file_len = file
+            .metadata()
+            .with_context(|| format!("reading the size of {}", path.display()))?
+            .len();
+        Pager::with_header(path, file, file_len, header)
+    }
+
+    fn with_header(path: &Path, file: File, file_len: u64, raw: &[u8]) -> anyhow::Result<Pager> {
+        let header = DatabaseHeader::parse(raw)
             .with_context(|| format!("{} is not a SQLite database", path.display()))?;
 
         let mut pager = Pager {

@@ -41,15 +41,20 @@
 //! value ordering), [`wal`] (the write-ahead log), [`freelist`] (freelist
 //! trunks and pointer-map pages), [`btree`] (guarded walks of whole trees over
 //! a [`btree::PageSource`]), [`accounting`] (every page's role, and the
-//! freelist and pointer-map pages that describe it, as repair writes them).
+//! freelist and pointer-map pages that describe it, as repair writes them),
+//! [`salvage`] (every row that survives anywhere), [`geometry`] (a damaged
+//! header's page size and reserved bytes found from the pages),
+//! [`schema_table`] (sqlite_schema read page by page).
 
 pub mod accounting;
 pub mod btree;
 pub mod freelist;
+pub mod geometry;
 pub mod header;
 pub mod page;
 pub mod record;
 pub mod salvage;
+pub mod schema_table;
 pub mod varint;
 pub mod wal;
 

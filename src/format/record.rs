@@ -186,6 +186,38 @@ pub fn parse_record<'a>(payload: &'a [u8], out: &mut Vec<ValueRef<'a>>) -> Resul
     decode(payload, |t, bytes, _| out.push(value_of(t, bytes)))
 }
 
+/// The values of a damaged record as far as they can be read, for keeping
+/// what can be kept of a row that no source has whole (SQLite's recovery
+/// reads cut-short records the same way): the serial types up to the end of
+/// the header or of the bytes, whichever comes first, stopping at a reserved
+/// type; a value whose bytes are not all there is NULL.
+pub fn readable_values(payload: &[u8]) -> Vec<ValueRef<'_>> {
+    let mut out = Vec::new();
+    let Some((header_len, mut pos)) = read_varint(payload) else {
+        return out;
+    };
+    let header_end = usize::try_from(header_len)
+        .unwrap_or(usize::MAX)
+        .min(payload.len());
+    let mut body = usize::try_from(header_len).unwrap_or(usize::MAX);
+    while pos < header_end {
+        let Some((t, n)) = read_varint(&payload[pos..header_end]) else {
+            break;
+        };
+        pos += n;
+        let Some(size) = serial_type_size(t).and_then(|z| usize::try_from(z).ok()) else {
+            break;
+        };
+        let end = body.saturating_add(size);
+        out.push(match payload.get(body..end) {
+            Some(bytes) => value_of(t, bytes),
+            None => ValueRef::Null,
+        });
+        body = end;
+    }
+    out
+}
+
 /// A reusable decoder: remembers where each column of the last parsed
 /// payload is, so a walk can decode every row into one buffer.
 ///
@@ -394,6 +426,25 @@ pub fn compare_values(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readable_values_of_a_record_cut_short() {
+        // header: int8, 3-byte text, int8; the text's last byte and the
+        // second integer are missing
+        let payload = [4u8, 1, 19, 1, 7, b'a', b'b'];
+        assert_eq!(
+            readable_values(&payload),
+            vec![ValueRef::Integer(7), ValueRef::Null, ValueRef::Null]
+        );
+        // a header that claims more than there is: the types that are there
+        assert_eq!(readable_values(&[9u8, 1]), vec![ValueRef::Null]);
+        assert!(readable_values(&[]).is_empty());
+        // a reserved serial type ends it
+        assert_eq!(
+            readable_values(&[3u8, 1, 10, 5]),
+            vec![ValueRef::Integer(5)]
+        );
+    }
     use crate::format::varint::write_varint;
 
     /// Builds a record from (serial type, body bytes) pairs.

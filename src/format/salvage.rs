@@ -249,7 +249,7 @@ pub enum SalvageItem<'a> {
     /// layout is damaged, the page's layout `Damage` comes before and one
     /// summing up its unreadable cells after.
     RowDamaged {
-        /// The row's rowid.
+        /// The row's rowid (0 for a WITHOUT ROWID table).
         rowid: i64,
         /// The leaf page holding the row's cell.
         pgno: u32,
@@ -257,6 +257,12 @@ pub enum SalvageItem<'a> {
         via: Via,
         /// Why the record cannot be used, one line.
         reason: String,
+        /// What could be read of the record, when the cell could be located:
+        /// its first bytes (the local part, and the overflow pages that
+        /// could be followed), possibly cut short or not fitting the shape.
+        /// For a caller that keeps what can be kept of a row no other source
+        /// has whole, and says so; never a [`SalvageItem::Row`].
+        partial: Option<&'a [u8]>,
     },
     /// A problem; salvage goes on.
     Damage(Damage),
@@ -325,6 +331,11 @@ pub struct SalvageStats {
     pub damage: u32,
     /// Whether the walk met damage that can cut pages off the tree.
     pub pages_lost: bool,
+    /// Cells of the tree's pages that could not be read at all, not even
+    /// their rowid (on a page whose layout is damaged: rowids out of order
+    /// or out of bounds; elsewhere: cells that cannot be located): rows (or
+    /// entries) that may be lost without a name.
+    pub cells_refused: u64,
     /// Whether the orphan scan ran.
     pub orphan_scan: bool,
     /// Pages the orphan scan read (those not claimed and not in this tree).
@@ -332,6 +343,56 @@ pub struct SalvageStats {
     /// Unclaimed pages of the right b-tree kind that the scan refused
     /// (layout or records do not fit).
     pub pages_rejected: u32,
+    /// Unclaimed pages the scan could read but that are no b-tree page of
+    /// this tree's kind (zeroed, garbage, another kind of page): a lost leaf
+    /// may be among them.
+    pub pages_unrecognized: u32,
+    /// Unclaimed pages the scan could not read.
+    pub pages_unreadable: u32,
+    /// Depth of the first leaf the walk reached (the root is at depth 0).
+    pub leaf_depth: Option<u32>,
+    /// Subtrees the walk could not enter, in the order met: what their
+    /// pages held is lost unless the orphan scan finds it.
+    pub lost_subtrees: Vec<LostSubtree>,
+}
+
+/// A subtree the walk could not enter (a child pointer out of range or to
+/// another object's page, a page that cannot be read or is no page of this
+/// tree).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LostSubtree {
+    /// The page the pointer named (0 when the pointer itself was 0).
+    pub pgno: u32,
+    /// Its depth below the root (0: the root itself).
+    pub depth: u32,
+    /// For a table b-tree, the rowids the subtree held lie in `(lo, hi]`
+    /// (`None`: unbounded on that side), from the parent's dividers.
+    pub lo: Option<i64>,
+    /// See `lo`.
+    pub hi: Option<i64>,
+}
+
+impl SalvageStats {
+    /// Whether rows may have been lost with pages of the tree: cells could
+    /// not be read at all, or a subtree the walk could not enter was a leaf (or its depth is unknown), or it
+    /// was an interior page and the orphan scan met unclaimed pages it
+    /// could not take (a leaf of the lost subtree may be among them). An
+    /// interior page of a table b-tree holds no rows, so one whose leaves
+    /// all turned up as orphans lost nothing. (For an index b-tree, or a
+    /// WITHOUT ROWID table, interior pages hold entries: any lost subtree
+    /// may have lost some.)
+    pub fn rows_may_be_lost(&self, table_tree: bool) -> bool {
+        if self.cells_refused > 0 {
+            return true;
+        }
+        if self.lost_subtrees.is_empty() {
+            return false;
+        }
+        let unexplained = self.pages_rejected + self.pages_unrecognized + self.pages_unreadable > 0;
+        self.lost_subtrees
+            .iter()
+            .any(|l| !table_tree || unexplained || self.leaf_depth.is_none_or(|d| l.depth >= d))
+    }
 }
 
 /// Every row of the table rooted at `root` that survives anywhere: the tree
@@ -363,6 +424,27 @@ pub fn salvage_table_with(
     if s.should_scan(options) {
         s.orphan_scan(visit);
     }
+    s.stats.leaf_depth = s.leaf_depth;
+    s.stats
+}
+
+/// [`salvage_table`] for a table whose rowids mean nothing, sqlite_schema:
+/// a row whose rowid the walk already gave is yielded too (a damaged
+/// schema page may repeat a rowid across distinct entries), never skipped.
+pub fn salvage_table_keeping_repeats(
+    src: &dyn PageSource,
+    root: u32,
+    shape: &TableShape,
+    claimed: &PageSet,
+    visit: &mut dyn FnMut(SalvageItem<'_>),
+) -> SalvageStats {
+    let mut s = Salvager::new(src, claimed, Shape::Table(shape));
+    s.keep_repeats = true;
+    s.table_page(root, None, 0, None, None, false, visit);
+    if s.should_scan(SalvageOptions::default()) {
+        s.orphan_scan(visit);
+    }
+    s.stats.leaf_depth = s.leaf_depth;
     s.stats
 }
 
@@ -411,6 +493,31 @@ pub fn salvage_index_with(
     if s.should_scan(options) {
         s.orphan_scan(&mut inner);
     }
+    s.stats.leaf_depth = s.leaf_depth;
+    s.stats
+}
+
+/// The rows of the WITHOUT ROWID table rooted at `root` that survive
+/// anywhere: the tree walk (interior pages hold rows too), then, when the
+/// walk lost pages, every index page no tree owns whose records all fit
+/// `shape`. `shape` lists the columns in record order: the primary key
+/// columns first, then the others in table order. Rows are yielded as
+/// [`SalvageItem::Row`] with rowid 0; a row that cannot be read has no key
+/// to name it by and is only counted (`rows_damaged`). An orphaned page may
+/// repeat a row the tree gave: the caller tells copies apart by key.
+pub fn salvage_without_rowid(
+    src: &dyn PageSource,
+    root: u32,
+    shape: &TableShape,
+    claimed: &PageSet,
+    visit: &mut dyn FnMut(SalvageItem<'_>),
+) -> SalvageStats {
+    let mut s = Salvager::new(src, claimed, Shape::Rows(shape));
+    s.index_page(root, None, 0, false, visit);
+    if s.should_scan(SalvageOptions::default()) {
+        s.orphan_scan(visit);
+    }
+    s.stats.leaf_depth = s.leaf_depth;
     s.stats
 }
 
@@ -465,8 +572,13 @@ pub fn claimed_pages(src: &dyn PageSource, other_roots: &[(u32, bool)]) -> PageS
 /// What records must look like.
 #[derive(Debug, Clone, Copy)]
 enum Shape<'a> {
+    /// Rows of a rowid table (table b-tree pages).
     Table(&'a TableShape),
+    /// Entries of an index: `fields` fields, the last the rowid.
     Index { fields: usize },
+    /// Rows of a WITHOUT ROWID table (index b-tree pages; the shape lists
+    /// the columns in record order, primary key first, no rowid alias).
+    Rows(&'a TableShape),
 }
 
 /// The column count of a record and where its last value is: (serial type, offset).
@@ -540,7 +652,7 @@ fn check_record(
     total_len: u64,
 ) -> Result<Option<HeaderInfo>, String> {
     let info = match shape {
-        Shape::Table(t) => walk_header(prefix, total_len, |col, st| {
+        Shape::Table(t) | Shape::Rows(t) => walk_header(prefix, total_len, |col, st| {
             if col >= t.columns {
                 return Err(format!("more columns than the table's {}", t.columns));
             }
@@ -571,7 +683,7 @@ fn check_record(
         return Ok(None);
     };
     match shape {
-        Shape::Table(t) => {
+        Shape::Table(t) | Shape::Rows(t) => {
             let min = t.min_columns.max(1);
             if info.columns < min {
                 return Err(format!(
@@ -593,6 +705,18 @@ fn check_record(
         }
     }
     Ok(Some(info))
+}
+
+/// The local payload of table-leaf cell `i` as far as the page holds it,
+/// for a cell whose payload runs past the usable area.
+fn cut_short_payload<'p>(page: &BtreePage<'p>, i: usize) -> Option<&'p [u8]> {
+    let offset = page.cell_offset(i).ok()?;
+    let bytes = page.data().get(offset..page.usable_size())?;
+    let (len, n) = read_varint(bytes)?;
+    let (_, m) = read_varint(bytes.get(n..)?)?;
+    let rest = bytes.get(n + m..)?;
+    let take = usize::try_from(len).unwrap_or(usize::MAX).min(rest.len());
+    (take > 0).then(|| &rest[..take])
 }
 
 /// The integer of serial type `t` at `offset` of a complete record.
@@ -672,6 +796,9 @@ struct Salvager<'s, 'c> {
     regions: Vec<(u32, u32, u32)>,
     layout_errors: Vec<FormatError>,
     leaf_depth: Option<u32>,
+    /// Yield a row whose rowid was yielded before (see
+    /// [`salvage_table_keeping_repeats`]).
+    keep_repeats: bool,
 }
 
 impl<'s, 'c> Salvager<'s, 'c> {
@@ -692,6 +819,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
             regions: Vec::new(),
             layout_errors: Vec::new(),
             leaf_depth: None,
+            keep_repeats: false,
         }
     }
 
@@ -718,12 +846,26 @@ impl<'s, 'c> Salvager<'s, 'c> {
         self.damage(visit, d);
     }
 
-    /// Claims and reads b-tree page `pgno`; `None` (damage reported) when it cannot be walked.
+    /// Records that the subtree at `pgno` (rowids in `(lo, hi]`) could not be entered.
+    fn lost_subtree(&mut self, pgno: u32, depth: u32, lo: Option<i64>, hi: Option<i64>) {
+        self.stats.lost_subtrees.push(LostSubtree {
+            pgno,
+            depth,
+            lo,
+            hi,
+        });
+    }
+
+    /// Claims and reads b-tree page `pgno`; `None` (damage reported) when it
+    /// cannot be walked. A page that cannot be walked for any reason but
+    /// having been walked already is recorded as a lost subtree.
+    #[allow(clippy::too_many_arguments)]
     fn load(
         &mut self,
         pgno: u32,
         parent: Option<u32>,
         depth: u32,
+        bounds: (Option<i64>, Option<i64>),
         from_suspect: bool,
         visit: &mut dyn FnMut(SalvageItem<'_>),
     ) -> Option<Vec<u8>> {
@@ -739,6 +881,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
                 format!("page {pgno} is at depth {depth}, deeper than {MAX_DEPTH}"),
             );
             self.lost(visit, d);
+            self.lost_subtree(pgno, depth, bounds.0, bounds.1);
             return None;
         }
         let from = || parent.map_or("the root pointer".to_string(), |p| format!("page {p}"));
@@ -761,6 +904,9 @@ impl<'s, 'c> Salvager<'s, 'c> {
         } else {
             None
         };
+        if why.is_some() && !self.owned.contains(pgno) {
+            self.lost_subtree(pgno, depth, bounds.0, bounds.1);
+        }
         if let Some(why) = why {
             let d = damage(
                 DamageKind::BadChildPointer,
@@ -780,6 +926,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
                     format!("page {pgno} cannot be read: {e}"),
                 );
                 self.lost(visit, d);
+                self.lost_subtree(pgno, depth, bounds.0, bounds.1);
                 None
             }
         }
@@ -1001,7 +1148,8 @@ impl<'s, 'c> Salvager<'s, 'c> {
         visit: &mut dyn FnMut(SalvageItem<'_>),
     ) -> bool {
         let table = self.is_table();
-        if table && self.seen.contains(rowid) {
+        let repeat = table && self.seen.contains(rowid);
+        if repeat && !self.keep_repeats {
             match via {
                 Via::OrphanLeaf => self.stats.duplicate_rowids += 1,
                 Via::Tree => {
@@ -1025,6 +1173,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
                 format!("page {pgno} cell {cell}")
             }
         };
+        self.assembled.clear();
         let (rowid, extra) = match self.whole_record(rowid, payload, strict, via) {
             Ok(found) => found,
             Err((kind, why)) => {
@@ -1039,12 +1188,19 @@ impl<'s, 'c> Salvager<'s, 'c> {
                     };
                     self.damage(visit, d);
                 }
-                if table {
+                if !matches!(self.shape, Shape::Index { .. }) {
+                    // the overflow pages read before the chain broke, if any
+                    let partial: &[u8] = if self.assembled.is_empty() {
+                        payload.local
+                    } else {
+                        &self.assembled
+                    };
                     visit(SalvageItem::RowDamaged {
                         rowid,
                         pgno,
                         via,
                         reason,
+                        partial: Some(partial),
                     });
                 }
                 return false;
@@ -1059,14 +1215,23 @@ impl<'s, 'c> Salvager<'s, 'c> {
             };
             self.damage(visit, d);
         }
+        let rows_without_rowid = matches!(self.shape, Shape::Rows(_));
         match (via, table) {
+            _ if rows_without_rowid => match via {
+                Via::Tree => self.stats.rows_tree += 1,
+                Via::OrphanLeaf => self.stats.rows_orphan += 1,
+            },
             (Via::Tree, true) => {
                 self.stats.rows_tree += 1;
-                self.seen.insert_new(rowid);
+                if !repeat {
+                    self.seen.insert_new(rowid);
+                }
             }
             (Via::OrphanLeaf, true) => {
                 self.stats.rows_orphan += 1;
-                self.seen.insert_new(rowid);
+                if !repeat {
+                    self.seen.insert_new(rowid);
+                }
             }
             (Via::Tree, false) => {
                 self.stats.rows_tree += 1;
@@ -1121,7 +1286,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
                     .ok_or_else(|| bad("the record header runs past the payload".into()))?,
             }
         };
-        if self.is_table() {
+        if !matches!(self.shape, Shape::Index { .. }) {
             return Ok((rowid, extra));
         }
         let whole: &[u8] = if payload.first_overflow.is_none() {
@@ -1147,7 +1312,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
         from_suspect: bool,
         visit: &mut dyn FnMut(SalvageItem<'_>),
     ) {
-        let Some(buf) = self.load(pgno, parent, depth, from_suspect, visit) else {
+        let Some(buf) = self.load(pgno, parent, depth, (lo, hi), from_suspect, visit) else {
             return;
         };
         self.table_body(&buf, pgno, parent, depth, lo, hi, visit);
@@ -1166,6 +1331,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
         visit: &mut dyn FnMut(SalvageItem<'_>),
     ) {
         let Some((page, suspect)) = self.open(buf, pgno, parent, depth, visit) else {
+            self.lost_subtree(pgno, depth, lo, hi);
             return;
         };
         if page.page_type().is_leaf() {
@@ -1259,6 +1425,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
                 if suspect {
                     refused += 1;
                 } else if let Err(e) = &cell {
+                    self.stats.cells_refused += 1;
                     let d = Damage {
                         pgno,
                         parent,
@@ -1269,7 +1436,8 @@ impl<'s, 'c> Salvager<'s, 'c> {
                 }
                 continue;
             };
-            let plausible = in_bounds(rowid) && prev.is_none_or(|p| rowid > p);
+            let plausible =
+                self.keep_repeats || (in_bounds(rowid) && prev.is_none_or(|p| rowid > p));
             if suspect && !plausible {
                 refused += 1;
                 continue;
@@ -1284,7 +1452,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
                 Ok(Cell::TableLeaf { payload, .. }) if !suspect || sound.get(i) == Some(&true) => {
                     payload
                 }
-                Ok(_) => {
+                Ok(cell) => {
                     damaged += 1;
                     self.stats.rows_damaged += 1;
                     visit(SalvageItem::RowDamaged {
@@ -1294,6 +1462,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
                         reason: format!(
                             "page {pgno} cell {i} (rowid {rowid}): the cell overlaps another or lies outside the cell content area"
                         ),
+                        partial: cell.payload().map(|p| p.local),
                     });
                     continue;
                 }
@@ -1316,6 +1485,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
                         pgno,
                         via: Via::Tree,
                         reason,
+                        partial: cut_short_payload(page, i),
                     });
                     continue;
                 }
@@ -1334,6 +1504,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
                 damaged += 1;
             }
         }
+        self.stats.cells_refused += refused as u64;
         if suspect && refused + damaged > 0 {
             let d = Damage {
                 pgno,
@@ -1358,7 +1529,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
         from_suspect: bool,
         visit: &mut dyn FnMut(SalvageItem<'_>),
     ) {
-        let Some(buf) = self.load(pgno, parent, depth, from_suspect, visit) else {
+        let Some(buf) = self.load(pgno, parent, depth, (None, None), from_suspect, visit) else {
             return;
         };
         self.index_body(&buf, pgno, parent, depth, visit);
@@ -1374,6 +1545,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
         visit: &mut dyn FnMut(SalvageItem<'_>),
     ) {
         let Some((page, suspect)) = self.open(buf, pgno, parent, depth, visit) else {
+            self.lost_subtree(pgno, depth, None, None);
             return;
         };
         let n = usize::from(page.cell_count());
@@ -1397,6 +1569,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
                         refused += 1;
                         self.stats.pages_lost |= interior;
                     } else {
+                        self.stats.cells_refused += 1;
                         let d = Damage {
                             pgno,
                             parent,
@@ -1436,6 +1609,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
         if let Some(right) = page.right_child() {
             self.index_page(right, Some(pgno), depth + 1, suspect, visit);
         }
+        self.stats.cells_refused += refused as u64;
         if suspect && refused > 0 {
             let d = Damage {
                 pgno,
@@ -1483,6 +1657,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
         let table = self.is_table();
         let mut buf = Vec::new();
         let mut unreadable_run = 0u32;
+        let mut unrecognized = Vec::new();
         // Page 1 is always sqlite_schema's root.
         for pgno in 2..=self.page_count {
             if self.claimed.contains(pgno) || self.owned.contains(pgno) {
@@ -1490,6 +1665,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
             }
             self.stats.pages_scanned += 1;
             if self.src.read_page(pgno, &mut buf).is_err() {
+                self.stats.pages_unreadable += 1;
                 unreadable_run += 1;
                 if unreadable_run >= MAX_UNREADABLE_RUN {
                     let d = Damage {
@@ -1501,7 +1677,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
                         ),
                     };
                     self.damage(visit, d);
-                    return;
+                    break;
                 }
                 continue;
             }
@@ -1512,6 +1688,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
                 None => false,
             };
             if !kind_ok {
+                unrecognized.push(pgno);
                 continue;
             }
             let Ok(page) = BtreePage::parse(&buf, pgno, self.usable) else {
@@ -1549,6 +1726,11 @@ impl<'s, 'c> Salvager<'s, 'c> {
                 );
             }
         }
+        // overflow pages of orphaned rows were seen before the leaf that took them
+        self.stats.pages_unrecognized = unrecognized
+            .iter()
+            .filter(|&&p| !self.owned.contains(p))
+            .count() as u32;
     }
 }
 
