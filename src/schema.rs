@@ -338,7 +338,7 @@ pub fn customer_table(
     })))
 }
 
-fn is_without_rowid(sql: &str) -> bool {
+pub(crate) fn is_without_rowid(sql: &str) -> bool {
     let tail: String = sql
         .rsplit(')')
         .next()
@@ -352,7 +352,7 @@ fn is_without_rowid(sql: &str) -> bool {
 
 /// `INTEGER PRIMARY KEY DESC` on a column is, for historical reasons, not a
 /// rowid alias. Detect the column-constraint form.
-fn pk_desc_quirk(sql: &str) -> bool {
+pub(crate) fn pk_desc_quirk(sql: &str) -> bool {
     let up = sql.to_ascii_uppercase();
     let words: Vec<&str> = up.split_whitespace().collect();
     words.windows(4).any(|w| {

@@ -37,10 +37,59 @@ pub fn pause_point(phase: &str) {
 
 /// Holds SQLite's exclusive lock on the database for the whole repair.
 pub struct Lock {
-    conn: Connection,
+    holder: Holder,
     pub was_wal: bool,
     /// The database was switched from WAL to a rollback journal (leave_wal).
     left_wal: std::cell::Cell<bool>,
+}
+
+enum Holder {
+    /// SQLite's own exclusive lock.
+    Sqlite(Connection),
+    /// A file SQLite refuses to open as a database (a damaged header): the
+    /// bytes SQLite locks, write-locked as SQLite's exclusive lock holds
+    /// them, so that no SQLite connection gets in while the repair runs.
+    LockBytes(File),
+}
+
+/// SQLite's lock bytes (os_unix.c): the pending byte at 1 GiB, the reserved
+/// byte after it, then the 510-byte shared range.
+const LOCK_BYTES_START: i64 = 0x4000_0000;
+const LOCK_BYTES_LEN: i64 = 2 + 510;
+
+/// Write-locks SQLite's lock bytes of `path` with an open-file-description
+/// lock (Linux's F_OFD_SETLK: it conflicts with SQLite's POSIX locks, and
+/// unlike them is not dropped when another descriptor of the file closes).
+fn lock_bytes(path: &Path) -> Result<Lock> {
+    use std::os::unix::io::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot open for repair", path.display()))?;
+    // ok: a zeroed flock is a valid value of this plain C struct
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = LOCK_BYTES_START;
+    fl.l_len = LOCK_BYTES_LEN;
+    // ok: fcntl on a descriptor we own, with a pointer to a live flock
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) {
+            bail!(
+                "{}: database is busy (in use by another process); repair needs it alone: nothing was changed",
+                path.display()
+            );
+        }
+        return Err(e).with_context(|| format!("{}: cannot lock", path.display()));
+    }
+    Ok(Lock {
+        holder: Holder::LockBytes(file),
+        was_wal: false,
+        left_wal: std::cell::Cell::new(false),
+    })
 }
 
 fn sidecar(path: &Path, suffix: &str) -> PathBuf {
@@ -77,11 +126,21 @@ pub fn lock(path: &Path) -> Result<Lock> {
             anyhow!("{}: cannot lock: {e}", path.display())
         }
     };
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .map_err(busy)?;
-    conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
-        .map_err(busy)?;
+    let mode = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
+        .and_then(|m| {
+            conn.execute_batch("PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE;")
+                .map(|()| m)
+        });
+    let mode = match mode {
+        Ok(m) => m,
+        // SQLite refuses the file as a whole: its lock bytes, locked by hand
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
+            drop(conn);
+            return lock_bytes(path);
+        }
+        Err(e) => return Err(busy(e)),
+    };
     // reading the schema makes sure the lock is really held (a truncated
     // file is read with writable_schema: SQLite then trusts the file size)
     let count = |c: &Connection| {
@@ -99,7 +158,7 @@ pub fn lock(path: &Path) -> Result<Lock> {
         }
     }
     Ok(Lock {
-        conn,
+        holder: Holder::Sqlite(conn),
         was_wal: mode.eq_ignore_ascii_case("wal"),
         left_wal: std::cell::Cell::new(false),
     })
@@ -111,12 +170,11 @@ impl Lock {
     /// it is switched to a rollback journal, so that the swap is one rename
     /// with no -wal to replay over the new file. Done after the backup.
     pub fn leave_wal(&self, path: &Path) -> Result<()> {
-        if !self.was_wal {
+        let (true, Holder::Sqlite(conn)) = (self.was_wal, &self.holder) else {
             return Ok(());
-        }
-        self.conn.execute_batch("COMMIT")?;
-        let mode: String = self
-            .conn
+        };
+        conn.execute_batch("COMMIT")?;
+        let mode: String = conn
             .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
             .with_context(|| format!("{}: cannot checkpoint the -wal", path.display()))?;
         self.left_wal.set(true);
@@ -126,31 +184,39 @@ impl Lock {
                 path.display()
             );
         }
-        self.conn.execute_batch("BEGIN EXCLUSIVE")?;
-        self.conn
-            .query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
-                r.get::<_, i64>(0)
-            })?;
+        conn.execute_batch("BEGIN EXCLUSIVE")?;
+        conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+            r.get::<_, i64>(0)
+        })?;
         Ok(())
     }
 
     /// Releases the lock of a repair that did not swap: a database that
     /// was in WAL mode is given WAL mode back (its content never changed).
     pub fn release(self) {
-        let _ = self.conn.execute_batch("ROLLBACK");
-        if self.left_wal.get() {
-            let _ = self
-                .conn
-                .query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()));
+        match self.holder {
+            Holder::Sqlite(conn) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                if self.left_wal.get() {
+                    let _ = conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()));
+                }
+                drop(conn);
+            }
+            // closing the descriptor drops its lock
+            Holder::LockBytes(file) => drop(file),
         }
-        drop(self.conn);
     }
 
     /// Releases the lock after the swap: the file this connection has open
     /// is no longer the database, and nothing is done to it.
     pub fn release_swapped(self) {
-        let _ = self.conn.execute_batch("ROLLBACK");
-        drop(self.conn);
+        match self.holder {
+            Holder::Sqlite(conn) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                drop(conn);
+            }
+            Holder::LockBytes(file) => drop(file),
+        }
     }
 }
 

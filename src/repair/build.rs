@@ -10,7 +10,6 @@ use anyhow::Result;
 
 use super::{Action, Job, RepairFields, apply, pages, plan, rebuild, verify};
 use crate::check;
-use crate::schema;
 
 /// The patched copy, and what its SQL steps did.
 pub(super) fn patch(job: &Job, fields: &mut RepairFields) -> Result<(PathBuf, apply::SqlOutcome)> {
@@ -121,26 +120,19 @@ pub(super) fn rebuild(
     let source = job.work_file("source");
     let copy = job.work_file("repair");
     apply::copy_file(job.db, &source, false)?;
-    let live = {
-        let c = rusqlite::Connection::open_with_flags(
-            &source,
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )?;
-        c.pragma_update(None, "writable_schema", true)?;
-        schema::read_schema(&c)?
-    };
     apply::create_empty(&copy)?;
     apply::match_owner_and_mode(&copy, job.db)?;
     apply::pause_point("build");
     let out = rebuild::rebuild(
         &source,
         &copy,
-        &live,
-        &job.table.name,
-        &job.table.columns[job.table.id_column].name,
-        job.snapshot,
-        &job.settings.references,
-        job.stamp,
+        &rebuild::Request {
+            customer_table: &job.table.name,
+            id_column: &job.table.columns[job.table.id_column].name,
+            snapshot: job.snapshot,
+            references: &job.settings.references,
+            stamp: job.stamp,
+        },
     );
     // the source copy is ours, made a moment ago from the locked original
     // (whose byte-for-byte backup exists): it is not kept
@@ -161,19 +153,16 @@ pub(super) fn rebuild(
             reasons.join("; ")
         ),
     });
-    for t in &out.tables {
+    for s in out.actions() {
         fields.actions.push(Action {
-            kind: "rows",
-            object: Some(t.table.clone()),
-            detail: format!(
-                "{} from the table's pages, {} from orphaned pages, {} from the snapshot, {} named by index entries but in no source, {} quarantined",
-                t.from_tree,
-                t.from_orphan_pages,
-                t.from_snapshot,
-                t.unrecoverable_rowids.len(),
-                t.quarantined
-            ),
+            kind: s.kind,
+            object: s.object,
+            detail: s.detail,
         });
+    }
+    fields.lost_rows = out.lost_rows();
+    if let Some(p) = fields.plan.as_mut() {
+        p.needs_decision.extend(out.decisions());
     }
     if out.tables.iter().any(|t| t.from_snapshot > 0) {
         fields.snapshot_used = job.snapshot.map(|p| p.display().to_string());

@@ -197,14 +197,16 @@ fn code_name(c: Code) -> String {
         .unwrap_or_default()
 }
 
-/// Codes that say a table's own pages or the file are damaged.
+/// Codes that say a table's own pages or the file are damaged: the
+/// rebuild (which reads the pages under a header rebuilt from them, and the
+/// schema from page 1's b-tree when SQLite cannot).
 fn is_table_level(code: Code) -> bool {
     matches!(
         code,
         Code::HeaderInvalid
+            | Code::SchemaUnreadable
             | Code::CustomerVanished
             | Code::FileTruncated
-            | Code::SchemaUnreadable
             | Code::RowsUnreadable
             | Code::PageReused
     )
@@ -247,7 +249,6 @@ pub fn plan(
         .map(|o| o.name.as_str())
         .collect();
     let mut rebuild: BTreeSet<String> = BTreeSet::new();
-    let mut not_built: Vec<String> = Vec::new();
     let mut tables: Vec<String> = Vec::new();
     let mut lists: Vec<String> = Vec::new();
     let mut dedupe: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -256,9 +257,7 @@ pub fn plan(
             continue;
         }
         let obj = f.object.as_deref().unwrap_or("");
-        if matches!(f.code, Code::HeaderInvalid | Code::SchemaUnreadable) {
-            not_built.push(format!("{} ({})", code_name(f.code), f.message));
-        } else if is_table_level(f.code) {
+        if is_table_level(f.code) {
             tables.push(format!("{}: {}", code_name(f.code), f.message));
         } else if is_page_list(f.code) {
             lists.push(format!("{}: {}", code_name(f.code), f.message));
@@ -275,10 +274,16 @@ pub fn plan(
                 tables.push(format!("{} in {obj}", code_name(f.code)));
             }
         } else if f.code == Code::SqliteQuickCheck {
-            not_built.push(format!(
-                "SQLite reports damage custodian cannot place: {}",
+            tables.push(format!(
+                "SQLite's own check reports damage custodian's checks cannot place: {}",
                 f.message
             ));
+        } else if !matches!(
+            f.code,
+            Code::PageUnused | Code::CouldNotRun | Code::TableMissing | Code::IndexNotCompared
+        ) {
+            // an error no cheaper step mends: the rebuild, never "nothing"
+            tables.push(format!("{}: {}", code_name(f.code), f.message));
         }
     }
     // pages: from the page map
@@ -334,18 +339,10 @@ pub fn plan(
     let nothing = rebuild.is_empty()
         && free.is_empty()
         && recreate.is_empty()
-        && not_built.is_empty()
         && tables.is_empty()
         && page_lists == PageLists::Append;
     let strategy = if nothing {
         Strategy::Nothing
-    } else if !not_built.is_empty() {
-        Strategy::NotBuilt {
-            reason: format!(
-                "repairing a damaged database header or schema is not built yet: {}",
-                not_built.join("; ")
-            ),
-        }
     } else if !tables.is_empty() {
         tables.dedup();
         Strategy::Rebuild { reasons: tables }

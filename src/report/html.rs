@@ -94,7 +94,7 @@ fn name_of<T: serde::Serialize>(v: &T) -> String {
 }
 
 /// Page numbers as ranges: `3–7, 12`.
-fn ranges(pages: &[u32]) -> String {
+pub(crate) fn ranges(pages: &[u32]) -> String {
     let mut sorted = pages.to_vec();
     sorted.sort_unstable();
     sorted.dedup();

@@ -1,0 +1,475 @@
+//! The rows a table lost with its damaged pages, accounted for.
+//!
+//! A row whose rowid a surviving index entry names (or whose record was
+//! found damaged) but that no page holds whole is *named*: it is restored
+//! from the snapshot when the snapshot's row with that rowid holds the ID
+//! the index names, else listed as unrecoverable. An index whose b-tree
+//! the page reader walked without any damage names every row of the table
+//! (a partial index does not), so when one exists every lost row is named.
+//! When none does and pages of the table's b-tree were lost, rows may be
+//! gone that nothing names: the table's [`LostRows`] says so, and the
+//! snapshot's rows that lie where the lost pages were (by the parent's
+//! rowid bounds) and are not in the new table are counted — for the
+//! customer table listed by ID — as possibly lost. They are not restored:
+//! nothing in the live file says they still existed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Result, bail};
+use rusqlite::Connection;
+use rusqlite::types::Value;
+
+use crate::format::record::Record;
+use crate::format::salvage::{self, SalvageEntry};
+use crate::schema::{SchemaObject, quote_ident};
+
+use super::rows::{self, SqlValue};
+use super::source::Source;
+use super::table::TargetTable;
+use super::{Copied, LostRows, RebuildOutcome, Request, TableProvenance, Trees};
+
+/// What accounting one table needs.
+pub(crate) struct Ctx<'a> {
+    pub conn: &'a Connection,
+    pub src: &'a Source,
+    pub trees: &'a Trees,
+    pub snap: Option<&'a Connection>,
+    /// The ID column, for the customer table (its losses are named by ID).
+    pub id_column: Option<&'a str>,
+    pub stamp: &'a str,
+}
+
+/// The customer ID a row of `t` holds.
+pub(crate) fn customer_id_of(
+    t: &TargetTable,
+    id_column: &str,
+    rowid: Option<i64>,
+    values: &[SqlValue],
+) -> Option<String> {
+    let alias_is_id = t
+        .rowid_alias
+        .is_some_and(|a| t.columns[a].name.eq_ignore_ascii_case(id_column));
+    if alias_is_id {
+        return rowid.map(|r| r.to_string());
+    }
+    t.field_of(id_column)
+        .and_then(|f| values.get(f))
+        .and_then(SqlValue::id_text)
+}
+
+/// Accounts for the rows `t` lost (see the module documentation) and
+/// returns its provenance.
+pub(crate) fn account(
+    ctx: &Ctx<'_>,
+    t: &TargetTable,
+    c: Copied,
+    out: &mut RebuildOutcome,
+) -> Result<TableProvenance> {
+    let mut prov = c.prov;
+    out.quarantined_customer_ids.extend(c.quarantined_ids);
+    let Some(stats) = c.stats else {
+        return Ok(prov);
+    };
+    let may_be_lost = stats.rows_may_be_lost(!t.without_rowid);
+    if c.damaged.is_empty()
+        && !may_be_lost
+        && stats.rows_damaged == 0
+        && c.keyless_partials.is_empty()
+    {
+        return Ok(prov);
+    }
+    let (mut named, complete) = if t.without_rowid {
+        (BTreeMap::new(), false)
+    } else {
+        name_by_indexes(ctx, t, &c.have)
+    };
+    for r in &c.damaged {
+        if !c.have.contains(r) {
+            named.entry(*r).or_insert(None);
+        }
+    }
+    let mut partials = c.partials;
+    for (rowid, id) in named {
+        if let Some(restored_id) = restore_from_snapshot(ctx, t, rowid, id.as_deref())? {
+            prov.from_snapshot += 1;
+            if ctx.id_column.is_some() {
+                out.restored_customer_ids.extend(restored_id.or(id));
+            }
+            continue;
+        }
+        let kept = match partials.remove(&rowid) {
+            Some(values) => keep_partial(ctx, t, Some(rowid), &values, &mut prov)?,
+            None => false,
+        };
+        if !kept {
+            prov.unrecoverable_rowids.push(rowid);
+            if ctx.id_column.is_some() {
+                out.unrecoverable_customer_ids.extend(id);
+            }
+        }
+    }
+    let mut unnamed_damaged = 0;
+    for values in &c.keyless_partials {
+        if !keep_partial(ctx, t, None, values, &mut prov)? {
+            unnamed_damaged += 1;
+        }
+    }
+    if t.without_rowid {
+        unnamed_damaged += stats
+            .rows_damaged
+            .saturating_sub(c.keyless_partials.len() as u64);
+    }
+    if (may_be_lost && !complete) || unnamed_damaged > 0 {
+        prov.lost = Some(LostRows {
+            subtrees: stats.lost_subtrees.len(),
+            pages: stats.lost_subtrees.iter().map(|l| l.pgno).collect(),
+            unnamed_damaged,
+            in_snapshot: 0,
+            ranges: if t.without_rowid {
+                Vec::new()
+            } else {
+                stats.lost_subtrees.iter().map(|l| (l.lo, l.hi)).collect()
+            },
+        });
+    }
+    Ok(prov)
+}
+
+/// Where a table may have lost rows no source names: the snapshot's rows
+/// that lay where the lost pages were and that the new table does not hold
+/// (once every restore is done), counted — and for the customer table
+/// listed by ID as unrecoverable.
+pub(crate) fn lost_in_snapshot(
+    ctx: &Ctx<'_>,
+    t: &TargetTable,
+    lost: &mut LostRows,
+    out: &mut RebuildOutcome,
+) -> Result<()> {
+    let ids = snapshot_rows_in(ctx, t, &lost.ranges)?;
+    lost.in_snapshot = ids.len() as u64;
+    if ctx.id_column.is_some() {
+        out.unrecoverable_customer_ids
+            .extend(ids.into_iter().flatten());
+    }
+    Ok(())
+}
+
+/// Keeps what could be read of a damaged row: into the table when its
+/// constraints take it (the rest of the columns empty; a rowid table's row
+/// is kept even when only its rowid could be read), else — or when it has
+/// more fields than the table has columns — quarantined. False when
+/// nothing could be read.
+fn keep_partial(
+    ctx: &Ctx<'_>,
+    t: &TargetTable,
+    rowid: Option<i64>,
+    values: &[SqlValue],
+    prov: &mut TableProvenance,
+) -> Result<bool> {
+    if values.is_empty() && rowid.is_none() {
+        return Ok(false);
+    }
+    let via = "a damaged record, read in part";
+    if values.len() > t.fields.len() {
+        let names: Vec<String> = (0..values.len()).map(|i| format!("c{i}")).collect();
+        let reason = format!(
+            "{via}: {} fields, more than the table's {} columns",
+            values.len(),
+            t.fields.len()
+        );
+        rows::quarantine(
+            ctx.conn,
+            ctx.stamp,
+            &reason,
+            &t.name,
+            rowid.unwrap_or(0),
+            &names,
+            values,
+        )?;
+        prov.quarantined += 1;
+        return Ok(true);
+    }
+    match rows::insert(ctx.conn, t, rowid, values, via, ctx.stamp)? {
+        rows::Placed::Inserted => {
+            prov.partial += 1;
+            prov.partial_rowids.extend(rowid);
+        }
+        rows::Placed::Quarantined => prov.quarantined += 1,
+        rows::Placed::Repeated => prov.repeated += 1,
+    }
+    Ok(true)
+}
+
+/// Rows that surviving index entries name but that are not in the new
+/// table (rowid → the customer ID the entry holds, when it holds one), and
+/// whether some intact, non-partial index names every row.
+fn name_by_indexes(
+    ctx: &Ctx<'_>,
+    t: &TargetTable,
+    have: &BTreeSet<i64>,
+) -> (BTreeMap<i64, Option<String>>, bool) {
+    let mut named: BTreeMap<i64, Option<String>> = BTreeMap::new();
+    let mut complete = false;
+    let source_indexes: Vec<&SchemaObject> = super::indexes_of(ctx.src, &t.name).collect();
+    for ix in source_indexes {
+        let Some(fields) = index_fields(ctx.conn, &ix.name) else {
+            continue;
+        };
+        let id_field = ctx
+            .id_column
+            .and_then(|c| fields.iter().position(|n| n.eq_ignore_ascii_case(c)));
+        let root = u32::try_from(ix.rootpage).unwrap_or(0);
+        let claimed = ctx.trees.claimed_by_others(ctx.src, root);
+        let mut rec = Record::default();
+        let stats =
+            salvage::salvage_index(&ctx.src.pager, root, fields.len(), &claimed, &mut |e| {
+                if let SalvageEntry::Entry { payload, rowid, .. } = e
+                    && !have.contains(&rowid)
+                {
+                    let id = id_field.and_then(|f| {
+                        rec.parse(payload).ok()?;
+                        SqlValue::from_record(&rec.get(payload, f)?, ctx.src.encoding).id_text()
+                    });
+                    let slot = named.entry(rowid).or_insert(None);
+                    if slot.is_none() {
+                        *slot = id;
+                    }
+                }
+            });
+        let partial = ix
+            .sql
+            .as_deref()
+            .is_some_and(|s| s.to_ascii_uppercase().contains(" WHERE "));
+        if stats.damage == 0 && !stats.pages_lost && !partial {
+            complete = true;
+        }
+    }
+    (named, complete)
+}
+
+/// The names of an index's record fields (key columns, then the rowid), as
+/// the new database has the index; None when it has no such index.
+fn index_fields(conn: &Connection, index: &str) -> Option<Vec<String>> {
+    let fields: Vec<String> = conn
+        .prepare(&format!("PRAGMA index_xinfo({})", quote_ident(index)))
+        .ok()?
+        .query_map([], |r| {
+            Ok(r.get::<_, Option<String>>(2)?.unwrap_or_default())
+        })
+        .ok()?
+        .collect::<rusqlite::Result<_>>()
+        .ok()?;
+    (!fields.is_empty()).then_some(fields)
+}
+
+/// The snapshot's row `rowid` of `t`, in record order, if the snapshot has it.
+fn snapshot_row(snap: &Connection, t: &TargetTable, rowid: i64) -> Option<Vec<SqlValue>> {
+    let names = t.stored_names();
+    snap.query_row(
+        &format!(
+            "SELECT {} FROM {} NOT INDEXED WHERE rowid = ?1",
+            names.join(", "),
+            quote_ident(&t.name)
+        ),
+        [rowid],
+        |r| {
+            (0..names.len())
+                .map(|i| r.get::<_, Value>(i).map(SqlValue::from_value))
+                .collect()
+        },
+    )
+    .ok()
+}
+
+/// Restores row `rowid` from the snapshot when it has it and (when the index
+/// named an ID) holds that ID: `Some(the snapshot's ID)`; `None` when not.
+fn restore_from_snapshot(
+    ctx: &Ctx<'_>,
+    t: &TargetTable,
+    rowid: i64,
+    named_id: Option<&str>,
+) -> Result<Option<Option<String>>> {
+    let Some(snap) = ctx.snap else {
+        return Ok(None);
+    };
+    let Some(values) = snapshot_row(snap, t, rowid) else {
+        return Ok(None);
+    };
+    let snap_id = ctx
+        .id_column
+        .and_then(|c| customer_id_of(t, c, Some(rowid), &values));
+    let holds_it = match (named_id, &snap_id) {
+        (Some(n), Some(s)) => n == s,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    if !holds_it {
+        return Ok(None);
+    }
+    match rows::insert(ctx.conn, t, Some(rowid), &values, "the snapshot", ctx.stamp)? {
+        rows::Placed::Inserted => Ok(Some(snap_id)),
+        _ => Ok(None),
+    }
+}
+
+/// The snapshot's rows of `t` whose rowid lies in one of `ranges` (each
+/// `(lo, hi]`) and that the new table does not hold: their customer IDs
+/// (None for other tables, or a row without one).
+fn snapshot_rows_in(
+    ctx: &Ctx<'_>,
+    t: &TargetTable,
+    ranges: &[(Option<i64>, Option<i64>)],
+) -> Result<Vec<Option<String>>> {
+    let Some(snap) = ctx.snap else {
+        return Ok(Vec::new());
+    };
+    let names = t.stored_names();
+    let tq = quote_ident(&t.name);
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    for &(lo, hi) in ranges {
+        let sql = format!(
+            "SELECT rowid, {} FROM {tq} NOT INDEXED WHERE rowid > ?1 AND rowid <= ?2",
+            names.join(", ")
+        );
+        let Ok(mut stmt) = snap.prepare(&sql) else {
+            return Ok(out);
+        };
+        let found: Vec<(i64, Vec<SqlValue>)> =
+            match stmt.query_map([lo.unwrap_or(i64::MIN), hi.unwrap_or(i64::MAX)], |r| {
+                let values = (1..=names.len())
+                    .map(|i| r.get::<_, Value>(i).map(SqlValue::from_value))
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok((r.get(0)?, values))
+            }) {
+                Ok(rows) => rows.filter_map(|r| r.ok()).collect(),
+                Err(_) => continue,
+            };
+        for (rowid, values) in found {
+            if !seen.insert(rowid) {
+                continue;
+            }
+            let present: i64 = ctx.conn.query_row(
+                &format!("SELECT count(*) FROM {tq} WHERE {} = ?1", t.rowid_name),
+                [rowid],
+                |r| r.get(0),
+            )?;
+            if present == 0 {
+                out.push(
+                    ctx.id_column
+                        .and_then(|c| customer_id_of(t, c, Some(rowid), &values)),
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Customers gone from both the table and its indexes are still named by
+/// the rows that refer to them (a transaction's customer_id): those the
+/// snapshot has are restored, the others listed as unrecoverable.
+pub(crate) fn restore_referenced(
+    conn: &Connection,
+    snap: Option<&Connection>,
+    schema: &[SchemaObject],
+    req: &Request<'_>,
+    out: &mut RebuildOutcome,
+) -> Result<()> {
+    let exists: i64 = conn.query_row(
+        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+        [req.customer_table],
+        |r| r.get(0),
+    )?;
+    if exists == 0 {
+        return Ok(());
+    }
+    let refs = crate::schema::reference_columns(
+        conn,
+        schema,
+        req.customer_table,
+        req.id_column,
+        req.references,
+    )?;
+    let ct = quote_ident(req.customer_table);
+    let idc = quote_ident(req.id_column);
+    let cols: Vec<String> = conn
+        .prepare(&format!("PRAGMA table_info({ct})"))?
+        .query_map([], |r| r.get::<_, String>(1))?
+        .collect::<rusqlite::Result<_>>()?;
+    let names: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
+    let mut prov = TableProvenance {
+        table: format!("{} (named by references)", req.customer_table),
+        ..TableProvenance::default()
+    };
+    let mut missing: BTreeSet<String> = BTreeSet::new();
+    for (t, c) in &refs {
+        let sql = format!(
+            "SELECT DISTINCT r.{c} FROM {t} AS r WHERE r.{c} IS NOT NULL \
+             AND NOT EXISTS (SELECT 1 FROM {ct} AS k WHERE k.{idc} = r.{c})",
+            c = quote_ident(c),
+            t = quote_ident(t),
+        );
+        let Ok(mut stmt) = conn.prepare(&sql) else {
+            continue;
+        };
+        let ids: Vec<Value> = stmt
+            .query_map([], |r| r.get::<_, Value>(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        missing.extend(ids.iter().filter_map(crate::report::id_text));
+    }
+    for id in missing {
+        let row: Option<(i64, Vec<Value>)> = snap.and_then(|snap| {
+            snap.query_row(
+                &format!(
+                    "SELECT rowid, {} FROM {ct} NOT INDEXED WHERE {idc} = ?1",
+                    names.join(", ")
+                ),
+                [&id],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        (1..=names.len())
+                            .map(|i| r.get::<_, Value>(i))
+                            .collect::<rusqlite::Result<_>>()?,
+                    ))
+                },
+            )
+            .ok()
+        });
+        let Some((rowid, values)) = row else {
+            out.unrecoverable_customer_ids.push(id);
+            continue;
+        };
+        let taken: bool = conn.query_row(
+            &format!("SELECT count(*) FROM {ct} WHERE rowid = ?1"),
+            [rowid],
+            |r| r.get::<_, i64>(0),
+        )? > 0;
+        let mut sql = format!("INSERT INTO {ct}({}", names.join(", "));
+        if !taken {
+            sql.push_str(", rowid");
+        }
+        sql.push_str(") VALUES (");
+        sql.push_str(
+            &(1..=names.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        );
+        if !taken {
+            sql.push_str(&format!(", {rowid}"));
+        }
+        sql.push(')');
+        match conn.execute(&sql, rusqlite::params_from_iter(values.iter())) {
+            Ok(_) => {
+                prov.from_snapshot += 1;
+                out.restored_customer_ids.push(id);
+            }
+            Err(e) => bail!("restoring customer {id} from the snapshot: {e}"),
+        }
+    }
+    if prov.from_snapshot > 0 {
+        out.tables.push(prov);
+    }
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! The damaged file the rebuild reads from (a private copy of the
+//! original): its pages, under the header as found or — when SQLite would
+//! refuse that header — under one rebuilt from the pages; and its schema, as
+//! SQLite reads it or, when SQLite cannot, as the page reader finds it on
+//! page 1's b-tree.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use rusqlite::{Connection, OpenFlags};
+
+use crate::format::btree::PageSource;
+use crate::format::geometry;
+use crate::format::header::{DatabaseHeader, HEADER_SIZE, TextEncoding};
+use crate::format::page::BtreePage;
+use crate::format::schema_table;
+use crate::pager::Pager;
+use crate::schema::SchemaObject;
+
+/// Where the schema came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaOrigin {
+    /// SQLite read sqlite_schema.
+    Sqlite,
+    /// SQLite could not; the page reader read page 1's b-tree.
+    Pages,
+}
+
+/// The source of a rebuild.
+pub struct Source {
+    pub pager: Pager,
+    /// The header the pages are read under; its page size, encoding,
+    /// auto-vacuum mode, user version and application id go to the new file.
+    pub header: DatabaseHeader,
+    /// Set when the file's header was not used: what was rebuilt, and why.
+    pub header_rebuilt: Option<String>,
+    /// The text encoding of the records.
+    pub encoding: TextEncoding,
+    pub schema: Vec<SchemaObject>,
+    pub schema_origin: SchemaOrigin,
+    /// Why SQLite could not read the schema (when it could not).
+    pub schema_error: Option<String>,
+    /// Schema rows the page reader found but could not read as entries.
+    pub schema_rows_refused: u64,
+    /// Whether SQLite reads the file, so that sound tables can be copied by
+    /// SQLite in bulk.
+    pub sqlite_readable: bool,
+}
+
+impl Source {
+    pub fn open(path: &Path) -> Result<Source> {
+        let (pager, header_rebuilt) = open_pages(path)?;
+        let header = pager.header().clone();
+        let sqlite = sqlite_schema(path);
+        let sqlite_readable = sqlite.as_ref().is_ok_and(|(_, plain)| *plain);
+        let (schema, schema_origin, schema_error, refused, encoding) = match sqlite {
+            Ok((s, _)) if header_rebuilt.is_none() => {
+                (s, SchemaOrigin::Sqlite, None, 0, header.text_encoding)
+            }
+            other => {
+                let why = match other {
+                    Ok(_) => "the header had to be rebuilt".to_string(),
+                    Err(e) => e,
+                };
+                let found = schema_table::read(&pager, Some(header.text_encoding));
+                let objects = found
+                    .rows
+                    .into_iter()
+                    .map(|r| SchemaObject {
+                        kind: r.kind,
+                        name: r.name,
+                        tbl_name: r.tbl_name,
+                        rootpage: r.rootpage,
+                        sql: r.sql,
+                    })
+                    .collect();
+                (
+                    objects,
+                    SchemaOrigin::Pages,
+                    Some(why),
+                    found.rows_refused,
+                    found.encoding.unwrap_or(header.text_encoding),
+                )
+            }
+        };
+        Ok(Source {
+            pager,
+            header,
+            header_rebuilt,
+            encoding,
+            schema,
+            schema_origin,
+            schema_error,
+            schema_rows_refused: refused,
+            sqlite_readable,
+        })
+    }
+}
+
+/// The page reader over `path`: under its own header when SQLite accepts
+/// that header and page 1 reads as a b-tree page under it, else under a
+/// header rebuilt from the pages (and why).
+fn open_pages(path: &Path) -> Result<(Pager, Option<String>)> {
+    let own = Pager::open(path);
+    if let Ok(p) = &own
+        && page1_fits(p)
+    {
+        // ok: matched just above
+        return Ok((own?, None));
+    }
+    let why = match &own {
+        Ok(_) => {
+            "page 1 is no b-tree page under the header's page size and reserved bytes".to_string()
+        }
+        Err(e) => format!("{:#}", e),
+    };
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let len = file
+        .metadata()
+        .with_context(|| format!("reading the size of {}", path.display()))?
+        .len();
+    let mut head = vec![0u8; (len.min(geometry::PROBE_BYTES as u64)) as usize];
+    file.read_exact_at(&mut head, 0)
+        .with_context(|| format!("reading {}", path.display()))?;
+    let raw = &head[..head.len().min(HEADER_SIZE)];
+    let hint = raw.get(20).copied().unwrap_or(0);
+    let Some(g) = geometry::infer(&head, hint) else {
+        bail!(
+            "the database header is damaged ({why}) and no page of the file reads as a b-tree page, so the page size cannot be told"
+        );
+    };
+    let stored_encoding = raw
+        .get(56..60)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        .and_then(TextEncoding::from_header)
+        .unwrap_or(TextEncoding::Utf8);
+    let rebuilt = geometry::rebuilt_header(raw, g, stored_encoding, len);
+    let pager = Pager::open_with_header(path, &rebuilt)?;
+    Ok((
+        pager,
+        Some(format!(
+            "the header was rebuilt from the pages ({why}): page size {}, {} reserved bytes, {} pages",
+            g.page_size,
+            g.reserved,
+            len / u64::from(g.page_size)
+        )),
+    ))
+}
+
+/// Whether page 1 reads as a b-tree page (of any kind, even empty) under
+/// the pager's header.
+fn page1_fits(p: &Pager) -> bool {
+    let mut buf = Vec::new();
+    if p.read_page(1, &mut buf).is_err() {
+        return false;
+    }
+    BtreePage::parse(&buf, 1, p.usable_size()).is_ok()
+}
+
+/// The schema as SQLite reads it (with writable_schema, under which SQLite
+/// tolerates what it would otherwise refuse), and whether SQLite also reads
+/// it without; or why it cannot.
+fn sqlite_schema(path: &Path) -> Result<(Vec<SchemaObject>, bool), String> {
+    let open = || {
+        Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+    };
+    let plain = open().and_then(|c| read_lossy(&c)).is_ok();
+    let conn = open().map_err(|e| e.to_string())?;
+    conn.pragma_update(None, "writable_schema", true)
+        .map_err(|e| e.to_string())?;
+    let schema = read_lossy(&conn).map_err(|e| e.to_string())?;
+    Ok((schema, plain))
+}
+
+/// sqlite_schema's rows; text that is not valid UTF-8 (a damaged byte in a
+/// name or a statement) is read with the bad bytes replaced, as the page
+/// reader reads it, rather than refused.
+fn read_lossy(conn: &Connection) -> rusqlite::Result<Vec<SchemaObject>> {
+    let text = |r: &rusqlite::Row<'_>, i: usize| -> rusqlite::Result<Option<String>> {
+        Ok(match r.get_ref(i)? {
+            rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
+                Some(String::from_utf8_lossy(t).into_owned())
+            }
+            _ => None,
+        })
+    };
+    let mut stmt = conn
+        .prepare("SELECT type, name, tbl_name, rootpage, sql FROM sqlite_schema ORDER BY rowid")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(SchemaObject {
+            kind: text(r, 0)?.unwrap_or_default(),
+            name: text(r, 1)?.unwrap_or_default(),
+            tbl_name: text(r, 2)?.unwrap_or_default(),
+            rootpage: r.get::<_, Option<i64>>(3).ok().flatten().unwrap_or(0),
+            sql: text(r, 4)?,
+        })
+    })?;
+    rows.collect()
+}
