@@ -93,6 +93,7 @@ pub fn settle(path: &Path, tables: &[VirtualTable]) -> Result<Vec<(VirtualTable,
     }
     let conn =
         Connection::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    crate::repair::interrupt::watch(&conn);
     // A CREATE VIRTUAL TABLE that cannot be parsed must not lock us out of
     // the schema we are repairing.
     conn.pragma_update(None, "writable_schema", true)?;
