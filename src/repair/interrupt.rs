@@ -9,8 +9,9 @@
 //! * writing (lock held, backup and work files being made): it records the
 //!   signal and interrupts SQLite's running statements; the repair stops at
 //!   its next step (`stop_if_asked`), removes its work files, releases the
-//!   lock and says "interrupted, nothing changed" (exit 3). A second signal
-//!   removes the work files and ends the process at once;
+//!   lock and says "interrupted, nothing changed" (exit 3). If a step that
+//!   cannot be interrupted keeps it longer than `GRACE`, or a second signal
+//!   comes, the thread removes the work files and ends the process itself;
 //! * swapped (the verified copy has been renamed over the database): the
 //!   repair finishes its report and says "interrupted after the swap: the
 //!   repaired database is in place".
@@ -36,6 +37,10 @@ enum Phase {
 
 struct State {
     phase: Phase,
+    /// The repair has left its locked steps and is stopping on its own.
+    settled: bool,
+    /// The complete backup of this run, named when it stops.
+    backup: Option<String>,
     /// Work files of this run, removed (with their sidecars) when it stops
     /// before the swap.
     files: Vec<PathBuf>,
@@ -45,6 +50,8 @@ struct State {
 
 static STATE: Mutex<State> = Mutex::new(State {
     phase: Phase::Reading,
+    settled: false,
+    backup: None,
     files: Vec::new(),
     sqlite: Vec::new(),
 });
@@ -112,6 +119,8 @@ pub fn install(db: &Path) -> Result<()> {
     {
         let mut st = state();
         st.phase = Phase::Reading;
+        st.settled = false;
+        st.backup = None;
         st.files.clear();
         st.sqlite.clear();
     }
@@ -145,18 +154,54 @@ fn on_signal(db: &str, sig: i32) {
             for h in &st.sqlite {
                 h.interrupt();
             }
+            drop(st);
+            // A step that cannot be interrupted (the verification's check of
+            // the copy) may run on a while: after a grace period the work
+            // files go and the process ends here. Nothing of the original is
+            // being written then (the swap holds the state's lock).
+            let until = std::time::Instant::now() + GRACE;
+            while std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                let st = state();
+                if st.settled || st.phase != Phase::Writing {
+                    return;
+                }
+            }
+            stop_now(db, sig, &mut state());
         }
-        Phase::Writing => {
-            remove_all(&mut st.files);
-            crate::messages::error(&format!(
-                "{db}: interrupted again by {}: stopped at once; the work files were removed, the original is untouched",
-                name(sig)
-            ));
-            std::process::exit(STOPPED);
-        }
+        Phase::Writing if !st.settled => stop_now(db, sig, &mut st),
+        Phase::Writing => {}
         // the repaired database is in place: the report is finished
         Phase::Swapped => {}
     }
+}
+
+/// How long a repair may take to reach its next step after a signal.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ends the process before the swap: work files removed, one line.
+fn stop_now(db: &str, sig: i32, st: &mut State) -> ! {
+    remove_all(&mut st.files);
+    let kept = st
+        .backup
+        .as_deref()
+        .map(|b| format!("; the backup {b} is kept"))
+        .unwrap_or_default();
+    crate::messages::error(&format!(
+        "{db}: interrupted by {}, nothing changed: the original is untouched and the work files were removed{kept}",
+        name(sig)
+    ));
+    std::process::exit(STOPPED);
+}
+
+/// The backup of this run is complete (it is named if the run stops).
+pub fn backup_made(path: &Path) {
+    state().backup = Some(path.display().to_string());
+}
+
+/// The repair has left its locked steps: it stops (or reports) on its own.
+pub fn settle() {
+    state().settled = true;
 }
 
 /// The lock is held: work files are about to be made.

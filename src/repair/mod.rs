@@ -198,6 +198,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         before: &before,
     };
     let result = locked_steps(&job, &backup_dir, &mut fields, t0);
+    interrupt::settle();
     interrupt::remove_work_files();
     match result {
         Ok(_) => lock.release_swapped(),
@@ -698,6 +699,7 @@ fn take_backup(db: &Path, dir: &Path, st: &str, fields: &mut RepairFields) -> Re
             db.display()
         ))
     })?;
+    interrupt::backup_made(&bk.path);
     apply::pause_point("backup");
     fields.backup_path = Some(bk.path.display().to_string());
     fields.backup_sha256 = Some(bk.sha256.clone());
