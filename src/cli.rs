@@ -33,9 +33,11 @@ pub struct Cli {
 pub enum Command {
     /// Check a database, read-only: every customer the POS would reject, and why.
     #[command(after_help = concat!(
-        "Example:\n  custodian check pos.db --json report.json --report report.md\n\n",
+        "Example:\n  custodian check pos.db --json report.json --report report.md\n",
+        "  custodian check /srv/pos/ --jobs 2 --out-dir reports/ --json fleet.json --metrics custodian.prom\n\n",
         "Exit codes:\n  0  clean\n  1  problems found (see the report)\n",
-        "  2  could not run: bad arguments, missing file, not a database, busy"
+        "  2  could not run: bad arguments, missing file, not a database, busy\n",
+        "Several databases: 1 if any has problems, else 2 if any could not be checked, else 0."
     ))]
     Check(CheckArgs),
     /// Repair a database, losing nothing: backup, build and verify a repaired copy, swap it in.
@@ -105,10 +107,36 @@ pub struct TableOpts {
 
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The database file.
-    pub db: PathBuf,
+    /// Database files, or folders of them (every SQLite database directly
+    /// in a folder, recognised by its header; hidden files are skipped).
+    #[arg(value_name = "DB|DIR", required_unless_present = "list")]
+    pub dbs: Vec<PathBuf>,
+    #[command(flatten)]
+    pub fleet: FleetOpts,
+    /// Write Prometheus metrics (node_exporter textfile format) to FILE,
+    /// atomically.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
     #[command(flatten)]
     pub opts: TableOpts,
+}
+
+/// Options for running a command over many databases.
+#[derive(Debug, Args, Clone, Default)]
+pub struct FleetOpts {
+    /// Read database paths from FILE, one a line (`-` = stdin; empty lines
+    /// and lines starting with `#` are skipped).
+    #[arg(long, value_name = "FILE|-")]
+    pub list: Option<String>,
+    /// Work on N databases at a time (default: the number of cores).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub jobs: Option<u32>,
+    /// One report per database in DIR (created if missing, mode 0700),
+    /// named after the database, in every format asked for (--json,
+    /// --report, --html; JSON when none is); --json/--report/--html FILE
+    /// then get the summary of all the databases.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -131,6 +159,7 @@ pub struct RepairArgs {
 
 #[derive(Debug, Args)]
 pub struct DiagnoseArgs {
+    /// The database file (only read).
     pub db: PathBuf,
     /// Customer IDs to explain.
     #[arg(required = true)]
@@ -145,17 +174,41 @@ pub struct DiagnoseArgs {
 
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
-    pub db: PathBuf,
-    /// Folder the snapshot and its manifest go to.
+    /// The live database files, or folders of them (every SQLite database
+    /// directly in a folder, recognised by its header).
+    #[arg(value_name = "DB|DIR", required_unless_present = "list")]
+    pub dbs: Vec<PathBuf>,
+    /// Folder the snapshots and their manifests go to (created if missing,
+    /// mode 0700).
     #[arg(long, value_name = "DIR", required = true)]
     pub out: PathBuf,
-    /// Keep only the newest N verified snapshots.
-    #[arg(long, value_name = "N")]
+    /// Keep only the newest N verified snapshots (N ≥ 1: the newest good
+    /// one is never removed).
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_keep)]
     pub keep: Option<usize>,
+    #[command(flatten)]
+    pub fleet: FleetOpts,
+    /// Write Prometheus metrics (node_exporter textfile format) to FILE,
+    /// atomically: the verdict and the newest verified snapshot's age.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
     /// The customer table to verify and hash (--table, --id-column,
     /// --config), and --json for the machine report.
     #[command(flatten)]
     pub opts: TableOpts,
+}
+
+/// `--keep N`: a whole number of snapshots, at least 1.
+fn parse_keep(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<i64>() {
+        Ok(n) if n >= 1 => usize::try_from(n).map_err(|e| e.to_string()),
+        Ok(_) => Err(
+            "--keep must be at least 1 (a number of snapshots; the newest good one is never \
+             removed)"
+                .to_string(),
+        ),
+        Err(_) => Err(format!("{s:?} is not a whole number of snapshots")),
+    }
 }
 
 #[derive(Debug, Args)]

@@ -9,8 +9,10 @@ pub mod config;
 pub mod db;
 pub mod exit;
 pub mod files;
+pub mod fleet;
 pub mod format;
 pub mod messages;
+pub mod metrics;
 pub mod pager;
 pub mod progress;
 pub mod repair;
@@ -47,17 +49,22 @@ pub fn not_built(command: &str, issue: u32) -> Result<ExitStatus> {
 }
 
 fn run_check(args: &cli::CheckArgs, quiet: bool) -> Result<ExitStatus> {
+    if fleet::is_fleet(&args.dbs, &args.fleet) {
+        return fleet::check::run(args, quiet);
+    }
+    let db = &args.dbs[0];
     let settings = config::Settings::from_opts(&args.opts)?;
     let json_to_stdout = args.opts.json.as_deref() == Some("-");
     let progress = Progress::new(quiet, json_to_stdout);
-    let outcome = match check::check(&args.db, &settings, progress) {
+    let started = std::time::Instant::now();
+    let outcome = match check::check(db, &settings, progress) {
         Ok(o) => o,
         Err(e) => {
-            // A cron job reading the JSON still learns that the check failed.
-            if let Some(target) = &args.opts.json {
-                let r = failed_report("check", &args.db, &e);
-                let _ = report::json::write(&r, target);
-            }
+            // A cron job reading the reports (and the metrics) still learns
+            // that the check failed.
+            let r = report::failed_report("check", db, &e);
+            emit_failed(&r, &args.opts);
+            write_check_metrics(args, &r, ExitStatus::CouldNotRun, started);
             return Err(e);
         }
     };
@@ -69,19 +76,55 @@ fn run_check(args: &cli::CheckArgs, quiet: bool) -> Result<ExitStatus> {
             .iter()
             .find(|f| f.code == check::finding::Code::TableMissing)
     {
-        messages::error(&format!("{}: {}", args.db.display(), f.message));
+        messages::error(&format!("{}: {}", db.display(), f.message));
     }
+    write_check_metrics(args, report, outcome.status, started);
     Ok(outcome.status)
+}
+
+/// `--metrics` of a one-database check. A metrics file that cannot be
+/// written is an error on stderr, not a change of the check's exit code.
+fn write_check_metrics(
+    args: &cli::CheckArgs,
+    report: &report::Report,
+    status: ExitStatus,
+    started: std::time::Instant,
+) {
+    if let Some(p) = &args.metrics {
+        let mut m = metrics::Metrics::new("check");
+        m.check(
+            &report.database,
+            report,
+            status,
+            started.elapsed(),
+            std::time::SystemTime::now(),
+        );
+        if let Err(e) = m.write(p) {
+            messages::error(&format!("{e:#}"));
+        }
+    }
+}
+
+/// Writes every report a command that could not run was asked for (JSON,
+/// Markdown, HTML: verdict "failed" and why); errors here are secondary to
+/// the one that stopped the command, which the caller reports.
+pub fn emit_failed(r: &report::Report, opts: &cli::TableOpts) {
+    if let Some(target) = &opts.json {
+        let _ = report::json::write(r, target);
+    }
+    if let Some(path) = &opts.report {
+        let _ = report::write_file(path, &report::markdown::render(r));
+    }
+    if let Some(path) = &opts.html {
+        let _ = report::write_file(path, &report::html::render(r));
+    }
 }
 
 fn run_repair(args: &cli::RepairArgs, quiet: bool) -> Result<ExitStatus> {
     let outcome = match repair::repair(args, quiet) {
         Ok(o) => o,
         Err(e) => {
-            if let Some(target) = &args.opts.json {
-                let r = failed_report("repair", &args.db, &e);
-                let _ = report::json::write(&r, target);
-            }
+            emit_failed(&report::failed_report("repair", &args.db, &e), &args.opts);
             return Err(e);
         }
     };
@@ -108,23 +151,4 @@ pub fn emit(report: &report::Report, opts: &cli::TableOpts, quiet: bool) -> Resu
         report::print_summary(report);
     }
     Ok(())
-}
-
-fn failed_report(command: &'static str, db: &std::path::Path, e: &anyhow::Error) -> report::Report {
-    report::Report {
-        schema_version: report::SCHEMA_VERSION,
-        tool: report::Tool::this(),
-        command,
-        database: db.display().to_string(),
-        verdict: report::Verdict::Failed,
-        findings: vec![check::finding::Finding::error(
-            check::finding::Code::CouldNotRun,
-            format!("{e:#}"),
-        )],
-        affected_customer_ids: Vec::new(),
-        coverage: report::Coverage::default(),
-        page_map: None,
-        repair: None,
-        diagnoses: None,
-    }
 }

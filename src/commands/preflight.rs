@@ -45,10 +45,10 @@ use crate::config::Settings;
 use crate::exit::ExitStatus;
 use crate::pager::Pager;
 use crate::progress::Progress;
-use crate::report::{self, Report, Tool, Verdict};
+use crate::report::{self, Report, Tool, Verdict, thousands};
 use crate::schema::{self, CustomerTable, quote_ident};
 
-use super::snapshot::{hex, thousands};
+use super::snapshot::hex;
 use crate::files::create_new;
 use crate::time::rfc3339;
 

@@ -44,8 +44,9 @@ use crate::cli::SnapshotArgs;
 use crate::config::Settings;
 use crate::exit::ExitStatus;
 use crate::files::create_new;
+use crate::metrics::Metrics;
 use crate::progress::Progress;
-use crate::report::{self, Report, Tool, Verdict};
+use crate::report::{self, Report, Tool, Verdict, thousands};
 use crate::schema::{self, quote_ident};
 use crate::time::{compact_utc, parse_rfc3339, rfc3339};
 
@@ -110,52 +111,152 @@ pub fn is_temporary(path: &Path) -> bool {
 }
 
 pub fn run(args: &SnapshotArgs, quiet: bool) -> Result<ExitStatus> {
-    if args.keep == Some(0) {
-        bail!("--keep must be at least 1 (the newest good snapshot is never removed)");
+    if crate::fleet::is_fleet(&args.dbs, &args.fleet) {
+        return crate::fleet::snapshot::run(args, quiet);
     }
-    let meta = std::fs::metadata(&args.db)
-        .with_context(|| format!("{}: cannot open", args.db.display()))?;
+    let db = &args.dbs[0];
+    let settings = Settings::from_opts(&args.opts)?;
+    prepare_out(&args.out)?;
+    let taken = match take(db, &args.out, args.keep, &settings) {
+        Ok(t) => t,
+        Err(e) => {
+            crate::emit_failed(&report::failed_report("snapshot", db, &e), &args.opts);
+            write_metrics(args.metrics.as_deref(), &Metrics::failed_snapshot(db));
+            return Err(e);
+        }
+    };
+    if args.opts.json.is_some() || args.opts.report.is_some() || args.opts.html.is_some() {
+        crate::emit(&taken.report, &args.opts, true)?;
+    }
+    if !quiet && args.opts.json.is_none() && args.opts.report.is_none() {
+        print(&taken.lines);
+    }
+    if taken.status == ExitStatus::Problems {
+        crate::messages::error(&format!(
+            "{}: the database is damaged; the snapshot {} is marked corrupt",
+            db.display(),
+            taken.shown
+        ));
+    }
+    write_metrics(args.metrics.as_deref(), &taken.metrics(db, &args.out));
+    Ok(taken.status)
+}
+
+/// `--metrics` of a snapshot run: an error on stderr, never a change of the
+/// command's exit code.
+fn write_metrics(path: Option<&Path>, m: &Metrics) {
+    if let Some(p) = path
+        && let Err(e) = m.write(p)
+    {
+        crate::messages::error(&format!("{e:#}"));
+    }
+}
+
+/// Creates the snapshot folder when it does not exist yet (mode 0700,
+/// parents too), as other backup tools do; refuses a path that is not a
+/// folder.
+pub fn prepare_out(out: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    if !out.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(out)
+            .with_context(|| format!("{}: cannot create the snapshot folder", out.display()))?;
+    }
+    if !out.is_dir() {
+        bail!("{}: not a folder (the snapshots go there)", out.display());
+    }
+    Ok(())
+}
+
+/// One database's snapshot, as `run` and a fleet run take it.
+pub struct Taken {
+    /// The check of the snapshot, as the command's report.
+    pub report: Report,
+    pub status: ExitStatus,
+    /// The short human lines.
+    pub lines: Vec<String>,
+    /// The snapshot file.
+    pub shown: String,
+}
+
+impl Taken {
+    /// The run's metrics: verdict, and the newest verified snapshot of the
+    /// database in the folder (by its manifest).
+    pub fn metrics(&self, db: &Path, out: &Path) -> Metrics {
+        let now = SystemTime::now();
+        let mut m = Metrics::new("snapshot");
+        let name = db.display().to_string();
+        m.run(&name, self.report.verdict.as_str(), self.status, now);
+        if let Some(t) = db_name(db)
+            .ok()
+            .and_then(|n| newest_verified(out, &n).ok().flatten())
+        {
+            m.newest_snapshot(&name, t, now);
+        }
+        m
+    }
+}
+
+impl Metrics {
+    /// The metrics of a snapshot that could not be taken.
+    fn failed_snapshot(db: &Path) -> Metrics {
+        let mut m = Metrics::new("snapshot");
+        m.run(
+            &db.display().to_string(),
+            "failed",
+            ExitStatus::CouldNotRun,
+            SystemTime::now(),
+        );
+        m
+    }
+}
+
+fn db_name(db: &Path) -> Result<String> {
+    db.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| anyhow!("{}: not a file name", db.display()))
+}
+
+/// Refuses what is not a database file before anything is written.
+fn refuse_non_database(db: &Path) -> Result<()> {
+    let meta = std::fs::metadata(db).with_context(|| format!("{}: cannot open", db.display()))?;
     if !meta.is_file() {
-        bail!("{}: not a database file", args.db.display());
+        bail!("{}: not a database file", db.display());
     }
     if meta.len() == 0 {
-        bail!(
-            "{}: empty file (0 bytes): not a database",
-            args.db.display()
-        );
+        bail!("{}: empty file (0 bytes): not a database", db.display());
     }
     let mut magic = [0u8; 16];
-    File::open(&args.db)
+    File::open(db)
         .and_then(|mut f| f.read_exact(&mut magic))
-        .with_context(|| format!("{}: cannot read the header", args.db.display()))?;
+        .with_context(|| format!("{}: cannot read the header", db.display()))?;
     if &magic != crate::format::header::MAGIC {
         bail!(
             "{}: not a SQLite database (no \"SQLite format 3\" header)",
-            args.db.display()
+            db.display()
         );
     }
-    if !args.out.is_dir() {
-        bail!(
-            "{}: not a folder (create it first: the snapshot goes there)",
-            args.out.display()
-        );
-    }
-    let settings = Settings::from_opts(&args.opts)?;
-    let db_name = args
-        .db
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| anyhow!("{}: not a file name", args.db.display()))?;
+    Ok(())
+}
 
+/// Takes, verifies and records one snapshot of `db` in `out`, then prunes
+/// under `keep`.
+pub fn take(db: &Path, out: &Path, keep: Option<usize>, settings: &Settings) -> Result<Taken> {
+    if keep == Some(0) {
+        bail!("--keep must be at least 1 (the newest good snapshot is never removed)");
+    }
+    refuse_non_database(db)?;
+    let db_name = db_name(db)?;
     let now = SystemTime::now();
     let stamp = compact_utc(now);
-    let created_at = rfc3339(now);
-    let tmp = args.out.join(format!(
+    let tmp = out.join(format!(
         ".{db_name}.{stamp}.{}{TMP_SUFFIX}",
         std::process::id()
     ));
     create_new(&tmp)?;
-    if let Err(e) = online_backup(&args.db, &tmp) {
+    if let Err(e) = online_backup(db, &tmp) {
         // our own empty or partial temporary file: nothing anyone relies on
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
@@ -163,118 +264,29 @@ pub fn run(args: &SnapshotArgs, quiet: bool) -> Result<ExitStatus> {
     File::open(&tmp)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("{}: cannot sync", tmp.display()))?;
-
-    // Verify the written file with the full read-only check.
-    let checked = check::check(&tmp, &settings, Progress::hidden());
-    let (verdict, verify_error, check_report) = match checked {
-        Ok(o) => {
-            let v = match o.report.verdict {
-                Verdict::Clean => "clean",
-                Verdict::Corrupt => "corrupt",
-                _ => "failed",
-            };
-            let err = (v == "failed").then(|| {
-                o.report
-                    .findings
-                    .iter()
-                    .find(|f| f.severity == Severity::Error)
-                    .map(|f| f.message.clone())
-                    .unwrap_or_else(|| "the check could not run to the end".into())
-            });
-            (v, err, Some(o.report))
-        }
-        Err(e) => ("failed", Some(format!("{e:#}")), None),
-    };
-    let facts = content_facts(&tmp, &settings);
-    let (bytes, sha256) = file_sha256(&tmp)?;
-
-    let (final_path, manifest) = free_name(&args.out, &db_name, &stamp)?;
+    let verified = verify_copy(&tmp, settings);
+    let (final_path, manifest) = free_name(out, &db_name, &stamp)?;
     std::fs::hard_link(&tmp, &final_path)
         .with_context(|| format!("cannot link {} to {}", tmp.display(), final_path.display()))?;
     std::fs::remove_file(&tmp).with_context(|| format!("{}: cannot remove", tmp.display()))?;
-    let m = Manifest {
-        schema_version: report::SCHEMA_VERSION,
-        tool: Tool::this(),
-        source: args.db.display().to_string(),
-        snapshot: final_path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        created_at,
-        verdict,
-        verify_error: verify_error.clone(),
-        row_counts: facts.row_counts,
-        customer_table: settings.table.clone(),
-        customers: facts.customers,
-        customers_sha256: facts.customers_sha256,
-        bytes,
-        sha256,
-    };
-    let mut text = serde_json::to_string_pretty(&m)?;
-    text.push('\n');
-    let mut f = create_new(&manifest)?;
-    f.write_all(text.as_bytes())
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("{}: cannot write", manifest.display()))?;
-    drop(f);
-    crate::files::fsync_dir(&args.out)?;
-
-    let mut lines = Vec::new();
-    let mut findings = Vec::new();
-    let shown = final_path.display().to_string();
-    let status = match verdict {
-        "clean" => {
-            lines.push(format!(
-                "{db_name} → {shown} (clean, {} customers)",
-                thousands(m.customers.unwrap_or(0))
-            ));
-            ExitStatus::Success
-        }
-        "corrupt" => {
-            let affected = check_report
-                .as_ref()
-                .map(|r| r.affected_customer_ids.len())
-                .unwrap_or(0);
-            lines.push(format!(
-                "{db_name} → {shown} (corrupt: the live database is damaged, {affected} customers \
-                 would be rejected by the POS; kept as evidence, never counted as a good snapshot; \
-                 run `custodian check {}`)",
-                args.db.display()
-            ));
-            ExitStatus::Problems
-        }
-        _ => {
-            lines.push(format!(
-                "{db_name} → {shown} (unverified: {}; never counted as a good snapshot)",
-                verify_error.as_deref().unwrap_or("the check could not run")
-            ));
-            ExitStatus::CouldNotRun
-        }
-    };
-    findings.push(
-        Finding::new(
-            Code::SnapshotWritten,
-            if status == ExitStatus::Success {
-                Severity::Info
-            } else {
-                Severity::Error
-            },
-            format!(
-                "snapshot {shown} written, verdict {verdict}, manifest {}",
-                manifest.display()
-            ),
-        )
-        .object(&shown),
-    );
-
-    if let Some(keep) = args.keep {
-        for removed in prune(&args.out, &db_name, keep)? {
+    let m = write_manifest(
+        db,
+        &final_path,
+        &manifest,
+        rfc3339(now),
+        &verified,
+        settings,
+    )?;
+    crate::files::fsync_dir(out)?;
+    let mut taken = outcome(db, &db_name, &final_path, &manifest, &m, verified);
+    if let Some(keep) = keep {
+        for removed in prune(out, &db_name, keep)? {
             let r = removed.display().to_string();
-            lines.push(format!(
+            taken.lines.push(format!(
                 "removed {r} (older than the newest {keep} verified snapshot{})",
                 if keep == 1 { "" } else { "s" }
             ));
-            findings.push(
+            taken.report.findings.push(
                 Finding::new(
                     Code::SnapshotPruned,
                     Severity::Info,
@@ -284,41 +296,166 @@ pub fn run(args: &SnapshotArgs, quiet: bool) -> Result<ExitStatus> {
             );
         }
     }
+    Ok(taken)
+}
 
-    if args.opts.json.is_some() || args.opts.report.is_some() || args.opts.html.is_some() {
-        let mut rep = check_report.unwrap_or_else(|| Report {
-            schema_version: report::SCHEMA_VERSION,
-            tool: Tool::this(),
-            command: "snapshot",
-            database: String::new(),
-            verdict: Verdict::Failed,
-            findings: Vec::new(),
-            affected_customer_ids: Vec::new(),
-            coverage: report::Coverage::default(),
-            page_map: None,
-            repair: None,
-            diagnoses: None,
-        });
-        rep.command = "snapshot";
-        rep.database = args.db.display().to_string();
-        if verdict == "failed" {
-            rep.verdict = Verdict::Failed;
+/// The full read-only check of the written copy: its verdict ("clean",
+/// "corrupt", or "failed" when it could not be verified), why it failed,
+/// and the check's report.
+struct Verified {
+    verdict: &'static str,
+    error: Option<String>,
+    report: Option<Report>,
+}
+
+fn verify_copy(tmp: &Path, settings: &Settings) -> Verified {
+    match check::check(tmp, settings, Progress::hidden()) {
+        Ok(o) => {
+            let verdict = match o.report.verdict {
+                Verdict::Clean => "clean",
+                Verdict::Corrupt => "corrupt",
+                _ => "failed",
+            };
+            let error = (verdict == "failed").then(|| {
+                o.report
+                    .findings
+                    .iter()
+                    .find(|f| f.severity == Severity::Error)
+                    .map(|f| f.message.clone())
+                    .unwrap_or_else(|| "the check could not run to the end".into())
+            });
+            Verified {
+                verdict,
+                error,
+                report: Some(o.report),
+            }
         }
-        rep.page_map = None;
-        findings.append(&mut rep.findings);
-        rep.findings = findings;
-        crate::emit(&rep, &args.opts, true)?;
+        Err(e) => Verified {
+            verdict: "failed",
+            error: Some(format!("{e:#}")),
+            report: None,
+        },
     }
-    if !quiet && args.opts.json.is_none() && args.opts.report.is_none() {
-        print(&lines);
+}
+
+/// Writes the manifest beside the snapshot (a new file, mode 0600).
+fn write_manifest(
+    db: &Path,
+    snapshot: &Path,
+    manifest: &Path,
+    created_at: String,
+    verified: &Verified,
+    settings: &Settings,
+) -> Result<Manifest> {
+    let facts = content_facts(snapshot, settings);
+    let (bytes, sha256) = file_sha256(snapshot)?;
+    let m = Manifest {
+        schema_version: report::SCHEMA_VERSION,
+        tool: Tool::this(),
+        source: db.display().to_string(),
+        snapshot: snapshot
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        created_at,
+        verdict: verified.verdict,
+        verify_error: verified.error.clone(),
+        row_counts: facts.row_counts,
+        customer_table: settings.table.clone(),
+        customers: facts.customers,
+        customers_sha256: facts.customers_sha256,
+        bytes,
+        sha256,
+    };
+    let mut text = serde_json::to_string_pretty(&m)?;
+    text.push('\n');
+    let mut f = create_new(manifest)?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("{}: cannot write", manifest.display()))?;
+    Ok(m)
+}
+
+/// The lines, exit status and report of a written snapshot.
+fn outcome(
+    db: &Path,
+    db_name: &str,
+    snapshot: &Path,
+    manifest: &Path,
+    m: &Manifest,
+    verified: Verified,
+) -> Taken {
+    let shown = snapshot.display().to_string();
+    let (line, status) = match verified.verdict {
+        "clean" => (
+            format!(
+                "{db_name} → {shown} (clean, {} customers)",
+                thousands(m.customers.unwrap_or(0))
+            ),
+            ExitStatus::Success,
+        ),
+        "corrupt" => {
+            let affected = verified
+                .report
+                .as_ref()
+                .map(|r| r.affected_customer_ids.len())
+                .unwrap_or(0);
+            (
+                format!(
+                    "{db_name} → {shown} (corrupt: the live database is damaged, {affected} \
+                     customers would be rejected by the POS; kept as evidence, never counted as \
+                     a good snapshot; run `custodian check {}`)",
+                    db.display()
+                ),
+                ExitStatus::Problems,
+            )
+        }
+        _ => (
+            format!(
+                "{db_name} → {shown} (unverified: {}; never counted as a good snapshot)",
+                verified
+                    .error
+                    .as_deref()
+                    .unwrap_or("the check could not run")
+            ),
+            ExitStatus::CouldNotRun,
+        ),
+    };
+    let written = Finding::new(
+        Code::SnapshotWritten,
+        if status == ExitStatus::Success {
+            Severity::Info
+        } else {
+            Severity::Error
+        },
+        format!(
+            "snapshot {shown} written, verdict {}, manifest {}",
+            verified.verdict,
+            manifest.display()
+        ),
+    )
+    .object(&shown);
+    let failed = verified.verdict == "failed";
+    let mut rep = verified.report.unwrap_or_else(|| {
+        report::failed_report(
+            "snapshot",
+            db,
+            &anyhow!("the snapshot could not be verified"),
+        )
+    });
+    rep.command = "snapshot";
+    rep.database = db.display().to_string();
+    if failed {
+        rep.verdict = Verdict::Failed;
     }
-    if status == ExitStatus::Problems {
-        crate::messages::error(&format!(
-            "{}: the database is damaged; the snapshot {shown} is marked corrupt",
-            args.db.display()
-        ));
+    rep.page_map = None;
+    rep.findings.insert(0, written);
+    Taken {
+        report: rep,
+        status,
+        lines: vec![line],
+        shown,
     }
-    Ok(status)
 }
 
 /// Short human lines on stdout (a closed pipe is not an error).
@@ -499,9 +636,13 @@ fn free_name(dir: &Path, db_name: &str, stamp: &str) -> Result<(PathBuf, PathBuf
     bail!("{}: no free snapshot name for {stamp}", dir.display())
 }
 
-/// Removes this database's verified snapshots beyond the newest `keep`;
-/// returns the removed files.
-fn prune(dir: &Path, db_name: &str, keep: usize) -> Result<Vec<PathBuf>> {
+/// This database's snapshots in `dir` whose manifest says clean, newest
+/// first by the manifest's `created_at` (regular files only, never a
+/// symbolic link).
+fn clean_by_manifest(
+    dir: &Path,
+    db_name: &str,
+) -> Result<Vec<(SystemTime, PathBuf, ManifestHead)>> {
     let prefix = format!("{db_name}.");
     let mut good: Vec<(SystemTime, PathBuf, ManifestHead)> = Vec::new();
     let rd = std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
@@ -516,7 +657,6 @@ fn prune(dir: &Path, db_name: &str, keep: usize) -> Result<Vec<PathBuf>> {
         if !is_stamp(stamp) {
             continue; // another database's snapshot, or not a snapshot
         }
-        // only regular files, never a symbolic link
         if !e.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }
@@ -531,6 +671,19 @@ fn prune(dir: &Path, db_name: &str, keep: usize) -> Result<Vec<PathBuf>> {
         good.push((t, p, m));
     }
     good.sort_by(|a, b| b.0.cmp(&a.0).then(b.1.cmp(&a.1)));
+    Ok(good)
+}
+
+/// When the newest snapshot of this database in `dir` that was verified
+/// clean was taken (by its manifest), if there is one.
+pub fn newest_verified(dir: &Path, db_name: &str) -> Result<Option<SystemTime>> {
+    Ok(clean_by_manifest(dir, db_name)?.first().map(|g| g.0))
+}
+
+/// Removes this database's verified snapshots beyond the newest `keep`;
+/// returns the removed files.
+fn prune(dir: &Path, db_name: &str, keep: usize) -> Result<Vec<PathBuf>> {
+    let good = clean_by_manifest(dir, db_name)?;
     // Walk from the newest: a snapshot counts as good only if its bytes are
     // still those its manifest recorded. Those beyond `keep` are removed.
     let mut kept = 0usize;
@@ -571,19 +724,6 @@ fn is_stamp(s: &str) -> bool {
         && b[15] == b'Z'
         && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
         && k.is_none_or(|k| !k.is_empty() && k.bytes().all(|c| c.is_ascii_digit()))
-}
-
-/// 2020 → "2,020".
-pub(crate) fn thousands(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ const OTHER_COLOURS: [&str; 6] = [
 const CUSTOMER_TABLE_COLOUR: &str = "#2f6db5";
 const SCHEMA_COLOUR: &str = "#5b5f66";
 
-const CSS: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1200px;\
+pub(crate) const CSS: &str = "body{font:15px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1200px;\
 padding:0 16px;color:#1d1f23}h1{font-size:28px;margin:0}h2{font-size:20px;margin:28px 0 8px;\
 border-bottom:1px solid #ddd}.verdict{display:inline-block;color:#fff;padding:4px 14px;\
 border-radius:6px;font-size:28px;font-weight:700}.v-green{background:#1e8a3c}.v-red{background:#c62828}\
@@ -48,7 +48,7 @@ padding:6px 10px}.note{background:#fff7e0;border-left:4px solid #c98300;padding:
 details summary{cursor:pointer;color:#1f5fbf}";
 
 /// Escapes text for HTML element content and quoted attribute values.
-fn esc(s: &str) -> String {
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {

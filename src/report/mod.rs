@@ -1,6 +1,7 @@
 //! Reports: the machine report (JSON, schema_version 1), the human report
 //! (Markdown) and the short summary. Only this module writes stdout.
 
+pub mod fleet;
 pub mod html;
 pub mod json;
 pub mod markdown;
@@ -100,6 +101,40 @@ impl Report {
     }
 }
 
+/// 2020 → "2,020".
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The report of a command that could not run (verdict "failed", exit 2):
+/// one `could_not_run` finding with the error and its causes.
+pub fn failed_report(command: &'static str, db: &std::path::Path, e: &anyhow::Error) -> Report {
+    Report {
+        schema_version: SCHEMA_VERSION,
+        tool: Tool::this(),
+        command,
+        database: db.display().to_string(),
+        verdict: Verdict::Failed,
+        findings: vec![Finding::error(
+            crate::check::finding::Code::CouldNotRun,
+            format!("{e:#}"),
+        )],
+        affected_customer_ids: Vec::new(),
+        coverage: Coverage::default(),
+        page_map: None,
+        repair: None,
+        diagnoses: None,
+    }
+}
+
 /// Writes the short human summary to stdout. A closed pipe is not an error.
 pub fn print_summary(report: &Report) {
     let text = markdown::summary(report);
@@ -145,10 +180,25 @@ pub fn id_text(v: &rusqlite::types::Value) -> Option<String> {
     }
 }
 
+/// Writes text to stdout. A closed pipe is not an error.
+pub fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
 /// Writes a report file: created with mode 0600 (it names customers), never
-/// through a symbolic link.
+/// through a symbolic link. A path that is a character device or a FIFO
+/// (`/dev/null`, `/dev/stdout`, a named pipe) is written as a stream: the
+/// mode and no-symlink rules are for the regular files custodian creates.
 pub fn write_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    if let Ok(m) = std::fs::metadata(path)
+        && (m.file_type().is_char_device() || m.file_type().is_fifo())
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+        return f.write_all(text.as_bytes()).and_then(|_| f.flush());
+    }
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)

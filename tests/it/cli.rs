@@ -52,9 +52,15 @@ fn bad_paths_get_one_clear_line() {
         "{}",
         r.show()
     );
+    // a folder means the databases in it (issue 11); this one has none
     let r = run(&["check", "."], dir.path());
     assert_eq!(r.code(), 2);
-    assert!(r.stderr().contains(".: is a directory"), "{}", r.show());
+    assert_eq!(
+        r.stderr(),
+        "custodian: no SQLite database in .\n",
+        "{}",
+        r.show()
+    );
     let r = run(&["repair", "nope.db", "--snapshot", "s.db"], dir.path());
     assert_eq!(r.code(), 2);
     assert!(

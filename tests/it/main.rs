@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod corpus;
 mod diagnose;
+mod fleet;
 mod header;
 mod hooks;
 mod html;
