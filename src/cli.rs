@@ -229,6 +229,10 @@ pub struct PreflightArgs {
     /// unfindable by ID, or changed while its updated_at did not.
     #[arg(long, value_name = "FILE")]
     pub compare: Option<PathBuf>,
+    /// Write Prometheus metrics (node_exporter textfile format) to FILE,
+    /// atomically: the verdict and the newest verified snapshot's age.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
     #[command(flatten)]
     pub opts: TableOpts,
 }

@@ -44,3 +44,45 @@ pub fn busy_error(path: &Path) -> anyhow::Error {
         path.display()
     )
 }
+
+/// SQLite's lock bytes in the database file (os_unix.c): RESERVED is taken
+/// by a connection with a write transaction open (rollback journal).
+const PENDING_BYTE: i64 = 0x4000_0000;
+const RESERVED_BYTE: i64 = PENDING_BYTE + 1;
+/// The write lock of a WAL database, a byte of its -shm file
+/// (WALINDEX_LOCK_OFFSET + WAL_WRITE_LOCK).
+const WAL_WRITE_LOCK_BYTE: i64 = 120;
+
+/// Whether another process holds a write lock on `len` bytes at `start` of
+/// `file`: only tested (F_GETLK), never taken. A file that cannot be
+/// opened has no lock.
+fn write_locked(file: &Path, start: i64) -> bool {
+    use std::os::unix::io::AsRawFd;
+    let Ok(f) = std::fs::File::open(file) else {
+        return false;
+    };
+    // SAFETY: an all-zero flock is a valid value of a plain C struct.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start as libc::off_t;
+    fl.l_len = 1;
+    // SAFETY: F_GETLK on a descriptor this process owns, with a valid flock.
+    let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETLK, &mut fl) };
+    rc == 0 && fl.l_type != libc::F_UNLCK as libc::c_short
+}
+
+/// Names the lock when another process holds a write transaction open on
+/// the database, as SQLite's own locks say: the RESERVED byte of the file
+/// (rollback journal) or the write lock in the -shm (WAL).
+pub fn open_writer(db: &Path) -> Option<&'static str> {
+    if write_locked(db, RESERVED_BYTE) {
+        return Some("its RESERVED lock is held");
+    }
+    let mut shm = db.as_os_str().to_owned();
+    shm.push("-shm");
+    if write_locked(Path::new(&shm), WAL_WRITE_LOCK_BYTE) {
+        return Some("the WAL write lock in its -shm is held");
+    }
+    None
+}

@@ -50,6 +50,7 @@ use crate::schema::{self, CustomerTable, quote_ident};
 
 use super::snapshot::hex;
 use crate::files::create_new;
+use crate::metrics::Metrics;
 use crate::time::rfc3339;
 
 const DEFAULT_MAX_AGE_HOURS: f64 = 24.0;
@@ -83,6 +84,147 @@ impl Cond {
 }
 
 pub fn run(args: &PreflightArgs, quiet: bool) -> Result<ExitStatus> {
+    let evaluated = evaluate(args, quiet);
+    if let Some(path) = &args.metrics {
+        let now = SystemTime::now();
+        let db = args.db.display().to_string();
+        let mut m = Metrics::new("preflight");
+        match &evaluated {
+            Ok(e) => {
+                let (verdict, status) = e.verdict();
+                m.run(&db, verdict.as_str(), status, now);
+                if let Some(t) = e.newest_snapshot {
+                    m.newest_snapshot(&db, t, now);
+                }
+            }
+            Err(_) => m.run(&db, "failed", ExitStatus::CouldNotRun, now),
+        }
+        if let Err(e) = m.write(path) {
+            crate::messages::error(&format!("{e:#}"));
+        }
+    }
+    let evaluated = match evaluated {
+        Ok(e) => e,
+        Err(e) => {
+            crate::emit_failed(
+                &report::failed_report("preflight", &args.db, &e),
+                &args.opts,
+            );
+            return Err(e);
+        }
+    };
+    let (_, status) = evaluated.verdict();
+    evaluated.emit(args, quiet)?;
+    Ok(status)
+}
+
+/// The conditions, the check they rest on, and the newest verified
+/// snapshot's time.
+struct Evaluated {
+    conds: Vec<Cond>,
+    checked: Report,
+    newest_snapshot: Option<SystemTime>,
+}
+
+impl Evaluated {
+    fn verdict(&self) -> (Verdict, ExitStatus) {
+        if self.conds.iter().all(|c| c.ok) {
+            (Verdict::Go, ExitStatus::Success)
+        } else {
+            (Verdict::NoGo, ExitStatus::Problems)
+        }
+    }
+
+    /// The reports asked for, else one `ok:` / `no-go:` line per condition.
+    fn emit(&self, args: &PreflightArgs, quiet: bool) -> Result<()> {
+        let db = &args.db;
+        let (verdict, _) = self.verdict();
+        if args.opts.json.is_some() || args.opts.report.is_some() || args.opts.html.is_some() {
+            let mut findings: Vec<Finding> = self
+                .conds
+                .iter()
+                .map(|c| {
+                    let (code, sev) = if c.ok {
+                        (Code::PreflightPassed, Severity::Info)
+                    } else {
+                        (Code::PreflightFailed, Severity::Error)
+                    };
+                    Finding::new(code, sev, c.text.clone())
+                        .object(c.name)
+                        .count(c.ids.len() as u64)
+                        .customer_ids(c.ids.clone())
+                })
+                .collect();
+            findings.extend(self.checked.findings.iter().cloned());
+            let rep = Report {
+                schema_version: report::SCHEMA_VERSION,
+                tool: Tool::this(),
+                command: "preflight",
+                database: db.display().to_string(),
+                verdict,
+                findings,
+                affected_customer_ids: self.checked.affected_customer_ids.clone(),
+                coverage: self.checked.coverage.clone(),
+                page_map: None,
+                repair: None,
+                diagnoses: None,
+            };
+            crate::emit(&rep, &args.opts, true)?;
+        }
+        if !quiet && args.opts.json.is_none() && args.opts.report.is_none() {
+            report::print(&self.lines(db, args.opts.report.is_some() || args.opts.json.is_some()));
+        }
+        Ok(())
+    }
+
+    /// The headline, then one line per condition; a condition's IDs are
+    /// listed up to [`IDS_ON_TERMINAL`], the rest counted.
+    fn lines(&self, db: &Path, report_written: bool) -> String {
+        let failed = self.conds.iter().filter(|c| !c.ok).count();
+        let mut out = if failed == 0 {
+            format!("{}: go\n", db.display())
+        } else {
+            format!(
+                "{}: no-go ({failed} condition{} failed)\n",
+                db.display(),
+                if failed == 1 { "" } else { "s" }
+            )
+        };
+        for c in &self.conds {
+            let prefix = if c.ok { "ok" } else { "no-go" };
+            let mut l = format!("{prefix}: {}", c.text);
+            if !c.ids.is_empty() && c.name.starts_with("baseline_") {
+                l.push_str(": ");
+                l.push_str(&cut_ids(&c.ids, report_written));
+            }
+            out.push_str(&l);
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// How many IDs a terminal line lists before "… and N more".
+const IDS_ON_TERMINAL: usize = 20;
+
+fn cut_ids(ids: &[String], report_written: bool) -> String {
+    if ids.len() <= IDS_ON_TERMINAL {
+        return ids.join(", ");
+    }
+    format!(
+        "{}, … and {} more ({})",
+        ids[..IDS_ON_TERMINAL].join(", "),
+        thousands((ids.len() - IDS_ON_TERMINAL) as u64),
+        if report_written {
+            "all in the report"
+        } else {
+            "all with --json FILE or --report FILE"
+        }
+    )
+}
+
+/// Evaluates every condition. `Err`: preflight could not run (exit 2).
+fn evaluate(args: &PreflightArgs, quiet: bool) -> Result<Evaluated> {
     let max_age = args.max_age.unwrap_or(DEFAULT_MAX_AGE_HOURS);
     if !max_age.is_finite() || max_age <= 0.0 {
         bail!("--max-age must be a positive number of hours");
@@ -94,13 +236,47 @@ pub fn run(args: &PreflightArgs, quiet: bool) -> Result<ExitStatus> {
         bail!("{}: not a database file", db.display());
     }
     let json_to_stdout = args.opts.json.as_deref() == Some("-");
-    let mut conds = Vec::new();
-
-    // 1. the schema the config expects (else: could not run)
     let conn = crate::db::open_read_only(db)?;
-    let objects = schema::read_schema_tolerant(&conn)
+    let (table, schema) = schema_condition(&conn, db, &settings)?;
+    let mut conds = vec![schema];
+    let checked = crate::check::check(db, &settings, Progress::new(quiet, json_to_stdout))?.report;
+    conds.push(clean_condition(db, &checked)?);
+    let (snapshot, newest_snapshot) = snapshot_condition(args, &settings, max_age)?;
+    conds.push(snapshot);
+    conds.push(space_condition(db)?);
+    conds.push(wal_condition(db)?);
+    if let Some(path) = &args.baseline {
+        let n = write_baseline(&conn, &table, db, path)?;
+        conds.push(Cond::ok(
+            "baseline_written",
+            format!(
+                "baseline of {} customers written to {}",
+                thousands(n),
+                path.display()
+            ),
+        ));
+    }
+    if let Some(path) = &args.compare {
+        conds.extend(compare(&conn, &table, path)?);
+    }
+    conds.push(writer_condition(db));
+    Ok(Evaluated {
+        conds,
+        checked,
+        newest_snapshot,
+    })
+}
+
+/// 1. The customer table, its ID column and the configured status column
+/// exist (else preflight cannot run).
+fn schema_condition(
+    conn: &Connection,
+    db: &Path,
+    settings: &Settings,
+) -> Result<(CustomerTable, Cond)> {
+    let objects = schema::read_schema_tolerant(conn)
         .with_context(|| format!("{}: cannot read the schema", db.display()))?;
-    let table = match schema::customer_table(&conn, &objects, &settings.table, &settings.id_column)?
+    let table = match schema::customer_table(conn, &objects, &settings.table, &settings.id_column)?
     {
         Some(Ok(t)) => t,
         Some(Err(msg)) => bail!("{}: {msg}", db.display()),
@@ -110,7 +286,7 @@ pub fn run(args: &PreflightArgs, quiet: bool) -> Result<ExitStatus> {
             settings.table
         ),
     };
-    let mut schema_text = format!(
+    let mut text = format!(
         "schema: table {} with ID column {}",
         table.name, table.columns[table.id_column].name
     );
@@ -128,13 +304,13 @@ pub fn run(args: &PreflightArgs, quiet: bool) -> Result<ExitStatus> {
                 names.join(", ")
             );
         }
-        schema_text.push_str(&format!(", status column {sc}"));
+        text.push_str(&format!(", status column {sc}"));
     }
-    conds.push(Cond::ok("schema", schema_text));
+    Ok((table, Cond::ok("schema", text)))
+}
 
-    // 2. the database is clean
-    let outcome = crate::check::check(db, &settings, Progress::new(quiet, json_to_stdout))?;
-    let checked = outcome.report;
+/// 2. The full check finds nothing wrong.
+fn clean_condition(db: &Path, checked: &Report) -> Result<Cond> {
     if checked.verdict == Verdict::Failed {
         bail!(
             "{}: the check could not run: {}",
@@ -147,7 +323,7 @@ pub fn run(args: &PreflightArgs, quiet: bool) -> Result<ExitStatus> {
         );
     }
     if checked.verdict == Verdict::Clean {
-        conds.push(Cond::ok(
+        return Ok(Cond::ok(
             "database_clean",
             format!(
                 "the database is clean ({} customers, {} indexes compared)",
@@ -155,47 +331,42 @@ pub fn run(args: &PreflightArgs, quiet: bool) -> Result<ExitStatus> {
                 checked.coverage.indexes_compared.len()
             ),
         ));
-    } else {
-        let errors = checked.count(Severity::Error);
-        let mut c = Cond::fail(
-            "database_clean",
-            format!(
-                "the database is damaged: {} would be rejected by the POS, {errors} error \
-                 finding{} (run `custodian check {}`)",
-                customers(checked.affected_customer_ids.len()),
-                if errors == 1 { "" } else { "s" },
-                db.display()
-            ),
-        );
-        c.ids = checked.affected_customer_ids.clone();
-        conds.push(c);
     }
+    let errors = checked.count(Severity::Error);
+    let mut c = Cond::fail(
+        "database_clean",
+        format!(
+            "the database is damaged: {} would be rejected by the POS, {errors} error \
+             finding{} (run `custodian check {}`)",
+            customers(checked.affected_customer_ids.len()),
+            if errors == 1 { "" } else { "s" },
+            db.display()
+        ),
+    );
+    c.ids = checked.affected_customer_ids.clone();
+    Ok(c)
+}
 
-    // 3. a verified snapshot young enough
-    conds.push(snapshot_condition(args, &settings, max_age)?);
-
-    // 4. free space for a repair
-    conds.push(space_condition(db)?);
-
-    // 5. no uncheckpointed WAL
+/// 5. No committed -wal frames left uncheckpointed.
+fn wal_condition(db: &Path) -> Result<Cond> {
     let pager = Pager::open(db).with_context(|| format!("{}: cannot read", db.display()))?;
     let frames = pager.wal().map(|w| w.max_frame).unwrap_or(0);
     let backfilled = pager.wal().is_some_and(|w| wal_backfilled(db, w));
-    if frames == 0 {
-        conds.push(Cond::ok(
+    Ok(if frames == 0 {
+        Cond::ok(
             "wal_checkpointed",
             "no uncheckpointed WAL: the database file holds every committed transaction".into(),
-        ));
+        )
     } else if backfilled {
-        conds.push(Cond::ok(
+        Cond::ok(
             "wal_checkpointed",
             format!(
                 "no uncheckpointed WAL: the {frames} frames of the -wal are all checkpointed \
                  into the database file"
             ),
-        ));
+        )
     } else {
-        conds.push(Cond::fail(
+        Cond::fail(
             "wal_checkpointed",
             format!(
                 "the -wal holds {frames} committed frame{} not checkpointed into the database file \
@@ -203,94 +374,36 @@ pub fn run(args: &PreflightArgs, quiet: bool) -> Result<ExitStatus> {
                  upgrade)",
                 if frames == 1 { "" } else { "s" }
             ),
-        ));
-    }
-    drop(pager);
-
-    // --baseline / --compare
-    if let Some(path) = &args.baseline {
-        let n = write_baseline(&conn, &table, db, path)?;
-        conds.push(Cond::ok(
-            "baseline_written",
-            format!(
-                "baseline of {} customers written to {}",
-                thousands(n),
-                path.display()
-            ),
-        ));
-    }
-    if let Some(path) = &args.compare {
-        conds.extend(compare(&conn, &table, path)?);
-    }
-    drop(conn);
-
-    let go = conds.iter().all(|c| c.ok);
-    let failed = conds.iter().filter(|c| !c.ok).count();
-    let mut lines = vec![if go {
-        format!("{}: go", db.display())
-    } else {
-        format!(
-            "{}: no-go ({failed} condition{} failed)",
-            db.display(),
-            if failed == 1 { "" } else { "s" }
         )
-    }];
-    for c in &conds {
-        let prefix = if c.ok { "ok" } else { "no-go" };
-        let mut l = format!("{prefix}: {}", c.text);
-        if !c.ids.is_empty() && c.name.starts_with("baseline_") {
-            l.push_str(": ");
-            l.push_str(&c.ids.join(", "));
-        }
-        lines.push(l);
-    }
-
-    if args.opts.json.is_some() || args.opts.report.is_some() || args.opts.html.is_some() {
-        let mut findings: Vec<Finding> = conds
-            .iter()
-            .map(|c| {
-                let (code, sev) = if c.ok {
-                    (Code::PreflightPassed, Severity::Info)
-                } else {
-                    (Code::PreflightFailed, Severity::Error)
-                };
-                Finding::new(code, sev, c.text.clone())
-                    .object(c.name)
-                    .count(c.ids.len() as u64)
-                    .customer_ids(c.ids.clone())
-            })
-            .collect();
-        findings.extend(checked.findings.iter().cloned());
-        let rep = Report {
-            schema_version: report::SCHEMA_VERSION,
-            tool: Tool::this(),
-            command: "preflight",
-            database: db.display().to_string(),
-            verdict: if go { Verdict::Go } else { Verdict::NoGo },
-            findings,
-            affected_customer_ids: checked.affected_customer_ids.clone(),
-            coverage: checked.coverage.clone(),
-            page_map: None,
-            repair: None,
-            diagnoses: None,
-        };
-        crate::emit(&rep, &args.opts, true)?;
-    }
-    if !quiet && args.opts.json.is_none() && args.opts.report.is_none() {
-        let mut out = std::io::stdout().lock();
-        for l in &lines {
-            let _ = writeln!(out, "{l}");
-        }
-        let _ = out.flush();
-    }
-    Ok(if go {
-        ExitStatus::Success
-    } else {
-        ExitStatus::Problems
     })
 }
 
-fn snapshot_condition(args: &PreflightArgs, settings: &Settings, max_age: f64) -> Result<Cond> {
+/// Last: no other process holds a write transaction open: an upgrade would
+/// wait for it, fail with "database is locked", or leave half its steps
+/// done. Read from the locks SQLite itself takes (only tested, never
+/// taken): the RESERVED byte of the database file (rollback journal) and
+/// the write lock of the -shm (WAL).
+fn writer_condition(db: &Path) -> Cond {
+    match crate::db::open_writer(db) {
+        Some(how) => Cond::fail(
+            "no_open_write",
+            format!(
+                "another process holds a write transaction open on the database ({how}); \
+                 let it finish (e.g. close the POS) before the upgrade"
+            ),
+        ),
+        None => Cond::ok(
+            "no_open_write",
+            "no other process holds a write transaction open".into(),
+        ),
+    }
+}
+
+fn snapshot_condition(
+    args: &PreflightArgs,
+    settings: &Settings,
+    max_age: f64,
+) -> Result<(Cond, Option<SystemTime>)> {
     use crate::repair::snapshot::{candidates, columns_of, verify};
     let live_columns = columns_of(&args.db, &settings.table).map_err(|e| anyhow::anyhow!("{e}"))?;
     let cands = candidates(&args.snapshot);
@@ -306,9 +419,12 @@ fn snapshot_condition(args: &PreflightArgs, settings: &Settings, max_age: f64) -
                 .collect::<Vec<_>>()
                 .join("; ")
         };
-        return Ok(Cond::fail(
-            "snapshot_recent",
-            format!("no verified snapshot younger than {limit} h: {why}"),
+        return Ok((
+            Cond::fail(
+                "snapshot_recent",
+                format!("no verified snapshot younger than {limit} h: {why}"),
+            ),
+            None,
         ));
     };
     let age_h = SystemTime::now()
@@ -316,7 +432,7 @@ fn snapshot_condition(args: &PreflightArgs, settings: &Settings, max_age: f64) -
         .map(|d| d.as_secs_f64() / 3600.0)
         .unwrap_or(0.0);
     let shown = newest.path.display();
-    Ok(if age_h <= max_age {
+    let cond = if age_h <= max_age {
         Cond::ok(
             "snapshot_recent",
             format!(
@@ -332,7 +448,8 @@ fn snapshot_condition(args: &PreflightArgs, settings: &Settings, max_age: f64) -
                 fmt_hours(age_h)
             ),
         )
-    })
+    };
+    Ok((cond, Some(newest.modified)))
 }
 
 /// "1 customer", "2,020 customers".

@@ -424,3 +424,93 @@ fn a_list_from_stdin_and_the_exit_codes() {
     assert_eq!(r.code(), 0, "{}", r.show());
     assert_eq!(r.json()["totals"]["healthy"], 2);
 }
+
+#[test]
+fn snapshot_of_a_folder_takes_one_verified_snapshot_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    std::fs::create_dir(work.join("pos")).unwrap();
+    copy("healthy", &work.join("pos/till1.db"));
+    copy("stale_pk_page", &work.join("pos/till2.db"));
+    std::fs::write(work.join("pos/till3.db"), b"").unwrap(); // no header: not in the folder
+    let r = run(
+        &[
+            "snapshot",
+            "pos",
+            "--out",
+            "snaps",
+            "--jobs",
+            "2",
+            "--json",
+            "fleet.json",
+            "--out-dir",
+            "reports",
+            "--metrics",
+            "s.prom",
+        ],
+        work,
+    );
+    assert_eq!(r.code(), 1, "{}", r.show());
+    assert_eq!(
+        r.stdout(),
+        "pos/till2.db: corrupt — 16 customers would be rejected by the POS\n\
+         pos/till1.db: clean — 0 customers would be rejected by the POS\n\
+         2 databases: 1 with problems, 0 could not be checked, 1 healthy; 16 customers would be \
+         rejected by the POS\n"
+    );
+    let mut names: Vec<String> = std::fs::read_dir(work.join("snaps"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 4, "{names:?}");
+    for (n, prefix) in names
+        .iter()
+        .zip(["till1.db.", "till1.db.", "till2.db.", "till2.db."])
+    {
+        assert!(n.starts_with(prefix), "{names:?}");
+    }
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("fleet.json")).unwrap()).unwrap();
+    assert_eq!(s["command"], "snapshot");
+    assert_eq!(s["databases"][0]["report"], "reports/till2.db.json");
+    let m = std::fs::read_to_string(work.join("s.prom")).unwrap();
+    assert!(
+        metric(
+            &m,
+            "custodian_newest_verified_snapshot_timestamp_seconds",
+            "pos/till1.db",
+            ""
+        )
+        .is_some()
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "custodian_newest_verified_snapshot_timestamp_seconds",
+            "pos/till2.db",
+            ""
+        ),
+        None,
+        "a corrupt snapshot is never a verified one"
+    );
+    // two databases of one name would share snapshot names: refused
+    std::fs::create_dir(work.join("other")).unwrap();
+    copy("healthy", &work.join("other/till1.db"));
+    let r = run(
+        &[
+            "snapshot",
+            "pos/till1.db",
+            "other/till1.db",
+            "--out",
+            "snaps",
+        ],
+        work,
+    );
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr().contains("two databases named \"till1.db\""),
+        "{}",
+        r.show()
+    );
+}

@@ -10,6 +10,7 @@ mod header;
 mod hooks;
 mod html;
 mod kinds;
+mod papercuts;
 mod preflight;
 mod reader;
 mod repair;

@@ -54,7 +54,7 @@ fn go_on_a_healthy_database_with_a_fresh_snapshot() {
     );
     assert_eq!(r.code(), 0, "{}", r.show());
     let l = lines(&r);
-    assert_eq!(l.len(), 6, "{}", r.show());
+    assert_eq!(l.len(), 7, "{}", r.show());
     assert_eq!(l[0], "healthy.db: go");
     assert_eq!(l[1], SCHEMA_OK);
     assert_eq!(
@@ -69,6 +69,7 @@ fn go_on_a_healthy_database_with_a_fresh_snapshot() {
     );
     assert_space_ok(&l[4], "1,015,808");
     assert_eq!(l[5], WAL_OK);
+    assert_eq!(l[6], "ok: no other process holds a write transaction open");
 
     let j = run(
         &[
@@ -103,6 +104,7 @@ fn go_on_a_healthy_database_with_a_fresh_snapshot() {
         "snapshot_recent",
         "disk_space",
         "wal_checkpointed",
+        "no_open_write",
     ]
     .iter()
     .map(|o| ("preflight_passed".to_string(), o.to_string()))
@@ -434,7 +436,7 @@ fn compare_names_exactly_the_customers_an_upgrade_broke() {
     );
     assert_eq!(r.code(), 0, "{}", r.show());
     let l = lines(&r);
-    assert_eq!(l.len(), 7, "{}", r.show());
+    assert_eq!(l.len(), 8, "{}", r.show());
     assert_eq!(l[6], "ok: baseline of 50 customers written to base.json");
     let base = dir.path().join("base.json");
     assert_eq!(
@@ -530,6 +532,7 @@ fn compare_names_exactly_the_customers_an_upgrade_broke() {
             "no-go: 1 customer of the baseline is no longer found by ID through idx_customers_id: C000000000005"
                 .to_string(),
             "no-go: 1 customer changed while updated_at did not: C000000000007".to_string(),
+            "ok: no other process holds a write transaction open".to_string(),
         ]
     );
     assert!(!r.stdout().contains("Person"), "{}", r.show());
