@@ -141,6 +141,8 @@ pub struct FleetOpts {
 
 #[derive(Debug, Args)]
 pub struct RepairArgs {
+    /// The database file to repair (backed up first, replaced only by a
+    /// verified copy).
     pub db: PathBuf,
     /// A snapshot file or a directory of them (repeatable; optional: without
     /// one, repair does everything that needs none and says what a snapshot
@@ -153,6 +155,11 @@ pub struct RepairArgs {
     /// Where the byte-for-byte backup goes (default: beside the database).
     #[arg(long, value_name = "DIR")]
     pub backup_dir: Option<PathBuf>,
+    /// Write Prometheus metrics (node_exporter textfile format) to FILE,
+    /// atomically: the verdict and the restored, quarantined and
+    /// unrecoverable counts.
+    #[arg(long, value_name = "FILE")]
+    pub metrics: Option<PathBuf>,
     #[command(flatten)]
     pub opts: TableOpts,
 }

@@ -124,12 +124,40 @@ fn run_repair(args: &cli::RepairArgs, quiet: bool) -> Result<ExitStatus> {
     let outcome = match repair::repair(args, quiet) {
         Ok(o) => o,
         Err(e) => {
-            emit_failed(&report::failed_report("repair", &args.db, &e), &args.opts);
+            let r = report::failed_report("repair", &args.db, &e);
+            emit_failed(&r, &args.opts);
+            write_repair_metrics(args, &r, ExitStatus::CouldNotRun);
             return Err(e);
         }
     };
     emit(&outcome.report, &args.opts, quiet)?;
+    write_repair_metrics(args, &outcome.report, outcome.status);
     Ok(outcome.status)
+}
+
+/// `--metrics` of a repair: its verdict and counts. A metrics file that
+/// cannot be written is an error on stderr, not a change of the exit code.
+fn write_repair_metrics(args: &cli::RepairArgs, report: &report::Report, status: ExitStatus) {
+    let Some(p) = &args.metrics else { return };
+    let db = args.db.display().to_string();
+    let mut m = metrics::Metrics::new("repair");
+    m.run(
+        &db,
+        report.verdict.as_str(),
+        status,
+        std::time::SystemTime::now(),
+    );
+    if let Some(r) = &report.repair {
+        m.repair(
+            &db,
+            r.restored_customer_ids.len(),
+            r.quarantined_customer_ids.len(),
+            r.unrecoverable_customer_ids.len(),
+        );
+    }
+    if let Err(e) = m.write(p) {
+        messages::error(&format!("{e:#}"));
+    }
 }
 
 /// Writes the reports a command was asked for (pub: the commands use it): JSON (file or stdout),

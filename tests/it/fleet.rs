@@ -505,3 +505,62 @@ fn snapshot_of_a_folder_takes_one_verified_snapshot_each() {
         r.show()
     );
 }
+
+#[test]
+fn a_repair_writes_its_verdict_and_counts_as_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    copy("stale_pk_page_dups", &work.join("pos.db"));
+    std::fs::create_dir(work.join("snaps")).unwrap();
+    std::fs::copy(
+        fixtures().join("stale_pk_page_dups.snap.db"),
+        work.join("snaps/nightly.db"),
+    )
+    .unwrap();
+    // a check's series in the same file stay
+    let r = run(&["check", "pos.db", "--quiet", "--metrics", "c.prom"], work);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let r = run(
+        &[
+            "repair",
+            "pos.db",
+            "--snapshot",
+            "snaps",
+            "--quiet",
+            "--metrics",
+            "c.prom",
+        ],
+        work,
+    );
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let m = std::fs::read_to_string(work.join("c.prom")).unwrap();
+    let dups = strings(&truth("stale_pk_page_dups")["duplicate_customer_ids"]).len();
+    assert_eq!(dups, 5);
+    assert_eq!(
+        metric(&m, "custodian_repair_quarantined_customers", "pos.db", ""),
+        Some(dups as f64)
+    );
+    assert_eq!(
+        metric(&m, "custodian_repair_restored_customers", "pos.db", ""),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(&m, "custodian_repair_unrecoverable_customers", "pos.db", ""),
+        Some(0.0)
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "custodian_verdict",
+            "pos.db",
+            "command=\"repair\",db=\"pos.db\",verdict=\"repaired_with_losses\""
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        metric(&m, "custodian_affected_customers", "pos.db", ""),
+        Some(16.0),
+        "the check's series are kept"
+    );
+    promtool_check_metrics(&work.join("c.prom"));
+}

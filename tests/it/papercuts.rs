@@ -121,7 +121,7 @@ fn snapshot_creates_its_folder_and_explains_keep() {
 #[test]
 fn every_db_argument_is_described_in_help() {
     let dir = tempfile::tempdir().unwrap();
-    for cmd in ["check", "diagnose", "snapshot", "preflight"] {
+    for cmd in ["check", "repair", "diagnose", "snapshot", "preflight"] {
         let r = run(&[cmd, "--help"], dir.path());
         let args = r
             .stdout()
