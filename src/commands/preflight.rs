@@ -267,8 +267,8 @@ fn evaluate(args: &PreflightArgs, quiet: bool) -> Result<Evaluated> {
     })
 }
 
-/// 1. The customer table, its ID column and the configured status column
-/// exist (else preflight cannot run).
+/// Condition 1: the customer table, its ID column and the configured
+/// status column exist (else preflight cannot run).
 fn schema_condition(
     conn: &Connection,
     db: &Path,
@@ -309,7 +309,7 @@ fn schema_condition(
     Ok((table, Cond::ok("schema", text)))
 }
 
-/// 2. The full check finds nothing wrong.
+/// Condition 2: the full check finds nothing wrong.
 fn clean_condition(db: &Path, checked: &Report) -> Result<Cond> {
     if checked.verdict == Verdict::Failed {
         bail!(
@@ -347,7 +347,7 @@ fn clean_condition(db: &Path, checked: &Report) -> Result<Cond> {
     Ok(c)
 }
 
-/// 5. No committed -wal frames left uncheckpointed.
+/// Condition 5: no committed -wal frames left uncheckpointed.
 fn wal_condition(db: &Path) -> Result<Cond> {
     let pager = Pager::open(db).with_context(|| format!("{}: cannot read", db.display()))?;
     let frames = pager.wal().map(|w| w.max_frame).unwrap_or(0);
