@@ -3,14 +3,20 @@
 BENCHMARKS.md. Heavy: not run in CI.
 
 Usage: python3 bench/run.py [--sizes 200000,1000000] [--runs 5] [--work DIR]
+                           [--parts check,repair,fleet]
 
-Three parts:
+Four parts (--parts picks some; BENCHMARKS.md keeps the others' sections):
 * check: `custodian check` vs `PRAGMA integrity_check` and `quick_check`;
 * index repair: the reference database with one leaf page of
   idx_customers_email zeroed, `custodian repair` vs `cp` + `sqlite3 DB
   'REINDEX customers'` (on the healthy file: on the damaged one REINDEX fails);
 * table repair: one leaf page of the customers table zeroed, `custodian
-  repair` with the healthy file as snapshot (salvage + snapshot rows).
+  repair` with the healthy file as snapshot (salvage + snapshot rows);
+* fleet: 200 databases of 20,000 customers each in one folder. The CPU time
+  (user + system) of `custodian check DB --json R.json` run on each, one at
+  a time, against the wall time of `custodian check DIR --jobs 2 --out-dir
+  …` on the folder; the target is wall ≤ 1.1 × CPU / 2 (both cores busy).
+  Then `custodian summary` over the 200 JSON reports, in the three formats.
 
 For each size it builds the reference POS database with
 bench/make_reference_db.py (cached in --work), then times, RUNS
@@ -103,15 +109,137 @@ def repair_runs(damaged, snapdir, work, runs, tag):
     return out
 
 
+FLEET_DBS = 200
+FLEET_CUSTOMERS = 20_000
+
+
+def cpu_timed(cmd):
+    """Wall time, CPU time (user + system of the child and its threads),
+    exit code of one command, output discarded."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, ru = os.wait4(p.pid, 0)
+    wall = time.perf_counter() - t0
+    return wall, ru.ru_utime + ru.ru_stime, os.waitstatus_to_exitcode(status)
+
+
+def fleet_bench(work):
+    """The 200-database fleet: serial CPU time vs --jobs 2 wall time."""
+    import json
+    import shutil
+    src = build(FLEET_CUSTOMERS, work)
+    folder = os.path.join(work, "fleet")
+    if not os.path.isdir(folder) or len(os.listdir(folder)) != FLEET_DBS:
+        shutil.rmtree(folder, ignore_errors=True)
+        os.makedirs(folder)
+        for i in range(FLEET_DBS):
+            shutil.copyfile(src, os.path.join(folder, f"store{i:03d}.db"))
+    for name in os.listdir(folder):  # warm the page cache
+        with open(os.path.join(folder, name), "rb") as f:
+            while f.read(1 << 24):
+                pass
+    serial_out = os.path.join(work, "fleet-serial")
+    shutil.rmtree(serial_out, ignore_errors=True)
+    os.makedirs(serial_out)
+    cpu = wall_serial = 0.0
+    for name in sorted(os.listdir(folder)):
+        w, c, code = cpu_timed([BIN, "check", os.path.join(folder, name), "--quiet",
+                                "--json", os.path.join(serial_out, name + ".json")])
+        if code != 0:
+            sys.exit(f"custodian check {name} exited {code}")
+        cpu += c
+        wall_serial += w
+    reports = os.path.join(work, "fleet-reports")
+    shutil.rmtree(reports, ignore_errors=True)
+    summary = os.path.join(work, "fleet-summary.json")
+    wall, rss, code, _, err = timed([BIN, "check", folder, "--jobs", "2", "--quiet",
+                                     "--out-dir", reports, "--json", summary])
+    if code != 0:
+        sys.exit(f"custodian check {folder} --jobs 2 exited {code}: {err}")
+    fleet_cpu_w, fleet_cpu, _ = cpu_timed([BIN, "check", folder, "--jobs", "2", "--quiet",
+                                           "--out-dir", reports + "-2"])
+    with open(summary) as f:
+        s = json.load(f)
+    if s["totals"]["healthy"] != FLEET_DBS:
+        sys.exit(f"the fleet summary counts {s['totals']} (expected {FLEET_DBS} healthy)")
+    _, single_rss, _, _, _ = timed([BIN, "check", os.path.join(folder, "store000.db"), "--quiet"])
+    hq = os.path.join(work, "hq")
+    shutil.rmtree(hq, ignore_errors=True)
+    os.makedirs(hq)
+    sw, srss, scode, _, serr = timed([BIN, "summary", reports, "--quiet",
+                                      "--json", os.path.join(hq, "summary.json"),
+                                      "--report", os.path.join(hq, "summary.md"),
+                                      "--html", os.path.join(hq, "summary.html")])
+    if scode != 0:
+        sys.exit(f"custodian summary exited {scode}: {serr}")
+    with open(os.path.join(hq, "summary.json")) as f:
+        hs = json.load(f)
+    if hs["totals"]["databases"] != FLEET_DBS:
+        sys.exit(f"the summary counts {hs['totals']}")
+    r = {
+        "dbs": FLEET_DBS, "customers": FLEET_CUSTOMERS, "size": os.path.getsize(src),
+        "cpu": cpu, "wall_serial": wall_serial, "wall": wall, "rss": rss,
+        "single_rss": single_rss, "fleet_cpu": fleet_cpu, "fleet_cpu_wall": fleet_cpu_w,
+        "summary_wall": sw, "summary_rss": srss,
+        "summary_bytes": {e: os.path.getsize(os.path.join(hq, "summary." + e))
+                          for e in ("json", "md", "html")},
+    }
+    print("fleet", {k: v for k, v in r.items()}, file=sys.stderr)
+    return r
+
+
+def fleet_section(r):
+    target = 1.1 * r["cpu"] / 2
+    ok = "met" if r["wall"] <= target else "NOT met"
+    b = r["summary_bytes"]
+    return (
+        f"## Fleet: {r['dbs']} databases of {r['customers']:,} customers\n\n"
+        f"Each database {r['size'] / 2**20:.1f} MiB, all in one folder, page cache warm.\n\n"
+        "| run | wall | CPU (user + system) | peak RSS |\n| --- | ---: | ---: | ---: |\n"
+        f"| `custodian check DB --json R.json`, one at a time, {r['dbs']} runs | "
+        f"{r['wall_serial']:.2f} s | {r['cpu']:.2f} s | {r['single_rss']:.0f} MiB (one) |\n"
+        f"| `custodian check DIR --jobs 2 --out-dir DIR --json S.json` | {r['wall']:.2f} s | "
+        f"{r['fleet_cpu']:.2f} s | {r['rss']:.0f} MiB |\n"
+        f"| `custodian summary DIR --json --report --html` over the {r['dbs']} JSON reports | "
+        f"{r['summary_wall']:.2f} s | — | {r['summary_rss']:.0f} MiB |\n\n"
+        f"Target: fleet wall ≤ 1.1 × serial CPU / 2 = {target:.2f} s: **{ok}** "
+        f"(fleet wall / (serial CPU / 2) = {r['wall'] / (r['cpu'] / 2):.3f}). "
+        f"The summary wrote {b['json']:,} bytes of JSON, {b['md']:,} of Markdown and "
+        f"{b['html']:,} of HTML.\n"
+    )
+
+
+def write_section(path, title_prefix, text):
+    """Replaces the section starting with `title_prefix` (to the next `## `)
+    in BENCHMARKS.md, or appends it."""
+    old = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+    start = old.find(title_prefix)
+    if start < 0:
+        new = old.rstrip("\n") + "\n\n" + text
+    else:
+        end = old.find("\n## ", start + 1)
+        new = old[:start] + text + (old[end + 1:] if end >= 0 else "")
+    with open(path, "w") as f:
+        f.write(new)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="200000,1000000")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--work", default=os.path.join(ROOT, "bench-work"))
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    ap.add_argument("--parts", default="check,repair,fleet")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    parts = set(a.parts.split(","))
+    if "fleet" in parts:
+        fleet = fleet_section(fleet_bench(a.work))
+    if not parts & {"check", "repair"}:
+        write_section(a.out, "## Fleet", fleet)
+        print(f"wrote the fleet section of {a.out}", file=sys.stderr)
+        return
     rows = []
     for n in [int(x) for x in a.sizes.split(",")]:
         db = build(n, a.work)
@@ -194,6 +322,8 @@ def main():
         f.write("\nThe target for the index repair is at most 1.2 × (cp + REINDEX), peak memory under "
                 "256 MiB. Each repair includes the check before, the byte-for-byte backup with its "
                 "SHA-256, the repaired copy, its verification and the atomic swap.\n")
+        if "fleet" in parts:
+            f.write("\n" + fleet)
     print(f"wrote {a.out}", file=sys.stderr)
 
 

@@ -72,11 +72,48 @@ pub enum Command {
         "  2  could not run: bad arguments, missing file, not a database, busy"
     ))]
     Preflight(PreflightArgs),
+    /// Merge JSON reports gathered from many machines into one fleet report.
+    #[command(after_help = concat!(
+        "Example:\n  custodian summary /srv/reports/ --html hq.html --report hq.md --json hq.json\n\n",
+        "Exit codes:\n  0  every database is healthy\n  1  some database has problems\n",
+        "  2  could not run (no report found), or some database could not be checked"
+    ))]
+    Summary(SummaryArgs),
     /// Print a shell completion script (bash, zsh, fish, …) to stdout.
     Completions {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct SummaryArgs {
+    /// JSON reports (one database's, or a fleet summary), or folders of them
+    /// (searched to any depth for *.json).
+    #[arg(value_name = "REPORT.json|DIR", required = true)]
+    pub reports: Vec<PathBuf>,
+    /// Write the fleet summary (JSON) to FILE, or to stdout with `-`.
+    #[arg(long, value_name = "FILE|-")]
+    pub json: Option<String>,
+    /// Write the fleet report (Markdown) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Write the fleet report (HTML: stores worst first, each linking to its
+    /// own HTML report) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+}
+
+impl SummaryArgs {
+    /// The outputs, as the fleet writer takes them.
+    pub fn output(&self) -> TableOpts {
+        TableOpts {
+            json: self.json.clone(),
+            report: self.report.clone(),
+            html: self.html.clone(),
+            ..TableOpts::default()
+        }
+    }
 }
 
 /// Options shared by every command that reads the customer table.

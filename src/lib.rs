@@ -35,6 +35,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         Command::Diagnose(args) => commands::diagnose::run(&args, cli.quiet),
         Command::Snapshot(args) => commands::snapshot::run(&args, cli.quiet),
         Command::Preflight(args) => commands::preflight::run(&args, cli.quiet),
+        Command::Summary(args) => commands::summary::run(&args, cli.quiet),
         Command::Completions { shell } => {
             use clap::CommandFactory;
             let mut cmd = Cli::command();

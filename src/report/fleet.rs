@@ -92,6 +92,10 @@ pub struct FleetSummary {
     pub databases: Vec<Entry>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<Skipped>,
+    /// `summary`: the stdout lines name each entry's report file too (the
+    /// same database path may come from many machines).
+    #[serde(skip)]
+    pub name_sources: bool,
 }
 
 /// What an exit code means for the fleet's own exit code.
@@ -233,6 +237,7 @@ impl FleetSummary {
             totals,
             databases,
             skipped,
+            name_sources: false,
         }
     }
 
@@ -282,7 +287,17 @@ impl FleetSummary {
     pub fn lines(&self) -> String {
         let mut s = String::new();
         for e in &self.databases {
-            let _ = writeln!(s, "{}: {} — {}", e.path, e.verdict, e.outcome_text());
+            let source = match (&e.report, self.name_sources) {
+                (Some(r), true) => format!(" ({r})"),
+                _ => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "{}{source}: {} — {}",
+                e.path,
+                e.verdict,
+                e.outcome_text()
+            );
         }
         for k in &self.skipped {
             let _ = writeln!(s, "{}: skipped — {}", k.path, k.reason);

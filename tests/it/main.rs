@@ -21,4 +21,5 @@ mod repair_rebuild;
 mod reports;
 mod salvage;
 mod snapshot;
+mod summary;
 mod support;
