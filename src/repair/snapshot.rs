@@ -97,6 +97,28 @@ pub fn verify(
     settings: &Settings,
     live_columns: &[String],
 ) -> (Vec<Snapshot>, Vec<SnapshotStatus>) {
+    verify_with(cands, settings, live_columns, |snap, live| snap == live)
+}
+
+/// Whether a snapshot's customer columns serve for the live table's shared
+/// columns: the same, a subset (the live table gained columns, e.g. an
+/// upgrade's `ADD COLUMN`) or a superset (it lost some). Used by
+/// `preflight`; repair keeps the exact gate (it copies whole rows).
+pub fn shares_columns(snap: &[String], live: &[String]) -> bool {
+    let within = |a: &[String], b: &[String]| {
+        a.iter()
+            .all(|c| b.iter().any(|d| d.eq_ignore_ascii_case(c)))
+    };
+    within(snap, live) || within(live, snap)
+}
+
+/// [`verify`] with the column gate `accept(snapshot columns, live columns)`.
+pub fn verify_with(
+    cands: &[PathBuf],
+    settings: &Settings,
+    live_columns: &[String],
+    accept: impl Fn(&[String], &[String]) -> bool,
+) -> (Vec<Snapshot>, Vec<SnapshotStatus>) {
     let mut good = Vec::new();
     let mut statuses = Vec::new();
     for p in cands {
@@ -132,7 +154,7 @@ pub fn verify(
             continue;
         }
         match columns_of(p, &settings.table) {
-            Ok(cols) if cols == live_columns => {}
+            Ok(cols) if accept(&cols, live_columns) => {}
             Ok(cols) => {
                 statuses.push(skip(format!(
                     "its {} table has other columns ({})",
