@@ -26,6 +26,19 @@ struct ConfigFile {
     status_values: StatusValues,
     #[serde(default)]
     references: Vec<String>,
+    #[serde(default)]
+    upgrade: Upgrade,
+}
+
+/// What a POS software upgrade is declared to change in the customer table
+/// (`preflight --compare` says go for exactly these schema changes).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upgrade {
+    #[serde(default)]
+    pub added_columns: Vec<String>,
+    #[serde(default)]
+    pub dropped_columns: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +105,8 @@ pub struct Settings {
     pub status_values: StatusValues,
     /// `table.column` pairs that refer to customer IDs.
     pub references: Vec<String>,
+    /// Schema changes an upgrade is declared to make.
+    pub upgrade: Upgrade,
     pub strict: bool,
 }
 
@@ -152,6 +167,7 @@ impl Settings {
             status_column: file.status_column,
             status_values: file.status_values,
             references: file.references,
+            upgrade: file.upgrade,
             strict: opts.strict,
         })
     }

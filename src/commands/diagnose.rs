@@ -120,20 +120,46 @@ fn in_snapshot_row(path: &std::path::Path, table: &CustomerTable, id: &Value) ->
     .ok()
 }
 
-/// One character different (same length), or equal but for whitespace/case.
-fn near(a: &str, b: &str) -> Option<&'static str> {
-    if a == b {
+/// How an asked-for ID is a typo of a real one, best first: equal but for
+/// whitespace or letter case, one character different, two neighbouring
+/// characters swapped, one character missing, one character too many.
+/// `None` when it is none of these (or the same ID).
+fn near(asked: &str, real: &str) -> Option<(u8, &'static str)> {
+    if asked == real {
         return None;
     }
-    if a.trim().eq_ignore_ascii_case(b.trim()) {
-        return Some("whitespace or letter case");
+    if asked.trim().eq_ignore_ascii_case(real.trim()) {
+        return Some((0, "whitespace or letter case"));
     }
-    let (x, y): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    if x.len() == y.len() && x.iter().zip(&y).filter(|(p, q)| p != q).count() == 1 {
-        return Some("one character off");
+    let (x, y): (Vec<char>, Vec<char>) = (asked.chars().collect(), real.chars().collect());
+    if x.len() == y.len() {
+        let diff: Vec<usize> = (0..x.len()).filter(|&i| x[i] != y[i]).collect();
+        return match diff.as_slice() {
+            [_] => Some((1, "one character off")),
+            [i, j] if *j == i + 1 && x[*i] == y[*j] && x[*j] == y[*i] => {
+                Some((2, "two neighbouring characters swapped"))
+            }
+            _ => None,
+        };
+    }
+    // one character more on one side: the rest equal once it is skipped
+    let one_more = |long: &[char], short: &[char]| {
+        long.len() == short.len() + 1 && {
+            let k = long.iter().zip(short).take_while(|(a, b)| a == b).count();
+            long[k + 1..] == short[k..]
+        }
+    };
+    if one_more(&y, &x) {
+        return Some((3, "one character missing"));
+    }
+    if one_more(&x, &y) {
+        return Some((4, "one character too many"));
     }
     None
 }
+
+/// How many near-miss IDs a diagnosis names.
+const NEAR_SHOWN: usize = 5;
 
 pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
     let settings = Settings::from_opts(&args.opts)?;
@@ -163,7 +189,7 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
         .as_ref()
         .and_then(|s| table.record_pos_of(s));
     let mut rows: BTreeMap<&str, Vec<(i64, Option<String>)>> = BTreeMap::new();
-    let mut nearby: BTreeMap<&str, Vec<(String, &'static str)>> = BTreeMap::new();
+    let mut nearby: BTreeMap<&str, Vec<(u8, String, &'static str)>> = BTreeMap::new();
     let scan = compare::scan_table(
         &pager,
         &table,
@@ -185,11 +211,12 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
                         .and_then(|p| rec.get(payload, p))
                         .and_then(|v| report::id_text(&canon::to_owned(&v, enc)));
                     rows.entry(q.as_str()).or_default().push((rowid, status));
-                } else if let Some(how) = near(q, &id) {
+                } else if let Some((rank, how)) = near(q, &id) {
+                    // the best few, whatever the table's order
                     let list = nearby.entry(q.as_str()).or_default();
-                    if list.len() < 5 {
-                        list.push((id.clone(), how));
-                    }
+                    list.push((rank, id.clone(), how));
+                    list.sort();
+                    list.truncate(NEAR_SHOWN);
                 }
             }
         },
@@ -226,7 +253,7 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
         let rule = settings.id_rule.as_ref().and_then(|r| r.violation(q));
         let did_you_mean: Vec<String> = nearby
             .get(q.as_str())
-            .map(|l| l.iter().map(|(id, _)| id.clone()).collect())
+            .map(|l| l.iter().map(|(_, id, _)| id.clone()).collect())
             .unwrap_or_default();
         let sv = &settings.status_values;
         let refused = status.as_ref().and_then(|s| {
@@ -348,7 +375,12 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
             (cause, words)
         } else if cause == "not_found" {
             // not in the table, and no index leads anywhere for it
-            let mut words = "no such customer in the table or its indexes".to_string();
+            let mut words = if q.trim().is_empty() {
+                "an empty ID (nothing was typed or read from the card): no customer has it"
+                    .to_string()
+            } else {
+                "no such customer in the table or its indexes".to_string()
+            };
             let mut cause = "not_found";
             for s in &snapshots {
                 if let Ok(c) = crate::db::open_read_only(s) {
@@ -383,16 +415,12 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
                 };
                 words.push_str(&format!("; the ID breaks the ID rule ({why})"));
             }
-            if !did_you_mean.is_empty() {
-                let how = nearby
-                    .get(q.as_str())
-                    .and_then(|l| l.first())
-                    .map(|(_, h)| *h)
-                    .unwrap_or("");
-                words.push_str(&format!(
-                    "; did you mean {} ({how})?",
-                    did_you_mean.join(" or ")
-                ));
+            if let Some(list) = nearby.get(q.as_str()).filter(|l| !l.is_empty()) {
+                let each: Vec<String> = list
+                    .iter()
+                    .map(|(_, id, how)| format!("{id} ({how})"))
+                    .collect();
+                words.push_str(&format!("; did you mean {}?", each.join(" or ")));
             }
             (cause, words)
         } else {
@@ -461,4 +489,42 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
     } else {
         ExitStatus::Problems
     })
+}
+
+#[cfg(test)]
+mod near_tests {
+    use super::near;
+
+    #[test]
+    fn typos_of_a_real_id() {
+        let real = "C006481915191";
+        assert_eq!(
+            near("C006481915192", real).map(|n| n.1),
+            Some("one character off")
+        );
+        assert_eq!(
+            near("C006481915119", real).map(|n| n.1),
+            Some("two neighbouring characters swapped")
+        );
+        assert_eq!(
+            near("C00648191519", real).map(|n| n.1),
+            Some("one character missing")
+        );
+        assert_eq!(
+            near("C0064819151911", real).map(|n| n.1),
+            Some("one character too many")
+        );
+        assert_eq!(
+            near(" c006481915191", real).map(|n| n.1),
+            Some("whitespace or letter case")
+        );
+        assert_eq!(near(real, real), None);
+        assert_eq!(
+            near("C008461915191", real),
+            None,
+            "two apart, not neighbours"
+        );
+        assert_eq!(near("C0064819151", real), None, "two characters missing");
+        assert_eq!(near("", real), None);
+    }
 }

@@ -60,6 +60,8 @@ const UPDATED_COLUMN: &str = "updated_at";
 struct Cond {
     name: &'static str,
     ok: bool,
+    /// A failed condition a person must look at ("review:"), not damage.
+    review: bool,
     text: String,
     ids: Vec<String>,
 }
@@ -69,6 +71,7 @@ impl Cond {
         Cond {
             name,
             ok: true,
+            review: false,
             text,
             ids: Vec::new(),
         }
@@ -77,6 +80,7 @@ impl Cond {
         Cond {
             name,
             ok: false,
+            review: false,
             text,
             ids: Vec::new(),
         }
@@ -191,7 +195,11 @@ impl Evaluated {
             )
         };
         for c in &self.conds {
-            let prefix = if c.ok { "ok" } else { "no-go" };
+            let prefix = match (c.ok, c.review) {
+                (true, _) => "ok",
+                (false, true) => "review",
+                (false, false) => "no-go",
+            };
             let mut l = format!("{prefix}: {}", c.text);
             if !c.ids.is_empty() && c.name.starts_with("baseline_") {
                 l.push_str(": ");
@@ -257,7 +265,7 @@ fn evaluate(args: &PreflightArgs, quiet: bool) -> Result<Evaluated> {
         ));
     }
     if let Some(path) = &args.compare {
-        conds.extend(compare(&conn, &table, path)?);
+        conds.extend(compare(&conn, &table, path, &settings)?);
     }
     conds.push(writer_condition(db));
     Ok(Evaluated {
@@ -404,10 +412,12 @@ fn snapshot_condition(
     settings: &Settings,
     max_age: f64,
 ) -> Result<(Cond, Option<SystemTime>)> {
-    use crate::repair::snapshot::{candidates, columns_of, verify};
+    use crate::repair::snapshot::{candidates, columns_of, shares_columns, verify_with};
     let live_columns = columns_of(&args.db, &settings.table).map_err(|e| anyhow::anyhow!("{e}"))?;
     let cands = candidates(&args.snapshot);
-    let (good, statuses) = verify(&cands, settings, &live_columns);
+    // a snapshot taken before an upgrade that added or dropped a column
+    // still serves for the shared columns
+    let (good, statuses) = verify_with(&cands, settings, &live_columns, shares_columns);
     let limit = fmt_hours(max_age);
     let Some(newest) = good.first() else {
         let why = if statuses.is_empty() {
@@ -538,6 +548,10 @@ struct Baseline {
     table: String,
     id_column: String,
     updated_column: Option<String>,
+    /// The customer table's columns, in order (absent in baselines of
+    /// custodian before issue 11: then taken to be the live table's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    columns: Option<Vec<String>>,
     customers: Vec<BaselineRow>,
 }
 
@@ -546,56 +560,75 @@ struct BaselineRow {
     id: serde_json::Value,
     sha256: String,
     updated_sha256: Option<String>,
+    /// xxh3-64 of each column's value (canonical encoding), 16 hex digits
+    /// each, in `columns` order: compares the shared columns when the
+    /// upgrade dropped some.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    column_digests: Option<String>,
 }
 
-/// One current row: (ID, digest of the row, digest of updated_at).
-type RowDigest = (Value, String, Option<String>);
+/// One current row: (ID, digest of the row, digest of updated_at, digest of
+/// each column).
+type RowDigest = (Value, String, Option<String>, String);
 
+/// The digests of every row over `columns` (the table's own, in order,
+/// when None).
 fn digest_rows(
     conn: &Connection,
     table: &CustomerTable,
+    columns: Option<&[String]>,
 ) -> Result<(Option<String>, Vec<RowDigest>)> {
     let updated = table
         .columns
         .iter()
         .position(|c| c.name.eq_ignore_ascii_case(UPDATED_COLUMN));
+    let list = match columns {
+        Some(cols) => cols
+            .iter()
+            .map(|c| quote_ident(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => "*".to_string(),
+    };
+    let id_name = &table.columns[table.id_column].name;
+    let upd_name = updated.map(|u| table.columns[u].name.clone());
     let mut stmt = conn
         .prepare(&format!(
-            "SELECT * FROM {} NOT INDEXED",
+            "SELECT {}, {}, {list} FROM {} NOT INDEXED",
+            quote_ident(id_name),
+            upd_name
+                .as_deref()
+                .map(quote_ident)
+                .unwrap_or_else(|| "NULL".into()),
             quote_ident(&table.name)
         ))
         .context("cannot read the customer table")?;
-    let names: Vec<String> = stmt.column_names().map(|s| s.to_string()).collect();
-    let id_name = &table.columns[table.id_column].name;
-    let id_pos = names
-        .iter()
-        .position(|n| n.eq_ignore_ascii_case(id_name))
-        .context("the ID column is not among the table's columns")?;
-    let upd_pos = updated.and_then(|u| {
-        let n = &table.columns[u].name;
-        names.iter().position(|x| x.eq_ignore_ascii_case(n))
-    });
+    let n = stmt.column_count() - 2;
     let mut rows = stmt.query([]).context("cannot read the customer table")?;
     let mut out = Vec::new();
     let mut buf = Vec::new();
+    let mut one = Vec::new();
     while let Some(r) = rows.next().context("cannot read the customer table")? {
         buf.clear();
-        for i in 0..names.len() {
+        let mut per_column = String::with_capacity(16 * n);
+        for i in 2..n + 2 {
+            let start = buf.len();
             canon::push_sql(&mut buf, r.get_ref(i)?);
+            let h = xxhash_rust::xxh3::xxh3_64(&buf[start..]);
+            per_column.push_str(&format!("{h:016x}"));
         }
         let row = hex(&Sha256::digest(&buf));
-        let id: Value = r.get(id_pos)?;
-        let upd = match upd_pos {
-            Some(p) => {
-                let mut b = Vec::new();
-                canon::push_sql(&mut b, r.get_ref(p)?);
-                Some(hex(&Sha256::digest(&b)))
+        let id: Value = r.get(0)?;
+        let upd = match upd_name {
+            Some(_) => {
+                one.clear();
+                canon::push_sql(&mut one, r.get_ref(1)?);
+                Some(hex(&Sha256::digest(&one)))
             }
             None => None,
         };
-        out.push((id, row, upd));
+        out.push((id, row, upd, per_column));
     }
-    let upd_name = updated.map(|u| table.columns[u].name.clone());
     Ok((upd_name, out))
 }
 
@@ -625,7 +658,7 @@ fn id_key(v: &Value) -> Vec<u8> {
 }
 
 fn write_baseline(conn: &Connection, table: &CustomerTable, db: &Path, path: &Path) -> Result<u64> {
-    let (updated_column, mut rows) = digest_rows(conn, table)?;
+    let (updated_column, mut rows) = digest_rows(conn, table, None)?;
     rows.sort_by(|a, b| {
         id_json(&a.0)
             .to_string()
@@ -641,12 +674,14 @@ fn write_baseline(conn: &Connection, table: &CustomerTable, db: &Path, path: &Pa
         table: table.name.clone(),
         id_column: table.columns[table.id_column].name.clone(),
         updated_column,
+        columns: Some(table.columns.iter().map(|c| c.name.clone()).collect()),
         customers: rows
             .into_iter()
-            .map(|(id, sha256, updated_sha256)| BaselineRow {
+            .map(|(id, sha256, updated_sha256, per_column)| BaselineRow {
                 id: id_json(&id),
                 sha256,
                 updated_sha256,
+                column_digests: Some(per_column),
             })
             .collect(),
     };
@@ -660,7 +695,107 @@ fn write_baseline(conn: &Connection, table: &CustomerTable, db: &Path, path: &Pa
     Ok(n)
 }
 
-fn compare(conn: &Connection, table: &CustomerTable, path: &Path) -> Result<Vec<Cond>> {
+/// How a baseline's rows are compared with the live ones.
+enum Columns {
+    /// The same columns: the digest of the whole row.
+    Same,
+    /// The upgrade added columns: the digest of the baseline's columns.
+    Added,
+    /// The upgrade dropped columns: the per-column digests of the shared
+    /// ones (their positions in the baseline).
+    Dropped(Vec<usize>),
+}
+
+/// The baseline's columns against the live table's: added, dropped, and
+/// how rows are compared.
+fn column_change(base: &Baseline, table: &CustomerTable) -> (Vec<String>, Vec<String>, Columns) {
+    let live: Vec<String> = table.columns.iter().map(|c| c.name.clone()).collect();
+    let base_cols = base.columns.clone().unwrap_or_else(|| live.clone());
+    let has = |list: &[String], c: &str| list.iter().any(|x| x.eq_ignore_ascii_case(c));
+    let added: Vec<String> = live
+        .iter()
+        .filter(|c| !has(&base_cols, c))
+        .cloned()
+        .collect();
+    let dropped: Vec<String> = base_cols
+        .iter()
+        .filter(|c| !has(&live, c))
+        .cloned()
+        .collect();
+    let mode = if !dropped.is_empty() {
+        Columns::Dropped(
+            (0..base_cols.len())
+                .filter(|&i| has(&live, &base_cols[i]))
+                .collect(),
+        )
+    } else if !added.is_empty() {
+        Columns::Added
+    } else {
+        Columns::Same
+    };
+    (added, dropped, mode)
+}
+
+/// The schema condition of `--compare`: the baseline's columns, or a change
+/// the config's `upgrade` declares (go), or one it does not (review).
+fn schema_change_condition(
+    base: &Baseline,
+    added: &[String],
+    dropped: &[String],
+    settings: &Settings,
+) -> Cond {
+    if added.is_empty() && dropped.is_empty() {
+        let n = base.columns.as_ref().map(Vec::len).unwrap_or(0);
+        return Cond::ok(
+            "baseline_schema",
+            if n > 0 {
+                format!("the customer table has the baseline's {n} columns")
+            } else {
+                "the customer table's columns were not recorded in the baseline".to_string()
+            },
+        );
+    }
+    let mut what = Vec::new();
+    if !added.is_empty() {
+        what.push(format!("added {}", added.join(", ")));
+    }
+    if !dropped.is_empty() {
+        what.push(format!("dropped {}", dropped.join(", ")));
+    }
+    let what = what.join("; ");
+    let declared = |list: &[String], of: &[String]| {
+        of.iter()
+            .all(|c| list.iter().any(|d| d.eq_ignore_ascii_case(c)))
+    };
+    let up = &settings.upgrade;
+    if declared(&up.added_columns, added) && declared(&up.dropped_columns, dropped) {
+        return Cond::ok(
+            "baseline_schema",
+            format!(
+                "the customer table's columns changed as the config's upgrade declares ({what}); \
+                 the shared columns were compared"
+            ),
+        );
+    }
+    let mut c = Cond::fail(
+        "baseline_schema",
+        format!(
+            "the customer table's columns changed since the baseline ({what}), which the config \
+             does not declare: check that the upgrade meant it, then declare it in --config \
+             (\"upgrade\": {{\"added_columns\": [...], \"dropped_columns\": [...]}}) to go; \
+             the shared columns were compared"
+        ),
+    );
+    c.review = true;
+    c
+}
+
+fn compare(
+    conn: &Connection,
+    table: &CustomerTable,
+    path: &Path,
+    settings: &Settings,
+) -> Result<Vec<Cond>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read the baseline", path.display()))?;
     let base: Baseline = serde_json::from_str(&text)
@@ -681,10 +816,44 @@ fn compare(conn: &Connection, table: &CustomerTable, path: &Path) -> Result<Vec<
             id_name
         );
     }
-    let (_, rows) = digest_rows(conn, table)?;
+    let (added, dropped, mode) = column_change(&base, table);
+    let mut out = vec![schema_change_condition(&base, &added, &dropped, settings)];
+    let shared: Option<Vec<String>> = match (&mode, &base.columns) {
+        (Columns::Same, _) | (_, None) => None,
+        (Columns::Added, Some(cols)) => Some(cols.clone()),
+        (Columns::Dropped(pos), Some(cols)) => Some(pos.iter().map(|&i| cols[i].clone()).collect()),
+    };
+    let (_, rows) = digest_rows(conn, table, shared.as_deref())?;
+    // what is compared of each row: the row's digest, or the shared
+    // columns' digests when the upgrade dropped columns
+    let key_now = |d: String, per_column: String| match mode {
+        Columns::Dropped(_) => per_column,
+        _ => d,
+    };
+    let key_base = |b: &BaselineRow| -> Option<String> {
+        match &mode {
+            Columns::Dropped(pos) => b.column_digests.as_ref().map(|all| {
+                pos.iter()
+                    .map(|&i| all.get(16 * i..16 * i + 16).unwrap_or(""))
+                    .collect()
+            }),
+            _ => Some(b.sha256.clone()),
+        }
+    };
+    if matches!(mode, Columns::Dropped(_))
+        && base.customers.iter().any(|b| b.column_digests.is_none())
+    {
+        bail!(
+            "{}: the baseline has no per-column digests (written by an older custodian), so \
+             the columns shared with a table that dropped some cannot be compared",
+            path.display()
+        );
+    }
     let mut now: BTreeMap<Vec<u8>, Vec<(String, Option<String>)>> = BTreeMap::new();
-    for (id, d, u) in rows {
-        now.entry(id_key(&id)).or_default().push((d, u));
+    for (id, d, u, per_column) in rows {
+        now.entry(id_key(&id))
+            .or_default()
+            .push((key_now(d, per_column), u));
     }
     let prober = Prober::new(conn, table);
     let mut index_names = std::collections::BTreeSet::new();
@@ -719,7 +888,8 @@ fn compare(conn: &Connection, table: &CustomerTable, path: &Path) -> Result<Vec<
             continue;
         }
         let current = current.map(Vec::as_slice).unwrap_or_default();
-        if current.iter().any(|(d, _)| *d == b.sha256) {
+        let was = key_base(b).unwrap_or_default();
+        if current.iter().any(|(d, _)| *d == was) {
             continue;
         }
         match &b.updated_sha256 {
@@ -735,7 +905,6 @@ fn compare(conn: &Connection, table: &CustomerTable, path: &Path) -> Result<Vec<
         index_names.into_iter().collect::<Vec<_>>().join(", ")
     };
     let total = base.customers.len() as u64;
-    let mut out = Vec::new();
     if unfindable.is_empty() {
         out.push(Cond::ok(
             "baseline_findable",

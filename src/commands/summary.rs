@@ -181,7 +181,11 @@ fn locate(dir: &Path, written: &str) -> Option<String> {
         })
         .collect();
     (0..parts.len())
-        .map(|skip| parts[skip..].iter().fold(dir.to_path_buf(), |d, s| d.join(s)))
+        .map(|skip| {
+            parts[skip..]
+                .iter()
+                .fold(dir.to_path_buf(), |d, s| d.join(s))
+        })
         .find(|c| c.is_file())
         .map(|c| c.display().to_string())
 }

@@ -8,7 +8,7 @@ use crate::check::finding::{Finding, Severity};
 use crate::repair::RepairFields;
 use crate::repair::plan::Strategy;
 
-/// How many IDs a Markdown list shows before "and N more" (JSON has them all).
+/// How many page numbers a Markdown list shows before "and N more".
 const IDS_SHOWN: usize = 50;
 
 fn rejected_line(report: &Report) -> String {
@@ -19,17 +19,35 @@ fn rejected_line(report: &Report) -> String {
     )
 }
 
+/// An ID as a line starts with it: quoted when it is empty or has
+/// whitespace at either end, so the line never starts with ": ".
+fn shown_id(id: &str) -> String {
+    if id.is_empty() || id.trim() != id {
+        format!("{id:?}")
+    } else {
+        id.to_string()
+    }
+}
+
+/// IDs for the terminal: the first `limit`, then how many more and where
+/// they all are.
 fn id_list(ids: &[String], limit: usize) -> String {
     let shown: Vec<&str> = ids.iter().take(limit).map(String::as_str).collect();
     let mut s = shown.join(", ");
     if ids.len() > limit {
         let _ = write!(
             s,
-            ", … and {} more (all in the JSON report)",
+            ", … and {} more (`--json FILE` or `--report FILE` lists them all)",
             ids.len() - limit
         );
     }
     s
+}
+
+/// IDs for the Markdown report: all of them (a report is where the full list
+/// is looked for).
+fn all_ids(ids: &[String]) -> String {
+    ids.join(", ")
 }
 
 /// The short summary printed on stdout when no report file is asked for.
@@ -40,7 +58,7 @@ pub fn summary(report: &Report) -> String {
     if let Some(d) = &report.diagnoses {
         return d
             .iter()
-            .map(|d| format!("{}: {}\n", d.customer_id, d.explanation))
+            .map(|d| format!("{}: {}\n", shown_id(&d.customer_id), d.explanation))
             .collect();
     }
     let mut s = String::new();
@@ -152,7 +170,8 @@ fn plan_lines(r: &RepairFields) -> Vec<String> {
         Strategy::Rebuild { reasons } => {
             out.push("back up the database byte for byte".into());
             out.push(format!(
-                "build a new database: the schema, every row that survives in the file (page by page),                  and the snapshot's rows for rows that index entries name but no page holds ({})",
+                "build a new database: the schema, every row that survives in the file (page by page), \
+                 and the snapshot's rows for rows that index entries name but no page holds ({})",
                 reasons.join("; ")
             ));
             out.push("verify it, then rename it over the database".into());
@@ -233,7 +252,7 @@ fn render_repair(report: &Report, r: &RepairFields) -> String {
     }
     if !report.affected_customer_ids.is_empty() {
         let _ = writeln!(s, "\n## Customers affected\n");
-        let _ = writeln!(s, "{}", id_list(&report.affected_customer_ids, IDS_SHOWN));
+        let _ = writeln!(s, "{}", all_ids(&report.affected_customer_ids));
     }
     if r.dry_run {
         let _ = writeln!(s, "\n## The plan (dry run: nothing was changed)\n");
@@ -294,14 +313,14 @@ fn render_repair(report: &Report, r: &RepairFields) -> String {
              (else the oldest) was kept. Merge anything the cashier entered on the duplicate \
              (e.g. a new phone number) by hand: {}",
             crate::repair::apply::QUARANTINE_TABLE,
-            id_list(&r.quarantined_customer_ids, IDS_SHOWN)
+            all_ids(&r.quarantined_customer_ids)
         );
     }
     if !r.unrecoverable_customer_ids.is_empty() {
         let _ = writeln!(
             s,
             "\nThese customers existed but no source could restore them: {}",
-            id_list(&r.unrecoverable_customer_ids, IDS_SHOWN)
+            all_ids(&r.unrecoverable_customer_ids)
         );
     }
     s
@@ -366,7 +385,7 @@ pub fn render(report: &Report) -> String {
     );
     if !report.affected_customer_ids.is_empty() {
         let _ = writeln!(s, "## Customers the POS rejects\n");
-        let _ = writeln!(s, "{}\n", id_list(&report.affected_customer_ids, IDS_SHOWN));
+        let _ = writeln!(s, "{}\n", all_ids(&report.affected_customer_ids));
     }
     let _ = writeln!(s, "## Findings\n");
     if report.findings.is_empty() {
@@ -387,7 +406,7 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(s, "  - pages: {}{more}", pages.join(", "));
         }
         if !f.customer_ids.is_empty() {
-            let _ = writeln!(s, "  - customers: {}", id_list(&f.customer_ids, IDS_SHOWN));
+            let _ = writeln!(s, "  - customers: {}", all_ids(&f.customer_ids));
         }
     }
     if let Some(map) = &report.page_map {

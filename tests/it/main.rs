@@ -23,3 +23,4 @@ mod salvage;
 mod snapshot;
 mod summary;
 mod support;
+mod upgrade;

@@ -529,6 +529,7 @@ fn compare_names_exactly_the_customers_an_upgrade_broke() {
     assert_eq!(
         l[6..],
         [
+            "ok: the customer table has the baseline's 5 columns".to_string(),
             "no-go: 1 customer of the baseline is no longer found by ID through idx_customers_id: C000000000005"
                 .to_string(),
             "no-go: 1 customer changed while updated_at did not: C000000000007".to_string(),

@@ -187,7 +187,10 @@ fn reports_from_many_machines_make_one_fleet_report() {
         .iter()
         .map(|e| e["path"].as_str().unwrap())
         .collect();
-    assert_eq!(paths, ["tills-b/till1.db", "tills-b/till3.db", "tills-b/till2.db"]);
+    assert_eq!(
+        paths,
+        ["tills-b/till1.db", "tills-b/till3.db", "tills-b/till2.db"]
+    );
     assert_eq!(j["databases"][0]["report"], "hq/b/reports/till1.db.json");
 }
 
