@@ -28,6 +28,24 @@ struct ConfigFile {
     references: Vec<String>,
     #[serde(default)]
     upgrade: Upgrade,
+    #[serde(default)]
+    vanished: VanishedPolicy,
+}
+
+/// What a customer that other tables name, but that is gone from the table
+/// and its indexes, means.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VanishedPolicy {
+    /// Always a loss: `customer_vanished`, an error (the default: a
+    /// damaged database is never called healthy).
+    #[default]
+    Error,
+    /// A deletion on purpose (right to erasure) when the evidence says so:
+    /// nothing in the file is lost or damaged and no index entry survives
+    /// for the customer; `customer_erased`, info. Any sign of loss keeps
+    /// them `customer_vanished`.
+    ErasureByEvidence,
 }
 
 /// What a POS software upgrade is declared to change in the customer table
@@ -107,6 +125,8 @@ pub struct Settings {
     pub references: Vec<String>,
     /// Schema changes an upgrade is declared to make.
     pub upgrade: Upgrade,
+    /// How vanished customers are told from erased ones.
+    pub vanished: VanishedPolicy,
     pub strict: bool,
 }
 
@@ -168,6 +188,7 @@ impl Settings {
             status_values: file.status_values,
             references: file.references,
             upgrade: file.upgrade,
+            vanished: file.vanished,
             strict: opts.strict,
         })
     }

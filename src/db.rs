@@ -86,3 +86,70 @@ pub fn open_writer(db: &Path) -> Option<&'static str> {
     }
     None
 }
+
+/// The -shm "dead man switch" byte (os_unix.c's UNIX_SHM_DMS): every
+/// connection using the -shm holds a shared lock on it.
+const SHM_DMS_BYTE: i64 = 128;
+
+fn beside(db: &Path, suffix: &str) -> std::path::PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(suffix);
+    std::path::PathBuf::from(p)
+}
+
+/// Whether a -wal and a -shm were beside the database before a read-only
+/// command opened it. SQLite creates both to read a WAL database, even
+/// through a read-only connection, and leaves them when that connection
+/// closes without write access.
+#[derive(Debug, Clone, Copy)]
+pub struct Leftovers {
+    wal: bool,
+    shm: bool,
+}
+
+impl Leftovers {
+    pub fn note(db: &Path) -> Leftovers {
+        Leftovers {
+            wal: std::fs::symlink_metadata(beside(db, "-wal")).is_ok(),
+            shm: std::fs::symlink_metadata(beside(db, "-shm")).is_ok(),
+        }
+    }
+
+    /// After this process closed its connections: removes the -wal and
+    /// -shm that were not there before, as SQLite itself removes them when
+    /// its last connection closes, and only when no other connection uses
+    /// them: the -wal is still empty and the -shm's dead man switch can be
+    /// locked exclusively (held while they are removed, so no connection
+    /// can start using them meanwhile). Anything else is left as it is.
+    pub fn clean(self, db: &Path) {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::AsRawFd;
+        if self.wal || self.shm {
+            return; // they were there before: not this run's
+        }
+        let (wal, shm) = (beside(db, "-wal"), beside(db, "-shm"));
+        let Ok(f) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&shm)
+        else {
+            return;
+        };
+        // SAFETY: an all-zero flock is a valid value of a plain C struct.
+        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+        fl.l_type = libc::F_WRLCK as libc::c_short;
+        fl.l_whence = libc::SEEK_SET as libc::c_short;
+        fl.l_start = SHM_DMS_BYTE as libc::off_t;
+        fl.l_len = 1;
+        // SAFETY: F_SETLK on a descriptor this process owns, with a valid flock.
+        if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &fl) } != 0 {
+            return; // another connection uses them: they are its
+        }
+        let wal_empty = std::fs::symlink_metadata(&wal).is_ok_and(|m| m.is_file() && m.len() == 0);
+        if wal_empty && std::fs::remove_file(&wal).is_ok() {
+            let _ = std::fs::remove_file(&shm);
+        }
+        drop(f); // releases the lock
+    }
+}

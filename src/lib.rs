@@ -58,7 +58,10 @@ fn run_check(args: &cli::CheckArgs, quiet: bool) -> Result<ExitStatus> {
     let json_to_stdout = args.opts.json.as_deref() == Some("-");
     let progress = Progress::new(quiet, json_to_stdout);
     let started = std::time::Instant::now();
-    let outcome = match check::check(db, &settings, progress) {
+    let leftovers = db::Leftovers::note(db);
+    let checked = check::check(db, &settings, progress);
+    leftovers.clean(db); // read-only leaves nothing behind
+    let outcome = match checked {
         Ok(o) => o,
         Err(e) => {
             // A cron job reading the reports (and the metrics) still learns

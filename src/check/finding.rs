@@ -74,6 +74,11 @@ pub enum Code {
     /// Customer IDs other tables name that neither the customer table nor
     /// its indexes have (lost with their rows and entries).
     CustomerVanished,
+    /// Customer IDs other tables name whose rows and index entries were
+    /// deleted on purpose (a right-to-erasure request), by the evidence:
+    /// no page lost or damaged, no index entry left for them. Only under
+    /// the config's `"vanished": "erasure_by_evidence"`; info.
+    CustomerErased,
     // --- data rules (warnings) ---
     /// A customer ID that breaks the configured format or length rule.
     IdFormat,

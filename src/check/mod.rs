@@ -216,6 +216,7 @@ pub fn check_with(
         );
         ctx.coverage.complete = false;
     }
+    vanished::classify_erasures(&mut ctx.findings, settings.vanished);
     drop(conn);
     Ok(ctx.finish(path, settings, table_found))
 }

@@ -3,6 +3,15 @@
 //! transaction's customer_id). Both sides are read in key order from index
 //! pages (the referencing column's index and the customer ID index) and
 //! merged; candidates are confirmed against the table itself.
+//!
+//! Erasures: customers deleted on purpose while their transactions stay (a
+//! right-to-erasure request) look the same from the references. With the
+//! config's `"vanished": "erasure_by_evidence"`, [`classify_erasures`]
+//! tells them apart by the evidence of the whole check: when no finding
+//! says that anything of the file was lost or damaged (header, size, pages,
+//! cells, records, key order, page accounting, freelist, quick_check, rows,
+//! surviving index entries without their row), the rows were deleted by
+//! SQL, not lost with a page: `customer_erased`, info.
 
 use std::collections::BTreeSet;
 
@@ -10,6 +19,7 @@ use rusqlite::Connection;
 
 use super::canon;
 use super::finding::{Code, Finding, Severity};
+use crate::config::VanishedPolicy;
 use crate::format::btree::{self, IndexItem, PageSource};
 use crate::format::record::{Record, ValueRef};
 use crate::pager::Pager;
@@ -166,4 +176,51 @@ pub fn vanished(
         findings.push(f);
     }
     findings
+}
+
+/// Findings that are evidence of lost or damaged content.
+const LOSS: &[Code] = &[
+    Code::HeaderInvalid,
+    Code::FileTruncated,
+    Code::FileSizeOdd,
+    Code::WalInvalid,
+    Code::SchemaUnreadable,
+    Code::PageDamaged,
+    Code::CellDamaged,
+    Code::ChildPointerInvalid,
+    Code::RecordDamaged,
+    Code::KeyOrder,
+    Code::PageUnused,
+    Code::PageReused,
+    Code::FreelistDamaged,
+    Code::SqliteQuickCheck,
+    Code::RowsUnreadable,
+    Code::IndexEntrySurplus,
+    Code::IndexEntryMissing,
+    Code::IndexKeyMismatch,
+    Code::LookupWrong,
+];
+
+/// Under `erasure_by_evidence`, turns `customer_vanished` into
+/// `customer_erased` (info) when no other finding is evidence of loss.
+pub fn classify_erasures(findings: &mut [Finding], policy: VanishedPolicy) {
+    if policy != VanishedPolicy::ErasureByEvidence
+        || findings.iter().any(|f| LOSS.contains(&f.code))
+    {
+        return;
+    }
+    for f in findings
+        .iter_mut()
+        .filter(|f| f.code == Code::CustomerVanished)
+    {
+        f.code = Code::CustomerErased;
+        f.severity = Severity::Info;
+        f.message = format!(
+            "{} customer IDs are named by {} but were deleted from the table and its indexes \
+             on purpose, by the evidence: nothing in the file is lost or damaged and no index \
+             entry survives for them (config \"vanished\": \"erasure_by_evidence\")",
+            f.customer_ids.len(),
+            f.object.as_deref().unwrap_or("another table")
+        );
+    }
 }

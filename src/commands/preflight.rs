@@ -88,7 +88,9 @@ impl Cond {
 }
 
 pub fn run(args: &PreflightArgs, quiet: bool) -> Result<ExitStatus> {
+    let leftovers = crate::db::Leftovers::note(&args.db);
     let evaluated = evaluate(args, quiet);
+    leftovers.clean(&args.db); // read-only leaves nothing behind
     if let Some(path) = &args.metrics {
         let now = SystemTime::now();
         let db = args.db.display().to_string();

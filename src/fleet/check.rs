@@ -64,7 +64,10 @@ pub fn run(args: &CheckArgs, quiet: bool) -> Result<ExitStatus> {
 /// writes its reports.
 fn check_one(path: &Path, settings: &Settings, write: impl Fn(&Report, &mut Entry)) -> Checked {
     let started = Instant::now();
-    let (report, status) = match crate::check::check(path, settings, Progress::hidden()) {
+    let leftovers = crate::db::Leftovers::note(path);
+    let checked = crate::check::check(path, settings, Progress::hidden());
+    leftovers.clean(path); // read-only leaves nothing behind
+    let (report, status) = match checked {
         Ok(o) => (o.report, o.status),
         Err(e) => (
             report::failed_report("check", path, &e),

@@ -204,3 +204,146 @@ fn preflight_is_no_go_while_another_process_holds_a_write_transaction() {
         "ok: no other process holds a write transaction open"
     );
 }
+
+#[test]
+fn check_and_preflight_on_a_wal_database_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture_copy("healthy", dir.path());
+    let db = dir.path().join("healthy.db");
+    {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let mode: String = c
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+    let names = || {
+        let mut v: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("healthy.db"))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        names(),
+        ["healthy.db"],
+        "SQLite removed them at its last close"
+    );
+    let before = std::fs::read(&db).unwrap();
+    let r = run(&["check", "healthy.db"], dir.path());
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert_eq!(names(), ["healthy.db"]);
+    let r = run(
+        &["check", "healthy.db", "healthy.db", "--quiet"],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert_eq!(names(), ["healthy.db"]);
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+    // while a POS connection has the database open, its -wal and -shm are
+    // its own: left as they are, and still in use
+    let pos = rusqlite::Connection::open(&db).unwrap();
+    pos.execute_batch("UPDATE customers SET tier = tier WHERE rowid = 1")
+        .unwrap();
+    let r = run(&["check", "healthy.db"], dir.path());
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert_eq!(names(), ["healthy.db", "healthy.db-shm", "healthy.db-wal"]);
+    let n: i64 = pos
+        .query_row("SELECT count(*) FROM customers", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 2020);
+}
+
+/// The check's findings of one code.
+fn findings(j: &serde_json::Value, code: &str) -> Vec<serde_json::Value> {
+    j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == code)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn an_erasure_is_told_from_a_lost_page_by_the_evidence_when_configured() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture_copy("healthy", dir.path());
+    let db = dir.path().join("healthy.db");
+    // three customers with transactions erased by SQL; their transactions stay
+    let erased: Vec<String> = {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let mut st = c
+            .prepare(
+                "SELECT DISTINCT customer_id FROM transactions ORDER BY customer_id LIMIT 3 OFFSET 100",
+            )
+            .unwrap();
+        let ids: Vec<String> = st
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        for id in &ids {
+            c.execute("DELETE FROM customers WHERE customer_id = ?1", [id])
+                .unwrap();
+        }
+        ids
+    };
+    assert_eq!(erased.len(), 3);
+    std::fs::write(
+        dir.path().join("erasure.json"),
+        "{\"vanished\": \"erasure_by_evidence\"}\n",
+    )
+    .unwrap();
+    // by default a vanished customer is an error
+    let r = run(&["check", "healthy.db", "--json", "-"], dir.path());
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    let v = findings(&j, "customer_vanished");
+    assert_eq!(v.len(), 1, "{j}");
+    assert_eq!(v[0]["customer_ids"], serde_json::json!(erased));
+    // configured: no sign of loss anywhere, so an erasure (info), clean
+    let r = run(
+        &[
+            "check",
+            "healthy.db",
+            "--json",
+            "-",
+            "--config",
+            "erasure.json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "clean");
+    assert!(findings(&j, "customer_vanished").is_empty());
+    let e = findings(&j, "customer_erased");
+    assert_eq!(e.len(), 1, "{j}");
+    assert_eq!(e[0]["severity"], "info");
+    assert_eq!(e[0]["customer_ids"], serde_json::json!(erased));
+    // a lost page stays a loss, configured or not
+    fixture_copy("lost_customer_leaf", dir.path());
+    let r = run(
+        &[
+            "check",
+            "lost_customer_leaf.db",
+            "--json",
+            "-",
+            "--config",
+            "erasure.json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "corrupt");
+    assert!(findings(&j, "customer_erased").is_empty(), "{j}");
+    let truth = super::support::truth("lost_customer_leaf");
+    assert_eq!(
+        super::support::strings(&j["affected_customer_ids"]),
+        super::support::strings(&truth["affected_customer_ids"])
+    );
+}
