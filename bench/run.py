@@ -3,7 +3,7 @@
 BENCHMARKS.md. Heavy: not run in CI.
 
 Usage: python3 bench/run.py [--sizes 200000,1000000] [--runs 5] [--work DIR]
-                           [--parts check,repair,fleet]
+                           [--parts check,repair,fleet] [--no-build]
 
 Four parts (--parts picks some; BENCHMARKS.md keeps the others' sections):
 * check: `custodian check` vs `PRAGMA integrity_check` and `quick_check`;
@@ -151,11 +151,14 @@ def fleet_bench(work):
         wall_serial += w
     reports = os.path.join(work, "fleet-reports")
     shutil.rmtree(reports, ignore_errors=True)
+    load_before = os.getloadavg()[0]
     summary = os.path.join(work, "fleet-summary.json")
     wall, rss, code, _, err = timed([BIN, "check", folder, "--jobs", "2", "--quiet",
                                      "--out-dir", reports, "--json", summary])
     if code != 0:
         sys.exit(f"custodian check {folder} --jobs 2 exited {code}: {err}")
+    load_after = os.getloadavg()[0]
+    shutil.rmtree(reports + "-2", ignore_errors=True)
     fleet_cpu_w, fleet_cpu, _ = cpu_timed([BIN, "check", folder, "--jobs", "2", "--quiet",
                                            "--out-dir", reports + "-2"])
     with open(summary) as f:
@@ -180,7 +183,7 @@ def fleet_bench(work):
         "dbs": FLEET_DBS, "customers": FLEET_CUSTOMERS, "size": os.path.getsize(src),
         "cpu": cpu, "wall_serial": wall_serial, "wall": wall, "rss": rss,
         "single_rss": single_rss, "fleet_cpu": fleet_cpu, "fleet_cpu_wall": fleet_cpu_w,
-        "summary_wall": sw, "summary_rss": srss,
+        "summary_wall": sw, "summary_rss": srss, "load": (load_before, load_after),
         "summary_bytes": {e: os.path.getsize(os.path.join(hq, "summary." + e))
                           for e in ("json", "md", "html")},
     }
@@ -205,7 +208,9 @@ def fleet_section(r):
         f"Target: fleet wall ≤ 1.1 × serial CPU / 2 = {target:.2f} s: **{ok}** "
         f"(fleet wall / (serial CPU / 2) = {r['wall'] / (r['cpu'] / 2):.3f}). "
         f"The summary wrote {b['json']:,} bytes of JSON, {b['md']:,} of Markdown and "
-        f"{b['html']:,} of HTML.\n"
+        f"{b['html']:,} of HTML. One-minute load average just before the fleet run: "
+        f"{r['load'][0]:.2f} (other work sharing the two cores; after it: {r['load'][1]:.2f}, "
+        "its own two jobs included).\n"
     )
 
 
@@ -230,9 +235,12 @@ def main():
     ap.add_argument("--work", default=os.path.join(ROOT, "bench-work"))
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--parts", default="check,repair,fleet")
+    ap.add_argument("--no-build", action="store_true",
+                    help="use target/release/custodian as it is (no cargo build first)")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
-    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    if not a.no_build:
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     parts = set(a.parts.split(","))
     if "fleet" in parts:
         fleet = fleet_section(fleet_bench(a.work))
