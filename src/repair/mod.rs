@@ -2,7 +2,7 @@
 //! backup → build a repaired copy → verify it → swap it in atomically →
 //! report. `repair` below reads as that list, one function per step. The
 //! planner is pure (`plan.rs`); the appliers (`apply.rs`, `pages.rs`,
-//! `rebuild.rs`) are the only code that writes a database (the work copy,
+//! `rebuild/`) are the only code that writes a database (the work copy,
 //! never the original); `build.rs` drives them and `verify.rs` decides
 //! whether a copy may replace the original.
 

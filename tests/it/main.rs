@@ -4,6 +4,7 @@
 mod check;
 mod cli;
 mod corpus;
+mod corpus_repair;
 mod diagnose;
 mod fleet;
 mod header;

@@ -93,6 +93,8 @@ pub struct LostRows {
     pub in_snapshot: u64,
     /// The rowid ranges `(lo, hi]` the lost subtrees held (rowid tables).
     pub ranges: Vec<(Option<i64>, Option<i64>)>,
+    /// Cells of the table's pages that could not be read at all.
+    pub cells_refused: u64,
 }
 
 /// Where the rows of one table came from.
@@ -156,6 +158,8 @@ pub struct TableLoss {
     pub table: String,
     /// Pages of its b-tree that could not be read (0: a child pointer of 0).
     pub pages_lost: Vec<u32>,
+    /// Cells of its pages that could not be read at all (not even a rowid).
+    pub cells_refused: u64,
     /// Rows of the snapshot that lay where the lost pages were and are not
     /// in the repaired table (lost, or deleted since the snapshot).
     pub rows_in_snapshot: u64,
@@ -172,9 +176,26 @@ impl RebuildOutcome {
             .iter()
             .filter_map(|t| {
                 let l = t.lost.as_ref()?;
+                let mut what = Vec::new();
+                if l.subtrees > 0 {
+                    what.push(format!("{} page(s) of its b-tree could not be read", l.subtrees));
+                }
+                if l.cells_refused > 0 {
+                    what.push(format!(
+                        "{} cells of its pages could not be read at all",
+                        l.cells_refused
+                    ));
+                }
+                if l.unnamed_damaged > 0 {
+                    what.push(format!(
+                        "{} rows could not be read and have no rowid to name them by",
+                        l.unnamed_damaged
+                    ));
+                }
                 let mut message = format!(
-                    "{} page(s) of {} could not be read and no intact index names every row it held: rows on them may be lost without a trace",
-                    l.subtrees, t.table
+                    "{}: {}, and no intact index names every row it held: rows may be lost without a trace",
+                    t.table,
+                    what.join(", ")
                 );
                 if l.in_snapshot > 0 {
                     message.push_str(&format!(
@@ -182,15 +203,10 @@ impl RebuildOutcome {
                         l.in_snapshot
                     ));
                 }
-                if l.unnamed_damaged > 0 {
-                    message.push_str(&format!(
-                        "; {} rows could not be read and have no rowid to name them by",
-                        l.unnamed_damaged
-                    ));
-                }
                 Some(TableLoss {
                     table: t.table.clone(),
                     pages_lost: l.pages.clone(),
+                    cells_refused: l.cells_refused,
                     rows_in_snapshot: l.in_snapshot,
                     unnamed_damaged_rows: l.unnamed_damaged,
                     message,
@@ -329,8 +345,11 @@ fn build(
     let mut out = RebuildOutcome::default();
     note_source(src, &mut out);
     let conn = create_target(new, src)?;
-    // (SQLite attaches only a file of the same text encoding)
-    let bulk = bulk && src.sqlite_readable && src.encoding == src.header.text_encoding;
+    // SQLite attaches only a file whose stored encoding is the new file's
+    // (a value 0 counts as unset; other values by their two low bits)
+    let raw = src.header.text_encoding_raw;
+    let same_encoding = raw == 0 || raw & 3 == src.encoding.header_value();
+    let bulk = bulk && src.sqlite_readable && same_encoding;
     if bulk {
         conn.execute("ATTACH DATABASE ?1 AS src", [source.to_string_lossy()])?;
     }

@@ -125,6 +125,7 @@ pub(crate) fn account(
             pages: stats.lost_subtrees.iter().map(|l| l.pgno).collect(),
             unnamed_damaged,
             in_snapshot: 0,
+            cells_refused: stats.cells_refused,
             ranges: if t.without_rowid {
                 Vec::new()
             } else {
