@@ -73,8 +73,14 @@ def build(n, work):
 
 
 def zero_leaf(src, dst, name, nth):
+    """Copies src to dst and zeroes one leaf page of `name` there; returns
+    the page number and the rowids whose entries or rows that leaf held
+    (parsed from its bytes before the zeroing, by the fixture builder's
+    page reader)."""
     import shutil
     import sqlite3
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import make_fixtures as mf
     shutil.copyfile(src, dst)
     c = sqlite3.connect(dst)
     leaves = [r[0] for r in c.execute("SELECT pageno FROM dbstat WHERE name = ? AND "
@@ -84,12 +90,83 @@ def zero_leaf(src, dst, name, nth):
     c.close()
     with open(dst, "r+b") as f:
         f.seek((pg - 1) * ps)
+        page = f.read(ps)
+        f.seek((pg - 1) * ps)
         f.write(b"\0" * ps)
-    return pg
+    if page[0] == mf.TABLE_LEAF:
+        rowids = mf.table_leaf_rowids(page, pg)
+    else:
+        rowids = [e[-1] for e in mf.index_leaf_entries(page, pg)]
+    return pg, rowids
 
 
-def repair_runs(damaged, snapdir, work, runs, tag):
-    """Times `custodian repair` on fresh copies of `damaged`."""
+def customers_digest(db):
+    """(row count, SHA-256 of every customer row in rowid order), by Python's
+    sqlite3 without any index: the independent truth of a repair's result."""
+    import hashlib
+    import sqlite3
+    c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    h = hashlib.sha256()
+    n = 0
+    for row in c.execute("SELECT rowid, * FROM customers NOT INDEXED ORDER BY rowid"):
+        h.update(repr(row).encode())
+        n += 1
+    c.close()
+    return n, h.hexdigest()
+
+
+def ids_of(db, rowids):
+    """Customer IDs of `rowids` in `db` (sorted)."""
+    import sqlite3
+    c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    ids = sorted(c.execute("SELECT customer_id FROM customers NOT INDEXED WHERE rowid = ?",
+                           (r,)).fetchone()[0] for r in rowids)
+    c.close()
+    return ids
+
+
+def check_repair(db, code, j, want, first):
+    """Exits unless a repair did exactly what `want` says: its exit code and
+    verdict, the customers it restored and could not restore, the customers
+    found damaged before, and a result whose customer rows are the
+    reference's, found through the repaired index, and (first run) that the
+    stock sqlite3 calls sound."""
+    import sqlite3
+    problems = []
+    if code != want["exit"]:
+        problems.append(f"exit {code}, want {want['exit']}")
+    if j.get("verdict") != want["verdict"]:
+        problems.append(f"verdict {j.get('verdict')}, want {want['verdict']}")
+    for key in ("restored_customer_ids", "unrecoverable_customer_ids"):
+        if j.get(key, []) != want[key]:
+            problems.append(f"{key}: {len(j.get(key, []))} IDs, want {len(want[key])}")
+    missed = sorted(set(want["affected_at_least"]) - set(j.get("affected_customer_ids", [])))
+    if missed:
+        problems.append(f"{len(missed)} customers of the zeroed page not named affected, e.g. {missed[:3]}")
+    if customers_digest(db) != want["digest"]:
+        problems.append("the repaired customer rows differ from the reference database's")
+    c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    for cid in want["affected_at_least"]:
+        col = want["lookup_column"]
+        got = c.execute(f"SELECT count(*) FROM customers INDEXED BY {want['lookup_index']} "
+                        f"WHERE {col} = (SELECT {col} FROM customers NOT INDEXED WHERE customer_id = ?)",
+                        (cid,)).fetchone()[0]
+        if got < 1:
+            problems.append(f"{cid} not found through {want['lookup_index']} after the repair")
+            break
+    c.close()
+    if first:
+        ok = subprocess.run(["sqlite3", db, "PRAGMA integrity_check"], capture_output=True,
+                            text=True).stdout.strip()
+        if ok != "ok":
+            problems.append(f"integrity_check after the repair: {ok[:200]}")
+    if problems:
+        sys.exit(f"repair of {db} is wrong: " + "; ".join(problems))
+
+
+def repair_runs(damaged, snapdir, work, runs, tag, want):
+    """Times `custodian repair` on fresh copies of `damaged`, and checks each
+    result against `want` (check_repair) after the timing."""
     import json
     import shutil
     out = []
@@ -103,6 +180,7 @@ def repair_runs(damaged, snapdir, work, runs, tag):
         if code not in (0, 1):
             sys.exit(f"repair exited {code}: {err}")
         j = json.loads(stdout)
+        check_repair(db, code, j, want, first=(i == 0))
         out.append((wall, rss, j))
         shutil.rmtree(bk, ignore_errors=True)
         os.remove(db)
@@ -279,13 +357,25 @@ def main():
         import shutil
         shutil.copyfile(ref, snap)
     email = os.path.join(a.work, "email-zeroed.db")
-    zero_leaf(ref, email, "idx_customers_email", 3000)
+    _, email_rowids = zero_leaf(ref, email, "idx_customers_email", 3000)
     table = os.path.join(a.work, "table-zeroed.db")
-    table_pg = zero_leaf(ref, table, "customers", 5000)
+    table_pg, table_rowids = zero_leaf(ref, table, "customers", 5000)
     empty_snaps = os.path.join(a.work, "no-snapshots")
     os.makedirs(empty_snaps, exist_ok=True)
-    rep_index = repair_runs(email, empty_snaps, a.work, a.runs, "idx")
-    rep_table = repair_runs(table, snapdir, a.work, a.runs, "tbl")
+    # What each repair must do, computed from the reference database before
+    # the damage: the index is rebuilt from the table (nothing to restore);
+    # the zeroed table leaf's rows come back from the snapshot, which is the
+    # reference itself. Either way the result holds the reference's rows.
+    digest = customers_digest(ref)
+    want_index = {"exit": 0, "verdict": "repaired", "restored_customer_ids": [],
+                  "unrecoverable_customer_ids": [], "affected_at_least": ids_of(ref, email_rowids),
+                  "digest": digest, "lookup_index": "idx_customers_email", "lookup_column": "email"}
+    lost = ids_of(ref, table_rowids)
+    want_table = {"exit": 0, "verdict": "repaired", "restored_customer_ids": lost,
+                  "unrecoverable_customer_ids": [], "affected_at_least": lost, "digest": digest,
+                  "lookup_index": "sqlite_autoindex_customers_1", "lookup_column": "customer_id"}
+    rep_index = repair_runs(email, empty_snaps, a.work, a.runs, "idx", want_index)
+    rep_table = repair_runs(table, snapdir, a.work, a.runs, "tbl", want_table)
     base = []
     for _ in range(a.runs):
         tmp = os.path.join(a.work, "cp-reindex.db")
