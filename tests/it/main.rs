@@ -11,6 +11,7 @@ mod header;
 mod hooks;
 mod html;
 mod kinds;
+mod large;
 mod papercuts;
 mod preflight;
 mod reader;
