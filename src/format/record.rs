@@ -117,11 +117,12 @@ fn be_signed(bytes: &[u8]) -> i64 {
 }
 
 /// Walks a record's header, calling `each(serial type, value bytes)` per
-/// column in order; checks everything [`parse_record`] promises.
+/// column in order; checks everything [`parse_record`] promises. Returns
+/// (header size, offset where the last value ends).
 fn decode<'a>(
     payload: &'a [u8],
     mut each: impl FnMut(u64, &'a [u8], usize),
-) -> Result<(), FormatError> {
+) -> Result<(usize, usize), FormatError> {
     let bad = |detail: String| FormatError::BadRecord { detail };
     let (header_len, mut pos) = read_varint(payload).ok_or(FormatError::BadVarint)?;
     if header_len < pos as u64 || header_len > payload.len() as u64 {
@@ -155,7 +156,42 @@ fn decode<'a>(
         body = end;
         column += 1;
     }
+    Ok((header_end, body))
+}
+
+/// Largest record header SQLite reads (vdbe.c, `OP_Column`); a larger
+/// header size is corruption to SQLite.
+pub const MAX_HEADER_SIZE: usize = 98_307;
+
+/// Checks what SQLite's `OP_Column` demands of a stored record beyond
+/// [`parse_record`] (quick_check reads the last column of every row, and so
+/// does any query that reads a whole row): a header of 2 to
+/// [`MAX_HEADER_SIZE`] bytes (b-tree check: "Bad cell header size"), and
+/// values that end exactly where the payload ends. `header_len` and
+/// `body_end` are what the decode found.
+fn stored_shape(header_len: usize, body_end: usize, payload_len: usize) -> Result<(), FormatError> {
+    let bad = |detail: String| FormatError::BadRecord { detail };
+    if !(2..=MAX_HEADER_SIZE).contains(&header_len) {
+        return Err(bad(format!(
+            "header size {header_len} is outside 2..={MAX_HEADER_SIZE}"
+        )));
+    }
+    if body_end != payload_len {
+        return Err(bad(format!(
+            "the values end at byte {body_end} of a {payload_len}-byte payload"
+        )));
+    }
     Ok(())
+}
+
+/// Checks a stored record as SQLite reads it: everything [`parse_record`]
+/// checks, plus [`Record::check_stored`]'s rules. Returns the number of
+/// columns.
+pub fn check_stored(payload: &[u8]) -> Result<usize, FormatError> {
+    let mut columns = 0usize;
+    let (header_len, body_end) = decode(payload, |_, _, _| columns += 1)?;
+    stored_shape(header_len, body_end, payload.len())?;
+    Ok(columns)
 }
 
 /// The value of serial type `t` stored in `bytes` (exactly its size).
@@ -183,7 +219,7 @@ fn value_of(t: u64, bytes: &[u8]) -> ValueRef<'_> {
 /// [`Record`], which keeps no borrow between calls.
 pub fn parse_record<'a>(payload: &'a [u8], out: &mut Vec<ValueRef<'a>>) -> Result<(), FormatError> {
     out.clear();
-    decode(payload, |t, bytes, _| out.push(value_of(t, bytes)))
+    decode(payload, |t, bytes, _| out.push(value_of(t, bytes))).map(|_| ())
 }
 
 /// The values of a damaged record as far as they can be read, for keeping
@@ -234,6 +270,10 @@ pub fn readable_values(payload: &[u8]) -> Vec<ValueRef<'_>> {
 pub struct Record {
     /// (serial type, value start, value end) per column.
     columns: Vec<(u64, u32, u32)>,
+    /// Header size and the end of the last value, of the last payload parsed.
+    header_len: u32,
+    body_end: u32,
+    payload_len: u32,
 }
 
 impl Record {
@@ -244,10 +284,29 @@ impl Record {
         let result = decode(payload, |t, bytes, start| {
             columns.push((t, start as u32, (start + bytes.len()) as u32));
         });
-        if result.is_err() {
-            self.columns.clear();
+        match result {
+            Ok((header_len, body_end)) => {
+                self.header_len = header_len as u32;
+                self.body_end = body_end as u32;
+                self.payload_len = payload.len() as u32;
+                Ok(())
+            }
+            Err(e) => {
+                self.columns.clear();
+                Err(e)
+            }
         }
-        result
+    }
+
+    /// Whether the last payload parsed is a record SQLite reads without
+    /// calling it corrupt: a header of 2 to [`MAX_HEADER_SIZE`] bytes and
+    /// values that end exactly at the payload's end (see [`check_stored`]).
+    pub fn check_stored(&self) -> Result<(), FormatError> {
+        stored_shape(
+            self.header_len as usize,
+            self.body_end as usize,
+            self.payload_len as usize,
+        )
     }
 
     /// Number of columns of the last parsed payload.
@@ -461,6 +520,31 @@ mod tests {
             out.extend_from_slice(body);
         }
         out
+    }
+
+    #[test]
+    fn stored_records_as_sqlite_reads_them() {
+        let good = record(&[(1, &[7]), (15, b"x")]);
+        assert_eq!(check_stored(&good), Ok(2));
+        let mut rec = Record::default();
+        rec.parse(&good).unwrap();
+        assert_eq!(rec.check_stored(), Ok(()));
+        // Bytes after the last value: SQLite's OP_Column calls it corrupt.
+        let mut long = good.clone();
+        long.push(0);
+        assert!(parse_record(&long, &mut Vec::new()).is_ok());
+        assert!(check_stored(&long).is_err());
+        rec.parse(&long).unwrap();
+        assert!(rec.check_stored().is_err());
+        // A header that holds only its own size ("Bad cell header size").
+        assert!(check_stored(&[1]).is_err());
+        // A header size beyond what SQLite reads.
+        let mut huge = Vec::new();
+        write_varint(100_000, &mut huge);
+        huge.resize(100_000, 0);
+        assert!(check_stored(&huge).is_err());
+        // The corpus's fts5corrupt3-26 row: header size 12 in a 2-byte payload.
+        assert!(check_stored(&[0x0c, 0xe9]).is_err());
     }
 
     #[test]
