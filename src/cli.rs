@@ -140,6 +140,11 @@ pub struct TableOpts {
     /// Treat warnings (ID format, disabled customers) as problems: exit 1.
     #[arg(long)]
     pub strict: bool,
+    /// Also run SQLite's own full PRAGMA quick_check as a second opinion
+    /// (custodian's checks already catch what it catches; this costs about
+    /// one more read of the whole file).
+    #[arg(long)]
+    pub sqlite_quick_check: bool,
 }
 
 #[derive(Debug, Args)]

@@ -128,6 +128,9 @@ pub struct Settings {
     /// How vanished customers are told from erased ones.
     pub vanished: VanishedPolicy,
     pub strict: bool,
+    /// Also run SQLite's full `PRAGMA quick_check` as a second opinion
+    /// (`--sqlite-quick-check`); custodian's own checks do not need it.
+    pub sqlite_quick_check: bool,
 }
 
 impl Settings {
@@ -190,6 +193,7 @@ impl Settings {
             upgrade: file.upgrade,
             vanished: file.vanished,
             strict: opts.strict,
+            sqlite_quick_check: opts.sqlite_quick_check,
         })
     }
 }

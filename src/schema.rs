@@ -29,19 +29,97 @@ pub struct SchemaObject {
     pub sql: Option<String>,
 }
 
+/// A value SQLite returned, as text: lossily where it is not valid UTF-8
+/// (a damaged name is read, never refused); None for NULL.
+fn text(v: rusqlite::types::ValueRef<'_>) -> Option<String> {
+    use rusqlite::types::ValueRef as V;
+    match v {
+        V::Text(t) | V::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        V::Integer(i) => Some(i.to_string()),
+        V::Real(f) => Some(f.to_string()),
+        V::Null => None,
+    }
+}
+
+/// Column `i` of a pragma's row as text (see [`text`]).
+fn text_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
+    Ok(text(r.get_ref(i)?))
+}
+
+/// Reads `sqlite_schema` in rowid order. Text that is not valid UTF-8 (a
+/// damaged name) is read lossily, never refused.
 pub fn read_schema(conn: &Connection) -> rusqlite::Result<Vec<SchemaObject>> {
+    use rusqlite::types::ValueRef as V;
     let mut stmt = conn
         .prepare("SELECT type, name, tbl_name, rootpage, sql FROM sqlite_schema ORDER BY rowid")?;
     let rows = stmt.query_map([], |r| {
         Ok(SchemaObject {
-            kind: r.get(0)?,
-            name: r.get(1)?,
-            tbl_name: r.get(2)?,
-            rootpage: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
-            sql: r.get(4)?,
+            kind: text(r.get_ref(0)?).unwrap_or_default(),
+            name: text(r.get_ref(1)?).unwrap_or_default(),
+            tbl_name: text(r.get_ref(2)?).unwrap_or_default(),
+            rootpage: match r.get_ref(3)? {
+                V::Integer(i) => i,
+                _ => 0,
+            },
+            sql: text(r.get_ref(4)?),
         })
     })?;
     rows.collect()
+}
+
+/// Reads `sqlite_schema` with custodian's page reader (`format::schema_table`),
+/// for a file SQLite cannot read at all, with the text encoding its records
+/// read in (`known`: the header's, when it can be trusted). `None` when
+/// page 1 gives no schema row.
+pub fn from_pages(
+    src: &dyn crate::format::btree::PageSource,
+    known: Option<crate::format::header::TextEncoding>,
+) -> Option<(Vec<SchemaObject>, crate::format::header::TextEncoding)> {
+    let found = crate::format::schema_table::read(src, known);
+    let enc = found.encoding?;
+    if found.rows.is_empty() {
+        return None;
+    }
+    let objects = found
+        .rows
+        .into_iter()
+        .map(|r| SchemaObject {
+            kind: r.kind,
+            name: r.name,
+            tbl_name: r.tbl_name,
+            rootpage: r.rootpage,
+            sql: r.sql,
+        })
+        .collect();
+    Some((objects, enc))
+}
+
+/// An in-memory database holding the tables and indexes of `objects` (no
+/// rows): SQLite's own introspection (`PRAGMA table_xinfo`, `index_xinfo`)
+/// then works on a schema that was read from the pages. Only single CREATE
+/// TABLE / CREATE INDEX statements without a query in them are run (a
+/// damaged text could hold anything; no table or index definition SQLite
+/// stores contains SELECT); statements SQLite rejects are left out.
+pub fn in_memory(objects: &[SchemaObject]) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_in_memory()?;
+    for kind in ["table", "index"] {
+        for o in objects.iter().filter(|o| o.kind == kind) {
+            if o.name.to_ascii_lowercase().starts_with("sqlite_") || is_virtual_table(o) {
+                continue;
+            }
+            let Some(sql) = &o.sql else { continue };
+            let mut words = sql_words(sql);
+            let create = words
+                .next()
+                .is_some_and(|w| w.eq_ignore_ascii_case("CREATE"));
+            if !create || sql_words(sql).any(|w| w.eq_ignore_ascii_case("SELECT")) {
+                continue;
+            }
+            // one statement only: `execute` refuses trailing statements
+            let _ = conn.execute(sql, []);
+        }
+    }
+    Ok(conn)
 }
 
 /// A column of the customer table.
@@ -173,7 +251,12 @@ pub fn reference_columns(
                 "PRAGMA foreign_key_list({})",
                 quote_ident(&o.name)
             ))?
-            .query_map([], |r| Ok((r.get::<_, String>(2)?, r.get::<_, String>(3)?)))?
+            .query_map([], |r| {
+                Ok((
+                    text_at(r, 2)?.unwrap_or_default(),
+                    text_at(r, 3)?.unwrap_or_default(),
+                ))
+            })?
             .collect::<rusqlite::Result<_>>()?;
         for (target, from) in fks {
             if target.eq_ignore_ascii_case(customer_table) {
@@ -182,7 +265,7 @@ pub fn reference_columns(
         }
         let cols: Vec<String> = conn
             .prepare(&format!("PRAGMA table_info({})", quote_ident(&o.name)))?
-            .query_map([], |r| r.get::<_, String>(1))?
+            .query_map([], |r| Ok(text_at(r, 1)?.unwrap_or_default()))?
             .collect::<rusqlite::Result<_>>()?;
         for c in cols {
             if c.eq_ignore_ascii_case(id_column) {
@@ -220,9 +303,9 @@ pub fn customer_table(
         let mut record_pos = 0usize;
         while let Some(r) = rows.next()? {
             let cid: i64 = r.get(0)?;
-            let name: String = r.get(1)?;
-            let decl_type: String = r.get::<_, Option<String>>(2)?.unwrap_or_default();
-            let default_sql: Option<String> = r.get(4)?;
+            let name: String = text_at(r, 1)?.unwrap_or_default();
+            let decl_type: String = text_at(r, 2)?.unwrap_or_default();
+            let default_sql: Option<String> = text_at(r, 4)?;
             let pk: i64 = r.get(5)?;
             let hidden: i64 = r.get(6)?;
             // hidden: 0 ordinary, 1 hidden (virtual tables), 2 virtual generated, 3 stored generated
@@ -270,9 +353,9 @@ pub fn customer_table(
     let list: Vec<(String, bool, String, bool)> = stmt
         .query_map([], |r| {
             Ok((
-                r.get(1)?,
+                text_at(r, 1)?.unwrap_or_default(),
                 r.get::<_, i64>(2)? != 0,
-                r.get(3)?,
+                text_at(r, 3)?.unwrap_or_default(),
                 r.get::<_, i64>(4)? != 0,
             ))
         })?
@@ -293,9 +376,7 @@ pub fn customer_table(
             let seqno: i64 = r.get(0)?;
             let cid: i64 = r.get(1)?;
             let desc: bool = r.get::<_, i64>(3)? != 0;
-            let coll: String = r
-                .get::<_, Option<String>>(4)?
-                .unwrap_or_else(|| "BINARY".into());
+            let coll: String = text_at(r, 4)?.unwrap_or_else(|| "BINARY".into());
             let key: bool = r.get::<_, i64>(5)? != 0;
             let part = match cid {
                 -1 => IndexPart::Rowid,
@@ -338,7 +419,319 @@ pub fn customer_table(
     })))
 }
 
-pub(crate) fn is_without_rowid(sql: &str) -> bool {
+/// SQLite's column affinity (datatype3.html, "Determination Of Column
+/// Affinity"; build.c `sqlite3AffinityType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Affinity {
+    Blob,
+    Text,
+    Numeric,
+    Integer,
+    Real,
+}
+
+/// The affinity of a declared column type, by SQLite's rules: "INT"
+/// anywhere gives INTEGER; else "CHAR", "CLOB" or "TEXT" gives TEXT; else
+/// "BLOB" or no type gives BLOB; else "REAL", "FLOA" or "DOUB" gives REAL;
+/// else NUMERIC. Like SQLite, it scans once, left to right, and the first
+/// rule to match in that order wins.
+pub fn affinity(decl_type: &str) -> Affinity {
+    if decl_type.trim().is_empty() {
+        return Affinity::Blob;
+    }
+    let mut aff = Affinity::Numeric;
+    let mut h: u32 = 0;
+    let tag = |s: &[u8; 4]| u32::from_be_bytes(*s);
+    for b in decl_type.bytes() {
+        h = (h << 8) | u32::from(b.to_ascii_lowercase());
+        if h == tag(b"char") || h == tag(b"clob") || h == tag(b"text") {
+            aff = Affinity::Text;
+        } else if h == tag(b"blob") && matches!(aff, Affinity::Numeric | Affinity::Real) {
+            aff = Affinity::Blob;
+        } else if (h == tag(b"real") || h == tag(b"floa") || h == tag(b"doub"))
+            && aff == Affinity::Numeric
+        {
+            aff = Affinity::Real;
+        } else if h & 0x00ff_ffff == u32::from_be_bytes([0, b'i', b'n', b't']) {
+            return Affinity::Integer;
+        }
+    }
+    aff
+}
+
+/// A stored column of any ordinary table, as the row checks need it.
+#[derive(Debug, Clone)]
+pub struct StoredColumn {
+    pub name: String,
+    pub decl_type: String,
+    pub not_null: bool,
+    pub has_default: bool,
+    /// Position in the stored record (for a WITHOUT ROWID table, in the
+    /// primary-key b-tree's record); None for a VIRTUAL generated column.
+    pub record_pos: Option<usize>,
+    /// The INTEGER PRIMARY KEY column (stored as NULL: the rowid holds it).
+    pub rowid_alias: bool,
+}
+
+/// What the row checks need of one ordinary table.
+#[derive(Debug, Clone)]
+pub struct TableInfo {
+    pub name: String,
+    pub strict: bool,
+    pub without_rowid: bool,
+    pub columns: Vec<StoredColumn>,
+}
+
+/// Introspects an ordinary table with SQLite's pragmas (`table_xinfo`,
+/// `table_list`, and for a WITHOUT ROWID table the primary key's
+/// `index_xinfo`, which gives the order of its record).
+pub fn table_info(conn: &Connection, obj: &SchemaObject) -> rusqlite::Result<TableInfo> {
+    let q = quote_ident(&obj.name);
+    let sql = obj.sql.clone().unwrap_or_default();
+    let without_rowid = is_without_rowid(&sql);
+    let mut columns = Vec::new();
+    let mut cids = Vec::new();
+    let mut pk_cols = Vec::new();
+    {
+        let mut stmt = conn.prepare(&format!("PRAGMA table_xinfo({q})"))?;
+        let mut rows = stmt.query([])?;
+        let mut pos = 0usize;
+        while let Some(r) = rows.next()? {
+            let hidden: i64 = r.get(6)?;
+            let record_pos = (hidden != 2).then(|| {
+                pos += 1;
+                pos - 1
+            });
+            if r.get::<_, i64>(5)? > 0 {
+                pk_cols.push(columns.len());
+            }
+            cids.push(r.get::<_, i64>(0)?);
+            columns.push(StoredColumn {
+                name: text_at(r, 1)?.unwrap_or_default(),
+                decl_type: text_at(r, 2)?.unwrap_or_default(),
+                not_null: r.get::<_, i64>(3)? != 0,
+                has_default: text_at(r, 4)?.is_some(),
+                record_pos,
+                rowid_alias: false,
+            });
+        }
+    }
+    if !without_rowid
+        && let [pk] = pk_cols[..]
+        && columns[pk].decl_type.eq_ignore_ascii_case("INTEGER")
+        && !pk_desc_quirk(&sql)
+    {
+        columns[pk].rowid_alias = true;
+    }
+    if without_rowid {
+        // The table is its primary key's b-tree: its record order is the
+        // key's columns, then the others.
+        for c in columns.iter_mut() {
+            c.record_pos = None;
+        }
+        let pk_index: Option<String> = conn
+            .prepare(&format!("PRAGMA index_list({q})"))?
+            .query_map([], |r| {
+                Ok((
+                    text_at(r, 1)?.unwrap_or_default(),
+                    text_at(r, 3)?.unwrap_or_default(),
+                ))
+            })?
+            .filter_map(|r| r.ok())
+            .find(|(_, origin)| origin == "pk")
+            .map(|(name, _)| name);
+        if let Some(pk) = pk_index {
+            let mut stmt = conn.prepare(&format!("PRAGMA index_xinfo({})", quote_ident(&pk)))?;
+            let order: Vec<i64> = stmt
+                .query_map([], |r| r.get::<_, i64>(1))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (pos, cid) in order.iter().enumerate() {
+                if let Some(i) = cids.iter().position(|c| c == cid)
+                    && columns[i].record_pos.is_none()
+                {
+                    columns[i].record_pos = Some(pos);
+                }
+            }
+        }
+    }
+    let strict = conn
+        .prepare("SELECT strict FROM pragma_table_list WHERE schema = 'main' AND name = ?1")
+        .and_then(|mut s| s.query_row([&obj.name], |r| r.get::<_, i64>(0)))
+        .map(|v| v != 0)
+        .unwrap_or(false);
+    Ok(TableInfo {
+        name: obj.name.clone(),
+        strict,
+        without_rowid,
+        columns,
+    })
+}
+
+/// sqlite_schema itself, as SQLite declares it: type, name, tbl_name and
+/// sql are TEXT, rootpage INT (quick_check holds its rows to that too).
+pub fn schema_table_info() -> TableInfo {
+    let col = |i: usize, name: &str, t: &str| StoredColumn {
+        name: name.into(),
+        decl_type: t.into(),
+        not_null: false,
+        has_default: false,
+        record_pos: Some(i),
+        rowid_alias: false,
+    };
+    TableInfo {
+        name: "sqlite_schema".into(),
+        strict: false,
+        without_rowid: false,
+        columns: vec![
+            col(0, "type", "text"),
+            col(1, "name", "text"),
+            col(2, "tbl_name", "text"),
+            col(3, "rootpage", "int"),
+            col(4, "sql", "text"),
+        ],
+    }
+}
+
+/// Whether a CREATE TABLE statement declares a CHECK constraint (the word
+/// CHECK outside string literals, quoted names and comments).
+pub fn has_check_constraint(sql: &str) -> bool {
+    sql_words(sql).any(|w| w.eq_ignore_ascii_case("CHECK"))
+}
+
+/// The expression of every CHECK constraint of a CREATE TABLE statement, as
+/// SQL text: what follows the word CHECK in balanced parentheses.
+pub fn check_expressions(sql: &str) -> Vec<String> {
+    let b = sql.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0usize;
+    // skips a quoted span starting at b[i]; returns the index after it
+    let skip_quoted = |i: usize| -> Option<usize> {
+        let close = match b[i] {
+            b'\'' => b'\'',
+            b'"' => b'"',
+            b'`' => b'`',
+            b'[' => b']',
+            _ => return None,
+        };
+        let mut j = i + 1;
+        while j < b.len() && b[j] != close {
+            j += 1;
+        }
+        Some(j + 1)
+    };
+    while i < b.len() {
+        if let Some(j) = skip_quoted(i) {
+            i = j;
+            continue;
+        }
+        let word = b[i].is_ascii_alphabetic()
+            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_'));
+        if word
+            && sql
+                .get(i..i + 5)
+                .is_some_and(|w| w.eq_ignore_ascii_case("CHECK"))
+            && b.get(i + 5)
+                .is_none_or(|c| !(c.is_ascii_alphanumeric() || *c == b'_'))
+        {
+            let mut j = i + 5;
+            while j < b.len() && b[j].is_ascii_whitespace() {
+                j += 1;
+            }
+            if b.get(j) == Some(&b'(') {
+                let start = j + 1;
+                let mut depth = 1;
+                j += 1;
+                while j < b.len() && depth > 0 {
+                    if let Some(k) = skip_quoted(j) {
+                        j = k;
+                        continue;
+                    }
+                    match b[j] {
+                        b'(' => depth += 1,
+                        b')' => depth -= 1,
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                if depth == 0 {
+                    out.push(sql[start..j - 1].trim().to_string());
+                }
+                i = j;
+                continue;
+            }
+        }
+        i += 1;
+    }
+    out
+}
+
+/// Whether a schema statement creates a virtual table.
+pub fn is_virtual_table(obj: &SchemaObject) -> bool {
+    obj.kind == "table"
+        && obj.sql.as_deref().is_some_and(|s| {
+            let mut w = sql_words(s);
+            w.next().is_some_and(|x| x.eq_ignore_ascii_case("CREATE"))
+                && w.next().is_some_and(|x| x.eq_ignore_ascii_case("VIRTUAL"))
+        })
+}
+
+/// Whether an index has a WHERE clause (a partial index).
+pub fn is_partial_index(obj: &SchemaObject) -> bool {
+    obj.kind == "index"
+        && obj
+            .sql
+            .as_deref()
+            .is_some_and(|s| partial_where(s).is_some())
+}
+
+/// The bare words of SQL text, skipping string literals, quoted names and
+/// comments.
+fn sql_words(sql: &str) -> impl Iterator<Item = &str> {
+    let b = sql.as_bytes();
+    let mut i = 0usize;
+    std::iter::from_fn(move || {
+        while i < b.len() {
+            let c = b[i];
+            let close = match c {
+                b'\'' => Some(b'\''),
+                b'"' => Some(b'"'),
+                b'`' => Some(b'`'),
+                b'[' => Some(b']'),
+                _ => None,
+            };
+            if let Some(q) = close {
+                i += 1;
+                while i < b.len() && b[i] != q {
+                    i += 1;
+                }
+                i += 1;
+            } else if c == b'-' && b.get(i + 1) == Some(&b'-') {
+                while i < b.len() && b[i] != b'\n' {
+                    i += 1;
+                }
+            } else if c == b'/' && b.get(i + 1) == Some(&b'*') {
+                i += 2;
+                while i + 1 < b.len() && !(b[i] == b'*' && b[i + 1] == b'/') {
+                    i += 1;
+                }
+                i += 2;
+            } else if c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80 {
+                let start = i;
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] >= 0x80)
+                {
+                    i += 1;
+                }
+                return sql.get(start..i);
+            } else {
+                i += 1;
+            }
+        }
+        None
+    })
+}
+
+/// Whether a CREATE TABLE statement ends in WITHOUT ROWID.
+pub fn is_without_rowid(sql: &str) -> bool {
     let tail: String = sql
         .rsplit(')')
         .next()
@@ -490,6 +883,67 @@ mod tests {
             Some("status = 'active'")
         );
         assert_eq!(partial_where("CREATE INDEX i ON t(a)"), None);
+    }
+
+    #[test]
+    fn affinity_rules() {
+        for (t, a) in [
+            ("INTEGER", Affinity::Integer),
+            ("BIGINT", Affinity::Integer),
+            ("POINT", Affinity::Integer),
+            ("CHARINT", Affinity::Integer),
+            ("VARCHAR(20)", Affinity::Text),
+            ("nchar", Affinity::Text),
+            ("CLOB", Affinity::Text),
+            ("TEXT", Affinity::Text),
+            ("BLOB", Affinity::Blob),
+            ("", Affinity::Blob),
+            ("REAL", Affinity::Real),
+            ("DOUBLE PRECISION", Affinity::Real),
+            ("FLOAT", Affinity::Real),
+            ("NUMERIC", Affinity::Numeric),
+            ("DECIMAL(10,2)", Affinity::Numeric),
+            ("DATETIME", Affinity::Numeric),
+            ("ANY", Affinity::Numeric),
+            // CHAR wins over a later BLOB or REAL, INT over everything.
+            ("CHARBLOB", Affinity::Text),
+            ("TEXTREAL", Affinity::Text),
+            ("BLOBINT", Affinity::Integer),
+        ] {
+            assert_eq!(affinity(t), a, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn check_constraints_and_virtual_tables_are_found_by_word() {
+        assert!(has_check_constraint(
+            "CREATE TABLE t(a INT CHECK (a > 0), b)"
+        ));
+        assert!(has_check_constraint(
+            "CREATE TABLE t(a, b, CONSTRAINT c check(a<b))"
+        ));
+        assert!(!has_check_constraint(
+            "CREATE TABLE t(check_date TEXT, \"check\" INT, note DEFAULT 'check')"
+        ));
+        assert!(!has_check_constraint("CREATE TABLE t(a) -- check later"));
+        assert_eq!(
+            check_expressions(
+                "CREATE TABLE t(a INT CHECK (a > 0), b TEXT check(length(b) < 5 AND b <> ')'), \
+                 check_date, CONSTRAINT c CHECK(a<b))"
+            ),
+            vec!["a > 0", "length(b) < 5 AND b <> ')'", "a<b"]
+        );
+        let v = |sql: &str| SchemaObject {
+            kind: "table".into(),
+            name: "t".into(),
+            tbl_name: "t".into(),
+            rootpage: 0,
+            sql: Some(sql.into()),
+        };
+        assert!(is_virtual_table(&v(
+            "create  virtual table t using fts5(x)"
+        )));
+        assert!(!is_virtual_table(&v("CREATE TABLE virtual(x)")));
     }
 
     #[test]

@@ -1585,6 +1585,97 @@ def fx_lost_customer_leaf(work):
                             "(`unrecoverable_customer_ids`). `expected_after_repair_*` is the "
                             "intended content without those 25.")
 
+# --------------------------------------------------------------------------
+# Files SQLite refuses as a whole (the POS cannot run one lookup). Their truth
+# is what the POS gets (its own open and lookup, through Python's sqlite3) and
+# what the file's pages still hold, read by the generator's own page walker
+# from page 1's schema rows - never by custodian.
+# --------------------------------------------------------------------------
+
+def pos_refusal(db_src, wal_src=None):
+    """SQLite's error when the POS opens the file as it always does and runs
+    its lookup by ID; None when that works."""
+    with tempfile.TemporaryDirectory() as td:
+        con = open_probe_copy(td, db_src, wal_src)
+        try:
+            con.execute("SELECT * FROM customers WHERE customer_id = ?",
+                        ("C000000000000",)).fetchall()
+            return None
+        except sqlite3.DatabaseError as e:
+            return str(e)
+        finally:
+            con.close()
+
+
+def schema_from_pages(path, page_size):
+    """(type, name, tbl_name, rootpage) of every row on the b-tree at page 1
+    shaped as a sqlite_schema row; [] when page 1 holds none."""
+    out = []
+    for _, rec in table_rows_from_pages(path, 1, page_size):
+        if len(rec) == 5 and all(isinstance(x, str) for x in rec[:3]) and isinstance(rec[3], int):
+            out.append(tuple(rec[:4]))
+    return out
+
+
+def refused_page_truth(db, page_size):
+    """What a page-level reading of a refused file can still name: the IDs
+    of the customer rows on readable pages of the customers b-tree, and the
+    IDs of the entries of the ID index (roots from page 1's schema rows).
+    Every one of them is rejected by the POS, which cannot open the file."""
+    roots = {name: root for _, name, _, root in schema_from_pages(db, page_size)}
+    row_ids, index_ids = set(), set()
+    if "customers" in roots:
+        row_ids = {rec[0] for _, rec in table_rows_from_pages(db, roots["customers"], page_size)
+                   if rec and isinstance(rec[0], str)}
+    if PK_INDEX in roots:
+        index_ids = {rec[0] for rec in index_entries_from_pages(db, roots[PK_INDEX], page_size)
+                     if len(rec) == 2 and isinstance(rec[0], str)}
+    return {"schema_read_from_pages": bool(roots),
+            "page_readable_customer_ids": sorted(row_ids),
+            "affected_customer_ids": sorted(row_ids | index_ids)}
+
+
+def _refused_base(work, tag):
+    db, snap = f"{work}/{tag}.db", f"{work}/{tag}.snap.db"
+    build_base(db)
+    con = connect(db)
+    copy_consistent(con, db, snap)
+    intended = dump_customers(con)
+    con.close()
+    return db, snap, intended
+
+
+def fx_header_zeroed(work):
+    db, snap, intended = _refused_base(work, "hz")
+    with open(db, "r+b") as f:
+        f.write(bytes(100))
+    return dict(db=db, snap=snap, intended=intended, page_truth=True,
+                damage={"kind": "header_zeroed", "object": None, "pages": [1],
+                        "bytes": [0, 100]},
+                description="The healthy base database with its 100-byte header zeroed (magic "
+                            "string, page size, counters: all gone). Every page, page 1's "
+                            "b-tree included, is intact. Stock SQLite refuses the whole file "
+                            "(\"file is not a database\"); a page-level reader that finds the "
+                            "page size from page 1 still reads every customer. The snapshot is "
+                            "the file before the damage.")
+
+
+def fx_schema_page_destroyed(work):
+    db, snap, intended = _refused_base(work, "sp")
+    with open(db, "r+b") as f:
+        f.seek(100)
+        f.write(bytes(PAGE_SIZE - 100))
+    return dict(db=db, snap=snap, intended=intended, page_truth=True,
+                damage={"kind": "schema_page_destroyed", "object": "sqlite_schema",
+                        "pages": [1], "bytes": [100, PAGE_SIZE]},
+                description="The healthy base database with page 1 zeroed after its header: "
+                            "the b-tree page that holds sqlite_schema (every table's and "
+                            "index's definition and root page) is gone; the header and every "
+                            "other page are intact. Stock SQLite refuses the whole file; "
+                            "without the schema no reader of this file alone can tell which "
+                            "pages are the customer table (a snapshot's schema can). The "
+                            "snapshot is the file before the damage.")
+
 
 def fx_not_a_database(work):
     path = f"{work}/n.db"
@@ -1786,6 +1877,8 @@ FIXTURES = [
     ("wal_stale_index", fx_wal_stale_index),
     ("truncated", fx_truncated),
     ("lost_customer_leaf", fx_lost_customer_leaf),
+    ("header_zeroed", fx_header_zeroed),
+    ("schema_page_destroyed", fx_schema_page_destroyed),
     ("not_a_database", fx_not_a_database),
     ("empty", fx_empty),
     ("stale_pk_page_autovacuum", fx_stale_pk_page_autovacuum),
@@ -1801,7 +1894,8 @@ MUST_AFFECT = {"stale_pk_page", "stale_pk_page_dups", "stale_secondary_page", "z
                "garbage_index_page", "surplus_index_entries", "damaged_table_leaf",
                "wal_stale_index", "truncated", "overflow_chain_broken", "flipped_id_byte",
                "lost_customer_leaf",
-               "stale_pk_page_autovacuum", "stale_pk_page_incremental"}
+               "stale_pk_page_autovacuum", "stale_pk_page_incremental",
+               "header_zeroed"}
 
 
 # --------------------------------------------------------------------------
@@ -1852,8 +1946,24 @@ def make_fixture(name, builder, out):
         truth["page_size"] = b.get("page_size", PAGE_SIZE)
         truth["journal_mode"] = b.get("journal_mode", "delete")
     truth["damage"] = b["damage"]
+    refusal = pos_refusal(db, wal) if intended is not None else None
+    if refusal:
+        truth["pos_refusal"] = refusal
 
-    if intended is not None:
+    if b.get("page_truth"):
+        pt = refused_page_truth(db, truth["page_size"])
+        truth["schema_read_from_pages"] = pt["schema_read_from_pages"]
+        truth["customers_total"] = len(pt["page_readable_customer_ids"])
+        truth["page_readable_customer_ids"] = pt["page_readable_customer_ids"]
+        truth["affected_customer_ids"] = pt["affected_customer_ids"]
+        truth["expected_customers_count"] = len(intended)
+        truth["expected_customers_sha256"] = canonical_sha256(intended)
+        srows = snapshot_rows(snap)
+        truth["snapshot_customers_count"] = len(srows)
+        truth["snapshot_customers_sha256"] = canonical_sha256(srows)
+        if name in MUST_AFFECT:
+            assert truth["affected_customer_ids"], f"{name}: no affected customers"
+    elif intended is not None:
         p = probe_truth(db, wal, snap, intended)
         if p["schema_error"]:
             truth["schema_read_error"] = p["schema_error"]
@@ -1921,6 +2031,14 @@ def make_fixture(name, builder, out):
             assert got, f"{name}: no affected customers"
         if "expect_duplicates" in b:
             assert set(p["duplicates"]) == b["expect_duplicates"]
+        if refusal:
+            # The POS cannot open the file: every customer its pages still
+            # name is rejected (the lookups above were made with
+            # writable_schema, which the POS does not use).
+            pt = refused_page_truth(db, truth["page_size"])
+            truth["affected_with_writable_schema"] = truth["affected_customer_ids"]
+            truth["page_readable_customer_ids"] = pt["page_readable_customer_ids"]
+            truth["affected_customer_ids"] = pt["affected_customer_ids"]
 
     truth["sqlite_quick_check"] = cli_lines(db, wal, "quick_check")
     truth["sqlite_integrity_check"] = cli_lines(db, wal, "integrity_check")
@@ -1974,7 +2092,8 @@ README_TRUTH = """
 
 * `damage`: `kind` (`none`, `stale_page`, `stale_page_with_duplicates`,
   `zeroed_page`, `garbage_cells`, `overflow_chain_broken`,
-  `index_definition_removed`, `truncated`, `not_a_database`, `empty`,
+  `index_definition_removed`, `truncated`, `header_zeroed`,
+  `schema_page_destroyed`, `not_a_database`, `empty`,
   `freelist_pointer_out_of_range`, `freelist_count_wrong`),
   `object` (index or table damaged), `page_type` (also `ptrmap`,
   `freelist_trunk`, `header`), `auto_vacuum` (`full` / `incremental`, for
@@ -2022,6 +2141,20 @@ README_TRUTH = """
   with default settings (`", "` separators, `null` for NULL, all data ASCII).
   `snapshot_customers_count` / `snapshot_customers_sha256`: the same for the
   snapshot.
+* `pos_refusal` (files SQLite refuses as a whole: `truncated`,
+  `header_zeroed`, `schema_page_destroyed`): SQLite's error when the POS
+  opens the file normally (Python's sqlite3, read-only) and runs its lookup
+  `SELECT * FROM customers WHERE customer_id = ?`. The POS then rejects every
+  customer, so `affected_customer_ids` is every customer the file's pages
+  still name: the IDs of the rows on readable pages of the customers b-tree
+  (`page_readable_customer_ids`) and of the entries of
+  `sqlite_autoindex_customers_1`, both found by the generator's own page
+  walker from the root pages in page 1's schema rows
+  (`schema_read_from_pages`: whether page 1 holds any). For `truncated`,
+  `affected_with_writable_schema` keeps the lookups made with
+  `writable_schema=ON` (what a reader that forces the file open would see);
+  for `header_zeroed` and `schema_page_destroyed` no SQL can read the file, so
+  `customers_total` counts the rows readable from the pages.
 * `sqlite_quick_check` / `sqlite_integrity_check`: the first 3 output lines of
   the stock `sqlite3` CLI on a copy (its stdout first, then its stderr).
 * `table_scan_errors` / `index_scan_errors`: the SQLite errors the scans met.
@@ -2100,7 +2233,13 @@ def write_readme(out, truths):
     text += "\n"
     for t in truths:
         text += f"### {t['fixture']}\n\n{t['description']}\n\n"
-        if "expected_customers_count" in t:
+        if "pos_refusal" in t:
+            text += (f"SQLite refuses the whole file (`{t['pos_refusal']}`): every customer is "
+                     f"rejected. Customers readable from the pages "
+                     f"{len(t['page_readable_customer_ids'])}, named anywhere in the pages "
+                     f"(rows and ID index entries) {len(t['affected_customer_ids'])}, "
+                     f"intended {t['expected_customers_count']}.\n\n")
+        elif "expected_customers_count" in t:
             text += (f"Readable customers {t['customers_total']}, intended "
                      f"{t['expected_customers_count']}, affected IDs "
                      f"{len(t['affected_customer_ids'])}, missing index entries "

@@ -145,7 +145,13 @@ pub fn scan_table(
             if out.rows.is_multiple_of(65536) {
                 tick(out.rows);
             }
-            if rec.parse(payload).is_err() {
+            // A row SQLite cannot read whole is damaged, even where the
+            // record parses (values that end before the payload does).
+            if rec
+                .parse(payload)
+                .and_then(|()| rec.check_stored())
+                .is_err()
+            {
                 out.damaged_rows.push(rowid);
                 return;
             }
@@ -256,7 +262,12 @@ pub fn scan_index(
             if out.entries.is_multiple_of(65536) {
                 tick(out.entries);
             }
-            if cur.parse(payload).is_err() || cur.len() != n {
+            if cur
+                .parse(payload)
+                .and_then(|()| cur.check_stored())
+                .is_err()
+                || cur.len() != n
+            {
                 out.bad_records.push(pgno);
                 have_prev = false;
                 return;

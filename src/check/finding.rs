@@ -54,6 +54,19 @@ pub enum Code {
     /// What SQLite's own `PRAGMA quick_check` reported that custodian's
     /// typed checks did not already name.
     SqliteQuickCheck,
+    /// Rows that break their table's column rules as SQLite's quick_check
+    /// judges them: NULL in a NOT NULL column, a value of the wrong type in a
+    /// STRICT table or against a column's affinity, a failed CHECK constraint.
+    ColumnConstraint,
+    /// A virtual table (FTS, R-Tree) whose own integrity method reports
+    /// damage in its shadow tables.
+    VirtualTableDamaged,
+    /// SQLite refuses the whole file (its header, its schema, or a file
+    /// shorter than its header says): the POS cannot look up any customer.
+    DatabaseRefused,
+    /// Beside a refused file: what custodian's page-level reader still finds
+    /// of the customer table (info).
+    PageLevelReading,
     // --- the customer table and its indexes ---
     /// The customer table does not exist.
     TableMissing,

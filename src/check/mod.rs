@@ -6,19 +6,22 @@
 //! → exact diff of unequal buckets → the POS lookup probe for every customer
 //! in doubt → data rules → report.
 
+pub mod access;
 pub mod canon;
 pub mod compare;
 pub mod finding;
+pub mod others;
 pub mod probe;
 pub mod ptrmap;
+pub mod rows;
+pub mod sqlite_only;
 pub mod structure;
 pub mod vanished;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use rusqlite::Connection;
 use rusqlite::types::Value;
 
@@ -26,7 +29,7 @@ use crate::config::Settings;
 use crate::db;
 use crate::exit::ExitStatus;
 use crate::format::btree::PageSource;
-use crate::format::header::{self, DatabaseHeader};
+use crate::format::header::DatabaseHeader;
 use crate::format::record::{Record, ValueRef};
 use crate::pager::Pager;
 use crate::progress::Progress;
@@ -67,106 +70,170 @@ pub struct CheckOutcome {
     pub status: ExitStatus,
 }
 
-/// Runs the check. `Err` means it could not run (exit 2).
+/// Runs the check (with SQLite's full quick_check only when the settings
+/// ask for it). `Err` means it could not run (exit 2).
 pub fn check(path: &Path, settings: &Settings, progress: Progress) -> Result<CheckOutcome> {
-    check_with(path, settings, progress, true)
+    check_with(path, settings, progress, false)
 }
 
-/// The check, with or without SQLite's quick_check as a second opinion.
-/// Repair plans from a check without it (what repair does is decided by
-/// custodian's own findings) and verifies its result with it.
+/// The check; `second_opinion` also runs SQLite's full quick_check beside
+/// custodian's own checks (so does `settings.sqlite_quick_check`, the
+/// `--sqlite-quick-check` flag). Without it, custodian's checks catch what
+/// quick_check catches (the corpus parity test holds them to it), with
+/// SQLite asked only what only SQLite can judge (`sqlite_only.rs`).
 pub fn check_with(
     path: &Path,
     settings: &Settings,
     progress: Progress,
     second_opinion: bool,
 ) -> Result<CheckOutcome> {
-    let mut ctx = Ctx {
-        page_map: None,
-        findings: Vec::new(),
-        coverage: Coverage {
-            complete: true,
-            ..Coverage::default()
-        },
-        affected: BTreeSet::new(),
-    };
-    let header = match read_header(path)? {
-        Ok(h) => h,
-        Err(f) => {
-            ctx.findings.push(f);
-            ctx.coverage.complete = false;
-            return Ok(ctx.finish(path, settings, false));
-        }
-    };
-    ctx.coverage.page_size = header.page_size;
-
-    // The SQLite read transaction is opened first and held to the end: in
+    let second_opinion = second_opinion || settings.sqlite_quick_check;
+    let mut ctx = Ctx::new();
+    // What the POS gets decides whether the whole file is refused. Then the
+    // check's own SQLite read transaction is opened and held to the end: in
     // rollback mode its shared lock keeps writers from changing the file
     // under the page reader; in WAL mode the reader's snapshot is at least
     // as new as SQLite's, and every finding about customers is confirmed by
     // a lookup inside SQLite's snapshot.
-    let conn = db::open_read_only(path)?;
-    let schema = begin_and_read_schema(&conn, path)?;
-    let pager = Pager::open(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    let opened = access::open(path, settings)?;
+    let Some((header, _)) = header_findings(&opened.header, &mut ctx) else {
+        ctx.coverage.complete = false;
+        if let Some(reason) = &opened.refusal {
+            refused_findings(reason, None, &settings.table, &mut ctx);
+        }
+        return Ok(ctx.finish(path, settings, false));
+    };
+    ctx.coverage.page_size = header.page_size;
+    let access::Opened {
+        refusal,
+        pager,
+        access,
+        ..
+    } = opened;
+    let Some(pager) = pager else {
+        bail!("{}: cannot read", path.display());
+    };
+    if refusal.is_some() {
+        ctx.known_ids = Some(BTreeSet::new());
+    }
     file_findings(&pager, &header, &mut ctx);
     ctx.coverage.pages = pager.page_count();
     ctx.coverage.wal_frames = pager.wal().map(|w| w.max_frame).unwrap_or(0);
 
-    let objects = match schema {
-        Ok(o) => o,
-        Err(msg) => {
-            ctx.findings.push(
-                Finding::error(
-                    Code::SchemaUnreadable,
-                    format!("SQLite cannot read the schema: {msg}"),
-                )
-                .object("sqlite_schema")
-                .pages(vec![1]),
-            );
-            let (damage, _) = structure::walk_structure(&pager, 1, false);
-            ctx.findings.extend(structure::damage_findings(
-                "sqlite_schema",
-                "sqlite_schema",
-                &damage,
-            ));
-            ctx.coverage.complete = false;
-            return Ok(ctx.finish(path, settings, false));
+    let Some(access) = access else {
+        schema_unreadable(&pager, &mut ctx);
+        if let Some(reason) = &refusal {
+            refused_findings(reason, None, &settings.table, &mut ctx);
         }
+        return Ok(ctx.finish(path, settings, false));
     };
+    let table = match schema::customer_table(
+        &access.conn,
+        &access.objects,
+        &settings.table,
+        &settings.id_column,
+    ) {
+        Ok(Some(Ok(t))) => Some(t),
+        Ok(Some(Err(msg))) => bail!("{}: {msg}", path.display()),
+        Ok(None) => None,
+        // SQLite refuses the file and cannot introspect the table: what the
+        // page reader found is reported without it.
+        Err(_) if refusal.is_some() => None,
+        Err(e) => return Err(e),
+    };
+    let quick = passes(
+        path,
+        &pager,
+        &header,
+        &access,
+        table.as_ref(),
+        settings,
+        progress,
+        second_opinion,
+        &mut ctx,
+    )?;
+    add_quick_check(&quick, &mut ctx);
 
-    let table = match schema::customer_table(&conn, &objects, &settings.table, &settings.id_column)?
-    {
-        Some(Ok(t)) => Some(t),
-        Some(Err(msg)) => bail!("{}: {msg}", path.display()),
-        None => None,
-    };
+    let table_found = table.is_some();
+    match &table {
+        Some(t) => {
+            ctx.coverage.table = Some(t.name.clone());
+            ctx.coverage.id_column = Some(t.columns[t.id_column].name.clone());
+        }
+        None => table_missing(&access.objects, settings, &mut ctx),
+    }
+    if let Some(reason) = &refusal {
+        refused_findings(
+            reason,
+            Some((&access, table.as_ref())),
+            &settings.table,
+            &mut ctx,
+        );
+    }
+    vanished::classify_erasures(&mut ctx.findings, settings.vanished);
+    drop(access);
+    Ok(ctx.finish(path, settings, table_found))
+}
+
+/// The passes over the pages, on both cores: the customer table against
+/// its indexes, every other b-tree, and what only SQLite can judge (with
+/// SQLite's full quick_check when asked for); then the page accounting.
+/// Returns quick_check's lines (`["ok"]` when it did not run).
+#[allow(clippy::too_many_arguments)]
+fn passes(
+    path: &Path,
+    pager: &Pager,
+    header: &DatabaseHeader,
+    access: &access::Access,
+    table: Option<&CustomerTable>,
+    settings: &Settings,
+    progress: Progress,
+    second_opinion: bool,
+    ctx: &mut Ctx,
+) -> Result<Vec<String>> {
+    let objects = &access.objects;
     let customer_roots: BTreeSet<u32> = table
-        .as_ref()
         .map(|t| {
             std::iter::once(t.rootpage)
                 .chain(t.indexes.iter().map(|i| i.rootpage))
                 .collect()
         })
         .unwrap_or_default();
+    let (rules, needs) = row_rules(&access.conn, objects);
+    let ws = access.via == access::Via::WritableSchema;
+    let ask_sqlite = access.via.reads_the_file();
     let t0 = std::time::Instant::now();
-    let quick = std::thread::scope(|s| -> Result<Vec<String>> {
-        // SQLite's own quick_check runs beside custodian's passes, on its
-        // own connection: an independent second opinion on structure.
-        let ws = conn
-            .pragma_query_value(None, "writable_schema", |r| r.get::<_, bool>(0))
-            .unwrap_or(false);
-        let qc = s.spawn(move || {
-            if second_opinion {
-                quick_check(path, ws)
-            } else {
-                Ok(vec!["ok".to_string()])
+    let (quick, by_sqlite) = std::thread::scope(|s| -> Result<_> {
+        // What only SQLite can judge (virtual tables, CHECK constraints),
+        // and SQLite's full quick_check when asked for, on connections of
+        // their own beside custodian's passes.
+        let qc = s.spawn(move || -> Result<_> {
+            if !ask_sqlite {
+                return Ok((vec!["ok".to_string()], Vec::new()));
             }
+            let by_sqlite = sqlite_only::findings(path, objects, &needs, ws)?;
+            let quick = if second_opinion {
+                quick_check(path, ws)?
+            } else {
+                vec!["ok".to_string()]
+            };
+            Ok((quick, by_sqlite))
         });
-        // Every other b-tree is walked for structure on its own thread.
-        let others = s.spawn(|| walk_other_trees(&pager, &objects, &customer_roots));
+        // Every other b-tree is walked on its own thread.
+        let others = s.spawn(|| others::walk_other_trees(pager, objects, &customer_roots, &rules));
         let mut trees = Vec::new();
-        if let Some(t) = &table {
-            trees = customer_pass(&pager, &conn, &objects, t, settings, progress, &mut ctx)?;
+        if let Some(t) = table {
+            let pass = Pass {
+                pager,
+                conn: &access.conn,
+                objects,
+                table: t,
+                columns: rules.get(&t.name),
+                settings,
+                progress,
+                via: access.via,
+            };
+            trees = customer_pass(&pass, ctx)?;
         }
         timing("customer", t0);
         let (findings, other_trees) = others
@@ -179,46 +246,127 @@ pub fn check_with(
             .iter()
             .filter_map(|o| u32::try_from(o.rootpage).ok().filter(|&r| r > 0))
             .collect();
-        ctx.page_map = Some(account_pages(&pager, &header, &trees, &roots, &mut ctx));
+        ctx.page_map = Some(account_pages(pager, header, &trees, &roots, ctx));
         let r = qc.join();
-        timing("quick_check", t0);
+        timing("sqlite", t0);
         match r {
             Ok(r) => r,
-            Err(_) => Ok(vec!["quick_check thread failed".into()]),
+            Err(_) => Ok((vec!["quick_check thread failed".into()], Vec::new())),
         }
     })?;
-    add_quick_check(&quick, &mut ctx);
+    ctx.findings.extend(by_sqlite);
+    Ok(quick)
+}
 
-    let table_found = table.is_some();
-    if let Some(t) = &table {
-        ctx.coverage.table = Some(t.name.clone());
-        ctx.coverage.id_column = Some(t.columns[t.id_column].name.clone());
-    } else {
-        let tables: Vec<&str> = objects
-            .iter()
-            .filter(|o| o.kind == "table" && !o.name.starts_with("sqlite_"))
-            .map(|o| o.name.as_str())
-            .collect();
-        ctx.findings.push(
-            Finding::error(
-                Code::TableMissing,
-                format!(
-                    "no table {:?}; tables: {} (use --table)",
-                    settings.table,
-                    if tables.is_empty() {
-                        "none".to_string()
-                    } else {
-                        tables.join(", ")
-                    }
-                ),
-            )
-            .object(&settings.table),
-        );
-        ctx.coverage.complete = false;
+/// The customer table is not in the schema: say so, with the tables there are.
+fn table_missing(objects: &[SchemaObject], settings: &Settings, ctx: &mut Ctx) {
+    let tables: Vec<&str> = objects
+        .iter()
+        .filter(|o| o.kind == "table" && !o.name.starts_with("sqlite_"))
+        .map(|o| o.name.as_str())
+        .collect();
+    ctx.findings.push(
+        Finding::error(
+            Code::TableMissing,
+            format!(
+                "no table {:?}; tables: {} (use --table)",
+                settings.table,
+                if tables.is_empty() {
+                    "none".to_string()
+                } else {
+                    tables.join(", ")
+                }
+            ),
+        )
+        .object(&settings.table),
+    );
+    ctx.coverage.complete = false;
+}
+
+/// Neither SQLite nor the page reader can read the schema: say so, with the
+/// damage the page reader finds on the schema's pages.
+fn schema_unreadable(pager: &Pager, ctx: &mut Ctx) {
+    ctx.findings.push(
+        Finding::error(
+            Code::SchemaUnreadable,
+            "neither SQLite nor custodian's page reader can read the schema (sqlite_schema, page 1)",
+        )
+        .object("sqlite_schema")
+        .pages(vec![1]),
+    );
+    let (damage, _) = structure::walk_structure(pager, 1, false);
+    ctx.findings.extend(structure::damage_findings(
+        "sqlite_schema",
+        "sqlite_schema",
+        &damage,
+    ));
+    ctx.coverage.complete = false;
+}
+
+/// SQLite refuses the whole file: every customer is rejected by the POS.
+/// The finding says why; `affected_customer_ids` holds every customer the
+/// customer table and its indexes still name (rows read from the pages, and
+/// the IDs the comparison names, such as index entries whose rows are lost;
+/// customers only other tables name are in `customer_vanished`, as always);
+/// beside it, an info finding says what the page reader still reads whole.
+fn refused_findings(
+    reason: &str,
+    access: Option<(&access::Access, Option<&CustomerTable>)>,
+    table_name: &str,
+    ctx: &mut Ctx,
+) {
+    let known = ctx.known_ids.take().unwrap_or_default();
+    let mut all = known.clone();
+    let table = access.and_then(|(_, t)| t);
+    if let Some(t) = table {
+        for f in ctx.findings.iter().filter(|f| {
+            f.table.as_deref() == Some(t.name.as_str()) && f.code != Code::CustomerVanished
+        }) {
+            all.extend(
+                f.customer_ids
+                    .iter()
+                    .filter_map(|s| CustomerId::from_value(&t.id_value(s))),
+            );
+        }
     }
-    vanished::classify_erasures(&mut ctx.findings, settings.vanished);
-    drop(conn);
-    Ok(ctx.finish(path, settings, table_found))
+    all.extend(ctx.affected.iter().cloned());
+    let n = all.len();
+    ctx.findings.push(
+        Finding::error(
+            Code::DatabaseRefused,
+            format!(
+                "SQLite refuses the whole file ({reason}): the POS cannot look up any customer, \
+                 so every customer is rejected ({n} known from the pages)"
+            ),
+        )
+        .count(n as u64)
+        .customer_ids(id_list(&all)),
+    );
+    let reading = match access {
+        None => format!(
+            "custodian's page reader cannot read the schema either: which pages hold {table_name} \
+             cannot be told without a snapshot's schema (custodian repair --snapshot)"
+        ),
+        Some((_, None)) => format!(
+            "the schema custodian could read has no table {table_name:?}: no customer can be read from the pages"
+        ),
+        Some((a, Some(t))) => format!(
+            "custodian's page reader still reads {} customers of {} whole from the pages{}",
+            known.len(),
+            t.name,
+            if a.via == access::Via::Pages {
+                ", with the schema read from page 1 by the page reader"
+            } else {
+                ""
+            }
+        ),
+    };
+    ctx.findings.push(
+        Finding::new(Code::PageLevelReading, Severity::Info, reading)
+            .count(known.len() as u64)
+            .customer_ids(id_list(&known)),
+    );
+    ctx.affected = all;
 }
 
 /// Phase times on stderr when CUSTODIAN_TIMING is set (for benchmarks).
@@ -242,9 +390,24 @@ struct Ctx {
     findings: Vec<Finding>,
     coverage: Coverage,
     affected: BTreeSet<CustomerId>,
+    /// When SQLite refuses the file: the customers read from the pages.
+    known_ids: Option<BTreeSet<CustomerId>>,
 }
 
 impl Ctx {
+    fn new() -> Ctx {
+        Ctx {
+            page_map: None,
+            findings: Vec::new(),
+            coverage: Coverage {
+                complete: true,
+                ..Coverage::default()
+            },
+            affected: BTreeSet::new(),
+            known_ids: None,
+        }
+    }
+
     fn finish(mut self, path: &Path, settings: &Settings, table_found: bool) -> CheckOutcome {
         let errors = self
             .findings
@@ -288,86 +451,45 @@ impl Ctx {
     }
 }
 
-/// Reads and validates the 100-byte header. Outer Err: not a database at
-/// all (exit 2). Inner Err: a database whose header is damaged (a finding).
-fn read_header(path: &Path) -> Result<std::result::Result<DatabaseHeader, Finding>> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    if meta.is_dir() {
-        bail!("{}: is a directory, not a database file", path.display());
-    }
-    let len = meta.len();
-    if len == 0 {
-        bail!("{}: empty file (0 bytes): not a database", path.display());
-    }
-    let mut head = Vec::with_capacity(header::HEADER_SIZE);
-    std::fs::File::open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?
-        .take(header::HEADER_SIZE as u64)
-        .read_to_end(&mut head)
-        .with_context(|| format!("{}: cannot read the header", path.display()))?;
-    let magic_len = head.len().min(header::MAGIC.len());
-    if head[..magic_len] != header::MAGIC[..magic_len] {
-        bail!(
-            "{}: not a SQLite database (no \"SQLite format 3\" header)",
-            path.display()
-        );
-    }
-    if head.len() < header::HEADER_SIZE {
-        return Ok(Err(Finding::error(
-            Code::FileTruncated,
-            format!("the file is {len} bytes, shorter than the 100-byte database header"),
-        )));
-    }
-    Ok(DatabaseHeader::parse(&head).map_err(|e| {
-        Finding::error(Code::HeaderInvalid, format!("database header: {e}")).pages(vec![1])
-    }))
-}
-
-/// BEGIN, then read the schema: this takes the read lock / snapshot.
-/// Outer Err: busy or cannot run. Inner Err: the schema is unreadable.
-fn begin_and_read_schema(
-    conn: &Connection,
-    path: &Path,
-) -> Result<std::result::Result<Vec<SchemaObject>, String>> {
-    conn.execute_batch("BEGIN")?;
-    match schema::read_schema(conn) {
-        Ok(o) => Ok(Ok(o)),
-        Err(e) if db::is_busy(&e) => Err(db::busy_error(path)),
-        Err(e)
-            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly)
-                && hot_journal(path) =>
-        {
-            bail!(
-                "{}: a write was interrupted (hot journal {}-journal): SQLite must roll it back before \
-                 the database can be checked, and check never writes; open it once with sqlite3, \
-                 or check a copy of both files; nothing was changed",
-                path.display(),
-                path.display()
-            )
+/// The header's state as findings: `None` when no page can be read.
+fn header_findings(state: &access::HeaderState, ctx: &mut Ctx) -> Option<(DatabaseHeader, bool)> {
+    match state {
+        access::HeaderState::Sound(h) => Some((h.clone(), false)),
+        access::HeaderState::TooShort { len } => {
+            ctx.findings.push(Finding::error(
+                Code::FileTruncated,
+                format!("the file is {len} bytes, shorter than the 100-byte database header"),
+            ));
+            None
         }
-        Err(e) if db::is_corrupt(&e) => {
-            // SQLite refuses a whole file whose header counts more pages
-            // than the file holds. With writable_schema it trusts the file
-            // size instead and reads what is there (nothing is written: the
-            // connection is read-only and query_only). The truncation itself
-            // is reported from the file facts.
-            conn.execute_batch("ROLLBACK; PRAGMA writable_schema = ON; BEGIN")?;
-            match schema::read_schema(conn) {
-                Ok(o) => Ok(Ok(o)),
-                Err(e2) if db::is_busy(&e2) => Err(db::busy_error(path)),
-                Err(_) => Ok(Err(e.to_string())),
-            }
+        access::HeaderState::Unreadable { problem } => {
+            ctx.findings.push(
+                Finding::error(
+                    Code::HeaderInvalid,
+                    format!(
+                        "database header: {problem}; no page shows the page size either, so no page could be read"
+                    ),
+                )
+                .pages(vec![1]),
+            );
+            None
         }
-        Err(e) => Ok(Err(e.to_string())),
+        access::HeaderState::Damaged {
+            problem, header, ..
+        } => {
+            ctx.findings.push(
+                Finding::error(
+                    Code::HeaderInvalid,
+                    format!(
+                        "database header: {problem}; the pages show {}-byte pages with {} reserved bytes, and they were read so",
+                        header.page_size, header.reserved_bytes
+                    ),
+                )
+                .pages(vec![1]),
+            );
+            Some((header.clone(), true))
+        }
     }
-}
-
-/// A rollback journal beside the database that is not empty.
-fn hot_journal(path: &Path) -> bool {
-    let mut j = path.as_os_str().to_owned();
-    j.push("-journal");
-    std::fs::metadata(Path::new(&j)).is_ok_and(|m| m.len() > 0)
 }
 
 fn file_findings(pager: &Pager, header: &DatabaseHeader, ctx: &mut Ctx) {
@@ -436,38 +558,36 @@ fn file_findings(pager: &Pager, header: &DatabaseHeader, ctx: &mut Ctx) {
     }
 }
 
-/// Walks every b-tree but the customer table's and its indexes' (those
-/// are walked by the comparison) for structure: (findings, pages used).
-fn walk_other_trees(
-    pager: &Pager,
+/// The column rules of every ordinary table SQLite can introspect (a table
+/// it cannot is left to the structural checks), sqlite_schema's among them;
+/// and the tables whose rules only SQLite can apply (CHECK constraints,
+/// NOT NULL or STRICT VIRTUAL generated columns), for `sqlite_only.rs`.
+fn row_rules(
+    conn: &Connection,
     objects: &[SchemaObject],
-    customer_roots: &BTreeSet<u32>,
-) -> (Vec<Finding>, Vec<structure::TreePages>) {
-    let mut roots: Vec<(u32, &str, &str, bool)> =
-        vec![(1, "sqlite_schema", "sqlite_schema", false)];
-    for o in objects {
-        if o.rootpage > 0 && (o.kind == "table" || o.kind == "index") {
-            let Ok(root) = u32::try_from(o.rootpage) else {
-                continue;
-            };
-            let is_index = o.kind == "index"
-                || o.sql
-                    .as_deref()
-                    .is_some_and(|s| s.to_ascii_uppercase().contains("WITHOUT ROWID"));
-            roots.push((root, &o.name, &o.tbl_name, is_index));
+) -> (BTreeMap<String, rows::RowRules>, Vec<sqlite_only::Needs>) {
+    let mut rules = BTreeMap::new();
+    let mut needs = Vec::new();
+    let infos = objects
+        .iter()
+        .filter(|o| o.kind == "table" && o.rootpage > 0 && !schema::is_virtual_table(o))
+        .filter_map(|o| schema::table_info(conn, o).ok().map(|i| (o, i)));
+    for (o, info) in infos {
+        if let Some(n) = o
+            .sql
+            .as_deref()
+            .and_then(|sql| sqlite_only::Needs::of(&info.name, sql, &info))
+        {
+            needs.push(n);
+        }
+        if let Some(r) = rows::RowRules::new(&info) {
+            rules.insert(info.name.clone(), r);
         }
     }
-    let mut findings = Vec::new();
-    let mut trees = Vec::new();
-    for (root, name, tbl, is_index) in roots {
-        if customer_roots.contains(&root) {
-            continue;
-        }
-        let (damage, pages) = structure::walk_structure(pager, root, is_index);
-        findings.extend(structure::damage_findings(name, tbl, &damage));
-        trees.push(structure::TreePages::new(name, pages, &damage));
+    if let Some(r) = rows::RowRules::new(&schema::schema_table_info()) {
+        rules.insert("sqlite_schema".to_string(), r);
     }
-    (findings, trees)
+    (rules, needs)
 }
 
 /// Every page must be used exactly once: by a b-tree (with its overflow
@@ -496,11 +616,12 @@ fn account_pages(
     }
     if header.largest_root_page != 0 {
         account.mark_special(
-            &structure::ptrmap_pages(pager.usable_size(), n),
+            &structure::ptrmap_pages(pager.usable_size(), pager.page_size(), n),
             structure::PageState::Ptrmap,
         );
         ctx.findings.extend(ptrmap::check(pager, roots, &free));
     }
+    ctx.findings.extend(ptrmap::header_findings(header, roots));
     if let Some(p) = structure::lock_byte_page(pager.page_size(), pager.page_count()) {
         account.mark(p);
     }
@@ -543,34 +664,19 @@ fn account_pages(
     account.page_map()
 }
 
+/// SQLite's full quick_check (the opt-in second opinion): its lines, or its
+/// error as a line (its verdict too); only a busy database stops the check.
 fn quick_check(path: &Path, writable_schema: bool) -> Result<Vec<String>> {
     let conn = db::open_read_only(path)?;
     if writable_schema {
         conn.pragma_update(None, "writable_schema", true)?;
     }
-    let mut stmt = conn.prepare("PRAGMA quick_check(1000000)")?;
-    let mut rows = stmt.query([])?;
-    let mut out = Vec::new();
-    loop {
-        match rows.next() {
-            // one row may hold several lines; the "*** in database main ***"
-            // heading carries no finding
-            Ok(Some(r)) => out.extend(
-                r.get::<_, String>(0)
-                    .unwrap_or_default()
-                    .lines()
-                    .filter(|l| !l.starts_with("*** in database"))
-                    .map(str::to_string),
-            ),
-            Ok(None) => break,
-            Err(e) if db::is_busy(&e) => return Err(db::busy_error(path)),
-            Err(e) => {
-                out.push(e.to_string());
-                break;
-            }
-        }
-    }
-    Ok(out)
+    Ok(
+        match sqlite_only::pragma_lines(&conn, path, "PRAGMA quick_check(1000000)")? {
+            Ok(lines) => lines,
+            Err(e) => vec![e],
+        },
+    )
 }
 
 fn add_quick_check(lines: &[String], ctx: &mut Ctx) {
@@ -624,15 +730,32 @@ struct Suspects {
     ids: BTreeSet<CustomerId>,
 }
 
-fn customer_pass(
-    pager: &Pager,
-    conn: &Connection,
-    objects: &[SchemaObject],
-    table: &CustomerTable,
-    settings: &Settings,
+/// What the pass over the customer table works with.
+#[derive(Clone, Copy)]
+struct Pass<'a> {
+    pager: &'a Pager,
+    /// The check's connection (see `access.rs`).
+    conn: &'a Connection,
+    objects: &'a [SchemaObject],
+    table: &'a CustomerTable,
+    /// The table's column rules (NOT NULL, types), if it has any.
+    columns: Option<&'a rows::RowRules>,
+    settings: &'a Settings,
     progress: Progress,
-    ctx: &mut Ctx,
-) -> Result<Vec<structure::TreePages>> {
+    via: access::Via,
+}
+
+fn customer_pass(pass: &Pass<'_>, ctx: &mut Ctx) -> Result<Vec<structure::TreePages>> {
+    let Pass {
+        pager,
+        conn,
+        objects,
+        table,
+        columns,
+        settings,
+        progress,
+        via,
+    } = *pass;
     let tname = table.name.as_str();
     let mut trees: Vec<structure::TreePages> = Vec::new();
     if table.without_rowid {
@@ -678,6 +801,8 @@ fn customer_pass(
 
     // Pass 1: digests, table on one core and indexes on the other.
     let bar = progress.counter("reading the customer table");
+    let mut tally = rows::Tally::default();
+    let mut known = ctx.known_ids.take();
     let (tscan, iscans) = std::thread::scope(|s| {
         let ih = s.spawn(|| {
             plans
@@ -696,6 +821,16 @@ fn customer_pass(
         });
         let any_rule = settings.id_rule.is_some() || status_pos.is_some();
         let mut hook = |rowid: i64, rec: &Record, payload: &[u8]| {
+            if let Some(k) = known.as_mut()
+                && let Some(id) = row_customer_id(rowid, rec, payload, id_pos, id_is_rowid, enc)
+            {
+                k.insert(id);
+            }
+            if let Some(c) = columns {
+                c.check(rec, payload, enc, &mut |col, v| {
+                    tally.add(col, v, || format!("row {rowid}"))
+                });
+            }
             if any_rule {
                 rules.observe(
                     rowid,
@@ -731,6 +866,7 @@ fn customer_pass(
         (t, ih.join())
     });
     bar.finish_and_clear();
+    ctx.known_ids = known;
     let iscans = iscans.map_err(|_| anyhow::anyhow!("index scan thread failed"))?;
     ctx.coverage.customers_read = tscan.rows;
     trees.push(structure::TreePages::new(
@@ -743,6 +879,9 @@ fn customer_pass(
         trees.push(structure::TreePages::new(name, i.pages.clone(), &i.damage));
     }
     rules.into_findings(tname, settings, &mut ctx.findings);
+    if let Some(c) = columns {
+        ctx.findings.extend(tally.findings(c));
+    }
 
     ctx.findings
         .extend(structure::damage_findings(tname, tname, &tscan.damage));
@@ -822,7 +961,8 @@ fn customer_pass(
         beside_damage_suspects(pager, table, plan, &iscans[p], &mut suspects);
     }
 
-    // Expression and partial indexes: SQLite computes the table side.
+    // Expression and partial indexes: SQLite computes the table side (not
+    // when the file is read through an in-memory schema: see `access.rs`).
     for &i in &sql_side {
         let index = &table.indexes[i];
         let plan = Plan::index_side(table, i);
@@ -844,7 +984,12 @@ fn customer_pass(
             tname,
             &iscan.damage,
         ));
-        match compare::scan_table_sql(conn, table, index, None) {
+        let expected = if via.reads_the_file() {
+            compare::scan_table_sql(conn, table, index, None)
+        } else {
+            Err("SQLite cannot read the file".to_string())
+        };
+        match expected {
             Err(e) => {
                 ctx.findings.push(
                     Finding::new(
@@ -885,7 +1030,11 @@ fn customer_pass(
     }
     ctx.coverage.indexes_compared.sort();
 
-    probe_suspects(conn, table, &suspects, progress, ctx);
+    // The lookup probe does the POS's lookups; where SQLite refuses the
+    // file, the POS gets no answer at all (every customer is affected).
+    if via == access::Via::Sqlite {
+        probe_suspects(conn, table, &suspects, progress, ctx);
+    }
     ctx.findings.extend(vanished::vanished(
         pager,
         conn,
@@ -1366,6 +1515,37 @@ fn describe(a: &Answer) -> String {
     }
 }
 
+/// The customer ID a row of `table` holds, as reports show it (None for NULL).
+pub fn row_id_text(
+    rowid: i64,
+    rec: &Record,
+    payload: &[u8],
+    table: &CustomerTable,
+    enc: crate::format::header::TextEncoding,
+) -> Option<String> {
+    let id_pos = table.columns[table.id_column].record_pos;
+    row_customer_id(rowid, rec, payload, id_pos, table.id_is_rowid(), enc).map(|id| id.text())
+}
+
+/// The customer ID a row of the table holds (None for NULL).
+fn row_customer_id(
+    rowid: i64,
+    rec: &Record,
+    payload: &[u8],
+    id_pos: Option<usize>,
+    id_is_rowid: bool,
+    enc: crate::format::header::TextEncoding,
+) -> Option<CustomerId> {
+    if id_is_rowid {
+        return Some(CustomerId::Int(rowid));
+    }
+    match id_pos.and_then(|p| rec.get(payload, p)) {
+        None | Some(ValueRef::Null) => None,
+        Some(ValueRef::Integer(i)) => Some(CustomerId::Int(i)),
+        Some(v) => report::id_text(&canon::to_owned(&v, enc)).map(CustomerId::Text),
+    }
+}
+
 /// Data rules: empty IDs, IDs breaking the format rule, disabled customers.
 #[derive(Default)]
 struct RuleHits {
@@ -1387,15 +1567,7 @@ impl RuleHits {
         settings: &Settings,
         enc: crate::format::header::TextEncoding,
     ) {
-        let id = if id_is_rowid {
-            Some(CustomerId::Int(rowid))
-        } else {
-            match id_pos.and_then(|p| rec.get(payload, p)) {
-                None | Some(ValueRef::Null) => None,
-                Some(ValueRef::Integer(i)) => Some(CustomerId::Int(i)),
-                Some(v) => report::id_text(&canon::to_owned(&v, enc)).map(CustomerId::Text),
-            }
-        };
+        let id = row_customer_id(rowid, rec, payload, id_pos, id_is_rowid, enc);
         let id = match id {
             Some(CustomerId::Text(t)) if t.trim().is_empty() => None,
             other => other,

@@ -49,3 +49,31 @@ fn role(e: PtrmapEntry) -> String {
         PtrmapType::Btree => format!("a b-tree page under page {}", e.parent),
     }
 }
+
+/// The header's side of the auto-vacuum bookkeeping, as SQLite's
+/// quick_check checks it: in an auto-vacuum file the largest root page it
+/// records is the schema's largest root page (`roots`, sqlite_schema's page
+/// 1 included); in any other file the incremental-vacuum flag is not set.
+pub fn header_findings(
+    header: &crate::format::header::DatabaseHeader,
+    roots: &[u32],
+) -> Vec<Finding> {
+    let max_root = roots.iter().copied().max().unwrap_or(0).max(1);
+    let problem = if !header.is_auto_vacuum() {
+        (header.incremental_vacuum != 0).then(|| {
+            "the header sets incremental_vacuum, but its largest root page is 0 (no auto-vacuum)"
+                .to_string()
+        })
+    } else {
+        (header.largest_root_page != max_root).then(|| {
+            format!(
+                "the header's largest root page is {}, the schema's is {max_root}",
+                header.largest_root_page
+            )
+        })
+    };
+    problem
+        .map(|p| Finding::error(Code::PtrmapDamaged, p).pages(vec![1]))
+        .into_iter()
+        .collect()
+}

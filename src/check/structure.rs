@@ -313,13 +313,20 @@ pub fn freelist_pages(
     (pages, None)
 }
 
-/// Pointer-map pages of an auto_vacuum database.
-pub fn ptrmap_pages(usable_size: u32, page_count: u32) -> Vec<u32> {
-    let per = usable_size / 5;
+/// Pointer-map pages of an auto_vacuum database among pages 1..=page_count
+/// (every (U/5 + 1)-th page from page 2, moved on past the pending-byte page).
+pub fn ptrmap_pages(usable_size: u32, page_size: u32, page_count: u32) -> Vec<u32> {
+    let per = crate::format::freelist::ptrmap_entries_per_page(usable_size);
     let mut out = Vec::new();
     let mut p = 2u32;
     while p <= page_count {
-        out.push(p);
+        let map = crate::format::freelist::ptrmap_page_for(p, usable_size, page_size);
+        if map > page_count {
+            break;
+        }
+        if out.last() != Some(&map) {
+            out.push(map);
+        }
         p = match p.checked_add(per + 1) {
             Some(x) => x,
             None => break,
@@ -340,7 +347,15 @@ mod tests {
 
     #[test]
     fn ptrmap_and_lock_byte_positions() {
-        assert_eq!(ptrmap_pages(1024, 500), vec![2, 207, 412]);
+        assert_eq!(ptrmap_pages(1024, 1024, 500), vec![2, 207, 412]);
+        // Across the pending-byte page: the same pages as the format's rule.
+        for (u, ps) in [(512u32, 512u32), (480, 512), (1024, 1024)] {
+            let n = crate::format::header::pending_byte_page(ps) + 300;
+            let want: Vec<u32> = (1..=n)
+                .filter(|&p| crate::format::freelist::is_ptrmap_page(p, u, ps))
+                .collect();
+            assert_eq!(ptrmap_pages(u, ps, n), want, "usable {u}");
+        }
         assert_eq!(lock_byte_page(4096, 262_144), None);
         assert_eq!(lock_byte_page(4096, 262_145), Some(262_145));
     }

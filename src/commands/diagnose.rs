@@ -31,7 +31,8 @@ pub struct Diagnosis {
     pub served: bool,
     /// `served`, `disabled`, `frozen`, `closed`, `index_entry_lost`,
     /// `index_leads_elsewhere`, `row_lost`, `lookup_error`, `duplicate`, `not_found`,
-    /// `vanished` (not here, but in a snapshot), `id_format`.
+    /// `vanished` (not here, but in a snapshot), `id_format`,
+    /// `database_refused` (SQLite refuses the whole file: nobody is served).
     pub cause: &'static str,
     pub explanation: String,
     pub rowids: Vec<i64>,
@@ -120,6 +121,22 @@ fn in_snapshot_row(path: &std::path::Path, table: &CustomerTable, id: &Value) ->
     .ok()
 }
 
+/// The rowid of customer `id` in snapshot `path`, by the configured table
+/// and ID column names (for a live file whose own schema is unreadable).
+fn in_snapshot_by_name(path: &std::path::Path, settings: &Settings, id: &Value) -> Option<i64> {
+    let c = crate::db::open_read_only(path).ok()?;
+    c.query_row(
+        &format!(
+            "SELECT rowid FROM {} NOT INDEXED WHERE {} = ?1",
+            schema::quote_ident(&settings.table),
+            schema::quote_ident(&settings.id_column)
+        ),
+        [id],
+        |r| r.get(0),
+    )
+    .ok()
+}
+
 /// How an asked-for ID is a typo of a real one, best first: equal but for
 /// whitespace or letter case, one character different, two neighbouring
 /// characters swapped, one character missing, one character too many.
@@ -164,6 +181,13 @@ const NEAR_SHOWN: usize = 5;
 pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
     let settings = Settings::from_opts(&args.opts)?;
     let db = &args.db;
+    // A file SQLite refuses as a whole: the POS serves nobody (decided as
+    // in check, by doing what the POS does: `check/access.rs`).
+    let opened = crate::check::access::open(db, &settings)?;
+    if let Some(reason) = opened.refusal.clone() {
+        return refused(args, &settings, &opened, &reason, quiet);
+    }
+    drop(opened);
     let conn = crate::db::open_read_only(db)?;
     conn.execute_batch("BEGIN")?;
     let objects = match schema::read_schema_tolerant(&conn) {
@@ -489,6 +513,127 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
     } else {
         ExitStatus::Problems
     })
+}
+
+/// Diagnoses on a file SQLite refuses as a whole: the POS's lookup fails for
+/// every ID, whatever the pages hold. Each answer says why, and whether the
+/// customer's row is still on a readable page (custodian's page reader, with
+/// the schema SQLite or the page reader could read), which a repair can
+/// rebuild the file around.
+fn refused(
+    args: &DiagnoseArgs,
+    settings: &Settings,
+    opened: &crate::check::access::Opened,
+    reason: &str,
+    quiet: bool,
+) -> Result<ExitStatus> {
+    let table = opened.access.as_ref().and_then(|a| {
+        schema::customer_table(&a.conn, &a.objects, &settings.table, &settings.id_column)
+            .ok()
+            .flatten()
+            .and_then(|t| t.ok())
+    });
+    let mut rows: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    let mut read = 0;
+    if let (Some(pager), Some(t)) = (&opened.pager, &table) {
+        let enc = pager.text_encoding();
+        let scan = compare::scan_table(
+            pager,
+            t,
+            &[],
+            None,
+            &mut |rowid, rec, payload| {
+                let Some(id) = crate::check::row_id_text(rowid, rec, payload, t, enc) else {
+                    return;
+                };
+                if let Some(q) = args.ids.iter().find(|q| **q == id) {
+                    rows.entry(q.as_str()).or_default().push(rowid);
+                }
+            },
+            &|_| {},
+            compare::BUCKET_BITS,
+        );
+        read = scan.rows;
+    }
+    let snapshots = crate::repair::snapshot::candidates(&args.snapshot);
+    let out: Vec<Diagnosis> = args
+        .ids
+        .iter()
+        .map(|q| {
+            let rowids = rows.get(q.as_str()).cloned().unwrap_or_default();
+            let mut in_snapshot = None;
+            let where_ = match (&table, rowids.first()) {
+                (_, Some(r)) => format!(
+                    "its row is still on a readable page (row {r}) — run `custodian repair`"
+                ),
+                (t, None) => {
+                    let mut w = match t {
+                        Some(t) => format!("no readable page of {} holds it", t.name),
+                        None => format!(
+                            "custodian cannot read the schema to look for it in the pages of {} either",
+                            settings.table
+                        ),
+                    };
+                    let id = t
+                        .as_ref()
+                        .map(|t| t.id_value(q))
+                        .unwrap_or_else(|| Value::Text(q.clone()));
+                    for snap in &snapshots {
+                        if let Some(r) = in_snapshot_by_name(snap, settings, &id) {
+                            w.push_str(&format!(
+                                ", but snapshot {} has the customer (row {r}) — run `custodian repair --snapshot {}`",
+                                snap.display(),
+                                snap.display()
+                            ));
+                            in_snapshot = Some(snap.display().to_string());
+                            break;
+                        }
+                    }
+                    w
+                }
+            };
+            Diagnosis {
+                customer_id: q.clone(),
+                served: false,
+                cause: "database_refused",
+                explanation: format!(
+                    "the POS cannot look this customer up: SQLite refuses the whole file ({reason}); {where_}"
+                ),
+                rowids,
+                indexes: BTreeMap::new(),
+                status: None,
+                id_rule_violation: settings.id_rule.as_ref().and_then(|r| r.violation(q)),
+                did_you_mean: Vec::new(),
+                in_snapshot,
+            }
+        })
+        .collect();
+    let report = Report {
+        schema_version: report::SCHEMA_VERSION,
+        tool: report::Tool::this(),
+        command: "diagnose",
+        database: args.db.display().to_string(),
+        verdict: Verdict::Corrupt,
+        findings: vec![crate::check::finding::Finding::error(
+            crate::check::finding::Code::DatabaseRefused,
+            format!(
+                "SQLite refuses the whole file ({reason}): the POS cannot look up any customer"
+            ),
+        )],
+        affected_customer_ids: args.ids.clone(),
+        coverage: report::Coverage {
+            table: table.as_ref().map(|t| t.name.clone()),
+            id_column: table.as_ref().map(|t| t.columns[t.id_column].name.clone()),
+            customers_read: read,
+            complete: false,
+            ..report::Coverage::default()
+        },
+        page_map: None,
+        repair: None,
+        diagnoses: Some(out),
+    };
+    crate::emit(&report, &args.opts, quiet)?;
+    Ok(ExitStatus::Problems)
 }
 
 #[cfg(test)]

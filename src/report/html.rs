@@ -232,10 +232,13 @@ fn header(s: &mut String, report: &Report) {
             plural(ds.len(), "ID", "IDs"),
             ds.iter().filter(|d| !d.served).count()
         ),
-        (None, None) => format!(
-            "{} would be rejected by the POS.",
-            plural(n, "customer", "customers")
-        ),
+        (None, None) => match super::markdown::refused_line(report) {
+            Some(line) => format!("{line}."),
+            None => format!(
+                "{} would be rejected by the POS.",
+                plural(n, "customer", "customers")
+            ),
+        },
     };
     let _ = writeln!(s, "<p class=\"big\">{}</p>", esc(&line));
     let c = &report.coverage;

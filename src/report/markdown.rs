@@ -11,7 +11,25 @@ use crate::repair::plan::Strategy;
 /// How many page numbers a Markdown list shows before "and N more".
 const IDS_SHOWN: usize = 50;
 
+/// The headline of a file SQLite refuses as a whole: every customer is
+/// rejected, whatever the pages still hold.
+pub fn refused_line(report: &Report) -> Option<String> {
+    report
+        .findings
+        .iter()
+        .any(|f| f.code == crate::check::finding::Code::DatabaseRefused)
+        .then(|| {
+            format!(
+                "SQLite refuses the whole file: every customer would be rejected by the POS ({} known from the pages)",
+                report.affected_customer_ids.len()
+            )
+        })
+}
+
 fn rejected_line(report: &Report) -> String {
+    if let Some(line) = refused_line(report) {
+        return line;
+    }
     let n = report.affected_customer_ids.len();
     format!(
         "{n} customer{} would be rejected by the POS",

@@ -163,7 +163,8 @@ fn typos_rules_status_and_vanished_customers() {
     assert_eq!(cause(&j, 3), "id_format", "a leading space breaks the rule");
     assert_eq!(strings(&j["diagnoses"][3]["did_you_mean"]), vec![real]);
 
-    // a customer the damage hides entirely: the snapshot still has it
+    // a customer the damage hides entirely, in a file SQLite refuses as a
+    // whole (truncated): refused, and the snapshot still has it
     let gone = strings(&truth("truncated")["untraceable_customer_ids"]);
     let snap = fixtures().join("truncated.snap.db");
     let (code, j, text) = diagnose(
@@ -172,7 +173,7 @@ fn typos_rules_status_and_vanished_customers() {
         &["--snapshot", snap.to_str().unwrap()],
     );
     assert_eq!(code, 1);
-    assert_eq!(cause(&j, 0), "lookup_error", "{j}");
+    assert_eq!(cause(&j, 0), "database_refused", "{j}");
     assert_eq!(j["diagnoses"][0]["in_snapshot"], snap.to_str().unwrap());
     assert!(
         text.contains("snapshot") && text.contains("custodian repair"),
@@ -290,10 +291,11 @@ const CAUSES: &[Causes] = &[
         present: "index_entry_lost",
         gone: "index_leads_elsewhere",
     },
+    // SQLite refuses the whole file: every ID asked is refused
     Causes {
         fixture: "truncated",
-        present: "lookup_error",
-        gone: "lookup_error",
+        present: "database_refused",
+        gone: "database_refused",
     },
     Causes {
         fixture: "stale_pk_page_autovacuum",
@@ -405,7 +407,10 @@ fn diagnose_answers_every_customer_of_every_fixture() {
             );
             // the truth's category of this customer
             let gone = lost.contains(id) || !live.contains_key(id);
-            let want = if dups.contains(id) {
+            let refused = t["pos_refusal"].is_string();
+            let want = if refused {
+                c.present
+            } else if dups.contains(id) {
                 "duplicate"
             } else if affected.contains(id) || (gone && c.gone != "-") {
                 if gone { c.gone } else { c.present }

@@ -2,6 +2,7 @@
 //! binary in a temporary folder.
 
 mod check;
+mod check_property;
 mod cli;
 mod corpus;
 mod corpus_repair;
@@ -12,9 +13,12 @@ mod hooks;
 mod html;
 mod kinds;
 mod large;
+mod own_checks;
 mod papercuts;
+mod parity;
 mod preflight;
 mod reader;
+mod refused;
 mod repair;
 mod repair_kinds;
 mod repair_more;

@@ -1,0 +1,289 @@
+//! How the check gets at the file, and what the POS gets.
+//!
+//! * Whether SQLite refuses the file as a whole is decided by doing what the
+//!   POS does, never guessed from bytes: a normal read-only open, the schema
+//!   read, and the POS's lookup on the customer table prepared. When that
+//!   fails (a damaged header, a schema SQLite cannot parse, a file shorter
+//!   than its header says), the POS cannot serve a single customer.
+//! * The connection the check introspects through: the normal one; where
+//!   SQLite refuses the file, one with `writable_schema` (under which SQLite
+//!   reads a file shorter than its header says and skips schema rows it
+//!   cannot parse; the connection stays read-only and `query_only`); where
+//!   SQLite cannot read the file even so, an in-memory database holding the
+//!   schema that the page reader read from page 1.
+//! * The page reader: with the file's header, or, where the header is
+//!   damaged, with a header rebuilt from the pages (`format::geometry`:
+//!   the page size and reserved bytes under which the pages are well-formed
+//!   b-tree pages, the encoding the schema's records read in).
+
+use std::io::Read;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use rusqlite::Connection;
+
+use crate::config::Settings;
+use crate::db;
+use crate::format::btree::PageSource;
+use crate::format::geometry;
+use crate::format::header::{self, DatabaseHeader, TextEncoding};
+use crate::pager::Pager;
+use crate::schema::{self, SchemaObject, quote_ident};
+
+/// What the file's header allows.
+#[derive(Debug, Clone)]
+pub enum HeaderState {
+    /// SQLite accepts the header.
+    Sound(DatabaseHeader),
+    /// SQLite refuses the header (`problem`); `header` is the one rebuilt
+    /// from the pages (`raw`: its bytes), to read the pages with.
+    Damaged {
+        problem: String,
+        header: DatabaseHeader,
+        raw: [u8; header::HEADER_SIZE],
+    },
+    /// SQLite refuses the header and no page shows a page size: no page can
+    /// be read.
+    Unreadable { problem: String },
+    /// The file starts like a database but is shorter than the header.
+    TooShort { len: u64 },
+}
+
+/// Bytes read from the start of the file: what the geometry search reads.
+const HEAD_READ: u64 = geometry::PROBE_BYTES as u64;
+
+/// Reads the start of the file and judges its header as SQLite does. `Err`:
+/// not a database at all (exit 2): a directory, an empty file, or a file
+/// that neither starts with the magic string nor holds b-tree pages.
+pub fn file_header(path: &Path) -> Result<HeaderState> {
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    if meta.is_dir() {
+        bail!("{}: is a directory, not a database file", path.display());
+    }
+    let len = meta.len();
+    if len == 0 {
+        bail!("{}: empty file (0 bytes): not a database", path.display());
+    }
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?
+        .take(HEAD_READ)
+        .read_to_end(&mut head)
+        .with_context(|| format!("{}: cannot read the header", path.display()))?;
+    let magic_len = head.len().min(header::MAGIC.len());
+    let magic = head[..magic_len] == header::MAGIC[..magic_len];
+    if head.len() < header::HEADER_SIZE && magic {
+        return Ok(HeaderState::TooShort { len });
+    }
+    let problem = match DatabaseHeader::parse(&head) {
+        Ok(h) => return Ok(HeaderState::Sound(h)),
+        Err(e) => e.to_string(),
+    };
+    let hint = head
+        .get(header::RESERVED_BYTES_OFFSET)
+        .copied()
+        .unwrap_or(0);
+    match geometry::infer(&head, hint) {
+        Some(g) => {
+            let raw = geometry::rebuilt_header(&head, g, TextEncoding::Utf8, len);
+            let header = DatabaseHeader::parse(&raw).with_context(|| {
+                format!("{}: the header rebuilt from the pages", path.display())
+            })?;
+            Ok(HeaderState::Damaged {
+                problem,
+                header,
+                raw,
+            })
+        }
+        None if magic => Ok(HeaderState::Unreadable { problem }),
+        None => bail!(
+            "{}: not a SQLite database (no \"SQLite format 3\" header)",
+            path.display()
+        ),
+    }
+}
+
+/// Everything the check and diagnose read the file through.
+pub struct Opened {
+    pub header: HeaderState,
+    /// Why SQLite refuses the whole file, if it does ([`pos_refusal`]).
+    pub refusal: Option<String>,
+    /// The page reader; `None` when no page can be read.
+    pub pager: Option<Pager>,
+    /// The connection and schema; `None` when neither SQLite nor the page
+    /// reader can read the schema.
+    pub access: Option<Access>,
+}
+
+/// Judges the header, asks what the POS gets, and opens the page reader and
+/// the connection accordingly (see the module comment).
+pub fn open(path: &Path, settings: &Settings) -> Result<Opened> {
+    let header = file_header(path)?;
+    let refusal = pos_refusal(path, settings)?;
+    let (rebuilt, damaged) = match &header {
+        HeaderState::Sound(_) => (None, false),
+        HeaderState::Damaged { raw, .. } => (Some(raw), true),
+        HeaderState::Unreadable { .. } | HeaderState::TooShort { .. } => {
+            return Ok(Opened {
+                header,
+                refusal,
+                pager: None,
+                access: None,
+            });
+        }
+    };
+    let mut pager = open_pager(path, rebuilt.map(|r| &r[..]))?;
+    let access = connect(path, refusal.is_some(), damaged, &mut pager)?;
+    Ok(Opened {
+        header,
+        refusal,
+        pager: Some(pager),
+        access,
+    })
+}
+
+/// Which connection the check reads the schema through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// SQLite reads the file as the POS does.
+    Sqlite,
+    /// SQLite refuses the file; with writable_schema it reads it anyway.
+    WritableSchema,
+    /// SQLite cannot read the file: the schema comes from the page reader,
+    /// and SQLite holds it in memory for introspection only.
+    Pages,
+}
+
+impl Via {
+    /// Whether the connection reads the database file itself (lookups and
+    /// SQL over its rows mean something).
+    pub fn reads_the_file(self) -> bool {
+        self != Via::Pages
+    }
+}
+
+/// The connection, the schema, and how they were got.
+pub struct Access {
+    pub conn: Connection,
+    pub objects: Vec<SchemaObject>,
+    pub via: Via,
+}
+
+/// Why SQLite refuses the whole file to the POS, if it does: its error on
+/// reading the schema, or on preparing the POS's lookup on the customer
+/// table. `Ok(None)` also when the table or ID column does not exist (that
+/// is reported on its own). `Err` when the check cannot run (busy, an
+/// interrupted write to roll back, the file cannot be opened).
+pub fn pos_refusal(path: &Path, settings: &Settings) -> Result<Option<String>> {
+    let conn = db::open_read_only(path)?;
+    conn.execute_batch("BEGIN")?;
+    let objects = match schema::read_schema(&conn) {
+        Ok(o) => o,
+        Err(e) if db::is_busy(&e) => return Err(db::busy_error(path)),
+        Err(e)
+            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly)
+                && hot_journal(path) =>
+        {
+            bail!(
+                "{}: a write was interrupted (hot journal {}-journal): SQLite must roll it back before \
+                 the database can be checked, and check never writes; open it once with sqlite3, \
+                 or check a copy of both files; nothing was changed",
+                path.display(),
+                path.display()
+            )
+        }
+        Err(e) => return Ok(Some(e.to_string())),
+    };
+    let Some(t) = objects
+        .iter()
+        .find(|o| o.kind == "table" && o.name.eq_ignore_ascii_case(&settings.table))
+    else {
+        return Ok(None);
+    };
+    let lookup = format!(
+        "SELECT * FROM {} WHERE {} = ?1",
+        quote_ident(&t.name),
+        quote_ident(&settings.id_column)
+    );
+    match conn.prepare(&lookup) {
+        Ok(_) => Ok(None),
+        Err(e) if db::is_busy(&e) => Err(db::busy_error(path)),
+        Err(e) if db::is_corrupt(&e) => Ok(Some(e.to_string())),
+        Err(_) => Ok(None),
+    }
+}
+
+/// A rollback journal beside the database that is not empty.
+fn hot_journal(path: &Path) -> bool {
+    let mut j = path.as_os_str().to_owned();
+    j.push("-journal");
+    std::fs::metadata(Path::new(&j)).is_ok_and(|m| m.len() > 0)
+}
+
+/// BEGIN, then read the schema: this takes the read lock / snapshot and
+/// holds it to the end of the check.
+fn read_through(conn: &Connection, path: &Path) -> Result<Option<Vec<SchemaObject>>> {
+    conn.execute_batch("BEGIN")?;
+    match schema::read_schema(conn) {
+        Ok(o) => Ok(Some(o)),
+        Err(e) if db::is_busy(&e) => Err(db::busy_error(path)),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The connection and schema for the check (see the module comment), or
+/// `None` when neither SQLite nor the page reader can read the schema.
+/// `pager` may be replaced by one in the schema's text encoding, when the
+/// header that named it is damaged.
+pub fn connect(
+    path: &Path,
+    refused: bool,
+    header_damaged: bool,
+    pager: &mut Pager,
+) -> Result<Option<Access>> {
+    if !header_damaged {
+        let conn = db::open_read_only(path)?;
+        if refused {
+            conn.pragma_update(None, "writable_schema", true)?;
+        }
+        if let Some(objects) = read_through(&conn, path)? {
+            let via = if refused {
+                Via::WritableSchema
+            } else {
+                Via::Sqlite
+            };
+            return Ok(Some(Access { conn, objects, via }));
+        }
+    }
+    let known = (!header_damaged).then(|| pager.text_encoding());
+    let Some((objects, enc)) = schema::from_pages(&*pager, known) else {
+        return Ok(None);
+    };
+    if header_damaged && enc != pager.text_encoding() {
+        let h = pager.header();
+        let g = geometry::Geometry {
+            page_size: h.page_size,
+            reserved: h.reserved_bytes,
+            pages_seen: 0,
+        };
+        let raw = geometry::rebuilt_header(&[], g, enc, pager.file_len());
+        *pager = open_pager(path, Some(&raw))?;
+    }
+    let conn = schema::in_memory(&objects)?;
+    Ok(Some(Access {
+        conn,
+        objects,
+        via: Via::Pages,
+    }))
+}
+
+/// The page reader for the file: its own header, or the one rebuilt from
+/// the pages when that is damaged.
+pub fn open_pager(path: &Path, rebuilt: Option<&[u8]>) -> Result<Pager> {
+    match rebuilt {
+        None => Pager::open(path),
+        Some(h) => Pager::open_with_header(path, h),
+    }
+    .with_context(|| format!("{}: cannot read", path.display()))
+}

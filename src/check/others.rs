@@ -1,0 +1,218 @@
+//! Every b-tree but the customer table's and its indexes' (those are
+//! compared entry for entry by `compare.rs`): walked for structure, every
+//! record read as SQLite reads it, every row of an ordinary table held to
+//! its column rules (`rows.rs`), and every index's entries counted against
+//! its table's rows, as SQLite's quick_check does ("wrong # of entries in
+//! index"). The counts are compared only where both trees were walked
+//! without damage (damage is reported on its own).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::finding::{Code, Finding};
+use super::rows::{RowRules, Tally};
+use super::structure::{self, TreePages};
+use crate::format::btree::{self, Damage, IndexItem, PageSource, TableItem};
+use crate::format::record::Record;
+use crate::schema::{self, SchemaObject};
+
+/// How a b-tree's records are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A rowid table (also sqlite_schema).
+    Table,
+    /// A WITHOUT ROWID table: an index b-tree holding whole rows.
+    WithoutRowid,
+    /// An index; a partial index has fewer entries than its table has rows.
+    Index { partial: bool },
+}
+
+struct Tree<'a> {
+    name: &'a str,
+    tbl_name: &'a str,
+    root: u32,
+    kind: Kind,
+}
+
+/// What one walk found.
+struct Walked {
+    damage: Vec<Damage>,
+    pages: Vec<u32>,
+    /// Rows or entries met (whole or not).
+    count: u64,
+    /// Pages holding records SQLite would call corrupt, and the first reason.
+    bad_records: Vec<u32>,
+    first_bad: Option<String>,
+    tally: Tally,
+}
+
+/// The trees to walk: sqlite_schema and every table and index with a root
+/// page, but those in `skip` (the customer table's).
+fn trees<'a>(objects: &'a [SchemaObject], skip: &BTreeSet<u32>) -> Vec<Tree<'a>> {
+    let mut out = vec![Tree {
+        name: "sqlite_schema",
+        tbl_name: "sqlite_schema",
+        root: 1,
+        kind: Kind::Table,
+    }];
+    for o in objects {
+        let Ok(root) = u32::try_from(o.rootpage) else {
+            continue;
+        };
+        if root == 0 || skip.contains(&root) {
+            continue;
+        }
+        let kind = match o.kind.as_str() {
+            "index" => Kind::Index {
+                partial: schema::is_partial_index(o),
+            },
+            "table" if o.sql.as_deref().is_some_and(schema::is_without_rowid) => Kind::WithoutRowid,
+            "table" => Kind::Table,
+            _ => continue,
+        };
+        out.push(Tree {
+            name: &o.name,
+            tbl_name: &o.tbl_name,
+            root,
+            kind,
+        });
+    }
+    out
+}
+
+fn walk(src: &dyn PageSource, t: &Tree<'_>, rules: Option<&RowRules>) -> Walked {
+    let enc = src.text_encoding();
+    let mut w = Walked {
+        damage: Vec::new(),
+        pages: Vec::new(),
+        count: 0,
+        bad_records: Vec::new(),
+        first_bad: None,
+        tally: Tally::default(),
+    };
+    let mut rec = Record::default();
+    // Reads one record as SQLite does; holds a row to its table's rules.
+    let mut record = |w: &mut Walked, payload: &[u8], pgno: u32, row: &dyn Fn() -> String| {
+        w.count += 1;
+        let problem = rec.parse(payload).and_then(|()| rec.check_stored());
+        if let Err(e) = problem {
+            w.bad_records.push(pgno);
+            w.first_bad
+                .get_or_insert_with(|| format!("page {pgno}, {}: {e}", row()));
+            return;
+        }
+        if let Some(r) = rules {
+            let tally = &mut w.tally;
+            r.check(&rec, payload, enc, &mut |c, v| tally.add(c, v, row));
+        }
+    };
+    let stats = match t.kind {
+        Kind::Table => btree::walk_table(src, t.root, &mut |item| match item {
+            TableItem::Row {
+                rowid,
+                payload,
+                pgno,
+            } => record(&mut w, payload, pgno, &|| format!("row {rowid}")),
+            TableItem::RowDamaged { .. } => w.count += 1,
+            TableItem::Damage(d) => w.damage.push(d),
+        }),
+        Kind::WithoutRowid | Kind::Index { .. } => {
+            let mut n = 0u64;
+            btree::walk_index(src, t.root, &mut |item| match item {
+                IndexItem::Entry { payload, pgno, .. } => {
+                    n += 1;
+                    record(&mut w, payload, pgno, &|| format!("entry {n}"))
+                }
+                IndexItem::Damage(d) => w.damage.push(d),
+            })
+        }
+    };
+    w.pages = stats.pages;
+    w
+}
+
+/// Walks every tree but the customer table's: (findings, pages per tree,
+/// rows or entries per tree by name).
+pub fn walk_other_trees(
+    src: &dyn PageSource,
+    objects: &[SchemaObject],
+    customer_roots: &BTreeSet<u32>,
+    rules: &BTreeMap<String, RowRules>,
+) -> (Vec<Finding>, Vec<TreePages>) {
+    let mut findings = Vec::new();
+    let mut trees_out = Vec::new();
+    // (count, walked sound) per tree name, for the entry counts
+    let mut counts: BTreeMap<&str, (u64, bool)> = BTreeMap::new();
+    let list = trees(objects, customer_roots);
+    for t in &list {
+        let table_rules = match t.kind {
+            Kind::Table | Kind::WithoutRowid => rules.get(t.name),
+            Kind::Index { .. } => None,
+        };
+        let w = walk(src, t, table_rules);
+        findings.extend(structure::damage_findings(t.name, t.tbl_name, &w.damage));
+        if let Some(why) = &w.first_bad {
+            let n = w.bad_records.len();
+            findings.push(
+                Finding::error(
+                    Code::RecordDamaged,
+                    format!(
+                        "{n} records of {} are corrupt to SQLite (the first: {why})",
+                        t.name
+                    ),
+                )
+                .object(t.name)
+                .table(t.tbl_name)
+                .count(n as u64)
+                .pages(w.bad_records.clone()),
+            );
+        }
+        if let Some(r) = table_rules
+            && !w.tally.is_empty()
+        {
+            findings.extend(w.tally.findings(r));
+        }
+        counts.insert(
+            t.name,
+            (w.count, w.damage.is_empty() && w.bad_records.is_empty()),
+        );
+        trees_out.push(TreePages::new(t.name, w.pages, &w.damage));
+    }
+    findings.extend(count_findings(&list, &counts));
+    (findings, trees_out)
+}
+
+/// An index whose entry count differs from its table's row count.
+fn count_findings(list: &[Tree<'_>], counts: &BTreeMap<&str, (u64, bool)>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for t in list {
+        if t.kind != (Kind::Index { partial: false }) {
+            continue;
+        }
+        let (Some(&(entries, sound_i)), Some(&(rows, sound_t))) =
+            (counts.get(t.name), counts.get(t.tbl_name))
+        else {
+            continue;
+        };
+        if !sound_i || !sound_t || entries == rows {
+            continue;
+        }
+        let code = if entries < rows {
+            Code::IndexEntryMissing
+        } else {
+            Code::IndexEntrySurplus
+        };
+        out.push(
+            Finding::error(
+                code,
+                format!(
+                    "{} has {entries} entries but its table {} has {rows} rows",
+                    t.name, t.tbl_name
+                ),
+            )
+            .object(t.name)
+            .table(t.tbl_name)
+            .count(entries.abs_diff(rows)),
+        );
+    }
+    out
+}
