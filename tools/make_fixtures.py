@@ -1861,6 +1861,143 @@ def fx_freelist_count_wrong(work):
         f"freelist. Then the header's freelist count (offset 36) was set to {free + 7}.")
 
 
+def schema_roots(con):
+    """{object name: root page} of every b-tree in the schema."""
+    return {n: r for n, r in con.execute(
+        "SELECT name, rootpage FROM sqlite_schema WHERE rootpage > 0 ORDER BY name")}
+
+
+HEADER_USER_VERSION = 7
+HEADER_APPLICATION_ID = 0x504F5331    # "POS1"
+
+
+def fx_header_damaged(work):
+    db, snap = f"{work}/hd.db", f"{work}/hd.snap.db"
+    people = build_base(db)
+    con = connect(db)
+    con.execute(f"PRAGMA user_version = {HEADER_USER_VERSION}")
+    con.execute(f"PRAGMA application_id = {HEADER_APPLICATION_ID}")
+    copy_consistent(con, db, snap)
+    con.execute("BEGIN")
+    add_customers(con, people, count=10)
+    update_balances(con, people, 20)
+    con.execute("COMMIT")
+    con.execute("DELETE FROM transactions WHERE txn_id <= 1500")   # a purge: free pages
+    free = con.execute("PRAGMA freelist_count").fetchone()[0]
+    pages = con.execute("PRAGMA page_count").fetchone()[0]
+    intended = dump_customers(con)
+    con.close()
+    assert free >= 10, free
+    with open(db, "r+b") as f:
+        f.seek(16)
+        f.write(bytes(84))             # every field after the magic string
+    return dict(db=db, snap=snap, intended=intended, page_truth=True,
+                damage={"kind": "header_fields_zeroed", "object": None, "page_type": "header",
+                        "pages": [1], "byte_range": [16, 100]},
+                expect_affected=set(),
+                truth={"free_pages_after_repair": free, "page_count": pages,
+                       "user_version": HEADER_USER_VERSION,
+                       "application_id": HEADER_APPLICATION_ID},
+                description="user_version 7 and application_id 0x504F5331 were set, the snapshot "
+                            "taken, then 10 registrations, 20 balance updates and a purge of old "
+                            f"transactions ({free} free pages). Then bytes 16..100 of the header "
+                            "(every field after the magic string: page size, reserved bytes, "
+                            "payload fractions, page count, freelist, schema cookie, encoding, "
+                            "user_version, ...) were zeroed. SQLite refuses the whole file "
+                            "(\"file is not a database\"); every page after the header is "
+                            "intact.")
+
+
+def _migrate_customers(con):
+    """A POS upgrade's table rebuild: customers copied into a new table (rowids
+    kept), the old one dropped, the new one renamed, the indexes made again.
+    Every b-tree of customers gets new pages."""
+    idx = [sql for (sql,) in con.execute(
+        "SELECT sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'customers' "
+        "AND sql IS NOT NULL ORDER BY rowid")]
+    table_sql = con.execute("SELECT sql FROM sqlite_schema WHERE name = 'customers'").fetchone()[0]
+    cols = ", ".join(CUSTOMER_COLUMNS)
+    con.execute("BEGIN")
+    con.execute(table_sql.replace("CREATE TABLE customers", "CREATE TABLE customers_new", 1))
+    con.execute(f"INSERT INTO customers_new(rowid, {cols}) SELECT rowid, {cols} FROM customers")
+    con.execute("DROP TABLE customers")
+    con.execute("ALTER TABLE customers_new RENAME TO customers")
+    for sql in idx:
+        con.execute(sql)
+    con.execute("COMMIT")
+
+
+def _page1_garbage(db, seed):
+    """Deterministic random bytes over page 1 after the database header: the
+    schema table's b-tree page (its header, cell pointers and cells)."""
+    garbage = random.Random(seed).randbytes(PAGE_SIZE - 100)
+    write_page(db, 1, garbage, PAGE_SIZE, offset=100)
+
+
+def fx_schema_page_garbage(work):
+    db, snap = f"{work}/sg.db", f"{work}/sg.snap.db"
+    people = build_base(db)
+    con = connect(db)
+    copy_consistent(con, db, snap)
+    before = schema_roots(con)
+    _migrate_customers(con)
+    con.execute("BEGIN")
+    add_customers(con, people, count=10)
+    update_balances(con, people, 20)
+    con.execute("COMMIT")
+    roots = schema_roots(con)
+    intended = dump_customers(con)
+    assert con.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] == len(before) == len(roots)
+    con.close()
+    moved = sorted(n for n in roots if roots[n] != before[n])
+    assert [n for n in moved if n.startswith("sqlite_autoindex_customers") or n in
+            ("customers", PHONE_INDEX, EMAIL_INDEX, STATUS_INDEX)] == moved and len(moved) == 6, moved
+    _page1_garbage(db, SEED * 10 + 21)
+    return dict(db=db, snap=snap, intended=intended, page_truth=True,
+                damage={"kind": "garbage_cells", "object": "sqlite_schema", "page_type": "table_leaf",
+                        "pages": [1], "byte_range": [100, PAGE_SIZE]},
+                expect_affected=set(),
+                truth={"schema_roots": roots, "snapshot_schema_roots": before},
+                description="After the snapshot a POS upgrade rebuilt the customers table "
+                            "(copied into a new table, rowids kept, the old one dropped, the new "
+                            "one renamed, its indexes made again: all six b-trees of customers "
+                            "moved to new pages), then 10 customers registered and 20 balances "
+                            "changed. Then page 1 after the header (the schema table's only "
+                            "page) was overwritten with deterministic random bytes. SQLite "
+                            "cannot read the schema; every other page is intact. The snapshot "
+                            "has the schema, with the old root pages.")
+
+
+def fx_schema_and_root_zeroed(work):
+    db, snap, _, intended = _base_then_activity(work, "sr")
+    con = connect(db)
+    roots = schema_roots(con)
+    stats = dbstat(con, "customers")
+    con.close()
+    root = roots["customers"]
+    leaves = sorted(r[0] for r in stats if r[1] == "leaf")
+    assert [r for r in stats if r[2] == "/"][0][1] == "internal" and root not in leaves
+    assert all(r[2].count("/") == 2 for r in stats if r[1] == "leaf"), "a 2-level table"
+    write_page(db, 1, bytes(PAGE_SIZE - 100), PAGE_SIZE, offset=100)
+    write_page(db, root, bytes(PAGE_SIZE), PAGE_SIZE)
+    salvageable = sorted(r for leaf in leaves for r in table_leaf_rowids(read_page(db, leaf, PAGE_SIZE), leaf))
+    assert salvageable == sorted(r[0] for r in intended)
+    return dict(db=db, snap=snap, intended=intended, page_truth=True,
+                damage={"kind": "zeroed_page", "object": "sqlite_schema", "page_type": "table_leaf",
+                        "pages": [1, root], "byte_range": [100, PAGE_SIZE],
+                        "also": {"object": "customers", "page": root, "page_type": "table_interior"},
+                        "orphaned_leaf_pages": leaves},
+                expect_affected=set(),
+                salvageable_rowids=salvageable,
+                truth={"schema_roots": roots},
+                description=f"A torn write over pages 1 and {root}: page 1 after the header (the "
+                            f"schema table) and page {root}, the interior root of the customers "
+                            f"table, zeroed. The {len(leaves)} leaves of customers are intact but "
+                            "nothing points to them: the table's root cannot be told from the "
+                            "pages, so its rows must be salvaged by their record shape. The "
+                            "snapshot predates 10 registrations and 20 balance updates.")
+
+
 FIXTURES = [
     ("healthy", fx_healthy),
     ("stale_pk_page", fx_stale_pk_page),
@@ -1887,6 +2024,9 @@ FIXTURES = [
     ("freelist_trunk_zeroed", fx_freelist_trunk_zeroed),
     ("freelist_trunk_out_of_range", fx_freelist_trunk_out_of_range),
     ("freelist_count_wrong", fx_freelist_count_wrong),
+    ("header_damaged", fx_header_damaged),
+    ("schema_page_garbage", fx_schema_page_garbage),
+    ("schema_and_root_zeroed", fx_schema_and_root_zeroed),
 ]
 
 # Fixtures whose damage must make some lookup wrong.
@@ -1961,6 +2101,10 @@ def make_fixture(name, builder, out):
         srows = snapshot_rows(snap)
         truth["snapshot_customers_count"] = len(srows)
         truth["snapshot_customers_sha256"] = canonical_sha256(srows)
+        # builder-specific truth (the fixtures of the repair ladder's kinds)
+        truth.update(b.get("truth", {}))
+        if "salvageable_rowids" in b:
+            truth["salvageable_rowids"] = b["salvageable_rowids"]
         if name in MUST_AFFECT:
             assert truth["affected_customer_ids"], f"{name}: no affected customers"
     elif intended is not None:
@@ -2094,7 +2238,7 @@ README_TRUTH = """
   `zeroed_page`, `garbage_cells`, `overflow_chain_broken`,
   `index_definition_removed`, `truncated`, `header_zeroed`,
   `schema_page_destroyed`, `not_a_database`, `empty`,
-  `freelist_pointer_out_of_range`, `freelist_count_wrong`),
+  `freelist_pointer_out_of_range`, `freelist_count_wrong`, `header_fields_zeroed`),
   `object` (index or table damaged), `page_type` (also `ptrmap`,
   `freelist_trunk`, `header`), `auto_vacuum` (`full` / `incremental`, for
   files made in that mode),
@@ -2176,6 +2320,16 @@ README_TRUTH = """
   those registered after it (no source holds them; `transactions` and the ID
   index still name them). `expected_after_repair_*` is the intended content
   without the unrecoverable ones, from the builder's own rows.
+* The repair ladder's refused files (`header_damaged`, `schema_page_garbage`,
+  `schema_and_root_zeroed`) have, besides `pos_refusal` and the page-level
+  truth, the builder's own facts: `free_pages_after_repair`, `page_count`,
+  `user_version` and `application_id` (the snapshot's header's) for
+  `header_damaged`; `schema_roots` (every b-tree's root page in the damaged
+  file, from `sqlite_schema` before the damage) for the schema fixtures and
+  `snapshot_schema_roots` (the snapshot's: all different for customers' six
+  b-trees, moved by a migration) for `schema_page_garbage`. Nothing but the
+  frame (and for `schema_and_root_zeroed` the customers root, whose leaves
+  are intact) is damaged: a repair gives back every intended row.
 * `ptrmap_entries_lost` (`ptrmap_page_zeroed`): the pages whose pointer-map
   entry was on the zeroed page (every page but page 1 and the map itself).
 * `free_pages_after_repair` (the freelist fixtures): the pages no b-tree

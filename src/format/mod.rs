@@ -44,7 +44,8 @@
 //! freelist and pointer-map pages that describe it, as repair writes them),
 //! [`salvage`] (every row that survives anywhere), [`geometry`] (a damaged
 //! header's page size and reserved bytes found from the pages),
-//! [`schema_table`] (sqlite_schema read page by page).
+//! [`schema_table`] (sqlite_schema read page by page), [`roots`] (the b-tree
+//! roots a file's pages show, when its schema is lost).
 
 pub mod accounting;
 pub mod btree;
@@ -53,6 +54,7 @@ pub mod geometry;
 pub mod header;
 pub mod page;
 pub mod record;
+pub mod roots;
 pub mod salvage;
 pub mod schema_table;
 pub mod varint;

@@ -15,7 +15,7 @@ use crate::check;
 pub(super) fn patch(job: &Job, fields: &mut RepairFields) -> Result<(PathBuf, apply::SqlOutcome)> {
     let t0 = std::time::Instant::now();
     let copy = job.work_file("repair");
-    apply::copy_file(job.db, &copy, false)?;
+    apply::copy_file(job.source, &copy, false)?;
     apply::match_owner_and_mode(&copy, job.db)?;
     check::timing("repair: copy", t0);
     apply::pause_point("build");
@@ -119,7 +119,7 @@ pub(super) fn rebuild(
 ) -> Result<(PathBuf, i64)> {
     let source = job.work_file("source");
     let copy = job.work_file("repair");
-    apply::copy_file(job.db, &source, false)?;
+    apply::copy_file(job.source, &source, false)?;
     apply::create_empty(&copy)?;
     apply::match_owner_and_mode(&copy, job.db)?;
     apply::pause_point("build");

@@ -4,8 +4,9 @@
 //! A dedicated thread receives the signals (signal-hook). What it does
 //! depends on how far the repair got:
 //!
-//! * reading (check, plan; no file of ours exists): it says "interrupted,
-//!   nothing changed" and ends the process at once;
+//! * reading (check, plan; no file of ours exists but the scratch copy
+//!   whose frame is mended, `frame.rs`, which is removed): it says
+//!   "interrupted, nothing changed" and ends the process at once;
 //! * writing (lock held, backup and work files being made): it records the
 //!   signal and interrupts SQLite's running statements; the repair stops at
 //!   its next step (`stop_if_asked`), removes its work files, releases the
@@ -144,6 +145,8 @@ fn on_signal(db: &str, sig: i32) {
     let mut st = state();
     match st.phase {
         Phase::Reading => {
+            // only a scratch copy of ours can exist yet (frame.rs)
+            remove_all(&mut st.files);
             crate::messages::error(&format!(
                 "{db}: interrupted by {}, nothing changed",
                 name(sig)
@@ -270,7 +273,7 @@ pub fn with_sidecars(path: &Path) -> Vec<PathBuf> {
 }
 
 /// The kinds of work file (`.custodian-KIND`).
-const KINDS: [&str; 4] = ["repair", "source", "backup", "backup-wal"];
+const KINDS: [&str; 5] = ["repair", "source", "backup", "backup-wal", "frame"];
 
 /// The name of a work file of database file `db_name`: hidden, the
 /// database's name, a UTC stamp, a process ID, the kind.
@@ -307,14 +310,21 @@ fn is_work_file(db_name: &str, file: &str) -> bool {
 }
 
 /// Work files of `db_name` in `dir` left by a run that was killed: sorted
-/// paths with their sizes. (This run's own are not made yet when it looks.)
+/// paths with their sizes. This run's own (registered) work files, such as
+/// the scratch copy of a mended frame, are not among them.
 pub fn leftovers(dir: &Path, db_name: &str) -> Vec<(PathBuf, u64)> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
+    let own: Vec<PathBuf> = state()
+        .files
+        .iter()
+        .flat_map(|f| with_sidecars(f))
+        .collect();
     let mut out: Vec<(PathBuf, u64)> = rd
         .filter_map(|e| e.ok())
         .filter(|e| is_work_file(db_name, &e.file_name().to_string_lossy()))
+        .filter(|e| !own.contains(&e.path()))
         .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
         .map(|e| (e.path(), e.metadata().map(|m| m.len()).unwrap_or(0)))
         .collect();

@@ -9,10 +9,12 @@
 pub mod apply;
 mod build;
 mod fingerprint;
+mod frame;
 pub mod interrupt;
 pub mod pages;
 pub mod plan;
 pub mod rebuild;
+mod roots;
 pub mod snapshot;
 mod verify;
 
@@ -153,6 +155,19 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
             the_plan = make_plan(db, &settings, &before, &live, table.as_ref(), &good)?;
         }
     }
+    let st = stamp();
+    fields.plan = Some(the_plan.clone());
+    let framed = match mend_frame(db, &st, &settings, &the_plan, &good) {
+        Ok(f) => f,
+        Err(e) => {
+            let why = format!("{e:#}; nothing was changed");
+            return Ok(stopped(db, before, fields, &why));
+        }
+    };
+    let (the_plan, table, planned_from) = match &framed {
+        Some(f) => (f.plan.clone(), f.table.clone(), &f.report),
+        None => (the_plan, table, &before),
+    };
     fields.plan = Some(the_plan.clone());
 
     let locks = matches!(
@@ -185,9 +200,10 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     let lock = lock_unchanged(db, &fp)?;
     interrupt::writing();
     remove_leftovers(db, &backup_dir, &mut fields);
-    let st = stamp();
     let job = Job {
         db,
+        source: framed.as_ref().map_or(db.as_path(), |f| f.scratch.path()),
+        mended: framed.as_ref().map_or(&[], |f| f.actions.as_slice()),
         dir: folder_of(db),
         stamp: &st,
         plan: &the_plan,
@@ -195,7 +211,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         settings: &settings,
         lock: &lock,
         snapshot: good.first().map(|s| s.path.as_path()),
-        before: &before,
+        before: planned_from,
     };
     let result = locked_steps(&job, &backup_dir, &mut fields, t0);
     interrupt::settle();
@@ -236,6 +252,8 @@ fn locked_steps(
 ) -> Result<Report> {
     take_backup(job.db, backup_dir, job.stamp, fields)?;
     check::timing("repair: lock + backup", t0);
+    // the frame was mended on the scratch copy the build starts from
+    fields.actions.extend(job.mended.iter().cloned());
     interrupt::stop_if_asked()?;
     let (copy, verified) = build_and_verify(job, fields)?;
     check::timing("repair: built and verified", t0);
@@ -501,8 +519,11 @@ fn choose_snapshots(
     });
     let cands = snapshot::candidates(paths);
     if needs_snapshot {
+        // a live file SQLite refuses as a whole has no columns to compare
         let live_cols = snapshot::columns_of(db, &settings.table).unwrap_or_default();
-        let (good, statuses) = snapshot::verify(&cands, settings, &live_cols);
+        let (good, statuses) = snapshot::verify_with(&cands, settings, &live_cols, |snap, live| {
+            live.is_empty() || snap == live
+        });
         fields.snapshots = statuses;
         return good;
     }
@@ -715,9 +736,87 @@ fn take_backup(db: &Path, dir: &Path, st: &str, fields: &mut RepairFields) -> Re
     Ok(())
 }
 
+/// Step 3a: a file SQLite refuses as a whole (a damaged header, a schema
+/// table it cannot read) has its frame mended on a scratch copy from the
+/// newest good snapshot (`frame.rs`); the copy is checked and the repair
+/// planned from that check. The original is not touched: the build starts
+/// from the scratch copy once the original is locked and backed up (and
+/// unchanged since it was checked). `None` when the frame is sound.
+fn mend_frame(
+    db: &Path,
+    st: &str,
+    settings: &Settings,
+    the_plan: &Plan,
+    good: &[snapshot::Snapshot],
+) -> Result<Option<Framed>> {
+    let Some(snap) = good.first().filter(|_| !the_plan.frame.is_empty()) else {
+        return Ok(None);
+    };
+    let scratch = frame::Scratch::new(work_file(db, folder_of(db), st, "frame"));
+    let actions = frame::mend(db, scratch.path(), &the_plan.frame, &snap.path)?;
+    let report = check_before(scratch.path(), settings, Progress::hidden(), false)?;
+    if let Some(f) = report.findings.iter().find(|f| {
+        matches!(
+            f.code,
+            check::finding::Code::HeaderInvalid | check::finding::Code::SchemaUnreadable
+        )
+    }) {
+        bail!("the mended copy is still refused: {}", f.message);
+    }
+    let (live, table) = live_schema(scratch.path(), settings)?;
+    let mut plan = make_plan(
+        scratch.path(),
+        settings,
+        &report,
+        &live,
+        table.as_ref(),
+        good,
+    )?;
+    plan.frame = the_plan.frame.clone();
+    if plan.strategy == Strategy::Nothing {
+        // the mended copy is the repair: it is verified and swapped in
+        plan.strategy = Strategy::PatchCopy;
+    }
+    plan.frame_mended = actions.iter().map(|a| a.detail.clone()).collect();
+    Ok(Some(Framed {
+        scratch,
+        actions,
+        report,
+        table,
+        plan,
+    }))
+}
+
+/// A file whose frame was mended: the scratch copy (removed when this is
+/// dropped), what mending did, its check, and the plan made from it.
+struct Framed {
+    scratch: frame::Scratch,
+    actions: Vec<Action>,
+    report: Report,
+    table: Option<schema::CustomerTable>,
+    plan: Plan,
+}
+
+/// A hidden work file beside the database, `.NAME.STAMP.PID.custodian-KIND`,
+/// registered so that a stop before the swap removes it.
+fn work_file(db: &Path, dir: &Path, stamp: &str, kind: &str) -> PathBuf {
+    let name = db
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = dir.join(interrupt::work_name(&name, stamp, std::process::id(), kind));
+    interrupt::work_file(&path);
+    path
+}
+
 /// What every step after the lock needs.
 struct Job<'a> {
     db: &'a Path,
+    /// The file the repaired copy is made from: the database, or the
+    /// scratch copy whose frame was mended.
+    source: &'a Path,
+    /// What mending the frame did (reported after the backup).
+    mended: &'a [Action],
     /// Where the work files are made: the database's folder.
     dir: &'a Path,
     stamp: &'a str,
@@ -735,19 +834,7 @@ impl Job<'_> {
     /// A hidden work file beside the database, `.NAME.STAMP.PID.custodian-KIND`,
     /// registered so that a stop before the swap removes it.
     fn work_file(&self, kind: &str) -> PathBuf {
-        let name = self
-            .db
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let path = self.dir.join(interrupt::work_name(
-            &name,
-            self.stamp,
-            std::process::id(),
-            kind,
-        ));
-        interrupt::work_file(&path);
-        path
+        work_file(self.db, self.dir, self.stamp, kind)
     }
 }
 

@@ -20,7 +20,7 @@ use crate::format::accounting;
 use crate::format::btree::{self, PageSource, TableItem};
 use crate::format::header::{
     DatabaseHeader, FIRST_FREELIST_TRUNK_OFFSET, FREELIST_COUNT_OFFSET, HEADER_SIZE,
-    LARGEST_ROOT_PAGE_OFFSET, TextEncoding,
+    LARGEST_ROOT_PAGE_OFFSET, PAGE_COUNT_OFFSET, TextEncoding,
 };
 use crate::format::record::{Record, ValueRef};
 
@@ -76,13 +76,7 @@ impl WorkCopy {
 
     /// Rewrites `root` as an empty leaf index b-tree page.
     fn empty_index_root(&self, root: u32) -> Result<()> {
-        let mut page = vec![0u8; self.header.page_size as usize];
-        page[0] = 0x0a; // leaf index b-tree page
-        // cell content starts at the end of the usable area (0 means 65536)
-        let usable = self.header.usable_size();
-        let start = if usable >= 65536 { 0 } else { usable as u16 };
-        page[5..7].copy_from_slice(&start.to_be_bytes());
-        self.write_page(root, &page)
+        self.write_page(root, &self.empty_index_leaf())
     }
 
     fn zero(&self, pages: &[u32]) -> Result<()> {
@@ -150,7 +144,7 @@ impl WorkCopy {
     /// page) anew from the b-trees of the copy: every page no tree uses is
     /// free. Refused when a tree cannot be walked whole: its pages would be
     /// taken for free ones.
-    fn rebuild_page_lists(&mut self) -> Result<RelistOutcome> {
+    pub(super) fn rebuild_page_lists(&mut self) -> Result<RelistOutcome> {
         let roots = self.schema_roots()?;
         let mut roles = accounting::page_roles(self, &roots);
         if let Some(d) = roles.damage.first() {
@@ -191,14 +185,62 @@ impl WorkCopy {
         })
     }
 
+    /// The header as it stands (with the edits made in memory).
+    pub(super) fn header(&self) -> &DatabaseHeader {
+        &self.header
+    }
+
+    /// Rewrites page 1 after the header as an empty table leaf: the schema
+    /// table with no rows.
+    pub(super) fn empty_schema_page(&self) -> Result<()> {
+        let ps = self.header.page_size as usize;
+        let mut page = vec![0u8; ps];
+        page[..HEADER_SIZE].copy_from_slice(&self.head);
+        page[HEADER_SIZE] = 0x0d; // leaf table b-tree page
+        let usable = self.header.usable_size();
+        let start = if usable >= 65536 { 0 } else { usable as u16 };
+        page[HEADER_SIZE + 5..HEADER_SIZE + 7].copy_from_slice(&start.to_be_bytes());
+        self.write_page(1, &page)
+    }
+
+    /// Appends `page` (one page image) to the file; the header's page count
+    /// follows (in memory). Returns its page number.
+    pub(super) fn append_page(&mut self, page: &[u8]) -> Result<u32> {
+        let pgno = self.pages + 1;
+        self.write_page(pgno, page)?;
+        self.pages = pgno;
+        self.set_u32(PAGE_COUNT_OFFSET, pgno);
+        self.header.page_count = pgno;
+        Ok(pgno)
+    }
+
+    /// An empty leaf page image of an index b-tree.
+    pub(super) fn empty_index_leaf(&self) -> Vec<u8> {
+        let mut page = vec![0u8; self.header.page_size as usize];
+        page[0] = 0x0a; // leaf index b-tree page
+        let usable = self.header.usable_size();
+        let start = if usable >= 65536 { 0 } else { usable as u16 };
+        page[5..7].copy_from_slice(&start.to_be_bytes());
+        page
+    }
+
+    /// An empty freelist in the header (in memory): its pages are unlisted
+    /// until the page lists are written anew.
+    pub(super) fn clear_freelist(&mut self) {
+        self.set_u32(FIRST_FREELIST_TRUNK_OFFSET, 0);
+        self.set_u32(FREELIST_COUNT_OFFSET, 0);
+        self.header.first_freelist_trunk = 0;
+        self.header.freelist_count = 0;
+    }
+
     /// Page 1 holds the header: rewrites just those 100 bytes.
-    fn write_header(&self) -> Result<()> {
+    pub(super) fn write_header(&self) -> Result<()> {
         self.file
             .write_all_at(&self.head, 0)
             .context("writing the header of the work copy")
     }
 
-    fn sync(&self) -> Result<()> {
+    pub(super) fn sync(&self) -> Result<()> {
         self.file.sync_all().context("syncing the work copy")
     }
 }

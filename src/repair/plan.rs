@@ -28,6 +28,30 @@ pub enum Strategy {
     NotBuilt { reason: String },
 }
 
+/// A step that mends the file's frame — the database header, the schema
+/// table — on a copy of the file. Without a sound frame SQLite refuses the
+/// whole file and custodian's check cannot look past it, so these steps come
+/// first; the rest of the repair is planned from the check of the mended
+/// copy. Each needs the newest good snapshot.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FrameStep {
+    /// The 100-byte header is rebuilt from the snapshot's header (page
+    /// size, reserved bytes, text encoding, vacuum mode, user_version,
+    /// application_id, …) once the pages show that its page size and
+    /// reserved bytes are theirs; the page count comes from the file's
+    /// length and the freelist is listed anew from the b-trees.
+    Header { snapshot: String },
+    /// The schema table is written anew from the snapshot's schema. The
+    /// root page of each table and index in the damaged file is found from
+    /// its pages: b-tree kind, record shape, rows that agree with the
+    /// snapshot's, index keys that match the rows of their table. A table
+    /// whose root cannot be told is left with an unreadable root, so that
+    /// the rebuild salvages its rows by record shape; an index whose root
+    /// cannot be told starts empty and is rebuilt from its table.
+    Schema { snapshot: String },
+}
+
 /// How the pages no b-tree uses are listed once the copy is edited: the
 /// freelist, and in an auto_vacuum / incremental_vacuum file the pointer
 /// maps.
@@ -73,6 +97,13 @@ pub struct RestoreValue {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Plan {
+    /// Steps that mend the header or the schema table on a copy first; the
+    /// rest of this plan was made from the check of that copy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub frame: Vec<FrameStep>,
+    /// What mending the frame did on the scratch copy (the roots found, …).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub frame_mended: Vec<String>,
     pub strategy: Strategy,
     /// Indexes emptied and rebuilt from their table.
     pub rebuild_indexes: Vec<String>,
@@ -235,6 +266,33 @@ fn is_index_level(code: Code) -> bool {
     )
 }
 
+/// The frame steps the check's findings call for: a damaged header, a
+/// schema table SQLite cannot read. Only with a good snapshot (without
+/// one the plan says what is not built).
+pub fn frame_steps(before: &Report, snapshot: Option<&str>) -> Vec<FrameStep> {
+    let Some(snapshot) = snapshot else {
+        return Vec::new();
+    };
+    let has = |c: Code| {
+        before
+            .findings
+            .iter()
+            .any(|f| f.code == c && f.severity == Severity::Error)
+    };
+    let mut steps = Vec::new();
+    if has(Code::HeaderInvalid) {
+        steps.push(FrameStep::Header {
+            snapshot: snapshot.to_string(),
+        });
+    }
+    if has(Code::SchemaUnreadable) {
+        steps.push(FrameStep::Schema {
+            snapshot: snapshot.to_string(),
+        });
+    }
+    steps
+}
+
 pub fn plan(
     before: &Report,
     live: &[SchemaObject],
@@ -361,6 +419,8 @@ pub fn plan(
         Strategy::PatchCopy
     };
     Plan {
+        frame: frame_steps(before, snapshot.map(|(p, _)| p)),
+        frame_mended: Vec::new(),
         strategy,
         rebuild_indexes: rebuild.into_iter().collect(),
         empty_roots: roots,
