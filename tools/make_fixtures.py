@@ -1888,12 +1888,15 @@ def fx_header_damaged(work):
     intended = dump_customers(con)
     con.close()
     assert free >= 10, free
+    trunks, leaves = freelist_of(db, PAGE_SIZE)
+    assert len(trunks) + len(leaves) == free, (trunks, leaves, free)
     with open(db, "r+b") as f:
         f.seek(16)
         f.write(bytes(84))             # every field after the magic string
     return dict(db=db, snap=snap, intended=intended, page_truth=True,
                 damage={"kind": "header_fields_zeroed", "object": None, "page_type": "header",
-                        "pages": [1], "byte_range": [16, 100]},
+                        "pages": [1], "byte_range": [16, 100],
+                        "free_pages": sorted(trunks + leaves)},
                 expect_affected=set(),
                 truth={"free_pages_after_repair": free, "page_count": pages,
                        "user_version": HEADER_USER_VERSION,
@@ -2241,7 +2244,8 @@ README_TRUTH = """
   `freelist_pointer_out_of_range`, `freelist_count_wrong`, `header_fields_zeroed`),
   `object` (index or table damaged), `page_type` (also `ptrmap`,
   `freelist_trunk`, `header`), `auto_vacuum` (`full` / `incremental`, for
-  files made in that mode),
+  files made in that mode), `free_pages` (`header_damaged`: the freelist's
+  pages before the header was zeroed, which no b-tree uses),
   `pages` (page numbers, 1-based; for `truncated` the pages cut off; for
   `index_definition_removed` the orphaned pages), plus kind-specific details.
 * `files`: path, size and sha256 of each shipped file.

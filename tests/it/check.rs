@@ -26,6 +26,11 @@ enum Pages {
     /// the object's pages past the end of the file (dbstat of the snapshot,
     /// which is the file before the cut)
     LostOfObject,
+    /// the truth's `damage.free_pages`: the freelist a zeroed header lost
+    Freelist,
+    /// page 1 alone: the schema table's page (when the damage also reaches
+    /// pages that an unreadable schema hides)
+    SchemaPage,
 }
 
 /// How the expected `count` of a structural finding is known.
@@ -383,6 +388,54 @@ const CASES: &[Case] = &[
             ),
         ],
     },
+    // the repair ladder's refused files (with a snapshot; repair_kinds.rs)
+    Case {
+        fixture: "header_damaged",
+        exit: 1,
+        verdict: "corrupt",
+        structural: &[
+            st("header_invalid", None, Some(Pages::Damage), Count::Pages),
+            st("page_unused", None, Some(Pages::Freelist), Count::Pages),
+        ],
+    },
+    Case {
+        fixture: "schema_page_garbage",
+        exit: 1,
+        verdict: "corrupt",
+        structural: &[
+            st(
+                "schema_unreadable",
+                Some("sqlite_schema"),
+                Some(Pages::Damage),
+                Count::Pages,
+            ),
+            st(
+                "page_damaged",
+                Some("sqlite_schema"),
+                Some(Pages::Damage),
+                Count::Pages,
+            ),
+        ],
+    },
+    Case {
+        fixture: "schema_and_root_zeroed",
+        exit: 1,
+        verdict: "corrupt",
+        structural: &[
+            st(
+                "schema_unreadable",
+                Some("sqlite_schema"),
+                Some(Pages::SchemaPage),
+                Count::Pages,
+            ),
+            st(
+                "page_damaged",
+                Some("sqlite_schema"),
+                Some(Pages::SchemaPage),
+                Count::Pages,
+            ),
+        ],
+    },
 ];
 
 fn u64s(v: &Value) -> Vec<u64> {
@@ -434,6 +487,8 @@ fn expected_pages(how: Pages, t: &Value, fixture: &str, object: Option<&str>) ->
                 })
                 .collect()
         }
+        Pages::Freelist => u64s(&damage["free_pages"]),
+        Pages::SchemaPage => vec![1],
         Pages::LostOfObject => {
             let kept = damage["file_pages"].as_u64().unwrap();
             dbstat(&fixtures().join(format!("{fixture}.snap.db")))
