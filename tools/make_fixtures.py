@@ -1187,6 +1187,20 @@ def fx_flipped_id_byte(work):
                             "from the table would enshrine the damage; the row must be restored.")
 
 
+def garbage_over_cells(db, pgno, content, intended, seed):
+    """Deterministic random bytes over the cell content area (from `content`)
+    of table leaf `pgno`, drawn again until SQLite reads none of it as a
+    customer row other than an intended one. Returns the attempt kept."""
+    good = {r[0]: tuple(r[1:]) for r in intended}
+    for attempt in range(50):
+        garbage = random.Random(seed + 1000 * attempt).randbytes(PAGE_SIZE - content)
+        write_page(db, pgno, garbage, PAGE_SIZE, offset=content)
+        probe = probe_truth(db)
+        if all(good.get(r) == v for r, v in probe["rows"].items()):
+            return attempt
+    raise RuntimeError("garbage always decodes as rows")
+
+
 def fx_damaged_table_leaf(work):
     db, snap = f"{work}/t.db", f"{work}/t.snap.db"
     people = build_base(db)
@@ -1210,16 +1224,7 @@ def fx_damaged_table_leaf(work):
     salvageable = sorted(r for leaf in table_subtree_leaves(db, root, PAGE_SIZE) if leaf != pgno
                          for r in table_leaf_rowids(read_page(db, leaf, PAGE_SIZE), leaf))
     assert salvageable == sorted({r[0] for r in intended} - set(rowids))
-    good = {r[0]: tuple(r[1:]) for r in intended}
-    for attempt in range(50):
-        garbage = random.Random(SEED * 10 + 8 + 1000 * attempt).randbytes(PAGE_SIZE - content)
-        write_page(db, pgno, garbage, PAGE_SIZE, offset=content)
-        # Keep only garbage that SQLite cannot mistake for customer rows.
-        probe = probe_truth(db)
-        if all(good.get(r) == v for r, v in probe["rows"].items()):
-            break
-    else:
-        raise RuntimeError("garbage always decodes as rows")
+    attempt = garbage_over_cells(db, pgno, content, intended, SEED * 10 + 8)
     return dict(db=db, snap=snap, intended=intended,
                 damage={"kind": "garbage_cells", "object": "customers", "page_type": "table_leaf",
                         "pages": [pgno], "byte_range": [content, PAGE_SIZE],
@@ -2001,6 +2006,90 @@ def fx_schema_and_root_zeroed(work):
                             "snapshot predates 10 registrations and 20 balance updates.")
 
 
+def fx_several_kinds(work):
+    """Issue 8, "several kinds of damage in one file, in one run": a lost
+    write on a leaf of the ID index, the nightly purge, then a torn write
+    zeroing a leaf of the phone index, garbage over a customers table leaf
+    and the freelist's first trunk page zeroed."""
+    return _several_kinds(work, table_leaf=True)
+
+
+def fx_several_index_kinds(work):
+    """As several_kinds without the table leaf: every row intact, so the
+    damage is mended page by page (two indexes, the freelist)."""
+    return _several_kinds(work, table_leaf=False)
+
+
+def fx_several_kinds_incremental(work):
+    """As several_kinds in an auto_vacuum=INCREMENTAL file (pointer maps)."""
+    return _several_kinds(work, table_leaf=True, auto_vacuum="INCREMENTAL")
+
+
+def _several_kinds(work, table_leaf, auto_vacuum=None):
+    db, snap, intended, pk_page, on_page, elsewhere, _ = _stale_pk(work, auto_vacuum)
+    con = connect(db)
+    con.execute("DELETE FROM transactions WHERE txn_id <= 1500")    # the purge: free pages
+    assert dump_customers(con) == intended
+    transactions = con.execute("SELECT count(*) FROM transactions").fetchone()[0]
+    free = con.execute("PRAGMA freelist_count").fetchone()[0]
+    phones = middle_third(leaf_pages(con, PHONE_INDEX))
+    phone_page = phones[len(phones) // 2][0]
+    # a table leaf the activity since the snapshot left untouched: the
+    # snapshot holds exactly its rows
+    table_page = next(l[0] for l in middle_third(leaf_pages(con, "customers"))
+                      if read_page(db, l[0], PAGE_SIZE) == read_page(snap, l[0], PAGE_SIZE))
+    con.close()
+    trunks, leaves = freelist_of(db, PAGE_SIZE)
+    assert len(trunks) + len(leaves) == free >= 10, (trunks, free)
+    page = read_page(db, table_page, PAGE_SIZE)
+    rowids = table_leaf_rowids(page, table_page) if table_leaf else []
+    _, _, content, _, _ = page_layout(page, table_page)
+    by_rowid = {r[0]: r[1] for r in intended}
+    assert not set(on_page) & {by_rowid[r] for r in rowids}
+    phone_entries = index_leaf_entries(read_page(db, phone_page, PAGE_SIZE), phone_page)
+    pages = [pk_page, phone_page, trunks[0]] + ([table_page] if table_leaf else [])
+    assert len(set(pages)) == len(pages), pages
+    write_page(db, phone_page, bytes(PAGE_SIZE), PAGE_SIZE)
+    write_page(db, trunks[0], bytes(PAGE_SIZE), PAGE_SIZE)
+    parts = [{"kind": "stale_page", "object": PK_INDEX, "page_type": "index_leaf", "page": pk_page},
+             {"kind": "zeroed_page", "object": PHONE_INDEX, "page_type": "index_leaf",
+              "page": phone_page}]
+    extra, table_text = {}, ""
+    if table_leaf:
+        extra = dict(damaged_rowids=sorted(rowids),
+                     garbage_attempt=garbage_over_cells(db, table_page, content, intended,
+                                                        SEED * 10 + 31))
+        parts.append({"kind": "garbage_cells", "object": "customers", "page_type": "table_leaf",
+                      "page": table_page, "byte_range": [content, PAGE_SIZE]})
+        table_text = (f"random bytes over the cell content area of customers table leaf page "
+                      f"{table_page} ({len(rowids)} rows, the page identical in the snapshot), ")
+    parts.append({"kind": "zeroed_page", "object": None, "page_type": "freelist_trunk",
+                  "page": trunks[0]})
+    damage = {"kind": "several", "object": None, "pages": sorted(pages),
+              "free_pages": sorted(trunks[1:] + leaves), "parts": parts}
+    mode = ""
+    if auto_vacuum:
+        damage["auto_vacuum"] = auto_vacuum.lower()
+        mode = f"An auto_vacuum={auto_vacuum} file. "
+    return dict(db=db, snap=snap, intended=intended, damage=damage,
+                expect_affected=set(on_page) | {by_rowid[r] for r in rowids}
+                | {by_rowid[e[-1]] for e in phone_entries},
+                new_customer_ids_on_page=sorted(on_page),
+                new_customer_ids_elsewhere=sorted(elsewhere),
+                **extra,
+                truth={"repair_restored_customer_ids": sorted(by_rowid[r] for r in rowids),
+                       "repair_unrecoverable_customer_ids": [],
+                       "transactions_count": transactions,
+                       "phone_entries_on_zeroed_page": len(phone_entries)},
+                description=f"{mode}Lost write on leaf page {pk_page} of {PK_INDEX} (as "
+                            f"stale_pk_page: {len(on_page)} customers registered on it since "
+                            "the snapshot are not in the ID index), then the nightly purge of "
+                            f"old transactions ({free} free pages), then a torn write: leaf "
+                            f"page {phone_page} of {PHONE_INDEX} ({len(phone_entries)} entries) "
+                            f"zeroed, {table_text}the freelist's first trunk page {trunks[0]} "
+                            "zeroed. Several kinds in one file, for one run.")
+
+
 FIXTURES = [
     ("healthy", fx_healthy),
     ("stale_pk_page", fx_stale_pk_page),
@@ -2030,6 +2119,9 @@ FIXTURES = [
     ("header_damaged", fx_header_damaged),
     ("schema_page_garbage", fx_schema_page_garbage),
     ("schema_and_root_zeroed", fx_schema_and_root_zeroed),
+    ("several_kinds", fx_several_kinds),
+    ("several_index_kinds", fx_several_index_kinds),
+    ("several_kinds_incremental", fx_several_kinds_incremental),
 ]
 
 # Fixtures whose damage must make some lookup wrong.
@@ -2038,7 +2130,8 @@ MUST_AFFECT = {"stale_pk_page", "stale_pk_page_dups", "stale_secondary_page", "z
                "wal_stale_index", "truncated", "overflow_chain_broken", "flipped_id_byte",
                "lost_customer_leaf",
                "stale_pk_page_autovacuum", "stale_pk_page_incremental",
-               "header_zeroed"}
+               "header_zeroed", "several_kinds", "several_index_kinds",
+               "several_kinds_incremental"}
 
 
 # --------------------------------------------------------------------------
@@ -2244,8 +2337,10 @@ README_TRUTH = """
   `freelist_pointer_out_of_range`, `freelist_count_wrong`, `header_fields_zeroed`),
   `object` (index or table damaged), `page_type` (also `ptrmap`,
   `freelist_trunk`, `header`), `auto_vacuum` (`full` / `incremental`, for
-  files made in that mode), `free_pages` (`header_damaged`: the freelist's
-  pages before the header was zeroed, which no b-tree uses),
+  files made in that mode), `free_pages` (`header_damaged`, `several_*`:
+  the free pages no freelist names any more, once the header or the first
+  trunk page was zeroed), `parts` (`several_*`, kind `several`: each
+  damage with its `kind`, `object`, `page_type` and `page`),
   `pages` (page numbers, 1-based; for `truncated` the pages cut off; for
   `index_definition_removed` the orphaned pages), plus kind-specific details.
 * `files`: path, size and sha256 of each shipped file.

@@ -26,8 +26,12 @@ enum Pages {
     /// the object's pages past the end of the file (dbstat of the snapshot,
     /// which is the file before the cut)
     LostOfObject,
-    /// the truth's `damage.free_pages`: the freelist a zeroed header lost
+    /// the truth's `damage.free_pages`: the free pages no freelist names
+    /// any more (a zeroed header or first trunk page)
     Freelist,
+    /// the pages of the truth's `damage.parts` on the finding's object
+    /// (several kinds of damage in one file)
+    PartsOf,
     /// page 1 alone: the schema table's page (when the damage also reaches
     /// pages that an unreadable schema hides)
     SchemaPage,
@@ -388,6 +392,34 @@ const CASES: &[Case] = &[
             ),
         ],
     },
+    // several kinds of damage in one file (repair_kinds.rs)
+    Case {
+        fixture: "several_kinds",
+        exit: 1,
+        verdict: "corrupt",
+        structural: SEVERAL_KINDS,
+    },
+    Case {
+        fixture: "several_kinds_incremental",
+        exit: 1,
+        verdict: "corrupt",
+        structural: SEVERAL_KINDS,
+    },
+    Case {
+        fixture: "several_index_kinds",
+        exit: 1,
+        verdict: "corrupt",
+        structural: &[
+            st(
+                "page_damaged",
+                Some("idx_customers_phone"),
+                Some(Pages::PartsOf),
+                Count::Pages,
+            ),
+            st("page_unused", None, Some(Pages::Freelist), Count::Pages),
+            st("freelist_damaged", None, None, Count::Problems),
+        ],
+    },
     // the repair ladder's refused files (with a snapshot; repair_kinds.rs)
     Case {
         fixture: "header_damaged",
@@ -436,6 +468,38 @@ const CASES: &[Case] = &[
             ),
         ],
     },
+];
+
+/// A stale ID index page, a zeroed phone index page, garbage over a
+/// customers table leaf and a zeroed freelist trunk.
+const SEVERAL_KINDS: &[Structural] = &[
+    st(
+        "page_damaged",
+        Some("idx_customers_phone"),
+        Some(Pages::PartsOf),
+        Count::Pages,
+    ),
+    st(
+        "cell_damaged",
+        CUSTOMERS,
+        Some(Pages::PartsOf),
+        Count::Problems,
+    ),
+    st(
+        "record_damaged",
+        CUSTOMERS,
+        Some(Pages::PartsOf),
+        Count::Problems,
+    ),
+    st(
+        "key_order",
+        CUSTOMERS,
+        Some(Pages::PartsOf),
+        Count::Problems,
+    ),
+    st("rows_unreadable", None, None, Count::LostRows),
+    st("page_unused", None, Some(Pages::Freelist), Count::Pages),
+    st("freelist_damaged", None, None, Count::Problems),
 ];
 
 fn u64s(v: &Value) -> Vec<u64> {
@@ -489,6 +553,13 @@ fn expected_pages(how: Pages, t: &Value, fixture: &str, object: Option<&str>) ->
         }
         Pages::Freelist => u64s(&damage["free_pages"]),
         Pages::SchemaPage => vec![1],
+        Pages::PartsOf => damage["parts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["object"].as_str() == object)
+            .map(|p| p["page"].as_u64().unwrap())
+            .collect(),
         Pages::LostOfObject => {
             let kept = damage["file_pages"].as_u64().unwrap();
             dbstat(&fixtures().join(format!("{fixture}.snap.db")))

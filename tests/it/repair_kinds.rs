@@ -129,6 +129,41 @@ const CASES: &[KindCase] = &[
         ],
         auto_vacuum: "0",
     },
+    // a stale ID index page, a zeroed phone index page, garbage over a
+    // customers table leaf and a zeroed freelist trunk, in one run: the
+    // table is rebuilt (rows salvaged, the leaf's rows from the snapshot),
+    // which rebuilds every index and the page lists with it
+    KindCase {
+        fixture: "several_kinds",
+        exit: 0,
+        verdict: "repaired",
+        actions: &["backup", "rebuild_database", "verify", "swap"],
+        auto_vacuum: "0",
+    },
+    KindCase {
+        fixture: "several_kinds_incremental",
+        exit: 0,
+        verdict: "repaired",
+        actions: &["backup", "rebuild_database", "verify", "swap"],
+        auto_vacuum: "2",
+    },
+    // the same without the table leaf: every row intact, so mended page by
+    // page: both indexes rebuilt, the freelist written anew
+    KindCase {
+        fixture: "several_index_kinds",
+        exit: 0,
+        verdict: "repaired",
+        actions: &[
+            "backup",
+            "rebuild_index",
+            "rebuild_index",
+            "free_pages",
+            "rebuild_page_lists",
+            "verify",
+            "swap",
+        ],
+        auto_vacuum: "0",
+    },
 ];
 
 /// The kinds of the report's actions, in order.
@@ -232,6 +267,13 @@ fn check_case(case: &KindCase) {
             sqlite3_cli(&s.db, "PRAGMA freelist_count"),
             free.to_string(),
             "{name}: every page no b-tree uses is on the freelist"
+        );
+    }
+    if let Some(n) = t.get("transactions_count") {
+        assert_eq!(
+            sqlite3_cli(&s.db, "SELECT count(*) FROM transactions"),
+            n.to_string(),
+            "{name}: every transaction kept, none of the purged ones brought back"
         );
     }
     let kinds = action_kinds(&j);
@@ -562,4 +604,60 @@ fn random_frame_damage_is_repaired_or_refused_never_worse() {
             c => panic!("round {round}: exit {c}: {}", r.show()),
         }
     }
+}
+
+/// Five kinds in one file: several_kinds (a stale ID index page, a zeroed
+/// phone index page, garbage over a customers table leaf, a zeroed freelist
+/// trunk) with every header field after the magic string zeroed as well.
+/// With a snapshot, one run mends the header, then rebuilds the table.
+#[test]
+fn five_kinds_with_a_zeroed_header_are_repaired_in_one_run() {
+    let name = "several_kinds";
+    let s = Setup::new(name);
+    let t = truth(name);
+    let mut bytes = std::fs::read(&s.db).unwrap();
+    bytes[16..100].fill(0);
+    std::fs::write(&s.db, &bytes).unwrap();
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    let kinds = action_kinds(&j);
+    let mut rest = kinds.iter();
+    for want in [
+        "backup",
+        "mend_header",
+        "rebuild_database",
+        "verify",
+        "swap",
+    ] {
+        assert!(rest.any(|k| *k == want), "{want} in {kinds:?}");
+    }
+    assert_eq!(
+        customers_sha256(&s.db),
+        t["expected_customers_sha256"].as_str().unwrap()
+    );
+    assert_eq!(stock_integrity_check(&s.db), "ok");
+    assert_eq!(
+        strings(&j["restored_customer_ids"]),
+        truth_ids(&t, "repair_restored_customer_ids")
+    );
+    assert_eq!(
+        strings(&j["unrecoverable_customer_ids"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        sqlite3_cli(&s.db, "SELECT count(*) FROM transactions"),
+        t["transactions_count"].to_string()
+    );
+    let all = all_customer_ids(&s.db);
+    assert_eq!(
+        all.len() as u64,
+        t["expected_customers_count"].as_u64().unwrap()
+    );
+    assert_found_through_every_index(&s.db, &all);
+    assert_eq!(
+        std::fs::read(PathBuf::from(j["backup_path"].as_str().unwrap())).unwrap(),
+        bytes,
+        "the backup is the damaged original"
+    );
 }
