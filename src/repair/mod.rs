@@ -145,9 +145,13 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     let (live, table) = live_schema(db, &settings)?;
     let mut good = choose_snapshots(db, &before, &args.snapshot, &settings, &mut fields);
     let mut the_plan = make_plan(db, &settings, &before, &live, table.as_ref(), &good)?;
-    if the_plan.strategy == Strategy::Nothing {
+    if matches!(
+        the_plan.strategy,
+        Strategy::Nothing | Strategy::LossesAccounted { .. }
+    ) {
         // "nothing to do" only on the evidence on which check says clean
-        // (DESIGN rule 9): with SQLite's quick_check as check runs it
+        // (DESIGN rule 9): with SQLite's quick_check as check runs it (and
+        // for losses already accounted for, nothing beyond them)
         before = check_before(db, &settings, Progress::hidden(), true)?;
         if before.verdict != Verdict::Clean {
             fields.before = Some(Before::of(&before));
@@ -185,6 +189,18 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         Strategy::NotBuilt { reason } => {
             let why = format!("{reason}; nothing was changed");
             return Ok(stopped(db, before, fields, &why));
+        }
+        Strategy::LossesAccounted { customer_ids } => {
+            // the same report as the repair that accounted for them: exit 1
+            fields.unrecoverable_customer_ids = customer_ids.clone();
+            fields.after = fields.before.clone();
+            fields.without_snapshot = without_snapshot(&the_plan, &fields, &args.snapshot, &good);
+            return Ok(outcome(
+                before,
+                fields,
+                Verdict::RepairedWithLosses,
+                ExitStatus::Problems,
+            ));
         }
         Strategy::PatchCopy | Strategy::Rebuild { .. } => {}
     }
@@ -609,11 +625,23 @@ fn make_plan(
                 .map(|_| format!("{t}.{c}"))
         })
     };
+    // the snapshot is verified sound: its ID index may be used
+    let in_snapshot = |id: &str| -> bool {
+        snap_conn.as_ref().is_some_and(|c| {
+            c.query_row(
+                &format!("SELECT 1 FROM {tq} WHERE {id_col} = ?1 LIMIT 1"),
+                [id],
+                |_| Ok(()),
+            )
+            .is_ok()
+        })
+    };
     let evidence = plan::Evidence {
         snapshot_id_of: &snapshot_id_of,
         id_rule: settings.id_rule.as_ref(),
         referenced: &referenced,
         id_indexes: &id_indexes,
+        in_snapshot: &in_snapshot,
     };
     Ok(plan::plan(
         before,

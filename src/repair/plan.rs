@@ -26,6 +26,13 @@ pub enum Strategy {
     Rebuild { reasons: Vec<String> },
     /// The repair needs a step that is not built yet; nothing is changed.
     NotBuilt { reason: String },
+    /// The only damage is customers that other tables name but that no page
+    /// holds and the newest good snapshot does not have — what a repair
+    /// with losses leaves behind, having listed them as unrecoverable. No
+    /// step can restore them: nothing is changed and no backup taken; the
+    /// repair names them as unrecoverable again and exits 1, so repairing
+    /// twice gives the same result as repairing once (DESIGN rule 6).
+    LossesAccounted { customer_ids: Vec<String> },
 }
 
 /// A step that mends the file's frame — the database header, the schema
@@ -132,6 +139,35 @@ pub struct Evidence<'a> {
     pub referenced: &'a dyn Fn(&str) -> Option<String>,
     /// The ID column's index names (whose key is the ID alone).
     pub id_indexes: &'a [String],
+    /// Whether the newest good snapshot has a customer with this ID.
+    pub in_snapshot: &'a dyn Fn(&str) -> bool,
+}
+
+/// The customers that no step of a repair can bring back, when they are
+/// the only damage: every error is `customer_vanished` with its whole list
+/// of IDs (no other table-level damage, no page of any kind to free or
+/// rebuild — the caller checks the rest of the plan), and the newest good
+/// snapshot has none of them. None when a rebuild could restore one, or the
+/// findings say anything else.
+fn accounted_losses(before: &Report, ev: &Evidence<'_>) -> Option<Vec<String>> {
+    let mut ids = BTreeSet::new();
+    for f in before
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+    {
+        if f.code != Code::CustomerVanished
+            || f.customer_ids.is_empty()
+            || f.count != f.customer_ids.len() as u64
+        {
+            return None;
+        }
+        ids.extend(f.customer_ids.iter().cloned());
+    }
+    if ids.is_empty() || ids.iter().any(|id| (ev.in_snapshot)(id)) {
+        return None;
+    }
+    Some(ids.into_iter().collect())
 }
 
 /// Where an index entry and its row disagree on the ID, decide which side
@@ -399,8 +435,21 @@ pub fn plan(
         && recreate.is_empty()
         && tables.is_empty()
         && page_lists == PageLists::Append;
+    let only_tables = rebuild.is_empty()
+        && free.is_empty()
+        && recreate.is_empty()
+        && page_lists == PageLists::Append
+        && restore_values.is_empty()
+        && needs_decision.is_empty();
+    let accounted = if only_tables {
+        accounted_losses(before, evidence)
+    } else {
+        None
+    };
     let strategy = if nothing {
         Strategy::Nothing
+    } else if let Some(customer_ids) = accounted {
+        Strategy::LossesAccounted { customer_ids }
     } else if !tables.is_empty() {
         tables.dedup();
         Strategy::Rebuild { reasons: tables }
@@ -436,5 +485,64 @@ pub fn plan(
             .collect(),
         restore_values,
         needs_decision,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::finding::Finding;
+
+    fn report(findings: Vec<Finding>) -> Report {
+        let mut r = crate::report::failed_report(
+            "repair",
+            std::path::Path::new("pos.db"),
+            &anyhow::anyhow!("test"),
+        );
+        r.findings = findings;
+        r
+    }
+
+    fn vanished(ids: &[&str]) -> Finding {
+        let mut f = Finding::new(Code::CustomerVanished, Severity::Error, "vanished");
+        f.customer_ids = ids.iter().map(|s| s.to_string()).collect();
+        f.count = ids.len() as u64;
+        f
+    }
+
+    fn losses(findings: Vec<Finding>, snapshot_has: &[&str]) -> Option<Vec<String>> {
+        let in_snapshot = |id: &str| snapshot_has.contains(&id);
+        let ev = Evidence {
+            snapshot_id_of: &|_| None,
+            id_rule: None,
+            referenced: &|_| None,
+            id_indexes: &[],
+            in_snapshot: &in_snapshot,
+        };
+        accounted_losses(&report(findings), &ev)
+    }
+
+    #[test]
+    fn only_customers_no_source_holds_are_losses_already_accounted() {
+        let ids = |v: &[&str]| Some(v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        // vanished customers no snapshot has, and nothing else: accounted
+        assert_eq!(
+            losses(vec![vanished(&["C2", "C1"])], &[]),
+            ids(&["C1", "C2"])
+        );
+        // a warning beside them changes nothing
+        let w = Finding::new(Code::IdFormat, Severity::Warning, "format");
+        assert_eq!(losses(vec![vanished(&["C1"]), w], &["C9"]), ids(&["C1"]));
+        // the snapshot has one of them: a rebuild restores it
+        assert_eq!(losses(vec![vanished(&["C1", "C2"])], &["C2"]), None);
+        // a capped list cannot be accounted
+        let mut capped = vanished(&["C1"]);
+        capped.count = 2;
+        assert_eq!(losses(vec![capped], &[]), None);
+        // any other error is damage to repair
+        let other = Finding::new(Code::RowsUnreadable, Severity::Error, "rows");
+        assert_eq!(losses(vec![vanished(&["C1"]), other], &[]), None);
+        // no error at all is not a loss
+        assert_eq!(losses(Vec::new(), &[]), None);
     }
 }

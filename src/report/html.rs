@@ -739,6 +739,11 @@ fn plan(s: &mut String, r: &RepairFields) {
     match &p.strategy {
         Strategy::Nothing => items.push("nothing to repair".into()),
         Strategy::NotBuilt { reason } => items.push(format!("stop: {reason}")),
+        Strategy::LossesAccounted { customer_ids } => items.push(format!(
+            "nothing to repair: {} customers that other tables name are in no page and no good \
+             snapshot (unrecoverable, as the repair that found them reported); nothing was changed",
+            customer_ids.len()
+        )),
         Strategy::Rebuild { reasons } => items.push(format!(
             "back up the database, then build a new one from the schema, every row that survives in the file \
              and the snapshot's rows for the rest ({})",

@@ -159,6 +159,14 @@ fn repair_summary(report: &Report, r: &RepairFields) -> String {
             a.detail
         );
     }
+    if r.plan
+        .as_ref()
+        .is_some_and(|p| matches!(p.strategy, Strategy::LossesAccounted { .. }))
+    {
+        for line in plan_lines(r) {
+            let _ = writeln!(s, "  {line}");
+        }
+    }
     for d in r.plan.iter().flat_map(|p| p.needs_decision.iter()) {
         let _ = writeln!(s, "  needs a decision: {d}");
     }
@@ -185,6 +193,12 @@ fn plan_lines(r: &RepairFields) -> Vec<String> {
     match &p.strategy {
         Strategy::Nothing => out.push("nothing to repair".into()),
         Strategy::NotBuilt { reason } => out.push(format!("stop: {reason}")),
+        Strategy::LossesAccounted { customer_ids } => out.push(format!(
+            "nothing to repair: {} customers that other tables name are in no page and no good \
+             snapshot (unrecoverable, as the repair that found them reported: {}); nothing was changed",
+            customer_ids.len(),
+            id_list(customer_ids, 10)
+        )),
         Strategy::Rebuild { reasons } => {
             out.push("back up the database byte for byte".into());
             out.push(format!(

@@ -661,3 +661,63 @@ fn five_kinds_with_a_zeroed_header_are_repaired_in_one_run() {
         "the backup is the damaged original"
     );
 }
+
+/// DESIGN rule 6 after a repair with losses: the customers no source holds
+/// were listed as unrecoverable; a second repair (and a third) finds only
+/// them, so it changes nothing, takes no backup and gives the same report
+/// (exit 1, the same unrecoverable IDs). Once a customer that the snapshot
+/// has vanishes as well, a repair restores it and lists the same losses.
+#[test]
+fn repairing_again_after_losses_changes_nothing() {
+    let name = "lost_customer_leaf";
+    let s = Setup::new(name);
+    let t = truth(name);
+    let lost = truth_ids(&t, "unrecoverable_customer_ids");
+    assert_eq!(lost.len(), 25);
+    let first = s.repair(&[]);
+    assert_eq!(first.code(), 1, "{}", first.show());
+    let j = first.json();
+    assert_eq!(j["verdict"], "repaired_with_losses");
+    assert_eq!(strings(&j["unrecoverable_customer_ids"]), lost);
+    let once = std::fs::read(&s.db).unwrap();
+    let backups = s.backups();
+    assert!(!backups.is_empty());
+    for extra in [&[][..], &["--dry-run"][..], &[][..]] {
+        let again = s.repair(extra);
+        assert_eq!(again.code(), 1, "{extra:?}: {}", again.show());
+        let j = again.json();
+        assert_eq!(j["verdict"], "repaired_with_losses", "{extra:?}");
+        assert_eq!(strings(&j["unrecoverable_customer_ids"]), lost, "{extra:?}");
+        assert_eq!(
+            strings(&j["plan"]["strategy"]["losses_accounted"]["customer_ids"]),
+            lost,
+            "{extra:?}: {}",
+            j["plan"]
+        );
+        assert_eq!(j["actions"], serde_json::json!([]), "{extra:?}");
+        assert!(j["backup_path"].is_null(), "{extra:?}");
+        assert_eq!(std::fs::read(&s.db).unwrap(), once, "{extra:?}");
+        assert_eq!(s.backups(), backups, "{extra:?}: no new backup");
+    }
+    // a customer the snapshot has vanishes too: that one is restored
+    let gone = truth_ids(&t, "restorable_customer_ids")[0].clone();
+    let conn = rusqlite::Connection::open(&s.db).unwrap();
+    conn.execute("DELETE FROM customers WHERE customer_id = ?1", [&gone])
+        .unwrap();
+    drop(conn);
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    assert!(
+        j["plan"]["strategy"]["rebuild"].is_object(),
+        "{}",
+        j["plan"]
+    );
+    assert_eq!(strings(&j["restored_customer_ids"]), vec![gone.clone()]);
+    assert_eq!(strings(&j["unrecoverable_customer_ids"]), lost);
+    assert_eq!(
+        customers_sha256(&s.db),
+        t["expected_after_repair_sha256"].as_str().unwrap()
+    );
+    assert_eq!(stock_integrity_check(&s.db), "ok");
+}
