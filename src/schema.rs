@@ -190,6 +190,9 @@ pub struct CustomerTable {
     pub rootpage: u32,
     pub without_rowid: bool,
     pub columns: Vec<Column>,
+    /// The PRIMARY KEY's columns in key order (a WITHOUT ROWID table's rows
+    /// are named by them, and stored first in its records).
+    pub pk_columns: Vec<usize>,
     /// The column that is an alias of the rowid (INTEGER PRIMARY KEY).
     pub rowid_alias: Option<usize>,
     pub id_column: usize,
@@ -281,6 +284,30 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// The record order of a WITHOUT ROWID table (`q` its quoted name): the
+/// table is its primary key's b-tree, whose records hold the key's columns,
+/// then the others (column ids, from the key's `index_xinfo`; a column the
+/// key repeats with another collation is listed again).
+fn without_rowid_order(conn: &Connection, q: &str) -> rusqlite::Result<Vec<i64>> {
+    let pk_index: Option<String> = conn
+        .prepare(&format!("PRAGMA index_list({q})"))?
+        .query_map([], |r| {
+            Ok((
+                text_at(r, 1)?.unwrap_or_default(),
+                text_at(r, 3)?.unwrap_or_default(),
+            ))
+        })?
+        .filter_map(|r| r.ok())
+        .find(|(_, origin)| origin == "pk")
+        .map(|(name, _)| name);
+    let Some(pk) = pk_index else {
+        return Ok(Vec::new());
+    };
+    let mut stmt = conn.prepare(&format!("PRAGMA index_xinfo({})", quote_ident(&pk)))?;
+    stmt.query_map([], |r| r.get::<_, i64>(1))?
+        .collect::<rusqlite::Result<_>>()
+}
+
 /// Introspects table `name`. Ok(None) when there is no such table.
 pub fn customer_table(
     conn: &Connection,
@@ -329,6 +356,20 @@ pub fn customer_table(
     }
     let sql = obj.sql.clone().unwrap_or_default();
     let without_rowid = is_without_rowid(&sql);
+    pk_cols.sort();
+    let pk_columns: Vec<usize> = pk_cols.iter().map(|&(_, c)| c).collect();
+    if without_rowid {
+        for c in columns.iter_mut() {
+            c.record_pos = None;
+        }
+        for (pos, cid) in without_rowid_order(conn, &q)?.iter().enumerate() {
+            if let Some(c) = columns.iter_mut().find(|c| c.cid == *cid)
+                && c.record_pos.is_none()
+            {
+                c.record_pos = Some(pos);
+            }
+        }
+    }
     let rowid_alias = if !without_rowid && pk_cols.len() == 1 {
         let c = &columns[pk_cols[0].1];
         (c.decl_type.eq_ignore_ascii_case("INTEGER") && !pk_desc_quirk(&sql))
@@ -413,6 +454,7 @@ pub fn customer_table(
         rootpage: u32::try_from(obj.rootpage).unwrap_or(0),
         without_rowid,
         columns,
+        pk_columns,
         rowid_alias,
         id_column: id_col,
         indexes,
@@ -524,33 +566,14 @@ pub fn table_info(conn: &Connection, obj: &SchemaObject) -> rusqlite::Result<Tab
         columns[pk].rowid_alias = true;
     }
     if without_rowid {
-        // The table is its primary key's b-tree: its record order is the
-        // key's columns, then the others.
         for c in columns.iter_mut() {
             c.record_pos = None;
         }
-        let pk_index: Option<String> = conn
-            .prepare(&format!("PRAGMA index_list({q})"))?
-            .query_map([], |r| {
-                Ok((
-                    text_at(r, 1)?.unwrap_or_default(),
-                    text_at(r, 3)?.unwrap_or_default(),
-                ))
-            })?
-            .filter_map(|r| r.ok())
-            .find(|(_, origin)| origin == "pk")
-            .map(|(name, _)| name);
-        if let Some(pk) = pk_index {
-            let mut stmt = conn.prepare(&format!("PRAGMA index_xinfo({})", quote_ident(&pk)))?;
-            let order: Vec<i64> = stmt
-                .query_map([], |r| r.get::<_, i64>(1))?
-                .collect::<rusqlite::Result<_>>()?;
-            for (pos, cid) in order.iter().enumerate() {
-                if let Some(i) = cids.iter().position(|c| c == cid)
-                    && columns[i].record_pos.is_none()
-                {
-                    columns[i].record_pos = Some(pos);
-                }
+        for (pos, cid) in without_rowid_order(conn, &q)?.iter().enumerate() {
+            if let Some(i) = cids.iter().position(|c| c == cid)
+                && columns[i].record_pos.is_none()
+            {
+                columns[i].record_pos = Some(pos);
             }
         }
     }

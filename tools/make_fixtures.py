@@ -208,7 +208,7 @@ def connect(path):
     return sqlite3.connect(path, isolation_level=None)
 
 
-def build_base(path, page_size=PAGE_SIZE, n=BASE_CUSTOMERS, auto_vacuum=None):
+def build_base(path, page_size=PAGE_SIZE, n=BASE_CUSTOMERS, auto_vacuum=None, schema=SCHEMA):
     """The healthy POS database every fixture starts from.  Customers are
     inserted in shuffled order with transactions interleaved, so rowid order
     is not key order and table and index pages are mixed through the file.
@@ -219,7 +219,7 @@ def build_base(path, page_size=PAGE_SIZE, n=BASE_CUSTOMERS, auto_vacuum=None):
     if auto_vacuum:
         con.execute(f"PRAGMA auto_vacuum={auto_vacuum}")
     con.execute("PRAGMA journal_mode=DELETE")
-    con.executescript(SCHEMA)
+    con.executescript(schema)
     customers = [people.customer() for _ in range(n)]
     people.rng.shuffle(customers)
     con.execute("BEGIN")
@@ -2090,6 +2090,127 @@ def _several_kinds(work, table_leaf, auto_vacuum=None):
                             "zeroed. Several kinds in one file, for one run.")
 
 
+# --------------------------------------------------------------------------
+# WITHOUT ROWID customer tables: the same POS schema, the customers table
+# stored as its primary key's b-tree (rows named by customer_id, no rowid).
+# Their truth is computed here by doing the lookups, as for the others, but
+# rows are told apart by customer_id.
+# --------------------------------------------------------------------------
+
+WR_SCHEMA = SCHEMA.replace("updated_at TEXT NOT NULL);", "updated_at TEXT NOT NULL) WITHOUT ROWID;", 1)
+assert WR_SCHEMA != SCHEMA
+
+
+def wr_dump(con):
+    """Every customer row (no rowid), sorted by customer_id."""
+    return con.execute("SELECT " + ", ".join(CUSTOMER_COLUMNS)
+                       + " FROM customers ORDER BY customer_id").fetchall()
+
+
+def wr_sha256(rows):
+    """sha256 of the rows sorted by customer_id, one json.dumps(row) a line."""
+    text = "\n".join(json.dumps(list(r)) for r in sorted(rows, key=lambda r: r[0]))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def wr_update_balances(con, people, count):
+    ids = [r[0] for r in con.execute("SELECT customer_id FROM customers ORDER BY customer_id")]
+    for cid in people.rng.sample(ids, count):
+        con.execute("UPDATE customers SET balance_cents = balance_cents + ?, updated_at = ? "
+                    "WHERE customer_id = ?", (people.rng.randint(-2_000, 9_000), people.recent(), cid))
+
+
+def wr_truth(db, intended):
+    """The lookups of a WITHOUT ROWID customers table, done on a read-only
+    copy: for every row the scan through the primary key reads, the POS's
+    lookup by ID (`SELECT customer_id FROM customers WHERE customer_id = ?`,
+    SQLite's plan: the primary key) and, through every index of customers,
+    `SELECT customer_id FROM customers INDEXED BY I WHERE c1 = ? [AND ...]`
+    with the row's values (`IS` for NULL). A customer is affected when one of
+    them errors or does not return the customer's own row."""
+    with tempfile.TemporaryDirectory() as td:
+        con = open_probe_copy(td, db, None)
+        try:
+            names = [n for (n,) in con.execute(
+                "SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'customers' "
+                "ORDER BY name")]
+            indexes = {n: [r[2] for r in con.execute(f"PRAGMA index_info({qi(n)})")] for n in names}
+            assert not any("customer_id" in c for c in indexes.values())
+            col_pos = {c: k for k, c in enumerate(CUSTOMER_COLUMNS)}
+            rows = []
+            scan_error = _collect(con, "SELECT " + ", ".join(CUSTOMER_COLUMNS)
+                                  + " FROM customers NOT INDEXED", (), rows.append)
+            by_index = {}
+            for row in rows:
+                cid = row[0]
+                lookups = [("customers", "SELECT customer_id FROM customers WHERE customer_id = ?",
+                            (cid,))]
+                for name, cols in indexes.items():
+                    values = tuple(row[col_pos[c]] for c in cols)
+                    where = " AND ".join(f"{qi(c)} IS ?" if v is None else f"{qi(c)} = ?"
+                                         for c, v in zip(cols, values))
+                    lookups.append((name, f"SELECT customer_id FROM customers INDEXED BY {qi(name)} "
+                                          f"WHERE {where}", values))
+                for name, sql, params in lookups:
+                    got = []
+                    err = _collect(con, sql, params, lambda r: got.append(r[0]))
+                    if err or cid not in got:
+                        by_index.setdefault(name, set()).add(cid)
+        finally:
+            con.close()
+    affected = set().union(*by_index.values()) if by_index else set()
+    return {
+        "without_rowid": True,
+        "indexes": indexes,
+        "customers_total": len(rows),
+        "table_scan_errors": [scan_error] if scan_error else [],
+        "affected_customer_ids": sorted(affected),
+        "affected_by_index": {n: sorted(v) for n, v in sorted(by_index.items())},
+        "lost_customer_ids": sorted({r[0] for r in intended} - {r[0] for r in rows}),
+        "expected_customers_count": len(intended),
+        "expected_customers_sha256": wr_sha256(intended),
+    }
+
+
+def fx_without_rowid_index_page(work):
+    db, snap = f"{work}/wr.db", f"{work}/wr.snap.db"
+    people = build_base(db, schema=WR_SCHEMA)
+    con = connect(db)
+    copy_consistent(con, db, snap)
+    con.execute("BEGIN")
+    add_customers(con, people, count=12)
+    wr_update_balances(con, people, 30)
+    con.execute("COMMIT")
+    pgno = middle_third(leaf_pages(con, EMAIL_INDEX))[0][0]
+    # an entry of a WITHOUT ROWID table's index: (email, customer_id)
+    entries = index_leaf_entries(read_page(db, pgno, PAGE_SIZE), pgno)
+    assert all(len(e) == 2 and isinstance(e[1], str) for e in entries)
+    intended = wr_dump(con)
+    con.close()
+    write_page(db, pgno, bytes(PAGE_SIZE), PAGE_SIZE)
+    truth = wr_truth(db, intended)
+    on_page = sorted(e[1] for e in entries)
+    assert set(on_page) <= set(truth["affected_customer_ids"])
+    assert not truth["lost_customer_ids"] and truth["customers_total"] == len(intended)
+    truth.update({
+        "entries_on_damaged_page": len(entries),
+        "customer_ids_on_damaged_page": on_page,
+        "missing_index_entries": sorted(({"index": EMAIL_INDEX, "customer_id": e[1], "key": [e[0]]}
+                                         for e in entries), key=lambda x: x["customer_id"]),
+        "surplus_index_entries": [],
+        "lost_rowids": [],
+        "duplicate_customer_ids": [],
+    })
+    return dict(db=db, snap=snap, intended=intended, own_truth=truth,
+                damage={"kind": "zeroed_page", "object": EMAIL_INDEX, "page_type": "index_leaf",
+                        "pages": [pgno]},
+                description=f"The POS schema with `customers` declared WITHOUT ROWID (rows stored "
+                            f"in the primary key's b-tree, named by customer_id; an index entry "
+                            f"is (key, customer_id)). Leaf page {pgno} of {EMAIL_INDEX} "
+                            f"({len(entries)} entries) overwritten with zeros. The snapshot "
+                            "predates the last 12 registrations and 30 balance updates.")
+
+
 FIXTURES = [
     ("healthy", fx_healthy),
     ("stale_pk_page", fx_stale_pk_page),
@@ -2122,6 +2243,7 @@ FIXTURES = [
     ("several_kinds", fx_several_kinds),
     ("several_index_kinds", fx_several_index_kinds),
     ("several_kinds_incremental", fx_several_kinds_incremental),
+    ("without_rowid_index_page", fx_without_rowid_index_page),
 ]
 
 # Fixtures whose damage must make some lookup wrong.
@@ -2203,6 +2325,16 @@ def make_fixture(name, builder, out):
             truth["salvageable_rowids"] = b["salvageable_rowids"]
         if name in MUST_AFFECT:
             assert truth["affected_customer_ids"], f"{name}: no affected customers"
+    elif b.get("own_truth"):
+        # computed by the builder (WITHOUT ROWID tables: see wr_truth)
+        truth.update(b["own_truth"])
+        if snap:
+            with tempfile.TemporaryDirectory() as td:
+                c = open_probe_copy(td, snap, None)
+                srows = wr_dump(c)
+                c.close()
+            truth["snapshot_customers_count"] = len(srows)
+            truth["snapshot_customers_sha256"] = wr_sha256(srows)
     elif intended is not None:
         p = probe_truth(db, wal, snap, intended)
         if p["schema_error"]:
@@ -2437,6 +2569,19 @@ README_TRUTH = """
 * Fixture-specific: `new_customer_ids_on_page`, `deleted_customer_ids`,
   `orphaned_rowids`, `orphaned_customer_ids`, `damaged_rowids`, `wal_frames`,
   `wal_only_customer_ids`, `customers_without_wal`, and so on.
+* WITHOUT ROWID fixtures (`without_rowid_*`, `without_rowid: true`): the
+  customers table is declared WITHOUT ROWID, so rows have no rowid and are
+  named by customer_id. `affected_customer_ids` comes from the same lookups
+  (`SELECT customer_id FROM customers INDEXED BY I WHERE ...` with each
+  readable row's values, plus the POS's own `WHERE customer_id = ?`, which
+  SQLite answers through the primary key), a customer being affected when a
+  lookup errors or misses its own row; `affected_by_index` splits it
+  (`customers`: the lookup by ID). `missing_index_entries` are
+  `{index, customer_id, key}`: the entries the generator read from the page
+  before it damaged it. `expected_customers_sha256` /
+  `snapshot_customers_sha256` hash the rows without a rowid: sorted by
+  customer_id, one line per row, `json.dumps([customer_id, card_number,
+  ...])`.
 
 ## Notes: what the probe found that one might not expect
 

@@ -52,15 +52,23 @@ pub struct Plan {
     desc: Vec<bool>,
     key_len: usize,
     unique: bool,
+    /// For an index of a WITHOUT ROWID table: where its entries hold the
+    /// table's primary key (positions in the index record, in key order).
+    /// Its rows are named and bucketed by that key instead of a rowid.
+    pk: Option<Vec<usize>>,
 }
 
 impl Plan {
     /// None when the index is not plain (expression or partial).
     pub fn new(table: &CustomerTable, index_pos: usize, defaults: &[Value]) -> Option<Plan> {
         let index: &Index = &table.indexes[index_pos];
-        if !index.is_plain() || table.without_rowid {
+        if !index.is_plain() {
             return None;
         }
+        let pk = match table.without_rowid {
+            false => None,
+            true => Some(pk_positions(table, index)?),
+        };
         let mut fields = Vec::new();
         for f in &index.fields {
             fields.push(match &f.part {
@@ -84,8 +92,58 @@ impl Plan {
             key_len: index.fields.iter().filter(|f| f.key).count(),
             unique: index.unique,
             fields,
+            pk,
         })
     }
+
+    /// Which row an index entry belongs to: its rowid (the trailing field),
+    /// or for a WITHOUT ROWID table None and its primary key's canonical
+    /// bytes in `pk`; with the number its bucket is chosen by. None when
+    /// the entry holds no such thing (a damaged record).
+    fn entry_row(
+        &self,
+        rec: &Record,
+        payload: &[u8],
+        enc: TextEncoding,
+        pk: &mut Vec<u8>,
+    ) -> Option<(Option<i64>, i64)> {
+        pk.clear();
+        match &self.pk {
+            None => match rec.get(payload, self.fields.len().checked_sub(1)?) {
+                Some(ValueRef::Integer(r)) => Some((Some(r), r)),
+                _ => None,
+            },
+            Some(positions) => {
+                for &p in positions {
+                    canon::push_raw(pk, &rec.get(payload, p)?, enc);
+                }
+                Some((None, pk_bucket_key(pk)))
+            }
+        }
+    }
+}
+
+/// Where the entries of `index`, on a WITHOUT ROWID table, hold the
+/// table's primary key (SQLite appends the key's columns an index does not
+/// already hold): positions in the index record, in key order.
+fn pk_positions(table: &CustomerTable, index: &Index) -> Option<Vec<usize>> {
+    table
+        .pk_columns
+        .iter()
+        .map(|&c| {
+            index
+                .fields
+                .iter()
+                .position(|f| matches!(f.part, IndexPart::Column(x) if x == c))
+        })
+        .collect()
+}
+
+/// The number a WITHOUT ROWID row's bucket is chosen by: a hash of its
+/// primary key's canonical bytes (both sides know the key, as both know a
+/// rowid).
+pub fn pk_bucket_key(pk: &[u8]) -> i64 {
+    xxh3_64(pk) as i64
 }
 
 fn collation(name: &str) -> Option<Collation> {
@@ -101,10 +159,13 @@ fn collation(name: &str) -> Option<Collation> {
 pub type Wanted = Vec<Vec<bool>>;
 
 /// An entry (expected or actual) collected in the second pass.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Collected {
     pub bytes: Vec<u8>,
     pub rowid: Option<i64>,
+    /// A WITHOUT ROWID table's row: its primary key's canonical bytes
+    /// (empty for a rowid table).
+    pub pk: Vec<u8>,
     pub values: Vec<Value>,
 }
 
@@ -115,13 +176,17 @@ pub struct TableScan {
     pub rows: u64,
     /// Rows the walker saw but could not read whole (broken overflow chain).
     pub damaged_rows: Vec<i64>,
+    /// Rows of a WITHOUT ROWID table that cannot be read whole (they have
+    /// no rowid to name them by; the comparison names their index entries).
+    pub damaged_keyed: u64,
     pub damage: Vec<Damage>,
     pub pages: Vec<u32>,
     pub collected: Vec<Vec<Collected>>,
 }
 
 /// Walks the table, predicting every plan's entries from each row.
-/// `row_hook` sees every readable row (rowid, parsed record, payload) once.
+/// `row_hook` sees every readable row (rowid, 0 for a WITHOUT ROWID table;
+/// parsed record; payload) once.
 pub fn scan_table(
     src: &dyn PageSource,
     table: &CustomerTable,
@@ -137,71 +202,111 @@ pub fn scan_table(
         collected: vec![Vec::new(); plans.len()],
         ..TableScan::default()
     };
+    // A WITHOUT ROWID table's rows are named by their primary key, stored
+    // first in the record.
+    let pk_pos: Option<Vec<Option<usize>>> = table.without_rowid.then(|| {
+        table
+            .pk_columns
+            .iter()
+            .map(|&c| table.columns[c].record_pos)
+            .collect()
+    });
     let mut rec = Record::default();
     let mut buf = Vec::with_capacity(256);
-    let mut visit = |item: TableItem<'_>| match item {
-        TableItem::Row { rowid, payload, .. } => {
-            out.rows += 1;
-            if out.rows.is_multiple_of(65536) {
-                tick(out.rows);
+    let mut pk = Vec::with_capacity(64);
+    // One readable row: its expected entries, hashed or collected.
+    let mut row = |out: &mut TableScan, rowid: Option<i64>, payload: &[u8]| {
+        out.rows += 1;
+        if out.rows.is_multiple_of(65536) {
+            tick(out.rows);
+        }
+        // A row SQLite cannot read whole is damaged, even where the
+        // record parses (values that end before the payload does).
+        let parsed = rec.parse(payload).and_then(|()| rec.check_stored());
+        let key = match (&pk_pos, parsed) {
+            (_, Err(_)) => None,
+            (None, Ok(())) => rowid,
+            (Some(positions), Ok(())) => {
+                pk.clear();
+                positions
+                    .iter()
+                    .try_for_each(|p| {
+                        canon::push_raw(&mut pk, &rec.get(payload, (*p)?)?, enc);
+                        Some(())
+                    })
+                    .map(|()| pk_bucket_key(&pk))
             }
-            // A row SQLite cannot read whole is damaged, even where the
-            // record parses (values that end before the payload does).
-            if rec
-                .parse(payload)
-                .and_then(|()| rec.check_stored())
-                .is_err()
+        };
+        let Some(key) = key else {
+            match rowid {
+                Some(r) => out.damaged_rows.push(r),
+                None => out.damaged_keyed += 1,
+            }
+            return;
+        };
+        row_hook(rowid.unwrap_or(0), &rec, payload);
+        let b = bucket_of(key, bits);
+        for (p, plan) in plans.iter().enumerate() {
+            if let Some(w) = wanted
+                && !w[p][b]
             {
-                out.damaged_rows.push(rowid);
-                return;
+                continue;
             }
-            row_hook(rowid, &rec, payload);
-            let b = bucket_of(rowid, bits);
-            for (p, plan) in plans.iter().enumerate() {
-                if let Some(w) = wanted
-                    && !w[p][b]
-                {
-                    continue;
+            let rowid_value = ValueRef::Integer(rowid.unwrap_or(0));
+            buf.clear();
+            for f in &plan.fields {
+                match f {
+                    FieldSrc::Rowid => canon::push_raw(&mut buf, &rowid_value, enc),
+                    FieldSrc::Stored { pos, default } => match rec.get(payload, *pos) {
+                        Some(v) => canon::push_raw(&mut buf, &v, enc),
+                        None => canon::push_value(&mut buf, default),
+                    },
                 }
-                buf.clear();
-                for f in &plan.fields {
-                    match f {
-                        FieldSrc::Rowid => {
-                            canon::push_raw(&mut buf, &ValueRef::Integer(rowid), enc)
-                        }
-                        FieldSrc::Stored { pos, default } => match rec.get(payload, *pos) {
-                            Some(v) => canon::push_raw(&mut buf, &v, enc),
-                            None => canon::push_value(&mut buf, default),
-                        },
-                    }
-                }
-                if wanted.is_some() {
-                    let values = plan
-                        .fields
-                        .iter()
-                        .map(|f| match f {
-                            FieldSrc::Rowid => Value::Integer(rowid),
-                            FieldSrc::Stored { pos, default } => rec
-                                .get(payload, *pos)
-                                .map(|v| canon::to_owned(&v, enc))
-                                .unwrap_or_else(|| default.clone()),
-                        })
-                        .collect();
-                    out.collected[p].push(Collected {
-                        bytes: buf.clone(),
-                        rowid: Some(rowid),
-                        values,
-                    });
-                } else {
-                    let d = &mut out.digests[p][b];
-                    *d = d.wrapping_add(xxh3_64(&buf));
-                }
+            }
+            if wanted.is_some() {
+                let values = plan
+                    .fields
+                    .iter()
+                    .map(|f| match f {
+                        FieldSrc::Rowid => canon::to_owned(&rowid_value, enc),
+                        FieldSrc::Stored { pos, default } => rec
+                            .get(payload, *pos)
+                            .map(|v| canon::to_owned(&v, enc))
+                            .unwrap_or_else(|| default.clone()),
+                    })
+                    .collect();
+                out.collected[p].push(Collected {
+                    bytes: buf.clone(),
+                    rowid,
+                    pk: pk_pos.as_ref().map(|_| pk.clone()).unwrap_or_default(),
+                    values,
+                });
+            } else {
+                let d = &mut out.digests[p][b];
+                *d = d.wrapping_add(xxh3_64(&buf));
             }
         }
-        TableItem::RowDamaged { rowid, .. } => out.damaged_rows.push(rowid),
-        TableItem::Damage(d) => out.damage.push(d),
     };
-    let stats = btree::walk_table(src, table.rootpage, &mut visit);
+    let stats = if table.without_rowid {
+        let mut damage = Vec::new();
+        let stats = btree::walk_index(src, table.rootpage, &mut |item| match item {
+            IndexItem::Entry { payload, .. } => row(&mut out, None, payload),
+            IndexItem::Damage(d) => damage.push(d),
+        });
+        out.damage = damage;
+        stats
+    } else {
+        let mut damage = Vec::new();
+        let mut damaged = Vec::new();
+        let stats = btree::walk_table(src, table.rootpage, &mut |item| match item {
+            TableItem::Row { rowid, payload, .. } => row(&mut out, Some(rowid), payload),
+            TableItem::RowDamaged { rowid, .. } => damaged.push(rowid),
+            TableItem::Damage(d) => damage.push(d),
+        });
+        out.damage = damage;
+        out.damaged_rows.extend(damaged);
+        stats
+    };
     out.pages = stats.pages;
     out
 }
@@ -251,6 +356,9 @@ pub fn scan_index(
     let mut cur = Record::default();
     let mut have_prev = false;
     let mut after_damage = false;
+    // the row of the current and of the previous entry
+    let mut pk = Vec::new();
+    let mut prev_row: (Option<i64>, Vec<u8>) = (None, Vec::new());
     let owned = |rec: &Record, payload: &[u8]| -> Vec<Value> {
         rec.values(payload)
             .map(|v| canon::to_owned(&v, enc))
@@ -272,13 +380,10 @@ pub fn scan_index(
                 have_prev = false;
                 return;
             }
-            let rowid = match cur.get(payload, n - 1) {
-                Some(ValueRef::Integer(r)) => r,
-                _ => {
-                    out.bad_records.push(pgno);
-                    have_prev = false;
-                    return;
-                }
+            let Some((rowid, bucket_key)) = plan.entry_row(&cur, payload, enc, &mut pk) else {
+                out.bad_records.push(pgno);
+                have_prev = false;
+                return;
             };
             buf.clear();
             for v in cur.values(payload) {
@@ -290,26 +395,25 @@ pub fn scan_index(
                 if ord != Ordering::Less {
                     out.out_of_order.push(Collected {
                         bytes: buf.clone(),
-                        rowid: Some(rowid),
+                        rowid,
+                        pk: pk.clone(),
                         values: owned(&cur, payload),
                     });
                 }
                 let has_null =
                     (0..plan.key_len).any(|i| matches!(cur.get(payload, i), Some(ValueRef::Null)));
                 if plan.unique && key_equal && !has_null {
-                    let prev_rowid = match prev_rec.get(&prev, n - 1) {
-                        Some(ValueRef::Integer(r)) => Some(r),
-                        _ => None,
-                    };
                     out.duplicates.push((
                         Collected {
                             bytes: Vec::new(),
-                            rowid: prev_rowid,
+                            rowid: prev_row.0,
+                            pk: prev_row.1.clone(),
                             values: owned(&prev_rec, &prev),
                         },
                         Collected {
                             bytes: buf.clone(),
-                            rowid: Some(rowid),
+                            rowid,
+                            pk: pk.clone(),
                             values: owned(&cur, payload),
                         },
                     ));
@@ -319,21 +423,25 @@ pub fn scan_index(
                 after_damage = false;
                 out.beside_damage.push(Collected {
                     bytes: Vec::new(),
-                    rowid: Some(rowid),
+                    rowid,
+                    pk: pk.clone(),
                     values: owned(&cur, payload),
                 });
             }
             prev.clear();
             prev.extend_from_slice(payload);
             std::mem::swap(&mut prev_rec, &mut cur);
+            prev_row.0 = rowid;
+            prev_row.1.clone_from(&pk);
             have_prev = true;
-            let b = bucket_of(rowid, bits);
+            let b = bucket_of(bucket_key, bits);
             match wanted {
                 Some(w) => {
                     if w[b] {
                         out.collected.push(Collected {
                             bytes: buf.clone(),
-                            rowid: Some(rowid),
+                            rowid,
+                            pk: pk.clone(),
                             values: owned(&prev_rec, &prev),
                         });
                     }
@@ -346,10 +454,11 @@ pub fn scan_index(
         }
         IndexItem::Damage(d) => {
             out.damage.push(d);
-            if have_prev && let Some(ValueRef::Integer(r)) = prev_rec.get(&prev, n - 1) {
+            if have_prev {
                 out.beside_damage.push(Collected {
                     bytes: Vec::new(),
-                    rowid: Some(r),
+                    rowid: prev_row.0,
+                    pk: prev_row.1.clone(),
                     values: owned(&prev_rec, &prev),
                 });
             }
@@ -491,6 +600,7 @@ pub fn scan_table_sql(
                 collected.push(Collected {
                     bytes: buf.clone(),
                     rowid: Some(rowid),
+                    pk: Vec::new(),
                     values,
                 });
             }
@@ -515,6 +625,11 @@ impl Plan {
             desc: index.fields.iter().map(|f| f.desc).collect(),
             key_len: index.fields.iter().filter(|f| f.key).count(),
             unique: index.unique,
+            pk: if table.without_rowid {
+                pk_positions(table, index)
+            } else {
+                None
+            },
         }
     }
 }
@@ -551,13 +666,14 @@ pub fn entries_with_keys(
                 canon::push_raw(&mut buf, v, enc);
             }
             if keys.contains(&buf) {
-                let rowid = match vals.last() {
-                    Some(ValueRef::Integer(r)) => Some(*r),
+                let rowid = match (&plan.pk, vals.last()) {
+                    (None, Some(ValueRef::Integer(r))) => Some(*r),
                     _ => None,
                 };
                 out.push(Collected {
                     bytes: Vec::new(),
                     rowid,
+                    pk: Vec::new(),
                     values: vals.iter().map(|v| canon::to_owned(v, enc)).collect(),
                 });
             }
@@ -580,6 +696,7 @@ mod tests {
         Collected {
             bytes: b.to_vec(),
             rowid: Some(r),
+            pk: Vec::new(),
             values: vec![],
         }
     }

@@ -220,7 +220,11 @@ fn passes(
             Ok((quick, by_sqlite))
         });
         // Every other b-tree is walked on its own thread.
-        let others = s.spawn(|| others::walk_other_trees(pager, objects, &customer_roots, &rules));
+        let others = s.spawn(|| {
+            let r = others::walk_other_trees(pager, objects, &customer_roots, &rules);
+            timing("other trees", t0);
+            r
+        });
         let mut trees = Vec::new();
         if let Some(t) = table {
             let pass = Pass {
@@ -758,29 +762,6 @@ fn customer_pass(pass: &Pass<'_>, ctx: &mut Ctx) -> Result<Vec<structure::TreePa
     } = *pass;
     let tname = table.name.as_str();
     let mut trees: Vec<structure::TreePages> = Vec::new();
-    if table.without_rowid {
-        ctx.findings.push(
-            Finding::new(
-                Code::IndexNotCompared,
-                Severity::Warning,
-                "the customer table is WITHOUT ROWID: its indexes are not compared yet (only probed by SQLite's quick_check)",
-            )
-            .table(tname),
-        );
-        ctx.coverage.complete = false;
-        // still account for the pages of the table and its indexes
-        let (d, p) = structure::walk_structure(pager, table.rootpage, true);
-        ctx.findings
-            .extend(structure::damage_findings(tname, tname, &d));
-        trees.push(structure::TreePages::new(tname, p, &d));
-        for i in &table.indexes {
-            let (d, p) = structure::walk_structure(pager, i.rootpage, true);
-            ctx.findings
-                .extend(structure::damage_findings(&i.name, tname, &d));
-            trees.push(structure::TreePages::new(&i.name, p, &d));
-        }
-        return Ok(trees);
-    }
     let defaults = column_defaults(conn, table);
     let mut plans = Vec::new();
     let mut sql_side = Vec::new();
@@ -885,17 +866,15 @@ fn customer_pass(pass: &Pass<'_>, ctx: &mut Ctx) -> Result<Vec<structure::TreePa
 
     ctx.findings
         .extend(structure::damage_findings(tname, tname, &tscan.damage));
-    if !tscan.damaged_rows.is_empty() {
+    let unreadable = tscan.damaged_rows.len() as u64 + tscan.damaged_keyed;
+    if unreadable > 0 {
         ctx.findings.push(
             Finding::error(
                 Code::RowsUnreadable,
-                format!(
-                    "{} rows of {tname} cannot be read whole",
-                    tscan.damaged_rows.len()
-                ),
+                format!("{unreadable} rows of {tname} cannot be read whole"),
             )
             .table(tname)
-            .count(tscan.damaged_rows.len() as u64),
+            .count(unreadable),
         );
     }
     let mut suspects = Suspects::default();
@@ -1198,15 +1177,27 @@ fn diff_findings(
     let index = &table.indexes[index_pos];
     let tname = table.name.as_str();
     let expected_rowids: BTreeSet<i64> = expected.iter().filter_map(|c| c.rowid).collect();
+    let expected_pks: BTreeSet<&[u8]> = expected
+        .iter()
+        .filter(|c| !c.pk.is_empty())
+        .map(|c| c.pk.as_slice())
+        .collect();
 
     if !d.missing.is_empty() {
         let mut entries = Vec::new();
         let mut ids = BTreeSet::new();
         for c in &d.missing {
-            if let Some(r) = c.rowid {
-                suspects.rows.insert(r);
-            }
             let id = id_of_values(table, index_pos, &c.values);
+            match (c.rowid, &id) {
+                (Some(r), _) => {
+                    suspects.rows.insert(r);
+                }
+                // a WITHOUT ROWID row is probed by its customer ID
+                (None, Some(i)) => {
+                    suspects.ids.insert(i.clone());
+                }
+                (None, None) => {}
+            }
             entries.push(entry_ref(table, index_pos, c, id.as_ref()));
             if let Some(i) = id {
                 ids.insert(i);
@@ -1224,10 +1215,10 @@ fn diff_findings(
         f.customer_ids = id_list(&ids);
         ctx.findings.push(f);
     }
-    let (mismatch, surplus): (Vec<&Collected>, Vec<&Collected>) = d
-        .surplus
-        .iter()
-        .partition(|c| c.rowid.is_some_and(|r| expected_rowids.contains(&r)));
+    let (mismatch, surplus): (Vec<&Collected>, Vec<&Collected>) = d.surplus.iter().partition(|c| {
+        c.rowid.is_some_and(|r| expected_rowids.contains(&r))
+            || (!c.pk.is_empty() && expected_pks.contains(c.pk.as_slice()))
+    });
     for (code, list, what) in [
         (
             Code::IndexEntrySurplus,
@@ -1433,7 +1424,11 @@ fn probe_suspects(
             CustomerId::Int(i) => Value::Integer(*i),
             CustomerId::Text(t) => Value::Text(t.clone()),
         };
-        let answers = prober.probe_id(&v);
+        let answers = if table.without_rowid {
+            prober.probe_id_keyed(&v)
+        } else {
+            prober.probe_id(&v)
+        };
         probed += 1;
         record(id, &answers, &mut wrong, &mut ctx.affected);
     }

@@ -336,3 +336,183 @@ fn is_planner_error(e: &str) -> bool {
         || e.contains("no such collation")
         || e.contains("no such index")
 }
+
+/// A WITHOUT ROWID table's rows are named by their primary key: a row
+/// found by a lookup is the same row when its key values are equal.
+type PkValues = Vec<Value>;
+
+impl Prober<'_> {
+    fn pk_sql(&self) -> String {
+        let cols: Vec<String> = self
+            .table
+            .pk_columns
+            .iter()
+            .map(|&c| quote_ident(&self.table.columns[c].name))
+            .collect();
+        cols.join(", ")
+    }
+
+    fn all_rows(&self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, String> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| e.to_string())?;
+        let n = stmt.column_count();
+        let mut rows = stmt
+            .query(params_from_iter(params.iter()))
+            .map_err(|e| e.to_string())?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(|e| e.to_string())? {
+            let mut v = Vec::with_capacity(n);
+            for i in 0..n {
+                v.push(r.get::<_, Value>(i).map_err(|e| e.to_string())?);
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// The probe of customer `id` in a WITHOUT ROWID table. Under the
+    /// table's name, the POS's own lookup by ID (SQLite's plan: through the
+    /// primary key when the ID leads it): wrong when it fails or finds no
+    /// row. Under each index's name, for every row holding the ID, the
+    /// lookup through that index by the row's own key: wrong when it fails,
+    /// misses the row (told by its primary key), or — through an index
+    /// whose key holds the ID — finds a row that does not hold that key.
+    pub fn probe_id_keyed(&self, id: &Value) -> BTreeMap<String, Answer> {
+        let mut out = BTreeMap::new();
+        let idc = quote_ident(&self.table.columns[self.table.id_column].name);
+        let all: Vec<String> = self
+            .table
+            .columns
+            .iter()
+            .map(|c| quote_ident(&c.name))
+            .collect();
+        let pos = format!(
+            "SELECT {} FROM {} WHERE {idc} = ?1",
+            all.join(", "),
+            self.tq
+        );
+        let pos_answer = match self.all_rows(&pos, std::slice::from_ref(id)) {
+            Err(e) => Answer::Error(e),
+            Ok(rows) if rows.is_empty() => Answer::Missing,
+            Ok(_) => Answer::Right,
+        };
+        out.insert(self.table.name.clone(), pos_answer);
+        for index in &self.table.indexes {
+            let a = self.keyed_answer(index, &idc, id);
+            if let Some(a) = a {
+                out.insert(index.name.clone(), a);
+            }
+        }
+        out
+    }
+
+    /// One index's answer for the rows holding `id` (None: no such row in
+    /// the index, e.g. outside a partial index's WHERE).
+    fn keyed_answer(&self, index: &Index, idc: &str, id: &Value) -> Option<Answer> {
+        let keys = key_positions(index);
+        let npk = self.table.pk_columns.len();
+        let terms: Vec<String> = keys
+            .iter()
+            .map(|&i| term_sql(self.table, index, i))
+            .collect();
+        let filter = match &index.partial_where {
+            Some(w) => format!(" AND ({w})"),
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT {}, {} FROM {} NOT INDEXED WHERE {idc} = ?1{filter}",
+            self.pk_sql(),
+            terms.join(", "),
+            self.tq
+        );
+        let rows = match self.all_rows(&sql, std::slice::from_ref(id)) {
+            Err(e) if is_planner_error(&e) => return Some(Answer::NotProbed(e)),
+            Err(e) => return Some(Answer::Error(e)),
+            Ok(r) if r.is_empty() => return None,
+            Ok(r) => r,
+        };
+        for row in rows {
+            let (pk, key) = row.split_at(npk.min(row.len()));
+            let a = self.keyed_lookup(index, &terms, pk, key);
+            if a != Answer::Right {
+                return Some(a);
+            }
+        }
+        Some(Answer::Right)
+    }
+
+    /// Looks `key` up through `index` and judges the rows found against the
+    /// row whose primary key is `pk`.
+    fn keyed_lookup(&self, index: &Index, terms: &[String], pk: &[Value], key: &[Value]) -> Answer {
+        let conds: Vec<String> = terms
+            .iter()
+            .enumerate()
+            .map(|(n, t)| {
+                let op = if matches!(key.get(n), Some(Value::Null)) {
+                    "IS"
+                } else {
+                    "="
+                };
+                format!("{t} {op} ?{}", n + 1)
+            })
+            .collect();
+        let filter = match &index.partial_where {
+            Some(w) => format!(" AND ({w})"),
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT {} FROM {} INDEXED BY {} WHERE {}{filter}",
+            self.pk_sql(),
+            self.tq,
+            quote_ident(&index.name),
+            conds.join(" AND ")
+        );
+        let found: Vec<PkValues> = match self.all_rows(&sql, key) {
+            Err(e) if is_planner_error(&e) => return Answer::NotProbed(e),
+            Err(e) => return Answer::Error(e),
+            Ok(f) => f,
+        };
+        if !found.iter().any(|f| f.as_slice() == pk) {
+            return Answer::Missing;
+        }
+        if !self.key_holds_id(index) {
+            return Answer::Right;
+        }
+        // every row found must hold the key, read whole as the POS reads it
+        let all: Vec<String> = self
+            .table
+            .columns
+            .iter()
+            .map(|c| quote_ident(&c.name))
+            .collect();
+        let mut conds: Vec<String> = self
+            .table
+            .pk_columns
+            .iter()
+            .enumerate()
+            .map(|(n, &c)| format!("{} IS ?{}", quote_ident(&self.table.columns[c].name), n + 1))
+            .collect();
+        let npk = pk.len();
+        conds.extend(
+            terms
+                .iter()
+                .enumerate()
+                .map(|(n, t)| format!("{t} IS ?{}", npk + n + 1)),
+        );
+        let sql = format!(
+            "SELECT {} FROM {} NOT INDEXED WHERE {}",
+            all.join(", "),
+            self.tq,
+            conds.join(" AND ")
+        );
+        for f in &found {
+            let mut params = f.clone();
+            params.extend(key.iter().cloned());
+            match self.one(&sql, &params) {
+                Ok(Some(_)) => {}
+                Ok(None) => return Answer::WrongRow,
+                Err(e) => return Answer::Error(e),
+            }
+        }
+        Answer::Right
+    }
+}

@@ -73,8 +73,13 @@ pub fn vanished(
             && keys[0].collation.eq_ignore_ascii_case("BINARY")
             && i.partial_where.is_none()
     });
-    let Some(id_index) = id_index else {
-        return Vec::new();
+    // A WITHOUT ROWID table keyed by the ID first is itself in ID order.
+    let id_root = match id_index {
+        Some(i) => i.rootpage,
+        None if table.without_rowid && table.pk_columns.first() == Some(&table.id_column) => {
+            table.rootpage
+        }
+        None => return Vec::new(),
     };
     if pager.text_encoding() != crate::format::header::TextEncoding::Utf8 {
         return Vec::new();
@@ -123,7 +128,7 @@ pub fn vanished(
         let ok = std::thread::scope(|s| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4096);
             let producer = s.spawn(move || {
-                first_fields(pager, id_index.rootpage, &mut |v| {
+                first_fields(pager, id_root, &mut |v| {
                     let _ = tx.send(v.to_vec());
                 })
             });
@@ -147,16 +152,28 @@ pub fn vanished(
         // (its index entry is lost: the comparison reports that)
         let mut rec = Record::default();
         let pos = table.columns[table.id_column].record_pos;
-        btree::walk_table(pager, table.rootpage, &mut |item| {
-            if let btree::TableItem::Row { payload, .. } = item
-                && rec.parse(payload).is_ok()
+        let mut row = |payload: &[u8]| {
+            if rec.parse(payload).is_ok()
                 && let Some(p) = pos
                 && let Some(ValueRef::Text(t)) = rec.get(payload, p)
             {
                 let s = canon::decode_text(t, pager.text_encoding());
                 candidates.remove(&s);
             }
-        });
+        };
+        if table.without_rowid {
+            btree::walk_index(pager, table.rootpage, &mut |item| {
+                if let IndexItem::Entry { payload, .. } = item {
+                    row(payload)
+                }
+            });
+        } else {
+            btree::walk_table(pager, table.rootpage, &mut |item| {
+                if let btree::TableItem::Row { payload, .. } = item {
+                    row(payload)
+                }
+            });
+        }
         if candidates.is_empty() {
             continue;
         }

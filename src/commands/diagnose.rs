@@ -263,13 +263,21 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
                 worst = Some((name.to_string(), a));
             }
         };
-        for (name, a) in prober.probe_id(&v) {
-            note(&name, a, &mut indexes);
-        }
-        for (rowid, _) in &found {
-            if let Some(answers) = prober.probe_row(*rowid) {
-                for (name, a) in answers {
-                    note(&name, a, &mut indexes);
+        if table.without_rowid {
+            // rows named by their primary key: the POS's lookup by ID, and
+            // each index's lookup by the row's own key
+            for (name, a) in prober.probe_id_keyed(&v) {
+                note(&name, a, &mut indexes);
+            }
+        } else {
+            for (name, a) in prober.probe_id(&v) {
+                note(&name, a, &mut indexes);
+            }
+            for (rowid, _) in &found {
+                if let Some(answers) = prober.probe_row(*rowid) {
+                    for (name, a) in answers {
+                        note(&name, a, &mut indexes);
+                    }
                 }
             }
         }
@@ -290,7 +298,16 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
             .find(|(_, l)| l.iter().any(|x| x.eq_ignore_ascii_case(s)))
             .map(|(k, _)| k)
         });
-        let rowids: Vec<i64> = found.iter().map(|(r, _)| *r).collect();
+        // a WITHOUT ROWID table's rows have no rowid to show
+        let rowids: Vec<i64> = if table.without_rowid {
+            Vec::new()
+        } else {
+            found.iter().map(|(r, _)| *r).collect()
+        };
+        let row_word = match rowids.first() {
+            Some(r) => format!("row {r}"),
+            None => "its row".to_string(),
+        };
         let mut in_snapshot = None;
         let (cause, explanation, served): (&'static str, String, bool) = if found.len() > 1 {
             (
@@ -308,10 +325,11 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
             )
         } else if let Some((name, a)) = &worst {
             let which = describe_index(&table, name);
-            let r = rowids
-                .first()
-                .map(|r| format!("row exists (row {r}), but "))
-                .unwrap_or_default();
+            let r = match rowids.first() {
+                Some(r) => format!("row exists (row {r}), but "),
+                None if !found.is_empty() => "row exists, but ".to_string(),
+                None => String::new(),
+            };
             match a {
                 Answer::Missing if !found.is_empty() => (
                     "index_entry_lost",
@@ -360,8 +378,7 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
                     "closed"
                 },
                 format!(
-                    "served correctly (row {}), but the customer is {kind} (status {:?}): the POS refuses it on purpose, not database damage",
-                    rowids.first().copied().unwrap_or_default(),
+                    "served correctly ({row_word}), but the customer is {kind} (status {:?}): the POS refuses it on purpose, not database damage",
                     status.clone().unwrap_or_default()
                 ),
                 false,
@@ -370,8 +387,7 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
             (
                 "served",
                 format!(
-                    "served correctly: row {} is found through every index{}",
-                    rowids[0],
+                    "served correctly: {row_word} is found through every index{}",
                     if scan.damaged_rows.is_empty() {
                         ""
                     } else {

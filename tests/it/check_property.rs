@@ -1,6 +1,7 @@
 //! A seeded property test of check (and of repair's agreement with it) on
 //! random damage: the healthy fixture (every second run turned auto-vacuum,
-//! every fourth given an FTS4 table too) with header bytes, page-1 bytes,
+//! every fourth given an FTS4 table too, every fifth with the customers
+//! table WITHOUT ROWID) with header bytes, page-1 bytes,
 //! whole pages or the file's length damaged at random. For every input:
 //!
 //! * check never panics or hangs, and exits 0, 1 or 2 (2 with one line on
@@ -141,8 +142,21 @@ fn check_on_random_damage_never_panics_never_calls_damage_healthy_and_agrees_wit
         let seed = 0x9E37_79B9_7F4A_7C15 ^ (run + 1);
         let mut rng = Rng(seed);
         let dir = tempfile::tempdir().unwrap();
-        let db = fixture_copy("healthy", dir.path());
         let mut kind = String::new();
+        // every fifth run: the customers table WITHOUT ROWID (the healthy
+        // snapshot of that fixture)
+        let db = if run % 5 == 2 {
+            kind.push_str("without rowid ");
+            let db = dir.path().join("healthy.db");
+            std::fs::copy(
+                super::support::fixtures().join("without_rowid_index_page.snap.db"),
+                &db,
+            )
+            .unwrap();
+            db
+        } else {
+            fixture_copy("healthy", dir.path())
+        };
         if run % 2 == 1 || run % 4 == 3 {
             let c = rusqlite::Connection::open(&db).unwrap();
             if run % 2 == 1 {

@@ -30,3 +30,4 @@ mod snapshot;
 mod summary;
 mod support;
 mod upgrade;
+mod without_rowid;

@@ -1,0 +1,299 @@
+//! WITHOUT ROWID customer tables (issue 8): the table is its primary key's
+//! b-tree, its rows are named by customer_id. check compares each index
+//! with the table by the same digests, keyed by the primary key, and probes
+//! by primary key; diagnose answers per ID; repair rebuilds the damaged
+//! index. Truth: `without_rowid_index_page.truth.json`, computed by the
+//! fixture builder with Python's sqlite3 (the lookups themselves) and from
+//! the page's bytes before it was zeroed; the stock sqlite3 CLI after repair.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use rusqlite::Connection;
+use rusqlite::types::Value;
+use sha2::{Digest, Sha256};
+
+use super::support::{fixture_copy, fixtures, run, sqlite3_cli, strings, truth};
+
+const NAME: &str = "without_rowid_index_page";
+const EMAIL: &str = "idx_customers_email";
+const COLUMNS: &str = "customer_id, card_number, name, phone, email, status, tier, balance_cents, created_at, updated_at";
+
+fn finding<'a>(j: &'a serde_json::Value, code: &str) -> &'a serde_json::Value {
+    j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == code)
+        .unwrap_or_else(|| panic!("no {code} finding in {j:#}"))
+}
+
+fn codes(j: &serde_json::Value) -> BTreeSet<String> {
+    j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The builder's digest of a WITHOUT ROWID customers table (fixtures/README.md):
+/// rows sorted by customer_id, one Python `json.dumps(row)` a line.
+fn wr_customers_sha256(db: &Path) -> String {
+    let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut stmt = conn
+        .prepare(&format!("SELECT {COLUMNS} FROM customers NOT INDEXED"))
+        .unwrap();
+    let mut rows: Vec<(String, String)> = stmt
+        .query_map([], |r| {
+            let vals: Vec<Value> = (0..10).map(|i| r.get::<_, Value>(i).unwrap()).collect();
+            let json: Vec<String> = vals
+                .iter()
+                .map(|v| match v {
+                    Value::Null => "null".to_string(),
+                    Value::Integer(i) => i.to_string(),
+                    Value::Text(t) => serde_json::to_string(t).unwrap(),
+                    other => panic!("unexpected value {other:?}"),
+                })
+                .collect();
+            let id = match &vals[0] {
+                Value::Text(t) => t.clone(),
+                _ => String::new(),
+            };
+            Ok((id, format!("[{}]", json.join(", "))))
+        })
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    rows.sort();
+    let text = rows.into_iter().map(|r| r.1).collect::<Vec<_>>().join("\n");
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[test]
+fn check_names_the_exact_customers_a_zeroed_index_page_of_a_without_rowid_table_rejects() {
+    let t = truth(NAME);
+    assert_eq!(t["without_rowid"], true);
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_copy(NAME, dir.path());
+    let r = run(&["check", db.to_str().unwrap(), "--json", "-"], dir.path());
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "corrupt");
+    let affected = strings(&t["affected_customer_ids"]);
+    assert_eq!(affected.len(), 89, "the fixture's truth changed");
+    assert_eq!(strings(&j["affected_customer_ids"]), affected);
+    // every index compared, nothing left out
+    assert!(!codes(&j).contains("index_not_compared"), "{j:#}");
+    assert_eq!(j["coverage"]["complete"], true);
+    assert_eq!(
+        j["coverage"]["indexes_compared"],
+        serde_json::json!([
+            "idx_customers_email",
+            "idx_customers_phone",
+            "idx_customers_status",
+            "sqlite_autoindex_customers_2"
+        ])
+    );
+    assert_eq!(j["coverage"]["customers_read"], t["customers_total"]);
+    // the zeroed page, and exactly the entries it held, by customer ID
+    let page = finding(&j, "page_damaged");
+    assert_eq!(page["object"], EMAIL);
+    assert_eq!(page["pages"], t["damage"]["pages"]);
+    let missing = finding(&j, "index_entry_missing");
+    assert_eq!(missing["object"], EMAIL);
+    assert_eq!(missing["count"], t["entries_on_damaged_page"]);
+    let on_page = strings(&t["customer_ids_on_damaged_page"]);
+    assert_eq!(strings(&missing["customer_ids"]), on_page);
+    let entry_ids: Vec<String> = missing["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["rowid"], serde_json::Value::Null, "{e}");
+            e["customer_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(entry_ids, on_page);
+    // the lookups that go wrong, by index, as SQLite answers them
+    let wrong = finding(&j, "lookup_wrong");
+    assert_eq!(wrong["object"], EMAIL);
+    assert_eq!(
+        strings(&wrong["customer_ids"]),
+        strings(&t["affected_by_index"][EMAIL])
+    );
+    assert_eq!(
+        t["affected_by_index"].as_object().unwrap().len(),
+        1,
+        "only the email index is damaged"
+    );
+    // nothing else is reported as damaged
+    let errors: BTreeSet<String> = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| f["code"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        errors,
+        ["index_entry_missing", "lookup_wrong", "page_damaged"]
+            .map(String::from)
+            .into()
+    );
+}
+
+#[test]
+fn a_healthy_without_rowid_table_is_clean_with_every_index_compared() {
+    // the fixture's snapshot: the same table before the damage
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wr.db");
+    std::fs::copy(fixtures().join(format!("{NAME}.snap.db")), &db).unwrap();
+    assert_eq!(sqlite3_cli(&db, "PRAGMA integrity_check").trim(), "ok");
+    let r = run(&["check", db.to_str().unwrap(), "--json", "-"], dir.path());
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "clean");
+    assert_eq!(j["coverage"]["complete"], true);
+    assert_eq!(
+        j["coverage"]["indexes_compared"].as_array().unwrap().len(),
+        4
+    );
+    assert_eq!(
+        j["coverage"]["customers_read"],
+        truth(NAME)["snapshot_customers_count"]
+    );
+    assert!(j["findings"].as_array().unwrap().is_empty(), "{j:#}");
+}
+
+#[test]
+fn diagnose_says_which_customers_of_a_without_rowid_table_the_damaged_index_rejects() {
+    let t = truth(NAME);
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_copy(NAME, dir.path());
+    let affected: BTreeSet<String> = strings(&t["affected_customer_ids"]).into_iter().collect();
+    let on_page: BTreeSet<String> = strings(&t["customer_ids_on_damaged_page"])
+        .into_iter()
+        .collect();
+    // three affected customers (one not on the page: a neighbour whose
+    // lookup steps into it) and three that are served
+    let beside: Vec<&String> = affected.difference(&on_page).collect();
+    assert!(!beside.is_empty());
+    let asked_affected: Vec<String> = [
+        on_page.iter().next().unwrap(),
+        on_page.iter().last().unwrap(),
+        beside[0],
+    ]
+    .map(String::clone)
+    .to_vec();
+    let conn = Connection::open(&db).unwrap();
+    let served: Vec<String> = conn
+        .prepare("SELECT customer_id FROM customers NOT INDEXED ORDER BY customer_id")
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .filter(|id| !affected.contains(id))
+        .take(3)
+        .collect();
+    drop(conn);
+    let mut args = vec!["diagnose", db.to_str().unwrap(), "--json", "-"];
+    args.extend(asked_affected.iter().map(String::as_str));
+    args.extend(served.iter().map(String::as_str));
+    let r = run(&args, dir.path());
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    assert_eq!(
+        strings(&j["affected_customer_ids"])
+            .into_iter()
+            .collect::<BTreeSet<_>>(),
+        asked_affected.iter().cloned().collect::<BTreeSet<_>>()
+    );
+    for d in j["diagnoses"].as_array().unwrap() {
+        let id = d["customer_id"].as_str().unwrap();
+        if affected.contains(id) {
+            assert_eq!(d["served"], false, "{d}");
+            assert_eq!(d["cause"], "lookup_error", "{d}");
+            assert!(
+                d["indexes"][EMAIL].as_str().unwrap().starts_with("error:"),
+                "{d}"
+            );
+            assert_eq!(d["indexes"]["customers"], "right", "{d}");
+        } else {
+            assert_eq!(d["served"], true, "{d}");
+            assert_eq!(d["cause"], "served", "{d}");
+            assert_eq!(
+                d["explanation"],
+                "served correctly: its row is found through every index"
+            );
+        }
+        assert_eq!(d["rowids"], serde_json::json!([]), "{d}");
+    }
+}
+
+#[test]
+fn repair_rebuilds_the_damaged_index_of_a_without_rowid_table() {
+    let t = truth(NAME);
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_copy(NAME, dir.path());
+    let original = std::fs::read(&db).unwrap();
+    let r = run(&["repair", db.to_str().unwrap(), "--json", "-"], dir.path());
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "repaired");
+    assert_eq!(j["plan"]["strategy"], "patch_copy");
+    assert_eq!(j["plan"]["rebuild_indexes"], serde_json::json!([EMAIL]));
+    assert_eq!(
+        strings(&j["affected_customer_ids"]),
+        strings(&t["affected_customer_ids"])
+    );
+    assert!(
+        j["unrecoverable_customer_ids"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // the backup is the original, byte for byte
+    let backup = j["backup_path"].as_str().unwrap();
+    let backup = if Path::new(backup).is_absolute() {
+        std::path::PathBuf::from(backup)
+    } else {
+        dir.path().join(backup)
+    };
+    assert_eq!(std::fs::read(backup).unwrap(), original);
+    // SQLite itself calls the result sound, every row is there unchanged
+    assert_eq!(sqlite3_cli(&db, "PRAGMA integrity_check").trim(), "ok");
+    assert_eq!(
+        wr_customers_sha256(&db),
+        t["expected_customers_sha256"].as_str().unwrap()
+    );
+    // and every customer is found through the rebuilt index
+    let conn = Connection::open(&db).unwrap();
+    let mut found = BTreeSet::new();
+    for id in strings(&t["affected_customer_ids"]) {
+        let email: Option<String> = conn
+            .query_row(
+                "SELECT email FROM customers WHERE customer_id = ?1",
+                [&id],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let hit: Vec<String> = conn
+            .prepare("SELECT customer_id FROM customers INDEXED BY idx_customers_email WHERE email IS ?1")
+            .unwrap()
+            .query_map([&email], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        if hit.contains(&id) {
+            found.insert(id);
+        }
+    }
+    assert_eq!(found.len(), 89);
+    drop(conn);
+    let c = run(&["check", db.to_str().unwrap(), "--quiet"], dir.path());
+    assert_eq!(c.code(), 0, "{}", c.show());
+}
