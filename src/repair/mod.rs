@@ -204,13 +204,14 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         }
         Strategy::PatchCopy | Strategy::Rebuild { .. } => {}
     }
+    let Some(table) = table else {
+        let why = no_customer_table(&before, &settings.table, good.is_empty());
+        return Ok(stopped(db, before, fields, &why));
+    };
     if args.dry_run {
         fields.without_snapshot = without_snapshot(&the_plan, &fields, &args.snapshot, &good);
         return Ok(dry_run(before, fields));
     }
-    let Some(table) = table else {
-        bail!("{}: no customer table; nothing was changed", db.display());
-    };
 
     // From here on: lock, then nothing before the backup.
     let lock = lock_unchanged(db, &fp)?;
@@ -255,6 +256,23 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
             let why = format!("{e:#}; the original is untouched");
             Ok(stopped(db, before, fields, &why))
         }
+    }
+}
+
+/// Why a repair that needs the customer table stops without it (exit 3).
+fn no_customer_table(before: &Report, table: &str, no_snapshot: bool) -> String {
+    let unreadable = before
+        .findings
+        .iter()
+        .any(|f| f.code == check::finding::Code::SchemaUnreadable);
+    if unreadable && no_snapshot {
+        format!(
+            "SQLite cannot read the schema table and no page of it still names table {table}: \
+             without a good snapshot to take the schema from (--snapshot), its rows cannot be \
+             told from the others'; nothing was changed"
+        )
+    } else {
+        format!("no table {table} in the schema; nothing was changed")
     }
 }
 

@@ -721,3 +721,31 @@ fn repairing_again_after_losses_changes_nothing() {
     );
     assert_eq!(stock_integrity_check(&s.db), "ok");
 }
+
+/// The schema table lost and no snapshot: no page names the customer table
+/// any more, so its rows cannot be told from the others'. The repair stops
+/// (exit 3) with one line saying so and what would help, and changes
+/// nothing — a dry run too.
+#[test]
+fn a_lost_schema_without_a_snapshot_is_refused_plainly() {
+    for name in ["schema_page_garbage", "schema_and_root_zeroed"] {
+        let s = Setup::new(name);
+        std::fs::remove_file(s.dir.path().join("snaps").join(format!("{name}.snap.db"))).unwrap();
+        let before = std::fs::read(&s.db).unwrap();
+        for extra in [&["--dry-run"][..], &[][..]] {
+            let r = s.repair(extra);
+            assert_eq!(r.code(), 3, "{name} {extra:?}: {}", r.show());
+            let err = r.stderr();
+            assert_eq!(err.lines().count(), 1, "{name}: {err}");
+            assert!(
+                err.contains(s.db.to_str().unwrap())
+                    && err.contains("cannot read the schema table")
+                    && err.contains("--snapshot"),
+                "{name}: {err}"
+            );
+            assert_eq!(r.json()["verdict"], "failed", "{name}");
+            assert_eq!(std::fs::read(&s.db).unwrap(), before, "{name}");
+            assert!(s.backups().is_empty(), "{name}");
+        }
+    }
+}
