@@ -23,6 +23,7 @@ mod repair;
 mod repair_kinds;
 mod repair_more;
 mod repair_ops;
+mod repair_property;
 mod repair_rebuild;
 mod reports;
 mod salvage;
