@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""Seeds fuzz/corpus/<target>/ (git-ignored) for the five fuzz targets.
+"""Seeds fuzz/corpus/<target>/ (git-ignored) for the six fuzz targets.
 
     python3 fuzz/seed.py            # from the repository root or from fuzz/
 
   database  whole files: tests/corpus/sqlite-testsuite/*.db (SQLite's
             own corrupt test databases) and fixtures/*.db
+  repair    the same whole files
   page      the distinct pages of those files, split by the page size at
             header offset 16 (1 = 65536; 4096 when the header is invalid)
   record    handmade records, as the target reads them: one byte giving the
@@ -193,6 +194,7 @@ def main():
     pages = 0
     for _, data in databases():
         write("database", data)
+        write("repair", data)
         size = page_size(data)
         for off in range(0, len(data), size):
             page = data[off : off + size]
@@ -210,7 +212,7 @@ def main():
         write("pager", pager_input(db, wal))
     for _, data in databases():
         write("pager", pager_input(data, b""))
-    for target in ("database", "page", "record", "wal", "pager"):
+    for target in ("database", "repair", "page", "record", "wal", "pager"):
         d = os.path.join(CORPUS, target)
         print(f"{target}: {len(os.listdir(d))} files in {os.path.relpath(d, ROOT)}")
 
