@@ -57,6 +57,35 @@ use super::record::{
 use super::varint::read_varint;
 use super::{FormatError, be_u32};
 
+/// The longest strictly ascending run (not necessarily contiguous) of the
+/// known keys, in order: `true` for the entries it keeps. On a damaged page
+/// one rowid out of place then costs only its own cell, never every cell
+/// after it. Among runs of the same length the one ending on the smallest
+/// key is kept (patience sorting: O(n log n)).
+fn longest_ascending(keys: &[Option<i64>]) -> Vec<bool> {
+    // tails[k]: index of the entry ending the best run of length k + 1
+    let mut tails: Vec<usize> = Vec::new();
+    let mut back: Vec<Option<usize>> = vec![None; keys.len()];
+    for (i, key) in keys.iter().enumerate() {
+        let Some(k) = *key else { continue };
+        // ok: every index in `tails` is an entry with a known key
+        let at = tails.partition_point(|&t| keys[t].is_some_and(|x| x < k));
+        back[i] = at.checked_sub(1).map(|a| tails[a]);
+        if at == tails.len() {
+            tails.push(i);
+        } else {
+            tails[at] = i;
+        }
+    }
+    let mut keep = vec![false; keys.len()];
+    let mut at = tails.last().copied();
+    while let Some(i) = at {
+        keep[i] = true;
+        at = back[i];
+    }
+    keep
+}
+
 /// A `KeyOrder` damage for cell `i` of page `pgno` whose key (`what`:
 /// rowid or divider) is not above `prev` or outside the parent's bounds.
 #[allow(clippy::too_many_arguments)]
@@ -1003,8 +1032,10 @@ impl<'s, 'c> Salvager<'s, 'c> {
     }
 
     /// For a page with a damaged layout: which cells lie wholly inside the
-    /// cell content area and share no byte with another cell.
-    fn sound_cells(page: &BtreePage<'_>) -> Vec<bool> {
+    /// cell content area and share no byte with another cell. Only the cells
+    /// `candidate` names (all when it is empty) are weighed: a cell already
+    /// refused (its rowid out of place) claims no bytes.
+    fn sound_cells(page: &BtreePage<'_>, candidate: &[bool]) -> Vec<bool> {
         let n = usize::from(page.cell_count());
         let usable = page.usable_size();
         let content = page.content_start() as usize;
@@ -1016,6 +1047,9 @@ impl<'s, 'c> Salvager<'s, 'c> {
         let mut ok = vec![false; n];
         let mut regions: Vec<(usize, usize, usize)> = Vec::with_capacity(n);
         for (i, flag) in ok.iter_mut().enumerate() {
+            if candidate.get(i) == Some(&false) {
+                continue;
+            }
             let Ok(start) = page.cell_offset(i) else {
                 continue;
             };
@@ -1404,12 +1438,28 @@ impl<'s, 'c> Salvager<'s, 'c> {
         visit: &mut dyn FnMut(SalvageItem<'_>),
     ) {
         let n = usize::from(page.cell_count());
-        let sound = if suspect {
-            Self::sound_cells(page)
+        let in_bounds = |r: i64| lo.is_none_or(|l| r > l) && hi.is_none_or(|h| r <= h);
+        // On a damaged page the cells whose rowids keep order with the most
+        // others are the page's rows; the rest are refused, and claim no
+        // bytes when the survivors' overlaps are weighed.
+        let ordered = if suspect && !self.keep_repeats {
+            let rowids: Vec<Option<i64>> = (0..n)
+                .map(|i| match page.cell(i) {
+                    Ok(Cell::TableLeaf { rowid, .. }) => Some(rowid),
+                    Ok(_) => None,
+                    Err(_) => page.table_leaf_rowid(i),
+                })
+                .map(|r| r.filter(|&r| in_bounds(r)))
+                .collect();
+            longest_ascending(&rowids)
         } else {
             Vec::new()
         };
-        let in_bounds = |r: i64| lo.is_none_or(|l| r > l) && hi.is_none_or(|h| r <= h);
+        let sound = if suspect {
+            Self::sound_cells(page, &ordered)
+        } else {
+            Vec::new()
+        };
         let mut prev: Option<i64> = None;
         let mut order_reported = false;
         let mut refused = 0usize;
@@ -1436,8 +1486,12 @@ impl<'s, 'c> Salvager<'s, 'c> {
                 }
                 continue;
             };
-            let plausible =
-                self.keep_repeats || (in_bounds(rowid) && prev.is_none_or(|p| rowid > p));
+            let plausible = self.keep_repeats
+                || if suspect {
+                    ordered.get(i) == Some(&true)
+                } else {
+                    in_bounds(rowid) && prev.is_none_or(|p| rowid > p)
+                };
             if suspect && !plausible {
                 refused += 1;
                 continue;
@@ -1550,7 +1604,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
         };
         let n = usize::from(page.cell_count());
         let sound = if suspect {
-            Self::sound_cells(&page)
+            Self::sound_cells(&page, &[])
         } else {
             Vec::new()
         };
@@ -1741,6 +1795,31 @@ mod tests {
     use crate::format::varint::write_varint;
 
     use crate::format::btree::test_image::{PS, image, interior_cell, leaf_cell, put_page};
+
+    /// One rowid out of place on a damaged page costs its own cell only
+    /// (SQLite's fts5corrupt3-34.db: rowid 6 of 36 reads 4355; the greedy
+    /// rule kept 4355 and refused the 30 cells after it).
+    #[test]
+    fn the_longest_ascending_run_of_rowids_is_kept() {
+        let keys = |v: &[i64]| v.iter().map(|&k| Some(k)).collect::<Vec<_>>();
+        let kept = |keep: Vec<bool>, keys: &[Option<i64>]| {
+            keep.iter()
+                .zip(keys)
+                .filter(|(k, _)| **k)
+                .map(|(_, v)| v.unwrap())
+                .collect::<Vec<_>>()
+        };
+        let k = keys(&[1, 2, 3, 4, 5, 4355, 7, 8, 9]);
+        assert_eq!(kept(longest_ascending(&k), &k), [1, 2, 3, 4, 5, 7, 8, 9]);
+        let k = keys(&[1, 2, 3, 20, 5, 6, 7, 8]);
+        assert_eq!(kept(longest_ascending(&k), &k), [1, 2, 3, 5, 6, 7, 8]);
+        // repeats and unknown keys are never kept twice / at all; of two
+        // runs as long, the one ending lowest
+        let k = vec![Some(3), None, Some(3), Some(0), Some(4), None, Some(4)];
+        assert_eq!(kept(longest_ascending(&k), &k), [0, 4]);
+        assert_eq!(longest_ascending(&[]), Vec::<bool>::new());
+        assert_eq!(longest_ascending(&[None, None]), [false, false]);
+    }
 
     /// A record of one TEXT value and one integer.
     fn record(text: &str, n: i64) -> Vec<u8> {

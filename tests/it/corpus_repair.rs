@@ -20,7 +20,7 @@ const PER_FILE: Duration = Duration::from_secs(60);
 
 /// Files repaired holding at least `.recover`'s rows (the last measured
 /// count; raise it when repair gets better, never lower it).
-const REPAIRED_AT_LEAST: usize = 98;
+const REPAIRED_AT_LEAST: usize = 99;
 
 /// The same, counting a derived table of a virtual table (a full-text
 /// index's segments, sizes and structure, an R-Tree's nodes) that the
