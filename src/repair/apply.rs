@@ -3,7 +3,6 @@
 //! verification, swap it in atomically.
 
 use std::fs::File;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -36,8 +35,16 @@ pub fn pause_point(phase: &str) {
 }
 
 /// Holds SQLite's exclusive lock on the database for the whole repair.
+///
+/// SQLite's locks are POSIX record locks, and the kernel drops every such
+/// lock a process holds on a file when the process closes *any*
+/// descriptor of that file (fcntl(2)). So the database is opened once,
+/// here, and kept open until the lock is released: every read of the
+/// locked database (the fingerprint, the backup's checksum, the copies)
+/// goes through `file`, and nothing else opens it.
 pub struct Lock {
     holder: Holder,
+    file: File,
     pub was_wal: bool,
     /// The database was switched from WAL to a rollback journal (leave_wal).
     left_wal: std::cell::Cell<bool>,
@@ -85,8 +92,10 @@ fn lock_bytes(path: &Path) -> Result<Lock> {
         }
         return Err(e).with_context(|| format!("{}: cannot lock", path.display()));
     }
+    let db = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     Ok(Lock {
         holder: Holder::LockBytes(file),
+        file: db,
         was_wal: false,
         left_wal: std::cell::Cell::new(false),
     })
@@ -164,14 +173,23 @@ pub fn lock(path: &Path) -> Result<Lock> {
             return Err(busy(e));
         }
     }
+    // kept open until the lock is released (see `Lock`)
+    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
     Ok(Lock {
         holder: Holder::Sqlite(conn),
+        file,
         was_wal: mode.eq_ignore_ascii_case("wal"),
         left_wal: std::cell::Cell::new(false),
     })
 }
 
 impl Lock {
+    /// The locked database, open for reading: the only descriptor of it
+    /// custodian may read through while the lock is held.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// A WAL database: its committed frames are checkpointed into the file
     /// (SQLite's own crash-safe checkpoint: the content does not change) and
     /// it is switched to a rollback journal, so that the swap is one rename
@@ -201,29 +219,39 @@ impl Lock {
     /// Releases the lock of a repair that did not swap: a database that
     /// was in WAL mode is given WAL mode back (its content never changed).
     pub fn release(self) {
-        match self.holder {
+        let Lock {
+            holder,
+            file,
+            left_wal,
+            ..
+        } = self;
+        match holder {
             Holder::Sqlite(conn) => {
                 let _ = conn.execute_batch("ROLLBACK");
-                if self.left_wal.get() {
+                if left_wal.get() {
                     let _ = conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()));
                 }
                 drop(conn);
             }
             // closing the descriptor drops its lock
-            Holder::LockBytes(file) => drop(file),
+            Holder::LockBytes(f) => drop(f),
         }
+        // last: closing it drops whatever lock the process still holds
+        drop(file);
     }
 
     /// Releases the lock after the swap: the file this connection has open
     /// is no longer the database, and nothing is done to it.
     pub fn release_swapped(self) {
-        match self.holder {
+        let Lock { holder, file, .. } = self;
+        match holder {
             Holder::Sqlite(conn) => {
                 let _ = conn.execute_batch("ROLLBACK");
                 drop(conn);
             }
-            Holder::LockBytes(file) => drop(file),
+            Holder::LockBytes(f) => drop(f),
         }
+        drop(file);
     }
 }
 
@@ -234,7 +262,7 @@ pub fn create_empty(path: &Path) -> Result<()> {
 }
 
 /// The rebuilt file was written without a journal: give it the original's
-/// journal mode (a rollback journal, or WAL) and sync it.
+/// journal mode (a rollback journal, or WAL). It is synced before the swap.
 pub fn finish_journal_mode(path: &Path, was_wal: bool) -> Result<()> {
     let conn = Connection::open(path)?;
     let want = if was_wal { "wal" } else { "delete" };
@@ -243,141 +271,144 @@ pub fn finish_journal_mode(path: &Path, was_wal: bool) -> Result<()> {
         bail!("could not set journal mode {want} on the rebuilt copy");
     }
     drop(conn);
-    File::open(path)?.sync_all()?;
+    start_writeback(&File::open(path)?);
     Ok(())
 }
 
-/// How much `copy_file` copies between two looks at the interrupt flag.
+/// How much a copy copies between two looks at the interrupt flag.
 const COPY_CHUNK: u64 = 64 << 20;
 
-/// Copies `from` to a new file `to` byte for byte (in the kernel:
-/// copy_file_range), fsynced. The SHA-256 of the source is computed on
-/// another thread meanwhile, when asked for.
-pub fn copy_file(from: &Path, to: &Path, with_hash: bool) -> Result<Option<String>> {
-    let hasher = with_hash.then(|| {
-        let from = from.to_path_buf();
-        std::thread::spawn(move || -> std::io::Result<String> {
-            let mut f = File::open(&from)?;
-            let mut h = Sha256::new();
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-            Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
-        })
-    });
-    let src = File::open(from).with_context(|| format!("{}: cannot read", from.display()))?;
-    let mut dst = create_new(to)?;
-    // in chunks, so that a signal stops a long copy (interrupt.rs)
-    loop {
-        let n = std::io::copy(&mut (&src).take(COPY_CHUNK), &mut dst)
-            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+/// What a copy is for, and so how durable it must be before it is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durable {
+    /// Synced before the copy returns (a backup).
+    Now,
+    /// Its writeback is started, so that the sync before the swap finds
+    /// little left to write (the repaired copy).
+    Later,
+    /// Never synced: read and removed within the run (the rebuild's source).
+    Never,
+}
+
+/// Copies the open file `src` (`from` names it in messages) into the new
+/// file `to` (0600, no symlink, never over an existing file), byte for
+/// byte from offset 0 to its end: in the kernel (copy_file_range, at
+/// explicit offsets: `src`'s own offset is neither used nor moved, so the
+/// lock's descriptor can be shared), in chunks so that a signal stops a
+/// long copy. Returns the new file.
+pub fn copy_open(src: &File, from: &Path, to: &Path, durable: Durable) -> Result<File> {
+    let dst = create_new(to)?;
+    let len = src
+        .metadata()
+        .with_context(|| format!("{}: cannot read", from.display()))?
+        .len();
+    let what = || format!("copying {} to {}", from.display(), to.display());
+    let mut off = 0u64;
+    while off < len {
+        let n = copy_range(src, &dst, off, (len - off).min(COPY_CHUNK)).with_context(what)?;
+        if n == 0 {
+            bail!("{}: the file ended at byte {off} of {len}", from.display());
+        }
+        off += n;
+        super::interrupt::stop_if_asked()?;
+    }
+    match durable {
+        Durable::Now => dst
+            .sync_all()
+            .with_context(|| format!("syncing {}", to.display()))?,
+        Durable::Later => start_writeback(&dst),
+        Durable::Never => {}
+    }
+    Ok(dst)
+}
+
+/// Copies up to `len` bytes at `off` from `src` to the same offset of
+/// `dst`: copy_file_range, or read and write where the kernel cannot copy
+/// between the two (another file system). Returns the bytes copied.
+fn copy_range(src: &File, dst: &File, off: u64, len: u64) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    use std::os::unix::io::AsRawFd;
+    let mut done = 0u64;
+    while done < len {
+        let mut off_in = (off + done) as libc::loff_t;
+        let mut off_out = off_in;
+        // ok: two descriptors we own, offsets in live locals
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut off_in,
+                dst.as_raw_fd(),
+                &mut off_out,
+                (len - done) as usize,
+                0,
+            )
+        };
+        if n > 0 {
+            done += n as u64;
+            continue;
+        }
+        if n == 0 {
+            return Ok(done);
+        }
+        let e = std::io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EXDEV | libc::ENOSYS | libc::EINVAL | libc::EOPNOTSUPP) => break,
+            _ => return Err(e),
+        }
+    }
+    // the kernel would not copy: read and write
+    let mut buf = vec![0u8; 1 << 20];
+    while done < len {
+        let want = ((len - done) as usize).min(buf.len());
+        let n = src.read_at(&mut buf[..want], off + done)?;
         if n == 0 {
             break;
         }
-        super::interrupt::stop_if_asked()?;
+        dst.write_all_at(&buf[..n], off + done)?;
+        done += n as u64;
     }
-    dst.sync_all()
-        .with_context(|| format!("syncing {}", to.display()))?;
-    match hasher {
-        None => Ok(None),
-        // the bytes hashed are the bytes copied: the lock keeps writers out
-        Some(h) => Ok(Some(
-            h.join()
-                .map_err(|_| anyhow!("checksum thread failed"))?
-                .with_context(|| format!("reading {}", from.display()))?,
-        )),
+    Ok(done)
+}
+
+/// Asks the kernel to start writing `f`'s dirty pages now, without
+/// waiting (sync_file_range): the fsync before the swap then has little
+/// left to do. Only a hint: nothing depends on it.
+pub fn start_writeback(f: &File) {
+    use std::os::unix::io::AsRawFd;
+    // ok: a descriptor we own; the call only starts writeback
+    unsafe {
+        libc::sync_file_range(f.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE);
     }
 }
 
-/// The byte-for-byte backup of the database and its -wal.
-pub struct Backup {
-    pub path: PathBuf,
-    pub sha256: String,
-    pub wal: Option<(PathBuf, String)>,
+/// Copies the file at `from` (one that is not locked: the database before
+/// the lock, a scratch copy) into the new file `to`.
+pub fn copy_file(from: &Path, to: &Path, durable: Durable) -> Result<()> {
+    let src = File::open(from).with_context(|| format!("{}: cannot read", from.display()))?;
+    copy_open(&src, from, to, durable).map(drop)
 }
 
-/// A hidden work file of this run in `dir` (see interrupt.rs).
-fn work(dir: &Path, db_name: &str, stamp: &str, kind: &str) -> PathBuf {
-    dir.join(super::interrupt::work_name(
-        db_name,
-        stamp,
-        std::process::id(),
-        kind,
-    ))
-}
-
-/// Copies `from` to `to` by way of the hidden work file `work` in the same
-/// folder, renamed into place once whole and synced: a backup file is
-/// complete or absent, and a run killed half way leaves only a work file
-/// that the next run removes. Returns the SHA-256 of the bytes copied.
-fn copy_into_place(from: &Path, to: &Path, work: &Path) -> Result<String> {
-    super::interrupt::work_file(work);
-    let sha = copy_file(from, work, true)?.unwrap_or_default();
-    if to.exists() {
-        bail!(
-            "{}: exists already; a backup never replaces a file",
-            to.display()
-        );
+/// The SHA-256 of the open file `src`, read at explicit offsets (its own
+/// offset is neither used nor moved), as lowercase hex. Stops early when a
+/// signal asks the repair to stop.
+pub fn sha256_of(src: &File) -> Result<String> {
+    use std::os::unix::fs::FileExt;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0u64;
+    for reads in 1u64.. {
+        let n = src.read_at(&mut buf, off)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        off += n as u64;
+        if reads % 64 == 0 {
+            super::interrupt::stop_if_asked()?;
+        }
     }
-    std::fs::rename(work, to)
-        .with_context(|| format!("cannot rename {} to {}", work.display(), to.display()))?;
-    super::interrupt::forget(work);
-    Ok(sha)
-}
-
-pub fn backup(db: &Path, dir: &Path, stamp: &str) -> Result<Backup> {
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let name = db
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "database".into());
-    // never over an existing backup: a second repair in the same second
-    // gets the next free suffix
-    let base = (1..1000)
-        .map(|n| {
-            if n == 1 {
-                format!("{name}.{stamp}")
-            } else {
-                format!("{name}.{stamp}-{n}")
-            }
-        })
-        .find(|b| {
-            !dir.join(format!("{b}.backup")).exists() && !dir.join(format!("{b}.sha256")).exists()
-        })
-        .ok_or_else(|| anyhow!("{}: no free backup name", dir.display()))?;
-    let path = dir.join(format!("{base}.backup"));
-    let sha256 = copy_into_place(db, &path, &work(dir, &name, stamp, "backup"))?;
-    let wal_src = sidecar(db, "-wal");
-    // a -wal without a whole frame (SQLite makes an empty one when it opens
-    // a WAL database at rest) holds nothing: there is nothing to back up
-    let wal = if super::fingerprint::wal_holds_frames(db) {
-        let wal_path = dir.join(format!("{base}.backup-wal"));
-        let h = copy_into_place(&wal_src, &wal_path, &work(dir, &name, stamp, "backup-wal"))?;
-        Some((wal_path, h))
-    } else {
-        None
-    };
-    let sums = dir.join(format!("{base}.sha256"));
-    let mut text = format!(
-        "{sha256}  {}\n",
-        path.file_name().unwrap_or_default().to_string_lossy()
-    );
-    if let Some((p, h)) = &wal {
-        text.push_str(&format!(
-            "{h}  {}\n",
-            p.file_name().unwrap_or_default().to_string_lossy()
-        ));
-    }
-    let mut f = create_new(&sums)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    fsync_dir(dir)?;
-    Ok(Backup { path, sha256, wal })
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// What the SQL steps did.
@@ -408,8 +439,10 @@ pub fn sql_steps(
     super::interrupt::watch(&conn);
     // Deleting a row whose entry is missing from an (emptied) index is
     // tolerated with writable_schema; the index is rebuilt right after.
+    // No journal and no sync: the copy is not live (a step that fails
+    // leaves it to be removed), and it is synced whole before the swap.
     conn.execute_batch(
-        "PRAGMA writable_schema = ON; PRAGMA journal_mode = DELETE; BEGIN IMMEDIATE;",
+        "PRAGMA writable_schema = ON; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; BEGIN IMMEDIATE;",
     )?;
     let mut out = SqlOutcome::default();
     let tq = quote_ident(&table.name);

@@ -4,18 +4,30 @@
 //! salvaged rows and the snapshot's. Both record what they did as actions;
 //! neither decides anything (the plan did) nor verifies (verify.rs does).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use super::{Action, Job, RepairFields, apply, pages, plan, rebuild, verify};
 use crate::check;
+
+/// Copies the file the build starts from into the new work file `to`: the
+/// locked database through the lock's own descriptor (see `apply::Lock`),
+/// or the scratch copy whose header or schema table was mended (frame.rs).
+fn copy_source(job: &Job, to: &Path, durable: apply::Durable) -> Result<()> {
+    if job.source == job.db {
+        return apply::copy_open(job.lock.file(), job.db, to, durable).map(drop);
+    }
+    let f = std::fs::File::open(job.source)
+        .with_context(|| format!("{}: cannot read", job.source.display()))?;
+    apply::copy_open(&f, job.source, to, durable).map(drop)
+}
 
 /// The patched copy, and what its SQL steps did.
 pub(super) fn patch(job: &Job, fields: &mut RepairFields) -> Result<(PathBuf, apply::SqlOutcome)> {
     let t0 = std::time::Instant::now();
     let copy = job.work_file("repair");
-    apply::copy_file(job.source, &copy, false)?;
+    copy_source(job, &copy, apply::Durable::Later)?;
     apply::match_owner_and_mode(&copy, job.db)?;
     check::timing("repair: copy", t0);
     apply::pause_point("build");
@@ -119,7 +131,8 @@ pub(super) fn rebuild(
 ) -> Result<(PathBuf, i64)> {
     let source = job.work_file("source");
     let copy = job.work_file("repair");
-    apply::copy_file(job.source, &source, false)?;
+    // read and removed within the run: never synced
+    copy_source(job, &source, apply::Durable::Never)?;
     apply::create_empty(&copy)?;
     apply::match_owner_and_mode(&copy, job.db)?;
     apply::pause_point("build");

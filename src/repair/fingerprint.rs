@@ -9,7 +9,6 @@
 //! creates an empty one when it opens a WAL database at rest, as the check
 //! and the lock do) is one and the same state: no committed content.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -27,10 +26,23 @@ pub(super) struct Fingerprint {
 }
 
 fn state(path: &Path, head_len: usize) -> Option<FileState> {
-    let f = std::fs::File::open(path).ok()?;
+    open_state(&std::fs::File::open(path).ok()?, head_len)
+}
+
+/// The state of an open file, read at explicit offsets (its own offset is
+/// neither used nor moved).
+fn open_state(f: &std::fs::File, head_len: usize) -> Option<FileState> {
+    use std::os::unix::fs::FileExt;
     let m = f.metadata().ok()?;
-    let mut head = Vec::with_capacity(head_len);
-    f.take(head_len as u64).read_to_end(&mut head).ok()?;
+    let mut head = vec![0u8; head_len];
+    let mut got = 0;
+    while got < head_len {
+        match f.read_at(&mut head[got..], got as u64).ok()? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    head.truncate(got);
     Some((m.len(), m.modified().ok(), head))
 }
 
@@ -47,6 +59,16 @@ fn holds_frames((len, _, head): &FileState) -> bool {
 pub(super) fn fingerprint(db: &Path) -> Fingerprint {
     Fingerprint {
         db: state(db, HEADER_SIZE),
+        wal: state(&wal_path(db), WAL_HEADER_SIZE).filter(holds_frames),
+    }
+}
+
+/// The fingerprint of the locked database, read through the lock's open
+/// file (the database may not be opened anew while it is locked: see
+/// `apply::Lock`).
+pub(super) fn fingerprint_locked(db: &Path, file: &std::fs::File) -> Fingerprint {
+    Fingerprint {
+        db: open_state(file, HEADER_SIZE),
         wal: state(&wal_path(db), WAL_HEADER_SIZE).filter(holds_frames),
     }
 }

@@ -71,7 +71,7 @@ impl Drop for Scratch {
 /// done, as actions. The schema table is mended whenever SQLite cannot read
 /// it once the header is sound (a damaged header may hide a damaged schema).
 pub fn mend(db: &Path, copy: &Path, steps: &[FrameStep], snapshot: &Path) -> Result<Vec<Action>> {
-    super::apply::copy_file(db, copy, false)?;
+    super::apply::copy_file(db, copy, super::apply::Durable::Never)?;
     let mut actions = Vec::new();
     if steps.iter().any(|s| matches!(s, FrameStep::Header { .. })) {
         actions.push(mend_header(copy, snapshot)?);

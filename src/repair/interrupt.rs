@@ -45,6 +45,10 @@ struct State {
     /// Work files of this run, removed (with their sidecars) when it stops
     /// before the swap.
     files: Vec<PathBuf>,
+    /// Those of them that are the original file's second name (a linked
+    /// backup): removed when the run stops before the swap, kept once it
+    /// is done (they are then the only name of the original).
+    originals: Vec<PathBuf>,
     /// SQLite connections to interrupt when a signal arrives.
     sqlite: Vec<rusqlite::InterruptHandle>,
 }
@@ -54,6 +58,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     settled: false,
     backup: None,
     files: Vec::new(),
+    originals: Vec::new(),
     sqlite: Vec::new(),
 });
 
@@ -123,6 +128,7 @@ pub fn install(db: &Path) -> Result<()> {
         st.settled = false;
         st.backup = None;
         st.files.clear();
+        st.originals.clear();
         st.sqlite.clear();
     }
     if STARTED.get().is_none() {
@@ -217,6 +223,15 @@ pub fn work_file(path: &Path) {
     state().files.push(path.to_path_buf());
 }
 
+/// The original file's second name, made for a linked backup: a work file
+/// until the swap (a stop before it removes the name, never the file), the
+/// backup after it.
+pub fn original(path: &Path) {
+    let mut st = state();
+    st.files.push(path.to_path_buf());
+    st.originals.push(path.to_path_buf());
+}
+
 /// A work file that became something to keep (a backup, a `*.failed`
 /// copy) or is gone.
 pub fn forget(path: &Path) {
@@ -242,7 +257,8 @@ pub fn swap(copy: &Path, db: &Path) -> Result<()> {
         )
     })?;
     st.phase = Phase::Swapped;
-    st.files.retain(|f| f != copy);
+    let originals = std::mem::take(&mut st.originals);
+    st.files.retain(|f| f != copy && !originals.contains(f));
     Ok(())
 }
 
@@ -272,8 +288,21 @@ pub fn with_sidecars(path: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// The kinds of work file (`.custodian-KIND`).
-const KINDS: [&str; 5] = ["repair", "source", "backup", "backup-wal", "frame"];
+/// The kinds of work file (`.custodian-KIND`): the repaired copy, the
+/// rebuild's source, a backup being copied, the scratch copy whose header
+/// or schema table is mended (frame.rs), and the original file's second
+/// name (a linked backup not yet named).
+const KINDS: [&str; 6] = [
+    "repair",
+    "source",
+    "backup",
+    "backup-wal",
+    "frame",
+    ORIGINAL,
+];
+
+/// The kind of the original file's second name.
+pub const ORIGINAL: &str = "original";
 
 /// The name of a work file of database file `db_name`: hidden, the
 /// database's name, a UTC stamp, a process ID, the kind.
@@ -348,6 +377,7 @@ mod tests {
             ".pos.db.20261203T045939Z.7.custodian-source".into(),
             ".pos.db.20261203T045939Z.7.custodian-backup".into(),
             ".pos.db.20261203T045939Z.7.custodian-backup-wal".into(),
+            ".pos.db.20261203T045939Z.7.custodian-original".into(),
         ] {
             assert!(is_work_file("pos.db", &ours), "{ours}");
         }

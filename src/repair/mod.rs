@@ -7,6 +7,7 @@
 //! whether a copy may replace the original.
 
 pub mod apply;
+mod backup;
 mod build;
 mod fingerprint;
 mod frame;
@@ -32,7 +33,7 @@ use crate::files::can_write;
 use crate::progress::Progress;
 use crate::report::{Report, Verdict};
 use crate::schema;
-use fingerprint::{Fingerprint, fingerprint};
+use fingerprint::{Fingerprint, fingerprint, fingerprint_locked};
 use plan::{Plan, Strategy};
 
 /// One thing repair did, in order.
@@ -143,7 +144,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         });
     }
     let (live, table) = live_schema(db, &settings)?;
-    let mut good = choose_snapshots(db, &before, &args.snapshot, &settings, &mut fields);
+    let mut good = choose_snapshots(db, &before, &live, &args.snapshot, &settings, &mut fields);
     let mut the_plan = make_plan(db, &settings, &before, &live, table.as_ref(), &good)?;
     if matches!(
         the_plan.strategy,
@@ -155,7 +156,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         before = check_before(db, &settings, Progress::hidden(), true)?;
         if before.verdict != Verdict::Clean {
             fields.before = Some(Before::of(&before));
-            good = choose_snapshots(db, &before, &args.snapshot, &settings, &mut fields);
+            good = choose_snapshots(db, &before, &live, &args.snapshot, &settings, &mut fields);
             the_plan = make_plan(db, &settings, &before, &live, table.as_ref(), &good)?;
         }
     }
@@ -178,6 +179,12 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         the_plan.strategy,
         Strategy::PatchCopy | Strategy::Rebuild { .. }
     );
+    if !args.dry_run && !locks {
+        // a repair killed after its swap: its original becomes the backup
+        // it was to be, even when this run has nothing to do (a locked run
+        // does it with the other leftovers)
+        name_originals(db, &backup_dir, &st, &mut fields);
+    }
     if args.dry_run || !locks {
         name_leftovers(db, &backup_dir, quiet);
     }
@@ -216,7 +223,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     // From here on: lock, then nothing before the backup.
     let lock = lock_unchanged(db, &fp)?;
     interrupt::writing();
-    remove_leftovers(db, &backup_dir, &mut fields);
+    remove_leftovers(db, &backup_dir, &st, &mut fields);
     let job = Job {
         db,
         source: framed.as_ref().map_or(db.as_path(), |f| f.scratch.path()),
@@ -240,6 +247,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     fields.without_snapshot = without_snapshot(&the_plan, &fields, &args.snapshot, &good);
     match result {
         Ok(verified) => {
+            check::timing("repair: swapped", t0);
             let out = report_swapped(db, before, fields, &verified);
             if let Some(sig) = interrupt::asked() {
                 crate::messages::error(&format!(
@@ -251,7 +259,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         }
         Err(_) if interrupt::asked().is_some() => Ok(interrupted(db, before, fields)),
         // the backup failed: nothing was changed (exit 2)
-        Err(e) if fields.backup_path.is_none() => Err(e),
+        Err(e) if e.downcast_ref::<BackupFailed>().is_some() => Err(e),
         Err(e) => {
             let why = format!("{e:#}; the original is untouched");
             Ok(stopped(db, before, fields, &why))
@@ -284,16 +292,89 @@ fn locked_steps(
     fields: &mut RepairFields,
     t0: std::time::Instant,
 ) -> Result<Report> {
-    take_backup(job.db, backup_dir, job.stamp, fields)?;
+    let mut bk = take_backup(job, backup_dir, fields)?;
     check::timing("repair: lock + backup", t0);
+    // a linked backup's action goes here, first, once it is named
+    let at = fields.actions.len();
     // the frame was mended on the scratch copy the build starts from
     fields.actions.extend(job.mended.iter().cloned());
-    interrupt::stop_if_asked()?;
-    let (copy, verified) = build_and_verify(job, fields)?;
-    check::timing("repair: built and verified", t0);
-    apply::drop_sidecars(&copy)?;
-    apply::swap(&copy, job.db)?;
-    Ok(verified)
+    let built = std::thread::scope(|s| -> Result<Report> {
+        // a linked backup's checksum, read from the original while the
+        // repair builds
+        let original = job.lock.file();
+        let hash = bk
+            .linked
+            .is_some()
+            .then(|| s.spawn(move || apply::sha256_of(original)));
+        interrupt::stop_if_asked()?;
+        let (copy, verified) = build_and_verify(job, fields)?;
+        check::timing("repair: built and verified", t0);
+        if let Some(h) = hash {
+            let sha = h
+                .join()
+                .map_err(|_| anyhow::anyhow!("checksum thread failed"))?
+                .with_context(|| {
+                    format!("{}: reading it for the backup's checksum", job.db.display())
+                })?;
+            bk.sha256 = Some(sha);
+        }
+        apply::drop_sidecars(&copy)?;
+        apply::swap(&copy, job.db)?;
+        Ok(verified)
+    });
+    if bk.linked.is_some() {
+        name_linked_backup(&mut bk, built.is_ok(), at, fields);
+    }
+    built
+}
+
+/// A linked backup, once the repair has ended: after the swap the original
+/// file's second name becomes the backup; a repair that stopped before it
+/// changed nothing and keeps none (the second name was a work file).
+fn name_linked_backup(
+    bk: &mut backup::Backup,
+    swapped: bool,
+    at: usize,
+    fields: &mut RepairFields,
+) {
+    let Some(second) = bk.linked.clone() else {
+        return;
+    };
+    let action = |detail: String| Action {
+        kind: "backup",
+        object: None,
+        detail,
+    };
+    if !swapped {
+        fields.actions.insert(
+            at,
+            action("none kept: the repair stopped before the swap, so the database is the original, untouched (the second name it was given for the backup was removed)".into()),
+        );
+        return;
+    }
+    let sha = bk.sha256.clone().unwrap_or_default();
+    match bk.name(sha.clone()) {
+        Ok(()) => {
+            fields.backup_path = Some(bk.path.display().to_string());
+            fields.backup_sha256 = Some(sha.clone());
+            fields.actions.insert(
+                at,
+                action(format!(
+                    "the original file itself, byte for byte: given a second name before any change, never written, and named {} (sha256 {sha}) once the verified copy had replaced it",
+                    bk.path.display()
+                )),
+            );
+        }
+        Err(e) => {
+            let why = format!(
+                "the original file is kept as {} but could not be named {} ({e:#}); the next repair names it",
+                second.display(),
+                bk.path.display()
+            );
+            crate::messages::error(&format!("warning: {why}"));
+            fields.actions.insert(at, action(why));
+        }
+    }
 }
 
 /// A repair stopped by SIGINT, SIGTERM or SIGHUP before the swap: its work
@@ -355,10 +436,21 @@ fn shown(files: &[(PathBuf, u64)]) -> String {
         .join(", ")
 }
 
+/// The second name of the original of a repair killed between its swap
+/// and naming its backup: its file is no longer the database (one stopped
+/// before the swap left the database's own second name, a mere leftover).
+fn unnamed_original(p: &Path, db: &Path) -> bool {
+    p.to_string_lossy()
+        .ends_with(&format!(".custodian-{}", interrupt::ORIGINAL))
+        && !backup::same_file(p, db)
+}
+
 /// Without the lock (a dry run, nothing to do): work files of a killed
 /// repair are named, not removed.
 fn name_leftovers(db: &Path, backup_dir: &Path, quiet: bool) {
-    let found = leftovers(db, backup_dir);
+    let (originals, found): (Vec<_>, Vec<_>) = leftovers(db, backup_dir)
+        .into_iter()
+        .partition(|(p, _)| unnamed_original(p, db));
     if !found.is_empty() {
         crate::messages::warn(
             quiet,
@@ -369,35 +461,78 @@ fn name_leftovers(db: &Path, backup_dir: &Path, quiet: bool) {
             ),
         );
     }
+    if !originals.is_empty() {
+        crate::messages::warn(
+            quiet,
+            &format!(
+                "{}: the original file of a repair killed after its swap is kept as {}; the next repair names it as a backup",
+                db.display(),
+                shown(&originals)
+            ),
+        );
+    }
+}
+
+/// The original files of repairs killed between their swap and naming
+/// their backup: each is named as the backup it was to become.
+fn name_originals(db: &Path, backup_dir: &Path, st: &str, fields: &mut RepairFields) {
+    let name = db
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for (p, _) in leftovers(db, backup_dir) {
+        if !unnamed_original(&p, db) {
+            continue;
+        }
+        let detail = match backup::promote(&p, &name, st) {
+            Ok((bk, sha)) => format!(
+                "the original file of a repair killed after its swap ({}) was named {} (sha256 {sha})",
+                p.display(),
+                bk.display()
+            ),
+            Err(e) => format!(
+                "the original file of a repair killed after its swap is kept as {}; it could not be named as a backup: {e:#}",
+                p.display()
+            ),
+        };
+        fields.actions.push(Action {
+            kind: "leftovers",
+            object: None,
+            detail,
+        });
+    }
 }
 
 /// With the lock held, before this run makes any file: work files left by
 /// a repair that was killed outright (SIGKILL, power loss) are removed.
 /// They are custodian's own hidden files, never the database or a backup;
-/// the lock means no other repair of this database is running.
-fn remove_leftovers(db: &Path, backup_dir: &Path, fields: &mut RepairFields) {
+/// the lock means no other repair of this database is running. The one
+/// exception is the original file of a repair killed after its swap: it
+/// is named as the backup it was to become.
+fn remove_leftovers(db: &Path, backup_dir: &Path, st: &str, fields: &mut RepairFields) {
+    name_originals(db, backup_dir, st, fields);
     let (removed, failed): (Vec<_>, Vec<_>) = leftovers(db, backup_dir)
         .into_iter()
+        .filter(|(p, _)| !unnamed_original(p, db))
         .partition(|(p, _)| std::fs::remove_file(p).is_ok());
-    if !removed.is_empty() {
+    let mut say = |detail: String| {
         fields.actions.push(Action {
             kind: "leftovers",
             object: None,
-            detail: format!(
-                "removed the work files left by a repair that was killed: {}",
-                shown(&removed)
-            ),
-        });
+            detail,
+        })
+    };
+    if !removed.is_empty() {
+        say(format!(
+            "removed the work files left by a repair that was killed: {}",
+            shown(&removed)
+        ));
     }
     if !failed.is_empty() {
-        fields.actions.push(Action {
-            kind: "leftovers",
-            object: None,
-            detail: format!(
-                "work files left by a repair that was killed could not be removed: {}",
-                shown(&failed)
-            ),
-        });
+        say(format!(
+            "work files left by a repair that was killed could not be removed: {}",
+            shown(&failed)
+        ));
     }
 }
 
@@ -533,24 +668,23 @@ fn live_schema(
 }
 
 /// Step 2: the snapshots, verified only when the plan may need one: pages
-/// no object owns (a lost index definition) or duplicates to settle. Their
-/// statuses go into the report; the good ones come back newest first.
+/// no object owns (a lost index definition), rows to restore, duplicates
+/// or mismatches to settle. Damage confined to indexes (missing or surplus
+/// entries, wrong lookups, an index's own pages damaged) needs none: the
+/// indexes are rebuilt from the live table. Their statuses go into the
+/// report; the good ones come back newest first.
 fn choose_snapshots(
     db: &Path,
     before: &Report,
+    live: &[schema::SchemaObject],
     paths: &[PathBuf],
     settings: &Settings,
     fields: &mut RepairFields,
 ) -> Vec<snapshot::Snapshot> {
-    let needs_snapshot = before.findings.iter().any(|f| {
-        f.severity == check::finding::Severity::Error
-            && !matches!(
-                f.code,
-                check::finding::Code::IndexEntryMissing
-                    | check::finding::Code::IndexEntrySurplus
-                    | check::finding::Code::LookupWrong
-            )
-    });
+    let needs_snapshot = before
+        .findings
+        .iter()
+        .any(|f| f.severity == check::finding::Severity::Error && !index_only(f, live));
     let cands = snapshot::candidates(paths);
     if needs_snapshot {
         // a live file SQLite refuses as a whole has no columns to compare
@@ -570,6 +704,26 @@ fn choose_snapshots(
         })
         .collect();
     Vec::new()
+}
+
+/// Whether finding `f` is damage an index rebuilt from the live table
+/// repairs: missing or surplus entries, wrong lookups, or the pages of an
+/// index (by the live schema) damaged. A page of an index holds only
+/// entries: whatever it held, the rebuild from the table restores.
+fn index_only(f: &check::finding::Finding, live: &[schema::SchemaObject]) -> bool {
+    use check::finding::Code;
+    match f.code {
+        Code::IndexEntryMissing | Code::IndexEntrySurplus | Code::LookupWrong => true,
+        Code::PageDamaged
+        | Code::CellDamaged
+        | Code::ChildPointerInvalid
+        | Code::RecordDamaged
+        | Code::KeyOrder => f.object.as_deref().is_some_and(|o| {
+            live.iter()
+                .any(|s| s.kind == "index" && s.name == o && s.rootpage > 0)
+        }),
+        _ => false,
+    }
 }
 
 /// Step 3: the plan. The planner is pure; the evidence it weighs (the
@@ -740,7 +894,7 @@ fn dry_run(before: Report, fields: RepairFields) -> RepairOutcome {
 /// if it changed in between, the plan is stale (busy, exit 2).
 fn lock_unchanged(db: &Path, fp: &Fingerprint) -> Result<apply::Lock> {
     let lock = apply::lock(db)?;
-    if fingerprint(db) != *fp {
+    if fingerprint_locked(db, lock.file()) != *fp {
         lock.release();
         bail!(
             "{}: the database changed while the repair was being planned (busy); nothing was changed, try again",
@@ -758,28 +912,40 @@ fn folder_of(db: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
-/// Step 5: the byte-for-byte backup (and its checksum) before anything else.
-fn take_backup(db: &Path, dir: &Path, st: &str, fields: &mut RepairFields) -> Result<()> {
-    let bk = apply::backup(db, dir, st).map_err(|e| {
-        e.context(format!(
+/// The backup could not be made: nothing was changed (exit 2).
+#[derive(Debug)]
+struct BackupFailed(String);
+
+impl std::fmt::Display for BackupFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Step 5: the byte-for-byte backup before anything else (`backup.rs`):
+/// the original file itself under a second name, or a copy. A copy's
+/// action is recorded now; a linked backup's once it is named.
+fn take_backup(job: &Job, dir: &Path, fields: &mut RepairFields) -> Result<backup::Backup> {
+    let bk = backup::take(job.db, job.lock, dir, job.stamp).map_err(|e| {
+        e.context(BackupFailed(format!(
             "{}: backup failed; nothing was changed",
-            db.display()
-        ))
+            job.db.display()
+        )))
     })?;
-    interrupt::backup_made(&bk.path);
     apply::pause_point("backup");
-    fields.backup_path = Some(bk.path.display().to_string());
-    fields.backup_sha256 = Some(bk.sha256.clone());
-    fields.actions.push(Action {
-        kind: "backup",
-        object: None,
-        detail: format!(
-            "copied byte for byte to {} (sha256 {})",
-            bk.path.display(),
-            bk.sha256
-        ),
-    });
-    Ok(())
+    if let Some(sha) = &bk.sha256 {
+        fields.backup_path = Some(bk.path.display().to_string());
+        fields.backup_sha256 = Some(sha.clone());
+        fields.actions.push(Action {
+            kind: "backup",
+            object: None,
+            detail: format!(
+                "copied byte for byte to {} (sha256 {sha})",
+                bk.path.display()
+            ),
+        });
+    }
+    Ok(bk)
 }
 
 /// Step 3a: a file SQLite refuses as a whole (a damaged header, a schema
@@ -898,12 +1064,32 @@ fn build_and_verify(job: &Job, fields: &mut RepairFields) -> Result<(PathBuf, Re
     }
     if let Strategy::Rebuild { reasons } = &job.plan.strategy {
         let (copy, customers) = build::rebuild(job, reasons, fields)?;
-        let verified = verify::rebuilt(job, &copy, customers, fields)?;
+        let verified = synced_while(&copy, || verify::rebuilt(job, &copy, customers, fields))?;
         return Ok((copy, verified));
     }
     let (copy, sql) = build::patch(job, fields)?;
-    let verified = verify::patched(job, &copy, &sql, fields)?;
+    let verified = synced_while(&copy, || verify::patched(job, &copy, &sql, fields))?;
     Ok((copy, verified))
+}
+
+/// Runs `verify` while the copy is synced to disk on another thread: the
+/// copy is complete (verifying it only reads it), so the wait for the disk
+/// and the verification's work overlap. Both must succeed.
+fn synced_while(copy: &Path, verify: impl FnOnce() -> Result<Report>) -> Result<Report> {
+    std::thread::scope(|s| {
+        let sync = s.spawn(|| {
+            std::fs::File::open(copy)
+                .and_then(|f| f.sync_all())
+                .with_context(|| format!("{}: cannot sync", copy.display()))
+        });
+        let verified = verify();
+        let synced = sync
+            .join()
+            .map_err(|_| anyhow::anyhow!("sync thread failed"))?;
+        let verified = verified?;
+        synced?;
+        Ok(verified)
+    })
 }
 
 /// Step 9: the report of a repair whose verified copy is in place.

@@ -263,7 +263,7 @@ fn a_wal_database_at_rest_is_repaired_like_any_other() {
 }
 
 /// The names in a folder, sorted (hidden ones too).
-fn listing(dir: &Path) -> Vec<String> {
+pub(super) fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -465,7 +465,7 @@ fn unwritable_places_are_refused_up_front() {
 
 /// Starts `custodian repair` (JSON to stdout) paused at `phase` (test
 /// hooks) and waits until it is there.
-fn start_paused(s: &Setup, phase: &str, marker: &Path) -> std::process::Child {
+pub(super) fn start_paused(s: &Setup, phase: &str, marker: &Path) -> std::process::Child {
     let mut child = std::process::Command::new(super::support::bin())
         .args(s.args())
         .env("CUSTODIAN_PAUSE_AT", phase)
@@ -486,7 +486,7 @@ fn start_paused(s: &Setup, phase: &str, marker: &Path) -> std::process::Child {
 }
 
 /// Sends `sig` (INT, TERM) with the stock `kill`, then waits (at most 20 s).
-fn signal_and_wait(child: std::process::Child, sig: &str) -> std::process::Output {
+pub(super) fn signal_and_wait(child: std::process::Child, sig: &str) -> std::process::Output {
     let st = std::process::Command::new("kill")
         .args([format!("-{sig}"), child.id().to_string()])
         .status()
@@ -507,9 +507,12 @@ fn signal_and_wait(child: std::process::Child, sig: &str) -> std::process::Outpu
 /// Issue 8 item 11: SIGINT and SIGTERM at every phase of a repair. Before
 /// the rename: one line "interrupted, nothing changed", exit 3, the
 /// original byte for byte, the work files removed (the folder holds
-/// exactly what it held, plus the complete backup). After the rename: the
-/// repaired database is in place and the repair ends normally. Both the
-/// patched copy (index damage) and the rebuild (table damage) are stopped.
+/// exactly what it held, and the backup folder nothing: the backup is the
+/// original file itself, named only once a repaired copy has replaced it,
+/// issue 10). After the rename: the repaired database is in place, the
+/// backup is the original byte for byte, and the repair ends normally.
+/// Both the patched copy (index damage) and the rebuild (table damage) are
+/// stopped.
 #[test]
 fn sigint_and_sigterm_stop_a_repair_cleanly_at_every_phase() {
     for (name, code_after) in [("stale_pk_page", 0), ("damaged_table_leaf", 0)] {
@@ -530,12 +533,12 @@ fn sigint_and_sigterm_stop_a_repair_cleanly_at_every_phase() {
                 };
                 let mut backups: Vec<String> = listing(&s.dir.path().join("backup"));
                 backups.sort();
-                assert_eq!(backups.len(), 2, "{}", run.show());
-                let backup = s.dir.path().join("backup").join(&backups[0]);
-                assert!(backups[0].ends_with(".backup") && backups[1].ends_with(".sha256"));
-                assert_eq!(std::fs::read(&backup).unwrap(), original, "{}", run.show());
                 assert_eq!(listing(s.dir.path()), names, "{}", run.show());
                 if phase == "renamed" {
+                    assert_eq!(backups.len(), 2, "{}", run.show());
+                    let backup = s.dir.path().join("backup").join(&backups[0]);
+                    assert!(backups[0].ends_with(".backup") && backups[1].ends_with(".sha256"));
+                    assert_eq!(std::fs::read(&backup).unwrap(), original, "{}", run.show());
                     assert_eq!(run.code(), code_after, "{}", run.show());
                     assert_eq!(
                         run.stderr(),
@@ -553,12 +556,12 @@ fn sigint_and_sigterm_stop_a_repair_cleanly_at_every_phase() {
                     assert_eq!(stock_integrity_check(&s.db), "ok");
                 } else {
                     assert_eq!(run.code(), 3, "{}", run.show());
+                    assert_eq!(backups, Vec::<String>::new(), "{}", run.show());
                     assert_eq!(
                         run.stderr(),
                         format!(
-                            "custodian: {}: interrupted by SIG{sig}, nothing changed: the original is untouched and the work files were removed; the backup {} is kept\n",
+                            "custodian: {}: interrupted by SIG{sig}, nothing changed: the original is untouched and the work files were removed\n",
                             s.db.display(),
-                            backup.display()
                         ),
                         "{}",
                         run.show()
@@ -616,6 +619,22 @@ fn a_killed_repairs_leftovers_are_removed_by_the_next_run() {
         for n in &left {
             assert!(n.starts_with(&format!(".{db_name}.")), "{n}");
         }
+        // and in the backup folder the original's second name (the backup
+        // it would have become), a name of the database itself
+        let second: Vec<String> = listing(&s.dir.path().join("backup"));
+        assert_eq!(second.len(), 1, "{second:?}");
+        assert!(
+            second[0].starts_with(&format!(".{db_name}."))
+                && second[0].ends_with(".custodian-original"),
+            "{second:?}"
+        );
+        {
+            use std::os::unix::fs::MetadataExt;
+            let a = std::fs::metadata(s.dir.path().join("backup").join(&second[0])).unwrap();
+            let b = std::fs::metadata(&s.db).unwrap();
+            assert_eq!((a.dev(), a.ino()), (b.dev(), b.ino()), "the same file");
+        }
+        let left: Vec<String> = left.into_iter().chain(second).collect();
         // a dry run names them and removes nothing
         let dry = s.repair(&["--dry-run"]);
         assert_eq!(dry.code(), 1, "{}", dry.show());
@@ -639,6 +658,7 @@ fn a_killed_repairs_leftovers_are_removed_by_the_next_run() {
         assert_eq!(
             listing(s.dir.path())
                 .iter()
+                .chain(listing(&s.dir.path().join("backup")).iter())
                 .filter(|n| n.starts_with('.'))
                 .count(),
             left.len()
@@ -664,10 +684,13 @@ fn a_killed_repairs_leftovers_are_removed_by_the_next_run() {
         let mut want = vec!["backup".to_string(), "snaps".into(), db_name];
         want.sort();
         assert_eq!(listing(s.dir.path()), want);
+        // the killed run changed nothing and kept no backup (its backup was
+        // the original file itself, under a second name now removed); the
+        // run that repaired kept one
         assert_eq!(
             listing(&s.dir.path().join("backup")).len(),
-            4,
-            "two runs, two backups"
+            2,
+            "one repair, one backup"
         );
         assert_eq!(stock_integrity_check(&s.db), "ok");
     }
