@@ -781,6 +781,7 @@ fn customer_pass(pass: &Pass<'_>, ctx: &mut Ctx) -> Result<Vec<structure::TreePa
     let enc = pager.text_encoding();
 
     // Pass 1: digests, table on one core and indexes on the other.
+    let t1 = std::time::Instant::now();
     let bar = progress.counter("reading the customer table");
     let mut tally = rows::Tally::default();
     let mut known = ctx.known_ids.take();
@@ -848,6 +849,7 @@ fn customer_pass(pass: &Pass<'_>, ctx: &mut Ctx) -> Result<Vec<structure::TreePa
     });
     bar.finish_and_clear();
     ctx.known_ids = known;
+    timing("customer table ⇄ indexes, pass 1 (own clock)", t1);
     let iscans = iscans.map_err(|_| anyhow::anyhow!("index scan thread failed"))?;
     ctx.coverage.customers_read = tscan.rows;
     trees.push(structure::TreePages::new(
@@ -1014,6 +1016,7 @@ fn customer_pass(pass: &Pass<'_>, ctx: &mut Ctx) -> Result<Vec<structure::TreePa
     if via == access::Via::Sqlite {
         probe_suspects(conn, table, &suspects, progress, ctx);
     }
+    let tv = std::time::Instant::now();
     ctx.findings.extend(vanished::vanished(
         pager,
         conn,
@@ -1021,6 +1024,7 @@ fn customer_pass(pass: &Pass<'_>, ctx: &mut Ctx) -> Result<Vec<structure::TreePa
         table,
         &settings.references,
     ));
+    timing("vanished customers (own clock)", tv);
     Ok(trees)
 }
 

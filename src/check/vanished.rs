@@ -25,6 +25,9 @@ use crate::format::record::{Record, ValueRef};
 use crate::pager::Pager;
 use crate::schema::{CustomerTable, IndexPart, SchemaObject, quote_ident};
 
+/// Customer IDs per message from the ID index's reader to the merge.
+const ID_BATCH: usize = 1024;
+
 /// Distinct text values of the first field of an index, in index order.
 fn first_fields(pager: &Pager, root: u32, out: &mut dyn FnMut(&[u8])) -> bool {
     let mut rec = Record::default();
@@ -126,22 +129,39 @@ pub fn vanished(
         let mut candidates: BTreeSet<String> = BTreeSet::new();
         let ix_root = u32::try_from(ix.rootpage).unwrap_or(0);
         let ok = std::thread::scope(|s| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4096);
+            // IDs travel in batches: one wake-up per batch, not per ID
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(8);
             let producer = s.spawn(move || {
-                first_fields(pager, id_root, &mut |v| {
-                    let _ = tx.send(v.to_vec());
-                })
+                let mut batch = Vec::with_capacity(ID_BATCH);
+                let ok = first_fields(pager, id_root, &mut |v| {
+                    batch.push(v.to_vec());
+                    if batch.len() == ID_BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(ID_BATCH));
+                        let _ = tx.send(full);
+                    }
+                });
+                if !batch.is_empty() {
+                    let _ = tx.send(batch);
+                }
+                ok
             });
-            let mut cur: Option<Vec<u8>> = rx.recv().ok();
+            let mut pending = Vec::new().into_iter();
+            let mut next_id = move || loop {
+                if let Some(id) = pending.next() {
+                    return Some(id);
+                }
+                pending = rx.recv().ok()?.into_iter();
+            };
+            let mut cur: Option<Vec<u8>> = next_id();
             let ok_refs = first_fields(pager, ix_root, &mut |v| {
                 while cur.as_deref().is_some_and(|c| c < v) {
-                    cur = rx.recv().ok();
+                    cur = next_id();
                 }
                 if cur.as_deref() != Some(v) {
                     candidates.insert(String::from_utf8_lossy(v).into_owned());
                 }
             });
-            drop(rx);
+            drop(next_id);
             let ok_ids = producer.join().unwrap_or(false);
             ok_refs && ok_ids
         });

@@ -655,7 +655,22 @@ impl<'a> BtreePage<'a> {
             freeblock = next;
         }
 
-        // Overlaps, and the bytes that neither cells nor freeblocks account for.
+        // Overlaps, and the bytes that neither cells nor freeblocks account
+        // for. Most pages have no overlap: a bitmap of the content area says
+        // so and counts the bytes covered without sorting the regions. Only
+        // a page with overlaps sorts them, to name each overlapping pair.
+        if let Some(covered) = covered_without_overlap(scratch, usable) {
+            let gaps = u64::from(usable.saturating_sub(lowest)).saturating_sub(covered);
+            if content_ok && regions_complete && gaps != u64::from(self.fragmented_bytes) {
+                errors.push(FormatError::BadPage {
+                    detail: format!(
+                        "page {pgno}: {gaps} bytes of the content area are in no cell or freeblock, but the header counts {} fragmented bytes",
+                        self.fragmented_bytes
+                    ),
+                });
+            }
+            return;
+        }
         scratch.sort_unstable();
         let mut overlaps = false;
         let mut gaps: u64 = 0;
@@ -690,10 +705,76 @@ impl<'a> BtreePage<'a> {
     }
 }
 
+thread_local! {
+    /// One bit per byte of a page, for [`covered_without_overlap`].
+    static PAGE_BITS: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The bytes the regions `(start, end, _)` (each within `0..usable`)
+/// cover, or None when two of them overlap.
+fn covered_without_overlap(regions: &[(u32, u32, u32)], usable: u32) -> Option<u64> {
+    PAGE_BITS.with(|bits| {
+        let mut bits = bits.borrow_mut();
+        let words = (usable as usize).div_ceil(64);
+        bits.clear();
+        bits.resize(words, 0);
+        let mut covered = 0u64;
+        for &(start, end, _) in regions {
+            if end <= start {
+                continue;
+            }
+            covered += u64::from(end - start);
+            let (first, last) = (start as usize / 64, (end as usize - 1) / 64);
+            let words = bits.get_mut(first..=last)?;
+            let n = words.len();
+            for (k, word) in words.iter_mut().enumerate() {
+                let lo = if k == 0 { start as usize % 64 } else { 0 };
+                let hi = if k + 1 == n {
+                    (end as usize - 1) % 64
+                } else {
+                    63
+                };
+                let mask = (u64::MAX >> (63 - hi)) & (u64::MAX << lo);
+                if *word & mask != 0 {
+                    return None;
+                }
+                *word |= mask;
+            }
+        }
+        Some(covered)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::format::varint::write_varint;
+
+    #[test]
+    fn covered_without_overlap_counts_bytes_and_finds_overlaps() {
+        assert_eq!(covered_without_overlap(&[], 4096), Some(0));
+        assert_eq!(
+            covered_without_overlap(&[(100, 164, 0), (164, 170, 1), (4000, 4096, 2)], 4096),
+            Some(64 + 6 + 96)
+        );
+        assert_eq!(covered_without_overlap(&[(0, 4096, 0)], 4096), Some(4096));
+        assert_eq!(
+            covered_without_overlap(&[(10, 20, 0), (19, 30, 1)], 4096),
+            None
+        );
+        assert_eq!(
+            covered_without_overlap(&[(10, 200, 0), (63, 64, 1)], 4096),
+            None
+        );
+        assert_eq!(
+            covered_without_overlap(&[(63, 64, 0), (64, 65, 1)], 4096),
+            Some(2)
+        );
+        assert_eq!(
+            covered_without_overlap(&[(63, 64, 0), (63, 64, 1)], 4096),
+            None
+        );
+    }
 
     #[test]
     fn page_type_try_from() {
