@@ -15,23 +15,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::support::{bin, fixtures, root};
+use super::support::{bin, corpus_dir, fixtures};
 
 const PER_RUN: Duration = Duration::from_secs(30);
-
-/// The corpus: the project's copy when it has one, else the shared folder.
-/// Missing both is a failure, not a skip.
-pub fn corpus_dir() -> PathBuf {
-    for d in [
-        root().join("tests/corpus"),
-        root().join("../shared/corpus/sqlite-testsuite"),
-    ] {
-        if d.join("MANIFEST.json").exists() && d.join("RECOVER.json").exists() {
-            return d;
-        }
-    }
-    panic!("the SQLite corpus (tests/corpus or ../shared/corpus/sqlite-testsuite) is missing");
-}
 
 fn json_file(p: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
