@@ -797,15 +797,55 @@ fn make_plan(
                 .map(|_| format!("{t}.{c}"))
         })
     };
-    // the snapshot is verified sound: its ID index may be used
-    let in_snapshot = |id: &str| -> bool {
-        snap_conn.as_ref().is_some_and(|c| {
-            c.query_row(
-                &format!("SELECT 1 FROM {tq} WHERE {id_col} = ?1 LIMIT 1"),
-                [id],
-                |_| Ok(()),
-            )
-            .is_ok()
+    // A customer the snapshot has can be put back unless a live row holds
+    // one of its unique values (a restore would fail on it, run after run).
+    // The snapshot is verified sound: its ID index may be used.
+    let unique: Vec<String> = table
+        .map(|t| {
+            t.indexes
+                .iter()
+                .filter(|i| i.unique && i.partial_where.is_none())
+                .filter_map(|i| match i.key_fields().collect::<Vec<_>>()[..] {
+                    [f] => match f.part {
+                        schema::IndexPart::Column(c) if c != t.id_column => {
+                            Some(schema::quote_ident(&t.columns[c].name))
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let restorable = |id: &str| -> bool {
+        let Some(c) = snap_conn.as_ref() else {
+            return false;
+        };
+        let mut sel = vec!["1".to_string()];
+        sel.extend(unique.iter().cloned());
+        let Ok(values) = c.query_row(
+            &format!(
+                "SELECT {} FROM {tq} WHERE {id_col} = ?1 LIMIT 1",
+                sel.join(", ")
+            ),
+            [id],
+            |r| {
+                (1..sel.len())
+                    .map(|i| r.get::<_, rusqlite::types::Value>(i))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            },
+        ) else {
+            return false;
+        };
+        !unique.iter().zip(&values).any(|(col, v)| {
+            *v != rusqlite::types::Value::Null
+                && ref_conn
+                    .query_row(
+                        &format!("SELECT 1 FROM {tq} WHERE {col} = ?1 LIMIT 1"),
+                        [v],
+                        |_| Ok(()),
+                    )
+                    .is_ok()
         })
     };
     let evidence = plan::Evidence {
@@ -813,7 +853,7 @@ fn make_plan(
         id_rule: settings.id_rule.as_ref(),
         referenced: &referenced,
         id_indexes: &id_indexes,
-        in_snapshot: &in_snapshot,
+        restorable: &restorable,
     };
     Ok(plan::plan(
         before,

@@ -27,7 +27,7 @@ pub enum Strategy {
     /// The repair needs a step that is not built yet; nothing is changed.
     NotBuilt { reason: String },
     /// The only damage is customers that other tables name but that no page
-    /// holds and the newest good snapshot does not have — what a repair
+    /// holds and the newest good snapshot cannot give back — what a repair
     /// with losses leaves behind, having listed them as unrecoverable. No
     /// step can restore them: nothing is changed and no backup taken; the
     /// repair names them as unrecoverable again and exits 1, so repairing
@@ -139,16 +139,18 @@ pub struct Evidence<'a> {
     pub referenced: &'a dyn Fn(&str) -> Option<String>,
     /// The ID column's index names (whose key is the ID alone).
     pub id_indexes: &'a [String],
-    /// Whether the newest good snapshot has a customer with this ID.
-    pub in_snapshot: &'a dyn Fn(&str) -> bool,
+    /// Whether the newest good snapshot has a customer with this ID that
+    /// can be put back: no live row holds one of its unique values.
+    pub restorable: &'a dyn Fn(&str) -> bool,
 }
 
 /// The customers that no step of a repair can bring back, when they are
 /// the only damage: every error is `customer_vanished` with its whole list
 /// of IDs (no other table-level damage, no page of any kind to free or
 /// rebuild — the caller checks the rest of the plan), and the newest good
-/// snapshot has none of them. None when a rebuild could restore one, or the
-/// findings say anything else.
+/// snapshot has none of them that could be put back (a live row may hold
+/// one's card number: its restore would fail again). None when a rebuild
+/// could restore one, or the findings say anything else.
 fn accounted_losses(before: &Report, ev: &Evidence<'_>) -> Option<Vec<String>> {
     let mut ids = BTreeSet::new();
     for f in before
@@ -164,7 +166,7 @@ fn accounted_losses(before: &Report, ev: &Evidence<'_>) -> Option<Vec<String>> {
         }
         ids.extend(f.customer_ids.iter().cloned());
     }
-    if ids.is_empty() || ids.iter().any(|id| (ev.in_snapshot)(id)) {
+    if ids.is_empty() || ids.iter().any(|id| (ev.restorable)(id)) {
         return None;
     }
     Some(ids.into_iter().collect())
@@ -511,13 +513,13 @@ mod tests {
     }
 
     fn losses(findings: Vec<Finding>, snapshot_has: &[&str]) -> Option<Vec<String>> {
-        let in_snapshot = |id: &str| snapshot_has.contains(&id);
+        let restorable = |id: &str| snapshot_has.contains(&id);
         let ev = Evidence {
             snapshot_id_of: &|_| None,
             id_rule: None,
             referenced: &|_| None,
             id_indexes: &[],
-            in_snapshot: &in_snapshot,
+            restorable: &restorable,
         };
         accounted_losses(&report(findings), &ev)
     }

@@ -413,10 +413,22 @@ pub(crate) fn restore_referenced(
         let Ok(mut stmt) = conn.prepare(&sql) else {
             continue;
         };
-        let ids: Vec<Value> = stmt
-            .query_map([], |r| r.get::<_, Value>(0))?
+        // an ID whose bytes are not UTF-8 (a damaged reference) is named
+        // as check names it: decoded lossily
+        let ids: Vec<Option<String>> = stmt
+            .query_map([], |r| {
+                use rusqlite::types::ValueRef;
+                let v = match r.get_ref(0)? {
+                    ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                    ValueRef::Integer(i) => Value::Integer(i),
+                    ValueRef::Real(f) => Value::Real(f),
+                    ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+                    ValueRef::Null => Value::Null,
+                };
+                Ok(crate::report::id_text(&v))
+            })?
             .collect::<rusqlite::Result<_>>()?;
-        missing.extend(ids.iter().filter_map(crate::report::id_text));
+        missing.extend(ids.into_iter().flatten());
     }
     for id in missing {
         let row: Option<(i64, Vec<Value>)> = snap.and_then(|snap| {
@@ -465,6 +477,18 @@ pub(crate) fn restore_referenced(
             Ok(_) => {
                 prov.from_snapshot += 1;
                 out.restored_customer_ids.push(id);
+            }
+            // another row holds one of its unique values (the rest of the
+            // file was damaged too): not restored, never a reason to stop
+            Err(rusqlite::Error::SqliteFailure(f, m))
+                if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                out.needs_decision.push(format!(
+                    "customer {id}: the snapshot's row {rowid} could not be restored ({}): another \
+                     row holds one of its unique values; listed as unrecoverable, a person decides",
+                    m.unwrap_or_else(|| f.to_string())
+                ));
+                out.unrecoverable_customer_ids.push(id);
             }
             Err(e) => bail!("restoring customer {id} from the snapshot: {e}"),
         }
