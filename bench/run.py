@@ -3,15 +3,21 @@
 BENCHMARKS.md. Heavy: not run in CI.
 
 Usage: python3 bench/run.py [--sizes 200000,1000000] [--runs 5] [--work DIR]
-                           [--parts check,repair,fleet] [--no-build]
+                           [--ref DIR] [--parts check,repair,fleet] [--no-build]
 
 Four parts (--parts picks some; BENCHMARKS.md keeps the others' sections):
 * check: `custodian check` vs `PRAGMA integrity_check` and `quick_check`;
-* index repair: the reference database with one leaf page of
-  idx_customers_email zeroed, `custodian repair` vs `cp` + `sqlite3 DB
-  'REINDEX customers'` (on the healthy file: on the damaged one REINDEX fails);
-* table repair: one leaf page of the customers table zeroed, `custodian
-  repair` with the healthy file as snapshot (salvage + snapshot rows);
+* repair (issue 10's rows, on the largest size, each beside its yardstick,
+  alternating run by run, every result checked): one leaf page of
+  idx_customers_email zeroed, `custodian repair` with `--snapshot DIR`
+  holding a healthy snapshot (as the nightly job passes it) and with an
+  empty folder, vs `cp` + `sqlite3 DB 'REINDEX customers'` on the healthy
+  file (on the damaged one REINDEX fails); one leaf page of the customers
+  table zeroed, `custodian repair` with the snapshot folder vs `VACUUM INTO`
+  of the healthy file and, when ../shared/bench/upstream-sqlite3/build.sh
+  has built it, upstream `.recover` of the damaged file piped into a new
+  database. Repairs run with CUSTODIAN_TIMING=1; the first run's phase
+  times go into BENCHMARKS.md;
 * fleet: 200 databases of 20,000 customers each in one folder. The CPU time
   (user + system) of `custodian check DB --json R.json` run on each, one at
   a time, against the wall time of `custodian check DIR --jobs 2 --out-dir
@@ -164,27 +170,46 @@ def check_repair(db, code, j, want, first):
         sys.exit(f"repair of {db} is wrong: " + "; ".join(problems))
 
 
-def repair_runs(damaged, snapdir, work, runs, tag, want):
-    """Times `custodian repair` on fresh copies of `damaged`, and checks each
-    result against `want` (check_repair) after the timing."""
+def repair_once(damaged, snapdir, work, tag, want, first):
+    """Times one `custodian repair` (with CUSTODIAN_TIMING=1: its phase
+    times go to stderr) on a fresh copy of `damaged`, with `snapdir` passed
+    as `--snapshot`, and checks the result against `want` (check_repair)
+    after the timing. Returns (wall, peak RSS, report, timing lines)."""
     import json
     import shutil
-    out = []
-    for i in range(runs):
-        db = os.path.join(work, f"{tag}-run.db")
-        bk = os.path.join(work, f"{tag}-backup")
-        shutil.rmtree(bk, ignore_errors=True)
-        shutil.copyfile(damaged, db)
+    db = os.path.join(work, f"{tag}-run.db")
+    bk = os.path.join(work, f"{tag}-backup")
+    shutil.rmtree(bk, ignore_errors=True)
+    shutil.copyfile(damaged, db)
+    os.environ["CUSTODIAN_TIMING"] = "1"
+    try:
         wall, rss, code, stdout, err = timed([BIN, "repair", db, "--snapshot", snapdir,
                                               "--backup-dir", bk, "--json", "-", "--quiet"])
-        if code not in (0, 1):
-            sys.exit(f"repair exited {code}: {err}")
-        j = json.loads(stdout)
-        check_repair(db, code, j, want, first=(i == 0))
-        out.append((wall, rss, j))
-        shutil.rmtree(bk, ignore_errors=True)
-        os.remove(db)
-    return out
+    finally:
+        del os.environ["CUSTODIAN_TIMING"]
+    if code not in (0, 1):
+        sys.exit(f"repair exited {code}: {err}")
+    j = json.loads(stdout)
+    check_repair(db, code, j, want, first)
+    shutil.rmtree(bk, ignore_errors=True)
+    os.remove(db)
+    timing = [l for l in err.splitlines() if "timing:" in l]
+    return wall, rss, j, timing
+
+
+def recover_binary():
+    """The upstream sqlite3 CLI with `.recover` (../shared/bench/upstream-sqlite3/build.sh),
+    if it has been built; None otherwise (it is never built here)."""
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), "upstream-sqlite3", "sqlite3up")
+    return path if os.access(path, os.X_OK) else None
+
+
+def sqlite_rows(db, sql):
+    import sqlite3
+    c = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    n = c.execute(sql).fetchone()[0]
+    c.close()
+    return n
 
 
 FLEET_DBS = 200
@@ -314,17 +339,132 @@ def write_section(path, title_prefix, text):
         f.write(new)
 
 
+def repair_bench(ref, email, table, snapdir, empty_snaps, a, want_index, want_table):
+    """Issue 10's repair rows, each beside its yardstick, alternating run by
+    run: the index repair with the snapshot folder (as the nightly job
+    passes it) and without one, against `cp` + `REINDEX customers` on the
+    healthy file; the table repair with the snapshot folder, against
+    `VACUUM INTO` of the healthy file and (when built) upstream `.recover`
+    of the damaged file piped into a new database."""
+    import shutil
+    recover = recover_binary()
+    res = {k: [] for k in ("idx_snap", "idx_none", "tbl_snap", "cp", "reindex", "vacuum",
+                           "recover")}
+    loads = []
+    tmp = os.path.join(a.work, "yardstick.db")
+    for i in range(a.runs):
+        loads.append(os.getloadavg()[0])
+        first = i == 0
+        res["idx_snap"].append(repair_once(email, snapdir, a.work, "idx", want_index, first))
+        w1, r1, _, _, _ = timed(["cp", ref, tmp])
+        w2, r2, code, _, err = timed(["sqlite3", tmp, "REINDEX customers"])
+        if code != 0:
+            sys.exit(f"REINDEX failed: {err}")
+        res["cp"].append((w1, r1))
+        res["reindex"].append((w2, r2))
+        os.remove(tmp)
+        res["idx_none"].append(repair_once(email, empty_snaps, a.work, "idx", want_index, first))
+        res["tbl_snap"].append(repair_once(table, snapdir, a.work, "tbl", want_table, first))
+        w, r, code, _, err = timed(["sqlite3", ref, f"VACUUM INTO '{tmp}'"])
+        if code != 0:
+            sys.exit(f"VACUUM INTO failed: {err}")
+        if first and sqlite_rows(tmp, "SELECT count(*) FROM customers") != want_table["digest"][0]:
+            sys.exit("VACUUM INTO did not copy every customer")
+        res["vacuum"].append((w, r))
+        os.remove(tmp)
+        if recover:
+            w, r, code, _, err = timed(["sh", "-c", f"'{recover}' '{table}' .recover | "
+                                        f"sqlite3 '{tmp}'"])
+            if code != 0:
+                sys.exit(f".recover failed: {err}")
+            res["recover"].append((w, r, sqlite_rows(tmp, "SELECT count(*) FROM customers")))
+            os.remove(tmp)
+        print(f"repair run {i + 1}: " + ", ".join(f"{k} {v[-1][0]:.2f}s" for k, v in res.items()
+                                                  if v), file=sys.stderr)
+    loads.append(os.getloadavg()[0])
+    res["loads"] = loads
+    res["recover_bin"] = recover
+    return res
+
+
+def repair_section(n, rep, table_pg):
+    """The repair section of BENCHMARKS.md: each case beside its yardstick."""
+    med = statistics.median
+    wall = lambda k: med(x[0] for x in rep[k])
+    rss = lambda k: max(x[1] for x in rep[k])
+    runs = len(rep["idx_snap"])
+    cp, rx = wall("cp"), wall("reindex")
+    base = cp + rx
+    lines = [
+        f"## Repair, {n:,} customers (issue 10)\n\n",
+        f"{runs} runs of each command, alternating (index repair with the snapshot folder, "
+        "cp + REINDEX, index repair without, table repair, VACUUM INTO, .recover); wall-time "
+        "medians, largest peak RSS. One-minute load average over the runs: "
+        f"{min(rep['loads']):.1f}–{max(rep['loads']):.1f} (two cores, shared).\n\n",
+        "| case | custodian repair | peak RSS | yardstick, same runs | ratio | target |\n",
+        "| --- | ---: | ---: | ---: | ---: | ---: |\n",
+    ]
+    for key, what in (("idx_snap", "one leaf of `idx_customers_email` zeroed, `--snapshot DIR` "
+                                   "holding a healthy snapshot (as the nightly job passes it)"),
+                      ("idx_none", "the same, `--snapshot` an empty folder")):
+        lines.append(f"| {what} | {wall(key):.2f} s | {rss(key):.0f} MiB | `cp` {cp:.2f} s + "
+                     f"`REINDEX customers` {rx:.2f} s = {base:.2f} s | {wall(key) / base:.2f} | "
+                     "≤ 1.0 |\n")
+    vac = wall("vacuum")
+    t = wall("tbl_snap")
+    lines.append(f"| leaf page {table_pg} of `customers` zeroed, `--snapshot DIR` holding a "
+                 f"healthy snapshot, every row back | {t:.2f} s | {rss('tbl_snap'):.0f} MiB | "
+                 f"`VACUUM INTO` of the healthy file {vac:.2f} s | {t / vac:.2f} | ≤ 5.0 |\n")
+    if rep["recover"]:
+        rc = wall("recover")
+        rows = rep["recover"][0][2]
+        lines.append(f"| the same | {t:.2f} s | {rss('tbl_snap'):.0f} MiB | upstream `.recover` "
+                     f"piped into `sqlite3 NEW.db` {rc:.2f} s ({rows:,} customers) | "
+                     f"{t / rc:.2f} | ≤ 0.25 (about) |\n")
+    j = rep["tbl_snap"][0][2]
+    rows = [x["detail"] for x in j.get("actions", []) if x["kind"] == "rows"]
+    lines.append(
+        f"\nTable repair: {len(j.get('restored_customer_ids', []))} customers restored from the "
+        f"snapshot, {len(j.get('unrecoverable_customer_ids', []))} unrecoverable; customers: "
+        f"{rows[0] if rows else '?'}.\n")
+    if not rep["recover"]:
+        lines.append("\nupstream `.recover` was not timed: build it first with "
+                     "`../shared/bench/upstream-sqlite3/build.sh` (never a dependency).\n")
+    lines.append(
+        "\nEvery repair is checked after its timing: exit code, verdict, restored and "
+        "unrecoverable IDs, the customers of the zeroed page named affected and found through "
+        "the repaired index, the customer rows equal to the reference's, and (first run) the "
+        "stock `integrity_check`. Each repair includes the check before, the backup (the "
+        "original file under a second name, named after the swap; its SHA-256 read beside the "
+        "build), the repaired copy, its verification and fsync, and the atomic swap. The "
+        "yardsticks do none of that: `cp` + `REINDEX` is not synced and verifies nothing; "
+        "`VACUUM INTO` reads a healthy file (it fails on the damaged one); `.recover` reads the "
+        "damaged file. The page cache is warm for all alike.\n\n"
+        "Where the time goes (`CUSTODIAN_TIMING=1`, first run; times are seconds since the "
+        "repair started, except copy / empty and free / sql steps / verify, counted from the "
+        "start of their own step):\n\n")
+    for key, what in (("idx_snap", "index repair, snapshot folder given"),
+                      ("idx_none", "index repair, no snapshot"),
+                      ("tbl_snap", "table repair")):
+        lines.append(f"{what}:\n\n```\n" + "\n".join(rep[key][0][3]) + "\n```\n\n")
+    return "".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="200000,1000000")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--work", default=os.path.join(ROOT, "bench-work"))
+    ap.add_argument("--ref", default=None,
+                    help="folder of the cached reference databases ref-N.db (default: --work); "
+                         "shared between runs, only read once made")
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--parts", default="check,repair,fleet")
     ap.add_argument("--no-build", action="store_true",
                     help="use target/release/custodian as it is (no cargo build first)")
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
+    a.ref = a.ref or a.work
     if not a.no_build:
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
     parts = set(a.parts.split(","))
@@ -336,7 +476,7 @@ def main():
         return
     rows = []
     for n in [int(x) for x in a.sizes.split(",")]:
-        db = build(n, a.work)
+        db = build(n, a.ref)
         size = os.path.getsize(db)
         cmds = {
             "custodian check": [BIN, "check", db, "--quiet"],
@@ -356,8 +496,8 @@ def main():
         rows.append((n, size, med))
         print(n, {k: f"{w:.3f}s {r:.0f}MiB" for k, (w, r) in med.items()}, file=sys.stderr)
     # repairs, on the largest size
-    n = max(int(x) for x in a.sizes.split(","))
-    ref = build(n, a.work)
+    rn = max(int(x) for x in a.sizes.split(","))
+    ref = build(rn, a.ref)
     snapdir = os.path.join(a.work, "snap")
     os.makedirs(snapdir, exist_ok=True)
     snap = os.path.join(snapdir, "ref.db")
@@ -382,18 +522,16 @@ def main():
     want_table = {"exit": 0, "verdict": "repaired", "restored_customer_ids": lost,
                   "unrecoverable_customer_ids": [], "affected_at_least": lost, "digest": digest,
                   "lookup_index": "sqlite_autoindex_customers_1", "lookup_column": "customer_id"}
-    rep_index = repair_runs(email, empty_snaps, a.work, a.runs, "idx", want_index)
-    rep_table = repair_runs(table, snapdir, a.work, a.runs, "tbl", want_table)
-    base = []
-    for _ in range(a.runs):
-        tmp = os.path.join(a.work, "cp-reindex.db")
-        w1, _, _, _, _ = timed(["cp", ref, tmp])
-        w2, r2, code, _, err = timed(["sqlite3", tmp, "REINDEX customers"])
-        if code != 0:
-            sys.exit(f"REINDEX failed: {err}")
-        base.append((w1, w2, r2))
-        os.remove(tmp)
+    rep = repair_bench(ref, email, table, snapdir, empty_snaps, a, want_index, want_table)
     cpu = platform.processor() or platform.machine()
+    # the other sections of an earlier run (the fleet's when not re-measured,
+    # bench/check_speed.py's) are kept as they are
+    kept = []
+    if os.path.exists(a.out):
+        for sec in open(a.out).read().split("\n## ")[1:]:
+            if sec.startswith("Repair") or (sec.startswith("Fleet") and "fleet" in parts):
+                continue
+            kept.append("## " + sec.rstrip("\n") + "\n")
     with open(a.out, "w") as f:
         f.write("# Benchmarks\n\n")
         f.write("Written by `python3 bench/run.py` (not run in CI). Reference databases from\n")
@@ -401,35 +539,20 @@ def main():
         f.write(f"transactions per customer). {a.runs} runs each, alternating; wall-time medians;\n")
         f.write("peak memory is the largest maximum resident set over the runs (memory-mapped\n")
         f.write(f"pages included). Warm page cache. Machine: {os.cpu_count()} cores, {cpu}.\n\n")
-        f.write("| customers | file | custodian check | integrity_check | ratio | quick_check | custodian peak RSS | integrity_check peak RSS |\n")
-        f.write("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+        f.write("| customers | file | custodian check | integrity_check | ratio | quick_check | check / quick_check | custodian peak RSS | integrity_check peak RSS |\n")
+        f.write("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
         for n, size, med in rows:
             c, ic, qc = med["custodian check"], med["sqlite3 integrity_check"], med["sqlite3 quick_check"]
             f.write(f"| {n:,} | {size / 2**20:.0f} MiB | {c[0]:.2f} s | {ic[0]:.2f} s | "
-                    f"{c[0] / ic[0]:.3f} | {qc[0]:.2f} s | {c[1]:.0f} MiB | {ic[1]:.0f} MiB |\n")
+                    f"{c[0] / ic[0]:.3f} | {qc[0]:.2f} s | {c[0] / qc[0]:.2f} | {c[1]:.0f} MiB | "
+                    f"{ic[1]:.0f} MiB |\n")
         f.write("\nratio = custodian check wall time / `PRAGMA integrity_check` wall time "
-                "(target: at most 0.1).\n")
-        med = statistics.median
-        ri = med(w for w, _, _ in rep_index)
-        cp_t, rx_t = med(b[0] for b in base), med(b[1] for b in base)
-        f.write(f"\n## Repair, {n:,} customers\n\n")
-        f.write("| case | custodian repair | peak RSS | baseline | ratio |\n| --- | ---: | ---: | ---: | ---: |\n")
-        f.write(f"| one leaf of `idx_customers_email` zeroed (index rebuilt) | {ri:.2f} s | "
-                f"{max(r for _, r, _ in rep_index):.0f} MiB | cp {cp_t:.2f} s + REINDEX customers {rx_t:.2f} s "
-                f"= {cp_t + rx_t:.2f} s | {ri / (cp_t + rx_t):.2f} |\n")
-        rt = med(w for w, _, _ in rep_table)
-        j = rep_table[0][2]
-        rows = [x["detail"] for x in j.get("actions", []) if x["kind"] == "rows"]
-        f.write(f"| leaf page {table_pg} of `customers` zeroed (rebuilt from salvage + snapshot) | "
-                f"{rt:.2f} s | {max(r for _, r, _ in rep_table):.0f} MiB | — | — |\n")
-        f.write(f"\nTable repair: {len(j.get('restored_customer_ids', []))} customers restored "
-                f"from the snapshot, {len(j.get('unrecoverable_customer_ids', []))} unrecoverable; "
-                f"customers: {rows[0] if rows else '?'}.\n")
-        f.write("\nThe target for the index repair is at most 1.2 × (cp + REINDEX), peak memory under "
-                "256 MiB. Each repair includes the check before, the byte-for-byte backup with its "
-                "SHA-256, the repaired copy, its verification and the atomic swap.\n")
+                "(target: at most 0.1); check / quick_check: issue 10's target is at most 1.2.\n")
+        f.write("\n" + repair_section(rn, rep, table_pg))
         if "fleet" in parts:
             f.write("\n" + fleet)
+        for sec in kept:
+            f.write("\n" + sec)
     print(f"wrote {a.out}", file=sys.stderr)
 
 
