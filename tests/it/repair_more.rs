@@ -192,7 +192,14 @@ fn the_newest_good_snapshot_is_chosen() {
         reasons[0].contains("other columns") && reasons[0].contains("loyalty"),
         "{reasons:?}"
     );
-    assert!(reasons[1].starts_with("damaged itself"), "{reasons:?}");
+    // the reason names the snapshot's own damage, from its fixture's truth
+    // (the first error check finds: the zeroed page of the damaged index)
+    let dt = truth("zeroed_index_page");
+    let want = format!(
+        "damaged itself: page {}:",
+        dt["damage"]["pages"][0].as_u64().unwrap()
+    );
+    assert!(reasons[1].starts_with(&want), "{want} in {reasons:?}");
     assert_eq!(
         customers_sha256(&s.db),
         t["expected_after_repair_sha256"].as_str().unwrap(),
