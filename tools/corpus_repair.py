@@ -67,6 +67,89 @@ def reindexed(report, table):
     return None
 
 
+def _varint(b, i):
+    v = 0
+    for k in range(9):
+        if i + k >= len(b):
+            return None, len(b)
+        c = b[i + k]
+        if k == 8:
+            return (v << 8) | c, i + 9
+        v = (v << 7) | (c & 0x7F)
+        if c < 0x80:
+            return v, i + k + 1
+    return v, i + 9
+
+
+def table_cells(path, root):
+    """The leaf cells of the b-tree at `root` in the file at `path`, read
+    from the bytes (independently of custodian and of SQLite), each as
+    (page, cell, offset, kind, rowid): kind is "readable" (the cell lies in
+    the page's cell content area and its local payload ends inside the
+    page), "in header" (its offset points at or before its own cell
+    pointer: the page's header bytes read as a cell, which upstream's
+    current recovery code refuses), "outside" (it starts between the cell
+    pointers and the cell content area the page header gives), or "past
+    end" (the cell runs past the usable page)."""
+    data = open(path, "rb").read()
+    if len(data) < 100:
+        return []
+    ps = int.from_bytes(data[16:18], "big")
+    ps = 65536 if ps == 1 else ps
+    if ps < 512 or ps & (ps - 1):
+        return []
+    usable = ps - data[20]
+    npages = len(data) // ps
+    out, seen, todo = [], set(), [root]
+    while todo:
+        pg = todo.pop()
+        if pg in seen or not 1 <= pg <= npages or len(seen) > 100000:
+            continue
+        seen.add(pg)
+        p = data[(pg - 1) * ps: pg * ps]
+        h = 100 if pg == 1 else 0
+        t = p[h]
+        if t not in (2, 5, 10, 13):
+            continue
+        n = int.from_bytes(p[h + 3: h + 5], "big")
+        content = int.from_bytes(p[h + 5: h + 7], "big") or 65536
+        hs = 12 if t in (2, 5) else 8
+        if t in (2, 5):
+            todo.append(int.from_bytes(p[h + 8: h + 12], "big"))
+        for i in range(n):
+            cp = h + hs + 2 * i
+            if cp + 2 > usable:
+                break
+            o = int.from_bytes(p[cp: cp + 2], "big")
+            if t in (2, 5):
+                if o + 4 <= usable and o > cp:
+                    todo.append(int.from_bytes(p[o: o + 4], "big"))
+                continue
+            if o <= cp:
+                kind = "in header"
+            elif o < content:
+                kind = "outside"
+            elif o >= usable:
+                kind = "past end"
+            else:
+                kind = "readable"
+            rowid = None
+            size, j = _varint(p, o) if o < len(p) else (None, o)
+            if t == 13 and size is not None:
+                rowid, j = _varint(p, j)
+            if kind == "readable" and size is not None:
+                x = usable - 35 if t == 13 else ((usable - 12) * 64 // 255) - 23
+                local = size if size <= x else None
+                if local is None:
+                    m = ((usable - 12) * 32 // 255) - 23
+                    k = m + ((size - m) % (usable - 4))
+                    local = (k if k <= x else m) + 4
+                if j + local > usable:
+                    kind = "past end"
+            out.append((pg, i, o, kind, rowid))
+    return out
+
+
 def sqlite3(db, sql):
     try:
         p = subprocess.run(["sqlite3", "-batch", db, sql], capture_output=True,
@@ -123,7 +206,8 @@ def run_one(binary, corpus, file, table, idcol, want):
                                      f"longer matched its recovered content and was rebuilt from it: "
                                      f"{row['rows']} rows (.recover copies the damaged {want})")
                 else:
-                    row["reason"] = f"{row['rows']} rows, .recover gets {want}"
+                    row["reason"] = f"{row['rows']} rows, .recover gets {want}: " + \
+                        explain_short(os.path.join(corpus, file), table, row["rows"], want, db)
         else:
             unchanged = hashlib.sha256(open(db, "rb").read()).hexdigest() == before
             lines = [l for l in err.splitlines() if l.strip()]
@@ -134,6 +218,105 @@ def run_one(binary, corpus, file, table, idcol, want):
                 row["reason"] = "ORIGINAL CHANGED: " + row["reason"]
             row["reason"] = row["reason"].replace(tmp + "/", "")
         return row
+
+
+def explain_short(path, table, rows, want, repaired=None):
+    """Why the repaired table holds fewer rows than .recover's, from the
+    original file's bytes: the table's leaf cells, sorted as table_cells
+    sorts them."""
+    rc, out, _ = sqlite3(path, "PRAGMA writable_schema=1; SELECT rootpage FROM sqlite_schema "
+                         f"WHERE type = 'table' AND name = '{table.replace(chr(39), chr(39) * 2)}'")
+    root = out.splitlines()[-1] if rc == 0 and out else ""
+    if not root.isdigit():
+        return "the stock sqlite3 cannot name the table's root page"
+    cells = table_cells(path, int(root))
+    readable = [c for c in cells if c[3] == "readable"]
+    header = [c for c in cells if c[3] == "in header"]
+    outside = [c for c in cells if c[3] == "outside"]
+    past = [c for c in cells if c[3] == "past end"]
+    keyed = all(c[4] is not None for c in readable)
+    ids = {c[4] for c in readable}
+    extra = sorted({c[4] for c in header + outside if c[4] is not None} - ids)
+    parts = [f"its leaf cells in the file: {len(readable)} inside their pages"
+             + (f" ({len(ids)} distinct rowids)" if keyed and readable else "")]
+    if header:
+        parts.append(f"{len(header)} whose offset points into their own page's header "
+                     f"(the header's bytes read as a cell{', rowid ' + ', '.join(map(str, extra)) if extra else ''}: "
+                     "not a row; upstream's recovery refuses such cells today)")
+    if outside:
+        parts.append(f"{len(outside)} starting outside the cell content area its page's "
+                     f"header gives (free space, not a row"
+                     f"{'; rowid ' + ', '.join(map(str, extra)) if extra and not header else ''})")
+    if past:
+        parts.append(f"{len(past)} running past the page end")
+    n = len(ids) if keyed else len(readable)
+    if keyed and (header or outside) and n < want <= n + len(extra):
+        parts.append(f".recover's {want} = the {n} rows there + {want - n} made of "
+                     "header or free-space bytes")
+    if rows < n:
+        kept = set()
+        if keyed and repaired:
+            rc, out, _ = sqlite3(repaired, f"SELECT rowid FROM {quote(table)}")
+            kept = {int(x) for x in out.split()} if rc == 0 else set()
+        missing = [c for c in readable if c[4] not in kept]
+
+        def order(c):
+            """Whether cell c's rowid breaks its page's ascending order."""
+            page = [x for x in readable if x[0] == c[0]]
+            i = page.index(c)
+            before = i > 0 and page[i - 1][4] >= c[4]
+            after = i + 1 < len(page) and page[i + 1][4] <= c[4]
+            return ", out of key order" if before or after else ""
+        where = ", ".join(f"rowid {c[4]} (page {c[0]} cell {c[1]}{order(c)})"
+                          for c in missing[:3]) if kept else ""
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        parts.append(f"custodian keeps {rows} of the {n}" + (f", not {where}{more}" if kept else ""))
+    return "; ".join(parts)
+
+
+def invented(r):
+    """.recover's rows beyond custodian's are made of page-header bytes,
+    and custodian holds every row the table's cells hold."""
+    return (not r["ok"] and r["rows"] is not None and "made of header or free-space bytes" in r["reason"]
+            and "custodian keeps" not in r["reason"])
+
+
+def ceiling(rows):
+    """Why the issue's 95 % cannot be reached: the files where .recover's
+    count is not a count of rows a sound file can hold."""
+    derived = [r["file"] for r in rows if r["reindexed"]]
+    made = [r["file"] for r in rows if invented(r)]
+    others = [r for r in rows if not r["ok"] and not r["reindexed"] and not invented(r)]
+    n = len(rows)
+    best = n - len(derived) - len(made)
+    return [
+        "## What `.recover`'s count cannot be met on, and why",
+        "",
+        f"* **{len(derived)} files: the table is derived data of a full-text index** "
+        "(an FTS index's `_data`, `_idx`, `_docsize`, `_segdir`, `_segments` "
+        "table). In each, the index salvaged from the damaged pages failed the module's own "
+        "integrity check against the recovered content (`INSERT INTO t(t) "
+        "VALUES('integrity-check')`; SQLite 3.44 and later run it inside "
+        "`PRAGMA integrity_check` too), so the repair rebuilt the index from the content "
+        "(`'rebuild'`, the module's documented repair) and the table's row count is the "
+        "rebuilt index's. `.recover` copies the damaged index rows as they were, without "
+        "checking them: its count is the count of an index that does not match its "
+        "content. Keeping those rows would hand on an index SQLite calls corrupt. "
+        f"Files: {', '.join(derived) or 'none'}.",
+        f"* **{len(made)} files: `.recover`'s extra row is made of a page's header or free "
+        "space.** Cells whose offset points at or before their own cell pointer (offset 0, "
+        "mostly) read the page's header as a cell, and cells that start before the cell "
+        "content area read free space; the older `.recover` that made RECOVER.json turned "
+        "such bytes into a row (rowid 0); upstream's current recovery code "
+        "(`ext/recover/dbdata.c`) refuses a cell that points into its page's header. "
+        "Custodian holds every row the table's cells hold (the reason column counts them "
+        "from the file's bytes). "
+        f"Files: {', '.join(made) or 'none'}.",
+        f"* So at most {best} of {n} ({100.0 * best / n:.1f} %) can meet `.recover`'s count "
+        f"without inventing or copying corrupt rows; {len(others)} files more are short or refused "
+        "for reasons the table gives one by one: "
+        + (", ".join(r["file"] for r in others) or "none") + ".",
+    ]
 
 
 def write_table(rows, path):
@@ -157,6 +340,8 @@ def write_table(rows, path):
         f"is derived data of a full-text or R-Tree index, rebuilt from the content recovered "
         f"({100.0 * (ok + reidx) / n:.1f} % with them). Exit 0 or 1 always gave a file the stock "
         f"`sqlite3` calls `ok`; no panic, no hang.",
+        "",
+    ] + ceiling(rows) + [
         "",
         "| file | table | exit | rows | .recover | integrity_check | ok | reason |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
