@@ -35,7 +35,8 @@ pub(crate) fn quarantine_unowned(
     let mut rows_kept = 0u64;
     let mut pages = Vec::new();
     let mut rec = Record::default();
-    for pgno in 2..=src.pager.page_count() {
+    // pages past the end of the file have no rows to find
+    for pgno in 2..=src.pager.stored_page_count() {
         if taken.contains(pgno) || src.pager.read_page(pgno, &mut buf).is_err() {
             continue;
         }
