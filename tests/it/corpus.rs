@@ -5,9 +5,9 @@
 //! -wal and -shm when opened) lands in the repository's corpus.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::support::{bin, corpus_dir, corpus_manifest};
+use super::support::{bin, corpus_dir, corpus_manifest, wait_or_kill};
 
 const PER_FILE: Duration = Duration::from_secs(20);
 
@@ -32,18 +32,7 @@ fn corpus_never_panics_hangs_or_calls_damage_healthy() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break Some(s);
-            }
-            if start.elapsed() > PER_FILE {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let status = wait_or_kill(&mut child, PER_FILE);
         let out = child.wait_with_output().unwrap();
         if std::fs::read(&path).unwrap() != original {
             failures.push(format!("{file}: check changed the database's bytes"));

@@ -12,9 +12,9 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::support::{bin, corpus_dir, sqlite3_cli};
+use super::support::{bin, corpus_dir, sqlite3_cli, wait_or_kill};
 
 const PER_FILE: Duration = Duration::from_secs(60);
 
@@ -151,18 +151,7 @@ fn corpus_repair_never_panics_never_leaves_a_broken_file_and_recovers_rows() {
             .stderr(std::fs::File::create(&err).unwrap())
             .spawn()
             .unwrap();
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break Some(s);
-            }
-            if start.elapsed() > PER_FILE {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let status = wait_or_kill(&mut child, PER_FILE);
         let stderr = std::fs::read_to_string(&err).unwrap_or_default();
         let Some(status) = status else {
             failures.push(format!("{file}: hung (> {PER_FILE:?})"));

@@ -13,9 +13,9 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::support::{bin, corpus_dir, fixtures};
+use super::support::{bin, corpus_dir, fixtures, wait_or_kill};
 
 const PER_RUN: Duration = Duration::from_secs(30);
 
@@ -127,7 +127,6 @@ pub fn run_limited(args: &[String], cwd: &Path) -> (i32, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let start = Instant::now();
     let out_reader = {
         let mut so = child.stdout.take().unwrap();
         std::thread::spawn(move || {
@@ -144,17 +143,7 @@ pub fn run_limited(args: &[String], cwd: &Path) -> (i32, String, String) {
             s
         })
     };
-    let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s.code().unwrap_or(-1);
-        }
-        if start.elapsed() > PER_RUN {
-            let _ = child.kill();
-            let _ = child.wait();
-            break -1;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let code = wait_or_kill(&mut child, PER_RUN).map_or(-1, |s| s.code().unwrap_or(-1));
     (code, out_reader.join().unwrap(), err_reader.join().unwrap())
 }
 

@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use custodian::format::btree::PageSource;
 use custodian::format::header::TextEncoding;
@@ -21,7 +21,7 @@ use custodian::pager::Pager;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags};
 
-use super::support::{bin, fixtures, sqlite3_cli};
+use super::support::{bin, fixtures, sqlite3_cli, wait_or_kill};
 
 const CASES: u64 = 40;
 const PER_RUN: Duration = Duration::from_secs(60);
@@ -256,18 +256,7 @@ fn repair_of_randomly_damaged_fixtures_is_safe_and_keeps_every_readable_row() {
             .stderr(std::fs::File::create(&err).unwrap())
             .spawn()
             .unwrap();
-        let start = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break Some(s);
-            }
-            if start.elapsed() > PER_RUN {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let status = wait_or_kill(&mut child, PER_RUN);
         let stderr = std::fs::read_to_string(&err).unwrap_or_default();
         let Some(status) = status else {
             failures.push(format!("{name}: hung"));

@@ -1,7 +1,8 @@
 //! Shared helpers: run the binary, find fixtures, read ground truth.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, ExitStatus, Output};
+use std::time::{Duration, Instant};
 
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_custodian")
@@ -275,5 +276,22 @@ impl Val {
             Val::Text(t) => String::from_utf8_lossy(t).into_owned(),
             v => format!("{v:?}"),
         }
+    }
+}
+
+/// Waits for `child` at most `limit`; past it the child is killed and
+/// reaped, and None says it hung.
+pub fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
