@@ -4,10 +4,8 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
-use super::support::{fixture_copy, run, strings, truth};
+use super::support::{chromium, fixture_copy, run, strings, truth};
 
 /// The same escaping the report uses.
 fn esc(s: &str) -> String {
@@ -238,37 +236,7 @@ fn the_report_renders_in_headless_chromium() {
     html_of(dir.path(), &["check", "zeroed_index_page.db"], 1);
     let png = dir.path().join("report.png");
     let profile = dir.path().join("profile");
-    let mut child = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--window-size=1280,1200",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(format!(
-            "file://{}",
-            dir.path().join("report.html").display()
-        ))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("chromium did not finish in 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    chromium(&dir.path().join("report.html"), &png, &profile, 1200);
     let bytes = std::fs::read(&png).unwrap_or_default();
     assert!(bytes.starts_with(b"\x89PNG"), "no PNG written");
     assert!(bytes.len() > 10_000, "PNG of {} bytes: blank?", bytes.len());

@@ -4,10 +4,8 @@
 //! counted.
 
 use std::path::Path;
-use std::process::Command;
-use std::time::{Duration, Instant};
 
-use super::support::{fixtures, run, strings, truth};
+use super::support::{chromium, fixtures, run, strings, truth};
 
 fn copy(fixture: &str, dst: &Path) {
     std::fs::copy(fixtures().join(format!("{fixture}.db")), dst).unwrap();
@@ -194,42 +192,6 @@ fn reports_from_many_machines_make_one_fleet_report() {
     assert_eq!(j["databases"][0]["report"], "hq/b/reports/till1.db.json");
 }
 
-/// Runs headless Chromium on `page`: its DOM after rendering, and a
-/// screenshot.
-fn chromium(page: &Path, png: &Path, profile: &Path) -> String {
-    let out_file = png.with_extension("dom");
-    let mut child = Command::new("chromium")
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            "--window-size=1280,900",
-            "--dump-dom",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(format!("file://{}", page.display()))
-        .stdout(std::fs::File::create(&out_file).unwrap())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("chromium did not finish in 120 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::fs::read_to_string(out_file).unwrap_or_default()
-}
-
 #[test]
 fn the_fleet_report_renders_in_headless_chromium() {
     super::support::require_tool("chromium", "it renders the fleet report headless");
@@ -242,7 +204,7 @@ fn the_fleet_report_renders_in_headless_chromium() {
     );
     assert_eq!(r.code(), 1, "{}", r.show());
     let png = work.join("summary.png");
-    let dom = chromium(&work.join("summary.html"), &png, &work.join("profile"));
+    let dom = chromium(&work.join("summary.html"), &png, &work.join("profile"), 900);
     // the browser's own DOM: the verdict, then one row per store, worst first
     assert!(dom.contains("id=\"verdict\">corrupt</span>"), "{dom}");
     let rows: Vec<&str> = dom
