@@ -63,6 +63,23 @@ fn term_sql(table: &CustomerTable, index: &Index, i: usize) -> String {
     format!("{expr} COLLATE {}", quote_ident(&f.collation))
 }
 
+/// The SQL of each key term of `index`, in key order.
+fn key_terms(table: &CustomerTable, index: &Index) -> Vec<String> {
+    key_positions(index)
+        .into_iter()
+        .map(|i| term_sql(table, index, i))
+        .collect()
+}
+
+/// ` AND (WHERE clause)` of a partial index, else nothing: a lookup's SQL
+/// covers exactly the rows the index covers.
+fn partial_filter(index: &Index) -> String {
+    match &index.partial_where {
+        Some(w) => format!(" AND ({w})"),
+        None => String::new(),
+    }
+}
+
 fn key_positions(index: &Index) -> Vec<usize> {
     (0..index.fields.len())
         .filter(|&i| index.fields[i].key)
@@ -101,15 +118,8 @@ impl<'c> Prober<'c> {
     /// Key values of `index` for row `rowid` (as SQLite evaluates them), or
     /// None when the row does not exist or the index does not cover it.
     fn row_key(&self, index: &Index, rowid: i64) -> Result<Option<Vec<Value>>, String> {
-        let keys = key_positions(index);
-        let cols: Vec<String> = keys
-            .iter()
-            .map(|&i| term_sql(self.table, index, i))
-            .collect();
-        let filter = match &index.partial_where {
-            Some(w) => format!(" AND ({w})"),
-            None => String::new(),
-        };
+        let cols = key_terms(self.table, index);
+        let filter = partial_filter(index);
         let sql = format!(
             "SELECT {} FROM {} NOT INDEXED WHERE rowid = ?1{filter}",
             cols.join(", "),
@@ -161,10 +171,7 @@ impl<'c> Prober<'c> {
                 format!("{} {op} ?{}", term_sql(self.table, index, i), n + 1)
             })
             .collect();
-        let filter = match &index.partial_where {
-            Some(w) => format!(" AND ({w})"),
-            None => String::new(),
-        };
+        let filter = partial_filter(index);
         let sql = format!(
             "SELECT rowid FROM {} INDEXED BY {} WHERE {}{filter}",
             self.tq,
@@ -408,16 +415,9 @@ impl Prober<'_> {
     /// One index's answer for the rows holding `id` (None: no such row in
     /// the index, e.g. outside a partial index's WHERE).
     fn keyed_answer(&self, index: &Index, idc: &str, id: &Value) -> Option<Answer> {
-        let keys = key_positions(index);
         let npk = self.table.pk_columns.len();
-        let terms: Vec<String> = keys
-            .iter()
-            .map(|&i| term_sql(self.table, index, i))
-            .collect();
-        let filter = match &index.partial_where {
-            Some(w) => format!(" AND ({w})"),
-            None => String::new(),
-        };
+        let terms = key_terms(self.table, index);
+        let filter = partial_filter(index);
         let sql = format!(
             "SELECT {}, {} FROM {} NOT INDEXED WHERE {idc} = ?1{filter}",
             self.pk_sql(),
@@ -455,10 +455,7 @@ impl Prober<'_> {
                 format!("{t} {op} ?{}", n + 1)
             })
             .collect();
-        let filter = match &index.partial_where {
-            Some(w) => format!(" AND ({w})"),
-            None => String::new(),
-        };
+        let filter = partial_filter(index);
         let sql = format!(
             "SELECT {} FROM {} INDEXED BY {} WHERE {}{filter}",
             self.pk_sql(),
