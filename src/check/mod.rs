@@ -200,6 +200,11 @@ fn passes(
         })
         .unwrap_or_default();
     let (rules, needs) = row_rules(&access.conn, objects);
+    // Vanished customers are looked for only beside a customer table
+    // that stores rows (see below).
+    let search = table
+        .filter(|t| t.rootpage > 0)
+        .and_then(|t| vanished::Search::new(pager, &access.conn, objects, t, &settings.references));
     let ws = access.via == access::Via::WritableSchema;
     let ask_sqlite = access.via.reads_the_file();
     let t0 = std::time::Instant::now();
@@ -219,11 +224,22 @@ fn passes(
             };
             Ok((quick, by_sqlite))
         });
-        // Every other b-tree is walked on its own thread.
-        let others = s.spawn(|| {
-            let r = others::walk_other_trees(pager, objects, &customer_roots, &rules);
+        // Every other b-tree is walked on its own thread; the walk of a
+        // column naming customers feeds the vanished customers' merge.
+        let (search, rules, customer_roots) = (&search, &rules, &customer_roots);
+        let others = s.spawn(move || {
+            let mut merged = BTreeMap::new();
+            let mut tapper =
+                |root: u32, walk: &mut dyn FnMut(Option<&mut dyn others::Tap>)| match search {
+                    Some(v) if v.reads(root) => {
+                        let ((), m) = v.merge_walk(pager, |m| walk(Some(m)));
+                        merged.insert(root, m);
+                    }
+                    _ => walk(None),
+                };
+            let r = others::walk_other_trees(pager, objects, customer_roots, rules, &mut tapper);
             timing("other trees", t0);
-            r
+            (r, merged)
         });
         let mut trees = Vec::new();
         // A virtual customer table (root page 0: an FTS vocabulary, say)
@@ -233,7 +249,6 @@ fn passes(
             let pass = Pass {
                 pager,
                 conn: &access.conn,
-                objects,
                 table: t,
                 columns: rules.get(&t.name),
                 settings,
@@ -243,11 +258,16 @@ fn passes(
             trees = customer_pass(&pass, ctx)?;
         }
         timing("customer", t0);
-        let (findings, other_trees) = others
+        let ((findings, other_trees), merged) = others
             .join()
             .map_err(|_| anyhow::anyhow!("structure thread failed"))?;
         timing("structure", t0);
         ctx.findings.extend(findings);
+        if let (Some(t), Some(v)) = (table, search) {
+            let tv = std::time::Instant::now();
+            ctx.findings.extend(v.findings(pager, t, merged));
+            timing("vanished customers (own clock)", tv);
+        }
         trees.extend(other_trees);
         let roots: Vec<u32> = objects
             .iter()
@@ -743,7 +763,6 @@ struct Pass<'a> {
     pager: &'a Pager,
     /// The check's connection (see `access.rs`).
     conn: &'a Connection,
-    objects: &'a [SchemaObject],
     table: &'a CustomerTable,
     /// The table's column rules (NOT NULL, types), if it has any.
     columns: Option<&'a rows::RowRules>,
@@ -752,11 +771,13 @@ struct Pass<'a> {
     via: access::Via,
 }
 
+/// The customer table against each of its indexes: pass 1 (digests), the
+/// exact diff where they differ, the expression and partial indexes, then
+/// the lookup probe for every customer in doubt. Returns the trees' pages.
 fn customer_pass(pass: &Pass<'_>, ctx: &mut Ctx) -> Result<Vec<structure::TreePages>> {
     let Pass {
         pager,
         conn,
-        objects,
         table,
         columns,
         settings,
@@ -774,86 +795,10 @@ fn customer_pass(pass: &Pass<'_>, ctx: &mut Ctx) -> Result<Vec<structure::TreePa
             None => sql_side.push(i),
         }
     }
-    let mut rules = RuleHits::default();
-    let id_pos = table.columns[table.id_column].record_pos;
-    let id_is_rowid = table.id_is_rowid();
-    let status_pos = settings
-        .status_column
-        .as_ref()
-        .and_then(|s| table.record_pos_of(s));
-    let enc = pager.text_encoding();
 
-    // Pass 1: digests, table on one core and indexes on the other.
     let t1 = std::time::Instant::now();
-    let bar = progress.counter("reading the customer table");
-    let mut tally = rows::Tally::default();
-    let mut known = ctx.known_ids.take();
-    let (tscan, iscans) = std::thread::scope(|s| {
-        let ih = s.spawn(|| {
-            plans
-                .iter()
-                .map(|p| {
-                    compare::scan_index(
-                        pager,
-                        table.indexes[p.index].rootpage,
-                        p,
-                        None,
-                        &|_| {},
-                        compare::BUCKET_BITS,
-                    )
-                })
-                .collect::<Vec<_>>()
-        });
-        let any_rule = settings.id_rule.is_some() || status_pos.is_some();
-        let mut hook = |rowid: i64, rec: &Record, payload: &[u8]| {
-            if let Some(k) = known.as_mut()
-                && let Some(id) = row_customer_id(rowid, rec, payload, id_pos, id_is_rowid, enc)
-            {
-                k.insert(id);
-            }
-            if let Some(c) = columns {
-                c.check(rec, payload, enc, &mut |col, v| {
-                    tally.add(col, v, || format!("row {rowid}"))
-                });
-            }
-            if any_rule {
-                rules.observe(
-                    rowid,
-                    rec,
-                    payload,
-                    id_pos,
-                    id_is_rowid,
-                    status_pos,
-                    settings,
-                    enc,
-                );
-            } else if id_is_rowid {
-            } else if matches!(
-                id_pos.and_then(|p| rec.get(payload, p)),
-                None | Some(ValueRef::Null)
-            ) {
-                rules.empty += 1;
-            } else if let Some(ValueRef::Text(t)) = id_pos.and_then(|p| rec.get(payload, p))
-                && t.iter().all(|b| b.is_ascii_whitespace() || *b == 0)
-            {
-                rules.empty += 1;
-            }
-        };
-        let t = compare::scan_table(
-            pager,
-            table,
-            &plans,
-            None,
-            &mut hook,
-            &|n| bar.set_position(n),
-            compare::BUCKET_BITS,
-        );
-        (t, ih.join())
-    });
-    bar.finish_and_clear();
-    ctx.known_ids = known;
+    let (tscan, iscans, rules, tally) = pass_one(pass, &plans, ctx)?;
     timing("customer table ⇄ indexes, pass 1 (own clock)", t1);
-    let iscans = iscans.map_err(|_| anyhow::anyhow!("index scan thread failed"))?;
     ctx.coverage.customers_read = tscan.rows;
     trees.push(structure::TreePages::new(
         tname,
@@ -899,32 +844,164 @@ fn customer_pass(pass: &Pass<'_>, ctx: &mut Ctx) -> Result<Vec<structure::TreePa
         wanted.push(w);
         ctx.coverage.indexes_compared.push(index.name.clone());
     }
+    pass_two(
+        pager,
+        table,
+        &plans,
+        &wanted,
+        tscan.rows,
+        &mut suspects,
+        ctx,
+    )?;
+    for (p, plan) in plans.iter().enumerate() {
+        order_findings(table, plan.index, &iscans[p], &mut suspects, ctx);
+        beside_damage_suspects(pager, table, plan, &iscans[p], &mut suspects);
+    }
+    for &i in &sql_side {
+        trees.push(sql_side_index(pass, i, &mut suspects, ctx));
+    }
+    ctx.coverage.indexes_compared.sort();
 
-    // Pass 2, only for the indexes whose buckets differ: collect both sides
-    // of the differing buckets and diff them exactly. Where the damage is
-    // spread over many coarse buckets, a pass 1b first narrows it down with
-    // the same digests at a finer grain, so that only the rows near the
-    // damage are collected (memory stays small whatever the damage).
+    // The lookup probe does the POS's lookups; where SQLite refuses the
+    // file, the POS gets no answer at all (every customer is affected).
+    if via == access::Via::Sqlite {
+        probe_suspects(conn, table, &suspects, progress, ctx);
+    }
+    Ok(trees)
+}
+
+/// Pass 1: every row's expected index entries and every index's actual
+/// entries hashed into digests; each row held to the column rules and the
+/// data rules on the way. The table is read on this thread and the indexes
+/// on a second one; once the table is read, this thread takes indexes too,
+/// so that both cores stay busy to the end.
+fn pass_one(
+    pass: &Pass<'_>,
+    plans: &[Plan],
+    ctx: &mut Ctx,
+) -> Result<(
+    compare::TableScan,
+    Vec<compare::IndexScan>,
+    RuleHits,
+    rows::Tally,
+)> {
+    let Pass {
+        pager,
+        table,
+        columns,
+        settings,
+        progress,
+        ..
+    } = *pass;
+    let mut rules = RuleHits::default();
+    let id_pos = table.columns[table.id_column].record_pos;
+    let id_is_rowid = table.id_is_rowid();
+    let status_pos = settings
+        .status_column
+        .as_ref()
+        .and_then(|s| table.record_pos_of(s));
+    let enc = pager.text_encoding();
+    let bar = progress.counter("reading the customer table");
+    let mut tally = rows::Tally::default();
+    let mut known = ctx.known_ids.take();
+    // The indexes still to read, taken one at a time by either thread.
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let scan_indexes = || {
+        let mut done = Vec::new();
+        loop {
+            let p = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(plan) = plans.get(p) else {
+                return done;
+            };
+            let root = table.indexes[plan.index].rootpage;
+            let scan = compare::scan_index(pager, root, plan, None, &|_| {}, compare::BUCKET_BITS);
+            done.push((p, scan));
+        }
+    };
+    let (tscan, iscans) = std::thread::scope(|s| {
+        let ih = s.spawn(scan_indexes);
+        let any_rule = settings.id_rule.is_some() || status_pos.is_some();
+        let mut hook = |rowid: i64, rec: &Record, payload: &[u8]| {
+            if let Some(k) = known.as_mut()
+                && let Some(id) = row_customer_id(rowid, rec, payload, id_pos, id_is_rowid, enc)
+            {
+                k.insert(id);
+            }
+            if let Some(c) = columns {
+                c.check(rec, payload, enc, &mut |col, v| {
+                    tally.add(col, v, || format!("row {rowid}"))
+                });
+            }
+            if any_rule {
+                rules.observe(
+                    rowid,
+                    rec,
+                    payload,
+                    id_pos,
+                    id_is_rowid,
+                    status_pos,
+                    settings,
+                    enc,
+                );
+            } else if id_is_rowid {
+            } else if matches!(
+                id_pos.and_then(|p| rec.get(payload, p)),
+                None | Some(ValueRef::Null)
+            ) {
+                rules.empty += 1;
+            } else if let Some(ValueRef::Text(t)) = id_pos.and_then(|p| rec.get(payload, p))
+                && t.iter().all(|b| b.is_ascii_whitespace() || *b == 0)
+            {
+                rules.empty += 1;
+            }
+        };
+        let t = compare::scan_table(
+            pager,
+            table,
+            plans,
+            None,
+            &mut hook,
+            &|n| bar.set_position(n),
+            compare::BUCKET_BITS,
+        );
+        let mine = scan_indexes();
+        (t, ih.join().map(|theirs| (theirs, mine)))
+    });
+    bar.finish_and_clear();
+    ctx.known_ids = known;
+    let (theirs, mine) = iscans.map_err(|_| anyhow::anyhow!("index scan thread failed"))?;
+    let mut iscans: Vec<(usize, compare::IndexScan)> = theirs.into_iter().chain(mine).collect();
+    iscans.sort_by_key(|(p, _)| *p);
+    let iscans = iscans.into_iter().map(|(_, i)| i).collect();
+    Ok((tscan, iscans, rules, tally))
+}
+
+/// Pass 2, only for the indexes whose buckets differ: collect both sides
+/// of the differing buckets and diff them exactly. Where the damage is
+/// spread over many coarse buckets, a pass 1b first narrows it down with
+/// the same digests at a finer grain, so that only the rows near the
+/// damage are collected (memory stays small whatever the damage).
+fn pass_two(
+    pager: &Pager,
+    table: &CustomerTable,
+    plans: &[Plan],
+    wanted: &compare::Wanted,
+    rows: u64,
+    suspects: &mut Suspects,
+    ctx: &mut Ctx,
+) -> Result<()> {
     let mismatched: Vec<usize> = (0..plans.len())
         .filter(|&p| wanted[p].iter().any(|&b| b))
         .collect();
     let (dense, sparse): (Vec<usize>, Vec<usize>) = mismatched.into_iter().partition(|&p| {
         // rows a coarse pass 2 would hold: bounded, whatever the size
         let buckets = wanted[p].iter().filter(|&&b| b).count() as u64;
-        buckets * tscan.rows.div_ceil(compare::BUCKETS as u64) > 50_000
+        buckets * rows.div_ceil(compare::BUCKETS as u64) > 50_000
     });
     if !sparse.is_empty() {
         let sp: Vec<Plan> = sparse.iter().map(|&p| plans[p].clone()).collect();
         let w: compare::Wanted = sparse.iter().map(|&p| wanted[p].clone()).collect();
-        collect_and_diff(
-            pager,
-            table,
-            &sp,
-            &w,
-            compare::BUCKET_BITS,
-            &mut suspects,
-            ctx,
-        )?;
+        collect_and_diff(pager, table, &sp, &w, compare::BUCKET_BITS, suspects, ctx)?;
     }
     if !dense.is_empty() {
         let fine: Vec<Plan> = dense.iter().map(|&p| plans[p].clone()).collect();
@@ -938,97 +1015,86 @@ fn customer_pass(pass: &Pass<'_>, ctx: &mut Ctx) -> Result<Vec<structure::TreePa
             })
             .collect();
         drop((tf, ifs));
-        collect_and_diff(pager, table, &fine, &wanted_fine, bits, &mut suspects, ctx)?;
+        collect_and_diff(pager, table, &fine, &wanted_fine, bits, suspects, ctx)?;
     }
-    for (p, plan) in plans.iter().enumerate() {
-        order_findings(table, plan.index, &iscans[p], &mut suspects, ctx);
-        beside_damage_suspects(pager, table, plan, &iscans[p], &mut suspects);
-    }
+    Ok(())
+}
 
-    // Expression and partial indexes: SQLite computes the table side (not
-    // when the file is read through an in-memory schema: see `access.rs`).
-    for &i in &sql_side {
-        let index = &table.indexes[i];
-        let plan = Plan::index_side(table, i);
-        let iscan = compare::scan_index(
-            pager,
-            index.rootpage,
-            &plan,
-            None,
-            &|_| {},
-            compare::BUCKET_BITS,
-        );
-        trees.push(structure::TreePages::new(
-            &index.name,
-            iscan.pages.clone(),
-            &iscan.damage,
-        ));
-        ctx.findings.extend(structure::damage_findings(
-            &index.name,
-            tname,
-            &iscan.damage,
-        ));
-        let expected = if via.reads_the_file() {
-            compare::scan_table_sql(conn, table, index, None)
-        } else {
-            Err("SQLite cannot read the file".to_string())
-        };
-        match expected {
-            Err(e) => {
-                ctx.findings.push(
-                    Finding::new(
-                        Code::IndexNotCompared,
-                        Severity::Warning,
-                        format!("could not compute the expected entries with SQLite: {e}"),
-                    )
-                    .object(&index.name)
-                    .table(tname),
-                );
-                ctx.coverage.complete = false;
-            }
-            Ok((digests, _, _)) => {
-                ctx.coverage.indexes_compared.push(index.name.clone());
-                let w: Vec<bool> = (0..compare::BUCKETS)
-                    .map(|b| digests[b] != iscan.digests[b])
-                    .collect();
-                if w.iter().any(|&b| b) {
-                    let i2 = compare::scan_index(
-                        pager,
-                        index.rootpage,
-                        &plan,
-                        Some(&w),
-                        &|_| {},
-                        compare::BUCKET_BITS,
-                    );
-                    if let Ok((_, expected, _)) =
-                        compare::scan_table_sql(conn, table, index, Some(&w))
-                    {
-                        let d = compare::diff(expected.clone(), i2.collected);
-                        diff_findings(table, i, &d, &expected, &mut suspects, ctx);
-                    }
-                }
-                order_findings(table, i, &iscan, &mut suspects, ctx);
-                beside_damage_suspects(pager, table, &plan, &iscan, &mut suspects);
-            }
-        }
-    }
-    ctx.coverage.indexes_compared.sort();
-
-    // The lookup probe does the POS's lookups; where SQLite refuses the
-    // file, the POS gets no answer at all (every customer is affected).
-    if via == access::Via::Sqlite {
-        probe_suspects(conn, table, &suspects, progress, ctx);
-    }
-    let tv = std::time::Instant::now();
-    ctx.findings.extend(vanished::vanished(
+/// An expression or partial index: SQLite computes the table side (not
+/// when the file is read through an in-memory schema: see `access.rs`),
+/// the page reader the index side. Returns the index's pages.
+fn sql_side_index(
+    pass: &Pass<'_>,
+    i: usize,
+    suspects: &mut Suspects,
+    ctx: &mut Ctx,
+) -> structure::TreePages {
+    let Pass {
         pager,
         conn,
-        objects,
         table,
-        &settings.references,
+        via,
+        ..
+    } = *pass;
+    let tname = table.name.as_str();
+    let index = &table.indexes[i];
+    let plan = Plan::index_side(table, i);
+    let iscan = compare::scan_index(
+        pager,
+        index.rootpage,
+        &plan,
+        None,
+        &|_| {},
+        compare::BUCKET_BITS,
+    );
+    ctx.findings.extend(structure::damage_findings(
+        &index.name,
+        tname,
+        &iscan.damage,
     ));
-    timing("vanished customers (own clock)", tv);
-    Ok(trees)
+    let expected = if via.reads_the_file() {
+        compare::scan_table_sql(conn, table, index, None)
+    } else {
+        Err("SQLite cannot read the file".to_string())
+    };
+    match expected {
+        Err(e) => {
+            ctx.findings.push(
+                Finding::new(
+                    Code::IndexNotCompared,
+                    Severity::Warning,
+                    format!("could not compute the expected entries with SQLite: {e}"),
+                )
+                .object(&index.name)
+                .table(tname),
+            );
+            ctx.coverage.complete = false;
+        }
+        Ok((digests, _, _)) => {
+            ctx.coverage.indexes_compared.push(index.name.clone());
+            let w: Vec<bool> = (0..compare::BUCKETS)
+                .map(|b| digests[b] != iscan.digests[b])
+                .collect();
+            if w.iter().any(|&b| b) {
+                let i2 = compare::scan_index(
+                    pager,
+                    index.rootpage,
+                    &plan,
+                    Some(&w),
+                    &|_| {},
+                    compare::BUCKET_BITS,
+                );
+                if let Ok((_, expected, _)) = compare::scan_table_sql(conn, table, index, Some(&w))
+                {
+                    let d = compare::diff(expected.clone(), i2.collected);
+                    diff_findings(table, i, &d, &expected, suspects, ctx);
+                }
+            }
+            order_findings(table, i, &iscan, suspects, ctx);
+            beside_damage_suspects(pager, table, &plan, &iscan, suspects);
+        }
+    }
+    structure::TreePages::new(&index.name, iscan.pages, &iscan.damage)
 }
 
 /// One pass over the table and the given indexes at `bits` bucket grain:

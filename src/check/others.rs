@@ -5,6 +5,10 @@
 //! its table's rows, as SQLite's quick_check does ("wrong # of entries in
 //! index"). The counts are compared only where both trees were walked
 //! without damage (damage is reported on its own).
+//!
+//! A walk can hand one tree's entries to a [`Tap`] as well (the vanished
+//! customers' merge reads the referencing column's index so), sparing that
+//! reader a walk of its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,6 +18,18 @@ use super::structure::{self, TreePages};
 use crate::format::btree::{self, Damage, IndexItem, PageSource, TableItem};
 use crate::format::record::Record;
 use crate::schema::{self, SchemaObject};
+
+/// A reader of one tree's entries beside the walk: each entry whose record
+/// parses, in key order, and each damage met.
+pub trait Tap {
+    fn entry(&mut self, rec: &Record, payload: &[u8]);
+    fn damage(&mut self);
+}
+
+/// Decides, per tree (by root page), whether its walk feeds a [`Tap`]:
+/// called with the root and the walk, it runs the walk once, with its tap or
+/// with None.
+pub type Tapper<'a> = dyn FnMut(u32, &mut dyn FnMut(Option<&mut dyn Tap>)) + 'a;
 
 /// How a b-tree's records are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +95,12 @@ fn trees<'a>(objects: &'a [SchemaObject], skip: &BTreeSet<u32>) -> Vec<Tree<'a>>
     out
 }
 
-fn walk(src: &dyn PageSource, t: &Tree<'_>, rules: Option<&RowRules>) -> Walked {
+fn walk(
+    src: &dyn PageSource,
+    t: &Tree<'_>,
+    rules: Option<&RowRules>,
+    mut tap: Option<&mut dyn Tap>,
+) -> Walked {
     let enc = src.text_encoding();
     let mut w = Walked {
         damage: Vec::new(),
@@ -91,9 +112,19 @@ fn walk(src: &dyn PageSource, t: &Tree<'_>, rules: Option<&RowRules>) -> Walked 
     };
     let mut rec = Record::default();
     // Reads one record as SQLite does; holds a row to its table's rules.
-    let mut record = |w: &mut Walked, payload: &[u8], pgno: u32, row: &dyn Fn() -> String| {
+    let mut record = |w: &mut Walked,
+                      tap: &mut Option<&mut dyn Tap>,
+                      payload: &[u8],
+                      pgno: u32,
+                      row: &dyn Fn() -> String| {
         w.count += 1;
-        let problem = rec.parse(payload).and_then(|()| rec.check_stored());
+        let parsed = rec.parse(payload);
+        if parsed.is_ok()
+            && let Some(t) = tap
+        {
+            t.entry(&rec, payload);
+        }
+        let problem = parsed.and_then(|()| rec.check_stored());
         if let Err(e) = problem {
             w.bad_records.push(pgno);
             w.first_bad
@@ -111,18 +142,28 @@ fn walk(src: &dyn PageSource, t: &Tree<'_>, rules: Option<&RowRules>) -> Walked 
                 rowid,
                 payload,
                 pgno,
-            } => record(&mut w, payload, pgno, &|| format!("row {rowid}")),
+            } => record(&mut w, &mut tap, payload, pgno, &|| format!("row {rowid}")),
             TableItem::RowDamaged { .. } => w.count += 1,
-            TableItem::Damage(d) => w.damage.push(d),
+            TableItem::Damage(d) => {
+                if let Some(t) = &mut tap {
+                    t.damage();
+                }
+                w.damage.push(d)
+            }
         }),
         Kind::WithoutRowid | Kind::Index { .. } => {
             let mut n = 0u64;
             btree::walk_index(src, t.root, &mut |item| match item {
                 IndexItem::Entry { payload, pgno, .. } => {
                     n += 1;
-                    record(&mut w, payload, pgno, &|| format!("entry {n}"))
+                    record(&mut w, &mut tap, payload, pgno, &|| format!("entry {n}"))
                 }
-                IndexItem::Damage(d) => w.damage.push(d),
+                IndexItem::Damage(d) => {
+                    if let Some(t) = &mut tap {
+                        t.damage();
+                    }
+                    w.damage.push(d)
+                }
             })
         }
     };
@@ -130,13 +171,14 @@ fn walk(src: &dyn PageSource, t: &Tree<'_>, rules: Option<&RowRules>) -> Walked 
     w
 }
 
-/// Walks every tree but the customer table's: (findings, pages per tree,
-/// rows or entries per tree by name).
+/// Walks every tree but the customer table's, each through `tapper`:
+/// (findings, pages per tree).
 pub fn walk_other_trees(
     src: &dyn PageSource,
     objects: &[SchemaObject],
     customer_roots: &BTreeSet<u32>,
     rules: &BTreeMap<String, RowRules>,
+    tapper: &mut Tapper<'_>,
 ) -> (Vec<Finding>, Vec<TreePages>) {
     let mut findings = Vec::new();
     let mut trees_out = Vec::new();
@@ -148,7 +190,12 @@ pub fn walk_other_trees(
             Kind::Table | Kind::WithoutRowid => rules.get(t.name),
             Kind::Index { .. } => None,
         };
-        let w = walk(src, t, table_rules);
+        let mut walked = None;
+        tapper(t.root, &mut |tap| {
+            walked = Some(walk(src, t, table_rules, tap))
+        });
+        // a tapper that does not run the walk still gets the tree walked
+        let w = walked.unwrap_or_else(|| walk(src, t, table_rules, None));
         findings.extend(structure::damage_findings(t.name, t.tbl_name, &w.damage));
         if let Some(why) = &w.first_bad {
             let n = w.bad_records.len();

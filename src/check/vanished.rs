@@ -2,7 +2,9 @@
 //! indexes leave no trace there, but other tables still name them (a
 //! transaction's customer_id). Both sides are read in key order from index
 //! pages (the referencing column's index and the customer ID index) and
-//! merged; candidates are confirmed against the table itself.
+//! merged; candidates are confirmed against the table itself. The
+//! referencing index is read once: the walk of every other tree
+//! (`others.rs`) hands its entries to the merge as it checks them.
 //!
 //! Erasures: customers deleted on purpose while their transactions stay (a
 //! right-to-erasure request) look the same from the references. With the
@@ -13,12 +15,13 @@
 //! surviving index entries without their row), the rows were deleted by
 //! SQL, not lost with a page: `customer_erased`, info.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use rusqlite::Connection;
 
 use super::canon;
 use super::finding::{Code, Finding, Severity};
+use super::others::Tap;
 use crate::config::VanishedPolicy;
 use crate::format::btree::{self, IndexItem, PageSource};
 use crate::format::record::{Record, ValueRef};
@@ -27,6 +30,291 @@ use crate::schema::{CustomerTable, IndexPart, SchemaObject, quote_ident};
 
 /// Customer IDs per message from the ID index's reader to the merge.
 const ID_BATCH: usize = 1024;
+
+/// Where vanished customers are looked for: the customer ID index (or a
+/// WITHOUT ROWID table keyed by the ID first), and each column of another
+/// table that names customers.
+pub struct Search {
+    id_root: u32,
+    refs: Vec<Reference>,
+}
+
+/// One column that names customers, and the root of its index (first key,
+/// BINARY), if it has one.
+struct Reference {
+    table: String,
+    column: String,
+    root: Option<u32>,
+}
+
+/// What merging one referencing index against the customer IDs found.
+#[derive(Debug, Default)]
+pub struct Merged {
+    /// IDs the reference names that the ID index does not hold (not yet
+    /// confirmed against the table).
+    candidates: BTreeSet<String>,
+    /// Both walks met no damage.
+    complete: bool,
+}
+
+impl Search {
+    /// Where to look, or None when vanished customers cannot be looked for
+    /// (no customer ID index to read in order, a UTF-16 database, a schema
+    /// SQLite cannot introspect). Asks the check's connection, so it runs
+    /// before the passes start.
+    pub fn new(
+        pager: &Pager,
+        conn: &Connection,
+        objects: &[SchemaObject],
+        table: &CustomerTable,
+        references: &[String],
+    ) -> Option<Search> {
+        let id_name = &table.columns[table.id_column].name;
+        let refs =
+            crate::schema::reference_columns(conn, objects, &table.name, id_name, references)
+                .ok()?;
+        // the customer ID index, BINARY, ID alone
+        let id_index = table.indexes.iter().find(|i| {
+            let keys: Vec<_> = i.key_fields().collect();
+            keys.len() == 1
+                && matches!(keys[0].part, IndexPart::Column(c) if c == table.id_column)
+                && keys[0].collation.eq_ignore_ascii_case("BINARY")
+                && i.partial_where.is_none()
+        });
+        // A WITHOUT ROWID table keyed by the ID first is itself in ID order.
+        let id_root = match id_index {
+            Some(i) => i.rootpage,
+            None if table.without_rowid && table.pk_columns.first() == Some(&table.id_column) => {
+                table.rootpage
+            }
+            None => return None,
+        };
+        if pager.text_encoding() != crate::format::header::TextEncoding::Utf8 {
+            return None;
+        }
+        let refs = refs
+            .into_iter()
+            .map(|(t, c)| {
+                let root = reference_index(conn, objects, &t, &c);
+                Reference {
+                    table: t,
+                    column: c,
+                    root,
+                }
+            })
+            .collect();
+        Some(Search { id_root, refs })
+    }
+
+    /// Whether the index rooted at `root` is read for a reference: a walk
+    /// of it that hands its entries to a [`Merge`] (through
+    /// [`Search::merge_walk`]) spares the merge a walk of its own.
+    pub fn reads(&self, root: u32) -> bool {
+        self.refs.iter().any(|r| r.root == Some(root))
+    }
+
+    /// Runs `walk`, which walks the referencing index rooted at `root` and
+    /// hands each entry to the merge it is given, beside a reader of the
+    /// customer ID index on a second thread: a streaming merge of the two,
+    /// in key order. IDs come through a small bounded channel in batches,
+    /// so memory stays constant whatever the table's size.
+    pub fn merge_walk<R>(
+        &self,
+        pager: &Pager,
+        walk: impl FnOnce(&mut Merge<'_>) -> R,
+    ) -> (R, Merged) {
+        let id_root = self.id_root;
+        std::thread::scope(|s| {
+            // IDs travel in batches: one wake-up per batch, not per ID
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(8);
+            let producer = s.spawn(move || {
+                let mut batch = Vec::with_capacity(ID_BATCH);
+                let ok = first_fields(pager, id_root, &mut |v| {
+                    batch.push(v.to_vec());
+                    if batch.len() == ID_BATCH {
+                        let full = std::mem::replace(&mut batch, Vec::with_capacity(ID_BATCH));
+                        let _ = tx.send(full);
+                    }
+                });
+                if !batch.is_empty() {
+                    let _ = tx.send(batch);
+                }
+                ok
+            });
+            let mut pending = Vec::new().into_iter();
+            let mut next_id = move || loop {
+                if let Some(id) = pending.next() {
+                    return Some(id);
+                }
+                pending = rx.recv().ok()?.into_iter();
+            };
+            let cur = next_id();
+            let mut merge = Merge {
+                next_id: &mut next_id,
+                cur,
+                prev: Vec::new(),
+                have_prev: false,
+                damaged: false,
+                candidates: BTreeSet::new(),
+            };
+            let r = walk(&mut merge);
+            let Merge {
+                damaged,
+                candidates,
+                ..
+            } = merge;
+            drop(next_id);
+            let ok_ids = producer.join().unwrap_or(false);
+            (
+                r,
+                Merged {
+                    candidates,
+                    complete: ok_ids && !damaged,
+                },
+            )
+        })
+    }
+
+    /// The findings: for each reference, the IDs its index names that
+    /// neither the ID index nor the table holds, or a note when it has no
+    /// index to read in order. `merged` holds what walks of the referencing
+    /// indexes already merged (by root page); any other reference's index
+    /// is walked here.
+    pub fn findings(
+        &self,
+        pager: &Pager,
+        table: &CustomerTable,
+        mut merged: BTreeMap<u32, Merged>,
+    ) -> Vec<Finding> {
+        let mut findings = Vec::new();
+        for r in &self.refs {
+            let (t, c) = (&r.table, &r.column);
+            let Some(root) = r.root else {
+                findings.push(
+                    Finding::new(
+                        Code::IndexNotCompared,
+                        Severity::Info,
+                        format!("{t}.{c} refers to customers but has no index to read it in order: vanished customers were not looked for there"),
+                    )
+                    .table(t),
+                );
+                continue;
+            };
+            let Merged {
+                mut candidates,
+                complete,
+            } = match merged.remove(&root) {
+                Some(m) => m,
+                None => self.merge_walk(pager, |m| walk_reference(pager, root, m)).1,
+            };
+            if candidates.is_empty() {
+                continue;
+            }
+            confirm(pager, table, &mut candidates);
+            if candidates.is_empty() {
+                continue;
+            }
+            let ids: Vec<String> = candidates.into_iter().collect();
+            let mut f = Finding::error(
+                Code::CustomerVanished,
+                format!(
+                    "{} customer IDs are named by {t}.{c} but no customer row or index entry has them: vanished{}; `custodian repair` restores those a snapshot has",
+                    ids.len(),
+                    if complete { "" } else { " (some index pages were damaged: the list may be incomplete)" }
+                ),
+            )
+            .table(&table.name)
+            .object(&format!("{t}.{c}"))
+            .count(ids.len() as u64);
+            f.customer_ids = ids;
+            findings.push(f);
+        }
+        findings
+    }
+}
+
+/// The root of an index on `t.c`, `c` its first key, BINARY.
+fn reference_index(conn: &Connection, objects: &[SchemaObject], t: &str, c: &str) -> Option<u32> {
+    let ix = objects.iter().find(|o| {
+        o.kind == "index"
+            && o.tbl_name.eq_ignore_ascii_case(t)
+            && o.rootpage > 0
+            && conn
+                .query_row(
+                    &format!(
+                        "SELECT name, coll FROM pragma_index_xinfo({}) WHERE seqno = 0",
+                        quote_ident(&o.name)
+                    ),
+                    [],
+                    |r| {
+                        Ok((
+                            r.get::<_, Option<String>>(0)?,
+                            r.get::<_, Option<String>>(1)?,
+                        ))
+                    },
+                )
+                .is_ok_and(|(n, coll)| {
+                    n.is_some_and(|n| n.eq_ignore_ascii_case(c))
+                        && coll.is_none_or(|x| x.eq_ignore_ascii_case("BINARY"))
+                })
+    })?;
+    Some(u32::try_from(ix.rootpage).unwrap_or(0))
+}
+
+/// The merge of a referencing index's entries, in key order, against the
+/// customer IDs: fed by whichever walk reads that index.
+pub struct Merge<'a> {
+    next_id: &'a mut dyn FnMut() -> Option<Vec<u8>>,
+    /// The smallest customer ID not yet passed.
+    cur: Option<Vec<u8>>,
+    /// The previous distinct referenced value.
+    prev: Vec<u8>,
+    have_prev: bool,
+    damaged: bool,
+    candidates: BTreeSet<String>,
+}
+
+impl Tap for Merge<'_> {
+    /// One entry of the referencing index (its record parsed): its first
+    /// field, when it is text and differs from the previous entry's, is
+    /// looked for among the customer IDs.
+    fn entry(&mut self, rec: &Record, payload: &[u8]) {
+        let Some(ValueRef::Text(v)) = rec.get(payload, 0) else {
+            return;
+        };
+        if self.have_prev && self.prev.as_slice() == v {
+            return;
+        }
+        while self.cur.as_deref().is_some_and(|c| c < v) {
+            self.cur = (self.next_id)();
+        }
+        if self.cur.as_deref() != Some(v) {
+            self.candidates
+                .insert(String::from_utf8_lossy(v).into_owned());
+        }
+        self.prev.clear();
+        self.prev.extend_from_slice(v);
+        self.have_prev = true;
+    }
+
+    fn damage(&mut self) {
+        self.damaged = true;
+    }
+}
+
+/// A walk of the referencing index rooted at `root` for the merge alone
+/// (when no other walk reads it).
+fn walk_reference(pager: &Pager, root: u32, merge: &mut Merge<'_>) {
+    let mut rec = Record::default();
+    btree::walk_index(pager, root, &mut |item| match item {
+        IndexItem::Entry { payload, .. } => {
+            if rec.parse(payload).is_ok() {
+                merge.entry(&rec, payload);
+            }
+        }
+        IndexItem::Damage(_) => merge.damage(),
+    });
+}
 
 /// Distinct text values of the first field of an index, in index order.
 fn first_fields(pager: &Pager, root: u32, out: &mut dyn FnMut(&[u8])) -> bool {
@@ -53,166 +341,33 @@ fn first_fields(pager: &Pager, root: u32, out: &mut dyn FnMut(&[u8])) -> bool {
     !damaged
 }
 
-/// Returns a finding naming the vanished customers, if any, or a note when
-/// a reference could not be checked.
-pub fn vanished(
-    pager: &Pager,
-    conn: &Connection,
-    objects: &[SchemaObject],
-    table: &CustomerTable,
-    references: &[String],
-) -> Vec<Finding> {
-    let id_name = table.columns[table.id_column].name.clone();
-    let Ok(refs) =
-        crate::schema::reference_columns(conn, objects, &table.name, &id_name, references)
-    else {
-        return Vec::new();
-    };
-    // the customer ID index, BINARY, ID alone
-    let id_index = table.indexes.iter().find(|i| {
-        let keys: Vec<_> = i.key_fields().collect();
-        keys.len() == 1
-            && matches!(keys[0].part, IndexPart::Column(c) if c == table.id_column)
-            && keys[0].collation.eq_ignore_ascii_case("BINARY")
-            && i.partial_where.is_none()
-    });
-    // A WITHOUT ROWID table keyed by the ID first is itself in ID order.
-    let id_root = match id_index {
-        Some(i) => i.rootpage,
-        None if table.without_rowid && table.pk_columns.first() == Some(&table.id_column) => {
-            table.rootpage
+/// Confirms candidates against the table: a candidate with a row is not
+/// vanished (its index entry is lost: the comparison reports that).
+fn confirm(pager: &Pager, table: &CustomerTable, candidates: &mut BTreeSet<String>) {
+    let mut rec = Record::default();
+    let pos = table.columns[table.id_column].record_pos;
+    let mut row = |payload: &[u8]| {
+        if rec.parse(payload).is_ok()
+            && let Some(p) = pos
+            && let Some(ValueRef::Text(t)) = rec.get(payload, p)
+        {
+            let s = canon::decode_text(t, pager.text_encoding());
+            candidates.remove(&s);
         }
-        None => return Vec::new(),
     };
-    if pager.text_encoding() != crate::format::header::TextEncoding::Utf8 {
-        return Vec::new();
-    }
-    let mut findings = Vec::new();
-    for (t, c) in refs {
-        // an index on the referencing column, first key, BINARY
-        let Some(ix) = objects.iter().find(|o| {
-            o.kind == "index"
-                && o.tbl_name.eq_ignore_ascii_case(&t)
-                && o.rootpage > 0
-                && conn
-                    .query_row(
-                        &format!(
-                            "SELECT name, coll FROM pragma_index_xinfo({}) WHERE seqno = 0",
-                            quote_ident(&o.name)
-                        ),
-                        [],
-                        |r| {
-                            Ok((
-                                r.get::<_, Option<String>>(0)?,
-                                r.get::<_, Option<String>>(1)?,
-                            ))
-                        },
-                    )
-                    .is_ok_and(|(n, coll)| {
-                        n.is_some_and(|n| n.eq_ignore_ascii_case(&c))
-                            && coll.is_none_or(|x| x.eq_ignore_ascii_case("BINARY"))
-                    })
-        }) else {
-            findings.push(
-                Finding::new(
-                    Code::IndexNotCompared,
-                    Severity::Info,
-                    format!("{t}.{c} refers to customers but has no index to read it in order: vanished customers were not looked for there"),
-                )
-                .table(&t),
-            );
-            continue;
-        };
-        // Both sides in order: a streaming merge. The customer IDs come from
-        // a second thread through a small bounded channel, so memory stays
-        // constant whatever the table's size.
-        let mut candidates: BTreeSet<String> = BTreeSet::new();
-        let ix_root = u32::try_from(ix.rootpage).unwrap_or(0);
-        let ok = std::thread::scope(|s| {
-            // IDs travel in batches: one wake-up per batch, not per ID
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(8);
-            let producer = s.spawn(move || {
-                let mut batch = Vec::with_capacity(ID_BATCH);
-                let ok = first_fields(pager, id_root, &mut |v| {
-                    batch.push(v.to_vec());
-                    if batch.len() == ID_BATCH {
-                        let full = std::mem::replace(&mut batch, Vec::with_capacity(ID_BATCH));
-                        let _ = tx.send(full);
-                    }
-                });
-                if !batch.is_empty() {
-                    let _ = tx.send(batch);
-                }
-                ok
-            });
-            let mut pending = Vec::new().into_iter();
-            let mut next_id = move || loop {
-                if let Some(id) = pending.next() {
-                    return Some(id);
-                }
-                pending = rx.recv().ok()?.into_iter();
-            };
-            let mut cur: Option<Vec<u8>> = next_id();
-            let ok_refs = first_fields(pager, ix_root, &mut |v| {
-                while cur.as_deref().is_some_and(|c| c < v) {
-                    cur = next_id();
-                }
-                if cur.as_deref() != Some(v) {
-                    candidates.insert(String::from_utf8_lossy(v).into_owned());
-                }
-            });
-            drop(next_id);
-            let ok_ids = producer.join().unwrap_or(false);
-            ok_refs && ok_ids
-        });
-        if candidates.is_empty() {
-            continue;
-        }
-        // confirm against the table: a candidate with a row is not vanished
-        // (its index entry is lost: the comparison reports that)
-        let mut rec = Record::default();
-        let pos = table.columns[table.id_column].record_pos;
-        let mut row = |payload: &[u8]| {
-            if rec.parse(payload).is_ok()
-                && let Some(p) = pos
-                && let Some(ValueRef::Text(t)) = rec.get(payload, p)
-            {
-                let s = canon::decode_text(t, pager.text_encoding());
-                candidates.remove(&s);
+    if table.without_rowid {
+        btree::walk_index(pager, table.rootpage, &mut |item| {
+            if let IndexItem::Entry { payload, .. } = item {
+                row(payload)
             }
-        };
-        if table.without_rowid {
-            btree::walk_index(pager, table.rootpage, &mut |item| {
-                if let IndexItem::Entry { payload, .. } = item {
-                    row(payload)
-                }
-            });
-        } else {
-            btree::walk_table(pager, table.rootpage, &mut |item| {
-                if let btree::TableItem::Row { payload, .. } = item {
-                    row(payload)
-                }
-            });
-        }
-        if candidates.is_empty() {
-            continue;
-        }
-        let ids: Vec<String> = candidates.into_iter().collect();
-        let mut f = Finding::error(
-            Code::CustomerVanished,
-            format!(
-                "{} customer IDs are named by {t}.{c} but no customer row or index entry has them: vanished{}; `custodian repair` restores those a snapshot has",
-                ids.len(),
-                if ok { "" } else { " (some index pages were damaged: the list may be incomplete)" }
-            ),
-        )
-        .table(&table.name)
-        .object(&format!("{t}.{c}"))
-        .count(ids.len() as u64);
-        f.customer_ids = ids;
-        findings.push(f);
+        });
+    } else {
+        btree::walk_table(pager, table.rootpage, &mut |item| {
+            if let btree::TableItem::Row { payload, .. } = item {
+                row(payload)
+            }
+        });
     }
-    findings
 }
 
 /// Findings that are evidence of lost or damaged content.

@@ -347,3 +347,150 @@ fn an_erasure_is_told_from_a_lost_page_by_the_evidence_when_configured() {
         super::support::strings(&truth["affected_customer_ids"])
     );
 }
+
+/// Vanished customers are looked for through every column that names
+/// customers: each table's own list, exactly the IDs SQLite finds there
+/// without a customer row; a column with no index to read in order gets a
+/// note instead. The merge of `transactions.customer_id` is fed by the walk
+/// of every other tree; a second reference to the same index (named again
+/// by the config, in other letters) is merged by a walk of its own, with
+/// the same answer.
+#[test]
+fn vanished_customers_are_found_through_every_referencing_column() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture_copy("healthy", dir.path());
+    let db = dir.path().join("healthy.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE TABLE loyalty(card TEXT, customer_id TEXT);
+         CREATE INDEX idx_loyalty_customer ON loyalty(customer_id);
+         INSERT INTO loyalty SELECT 'L' || rowid, customer_id FROM customers WHERE rowid % 7 = 0;
+         CREATE TABLE notes(customer_id TEXT, note TEXT);
+         INSERT INTO notes SELECT customer_id, 'n' FROM customers WHERE rowid % 11 = 0;
+         DELETE FROM customers WHERE customer_id IN
+           (SELECT DISTINCT customer_id FROM transactions ORDER BY customer_id LIMIT 4 OFFSET 50);
+         DELETE FROM customers WHERE customer_id IN
+           (SELECT customer_id FROM loyalty ORDER BY customer_id LIMIT 5 OFFSET 30);",
+    )
+    .unwrap();
+    // the truth, by SQLite: referenced IDs without a customer row
+    let gone = |t: &str| -> Vec<String> {
+        let mut st = c
+            .prepare(&format!(
+                "SELECT DISTINCT customer_id FROM {t} WHERE customer_id NOT IN \
+                 (SELECT customer_id FROM customers) ORDER BY customer_id"
+            ))
+            .unwrap();
+        st.query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    };
+    let (in_transactions, in_loyalty) = (gone("transactions"), gone("loyalty"));
+    drop(c);
+    assert!(in_transactions.len() >= 4, "{in_transactions:?}");
+    assert!(in_loyalty.len() >= 5, "{in_loyalty:?}");
+    assert_ne!(in_transactions, in_loyalty);
+    std::fs::write(
+        dir.path().join("refs.json"),
+        "{\"references\": [\"TRANSACTIONS.customer_id\"]}\n",
+    )
+    .unwrap();
+    let r = run(
+        &[
+            "check",
+            "healthy.db",
+            "--json",
+            "-",
+            "--config",
+            "refs.json",
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    let by_object: Vec<(String, serde_json::Value, serde_json::Value)> =
+        findings(&j, "customer_vanished")
+            .iter()
+            .map(|f| {
+                (
+                    f["object"].as_str().unwrap_or("").to_string(),
+                    f["customer_ids"].clone(),
+                    f["count"].clone(),
+                )
+            })
+            .collect();
+    let want = |ids: &[String]| (serde_json::json!(ids), serde_json::json!(ids.len()));
+    let (t_ids, t_count) = want(&in_transactions);
+    let (l_ids, l_count) = want(&in_loyalty);
+    assert_eq!(
+        by_object,
+        vec![
+            (
+                "TRANSACTIONS.customer_id".into(),
+                t_ids.clone(),
+                t_count.clone()
+            ),
+            ("loyalty.customer_id".into(), l_ids, l_count),
+            ("transactions.customer_id".into(), t_ids, t_count),
+        ],
+        "{j}"
+    );
+    let notes: Vec<_> = findings(&j, "index_not_compared")
+        .into_iter()
+        .filter(|f| f["table"] == "notes")
+        .collect();
+    assert_eq!(notes.len(), 1, "{j}");
+    assert_eq!(notes[0]["severity"], "info");
+    assert!(
+        notes[0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("notes.customer_id refers to customers but has no index"),
+        "{j}"
+    );
+    for f in findings(&j, "customer_vanished") {
+        assert!(!f["message"].as_str().unwrap().contains("damaged"), "{f}");
+    }
+
+    // a leaf of loyalty's index zeroed: what survives is still merged, and
+    // the finding says its list may be incomplete; transactions' is whole
+    let leaf: u64 = super::support::sqlite3_cli(
+        &db,
+        "SELECT pageno FROM dbstat WHERE name = 'idx_loyalty_customer' AND pagetype = 'leaf' \
+         ORDER BY pageno LIMIT 1 OFFSET 1",
+    )
+    .trim()
+    .parse()
+    .unwrap();
+    let mut bytes = std::fs::read(&db).unwrap();
+    let page_size = u64::from(u16::from_be_bytes([bytes[16], bytes[17]]));
+    let at = ((leaf - 1) * page_size) as usize;
+    bytes[at..at + page_size as usize].fill(0);
+    std::fs::write(&db, &bytes).unwrap();
+    let r = run(&["check", "healthy.db", "--json", "-"], dir.path());
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    let v = findings(&j, "customer_vanished");
+    let of = |object: &str| {
+        v.iter()
+            .find(|f| f["object"] == object)
+            .unwrap_or_else(|| panic!("no customer_vanished for {object}: {j}"))
+    };
+    let t = of("transactions.customer_id");
+    assert_eq!(t["customer_ids"], serde_json::json!(in_transactions));
+    assert!(!t["message"].as_str().unwrap().contains("damaged"), "{t}");
+    let l = of("loyalty.customer_id");
+    assert!(
+        l["message"]
+            .as_str()
+            .unwrap()
+            .contains("(some index pages were damaged: the list may be incomplete)"),
+        "{l}"
+    );
+    let listed = super::support::strings(&l["customer_ids"]);
+    assert!(
+        !listed.is_empty() && listed.iter().all(|i| in_loyalty.contains(i)),
+        "{listed:?} not all among {in_loyalty:?}"
+    );
+}
