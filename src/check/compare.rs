@@ -400,9 +400,10 @@ pub fn scan_index(
                         values: owned(&cur, payload),
                     });
                 }
-                let has_null =
-                    (0..plan.key_len).any(|i| matches!(cur.get(payload, i), Some(ValueRef::Null)));
-                if plan.unique && key_equal && !has_null {
+                let has_null = || {
+                    (0..plan.key_len).any(|i| matches!(cur.get(payload, i), Some(ValueRef::Null)))
+                };
+                if plan.unique && key_equal && !has_null() {
                     out.duplicates.push((
                         Collected {
                             bytes: Vec::new(),
