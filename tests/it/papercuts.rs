@@ -256,6 +256,13 @@ fn check_and_preflight_on_a_wal_database_leave_nothing_behind() {
     assert_eq!(n, 2020);
 }
 
+/// `custodian check DB --json -` with more options, run in `dir`.
+fn check_json(db: &str, more: &[&str], dir: &std::path::Path) -> super::support::Run {
+    let mut args = vec!["check", db, "--json", "-"];
+    args.extend_from_slice(more);
+    run(&args, dir)
+}
+
 /// The check's findings of one code.
 fn findings(j: &serde_json::Value, code: &str) -> Vec<serde_json::Value> {
     j["findings"]
@@ -298,24 +305,14 @@ fn an_erasure_is_told_from_a_lost_page_by_the_evidence_when_configured() {
     )
     .unwrap();
     // by default a vanished customer is an error
-    let r = run(&["check", "healthy.db", "--json", "-"], dir.path());
+    let r = check_json("healthy.db", &[], dir.path());
     assert_eq!(r.code(), 1, "{}", r.show());
     let j = r.json();
     let v = findings(&j, "customer_vanished");
     assert_eq!(v.len(), 1, "{j}");
     assert_eq!(v[0]["customer_ids"], serde_json::json!(erased));
     // configured: no sign of loss anywhere, so an erasure (info), clean
-    let r = run(
-        &[
-            "check",
-            "healthy.db",
-            "--json",
-            "-",
-            "--config",
-            "erasure.json",
-        ],
-        dir.path(),
-    );
+    let r = check_json("healthy.db", &["--config", "erasure.json"], dir.path());
     assert_eq!(r.code(), 0, "{}", r.show());
     let j = r.json();
     assert_eq!(j["verdict"], "clean");
@@ -396,17 +393,7 @@ fn vanished_customers_are_found_through_every_referencing_column() {
         "{\"references\": [\"TRANSACTIONS.customer_id\"]}\n",
     )
     .unwrap();
-    let r = run(
-        &[
-            "check",
-            "healthy.db",
-            "--json",
-            "-",
-            "--config",
-            "refs.json",
-        ],
-        dir.path(),
-    );
+    let r = check_json("healthy.db", &["--config", "refs.json"], dir.path());
     assert_eq!(r.code(), 1, "{}", r.show());
     let j = r.json();
     let by_object: Vec<(String, serde_json::Value, serde_json::Value)> =
@@ -468,7 +455,7 @@ fn vanished_customers_are_found_through_every_referencing_column() {
     let at = ((leaf - 1) * page_size) as usize;
     bytes[at..at + page_size as usize].fill(0);
     std::fs::write(&db, &bytes).unwrap();
-    let r = run(&["check", "healthy.db", "--json", "-"], dir.path());
+    let r = check_json("healthy.db", &[], dir.path());
     assert_eq!(r.code(), 1, "{}", r.show());
     let j = r.json();
     let v = findings(&j, "customer_vanished");
