@@ -129,10 +129,12 @@ pub(super) fn rebuild(
     reasons: &[String],
     fields: &mut RepairFields,
 ) -> Result<(PathBuf, i64)> {
+    let t0 = std::time::Instant::now();
     let source = job.work_file("source");
     let copy = job.work_file("repair");
     // read and removed within the run: never synced
     copy_source(job, &source, apply::Durable::Never)?;
+    check::timing("repair: source copied", t0);
     apply::create_empty(&copy)?;
     apply::match_owner_and_mode(&copy, job.db)?;
     apply::pause_point("build");
@@ -158,6 +160,7 @@ pub(super) fn rebuild(
         }
     };
     apply::finish_journal_mode(&copy, job.lock.was_wal)?;
+    check::timing("repair: rebuilt", t0);
     fields.actions.push(Action {
         kind: "rebuild_database",
         object: None,

@@ -1116,6 +1116,7 @@ fn build_and_verify(job: &Job, fields: &mut RepairFields) -> Result<(PathBuf, Re
 /// copy is complete (verifying it only reads it), so the wait for the disk
 /// and the verification's work overlap. Both must succeed.
 fn synced_while(copy: &Path, verify: impl FnOnce() -> Result<Report>) -> Result<Report> {
+    let t0 = std::time::Instant::now();
     std::thread::scope(|s| {
         let sync = s.spawn(|| {
             std::fs::File::open(copy)
@@ -1123,9 +1124,11 @@ fn synced_while(copy: &Path, verify: impl FnOnce() -> Result<Report>) -> Result<
                 .with_context(|| format!("{}: cannot sync", copy.display()))
         });
         let verified = verify();
+        check::timing("repair: verified", t0);
         let synced = sync
             .join()
             .map_err(|_| anyhow::anyhow!("sync thread failed"))?;
+        check::timing("repair: synced", t0);
         let verified = verified?;
         synced?;
         Ok(verified)

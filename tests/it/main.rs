@@ -22,6 +22,7 @@ mod refused;
 mod repair;
 mod repair_io;
 mod repair_kinds;
+mod repair_load;
 mod repair_more;
 mod repair_ops;
 mod repair_property;

@@ -37,6 +37,7 @@
 //!
 //! Part of the applier: it writes only the new file, never the original.
 
+mod load;
 mod lost_found;
 mod restore;
 mod rows;
@@ -118,6 +119,9 @@ pub struct TableProvenance {
     pub partial: u64,
     /// Set when rows may have been lost that no source can name.
     pub lost: Option<LostRows>,
+    /// The salvaged rows went in through a plain twin and SQLite built the
+    /// table's indexes after them (`load.rs`).
+    pub loaded_in_bulk: bool,
 }
 
 /// One thing the rebuild did that the report lists.
@@ -262,7 +266,7 @@ impl RebuildOutcome {
                 kind: "rows",
                 object: Some(t.table.clone()),
                 detail: format!(
-                    "{} from the table's pages, {} from orphaned pages, {} from the snapshot, {} read only in part, {} named by index entries but in no source, {} quarantined{}",
+                    "{} from the table's pages, {} from orphaned pages, {} from the snapshot, {} read only in part, {} named by index entries but in no source, {} quarantined{}{}",
                     t.from_tree,
                     t.from_orphan_pages,
                     t.from_snapshot,
@@ -273,6 +277,11 @@ impl RebuildOutcome {
                         format!(", {} found twice and kept once", t.repeated)
                     } else {
                         String::new()
+                    },
+                    if t.loaded_in_bulk {
+                        "; loaded in bulk, its indexes built after the rows"
+                    } else {
+                        ""
                     }
                 ),
             });
@@ -371,29 +380,40 @@ fn build(
     // (a value 0 counts as unset; other values by their two low bits)
     let raw = src.header.text_encoding_raw;
     let same_encoding = raw == 0 || raw & 3 == src.encoding.header_value();
+    // salvaged tables loaded in bulk (`load.rs`)
+    let load = bulk;
     let bulk = bulk && src.sqlite_readable && same_encoding;
     if bulk {
         conn.execute("ATTACH DATABASE ?1 AS src", [source.to_string_lossy()])?;
     }
     conn.execute_batch("BEGIN")?;
+    let t0 = std::time::Instant::now();
+    let tm = |what: &str| crate::check::timing(&format!("rebuild: {what}"), t0);
     let trees = Trees::walk(src);
+    tm("trees walked");
     let (tables, vtabs) = create_tables(&conn, src, &mut out).context("creating the tables")?;
     create_indexes(&conn, src, IndexPass::Unique, &mut out);
+    tm("tables and unique indexes created");
     let mut copied = Vec::new();
     for t in &tables {
         let id_column = t
             .name
             .eq_ignore_ascii_case(req.customer_table)
             .then_some(req.id_column);
-        let c = copy_table(&conn, src, &trees, t, id_column, req.stamp, bulk);
+        let how = CopyMode { bulk, load };
+        let c = copy_table(&conn, src, &trees, t, id_column, req.stamp, how);
         copied.push(c.with_context(|| format!("copying the rows of {}", t.name))?);
+        tm(&format!("rows of {}", t.name));
     }
     create_indexes(&conn, src, IndexPass::Rest, &mut out);
+    tm("other indexes");
     account_losses(&conn, src, &trees, &tables, copied, req, &mut out)?;
+    tm("losses accounted");
     let taken = std::mem::take(&mut out.taken);
     lost_and_found(&conn, src, &trees, &tables, &taken, req.stamp, &mut out)?;
     copy_sequence(&conn, src, &trees).context("copying sqlite_sequence")?;
     create_views_and_triggers(&conn, src, &mut out);
+    tm("lost and found, sequence, views, triggers");
     if tables
         .iter()
         .any(|t| t.name.eq_ignore_ascii_case(req.customer_table))
@@ -405,6 +425,7 @@ fn build(
         )?;
     }
     conn.execute_batch("COMMIT")?;
+    tm("committed");
     Ok((out, vtabs))
 }
 
@@ -419,6 +440,7 @@ fn account_losses(
     req: &Request<'_>,
     out: &mut RebuildOutcome,
 ) -> Result<()> {
+    let t0 = std::time::Instant::now();
     let snap = match req.snapshot {
         Some(p) => Some(crate::db::open_read_only(p)?),
         None => None,
@@ -437,6 +459,7 @@ fn account_losses(
         let prov = restore::account(&ctx, t, c, out)
             .with_context(|| format!("accounting for the rows of {}", t.name))?;
         out.tables.push(prov);
+        crate::check::timing(&format!("rebuild: losses of {}", t.name), t0);
     }
     // the tables that refer to customers are among those rebuilt (never a
     // virtual table, whose module may not open)
@@ -452,6 +475,7 @@ fn account_losses(
         .collect();
     restore::restore_referenced(conn, snap.as_ref(), &rebuilt, req, out)
         .context("restoring the customers other tables name")?;
+    crate::check::timing("rebuild: customers other tables name", t0);
     if snap.is_none() {
         return Ok(());
     }
@@ -747,7 +771,7 @@ fn create_views_and_triggers(conn: &Connection, src: &Source, out: &mut RebuildO
 pub(crate) struct Copied {
     prov: TableProvenance,
     /// Rowids now in the table (rowid tables read page by page).
-    have: BTreeSet<i64>,
+    have: Rowids,
     /// Rowids whose record could not be read.
     damaged: BTreeSet<i64>,
     /// What could be read of those records (rowid tables), by rowid.
@@ -785,7 +809,7 @@ fn copy_table(
     t: &TargetTable,
     id_column: Option<&str>,
     stamp: &str,
-    bulk: bool,
+    how: CopyMode,
 ) -> Result<Copied> {
     let is_customers = id_column.is_some();
     let mut c = Copied {
@@ -793,7 +817,7 @@ fn copy_table(
             table: t.name.clone(),
             ..TableProvenance::default()
         },
-        have: BTreeSet::new(),
+        have: Rowids::default(),
         damaged: BTreeSet::new(),
         partials: std::collections::BTreeMap::new(),
         keyless_partials: Vec::new(),
@@ -803,7 +827,7 @@ fn copy_table(
     if t.source_root == 0 {
         return Ok(c);
     }
-    if bulk
+    if how.bulk
         && !is_customers
         && let Some(n) = bulk_copy(conn, src, t)?
     {
@@ -811,6 +835,10 @@ fn copy_table(
         return Ok(c);
     }
     let claimed = trees.claimed_by_others(src, t.source_root);
+    let twin = match how.load {
+        true => load::begin(conn, t)?,
+        false => None,
+    };
     let shape = t.shape();
     let mut rec = Record::default();
     let mut err: Option<anyhow::Error> = None;
@@ -836,7 +864,7 @@ fn copy_table(
                     Via::OrphanLeaf => "an orphaned page",
                 };
                 let rowid = (!t.without_rowid).then_some(rowid);
-                match rows::insert(conn, t, rowid, &values, via_s, stamp) {
+                match rows::insert_into(conn, t, twin.as_deref(), rowid, &values, via_s, stamp) {
                     Ok(rows::Placed::Inserted) => {
                         match via {
                             Via::Tree => c.prov.from_tree += 1,
@@ -885,8 +913,131 @@ fn copy_table(
     if let Some(e) = err {
         return Err(e);
     }
+    if let Some(twin) = twin {
+        // SQLite refused to index the rows (two share a UNIQUE key): the
+        // caller starts over row by row
+        load::finish(conn, t, &twin).map_err(|_| BulkCopyFailed(t.name.clone()))?;
+        c.prov.loaded_in_bulk = true;
+    }
+    c.have.seal();
     c.stats = Some(stats);
     Ok(c)
+}
+
+/// The rowids a table was given, as salvage met them. Naming a table's
+/// lost rows (`restore.rs`) asks about every entry of every index — rowids
+/// in random order, millions of them — so once the last row is in, the set
+/// becomes a bitmap over its range when that is dense (a bit per rowid:
+/// 125 KiB for a million, within the processor's cache), else a sorted
+/// list searched by bisection.
+#[derive(Debug, Default)]
+pub(crate) struct Rowids {
+    v: Vec<i64>,
+    unsorted: bool,
+    /// After `seal`, for a dense set: the smallest rowid and one bit per
+    /// rowid from it.
+    bits: Option<(i64, Vec<u64>)>,
+}
+
+impl Rowids {
+    /// At most this many bits of bitmap per rowid held.
+    const DENSE: u64 = 64;
+
+    fn extend(&mut self, rowid: Option<i64>) {
+        let Some(r) = rowid else { return };
+        if self.v.last().is_some_and(|&last| r <= last) {
+            self.unsorted = true;
+        }
+        self.v.push(r);
+    }
+
+    /// Called once after the last row.
+    fn seal(&mut self) {
+        if self.unsorted {
+            self.v.sort_unstable();
+            self.v.dedup();
+            self.unsorted = false;
+        }
+        let (Some(&lo), Some(&hi)) = (self.v.first(), self.v.last()) else {
+            return;
+        };
+        let span = hi.abs_diff(lo);
+        if span / Self::DENSE > self.v.len() as u64 {
+            return;
+        }
+        let mut bits = vec![0u64; (span / 64 + 1) as usize];
+        for &r in &self.v {
+            let k = r.abs_diff(lo);
+            bits[(k / 64) as usize] |= 1 << (k % 64);
+        }
+        self.bits = Some((lo, bits));
+        self.v = Vec::new();
+    }
+
+    pub(crate) fn contains(&self, rowid: &i64) -> bool {
+        if let Some((lo, bits)) = &self.bits {
+            if rowid < lo {
+                return false;
+            }
+            let k = rowid.abs_diff(*lo);
+            return bits
+                .get((k / 64) as usize)
+                .is_some_and(|w| w & (1 << (k % 64)) != 0);
+        }
+        if self.unsorted {
+            return self.v.contains(rowid);
+        }
+        self.v.binary_search(rowid).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod rowids_tests {
+    use super::Rowids;
+
+    fn set(rowids: &[i64]) -> Rowids {
+        let mut s = Rowids::default();
+        for &r in rowids {
+            s.extend(Some(r));
+        }
+        s.seal();
+        s
+    }
+
+    #[test]
+    fn dense_and_sparse_sets_answer_alike() {
+        let dense = set(&[5, 3, 4, 9, 70, 64, 63, -2]);
+        assert!(dense.bits.is_some());
+        let sparse = set(&[1, i64::MAX, i64::MIN, 1 << 40]);
+        assert!(sparse.bits.is_none());
+        for r in [-3, -2, -1, 3, 4, 5, 6, 9, 10, 62, 63, 64, 65, 70, 71, 1000] {
+            let want = [5, 3, 4, 9, 70, 64, 63, -2].contains(&r);
+            assert_eq!(dense.contains(&r), want, "{r}");
+        }
+        for r in [
+            i64::MIN,
+            i64::MIN + 1,
+            0,
+            1,
+            2,
+            1 << 40,
+            i64::MAX - 1,
+            i64::MAX,
+        ] {
+            let want = [1, i64::MAX, i64::MIN, 1 << 40].contains(&r);
+            assert_eq!(sparse.contains(&r), want, "{r}");
+        }
+        assert!(!set(&[]).contains(&0));
+    }
+}
+
+/// How a table's rows may be copied.
+#[derive(Debug, Clone, Copy)]
+struct CopyMode {
+    /// SQLite copies a sound table in bulk from the attached source.
+    bulk: bool,
+    /// A salvaged table is loaded in bulk (`load.rs`).
+    load: bool,
 }
 
 /// SQLite's bulk copy of a table whose pages are all sound (`None` when it

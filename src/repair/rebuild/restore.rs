@@ -98,7 +98,7 @@ pub(crate) fn account(
             continue;
         }
         let kept = match partials.remove(&rowid) {
-            Some(values) => keep_partial(ctx, t, Some(rowid), &values, &mut prov)?,
+            Some(values) => keep_partial(ctx, t, Some(rowid), &values, &mut prov, out)?,
             None => false,
         };
         if !kept {
@@ -110,7 +110,7 @@ pub(crate) fn account(
     }
     let mut unnamed_damaged = 0;
     for values in &c.keyless_partials {
-        if !keep_partial(ctx, t, None, values, &mut prov)? {
+        if !keep_partial(ctx, t, None, values, &mut prov, out)? {
             unnamed_damaged += 1;
         }
     }
@@ -158,7 +158,8 @@ pub(crate) fn lost_in_snapshot(
 /// Keeps what could be read of a damaged row: into the table when its
 /// constraints take it (the rest of the columns empty; a rowid table's row
 /// is kept even when only its rowid could be read), else — or when it has
-/// more fields than the table has columns — quarantined. False when
+/// more fields than the table has columns — quarantined (a customer's ID,
+/// where it could be read, listed among the quarantined). False when
 /// nothing could be read.
 fn keep_partial(
     ctx: &Ctx<'_>,
@@ -166,10 +167,18 @@ fn keep_partial(
     rowid: Option<i64>,
     values: &[SqlValue],
     prov: &mut TableProvenance,
+    out: &mut RebuildOutcome,
 ) -> Result<bool> {
     if values.is_empty() && rowid.is_none() {
         return Ok(false);
     }
+    let mut quarantined = || {
+        prov.quarantined += 1;
+        if let Some(idc) = ctx.id_column {
+            out.quarantined_customer_ids
+                .extend(customer_id_of(t, idc, rowid, values));
+        }
+    };
     let via = "a damaged record, read in part";
     if values.len() > t.fields.len() {
         let names: Vec<String> = (0..values.len()).map(|i| format!("c{i}")).collect();
@@ -187,7 +196,7 @@ fn keep_partial(
             &names,
             values,
         )?;
-        prov.quarantined += 1;
+        quarantined();
         return Ok(true);
     }
     match rows::insert(ctx.conn, t, rowid, values, via, ctx.stamp)? {
@@ -195,7 +204,7 @@ fn keep_partial(
             prov.partial += 1;
             prov.partial_rowids.extend(rowid);
         }
-        rows::Placed::Quarantined => prov.quarantined += 1,
+        rows::Placed::Quarantined => quarantined(),
         rows::Placed::Repeated => prov.repeated += 1,
     }
     Ok(true)
@@ -207,7 +216,7 @@ fn keep_partial(
 fn name_by_indexes(
     ctx: &Ctx<'_>,
     t: &TargetTable,
-    have: &BTreeSet<i64>,
+    have: &super::Rowids,
 ) -> (BTreeMap<i64, Option<String>>, bool) {
     let mut named: BTreeMap<i64, Option<String>> = BTreeMap::new();
     let mut complete = false;

@@ -174,30 +174,33 @@ pub fn insert(
     via: &str,
     stamp: &str,
 ) -> Result<Placed> {
-    let fields: Vec<usize> = (0..values.len().min(t.fields.len()))
-        .filter(|&i| t.field_inserted(i))
-        .collect();
-    let mut names: Vec<String> = Vec::new();
-    let mut params: Vec<&dyn ToSql> = Vec::new();
-    if let (Some(r), false) = (&rowid, t.without_rowid) {
-        names.push(t.rowid_name.clone());
+    insert_into(conn, t, None, rowid, values, via, stamp)
+}
+
+/// [`insert`], into `load` — a plain twin of `t` the bulk load fills
+/// (`load.rs`) — when given. A row refused there is quarantined as a row of
+/// `t`, with SQLite's reason naming `t`.
+pub fn insert_into(
+    conn: &Connection,
+    t: &TargetTable,
+    load: Option<&str>,
+    rowid: Option<i64>,
+    values: &[SqlValue],
+    via: &str,
+    stamp: &str,
+) -> Result<Placed> {
+    let n = values.len().min(t.fields.len());
+    let fields: Vec<usize> = (0..n).filter(|&i| t.field_inserted(i)).collect();
+    let with_rowid = rowid.is_some() && !t.without_rowid;
+    let mut params: Vec<&dyn ToSql> = Vec::with_capacity(fields.len() + 1);
+    if let (Some(r), true) = (&rowid, with_rowid) {
         params.push(r);
     }
     for &i in &fields {
-        names.push(quote_ident(&t.columns[t.fields[i]].name));
         params.push(&values[i]);
     }
-    let slots: Vec<String> = (1..=params.len()).map(|i| format!("?{i}")).collect();
-    let sql = if names.is_empty() {
-        format!("INSERT INTO {} DEFAULT VALUES", quote_ident(&t.name))
-    } else {
-        format!(
-            "INSERT INTO {}({}) VALUES ({})",
-            quote_ident(&t.name),
-            names.join(", "),
-            slots.join(", ")
-        )
-    };
+    let into = load.unwrap_or(&t.name);
+    let sql = insert_sql(t, into, with_rowid, &fields);
     let err = match conn.prepare_cached(&sql)?.execute(params.as_slice()) {
         Ok(_) => return Ok(Placed::Inserted),
         Err(e) if row_level(&e) => e,
@@ -212,16 +215,52 @@ pub fn insert(
         .take(values.len())
         .map(|&c| t.columns[c].name.clone())
         .collect();
+    let mut reason = err.to_string();
+    if let Some(twin) = load {
+        // SQLite names the table it refused the row in: the twin
+        reason = reason.replace(&format!("{twin}."), &format!("{}.", t.name));
+    }
     quarantine(
         conn,
         stamp,
-        &format!("{err} (row from {via})"),
+        &format!("{reason} (row from {via})"),
         &t.name,
         rowid.unwrap_or(0),
         &stored,
         values,
     )?;
     Ok(Placed::Quarantined)
+}
+
+/// The INSERT of a row of `t` into `into` giving the rowid (when
+/// `with_rowid`) and record fields `fields` — built once per shape: a
+/// salvaged table's rows nearly all share one.
+fn insert_sql(t: &TargetTable, into: &str, with_rowid: bool, fields: &[usize]) -> String {
+    let key = (into.to_string(), with_rowid, fields.to_vec());
+    let mut cache = t.insert_sql.borrow_mut();
+    if let Some(sql) = cache.get(&key) {
+        return sql.clone();
+    }
+    let mut names: Vec<String> = Vec::new();
+    if with_rowid {
+        names.push(t.rowid_name.clone());
+    }
+    for &i in fields {
+        names.push(quote_ident(&t.columns[t.fields[i]].name));
+    }
+    let slots: Vec<String> = (1..=names.len()).map(|i| format!("?{i}")).collect();
+    let sql = if names.is_empty() {
+        format!("INSERT INTO {} DEFAULT VALUES", quote_ident(into))
+    } else {
+        format!(
+            "INSERT INTO {}({}) VALUES ({})",
+            quote_ident(into),
+            names.join(", "),
+            slots.join(", ")
+        )
+    };
+    cache.insert(key, sql.clone());
+    sql
 }
 
 /// Whether a row with exactly these values is in `t` already.

@@ -4,6 +4,9 @@
 //! new database (where the table was just created from its CREATE
 //! statement), so nothing here needs SQLite to read the damaged file.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use anyhow::Result;
 use rusqlite::Connection;
 
@@ -21,6 +24,8 @@ pub struct Column {
     pub decl_type: String,
     pub not_null: bool,
     pub has_default: bool,
+    /// The default's expression as written in the CREATE statement.
+    pub default: Option<String>,
     pub hidden: i64,
     /// Position in the primary key (1-based), 0 when not part of it.
     pub pk: i64,
@@ -44,7 +49,13 @@ pub struct TargetTable {
     /// The name the rowid goes by in an INSERT (`rowid`, `_rowid_` or `oid`:
     /// the first that is no column's name).
     pub rowid_name: String,
+    /// The INSERT statements `rows::insert` has built, by target, whether
+    /// the rowid is given, and the record fields given.
+    pub insert_sql: RefCell<HashMap<InsertShape, String>>,
 }
+
+/// What an INSERT of a row gives: target table, rowid or not, record fields.
+pub type InsertShape = (String, bool, Vec<usize>);
 
 impl TargetTable {
     /// Reads the table `name` back from the new database `conn`.
@@ -53,11 +64,13 @@ impl TargetTable {
         let columns: Vec<Column> = conn
             .prepare(&format!("PRAGMA table_xinfo({q})"))?
             .query_map([], |r| {
+                let default = r.get::<_, Option<String>>(4)?;
                 Ok(Column {
                     name: r.get(1)?,
                     decl_type: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
                     not_null: r.get::<_, i64>(3)? != 0,
-                    has_default: r.get::<_, Option<String>>(4)?.is_some(),
+                    has_default: default.is_some(),
+                    default,
                     pk: r.get(5)?,
                     hidden: r.get(6)?,
                 })
@@ -102,6 +115,7 @@ impl TargetTable {
             fields,
             rowid_alias,
             rowid_name,
+            insert_sql: RefCell::default(),
         })
     }
 
