@@ -152,6 +152,7 @@ pub(super) fn rebuild(
     // the source copy is ours, made a moment ago from the locked original
     // (whose byte-for-byte backup exists): it is not kept
     let _ = std::fs::remove_file(&source);
+    check::timing("repair: source removed", t0);
     let out = match out {
         Ok(o) => o,
         Err(e) => {

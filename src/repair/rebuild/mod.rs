@@ -316,8 +316,11 @@ pub fn rebuild(source: &Path, new: &Path, req: &Request<'_>) -> Result<RebuildOu
         other => other?,
     };
     let (mut out, vtabs) = built;
+    let t0 = std::time::Instant::now();
     settle_virtual_tables(new, &vtabs, &mut out).context("checking the virtual tables")?;
+    crate::check::timing("rebuild: virtual tables settled", t0);
     schema_loads(new)?;
+    crate::check::timing("rebuild: schema loads", t0);
     for v in [
         &mut out.restored_customer_ids,
         &mut out.unrecoverable_customer_ids,
