@@ -4,10 +4,12 @@ BENCHMARKS.md. Heavy: not run in CI.
 
 Usage: python3 bench/run.py [--sizes 200000,1000000] [--runs 5] [--work DIR]
                            [--ref DIR] [--parts check,repair,fleet] [--no-build]
+                           [--repair-sizes 1000000,5000000] [--recover-max N]
 
 Four parts (--parts picks some; BENCHMARKS.md keeps the others' sections):
 * check: `custodian check` vs `PRAGMA integrity_check` and `quick_check`;
-* repair (issue 10's rows, on the largest size, each beside its yardstick,
+* repair (issue 10's rows, at each of --repair-sizes — default the largest
+  of --sizes — each beside its yardstick,
   alternating run by run, every result checked): one leaf page of
   idx_customers_email zeroed, `custodian repair` with `--snapshot DIR`
   holding a healthy snapshot (as the nightly job passes it) and with an
@@ -16,7 +18,9 @@ Four parts (--parts picks some; BENCHMARKS.md keeps the others' sections):
   table zeroed, `custodian repair` with the snapshot folder vs `VACUUM INTO`
   of the healthy file and, when ../shared/bench/upstream-sqlite3/build.sh
   has built it, upstream `.recover` of the damaged file piped into a new
-  database. Repairs run with CUSTODIAN_TIMING=1; the first run's phase
+  database (only up to --recover-max customers, default 1,000,000: it takes
+  minutes above). The snapshot folder of each size holds a hard link to
+  the reference database (nothing writes it). Repairs run with CUSTODIAN_TIMING=1; the first run's phase
   times go into BENCHMARKS.md;
 * fleet: 200 databases of 20,000 customers each in one folder. The CPU time
   (user + system) of `custodian check DB --json R.json` run on each, one at
@@ -339,15 +343,15 @@ def write_section(path, title_prefix, text):
         f.write(new)
 
 
-def repair_bench(ref, email, table, snapdir, empty_snaps, a, want_index, want_table):
+def repair_bench(ref, email, table, snapdir, empty_snaps, a, want_index, want_table, recover):
     """Issue 10's repair rows, each beside its yardstick, alternating run by
     run: the index repair with the snapshot folder (as the nightly job
     passes it) and without one, against `cp` + `REINDEX customers` on the
     healthy file; the table repair with the snapshot folder, against
     `VACUUM INTO` of the healthy file and (when built) upstream `.recover`
     of the damaged file piped into a new database."""
-    import shutil
-    recover = recover_binary()
+    want_recover = recover
+    recover = recover_binary() if recover else None
     res = {k: [] for k in ("idx_snap", "idx_none", "tbl_snap", "cp", "reindex", "vacuum",
                            "recover")}
     loads = []
@@ -384,6 +388,7 @@ def repair_bench(ref, email, table, snapdir, empty_snaps, a, want_index, want_ta
     loads.append(os.getloadavg()[0])
     res["loads"] = loads
     res["recover_bin"] = recover
+    res["recover_skipped"] = not want_recover
     return res
 
 
@@ -427,7 +432,10 @@ def repair_section(n, rep, table_pg):
         f"\nTable repair: {len(j.get('restored_customer_ids', []))} customers restored from the "
         f"snapshot, {len(j.get('unrecoverable_customer_ids', []))} unrecoverable; customers: "
         f"{rows[0] if rows else '?'}.\n")
-    if not rep["recover"]:
+    if rep["recover_skipped"]:
+        lines.append("\nupstream `.recover` was not timed at this size (it takes minutes; "
+                     "`--recover-max` sets the largest size it is timed at).\n")
+    elif not rep["recover"]:
         lines.append("\nupstream `.recover` was not timed: build it first with "
                      "`../shared/bench/upstream-sqlite3/build.sh` (never a dependency).\n")
     lines.append(
@@ -450,6 +458,46 @@ def repair_section(n, rep, table_pg):
     return "".join(lines)
 
 
+def repair_size(rn, a):
+    """The repair rows at `rn` customers: the reference database, a healthy
+    snapshot of it in its own folder (a hard link: nothing writes it), the
+    two damaged copies, what each repair must give, and the runs."""
+    import shutil
+    ref = build(rn, a.ref)
+    snapdir = os.path.join(a.work, f"snap-{rn}")
+    os.makedirs(snapdir, exist_ok=True)
+    snap = os.path.join(snapdir, "ref.db")
+    if not os.path.exists(snap):
+        try:
+            os.link(ref, snap)
+        except OSError:
+            shutil.copyfile(ref, snap)
+    email = os.path.join(a.work, f"email-zeroed-{rn}.db")
+    _, email_rowids = zero_leaf(ref, email, "idx_customers_email", 3000)
+    table = os.path.join(a.work, f"table-zeroed-{rn}.db")
+    table_pg, table_rowids = zero_leaf(ref, table, "customers", 5000)
+    empty_snaps = os.path.join(a.work, "no-snapshots")
+    os.makedirs(empty_snaps, exist_ok=True)
+    # What each repair must do, computed from the reference database before
+    # the damage: the index is rebuilt from the table (nothing to restore);
+    # the zeroed table leaf's rows come back from the snapshot, which is the
+    # reference itself. Either way the result holds the reference's rows.
+    digest = customers_digest(ref)
+    want_index = {"exit": 0, "verdict": "repaired", "restored_customer_ids": [],
+                  "unrecoverable_customer_ids": [], "affected_at_least": ids_of(ref, email_rowids),
+                  "digest": digest, "lookup_index": "idx_customers_email", "lookup_column": "email"}
+    lost = ids_of(ref, table_rowids)
+    want_table = {"exit": 0, "verdict": "repaired", "restored_customer_ids": lost,
+                  "unrecoverable_customer_ids": [], "affected_at_least": lost, "digest": digest,
+                  "lookup_index": "sqlite_autoindex_customers_1", "lookup_column": "customer_id"}
+    recover = rn <= a.recover_max
+    rep = repair_bench(ref, email, table, snapdir, empty_snaps, a, want_index, want_table,
+                       recover)
+    for f in (email, table):
+        os.remove(f)
+    return rn, rep, table_pg
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="200000,1000000")
@@ -460,6 +508,10 @@ def main():
                          "shared between runs, only read once made")
     ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
     ap.add_argument("--parts", default="check,repair,fleet")
+    ap.add_argument("--repair-sizes", default=None,
+                    help="sizes the repair rows are measured at (default: the largest of --sizes)")
+    ap.add_argument("--recover-max", type=int, default=1_000_000,
+                    help="time upstream .recover only up to this size (it takes minutes above)")
     ap.add_argument("--no-build", action="store_true",
                     help="use target/release/custodian as it is (no cargo build first)")
     a = ap.parse_args()
@@ -495,34 +547,11 @@ def main():
         med = {k: (statistics.median(w for w, _ in v), max(r for _, r in v)) for k, v in res.items()}
         rows.append((n, size, med))
         print(n, {k: f"{w:.3f}s {r:.0f}MiB" for k, (w, r) in med.items()}, file=sys.stderr)
-    # repairs, on the largest size
-    rn = max(int(x) for x in a.sizes.split(","))
-    ref = build(rn, a.ref)
-    snapdir = os.path.join(a.work, "snap")
-    os.makedirs(snapdir, exist_ok=True)
-    snap = os.path.join(snapdir, "ref.db")
-    if not os.path.exists(snap):
-        import shutil
-        shutil.copyfile(ref, snap)
-    email = os.path.join(a.work, "email-zeroed.db")
-    _, email_rowids = zero_leaf(ref, email, "idx_customers_email", 3000)
-    table = os.path.join(a.work, "table-zeroed.db")
-    table_pg, table_rowids = zero_leaf(ref, table, "customers", 5000)
-    empty_snaps = os.path.join(a.work, "no-snapshots")
-    os.makedirs(empty_snaps, exist_ok=True)
-    # What each repair must do, computed from the reference database before
-    # the damage: the index is rebuilt from the table (nothing to restore);
-    # the zeroed table leaf's rows come back from the snapshot, which is the
-    # reference itself. Either way the result holds the reference's rows.
-    digest = customers_digest(ref)
-    want_index = {"exit": 0, "verdict": "repaired", "restored_customer_ids": [],
-                  "unrecoverable_customer_ids": [], "affected_at_least": ids_of(ref, email_rowids),
-                  "digest": digest, "lookup_index": "idx_customers_email", "lookup_column": "email"}
-    lost = ids_of(ref, table_rowids)
-    want_table = {"exit": 0, "verdict": "repaired", "restored_customer_ids": lost,
-                  "unrecoverable_customer_ids": [], "affected_at_least": lost, "digest": digest,
-                  "lookup_index": "sqlite_autoindex_customers_1", "lookup_column": "customer_id"}
-    rep = repair_bench(ref, email, table, snapdir, empty_snaps, a, want_index, want_table)
+    # repairs, at each of --repair-sizes (default: the largest size)
+    reps = []
+    for rn in [int(x) for x in (a.repair_sizes or str(max(int(x) for x in a.sizes.split(","))))
+               .split(",")]:
+        reps.append(repair_size(rn, a))
     cpu = platform.processor() or platform.machine()
     # the other sections of an earlier run (the fleet's when not re-measured,
     # bench/check_speed.py's) are kept as they are
@@ -548,7 +577,8 @@ def main():
                     f"{ic[1]:.0f} MiB |\n")
         f.write("\nratio = custodian check wall time / `PRAGMA integrity_check` wall time "
                 "(target: at most 0.1); check / quick_check: issue 10's target is at most 1.2.\n")
-        f.write("\n" + repair_section(rn, rep, table_pg))
+        for rn, rep, table_pg in reps:
+            f.write("\n" + repair_section(rn, rep, table_pg))
         if "fleet" in parts:
             f.write("\n" + fleet)
         for sec in kept:
