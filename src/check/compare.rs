@@ -15,6 +15,7 @@ use rusqlite::types::Value;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::canon;
+use super::tap::Tap;
 use crate::format::btree::{self, Damage, IndexItem, PageSource, TableItem};
 use crate::format::header::TextEncoding;
 use crate::format::record::{self, Collation, Record, ValueRef};
@@ -339,6 +340,20 @@ pub fn scan_index(
     tick: &dyn Fn(u64),
     bits: u32,
 ) -> IndexScan {
+    scan_index_tapped(src, root, plan, wanted, tick, bits, None)
+}
+
+/// [`scan_index`], handing every entry whose record parses (and every
+/// damage) to `tap` as well.
+pub fn scan_index_tapped(
+    src: &dyn PageSource,
+    root: u32,
+    plan: &Plan,
+    wanted: Option<&[bool]>,
+    tick: &dyn Fn(u64),
+    bits: u32,
+    mut tap: Option<&mut dyn Tap>,
+) -> IndexScan {
     let enc = src.text_encoding();
     let mut out = IndexScan {
         digests: if wanted.is_some() {
@@ -370,12 +385,13 @@ pub fn scan_index(
             if out.entries.is_multiple_of(65536) {
                 tick(out.entries);
             }
-            if cur
-                .parse(payload)
-                .and_then(|()| cur.check_stored())
-                .is_err()
-                || cur.len() != n
+            let parsed = cur.parse(payload);
+            if parsed.is_ok()
+                && let Some(t) = tap.as_mut()
             {
+                t.entry(&cur, payload);
+            }
+            if parsed.and_then(|()| cur.check_stored()).is_err() || cur.len() != n {
                 out.bad_records.push(pgno);
                 have_prev = false;
                 return;
@@ -454,6 +470,9 @@ pub fn scan_index(
             }
         }
         IndexItem::Damage(d) => {
+            if let Some(t) = tap.as_mut() {
+                t.damage();
+            }
             out.damage.push(d);
             if have_prev {
                 out.beside_damage.push(Collected {

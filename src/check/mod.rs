@@ -16,6 +16,7 @@ pub mod ptrmap;
 pub mod rows;
 pub mod sqlite_only;
 pub mod structure;
+pub mod tap;
 pub mod vanished;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -225,21 +226,29 @@ fn passes(
             Ok((quick, by_sqlite))
         });
         // Every other b-tree is walked on its own thread; the walk of a
-        // column naming customers feeds the vanished customers' merge.
+        // column naming customers feeds the vanished customers' merge, and
+        // pass 1's walk of the customer ID index hands it the IDs.
+        // (Not when the IDs are the table's own keys: pass 1 reads the table
+        // by other means.)
+        let fed = search.as_ref().and_then(|v| {
+            let id_root = v.id_root();
+            let id_index = table.is_some_and(|t| t.rootpage != id_root);
+            v.fed_reference(&customer_roots)
+                .filter(|_| id_index)
+                .map(|r| (r, id_root))
+        });
+        let (feed, ids) = match fed {
+            Some((fed, id_root)) => {
+                let (feed, ids) = vanished::id_channel();
+                (Some((id_root, feed)), Some((fed, ids)))
+            }
+            None => (None, None),
+        };
         let (search, rules, customer_roots) = (&search, &rules, &customer_roots);
         let others = s.spawn(move || {
-            let mut merged = BTreeMap::new();
-            let mut tapper =
-                |root: u32, walk: &mut dyn FnMut(Option<&mut dyn others::Tap>)| match search {
-                    Some(v) if v.reads(root) => {
-                        let ((), m) = v.merge_walk(pager, |m| walk(Some(m)));
-                        merged.insert(root, m);
-                    }
-                    _ => walk(None),
-                };
-            let r = others::walk_other_trees(pager, objects, customer_roots, rules, &mut tapper);
+            let r = other_trees(pager, objects, customer_roots, rules, search.as_ref(), ids);
             timing("other trees", t0);
-            (r, merged)
+            r
         });
         let mut trees = Vec::new();
         // A virtual customer table (root page 0: an FTS vocabulary, say)
@@ -255,7 +264,7 @@ fn passes(
                 progress,
                 via: access.via,
             };
-            trees = customer_pass(&pass, ctx)?;
+            trees = customer_pass(&pass, feed, ctx)?;
         }
         timing("customer", t0);
         let ((findings, other_trees), merged) = others
@@ -283,6 +292,39 @@ fn passes(
     })?;
     ctx.findings.extend(by_sqlite);
     Ok(quick)
+}
+
+/// Every tree but the customer table's, walked for structure, records and
+/// column rules (`others.rs`); the walk of an index of a column naming
+/// customers also feeds the vanished customers' merge, with the IDs from
+/// `ids` for the index it names (pass 1's walk of the customer ID index
+/// sends them), else from a reader of its own. Returns the findings, the
+/// trees' pages and the merges by root page.
+fn other_trees(
+    pager: &Pager,
+    objects: &[SchemaObject],
+    customer_roots: &BTreeSet<u32>,
+    rules: &BTreeMap<String, rows::RowRules>,
+    search: Option<&vanished::Search>,
+    mut ids: Option<(u32, vanished::IdSource)>,
+) -> (
+    (Vec<Finding>, Vec<structure::TreePages>),
+    BTreeMap<u32, vanished::Merged>,
+) {
+    let mut merged = BTreeMap::new();
+    let mut tapper = |root: u32, walk: &mut dyn FnMut(Option<&mut dyn tap::Tap>)| match search {
+        Some(v) if v.reads(root) => {
+            let walk = |m: &mut vanished::Merge| walk(Some(m));
+            let ((), m) = match ids.take_if(|(fed, _)| *fed == root) {
+                Some((_, source)) => vanished::merge_fed(source, walk),
+                None => v.merge_beside(pager, walk),
+            };
+            merged.insert(root, m);
+        }
+        _ => walk(None),
+    };
+    let r = others::walk_other_trees(pager, objects, customer_roots, rules, &mut tapper);
+    (r, merged)
 }
 
 /// The customer table is not in the schema: say so, with the tables there are.
@@ -774,7 +816,11 @@ struct Pass<'a> {
 /// The customer table against each of its indexes: pass 1 (digests), the
 /// exact diff where they differ, the expression and partial indexes, then
 /// the lookup probe for every customer in doubt. Returns the trees' pages.
-fn customer_pass(pass: &Pass<'_>, ctx: &mut Ctx) -> Result<Vec<structure::TreePages>> {
+fn customer_pass(
+    pass: &Pass<'_>,
+    ids: Option<(u32, vanished::IdFeed)>,
+    ctx: &mut Ctx,
+) -> Result<Vec<structure::TreePages>> {
     let Pass {
         pager,
         conn,
@@ -797,7 +843,7 @@ fn customer_pass(pass: &Pass<'_>, ctx: &mut Ctx) -> Result<Vec<structure::TreePa
     }
 
     let t1 = std::time::Instant::now();
-    let (tscan, iscans, rules, tally) = pass_one(pass, &plans, ctx)?;
+    let (tscan, iscans, rules, tally) = pass_one(pass, &plans, ids, ctx)?;
     timing("customer table ⇄ indexes, pass 1 (own clock)", t1);
     ctx.coverage.customers_read = tscan.rows;
     trees.push(structure::TreePages::new(
@@ -874,10 +920,13 @@ fn customer_pass(pass: &Pass<'_>, ctx: &mut Ctx) -> Result<Vec<structure::TreePa
 /// entries hashed into digests; each row held to the column rules and the
 /// data rules on the way. The table is read on this thread and the indexes
 /// on a second one; once the table is read, this thread takes indexes too,
-/// so that both cores stay busy to the end.
+/// so that both cores stay busy to the end. The walk of the index rooted
+/// at `ids`' root (the customer ID index, taken first) hands the IDs to
+/// the vanished customers' merge.
 fn pass_one(
     pass: &Pass<'_>,
     plans: &[Plan],
+    ids: Option<(u32, vanished::IdFeed)>,
     ctx: &mut Ctx,
 ) -> Result<(
     compare::TableScan,
@@ -904,17 +953,45 @@ fn pass_one(
     let bar = progress.counter("reading the customer table");
     let mut tally = rows::Tally::default();
     let mut known = ctx.known_ids.take();
-    // The indexes still to read, taken one at a time by either thread.
+    // The indexes still to read, taken one at a time by either thread, the
+    // one that feeds the merge first (the merge waits for it).
+    let id_root = ids.as_ref().map(|(root, _)| *root);
+    let root_of = |p: usize| table.indexes[plans[p].index].rootpage;
+    let mut order: Vec<usize> = (0..plans.len()).collect();
+    order.sort_by_key(|&p| Some(root_of(p)) != id_root);
+    let ids = std::sync::Mutex::new(ids.map(|(_, feed)| feed));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let scan_indexes = || {
         let mut done = Vec::new();
         loop {
-            let p = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let Some(plan) = plans.get(p) else {
+            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(&p) = order.get(k) else {
                 return done;
             };
-            let root = table.indexes[plan.index].rootpage;
-            let scan = compare::scan_index(pager, root, plan, None, &|_| {}, compare::BUCKET_BITS);
+            let root = root_of(p);
+            let feed = match Some(root) == id_root {
+                true => ids.lock().ok().and_then(|mut f| f.take()),
+                false => None,
+            };
+            let scan = match feed {
+                Some(mut feed) => {
+                    let tap: &mut dyn tap::Tap = &mut feed;
+                    let scan = compare::scan_index_tapped(
+                        pager,
+                        root,
+                        &plans[p],
+                        None,
+                        &|_| {},
+                        compare::BUCKET_BITS,
+                        Some(tap),
+                    );
+                    feed.finish();
+                    scan
+                }
+                None => {
+                    compare::scan_index(pager, root, &plans[p], None, &|_| {}, compare::BUCKET_BITS)
+                }
+            };
             done.push((p, scan));
         }
     };

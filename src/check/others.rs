@@ -7,24 +7,17 @@
 //! without damage (damage is reported on its own).
 //!
 //! A walk can hand one tree's entries to a [`Tap`] as well (the vanished
-//! customers' merge reads the referencing column's index so), sparing that
-//! reader a walk of its own.
+//! customers' merge reads the referencing column's index so).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::finding::{Code, Finding};
 use super::rows::{RowRules, Tally};
 use super::structure::{self, TreePages};
+use super::tap::Tap;
 use crate::format::btree::{self, Damage, IndexItem, PageSource, TableItem};
 use crate::format::record::Record;
 use crate::schema::{self, SchemaObject};
-
-/// A reader of one tree's entries beside the walk: each entry whose record
-/// parses, in key order, and each damage met.
-pub trait Tap {
-    fn entry(&mut self, rec: &Record, payload: &[u8]);
-    fn damage(&mut self);
-}
 
 /// Decides, per tree (by root page), whether its walk feeds a [`Tap`]:
 /// called with the root and the walk, it runs the walk once, with its tap or

@@ -17,11 +17,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::sync::mpsc::{Receiver, SyncSender};
+
 use rusqlite::Connection;
 
 use super::canon;
 use super::finding::{Code, Finding, Severity};
-use super::others::Tap;
+use super::tap::Tap;
 use crate::config::VanishedPolicy;
 use crate::format::btree::{self, IndexItem, PageSource};
 use crate::format::record::{Record, ValueRef};
@@ -30,6 +32,8 @@ use crate::schema::{CustomerTable, IndexPart, SchemaObject, quote_ident};
 
 /// Customer IDs per message from the ID index's reader to the merge.
 const ID_BATCH: usize = 1024;
+/// Messages the reader may be ahead of the merge (then it waits).
+const ID_BATCHES_IN_FLIGHT: usize = 16;
 
 /// Where vanished customers are looked for: the customer ID index (or a
 /// WITHOUT ROWID table keyed by the ID first), and each column of another
@@ -55,6 +59,9 @@ pub struct Merged {
     candidates: BTreeSet<String>,
     /// Both walks met no damage.
     complete: bool,
+    /// The customer IDs came to their end (false when their reader stopped
+    /// before it said so: the merge is then done again on its own).
+    delivered: bool,
 }
 
 impl Search {
@@ -106,72 +113,40 @@ impl Search {
         Some(Search { id_root, refs })
     }
 
+    /// The root of the customer ID index (or table) the IDs are read from.
+    pub fn id_root(&self) -> u32 {
+        self.id_root
+    }
+
     /// Whether the index rooted at `root` is read for a reference: a walk
-    /// of it that hands its entries to a [`Merge`] (through
-    /// [`Search::merge_walk`]) spares the merge a walk of its own.
+    /// of it that hands its entries to a [`Merge`] (through [`merge_fed`])
+    /// spares the merge a walk of its own.
     pub fn reads(&self, root: u32) -> bool {
         self.refs.iter().any(|r| r.root == Some(root))
     }
 
-    /// Runs `walk`, which walks the referencing index rooted at `root` and
-    /// hands each entry to the merge it is given, beside a reader of the
-    /// customer ID index on a second thread: a streaming merge of the two,
-    /// in key order. IDs come through a small bounded channel in batches,
-    /// so memory stays constant whatever the table's size.
-    pub fn merge_walk<R>(
+    /// The referencing index that pass 1's walk of the customer ID index
+    /// hands its IDs to: the first one the walk of the other trees reads
+    /// (not one of `customer_roots`, the customer table's trees).
+    pub fn fed_reference(&self, customer_roots: &BTreeSet<u32>) -> Option<u32> {
+        self.refs
+            .iter()
+            .filter_map(|r| r.root)
+            .find(|r| !customer_roots.contains(r))
+    }
+
+    /// Runs `walk`, which walks a referencing index and hands each entry to
+    /// the merge it is given, beside a reader of the customer ID index on a
+    /// second thread (for a merge no walk of the ID index feeds).
+    pub fn merge_beside<R>(
         &self,
         pager: &Pager,
-        walk: impl FnOnce(&mut Merge<'_>) -> R,
+        walk: impl FnOnce(&mut Merge) -> R,
     ) -> (R, Merged) {
-        let id_root = self.id_root;
+        let (feed, ids) = id_channel();
         std::thread::scope(|s| {
-            // IDs travel in batches: one wake-up per batch, not per ID
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Vec<u8>>>(8);
-            let producer = s.spawn(move || {
-                let mut batch = Vec::with_capacity(ID_BATCH);
-                let ok = first_fields(pager, id_root, &mut |v| {
-                    batch.push(v.to_vec());
-                    if batch.len() == ID_BATCH {
-                        let full = std::mem::replace(&mut batch, Vec::with_capacity(ID_BATCH));
-                        let _ = tx.send(full);
-                    }
-                });
-                if !batch.is_empty() {
-                    let _ = tx.send(batch);
-                }
-                ok
-            });
-            let mut pending = Vec::new().into_iter();
-            let mut next_id = move || loop {
-                if let Some(id) = pending.next() {
-                    return Some(id);
-                }
-                pending = rx.recv().ok()?.into_iter();
-            };
-            let cur = next_id();
-            let mut merge = Merge {
-                next_id: &mut next_id,
-                cur,
-                prev: Vec::new(),
-                have_prev: false,
-                damaged: false,
-                candidates: BTreeSet::new(),
-            };
-            let r = walk(&mut merge);
-            let Merge {
-                damaged,
-                candidates,
-                ..
-            } = merge;
-            drop(next_id);
-            let ok_ids = producer.join().unwrap_or(false);
-            (
-                r,
-                Merged {
-                    candidates,
-                    complete: ok_ids && !damaged,
-                },
-            )
+            s.spawn(move || read_ids(pager, self.id_root, feed));
+            merge_fed(ids, walk)
         })
     }
 
@@ -203,9 +178,13 @@ impl Search {
             let Merged {
                 mut candidates,
                 complete,
+                ..
             } = match merged.remove(&root) {
-                Some(m) => m,
-                None => self.merge_walk(pager, |m| walk_reference(pager, root, m)).1,
+                Some(m) if m.delivered => m,
+                _ => {
+                    self.merge_beside(pager, |m| walk_reference(pager, root, m))
+                        .1
+                }
             };
             if candidates.is_empty() {
                 continue;
@@ -261,10 +240,145 @@ fn reference_index(conn: &Connection, objects: &[SchemaObject], t: &str, c: &str
     Some(u32::try_from(ix.rootpage).unwrap_or(0))
 }
 
+/// What travels from the customer ID index's reader to the merge.
+enum Ids {
+    /// The next IDs, in index order.
+    Batch(Vec<Vec<u8>>),
+    /// No more IDs; `complete` when their walk met no damage.
+    End { complete: bool },
+}
+
+/// The customer IDs (the distinct text values of the ID index's first
+/// field), handed over by a walk of that index ([`Tap`]) and sent to the
+/// merge in batches through a small bounded channel, so memory stays
+/// constant whatever the table's size. [`IdFeed::finish`] says the IDs
+/// ended; a feed dropped without it tells the merge nothing was delivered.
+pub struct IdFeed {
+    tx: SyncSender<Ids>,
+    batch: Vec<Vec<u8>>,
+    prev: Vec<u8>,
+    have_prev: bool,
+    damaged: bool,
+    /// The merge still listens.
+    open: bool,
+}
+
+/// The merge's end of an [`IdFeed`].
+pub struct IdSource {
+    rx: Receiver<Ids>,
+}
+
+/// A feed of customer IDs and the merge's end of it.
+pub fn id_channel() -> (IdFeed, IdSource) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(ID_BATCHES_IN_FLIGHT);
+    (
+        IdFeed {
+            tx,
+            batch: Vec::with_capacity(ID_BATCH),
+            prev: Vec::new(),
+            have_prev: false,
+            damaged: false,
+            open: true,
+        },
+        IdSource { rx },
+    )
+}
+
+impl IdFeed {
+    fn send(&mut self, ids: Ids) {
+        self.open = self.open && self.tx.send(ids).is_ok();
+    }
+
+    /// The walk of the ID index is over: the last batch, then the end.
+    pub fn finish(mut self) {
+        let last = std::mem::take(&mut self.batch);
+        if !last.is_empty() {
+            self.send(Ids::Batch(last));
+        }
+        let complete = !self.damaged;
+        self.send(Ids::End { complete });
+    }
+}
+
+impl Tap for IdFeed {
+    fn entry(&mut self, rec: &Record, payload: &[u8]) {
+        let Some(ValueRef::Text(t)) = rec.get(payload, 0) else {
+            return;
+        };
+        if !self.open || (self.have_prev && self.prev.as_slice() == t) {
+            return;
+        }
+        self.batch.push(t.to_vec());
+        self.prev.clear();
+        self.prev.extend_from_slice(t);
+        self.have_prev = true;
+        if self.batch.len() == ID_BATCH {
+            let full = std::mem::replace(&mut self.batch, Vec::with_capacity(ID_BATCH));
+            self.send(Ids::Batch(full));
+        }
+    }
+
+    fn damage(&mut self) {
+        self.damaged = true;
+    }
+}
+
+/// Reads the customer IDs from the index (or WITHOUT ROWID table) rooted
+/// at `root` into `feed`, for a merge whose IDs no other walk hands over.
+fn read_ids(pager: &Pager, root: u32, mut feed: IdFeed) {
+    let mut rec = Record::default();
+    btree::walk_index(pager, root, &mut |item| match item {
+        IndexItem::Entry { payload, .. } => {
+            if rec.parse(payload).is_ok() {
+                feed.entry(&rec, payload);
+            }
+        }
+        IndexItem::Damage(_) => feed.damage(),
+    });
+    feed.finish();
+}
+
+/// Runs `walk`, which walks a referencing index and hands each entry to
+/// the merge it is given, against the customer IDs coming from `ids`: a
+/// streaming merge, both sides in key order.
+pub fn merge_fed<R>(ids: IdSource, walk: impl FnOnce(&mut Merge) -> R) -> (R, Merged) {
+    let mut merge = Merge {
+        ids,
+        pending: Vec::new().into_iter(),
+        ids_end: None,
+        cur: None,
+        prev: Vec::new(),
+        have_prev: false,
+        damaged: false,
+        candidates: BTreeSet::new(),
+    };
+    merge.cur = merge.next_id();
+    let r = walk(&mut merge);
+    // The rest of the IDs: their end says whether their walk was whole.
+    while merge.next_id().is_some() {}
+    let Merge {
+        ids_end,
+        damaged,
+        candidates,
+        ..
+    } = merge;
+    (
+        r,
+        Merged {
+            candidates,
+            complete: ids_end == Some(true) && !damaged,
+            delivered: ids_end.is_some(),
+        },
+    )
+}
+
 /// The merge of a referencing index's entries, in key order, against the
 /// customer IDs: fed by whichever walk reads that index.
-pub struct Merge<'a> {
-    next_id: &'a mut dyn FnMut() -> Option<Vec<u8>>,
+pub struct Merge {
+    ids: IdSource,
+    pending: std::vec::IntoIter<Vec<u8>>,
+    /// Whether the IDs' walk was whole, once their end came.
+    ids_end: Option<bool>,
     /// The smallest customer ID not yet passed.
     cur: Option<Vec<u8>>,
     /// The previous distinct referenced value.
@@ -274,7 +388,25 @@ pub struct Merge<'a> {
     candidates: BTreeSet<String>,
 }
 
-impl Tap for Merge<'_> {
+impl Merge {
+    fn next_id(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Some(id) = self.pending.next() {
+                return Some(id);
+            }
+            if self.ids_end.is_some() {
+                return None;
+            }
+            match self.ids.rx.recv() {
+                Ok(Ids::Batch(b)) => self.pending = b.into_iter(),
+                Ok(Ids::End { complete }) => self.ids_end = Some(complete),
+                Err(_) => return None,
+            }
+        }
+    }
+}
+
+impl Tap for Merge {
     /// One entry of the referencing index (its record parsed): its first
     /// field, when it is text and differs from the previous entry's, is
     /// looked for among the customer IDs.
@@ -286,7 +418,7 @@ impl Tap for Merge<'_> {
             return;
         }
         while self.cur.as_deref().is_some_and(|c| c < v) {
-            self.cur = (self.next_id)();
+            self.cur = self.next_id();
         }
         if self.cur.as_deref() != Some(v) {
             self.candidates
@@ -304,7 +436,7 @@ impl Tap for Merge<'_> {
 
 /// A walk of the referencing index rooted at `root` for the merge alone
 /// (when no other walk reads it).
-fn walk_reference(pager: &Pager, root: u32, merge: &mut Merge<'_>) {
+fn walk_reference(pager: &Pager, root: u32, merge: &mut Merge) {
     let mut rec = Record::default();
     btree::walk_index(pager, root, &mut |item| match item {
         IndexItem::Entry { payload, .. } => {
@@ -314,31 +446,6 @@ fn walk_reference(pager: &Pager, root: u32, merge: &mut Merge<'_>) {
         }
         IndexItem::Damage(_) => merge.damage(),
     });
-}
-
-/// Distinct text values of the first field of an index, in index order.
-fn first_fields(pager: &Pager, root: u32, out: &mut dyn FnMut(&[u8])) -> bool {
-    let mut rec = Record::default();
-    let mut prev: Vec<u8> = Vec::new();
-    let mut have = false;
-    let mut damaged = false;
-    btree::walk_index(pager, root, &mut |item| match item {
-        IndexItem::Entry { payload, .. } => {
-            if rec.parse(payload).is_err() {
-                return;
-            }
-            if let Some(ValueRef::Text(t)) = rec.get(payload, 0)
-                && (!have || prev.as_slice() != t)
-            {
-                out(t);
-                prev.clear();
-                prev.extend_from_slice(t);
-                have = true;
-            }
-        }
-        IndexItem::Damage(_) => damaged = true,
-    });
-    !damaged
 }
 
 /// Confirms candidates against the table: a candidate with a row is not
