@@ -753,6 +753,18 @@ fn sql_words(sql: &str) -> impl Iterator<Item = &str> {
     })
 }
 
+/// Whether `sql` holds `word` (upper case) as a word of its own, in any case.
+pub(crate) fn has_word(sql: &str, word: &str) -> bool {
+    let up = sql.to_ascii_uppercase();
+    let is_word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    up.match_indices(word).any(|(i, _)| {
+        let b = up.as_bytes();
+        let before = i == 0 || !is_word(b[i - 1]);
+        let after = b.get(i + word.len()).is_none_or(|&c| !is_word(c));
+        before && after
+    })
+}
+
 /// Whether a CREATE TABLE statement ends in WITHOUT ROWID.
 pub fn is_without_rowid(sql: &str) -> bool {
     let tail: String = sql
@@ -879,6 +891,22 @@ fn partial_where(sql: &str) -> Option<String> {
     let up_rest = rest.to_ascii_uppercase();
     let w = up_rest.find("WHERE")?;
     Some(rest[w + 5..].trim().to_string())
+}
+
+#[cfg(test)]
+mod has_word_tests {
+    use super::has_word;
+
+    #[test]
+    fn words_are_told_from_parts_of_names() {
+        assert!(has_word("CREATE TABLE t(a INT CHECK(a>0))", "CHECK"));
+        assert!(has_word("create table t(a) strict", "STRICT"));
+        assert!(!has_word(
+            "CREATE TABLE t(check_no INT, rechecked)",
+            "CHECK"
+        ));
+        assert!(!has_word("CREATE TABLE t(a)", "CHECK"));
+    }
 }
 
 #[cfg(test)]

@@ -25,14 +25,20 @@ const PAGE: usize = 4096;
 /// `before_not_null` runs on the table before `name` is declared NOT NULL
 /// (through writable_schema: rows the declaration now refuses).
 fn build(dir: &Path, before_not_null: &str) -> (PathBuf, PathBuf) {
+    build_with(dir, "TEXT PRIMARY KEY", before_not_null, "")
+}
+
+/// [`build`] with the ID column declared `id_decl`, and `last` run just
+/// before the snapshot is taken.
+fn build_with(dir: &Path, id_decl: &str, before_not_null: &str, last: &str) -> (PathBuf, PathBuf) {
     let db = dir.join("pos.db");
     let c = Connection::open(&db).unwrap();
-    c.execute_batch(
+    c.execute_batch(&format!(
         "PRAGMA page_size = 4096; PRAGMA journal_mode = DELETE;
-         CREATE TABLE customers(customer_id TEXT PRIMARY KEY, card_number TEXT UNIQUE,
+         CREATE TABLE customers(customer_id {id_decl}, card_number TEXT UNIQUE,
                                 name TEXT, tier TEXT DEFAULT 'basic');
-         CREATE INDEX idx_customers_name ON customers(name);",
-    )
+         CREATE INDEX idx_customers_name ON customers(name);"
+    ))
     .unwrap();
     let tx = c.unchecked_transaction().unwrap();
     for i in 1..=3000 {
@@ -72,6 +78,7 @@ fn build(dir: &Path, before_not_null: &str) -> (PathBuf, PathBuf) {
         )
         .unwrap();
     }
+    c.execute_batch(last).unwrap();
     drop(c);
     let snaps = dir.join("snaps");
     std::fs::create_dir(&snaps).unwrap();
@@ -300,4 +307,41 @@ fn rows_that_share_a_unique_key_are_loaded_row_by_row_first_one_wins() {
         ),
         "0"
     );
+}
+
+/// Customers other tables name are looked for as SQLite's `=` looks: here
+/// the ID column is declared COLLATE NOCASE, so a transaction naming
+/// "cust-000010" names customer CUST-000010, who is there — nothing to
+/// restore, nothing lost. (Where both columns compare alike, a merge of
+/// the two sorted ID lists replaces the lookups; here it must not.)
+#[test]
+fn references_are_matched_as_the_id_columns_collation_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, snaps) = build_with(
+        dir.path(),
+        "TEXT PRIMARY KEY COLLATE NOCASE",
+        "",
+        "CREATE TABLE transactions(txn_id INTEGER PRIMARY KEY, customer_id TEXT, amount INTEGER);
+         CREATE INDEX idx_transactions_customer ON transactions(customer_id);
+         INSERT INTO transactions(customer_id, amount)
+           SELECT lower(customer_id), rowid FROM customers WHERE rowid % 10 = 0;",
+    );
+    let snap = snaps.join("pos.snap.db");
+    let (_, lost) = zero_leaf_of(&db, 1500);
+    let r = repair(&db, &snaps);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert_eq!(strings(&j["restored_customer_ids"]), lost);
+    assert_eq!(
+        strings(&j["unrecoverable_customer_ids"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        strings(&j["quarantined_customer_ids"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(rows(&db), rows(&snap));
+    assert_eq!(stock_integrity_check(&db), "ok");
+    let c = run(&["check", db.to_str().unwrap()], dir.path());
+    assert_eq!(c.code(), 0, "{}", c.show());
 }

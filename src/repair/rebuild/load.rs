@@ -20,7 +20,7 @@
 use anyhow::Result;
 use rusqlite::Connection;
 
-use crate::schema::quote_ident;
+use crate::schema::{has_word, quote_ident};
 
 use super::table::TargetTable;
 
@@ -125,18 +125,6 @@ fn free_name(conn: &Connection) -> Result<String> {
         }
         n += 1;
     }
-}
-
-/// Whether `sql` holds `word` (upper case) as a word of its own, in any case.
-fn has_word(sql: &str, word: &str) -> bool {
-    let up = sql.to_ascii_uppercase();
-    let is_word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    up.match_indices(word).any(|(i, _)| {
-        let b = up.as_bytes();
-        let before = i == 0 || !is_word(b[i - 1]);
-        let after = b.get(i + word.len()).is_none_or(|&c| !is_word(c));
-        before && after
-    })
 }
 
 #[cfg(test)]

@@ -375,6 +375,40 @@ fn snapshot_rows_in(
     Ok(out)
 }
 
+/// Whether `EXCEPT` tells the IDs a reference column holds from the
+/// customer table's IDs exactly as `=` does (the lookup it replaces): both
+/// columns of the same declared type (so of one affinity: `=` converts
+/// neither side) and neither table declaring a collation (`=` would use the
+/// customer column's, `EXCEPT` the reference's).
+fn merge_compares_alike(conn: &Connection, refers: (&str, &str), ids: (&str, &str)) -> bool {
+    let declared = |(table, column): (&str, &str)| -> Option<(String, String)> {
+        let sql: String = conn
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+                [table],
+                |r| r.get(0),
+            )
+            .ok()?;
+        let decl = conn
+            .prepare(&format!("PRAGMA table_info({})", quote_ident(table)))
+            .ok()?
+            .query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+            .ok()?
+            .filter_map(|r| r.ok())
+            .find(|(name, _)| name.eq_ignore_ascii_case(column))
+            .map(|(_, decl)| decl.to_ascii_uppercase())?;
+        Some((sql, decl))
+    };
+    match (declared(refers), declared(ids)) {
+        (Some((a_sql, a)), Some((b_sql, b))) => {
+            a == b
+                && !crate::schema::has_word(&a_sql, "COLLATE")
+                && !crate::schema::has_word(&b_sql, "COLLATE")
+        }
+        _ => false,
+    }
+}
+
 /// Customers gone from both the table and its indexes are still named by
 /// the rows that refer to them (a transaction's customer_id): those the
 /// snapshot has are restored, the others listed as unrecoverable.
@@ -413,12 +447,22 @@ pub(crate) fn restore_referenced(
     };
     let mut missing: BTreeSet<String> = BTreeSet::new();
     for (t, c) in &refs {
-        let sql = format!(
-            "SELECT DISTINCT r.{c} FROM {t} AS r WHERE r.{c} IS NOT NULL \
-             AND NOT EXISTS (SELECT 1 FROM {ct} AS k WHERE k.{idc} = r.{c})",
-            c = quote_ident(c),
-            t = quote_ident(t),
-        );
+        let sql = if merge_compares_alike(conn, (t, c), (req.customer_table, req.id_column)) {
+            // both sides in key order (from their indexes when they have
+            // them), walked side by side: a merge, not a lookup per row
+            format!(
+                "SELECT {c} FROM {t} WHERE {c} IS NOT NULL EXCEPT SELECT {idc} FROM {ct} ORDER BY 1",
+                c = quote_ident(c),
+                t = quote_ident(t),
+            )
+        } else {
+            format!(
+                "SELECT DISTINCT r.{c} FROM {t} AS r WHERE r.{c} IS NOT NULL \
+                 AND NOT EXISTS (SELECT 1 FROM {ct} AS k WHERE k.{idc} = r.{c})",
+                c = quote_ident(c),
+                t = quote_ident(t),
+            )
+        };
         let Ok(mut stmt) = conn.prepare(&sql) else {
             continue;
         };
