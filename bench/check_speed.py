@@ -108,7 +108,7 @@ def section(rows, runs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", default="1000000")
+    ap.add_argument("--sizes", default="1000000,5000000")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--work", default=os.path.join(run.ROOT, "bench-work"))
     ap.add_argument("--out", help="write the section into this file (e.g. BENCHMARKS.md)")

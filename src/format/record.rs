@@ -374,6 +374,7 @@ impl Record {
     }
 
     /// Column `i` of `payload`, which must be the payload last parsed.
+    #[inline]
     pub fn get<'a>(&self, payload: &'a [u8], i: usize) -> Option<ValueRef<'a>> {
         let &(t, start, end) = self.columns.get(i)?;
         let bytes = payload.get(start as usize..end as usize)?;
