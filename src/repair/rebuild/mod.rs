@@ -585,11 +585,14 @@ fn create_target(new: &Path, src: &Source) -> Result<Connection> {
 struct Trees {
     /// (root, is a table, pages) of every b-tree the schema names.
     pages: Vec<(u32, bool, Vec<u32>)>,
+    /// The roots of those the walk found without damage.
+    sound: BTreeSet<u32>,
 }
 
 impl Trees {
     fn walk(src: &Source) -> Trees {
         let mut pages = Vec::new();
+        let mut sound = BTreeSet::new();
         let mut seen = BTreeSet::new();
         for o in src.schema.iter().filter(|o| o.rootpage > 0) {
             let Ok(root) = u32::try_from(o.rootpage) else {
@@ -600,10 +603,13 @@ impl Trees {
             }
             let index_tree = o.kind == "index"
                 || crate::schema::is_without_rowid(o.sql.as_deref().unwrap_or(""));
-            let (_, p) = crate::check::structure::walk_structure(&src.pager, root, index_tree);
+            let (damage, p) = crate::check::structure::walk_structure(&src.pager, root, index_tree);
+            if damage.is_empty() {
+                sound.insert(root);
+            }
             pages.push((root, o.kind == "table", p));
         }
-        Trees { pages }
+        Trees { pages, sound }
     }
 
     /// The pages of the trees `keep(root, is a table)` accepts, with page
@@ -830,10 +836,8 @@ fn copy_table(
     if t.source_root == 0 {
         return Ok(c);
     }
-    if how.bulk
-        && !is_customers
-        && let Some(n) = bulk_copy(conn, src, t)?
-    {
+    if how.bulk && !is_customers && trees.sound.contains(&t.source_root) {
+        let n = bulk_copy(conn, t)?;
         c.prov.from_tree = n;
         return Ok(c);
     }
@@ -1043,16 +1047,9 @@ struct CopyMode {
     load: bool,
 }
 
-/// SQLite's bulk copy of a table whose pages are all sound (`None` when it
-/// is not sound: then it is salvaged; [`BulkCopyFailed`] when SQLite
-/// refuses the copy).
-fn bulk_copy(conn: &Connection, src: &Source, t: &TargetTable) -> Result<Option<u64>> {
-    let index_tree = t.without_rowid;
-    let (damage, _) =
-        crate::check::structure::walk_structure(&src.pager, t.source_root, index_tree);
-    if !damage.is_empty() {
-        return Ok(None);
-    }
+/// SQLite's bulk copy of a table whose pages the walk found all sound
+/// ([`BulkCopyFailed`] when SQLite refuses the copy).
+fn bulk_copy(conn: &Connection, t: &TargetTable) -> Result<u64> {
     let mut names: Vec<String> = (0..t.fields.len())
         .filter(|&i| t.field_inserted(i))
         .map(|i| quote_ident(&t.columns[t.fields[i]].name))
@@ -1068,7 +1065,7 @@ fn bulk_copy(conn: &Connection, src: &Source, t: &TargetTable) -> Result<Option<
         &format!("INSERT INTO main.{tq}({list}) SELECT {list} FROM src.{tq}"),
         [],
     )
-    .map(|n| Some(n as u64))
+    .map(|n| n as u64)
     .map_err(|_| BulkCopyFailed(t.name.clone()).into())
 }
 
