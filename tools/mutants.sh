@@ -12,6 +12,11 @@
 #                                    extra arguments for cargo mutants
 #   MUTANTS_TARGETS="--test it" tools/mutants.sh snapshot
 #                                    skip the unit tests (one build less)
+#   MUTANTS_FILTERS="check:: own_checks::" tools/mutants.sh compare
+#                                    a quick first pass with fewer tests;
+#                                    then the survivors alone with all of
+#                                    them: -- --re 'compare.rs:130:5:'
+#   MUTANTS_TIMEOUT=240              the per-mutant limit (default 300 s)
 #
 # Groups (a file, and the tests that exercise it):
 #   compare   src/check/compare.rs  the digest passes and the exact diff
@@ -53,23 +58,27 @@ for g in "${groups[@]}"; do
   case $g in
     compare)
       file=src/check/compare.rs
-      filters=(check:: kinds:: parity:: own_checks:: large:: header:: refused::) ;;
+      filters=(check:: kinds:: parity:: own_checks:: large:: header:: refused:: without_rowid:: check_property::) ;;
     probe)
       file=src/check/probe.rs
-      filters=(check:: kinds:: parity:: own_checks:: diagnose:: refused::) ;;
+      filters=(check:: kinds:: parity:: own_checks:: diagnose:: refused:: without_rowid:: check_property::) ;;
     verify)
       file=src/repair/verify.rs
       filters=(repair:: repair_more:: repair_ops:: repair_kinds:: repair_rebuild::) ;;
     snapshot)
       file=src/repair/snapshot.rs
-      filters=(snapshot:: repair_more:: repair:: preflight:: upgrade::) ;;
+      filters=(snapshot:: repair_more:: repair:: repair_ops:: preflight:: upgrade::) ;;
     apply)
       file=src/repair/apply.rs
-      filters=(repair:: repair_more:: repair_ops:: repair_kinds:: hooks::) ;;
+      filters=(repair:: repair_more:: repair_ops:: repair_kinds:: repair_io:: repair_rebuild:: hooks::) ;;
     *)
       echo "tools/mutants.sh: unknown group '$g' (compare, probe, verify, snapshot, apply)" >&2
       exit 2 ;;
   esac
+  # MUTANTS_FILTERS replaces the group's filters (a first, quick pass with
+  # the fast modules; then --iterate, or --re on the survivors, with all)
+  # shellcheck disable=SC2206 # a list of test-name filters
+  [[ -n ${MUTANTS_FILTERS:-} ]] && filters=($MUTANTS_FILTERS)
   echo "mutants: $file, tests ${filters[*]}" >&2
   # cargo mutants exits 2 when mutants were missed, 3 on timeouts: the
   # result is in the output folder, so go on with the next group.

@@ -89,17 +89,6 @@ pub fn snapshot_time(path: &Path) -> std::io::Result<SystemTime> {
     }
 }
 
-/// Verifies every candidate with the same check as the live database:
-/// only a clean snapshot whose customer table has the live table's columns
-/// is trusted. Returns the good ones, newest first, and a status for each.
-pub fn verify(
-    cands: &[PathBuf],
-    settings: &Settings,
-    live_columns: &[String],
-) -> (Vec<Snapshot>, Vec<SnapshotStatus>) {
-    verify_with(cands, settings, live_columns, |snap, live| snap == live)
-}
-
 /// Whether a snapshot's customer columns serve for the live table's shared
 /// columns: the same, a subset (the live table gained columns, e.g. an
 /// upgrade's `ADD COLUMN`) or a superset (it lost some). Used by
@@ -112,7 +101,12 @@ pub fn shares_columns(snap: &[String], live: &[String]) -> bool {
     within(snap, live) || within(live, snap)
 }
 
-/// [`verify`] with the column gate `accept(snapshot columns, live columns)`.
+/// Verifies every candidate with the same check as the live database:
+/// only a clean snapshot whose customer table passes the column gate
+/// `accept(snapshot columns, live columns)` is trusted (repair: the same
+/// columns, or any when the live file has none to compare; preflight:
+/// [`shares_columns`]). Returns the good ones, newest first, and a status
+/// for each.
 pub fn verify_with(
     cands: &[PathBuf],
     settings: &Settings,

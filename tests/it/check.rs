@@ -1350,3 +1350,124 @@ fn page_map_covers_every_page_once() {
         }
     }
 }
+
+/// The number of the root page of `name`, and the byte offset of that page
+/// in the file (read with SQLite, page size from the header).
+fn root_page_offset(db: &Path, name: &str) -> (u64, usize) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let root: i64 = c
+        .query_row(
+            "SELECT rootpage FROM sqlite_schema WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
+    (root as u64, ((root - 1) * size) as usize)
+}
+
+/// Writes `to` over the one occurrence of `from` (the same length) inside
+/// the root page of `name`, a leaf: an index entry given another key.
+fn rewrite_in_root(db: &Path, name: &str, from: &str, to: &str) {
+    assert_eq!(from.len(), to.len());
+    let (_, off) = root_page_offset(db, name);
+    let mut bytes = std::fs::read(db).unwrap();
+    let page = &mut bytes[off..off + 4096];
+    assert!(page[0] == 0x0a, "{name}: the root is a leaf index page");
+    let at: Vec<usize> = page
+        .windows(from.len())
+        .enumerate()
+        .filter(|(_, w)| *w == from.as_bytes())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 1, "{name}: {from} once in its root page");
+    page[at[0]..at[0] + to.len()].copy_from_slice(to.as_bytes());
+    std::fs::write(db, bytes).unwrap();
+}
+
+/// Every index's entries are judged in the order of its own collation:
+/// BINARY (the ID's UNIQUE index), NOCASE (email) and RTRIM (phone). A
+/// small POS table is built here with SQLite, each index on one leaf page;
+/// then one entry of each index is given the key of a later row (out of
+/// key order), and one entry of the UNIQUE index the key of the entry
+/// before it (a key twice). The truth is that construction: one entry out
+/// of order in each index (the entry after the rewritten one), one key
+/// twice in the UNIQUE index; the stock sqlite3 finds the indexes wrong.
+#[test]
+fn every_index_is_judged_in_the_order_of_its_own_collation() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "PRAGMA page_size = 4096;
+         CREATE TABLE customers(customer_id TEXT PRIMARY KEY, name TEXT NOT NULL,
+           email TEXT, phone TEXT);
+         CREATE INDEX idx_customers_email ON customers(email COLLATE NOCASE);
+         CREATE INDEX idx_customers_phone ON customers(phone COLLATE RTRIM);",
+    )
+    .unwrap();
+    for i in 1..=30 {
+        c.execute(
+            "INSERT INTO customers VALUES (?1, ?2, ?3, ?4)",
+            [
+                format!("C{i:04}"),
+                format!("Customer {i}"),
+                format!("c{i:04}@example.com"),
+                format!("555-{i:04}"),
+            ],
+        )
+        .unwrap();
+    }
+    drop(c);
+    let pk = "sqlite_autoindex_customers_1";
+    rewrite_in_root(&db, pk, "C0002", "C0001");
+    rewrite_in_root(&db, pk, "C0005", "C0009");
+    rewrite_in_root(&db, "idx_customers_email", "c0005@", "c0009@");
+    rewrite_in_root(&db, "idx_customers_phone", "555-0005", "555-0009");
+    let ic = sqlite3_cli(&db, "PRAGMA integrity_check");
+    for index in [pk, "idx_customers_email", "idx_customers_phone"] {
+        assert!(ic.contains(index), "{index}: {ic}");
+    }
+
+    let r = run(&["check", db.to_str().unwrap(), "--json", "-"], dir.path());
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    let of = |code: &str| -> BTreeMap<String, u64> {
+        j["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["code"] == code)
+            .map(|f| {
+                (
+                    f["object"].as_str().unwrap().to_string(),
+                    f["count"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        of("key_order"),
+        BTreeMap::from([
+            (pk.to_string(), 1),
+            ("idx_customers_email".to_string(), 1),
+            ("idx_customers_phone".to_string(), 1),
+        ]),
+        "{j:#}"
+    );
+    let order: Vec<&Value> = findings_of(&j, "key_order", pk);
+    assert_eq!(order[0]["entries"][0]["customer_id"], "C0006", "{j:#}");
+    assert_eq!(
+        of("duplicate_key"),
+        BTreeMap::from([(pk.to_string(), 1)]),
+        "{j:#}"
+    );
+    let dup = findings_of(&j, "duplicate_key", pk);
+    let rowids: Vec<&Value> = dup[0]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["rowid"])
+        .collect();
+    assert_eq!(rowids, [1, 2], "{j:#}");
+}

@@ -254,6 +254,65 @@ fn no_go_without_a_snapshot_young_enough() {
     );
 }
 
+/// A snapshot whose customer table shares some columns with the live one
+/// but neither holds all of the other's (a column renamed) does not serve:
+/// it is skipped with its columns named, as SQLite lists them. Its
+/// superset (a column the live table lacks) and subset (one column fewer)
+/// both serve.
+#[test]
+fn a_snapshot_with_a_renamed_column_does_not_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture_copy("healthy", dir.path());
+    fresh_snapshot(dir.path(), "healthy");
+    let snap = dir.path().join("snaps/nightly.db");
+    let c = Connection::open(&snap).unwrap();
+    c.execute_batch("ALTER TABLE customers RENAME COLUMN balance_cents TO credit_cents")
+        .unwrap();
+    let cols: Vec<String> = c
+        .prepare("SELECT name FROM pragma_table_info('customers')")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    drop(c);
+    assert!(cols.contains(&"credit_cents".to_string()), "{cols:?}");
+    let r = run(
+        &["preflight", "healthy.db", "--snapshot", "snaps"],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let l = lines(&r);
+    assert_eq!(l[0], "healthy.db: no-go (1 condition failed)");
+    assert_eq!(
+        l[3],
+        format!(
+            "no-go: no verified snapshot younger than 24 h: snaps/nightly.db: its customers table has other columns ({})",
+            cols.join(", ")
+        )
+    );
+
+    // a superset of the live columns serves, and so does a subset
+    for change in [
+        "ALTER TABLE customers RENAME COLUMN credit_cents TO balance_cents; ALTER TABLE customers ADD COLUMN loyalty TEXT",
+        "ALTER TABLE customers DROP COLUMN loyalty; ALTER TABLE customers DROP COLUMN balance_cents",
+    ] {
+        let c = Connection::open(&snap).unwrap();
+        c.execute_batch(change).unwrap();
+        drop(c);
+        let r = run(
+            &["preflight", "healthy.db", "--snapshot", "snaps"],
+            dir.path(),
+        );
+        assert_eq!(r.code(), 0, "{change}: {}", r.show());
+        assert_eq!(
+            lines(&r)[3],
+            "ok: verified snapshot snaps/nightly.db, 0 h old (limit 24 h)",
+            "{change}"
+        );
+    }
+}
+
 /// Seconds since 1970 → YYYY-MM-DDTHH:MM:SSZ (test-side, independent).
 fn rfc3339(secs: u64) -> String {
     let days = (secs / 86_400) as i64;

@@ -249,6 +249,54 @@ fn the_newest_good_snapshot_is_chosen() {
     }
 }
 
+/// Only the SQLite files directly inside a snapshot folder are candidates:
+/// not a text file, not a file shorter than a header, not the hidden
+/// temporary file of an unfinished `custodian snapshot` (a whole SQLite
+/// file here, newest of all, with other balances), not a snapshot in a
+/// subfolder. The report lists the one real snapshot, and the restored rows
+/// are its rows (the fixture's truth), not the unfinished file's.
+#[test]
+fn only_the_sqlite_files_directly_in_a_snapshot_folder_are_candidates() {
+    let name = "damaged_table_leaf";
+    let t = truth(name);
+    let s = Setup::new(name);
+    let snaps = s.dir.path().join("snaps");
+    let good = snaps.join(format!("{name}.snap.db"));
+    std::fs::write(
+        snaps.join("notes.txt"),
+        "nightly snapshots of the customer database, kept 7 days\n",
+    )
+    .unwrap();
+    std::fs::write(snaps.join("short.db"), b"SQLite").unwrap();
+    let unfinished = snaps.join(format!(".{name}.db.20261203T000000Z.4242.snapshot-tmp"));
+    std::fs::copy(&good, &unfinished).unwrap();
+    let c = Connection::open(&unfinished).unwrap();
+    c.execute_batch("UPDATE customers SET balance_cents = balance_cents + 777")
+        .unwrap();
+    drop(c);
+    std::fs::create_dir(snaps.join("older")).unwrap();
+    std::fs::copy(&good, snaps.join("older").join("nightly.db")).unwrap();
+    set_mtime(&good, 1_700_000_000);
+    set_mtime(&unfinished, 1_760_000_000);
+
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    let statuses: Vec<(&str, &str)> = j["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["path"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(statuses, vec![(good.to_str().unwrap(), "good")], "{j}");
+    assert_eq!(j["snapshot_used"], good.to_str().unwrap());
+    assert_eq!(
+        customers_sha256(&s.db),
+        t["expected_after_repair_sha256"].as_str().unwrap(),
+        "the rows came from the finished snapshot"
+    );
+}
+
 /// The verification counts the rows of a patched copy: a copy that passes
 /// the full check but lost a customer (deleted with its index entries, so
 /// that nothing else can see it) never replaces the original.

@@ -297,3 +297,127 @@ fn repair_rebuilds_the_damaged_index_of_a_without_rowid_table() {
     let c = run(&["check", db.to_str().unwrap(), "--quiet"], dir.path());
     assert_eq!(c.code(), 0, "{}", c.show());
 }
+
+/// A small WITHOUT ROWID POS table built here with SQLite (each b-tree on
+/// one leaf page): 40 customers C0001..C0040, status `active`, tier
+/// `silver` for the odd ones and `gold` for the even ones.
+fn small_wr_db(db: &Path) {
+    let c = Connection::open(db).unwrap();
+    c.execute_batch(
+        "PRAGMA page_size = 4096;
+         CREATE TABLE customers(customer_id TEXT PRIMARY KEY, name TEXT NOT NULL,
+           status TEXT NOT NULL, tier TEXT, balance_cents INTEGER NOT NULL) WITHOUT ROWID;
+         CREATE INDEX idx_customers_status ON customers(status, tier);",
+    )
+    .unwrap();
+    for i in 1..=40 {
+        c.execute(
+            "INSERT INTO customers VALUES (?1, ?2, 'active', ?3, ?4)",
+            rusqlite::params![
+                format!("C{i:04}"),
+                format!("Customer {i}"),
+                if i % 2 == 1 { "silver" } else { "gold" },
+                i * 100
+            ],
+        )
+        .unwrap();
+    }
+}
+
+/// The byte offset of the root page of `name` (a leaf: asserted).
+fn leaf_root_offset(db: &Path, name: &str) -> usize {
+    let c = Connection::open(db).unwrap();
+    let root: i64 = c
+        .query_row(
+            "SELECT rootpage FROM sqlite_schema WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let off = (root as usize - 1) * 4096;
+    assert_eq!(
+        std::fs::read(db).unwrap()[off],
+        0x0a,
+        "{name}: one leaf page"
+    );
+    off
+}
+
+/// A stale page of a two-column index of a WITHOUT ROWID table: three
+/// customers moved from tier silver to gold, then the index's page written
+/// back as it was before. Its entries for them hold the old key: rows that
+/// are there but hold another key (`index_key_mismatch`, told apart from
+/// entries whose row is gone by the primary key the entry holds after its
+/// two key columns), and their new keys are missing. Truth: the three
+/// customers the test moved; the stock sqlite3 finds the index wrong.
+#[test]
+fn a_stale_entry_of_a_two_column_index_is_named_by_the_primary_key_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wr.db");
+    small_wr_db(&db);
+    let off = leaf_root_offset(&db, "idx_customers_status");
+    let old = std::fs::read(&db).unwrap()[off..off + 4096].to_vec();
+    let moved = ["C0003", "C0017", "C0031"];
+    let c = Connection::open(&db).unwrap();
+    for id in moved {
+        c.execute(
+            "UPDATE customers SET tier = 'gold' WHERE customer_id = ?1",
+            [id],
+        )
+        .unwrap();
+    }
+    drop(c);
+    assert_eq!(leaf_root_offset(&db, "idx_customers_status"), off);
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[off..off + 4096].copy_from_slice(&old);
+    std::fs::write(&db, bytes).unwrap();
+    let ic = sqlite3_cli(&db, "PRAGMA integrity_check");
+    assert!(ic.contains("idx_customers_status"), "{ic}");
+
+    let r = run(&["check", db.to_str().unwrap(), "--json", "-"], dir.path());
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    let mismatch = finding(&j, "index_key_mismatch");
+    assert_eq!(mismatch["object"], "idx_customers_status");
+    assert_eq!(mismatch["count"], 3);
+    assert_eq!(strings(&mismatch["customer_ids"]), moved);
+    let missing = finding(&j, "index_entry_missing");
+    assert_eq!(missing["object"], "idx_customers_status");
+    assert_eq!(missing["count"], 3);
+    assert_eq!(strings(&missing["customer_ids"]), moved);
+    assert!(!codes(&j).contains("index_entry_surplus"), "{j:#}");
+}
+
+/// A row of a WITHOUT ROWID table whose record SQLite cannot read (its
+/// header claims more bytes than the record holds) is counted as
+/// unreadable: one row, as the stock sqlite3 fails to read the table.
+#[test]
+fn an_unreadable_row_of_a_without_rowid_table_is_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wr.db");
+    small_wr_db(&db);
+    let off = leaf_root_offset(&db, "customers");
+    let mut bytes = std::fs::read(&db).unwrap();
+    // the first cell: a one-byte payload size, then the record's header size
+    let cell = off + u16::from_be_bytes([bytes[off + 8], bytes[off + 9]]) as usize;
+    let payload = bytes[cell] as usize;
+    assert!(payload < 0x80 && bytes[cell + 1] < 0x80);
+    bytes[cell + 1] = 0x7f;
+    assert!(0x7f > payload);
+    std::fs::write(&db, bytes).unwrap();
+    let out = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg("SELECT * FROM customers")
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("malformed"),
+        "{out:?}"
+    );
+
+    let r = run(&["check", db.to_str().unwrap(), "--json", "-"], dir.path());
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    let f = finding(&j, "rows_unreadable");
+    assert_eq!(f["count"], 1, "{j:#}");
+}
