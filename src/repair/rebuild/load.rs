@@ -126,19 +126,3 @@ fn free_name(conn: &Connection) -> Result<String> {
         n += 1;
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::has_word;
-
-    #[test]
-    fn words_are_told_from_parts_of_names() {
-        assert!(has_word("CREATE TABLE t(a INT CHECK(a>0))", "CHECK"));
-        assert!(has_word("create table t(a) strict", "STRICT"));
-        assert!(!has_word(
-            "CREATE TABLE t(check_no INT, rechecked)",
-            "CHECK"
-        ));
-        assert!(!has_word("CREATE TABLE t(a)", "CHECK"));
-    }
-}
