@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::support::{fixture_copy, fixtures, run, sqlite3_cli, strings, truth};
+use super::support::{fixture_copy, fixtures, root_page, run, sqlite3_cli, strings, truth};
 
 /// Where the expected pages of a structural finding come from.
 #[derive(Clone, Copy, Debug)]
@@ -1354,16 +1354,10 @@ fn page_map_covers_every_page_once() {
 /// The number of the root page of `name`, and the byte offset of that page
 /// in the file (read with SQLite, page size from the header).
 fn root_page_offset(db: &Path, name: &str) -> (u64, usize) {
+    let root = root_page(db, name);
     let c = rusqlite::Connection::open(db).unwrap();
-    let root: i64 = c
-        .query_row(
-            "SELECT rootpage FROM sqlite_schema WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .unwrap();
     let size: i64 = c.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap();
-    (root as u64, ((root - 1) * size) as usize)
+    (root, ((root - 1) * size as u64) as usize)
 }
 
 /// Writes `to` over the one occurrence of `from` (the same length) inside

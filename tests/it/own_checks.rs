@@ -13,7 +13,7 @@ use std::process::Command;
 
 use rusqlite::Connection;
 
-use super::support::run;
+use super::support::{root_page, run};
 
 /// A small healthy database: a customer table (so the check runs as usual)
 /// and `t`, the table the damage is made in, with an index.
@@ -240,16 +240,7 @@ fn an_index_with_another_number_of_entries_than_its_table_has_rows() {
 
 /// Page number and offset of the first cell of table `name`'s root page.
 fn first_cell(db: &Path, name: &str) -> (u64, u64) {
-    let c = Connection::open(db).unwrap();
-    let root: i64 = c
-        .query_row(
-            "SELECT rootpage FROM sqlite_schema WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let root = root as u64;
-    drop(c);
+    let root = root_page(db, name);
     let f = std::fs::File::open(db).unwrap();
     let mut hdr = [0u8; 12];
     f.read_exact_at(&mut hdr, (root - 1) * 1024).unwrap();

@@ -16,6 +16,11 @@ fn lines(r: &Run) -> Vec<String> {
 }
 
 /// A fresh verified snapshot: a copy of the fixture's nightly snapshot in `snaps/`.
+/// `custodian preflight healthy.db --snapshot snaps` in `dir`.
+fn preflight_healthy(dir: &Path) -> Run {
+    run(&["preflight", "healthy.db", "--snapshot", "snaps"], dir)
+}
+
 fn fresh_snapshot(dir: &Path, fixture: &str) {
     std::fs::create_dir_all(dir.join("snaps")).unwrap();
     std::fs::copy(
@@ -48,10 +53,7 @@ fn go_on_a_healthy_database_with_a_fresh_snapshot() {
     assert_eq!(s.code(), 0, "{}", s.show());
     let before = std::fs::read(dir.path().join("healthy.db")).unwrap();
 
-    let r = run(
-        &["preflight", "healthy.db", "--snapshot", "snaps"],
-        dir.path(),
-    );
+    let r = preflight_healthy(dir.path());
     assert_eq!(r.code(), 0, "{}", r.show());
     let l = lines(&r);
     assert_eq!(l.len(), 7, "{}", r.show());
@@ -184,10 +186,7 @@ fn no_go_without_a_snapshot_young_enough() {
         .unwrap()
         .set_modified(two_days)
         .unwrap();
-    let r = run(
-        &["preflight", "healthy.db", "--snapshot", "snaps"],
-        dir.path(),
-    );
+    let r = preflight_healthy(dir.path());
     assert_eq!(r.code(), 1, "{}", r.show());
     let l = lines(&r);
     assert_eq!(l[0], "healthy.db: no-go (1 condition failed)");
@@ -231,10 +230,7 @@ fn no_go_without_a_snapshot_young_enough() {
         format!("{{\"created_at\": \"{created}\", \"verdict\": \"clean\"}}"),
     )
     .unwrap();
-    let r = run(
-        &["preflight", "healthy.db", "--snapshot", "snaps"],
-        dir.path(),
-    );
+    let r = preflight_healthy(dir.path());
     assert_eq!(r.code(), 1, "{}", r.show());
     assert_eq!(
         lines(&r)[3],
@@ -277,10 +273,7 @@ fn a_snapshot_with_a_renamed_column_does_not_serve() {
         .collect();
     drop(c);
     assert!(cols.contains(&"credit_cents".to_string()), "{cols:?}");
-    let r = run(
-        &["preflight", "healthy.db", "--snapshot", "snaps"],
-        dir.path(),
-    );
+    let r = preflight_healthy(dir.path());
     assert_eq!(r.code(), 1, "{}", r.show());
     let l = lines(&r);
     assert_eq!(l[0], "healthy.db: no-go (1 condition failed)");
@@ -300,10 +293,7 @@ fn a_snapshot_with_a_renamed_column_does_not_serve() {
         let c = Connection::open(&snap).unwrap();
         c.execute_batch(change).unwrap();
         drop(c);
-        let r = run(
-            &["preflight", "healthy.db", "--snapshot", "snaps"],
-            dir.path(),
-        );
+        let r = preflight_healthy(dir.path());
         assert_eq!(r.code(), 0, "{change}: {}", r.show());
         assert_eq!(
             lines(&r)[3],
@@ -351,10 +341,7 @@ fn no_go_with_an_uncheckpointed_wal() {
     )
     .unwrap();
     // `w` stays open: its committed frames are not checkpointed
-    let r = run(
-        &["preflight", "healthy.db", "--snapshot", "snaps"],
-        dir.path(),
-    );
+    let r = preflight_healthy(dir.path());
     assert_eq!(r.code(), 1, "{}", r.show());
     let l = lines(&r);
     assert_eq!(l[0], "healthy.db: no-go (1 condition failed)");
@@ -377,10 +364,7 @@ fn no_go_with_an_uncheckpointed_wal() {
         })
         .unwrap();
     assert_eq!((busy, log == done), (0, true));
-    let r = run(
-        &["preflight", "healthy.db", "--snapshot", "snaps"],
-        dir.path(),
-    );
+    let r = preflight_healthy(dir.path());
     assert_eq!(r.code(), 0, "{}", r.show());
     assert_eq!(
         lines(&r)[5],

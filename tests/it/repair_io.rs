@@ -284,12 +284,7 @@ fn index_damage_verifies_no_snapshot() {
         assert_eq!(r.code(), 0, "{name}: {}", r.show());
         let j = r.json();
         assert_eq!(j["verdict"], "repaired", "{name}");
-        let statuses: Vec<(&str, &str)> = j["snapshots"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|s| (s["path"].as_str().unwrap(), s["status"].as_str().unwrap()))
-            .collect();
+        let statuses = super::support::snapshot_statuses(&j);
         assert_eq!(statuses.len(), 2, "{name}: {statuses:?}");
         assert!(
             statuses.iter().all(|(_, st)| *st == "not_needed"),

@@ -13,7 +13,9 @@ use rusqlite::Connection;
 use super::repair::{
     Setup, assert_found_through_every_index, customers_sha256, stock_integrity_check,
 };
-use super::support::{bin, fixture_copy, fixtures, require_tool, run, sqlite3_cli, strings, truth};
+use super::support::{
+    bin, fixture_copy, fixtures, require_tool, run, snapshot_statuses, sqlite3_cli, strings, truth,
+};
 
 fn files_in(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -160,25 +162,16 @@ fn the_newest_good_snapshot_is_chosen() {
     assert_eq!(r.code(), 0, "{}", r.show());
     let j = r.json();
     assert_eq!(j["snapshot_used"], good.to_str().unwrap());
-    let statuses: Vec<(String, String)> = j["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["path"].as_str().unwrap().to_string(),
-                s["status"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let statuses = snapshot_statuses(&j);
     let p = |f: &Path| f.to_str().unwrap().to_string();
+    let (other, damaged, good, older) = (p(&other), p(&damaged), p(&good), p(&older));
     assert_eq!(
         statuses,
         vec![
-            (p(&other), "skipped".into()),
-            (p(&damaged), "skipped".into()),
-            (p(&good), "good".into()),
-            (p(&older), "good".into()),
+            (other.as_str(), "skipped"),
+            (damaged.as_str(), "skipped"),
+            (good.as_str(), "good"),
+            (older.as_str(), "good"),
         ],
         "newest first: {j}"
     );
@@ -282,12 +275,7 @@ fn only_the_sqlite_files_directly_in_a_snapshot_folder_are_candidates() {
     let r = s.repair(&[]);
     assert_eq!(r.code(), 0, "{}", r.show());
     let j = r.json();
-    let statuses: Vec<(&str, &str)> = j["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| (s["path"].as_str().unwrap(), s["status"].as_str().unwrap()))
-        .collect();
+    let statuses = snapshot_statuses(&j);
     assert_eq!(statuses, vec![(good.to_str().unwrap(), "good")], "{j}");
     assert_eq!(j["snapshot_used"], good.to_str().unwrap());
     assert_eq!(

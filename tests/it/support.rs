@@ -123,6 +123,31 @@ pub fn sqlite3_cli(db: &Path, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The root page of schema object `name` in `db`, as SQLite's schema table
+/// says.
+pub fn root_page(db: &Path, name: &str) -> u64 {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    let root: i64 = c
+        .query_row(
+            "SELECT rootpage FROM sqlite_schema WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .unwrap();
+    root as u64
+}
+
+/// A repair report's snapshot candidates as (path, status), in its order.
+pub fn snapshot_statuses(j: &serde_json::Value) -> Vec<(&str, &str)> {
+    j["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["path"].as_str().unwrap(), s["status"].as_str().unwrap()))
+        .collect()
+}
+
 /// Builds the reference POS database of `n` customers at `out` with
 /// bench/make_reference_db.py (Python's sqlite3; deterministic).
 pub fn make_reference_db(n: u32, out: &Path) {

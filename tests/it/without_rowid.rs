@@ -13,7 +13,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value;
 use sha2::{Digest, Sha256};
 
-use super::support::{fixture_copy, fixtures, run, sqlite3_cli, strings, truth};
+use super::support::{fixture_copy, fixtures, root_page, run, sqlite3_cli, strings, truth};
 
 const NAME: &str = "without_rowid_index_page";
 const EMAIL: &str = "idx_customers_email";
@@ -326,15 +326,7 @@ fn small_wr_db(db: &Path) {
 
 /// The byte offset of the root page of `name` (a leaf: asserted).
 fn leaf_root_offset(db: &Path, name: &str) -> usize {
-    let c = Connection::open(db).unwrap();
-    let root: i64 = c
-        .query_row(
-            "SELECT rootpage FROM sqlite_schema WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let off = (root as usize - 1) * 4096;
+    let off = (root_page(db, name) as usize - 1) * 4096;
     assert_eq!(
         std::fs::read(db).unwrap()[off],
         0x0a,
