@@ -4,6 +4,8 @@
 //! repeats one already inserted byte for byte (an orphaned page holding a
 //! copy) is counted, not quarantined.
 
+use std::rc::Rc;
+
 use anyhow::{Result, anyhow};
 use rusqlite::types::{ToSql, ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, ErrorCode};
@@ -199,8 +201,7 @@ pub fn insert_into(
     for &i in &fields {
         params.push(&values[i]);
     }
-    let into = load.unwrap_or(&t.name);
-    let sql = insert_sql(t, into, with_rowid, &fields);
+    let sql = insert_sql(t, load, with_rowid, n, &fields);
     let err = match conn.prepare_cached(&sql)?.execute(params.as_slice()) {
         Ok(_) => return Ok(Placed::Inserted),
         Err(e) if row_level(&e) => e,
@@ -232,15 +233,23 @@ pub fn insert_into(
     Ok(Placed::Quarantined)
 }
 
-/// The INSERT of a row of `t` into `into` giving the rowid (when
-/// `with_rowid`) and record fields `fields` — built once per shape: a
-/// salvaged table's rows nearly all share one.
-fn insert_sql(t: &TargetTable, into: &str, with_rowid: bool, fields: &[usize]) -> String {
-    let key = (into.to_string(), with_rowid, fields.to_vec());
+/// The INSERT of a row of `t` (into `load`, its twin, when given) giving
+/// the rowid (when `with_rowid`) and the inserted ones, `fields`, of the
+/// record's first `n` fields — built once per shape: a salvaged table's
+/// rows nearly all share one.
+fn insert_sql(
+    t: &TargetTable,
+    load: Option<&str>,
+    with_rowid: bool,
+    n: usize,
+    fields: &[usize],
+) -> Rc<str> {
+    let key = (load.is_some(), with_rowid, n);
     let mut cache = t.insert_sql.borrow_mut();
     if let Some(sql) = cache.get(&key) {
         return sql.clone();
     }
+    let into = load.unwrap_or(&t.name);
     let mut names: Vec<String> = Vec::new();
     if with_rowid {
         names.push(t.rowid_name.clone());
@@ -259,6 +268,7 @@ fn insert_sql(t: &TargetTable, into: &str, with_rowid: bool, fields: &[usize]) -
             slots.join(", ")
         )
     };
+    let sql: Rc<str> = sql.into();
     cache.insert(key, sql.clone());
     sql
 }

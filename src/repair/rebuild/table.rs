@@ -6,6 +6,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use anyhow::Result;
 use rusqlite::Connection;
@@ -49,13 +50,14 @@ pub struct TargetTable {
     /// The name the rowid goes by in an INSERT (`rowid`, `_rowid_` or `oid`:
     /// the first that is no column's name).
     pub rowid_name: String,
-    /// The INSERT statements `rows::insert` has built, by target, whether
-    /// the rowid is given, and the record fields given.
-    pub insert_sql: RefCell<HashMap<InsertShape, String>>,
+    /// The INSERT statements `rows::insert` has built, by shape.
+    pub insert_sql: RefCell<HashMap<InsertShape, Rc<str>>>,
 }
 
-/// What an INSERT of a row gives: target table, rowid or not, record fields.
-pub type InsertShape = (String, bool, Vec<usize>);
+/// What an INSERT of a row gives: into the bulk load's twin or the table
+/// itself, the rowid or not, and how many of the record's fields (which
+/// fields those are follows from the table).
+pub type InsertShape = (bool, bool, usize);
 
 impl TargetTable {
     /// Reads the table `name` back from the new database `conn`.
