@@ -41,7 +41,8 @@ pub fn varint_len(value: u64) -> usize {
 
 /// Encodes `value` as a varint into `out` (appending); returns the bytes written.
 ///
-/// Used by tests and fixtures that build pages by hand.
+/// Used by tests and fixtures that build pages by hand, and by repair for
+/// the placeholder rows it writes into a work copy (`repair/pages.rs`).
 pub fn write_varint(value: u64, out: &mut Vec<u8>) -> usize {
     let n = varint_len(value);
     if n == MAX_VARINT_LEN {
