@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 
 use super::{Action, Job, RepairFields, apply, pages, plan, rebuild, verify};
 use crate::check;
+use crate::check::finding::{Code, Severity};
 
 /// Copies the file the build starts from into the new work file `to`: the
 /// locked database through the lock's own descriptor (see `apply::Lock`),
@@ -122,33 +123,124 @@ fn record_sql_steps(job: &Job, sql: &apply::SqlOutcome, fields: &mut RepairField
     }
 }
 
-/// The rebuilt database (for damaged table pages), and how many customers
-/// it holds. A build that fails keeps its copy as `*.failed`.
+/// Whether a table repair may first try to mend the damage in place
+/// (`rebuild/in_place.rs`): with [`Rebuild::InPlaceFirst`] it does where
+/// the check confined the damage to the customer table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Rebuild {
+    InPlaceFirst,
+    Whole,
+}
+
+/// The customer table, when every error the check of the live file found
+/// lies in its pages, its rows or its indexes (or is a customer other
+/// tables name that it lacks): the one table a repair in place may mend.
+/// Anything else — another object, the header, the schema, the page lists,
+/// damage only SQLite's own check sees — needs the whole rebuild.
+fn in_place_table<'j>(job: &'j Job) -> Option<rebuild::InPlace<'j>> {
+    let t = &job.table;
+    let ours = |o: &str| {
+        o.eq_ignore_ascii_case(&t.name) || t.indexes.iter().any(|i| i.name.eq_ignore_ascii_case(o))
+    };
+    let errors = || {
+        job.before
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+    };
+    let confined = errors().all(|f| match f.code {
+        Code::PageDamaged
+        | Code::CellDamaged
+        | Code::RecordDamaged
+        | Code::KeyOrder
+        | Code::IndexEntryMissing
+        | Code::IndexEntrySurplus
+        | Code::IndexKeyMismatch
+        | Code::DuplicateKey
+        | Code::LookupWrong => f.object.as_deref().is_some_and(ours),
+        Code::RowsUnreadable | Code::CustomerVanished => f
+            .table
+            .as_deref()
+            .is_none_or(|n| n.eq_ignore_ascii_case(&t.name)),
+        _ => false,
+    });
+    let index_wrong = errors().any(|f| {
+        matches!(
+            f.code,
+            Code::IndexEntryMissing | Code::IndexKeyMismatch | Code::DuplicateKey | Code::KeyOrder
+        ) && !f
+            .object
+            .as_deref()
+            .is_some_and(|o| o.eq_ignore_ascii_case(&t.name))
+    });
+    (confined && !t.without_rowid).then_some(rebuild::InPlace {
+        table: t.name.as_str(),
+        rebuild_indexes: index_wrong,
+    })
+}
+
+fn request<'j>(job: &'j Job, in_place: Option<rebuild::InPlace<'j>>) -> rebuild::Request<'j> {
+    rebuild::Request {
+        customer_table: &job.table.name,
+        id_column: &job.table.columns[job.table.id_column].name,
+        snapshot: job.snapshot,
+        references: &job.settings.references,
+        stamp: job.stamp,
+        in_place,
+    }
+}
+
+/// The repaired database for damaged table pages, and how many customers
+/// it holds: mended in place where the damage allows it (and `how` asks
+/// for it), else built anew. A build that fails keeps its copy as
+/// `*.failed`. Also returns whether it was mended in place.
 pub(super) fn rebuild(
     job: &Job,
     reasons: &[String],
     fields: &mut RepairFields,
-) -> Result<(PathBuf, i64)> {
+    how: Rebuild,
+) -> Result<(PathBuf, i64, bool)> {
     let t0 = std::time::Instant::now();
     let source = job.work_file("source");
     let copy = job.work_file("repair");
-    // read and removed within the run: never synced
-    copy_source(job, &source, apply::Durable::Never)?;
-    check::timing("repair: source copied", t0);
+    // read and removed within the run: never synced (a copy mended in place
+    // has its writeback started once it is done)
+    copy_source(job, &copy, apply::Durable::Never)?;
+    apply::match_owner_and_mode(&copy, job.db)?;
+    check::timing("repair: copied", t0);
+    if let (Rebuild::InPlaceFirst, Some(in_place)) = (how, in_place_table(job)) {
+        apply::pause_point("build");
+        match rebuild::repair_in_place(&copy, &request(job, Some(in_place))) {
+            Ok(Some(out)) => {
+                apply::finish_journal_mode(&copy, job.lock.was_wal)?;
+                check::timing("repair: mended in place", t0);
+                record_rebuild(job, &out, None, fields);
+                return Ok((copy, out.customers, true));
+            }
+            // nothing was written: the copy is the whole rebuild's source
+            Ok(None) => std::fs::rename(&copy, &source)
+                .with_context(|| format!("renaming {} to {}", copy.display(), source.display()))?,
+            Err(e) => {
+                let _ = std::fs::remove_file(&copy);
+                fields.actions.push(Action {
+                    kind: "patch_table_pages",
+                    object: Some(in_place.table.to_string()),
+                    detail: format!("mending the table in place failed ({e:#}); the whole database is built anew instead"),
+                });
+                copy_source(job, &source, apply::Durable::Never)?;
+            }
+        }
+    } else {
+        std::fs::rename(&copy, &source)
+            .with_context(|| format!("renaming {} to {}", copy.display(), source.display()))?;
+    }
+    check::timing("repair: source ready", t0);
     apply::create_empty(&copy)?;
     apply::match_owner_and_mode(&copy, job.db)?;
-    apply::pause_point("build");
-    let out = rebuild::rebuild(
-        &source,
-        &copy,
-        &rebuild::Request {
-            customer_table: &job.table.name,
-            id_column: &job.table.columns[job.table.id_column].name,
-            snapshot: job.snapshot,
-            references: &job.settings.references,
-            stamp: job.stamp,
-        },
-    );
+    if how == Rebuild::Whole || in_place_table(job).is_none() {
+        apply::pause_point("build");
+    }
+    let out = rebuild::rebuild(&source, &copy, &request(job, None));
     // the source copy is ours, made a moment ago from the locked original
     // (whose byte-for-byte backup exists): it is not kept
     let _ = std::fs::remove_file(&source);
@@ -162,14 +254,28 @@ pub(super) fn rebuild(
     };
     apply::finish_journal_mode(&copy, job.lock.was_wal)?;
     check::timing("repair: rebuilt", t0);
-    fields.actions.push(Action {
-        kind: "rebuild_database",
-        object: None,
-        detail: format!(
-            "table pages are damaged ({}): a new database was built from the schema, the rows salvaged page by page and the snapshot's rows for the rest",
-            reasons.join("; ")
-        ),
-    });
+    record_rebuild(job, &out, Some(reasons), fields);
+    Ok((copy, out.customers, false))
+}
+
+/// The report's account of a rebuild (`reasons`: why the whole database
+/// was built anew; None when it was mended in place).
+fn record_rebuild(
+    job: &Job,
+    out: &rebuild::RebuildOutcome,
+    reasons: Option<&[String]>,
+    fields: &mut RepairFields,
+) {
+    if let Some(reasons) = reasons {
+        fields.actions.push(Action {
+            kind: "rebuild_database",
+            object: None,
+            detail: format!(
+                "table pages are damaged ({}): a new database was built from the schema, the rows salvaged page by page and the snapshot's rows for the rest",
+                reasons.join("; ")
+            ),
+        });
+    }
     for s in out.actions() {
         fields.actions.push(Action {
             kind: s.kind,
@@ -187,5 +293,4 @@ pub(super) fn rebuild(
     fields.restored_customer_ids = out.restored_customer_ids.clone();
     fields.unrecoverable_customer_ids = out.unrecoverable_customer_ids.clone();
     fields.quarantined_customer_ids = out.quarantined_customer_ids.clone();
-    Ok((copy, out.customers))
 }

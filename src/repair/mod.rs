@@ -1103,7 +1103,28 @@ fn build_and_verify(job: &Job, fields: &mut RepairFields) -> Result<(PathBuf, Re
         });
     }
     if let Strategy::Rebuild { reasons } = &job.plan.strategy {
-        let (copy, customers) = build::rebuild(job, reasons, fields)?;
+        let before = fields.clone();
+        let (copy, customers, in_place) =
+            build::rebuild(job, reasons, fields, build::Rebuild::InPlaceFirst)?;
+        let verified = synced_while(&copy, || verify::rebuilt(job, &copy, customers, fields));
+        let why = match (verified, in_place) {
+            (Ok(v), _) => return Ok((copy, v)),
+            (Err(e), false) => return Err(e),
+            (Err(e), true) => e,
+        };
+        // the copy mended in place did not pass: it is discarded (it was
+        // kept as *.failed) and the whole database built anew, from the
+        // locked original as before
+        verify::discard_failed(&copy);
+        *fields = before;
+        fields.actions.push(Action {
+            kind: "patch_table_pages",
+            object: Some(job.table.name.clone()),
+            detail: format!(
+                "the copy mended in place failed its verification ({why:#}); the whole database is built anew instead"
+            ),
+        });
+        let (copy, customers, _) = build::rebuild(job, reasons, fields, build::Rebuild::Whole)?;
         let verified = synced_while(&copy, || verify::rebuilt(job, &copy, customers, fields))?;
         return Ok((copy, verified));
     }

@@ -23,6 +23,7 @@ use crate::format::header::{
     LARGEST_ROOT_PAGE_OFFSET, PAGE_COUNT_OFFSET, TextEncoding,
 };
 use crate::format::record::{Record, ValueRef};
+use crate::format::varint::write_varint;
 
 /// Column of `rootpage` in a sqlite_schema row (type, name, tbl_name,
 /// rootpage, sql).
@@ -224,6 +225,41 @@ impl WorkCopy {
         page
     }
 
+    /// A leaf page image of a table b-tree holding `rows` (rowid and
+    /// record, in rowid order), laid out as SQLite lays out a leaf: cell
+    /// pointers after the header, cells packed from the end. An error when
+    /// a record would need overflow pages or the rows do not fit.
+    fn table_leaf(&self, rows: &[(i64, Vec<u8>)]) -> Result<Vec<u8>> {
+        let usable = self.header.usable_size() as usize;
+        let mut page = vec![0u8; self.header.page_size as usize];
+        page[0] = 0x0d; // leaf table b-tree page
+        let mut end = usable;
+        for (i, (rowid, record)) in rows.iter().enumerate() {
+            // a table leaf keeps at most usable - 35 bytes of a payload
+            if record.len() + 35 > usable {
+                bail!(
+                    "row {rowid}: a record of {} bytes needs overflow pages",
+                    record.len()
+                );
+            }
+            let mut cell = Vec::with_capacity(record.len() + 18);
+            write_varint(record.len() as u64, &mut cell);
+            write_varint(*rowid as u64, &mut cell);
+            cell.extend_from_slice(record);
+            let pointers_end = 8 + 2 * (i + 1);
+            if end < pointers_end + cell.len() {
+                bail!("{} rows do not fit in one page", rows.len());
+            }
+            end -= cell.len();
+            page[end..end + cell.len()].copy_from_slice(&cell);
+            page[8 + 2 * i..pointers_end].copy_from_slice(&(end as u16).to_be_bytes());
+        }
+        page[3..5].copy_from_slice(&(rows.len() as u16).to_be_bytes());
+        // a content area starting at 65536 is written as 0
+        page[5..7].copy_from_slice(&((end % 65536) as u16).to_be_bytes());
+        Ok(page)
+    }
+
     /// An empty freelist in the header (in memory): its pages are unlisted
     /// until the page lists are written anew.
     pub(super) fn clear_freelist(&mut self) {
@@ -278,6 +314,31 @@ impl PageSource for WorkCopy {
                 detail: e.to_string(),
             })
     }
+}
+
+/// The rows a rewritten table leaf holds: (rowid, record), in rowid order.
+pub type LeafRows = Vec<(i64, Vec<u8>)>;
+
+/// Rewrites each page of `leaves` as a table leaf holding the rows given
+/// (see `WorkCopy::table_leaf`): the pages `rebuild/in_place.rs` puts where
+/// damaged leaves were. Every image is made before the first is written.
+pub fn table_leaves(copy: &Path, leaves: &[(u32, LeafRows)]) -> Result<()> {
+    let work = WorkCopy::open(copy)?;
+    let mut images = Vec::with_capacity(leaves.len());
+    for (pgno, rows) in leaves {
+        if *pgno < 2 || *pgno > work.pages {
+            bail!("page {pgno} is not a page of the work copy");
+        }
+        images.push((
+            *pgno,
+            work.table_leaf(rows)
+                .with_context(|| format!("page {pgno}"))?,
+        ));
+    }
+    for (pgno, image) in images {
+        work.write_page(pgno, &image)?;
+    }
+    Ok(())
 }
 
 /// What writing the page lists anew did.

@@ -168,6 +168,17 @@ pub(super) fn keep_failed(copy: &Path) {
     }
 }
 
+/// Removes a copy [`keep_failed`] kept, when the repair goes on to build
+/// another (a copy mended in place that did not pass: the whole rebuild
+/// follows, and its own result is what is kept or swapped in).
+pub(super) fn discard_failed(copy: &Path) {
+    let mut failed = copy.as_os_str().to_owned();
+    failed.push(".failed");
+    let _ = std::fs::remove_file(PathBuf::from(failed));
+    let _ = apply::drop_sidecars(copy);
+    let _ = std::fs::remove_file(copy);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ mod preflight;
 mod reader;
 mod refused;
 mod repair;
+mod repair_in_place;
 mod repair_io;
 mod repair_kinds;
 mod repair_load;

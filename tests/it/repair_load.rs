@@ -17,7 +17,7 @@ use rusqlite::types::Value;
 use super::repair::stock_integrity_check;
 use super::support::{run, sqlite3_cli, strings};
 
-const PAGE: usize = 4096;
+pub(super) const PAGE: usize = 4096;
 
 /// A POS-like customer table: TEXT primary key, UNIQUE card, NOT NULL
 /// name; 3,000 rows, then a column added (NOT NULL with a default: the
@@ -30,7 +30,12 @@ fn build(dir: &Path, before_not_null: &str) -> (PathBuf, PathBuf) {
 
 /// [`build`] with the ID column declared `id_decl`, and `last` run just
 /// before the snapshot is taken.
-fn build_with(dir: &Path, id_decl: &str, before_not_null: &str, last: &str) -> (PathBuf, PathBuf) {
+pub(super) fn build_with(
+    dir: &Path,
+    id_decl: &str,
+    before_not_null: &str,
+    last: &str,
+) -> (PathBuf, PathBuf) {
     let db = dir.join("pos.db");
     let c = Connection::open(&db).unwrap();
     c.execute_batch(&format!(
@@ -87,7 +92,7 @@ fn build_with(dir: &Path, id_decl: &str, before_not_null: &str, last: &str) -> (
 }
 
 /// The first offset of `needle` in `image`.
-fn find(image: &[u8], needle: &[u8]) -> usize {
+pub(super) fn find(image: &[u8], needle: &[u8]) -> usize {
     image
         .windows(needle.len())
         .position(|w| w == needle)
@@ -97,7 +102,7 @@ fn find(image: &[u8], needle: &[u8]) -> usize {
 /// Zeroes the table leaf that holds customer `i`'s row (its ID and card
 /// side by side: only a table record has them so); returns the page's
 /// number and the IDs of the rows it held, read from its bytes.
-fn zero_leaf_of(db: &Path, i: u32) -> (usize, Vec<String>) {
+pub(super) fn zero_leaf_of(db: &Path, i: u32) -> (usize, Vec<String>) {
     let mut image = std::fs::read(db).unwrap();
     let at = find(&image, format!("CUST-{i:06}CARD-{i:06}").as_bytes());
     let page = at / PAGE;
@@ -116,7 +121,7 @@ fn zero_leaf_of(db: &Path, i: u32) -> (usize, Vec<String>) {
 }
 
 /// Every row of customers with its rowid, in rowid order, as SQLite reads it.
-fn rows(db: &Path) -> Vec<Vec<Value>> {
+pub(super) fn rows(db: &Path) -> Vec<Vec<Value>> {
     let c = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let mut st = c
         .prepare("SELECT rowid, * FROM customers NOT INDEXED ORDER BY rowid")
@@ -128,7 +133,7 @@ fn rows(db: &Path) -> Vec<Vec<Value>> {
         .unwrap()
 }
 
-fn repair(db: &Path, snaps: &Path) -> super::support::Run {
+pub(super) fn repair(db: &Path, snaps: &Path) -> super::support::Run {
     run(
         &[
             "repair",
@@ -143,7 +148,7 @@ fn repair(db: &Path, snaps: &Path) -> super::support::Run {
 }
 
 /// The `rows` action of the report for customers.
-fn rows_action(j: &serde_json::Value) -> String {
+pub(super) fn rows_action(j: &serde_json::Value) -> String {
     j["repair"]["actions"]
         .as_array()
         .or(j["actions"].as_array())
@@ -156,7 +161,7 @@ fn rows_action(j: &serde_json::Value) -> String {
         .to_string()
 }
 
-fn schema(db: &Path) -> String {
+pub(super) fn schema(db: &Path) -> String {
     sqlite3_cli(
         db,
         "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name",
@@ -166,7 +171,14 @@ fn schema(db: &Path) -> String {
 #[test]
 fn a_salvaged_table_is_loaded_in_bulk_with_every_row_and_index() {
     let dir = tempfile::tempdir().unwrap();
-    let (db, snaps) = build(dir.path(), "");
+    // a trigger on the table: it is not mended in place (the rows deleted
+    // and put back would fire it), so the whole database is rebuilt
+    let (db, snaps) = build_with(
+        dir.path(),
+        "TEXT PRIMARY KEY",
+        "",
+        "CREATE TRIGGER customers_gone AFTER DELETE ON customers BEGIN SELECT 1; END;",
+    );
     let snap = snaps.join("pos.snap.db");
     let (page, lost) = zero_leaf_of(&db, 1500);
     assert_ne!(stock_integrity_check(&db), "ok");
@@ -181,6 +193,16 @@ fn a_salvaged_table_is_loaded_in_bulk_with_every_row_and_index() {
     );
     let detail = rows_action(&j);
     assert!(detail.contains("loaded in bulk"), "{detail}");
+    let kinds: Vec<&str> = j["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["backup", "rebuild_database", "rows", "verify", "swap"]
+    );
     assert!(
         detail.starts_with(&format!(
             "{} from the table's pages, 0 from orphaned pages, {} from the snapshot",

@@ -613,8 +613,12 @@ fn sigint_and_sigterm_stop_a_repair_cleanly_at_every_phase() {
 fn a_killed_repairs_leftovers_are_removed_by_the_next_run() {
     for (name, phase, kinds) in [
         ("stale_pk_page", "verify", vec!["custodian-repair"]),
+        // a table leaf mended in place: one work copy
+        ("damaged_table_leaf", "build", vec!["custodian-repair"]),
+        // the whole rebuild (the freelist is damaged too): the copy it
+        // reads and the new file
         (
-            "damaged_table_leaf",
+            "several_kinds",
             "build",
             vec!["custodian-repair", "custodian-source"],
         ),

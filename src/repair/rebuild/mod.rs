@@ -37,6 +37,7 @@
 //!
 //! Part of the applier: it writes only the new file, never the original.
 
+mod in_place;
 mod load;
 mod lost_found;
 mod restore;
@@ -59,6 +60,7 @@ use crate::format::record::Record;
 use crate::format::salvage::{self, SalvageItem, SalvageStats, Via};
 use crate::schema::{SchemaObject, quote_ident};
 
+pub use in_place::repair_in_place;
 pub(crate) use rowids::Rowids;
 pub use rows::SqlValue;
 use source::{SchemaOrigin, Source};
@@ -77,6 +79,20 @@ pub struct Request<'a> {
     pub references: &'a [String],
     /// The time stamp the quarantine records.
     pub stamp: &'a str,
+    /// The one table the check placed all damage in, when the damage may
+    /// be mended in place (`in_place.rs`).
+    pub in_place: Option<InPlace<'a>>,
+}
+
+/// What the check of the live file says of a table that may be mended in
+/// place: it found nothing beyond that table's pages, rows and indexes.
+#[derive(Debug, Clone, Copy)]
+pub struct InPlace<'a> {
+    pub table: &'a str,
+    /// Its indexes are wrong beyond entries whose row is gone (an entry
+    /// missing, a key that differs from its row's, keys out of order or
+    /// twice under a UNIQUE index): they are rebuilt from the rows.
+    pub rebuild_indexes: bool,
 }
 
 /// Rows of one table that may be gone: pages of its b-tree were lost and
@@ -792,6 +808,10 @@ pub(crate) struct Copied {
     /// The salvage's account (None for a bulk copy of a sound table).
     stats: Option<SalvageStats>,
     quarantined_ids: Vec<String>,
+    /// The lost rows the table's indexes name, and whether one names every
+    /// row, when read before the indexes were rebuilt (`in_place.rs`);
+    /// else `restore.rs` reads them.
+    named: Option<(std::collections::BTreeMap<i64, Option<String>>, bool)>,
 }
 
 impl Copied {
@@ -834,6 +854,7 @@ fn copy_table(
         keyless_partials: Vec::new(),
         stats: None,
         quarantined_ids: Vec::new(),
+        named: None,
     };
     if t.source_root == 0 {
         return Ok(c);

@@ -78,7 +78,9 @@ pub(crate) fn account(
     {
         return Ok(prov);
     }
-    let (mut named, complete) = if t.without_rowid {
+    let (mut named, complete) = if let Some(n) = c.named {
+        n
+    } else if t.without_rowid {
         (BTreeMap::new(), false)
     } else {
         name_by_indexes(ctx, t, &c.have)
@@ -213,10 +215,31 @@ fn keep_partial(
 /// Rows that surviving index entries name but that are not in the new
 /// table (rowid → the customer ID the entry holds, when it holds one), and
 /// whether some intact, non-partial index names every row.
-fn name_by_indexes(
+pub(crate) fn name_by_indexes(
     ctx: &Ctx<'_>,
     t: &TargetTable,
     have: &super::Rowids,
+) -> (BTreeMap<i64, Option<String>>, bool) {
+    name_by_indexes_with(ctx, t, have, |_| {})
+}
+
+/// One index entry whose row is not in the table, as [`name_by_indexes_with`]
+/// hands it on.
+pub(crate) struct Stale<'a> {
+    /// The index's record fields (key columns, then the rowid), by name.
+    pub fields: &'a [String],
+    pub record: &'a Record,
+    pub payload: &'a [u8],
+    pub rowid: i64,
+}
+
+/// [`name_by_indexes`], handing every entry that names a row not in the
+/// table to `visit` as well.
+pub(crate) fn name_by_indexes_with(
+    ctx: &Ctx<'_>,
+    t: &TargetTable,
+    have: &super::Rowids,
+    mut visit: impl FnMut(Stale<'_>),
 ) -> (BTreeMap<i64, Option<String>>, bool) {
     let mut named: BTreeMap<i64, Option<String>> = BTreeMap::new();
     let mut complete = false;
@@ -236,20 +259,25 @@ fn name_by_indexes(
                 if let SalvageEntry::Entry { payload, rowid, .. } = e
                     && !have.contains(&rowid)
                 {
-                    let id = id_field.and_then(|f| {
-                        rec.parse(payload).ok()?;
+                    let parsed = rec.parse(payload).is_ok();
+                    let id = id_field.filter(|_| parsed).and_then(|f| {
                         SqlValue::from_record(&rec.get(payload, f)?, ctx.src.encoding).id_text()
                     });
                     let slot = named.entry(rowid).or_insert(None);
                     if slot.is_none() {
                         *slot = id;
                     }
+                    if parsed {
+                        visit(Stale {
+                            fields: &fields,
+                            record: &rec,
+                            payload,
+                            rowid,
+                        });
+                    }
                 }
             });
-        let partial = ix
-            .sql
-            .as_deref()
-            .is_some_and(|s| s.to_ascii_uppercase().contains(" WHERE "));
+        let partial = is_partial(ix);
         if stats.damage == 0 && !stats.pages_lost && !partial {
             complete = true;
         }
@@ -257,9 +285,17 @@ fn name_by_indexes(
     (named, complete)
 }
 
+/// Whether an index is partial (`CREATE INDEX … WHERE …`): it need not
+/// name every row.
+pub(crate) fn is_partial(ix: &SchemaObject) -> bool {
+    ix.sql
+        .as_deref()
+        .is_some_and(|s| s.to_ascii_uppercase().contains(" WHERE "))
+}
+
 /// The names of an index's record fields (key columns, then the rowid), as
 /// the new database has the index; None when it has no such index.
-fn index_fields(conn: &Connection, index: &str) -> Option<Vec<String>> {
+pub(crate) fn index_fields(conn: &Connection, index: &str) -> Option<Vec<String>> {
     let fields: Vec<String> = conn
         .prepare(&format!("PRAGMA index_xinfo({})", quote_ident(index)))
         .ok()?
