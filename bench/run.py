@@ -428,10 +428,12 @@ def repair_section(n, rep, table_pg):
                      f"{t / rc:.2f} | ≤ 0.25 (about) |\n")
     j = rep["tbl_snap"][0][2]
     rows = [x["detail"] for x in j.get("actions", []) if x["kind"] == "rows"]
+    how = [x["detail"] for x in j.get("actions", []) if x["kind"] == "patch_table_pages"]
     lines.append(
         f"\nTable repair: {len(j.get('restored_customer_ids', []))} customers restored from the "
         f"snapshot, {len(j.get('unrecoverable_customer_ids', []))} unrecoverable; customers: "
-        f"{rows[0] if rows else '?'}.\n")
+        f"{rows[0] if rows else '?'}; "
+        f"{'mended in place: ' + how[0] if how else 'the whole database rebuilt'}.\n")
     if rep["recover_skipped"]:
         lines.append("\nupstream `.recover` was not timed at this size (it takes minutes; "
                      "`--recover-max` sets the largest size it is timed at).\n")
