@@ -519,11 +519,21 @@ pub(crate) fn restore_referenced(
             .collect::<rusqlite::Result<_>>()?;
         missing.extend(ids.into_iter().flatten());
     }
+    // a WITHOUT ROWID table's rows have no rowid to keep: its primary key
+    // is what names them
+    let without_rowid = conn
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+            [req.customer_table],
+            |r| r.get::<_, Option<String>>(0),
+        )?
+        .is_some_and(|sql| crate::schema::is_without_rowid(&sql));
+    let rowid = if without_rowid { "NULL" } else { "rowid" };
     for id in missing {
-        let row: Option<(i64, Vec<Value>)> = snap.and_then(|snap| {
+        let row: Option<(Option<i64>, Vec<Value>)> = snap.and_then(|snap| {
             snap.query_row(
                 &format!(
-                    "SELECT rowid, {} FROM {ct} NOT INDEXED WHERE {idc} = ?1",
+                    "SELECT {rowid}, {} FROM {ct} NOT INDEXED WHERE {idc} = ?1",
                     names.join(", ")
                 ),
                 [&id],
@@ -542,11 +552,16 @@ pub(crate) fn restore_referenced(
             out.unrecoverable_customer_ids.push(id);
             continue;
         };
-        let taken: bool = conn.query_row(
-            &format!("SELECT count(*) FROM {ct} WHERE rowid = ?1"),
-            [rowid],
-            |r| r.get::<_, i64>(0),
-        )? > 0;
+        let taken: bool = match rowid {
+            Some(r) => {
+                conn.query_row(
+                    &format!("SELECT count(*) FROM {ct} WHERE rowid = ?1"),
+                    [r],
+                    |r| r.get::<_, i64>(0),
+                )? > 0
+            }
+            None => true,
+        };
         let mut sql = format!("INSERT INTO {ct}({}", names.join(", "));
         if !taken {
             sql.push_str(", rowid");
@@ -558,8 +573,8 @@ pub(crate) fn restore_referenced(
                 .collect::<Vec<_>>()
                 .join(", "),
         );
-        if !taken {
-            sql.push_str(&format!(", {rowid}"));
+        if let (false, Some(r)) = (taken, rowid) {
+            sql.push_str(&format!(", {r}"));
         }
         sql.push(')');
         match conn.execute(&sql, rusqlite::params_from_iter(values.iter())) {
@@ -572,8 +587,9 @@ pub(crate) fn restore_referenced(
             Err(rusqlite::Error::SqliteFailure(f, m))
                 if f.code == rusqlite::ErrorCode::ConstraintViolation =>
             {
+                let row = rowid.map_or_else(|| "row".to_string(), |r| format!("row {r}"));
                 out.needs_decision.push(format!(
-                    "customer {id}: the snapshot's row {rowid} could not be restored ({}): another \
+                    "customer {id}: the snapshot's {row} could not be restored ({}): another \
                      row holds one of its unique values; listed as unrecoverable, a person decides",
                     m.unwrap_or_else(|| f.to_string())
                 ));
