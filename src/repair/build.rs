@@ -148,16 +148,10 @@ fn in_place_table<'j>(job: &'j Job) -> Option<rebuild::InPlace<'j>> {
             .iter()
             .filter(|f| f.severity == Severity::Error)
     };
+    // the codes that put a page or an index in doubt (a bad child pointer
+    // among them: the page reader then declines to mend in place)
     let confined = errors().all(|f| match f.code {
-        Code::PageDamaged
-        | Code::CellDamaged
-        | Code::RecordDamaged
-        | Code::KeyOrder
-        | Code::IndexEntryMissing
-        | Code::IndexEntrySurplus
-        | Code::IndexKeyMismatch
-        | Code::DuplicateKey
-        | Code::LookupWrong => f.object.as_deref().is_some_and(ours),
+        c if plan::is_index_level(c) => f.object.as_deref().is_some_and(ours),
         Code::RowsUnreadable | Code::CustomerVanished => f
             .table
             .as_deref()

@@ -288,7 +288,7 @@ fn is_page_list(code: Code) -> bool {
 }
 
 /// Codes that put an index in doubt.
-fn is_index_level(code: Code) -> bool {
+pub(super) fn is_index_level(code: Code) -> bool {
     matches!(
         code,
         Code::PageDamaged

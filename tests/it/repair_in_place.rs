@@ -14,7 +14,7 @@ use std::path::Path;
 
 use super::repair::stock_integrity_check;
 use super::repair_load::{PAGE, build_with, find, repair, rows, schema, zero_leaf_of};
-use super::support::{run, sqlite3_cli, strings};
+use super::support::{action_detail, action_kinds, run, sqlite3_cli, strings};
 
 /// A transactions table naming every customer, made before the snapshot.
 const TRANSACTIONS: &str = "
@@ -26,25 +26,8 @@ const TRANSACTIONS: &str = "
 /// card's and idx_customers_name.
 const CUSTOMER_INDEXES: usize = 3;
 
-fn kinds(j: &serde_json::Value) -> Vec<String> {
-    j["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["kind"].as_str().unwrap().to_string())
-        .collect()
-}
-
 fn action(j: &serde_json::Value, kind: &str) -> String {
-    j["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["kind"] == kind)
-        .unwrap_or_else(|| panic!("no {kind} action: {j}"))["detail"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    action_detail(j, kind, None)
 }
 
 /// The pages of the objects `names`, by number (from the stock sqlite3's
@@ -86,7 +69,7 @@ fn a_zeroed_leaf_is_mended_in_place_and_every_other_table_keeps_its_pages() {
     assert_eq!(strings(&j["restored_customer_ids"]), lost);
     assert!(strings(&j["unrecoverable_customer_ids"]).is_empty());
     assert_eq!(
-        kinds(&j),
+        action_kinds(&j),
         ["backup", "patch_table_pages", "rows", "verify", "swap"]
     );
     let detail = action(&j, "patch_table_pages");
@@ -130,7 +113,7 @@ fn without_a_snapshot_the_lost_leafs_customers_are_listed_by_id() {
     assert_eq!(j["verdict"], "repaired_with_losses");
     assert_eq!(strings(&j["unrecoverable_customer_ids"]), lost);
     assert!(strings(&j["restored_customer_ids"]).is_empty());
-    assert!(kinds(&j).contains(&"patch_table_pages".to_string()), "{j}");
+    assert!(action_kinds(&j).contains(&"patch_table_pages"), "{j}");
     // every other row as it was; the lost ones gone from the table and
     // from every index
     let id_of = |row: &Vec<rusqlite::types::Value>| match &row[1] {
@@ -242,7 +225,7 @@ fn a_copy_mended_in_place_that_fails_its_verification_gives_way_to_the_whole_reb
             && detail.ends_with("the whole database is built anew instead"),
         "{detail}"
     );
-    assert!(kinds(&j).contains(&"rebuild_database".to_string()), "{j}");
+    assert!(action_kinds(&j).contains(&"rebuild_database"), "{j}");
     assert_eq!(std::fs::read(&db).unwrap(), original);
     let failed: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()

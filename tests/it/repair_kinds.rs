@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use super::repair::{
     Setup, assert_found_through_every_index, customers_sha256, stock_integrity_check,
 };
-use super::support::{run, sqlite3_cli, strings, truth};
+use super::support::{action_kinds, run, sqlite3_cli, strings, truth};
 
 /// One fixture and what its repair must give.
 struct KindCase {
@@ -165,14 +165,6 @@ const CASES: &[KindCase] = &[
         auto_vacuum: "0",
     },
 ];
-
-/// The kinds of the report's actions, in order.
-fn action_kinds(report: &serde_json::Value) -> Vec<&str> {
-    report["actions"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|x| x["kind"].as_str()).collect())
-        .unwrap_or_default()
-}
 
 /// Every customer ID in the database (by SQLite, no index).
 fn all_customer_ids(db: &std::path::Path) -> Vec<String> {

@@ -15,7 +15,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value;
 
 use super::repair::stock_integrity_check;
-use super::support::{run, sqlite3_cli, strings};
+use super::support::{action_detail, action_kinds, run, sqlite3_cli, strings};
 
 pub(super) const PAGE: usize = 4096;
 
@@ -149,16 +149,7 @@ pub(super) fn repair(db: &Path, snaps: &Path) -> super::support::Run {
 
 /// The `rows` action of the report for customers.
 pub(super) fn rows_action(j: &serde_json::Value) -> String {
-    j["repair"]["actions"]
-        .as_array()
-        .or(j["actions"].as_array())
-        .unwrap()
-        .iter()
-        .find(|a| a["kind"] == "rows" && a["object"] == "customers")
-        .unwrap_or_else(|| panic!("no rows action for customers: {j}"))["detail"]
-        .as_str()
-        .unwrap()
-        .to_string()
+    action_detail(j, "rows", Some("customers"))
 }
 
 pub(super) fn schema(db: &Path) -> String {
@@ -193,14 +184,8 @@ fn a_salvaged_table_is_loaded_in_bulk_with_every_row_and_index() {
     );
     let detail = rows_action(&j);
     assert!(detail.contains("loaded in bulk"), "{detail}");
-    let kinds: Vec<&str> = j["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["kind"].as_str().unwrap())
-        .collect();
     assert_eq!(
-        kinds,
+        action_kinds(&j),
         ["backup", "rebuild_database", "rows", "verify", "swap"]
     );
     assert!(

@@ -231,6 +231,28 @@ pub fn truth(name: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
+/// The kinds of a report's actions, in order.
+pub fn action_kinds(report: &serde_json::Value) -> Vec<&str> {
+    report["actions"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x["kind"].as_str()).collect())
+        .unwrap_or_default()
+}
+
+/// The detail of a report's first action of `kind` (on `object`, when
+/// given).
+pub fn action_detail(report: &serde_json::Value, kind: &str, object: Option<&str>) -> String {
+    report["actions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|a| a["kind"] == kind && object.is_none_or(|o| a["object"] == o))
+        .unwrap_or_else(|| panic!("no {kind} action on {object:?}: {report}"))["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
 pub fn strings(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
         .map(|a| {

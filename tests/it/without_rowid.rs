@@ -468,17 +468,7 @@ fn customers_other_tables_name_come_back_from_the_snapshot_by_primary_key() {
     assert!(lost.len() > 20, "{lost:?}");
     image[page * 4096..(page + 1) * 4096].fill(0);
     std::fs::write(&db, &image).unwrap();
-    let r = run(
-        &[
-            "repair",
-            db.to_str().unwrap(),
-            "--snapshot",
-            snaps.to_str().unwrap(),
-            "--json",
-            "-",
-        ],
-        dir.path(),
-    );
+    let r = super::repair_load::repair(&db, &snaps);
     assert_eq!(r.code(), 1, "{}", r.show());
     let j = r.json();
     assert_eq!(j["verdict"], "repaired_with_losses");

@@ -334,14 +334,7 @@ fn mend(
             |r| r.get(0),
         )?;
     }
-    for v in [
-        &mut out.restored_customer_ids,
-        &mut out.unrecoverable_customer_ids,
-        &mut out.quarantined_customer_ids,
-    ] {
-        v.sort();
-        v.dedup();
-    }
+    out.sort_ids();
     Ok(out)
 }
 

@@ -307,6 +307,18 @@ impl RebuildOutcome {
         v
     }
 
+    /// The customer ID lists sorted, each ID once.
+    fn sort_ids(&mut self) {
+        for v in [
+            &mut self.restored_customer_ids,
+            &mut self.unrecoverable_customer_ids,
+            &mut self.quarantined_customer_ids,
+        ] {
+            v.sort();
+            v.dedup();
+        }
+    }
+
     fn step(&mut self, kind: &'static str, object: Option<&str>, detail: String) {
         self.steps.push(Step {
             kind,
@@ -339,14 +351,7 @@ pub fn rebuild(source: &Path, new: &Path, req: &Request<'_>) -> Result<RebuildOu
     crate::check::timing("rebuild: virtual tables settled", t0);
     schema_loads(new)?;
     crate::check::timing("rebuild: schema loads", t0);
-    for v in [
-        &mut out.restored_customer_ids,
-        &mut out.unrecoverable_customer_ids,
-        &mut out.quarantined_customer_ids,
-    ] {
-        v.sort();
-        v.dedup();
-    }
+    out.sort_ids();
     Ok(out)
 }
 
