@@ -869,22 +869,29 @@ fn strip_term_suffix(term: &str) -> String {
 
 /// The WHERE clause of a partial CREATE INDEX, as SQL text.
 fn partial_where(sql: &str) -> Option<String> {
-    let up = sql.to_ascii_uppercase();
-    let close = up.rfind(')')?;
-    let _ = close;
-    // the WHERE that follows the term list: find the term list's closing paren
+    // the WHERE that follows the term list: find the term list's closing
+    // paren (a parenthesis in a string or a quoted name does not count)
     let open = find_top_level(sql, b'(')?;
     let mut depth = 0;
+    let mut quote: Option<u8> = None;
     let mut end = None;
     for (i, b) in sql.bytes().enumerate().skip(open) {
-        if b == b'(' {
-            depth += 1;
-        } else if b == b')' {
-            depth -= 1;
-            if depth == 0 {
-                end = Some(i);
-                break;
-            }
+        match quote {
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None => match b {
+                b'\'' | b'"' | b'`' => quote = Some(b),
+                b'[' => quote = Some(b']'),
+                b'(' => depth += 1,
+                b')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        end = Some(i);
+                        break;
+                    }
+                }
+                _ => {}
+            },
         }
     }
     let rest = &sql[end? + 1..];
@@ -934,6 +941,18 @@ mod tests {
             Some("status = 'active'")
         );
         assert_eq!(partial_where("CREATE INDEX i ON t(a)"), None);
+        // a parenthesis inside a string or a quoted name is not the end of
+        // the term list
+        assert_eq!(
+            partial_where("CREATE INDEX i ON t(instr(name, '(')) WHERE status = 'active'")
+                .as_deref(),
+            Some("status = 'active'")
+        );
+        assert_eq!(
+            partial_where("CREATE INDEX i ON t(\"a)\", [b(]) WHERE a > 0").as_deref(),
+            Some("a > 0")
+        );
+        assert_eq!(partial_where("CREATE INDEX i ON t(instr(name, ')'))"), None);
     }
 
     #[test]

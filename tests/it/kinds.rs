@@ -25,6 +25,13 @@ CREATE TABLE customers(customer_id INTEGER PRIMARY KEY, name TEXT NOT NULL, emai
 CREATE INDEX idx_email_nocase ON customers(email COLLATE NOCASE DESC);
 CREATE INDEX idx_status_tier ON customers(status, tier DESC);";
 
+/// A partial index whose term holds a parenthesis in a string: its WHERE
+/// clause is still the one after the term list.
+const PAREN_SCHEMA: &str = "
+CREATE TABLE customers(customer_id TEXT PRIMARY KEY, name TEXT NOT NULL, email TEXT,
+  phone TEXT, status TEXT NOT NULL, tier TEXT);
+CREATE INDEX idx_active_phone_paren ON customers(phone, instr(name, '(')) WHERE status = 'active';";
+
 /// A deterministic customer table, inserted in shuffled order.
 fn build(path: &Path, schema: &str, int_ids: bool) {
     let conn = Connection::open(path).unwrap();
@@ -187,6 +194,13 @@ fn every_index_kind_is_compared_and_probed() {
             int_ids: false,
             index: "idx_active_phone",
             terms: &["phone"],
+            partial: Some("status = 'active'"),
+        },
+        Kind {
+            schema: PAREN_SCHEMA,
+            int_ids: false,
+            index: "idx_active_phone_paren",
+            terms: &["phone", "instr(name, '(')"],
             partial: Some("status = 'active'"),
         },
         Kind {
