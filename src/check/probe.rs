@@ -513,3 +513,227 @@ impl Prober<'_> {
         Answer::Right
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{customer_table, read_schema};
+
+    /// The lookup cache: a lookup of many rows (a shared status) is
+    /// remembered and answered again without SQLite, a lookup of a few rows
+    /// is not, and the bound is the 32 MiB of rowids its comment promises.
+    /// Truth: the rows this test inserted, counted by SQLite.
+    #[test]
+    fn only_lookups_of_many_rows_are_remembered() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE customers(customer_id TEXT PRIMARY KEY, status TEXT NOT NULL);
+             CREATE INDEX idx_customers_status ON customers(status);",
+        )
+        .unwrap();
+        for i in 0..103 {
+            let status = if i % 40 == 7 { "closed" } else { "active" };
+            conn.execute(
+                "INSERT INTO customers VALUES (?1, ?2)",
+                rusqlite::params![format!("C{i:04}"), status],
+            )
+            .unwrap();
+        }
+        let count = |s: &str| -> usize {
+            conn.query_row(
+                "SELECT count(*) FROM customers NOT INDEXED WHERE status = ?1",
+                [s],
+                |r| r.get::<_, i64>(0),
+            )
+            .unwrap() as usize
+        };
+        assert_eq!((count("active"), count("closed")), (100, 3));
+        let objects = read_schema(&conn).unwrap();
+        let table = customer_table(&conn, &objects, "customers", "customer_id")
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let status = table
+            .indexes
+            .iter()
+            .find(|i| i.name == "idx_customers_status")
+            .unwrap();
+        let p = Prober::new(&conn, &table);
+
+        let closed = p.lookup(status, &[Value::Text("closed".into())]).unwrap();
+        assert_eq!(closed.len(), 3);
+        assert!(p.cache.borrow().is_empty(), "3 rows are not remembered");
+        assert_eq!(p.cached_rowids.get(), 0);
+
+        let active = p.lookup(status, &[Value::Text("active".into())]).unwrap();
+        assert_eq!(active.len(), 100);
+        assert_eq!(p.cache.borrow().len(), 1, "100 rows are remembered");
+        assert_eq!(p.cached_rowids.get(), 100);
+        let again = p.lookup(status, &[Value::Text("active".into())]).unwrap();
+        assert!(Rc::ptr_eq(&active, &again), "answered from the cache");
+        assert_eq!(p.cached_rowids.get(), 100);
+
+        assert_eq!(CACHE_MAX_ROWIDS * std::mem::size_of::<i64>(), 32 << 20);
+    }
+
+    /// A database made by `sql` in `dir`, then every `NOCASE` in its index
+    /// definitions renamed `POSNAME`: a collation the POS registers in its
+    /// own code, which SQLite (and custodian) does not know.
+    fn with_pos_collation(dir: &std::path::Path, sql: &str) -> Connection {
+        let path = dir.join("pos.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(sql).unwrap();
+        conn.execute_batch(
+            "PRAGMA writable_schema = ON;
+             UPDATE sqlite_schema SET sql = replace(sql, 'NOCASE', 'POSNAME') WHERE type = 'index';",
+        )
+        .unwrap();
+        drop(conn);
+        Connection::open(&path).unwrap()
+    }
+
+    /// SQLite's own refusal to prepare `sql` on `conn`.
+    fn refusal(conn: &Connection, sql: &str) -> String {
+        conn.prepare(sql).err().unwrap().to_string()
+    }
+
+    /// Each answer in `answers` is NotProbed with SQLite's reason `why`.
+    fn not_probed(answers: &BTreeMap<String, Answer>, want: &[(&str, &str)]) {
+        let names: Vec<&str> = answers
+            .iter()
+            .filter(|(_, a)| **a != Answer::Right)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        let want_names: Vec<&str> = want.iter().map(|w| w.0).collect();
+        assert_eq!(names, want_names, "{answers:?}");
+        for (name, why) in want {
+            match &answers[*name] {
+                Answer::NotProbed(e) => assert!(e.contains(why), "{name}: {e}"),
+                a => panic!("{name}: {a:?}"),
+            }
+        }
+    }
+
+    /// A lookup SQLite cannot form is not probed, never a wrong answer, by
+    /// row and by ID: through a partial index whose WHERE clause was not
+    /// read (as when custodian reads an index definition otherwise than
+    /// SQLite does: SQLite cannot plan the lookup), and through a partial
+    /// index whose WHERE clause names a collation SQLite does not know (it
+    /// cannot even read the row's key). Truth: SQLite's own refusals.
+    #[test]
+    fn a_lookup_sqlite_cannot_form_is_not_probed() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = with_pos_collation(
+            dir.path(),
+            "CREATE TABLE customers(customer_id TEXT NOT NULL, status TEXT NOT NULL,
+               name TEXT NOT NULL);
+             CREATE INDEX idx_active_id ON customers(customer_id) WHERE status = 'active';
+             CREATE INDEX idx_ann_status ON customers(status) WHERE name COLLATE NOCASE = 'ann';
+             INSERT INTO customers(rowid, customer_id, status, name)
+               VALUES (1, 'C0001', 'active', 'Ann');",
+        );
+        assert!(
+            refusal(
+                &conn,
+                "SELECT rowid FROM customers INDEXED BY idx_active_id WHERE customer_id = ?1"
+            )
+            .contains("no query solution")
+        );
+        assert!(
+            refusal(
+                &conn,
+                "SELECT status FROM customers NOT INDEXED \
+                 WHERE rowid = 1 AND (name COLLATE POSNAME = 'ann')"
+            )
+            .contains("no such collation sequence: POSNAME")
+        );
+        let objects = read_schema(&conn).unwrap();
+        let mut table = customer_table(&conn, &objects, "customers", "customer_id")
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let active = table
+            .indexes
+            .iter_mut()
+            .find(|i| i.name == "idx_active_id")
+            .unwrap();
+        assert!(active.partial_where.is_some());
+        active.partial_where = None;
+        let p = Prober::new(&conn, &table);
+        not_probed(
+            &p.probe_row(1).unwrap(),
+            &[
+                ("idx_active_id", "no query solution"),
+                ("idx_ann_status", "no such collation sequence: POSNAME"),
+            ],
+        );
+        not_probed(
+            &p.probe_id(&Value::Text("C0001".into())),
+            &[("idx_active_id", "no query solution")],
+        );
+    }
+
+    /// The same for a WITHOUT ROWID table, by ID, where the POS's own
+    /// lookup by ID is right: the partial index whose WHERE clause was not
+    /// read, an index with the unknown collation on its key (SQLite cannot
+    /// look the key up) and one with it in its WHERE clause (SQLite cannot
+    /// read the row's key); a partial index that does not cover the row
+    /// gives no answer. Truth: SQLite's own refusals.
+    #[test]
+    fn a_keyed_lookup_sqlite_cannot_form_is_not_probed() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = with_pos_collation(
+            dir.path(),
+            "CREATE TABLE customers(customer_id TEXT PRIMARY KEY, status TEXT NOT NULL,
+               name TEXT NOT NULL) WITHOUT ROWID;
+             CREATE INDEX idx_active ON customers(status) WHERE status = 'active';
+             CREATE INDEX idx_name_pos ON customers(name COLLATE NOCASE);
+             CREATE INDEX idx_ann_status ON customers(status) WHERE name COLLATE NOCASE = 'ann';
+             CREATE INDEX idx_closed ON customers(name) WHERE status = 'closed';
+             INSERT INTO customers VALUES ('C0001', 'active', 'Ann');",
+        );
+        assert!(
+            refusal(
+                &conn,
+                "SELECT 1 FROM customers INDEXED BY idx_active WHERE status = ?1"
+            )
+            .contains("no query solution")
+        );
+        for sql in [
+            "SELECT 1 FROM customers INDEXED BY idx_name_pos WHERE name COLLATE POSNAME = ?1",
+            "SELECT status FROM customers NOT INDEXED \
+             WHERE customer_id = 'C0001' AND (name COLLATE POSNAME = 'ann')",
+        ] {
+            assert!(refusal(&conn, sql).contains("no such collation sequence: POSNAME"));
+        }
+        let objects = read_schema(&conn).unwrap();
+        let mut table = customer_table(&conn, &objects, "customers", "customer_id")
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let active = table
+            .indexes
+            .iter_mut()
+            .find(|i| i.name == "idx_active")
+            .unwrap();
+        assert!(active.partial_where.is_some());
+        active.partial_where = None;
+        let p = Prober::new(&conn, &table);
+        let answers = p.probe_id_keyed(&Value::Text("C0001".into()));
+        // idx_closed does not cover the row: no answer under its name
+        let names: Vec<&str> = answers.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            ["customers", "idx_active", "idx_ann_status", "idx_name_pos"]
+        );
+        assert_eq!(answers["customers"], Answer::Right);
+        not_probed(
+            &answers,
+            &[
+                ("idx_active", "no query solution"),
+                ("idx_ann_status", "no such collation sequence: POSNAME"),
+                ("idx_name_pos", "no such collation sequence: POSNAME"),
+            ],
+        );
+    }
+}

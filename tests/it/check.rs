@@ -1530,3 +1530,73 @@ fn an_index_entry_with_an_extra_value_is_a_damaged_record() {
         "{j:#}"
     );
 }
+
+/// An index whose collation SQLite does not know (one the POS registers in
+/// its own code) beside a stale page of the ID index: every lookup through
+/// it fails to be formed, so it is named as not probed (a warning), and
+/// the rows in doubt are not called unreadable; the customers the ID index
+/// rejects are still named exactly. Truth: the fixture's, and the stock
+/// sqlite3's own refusal of that collation.
+#[test]
+fn an_index_with_a_collation_sqlite_does_not_know_is_not_probed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_copy("stale_pk_page", dir.path());
+    let c = rusqlite::Connection::open(&db).unwrap();
+    c.execute_batch(
+        "CREATE INDEX idx_customers_name_pos ON customers(name COLLATE NOCASE);
+         PRAGMA writable_schema = ON;
+         UPDATE sqlite_schema
+            SET sql = 'CREATE INDEX idx_customers_name_pos ON customers(name COLLATE POSNAME)'
+          WHERE name = 'idx_customers_name_pos';",
+    )
+    .unwrap();
+    drop(c);
+    let out = std::process::Command::new("sqlite3")
+        .arg(&db)
+        .arg("SELECT count(*) FROM customers INDEXED BY idx_customers_name_pos WHERE name COLLATE POSNAME = 'x'")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no such collation sequence: POSNAME"), "{err}");
+
+    let t = truth("stale_pk_page");
+    let r = run(&["check", db.to_str().unwrap(), "--json", "-"], dir.path());
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    assert_eq!(
+        strings(&j["affected_customer_ids"]),
+        strings(&t["affected_customer_ids"])
+    );
+    let wrong = findings_of(&j, "lookup_wrong", "sqlite_autoindex_customers_1");
+    assert_eq!(wrong.len(), 1, "{j:#}");
+    assert_eq!(
+        strings(&wrong[0]["customer_ids"]),
+        strings(&t["affected_by_index"]["sqlite_autoindex_customers_1"])
+    );
+    let not_probed: Vec<&Value> = findings_of(&j, "index_not_compared", "idx_customers_name_pos")
+        .into_iter()
+        .filter(|f| {
+            f["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("lookups through idx_customers_name_pos could not be done")
+        })
+        .collect();
+    assert_eq!(not_probed.len(), 1, "{j:#}");
+    assert!(
+        not_probed[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no such collation sequence: POSNAME"),
+        "{j:#}"
+    );
+    assert_eq!(not_probed[0]["severity"], "warning");
+    assert!(findings_of(&j, "lookup_wrong", "idx_customers_name_pos").is_empty());
+    let unreadable = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["code"] == "rows_unreadable");
+    assert!(!unreadable, "{j:#}");
+    assert_eq!(j["coverage"]["complete"], false);
+}

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::support::{fixture_copy, fixtures, run, strings, truth};
+use super::support::{fixture_copy, fixtures, root_page, run, sqlite3_cli, strings, truth};
 
 fn diagnose(name: &str, ids: &[&str], extra: &[&str]) -> (i32, serde_json::Value, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -456,4 +456,73 @@ fn diagnose_answers_every_customer_of_every_fixture() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}
+
+/// A non-UNIQUE index whose key holds the customer ID, `(customer_id,
+/// status)`, one of its entries rewritten in place (the entry of row 2,
+/// `C0002`, now reads `C0001`, same length, still in key order). The
+/// lookup of C0001 by its own key then returns its row and row 2, which
+/// holds C0002: the POS gets another customer. Truth: the stock sqlite3's
+/// own lookup through that index; the served customer is one the rewrite
+/// did not touch.
+#[test]
+fn a_lookup_by_an_id_that_also_returns_another_customers_row_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("pos.db");
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "PRAGMA page_size = 4096;
+         CREATE TABLE customers(customer_id TEXT NOT NULL, name TEXT NOT NULL, status TEXT NOT NULL);
+         CREATE INDEX idx_customers_id_status ON customers(customer_id, status);",
+    )
+    .unwrap();
+    for i in 1..=40 {
+        conn.execute(
+            "INSERT INTO customers(rowid, customer_id, name, status) VALUES (?1, ?2, ?3, 'active')",
+            rusqlite::params![i, format!("C{i:04}"), format!("Customer {i}")],
+        )
+        .unwrap();
+    }
+    drop(conn);
+    let off = (root_page(&db, "idx_customers_id_status") as usize - 1) * 4096;
+    let mut bytes = std::fs::read(&db).unwrap();
+    assert_eq!(bytes[off], 0x0a, "the index is one leaf page");
+    let page = &mut bytes[off..off + 4096];
+    let at: Vec<usize> = (0..page.len() - 11)
+        .filter(|&i| &page[i..i + 11] == b"C0002active")
+        .collect();
+    assert_eq!(at.len(), 1, "one entry of C0002");
+    page[at[0] + 4] = b'1';
+    std::fs::write(&db, &bytes).unwrap();
+    let found = sqlite3_cli(
+        &db,
+        "SELECT c.rowid || ' ' || (SELECT t.customer_id FROM customers AS t NOT INDEXED \
+         WHERE t.rowid = c.rowid) FROM customers AS c INDEXED BY idx_customers_id_status \
+         WHERE c.customer_id = 'C0001' AND c.status = 'active' ORDER BY 1",
+    );
+    // (the rowids the index gives, each with the ID its row holds)
+    assert_eq!(found, "1 C0001\n2 C0002");
+
+    let r = run(
+        &[
+            "diagnose",
+            db.to_str().unwrap(),
+            "C0001",
+            "C0003",
+            "--json",
+            "-",
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    let d = &j["diagnoses"];
+    assert_eq!(d[0]["customer_id"], "C0001");
+    assert_eq!(d[0]["served"], false, "{j:#}");
+    assert_eq!(cause(&j, 0), "index_leads_elsewhere", "{j:#}");
+    assert_eq!(d[0]["rowids"], serde_json::json!([1]));
+    assert_eq!(d[0]["indexes"]["idx_customers_id_status"], "wrong_row");
+    assert_eq!(d[1]["customer_id"], "C0003");
+    assert_eq!(d[1]["served"], true, "{j:#}");
+    assert_eq!(d[1]["indexes"]["idx_customers_id_status"], "right");
 }

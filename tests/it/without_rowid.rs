@@ -378,6 +378,39 @@ fn a_stale_entry_of_a_two_column_index_is_named_by_the_primary_key_it_holds() {
     assert_eq!(missing["count"], 3);
     assert_eq!(strings(&missing["customer_ids"]), moved);
     assert!(!codes(&j).contains("index_entry_surplus"), "{j:#}");
+    // the lookup by both key columns misses exactly them, as the stock
+    // sqlite3 looks each row up through the index by (status, tier) and
+    // its primary key (a lookup by status alone would still find them)
+    let oracle = sqlite3_cli(
+        &db,
+        "SELECT c.customer_id FROM customers AS c NOT INDEXED WHERE NOT EXISTS \
+         (SELECT 1 FROM customers AS i INDEXED BY idx_customers_status \
+          WHERE i.status = c.status AND i.tier = c.tier AND i.customer_id = c.customer_id) \
+         ORDER BY 1",
+    );
+    assert_eq!(oracle.lines().collect::<Vec<_>>(), moved);
+    let wrong = finding(&j, "lookup_wrong");
+    assert_eq!(wrong["object"], "idx_customers_status");
+    assert_eq!(wrong["count"], 3);
+    assert_eq!(strings(&wrong["customer_ids"]), moved);
+    assert_eq!(strings(&j["affected_customer_ids"]), moved);
+    // C0001, untouched: its lookup by (active, silver) also returns the
+    // stale entry of C0003, whose row now holds gold; through an index
+    // whose key holds no customer ID only its own row decides: served
+    let also = sqlite3_cli(
+        &db,
+        "SELECT customer_id FROM customers INDEXED BY idx_customers_status \
+         WHERE status = 'active' AND tier = 'silver' AND customer_id IN ('C0001', 'C0003')",
+    );
+    assert_eq!(also, "C0001\nC0003");
+    let r = run(
+        &["diagnose", db.to_str().unwrap(), "C0001", "--json", "-"],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let d = &r.json()["diagnoses"][0];
+    assert_eq!(d["cause"], "served", "{d}");
+    assert_eq!(d["indexes"]["idx_customers_status"], "right", "{d}");
 }
 
 /// A row of a WITHOUT ROWID table whose record SQLite cannot read (its
@@ -412,6 +445,95 @@ fn an_unreadable_row_of_a_without_rowid_table_is_counted() {
     let j = r.json();
     let f = finding(&j, "rows_unreadable");
     assert_eq!(f["count"], 1, "{j:#}");
+    // the row is the first cell, the least key: C0001. The POS's lookup by
+    // that ID fails, and so does reading its key for the status index's
+    // lookup (the stock sqlite3 fails both the same way): both wrong, for
+    // that customer alone, neither left out as not probed
+    for sql in [
+        "SELECT * FROM customers WHERE customer_id = 'C0001'",
+        "SELECT status, tier FROM customers NOT INDEXED WHERE customer_id = 'C0001'",
+    ] {
+        let out = std::process::Command::new("sqlite3")
+            .arg(&db)
+            .arg(sql)
+            .output()
+            .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("malformed"),
+            "{sql}: {out:?}"
+        );
+    }
+    let wrong: Vec<(String, Vec<String>)> = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "lookup_wrong")
+        .map(|f| {
+            (
+                f["object"].as_str().unwrap().to_string(),
+                strings(&f["customer_ids"]),
+            )
+        })
+        .collect();
+    let c0001 = vec!["C0001".to_string()];
+    assert_eq!(
+        wrong,
+        [
+            ("customers".to_string(), c0001.clone()),
+            ("idx_customers_status".to_string(), c0001.clone())
+        ],
+        "{j:#}"
+    );
+    assert!(!codes(&j).contains("index_not_compared"), "{j:#}");
+    assert_eq!(strings(&j["affected_customer_ids"]), c0001);
+}
+
+/// A customer whose row is gone while a stale page of an index still
+/// names it (the index's page written back after the row was deleted):
+/// the POS's lookup by that ID finds no row, so the customer is affected,
+/// under the table's own name. Truth: the customer the test deleted, the
+/// stock sqlite3 finding no row for it and the index still holding it.
+#[test]
+fn a_customer_only_a_stale_index_entry_still_names_is_affected() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("wr.db");
+    small_wr_db(&db);
+    let off = leaf_root_offset(&db, "idx_customers_status");
+    let old = std::fs::read(&db).unwrap()[off..off + 4096].to_vec();
+    let c = Connection::open(&db).unwrap();
+    c.execute("DELETE FROM customers WHERE customer_id = 'C0005'", [])
+        .unwrap();
+    drop(c);
+    assert_eq!(leaf_root_offset(&db, "idx_customers_status"), off);
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[off..off + 4096].copy_from_slice(&old);
+    std::fs::write(&db, bytes).unwrap();
+    assert_eq!(
+        sqlite3_cli(
+            &db,
+            "SELECT count(*) FROM customers WHERE customer_id = 'C0005'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        sqlite3_cli(
+            &db,
+            "SELECT customer_id FROM customers INDEXED BY idx_customers_status \
+             WHERE status = 'active' AND customer_id = 'C0005'"
+        ),
+        "C0005"
+    );
+
+    let r = run(&["check", db.to_str().unwrap(), "--json", "-"], dir.path());
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    let surplus = finding(&j, "index_entry_surplus");
+    assert_eq!(surplus["object"], "idx_customers_status");
+    assert_eq!(strings(&surplus["customer_ids"]), ["C0005"]);
+    let wrong = finding(&j, "lookup_wrong");
+    assert_eq!(wrong["object"], "customers", "{j:#}");
+    assert_eq!(strings(&wrong["customer_ids"]), ["C0005"]);
+    assert_eq!(strings(&j["affected_customer_ids"]), ["C0005"]);
 }
 
 /// Issue 8, item 1 for a WITHOUT ROWID customer table: a zeroed leaf of the
