@@ -676,3 +676,100 @@ pub fn swap(copy: &Path, db: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::FileExt;
+
+    const MIB: u64 = 1 << 20;
+
+    /// Bytes that differ from offset to offset with no short period
+    /// (xorshift), so that a byte copied from or to the wrong offset shows.
+    fn pattern(len: u64) -> Vec<u8> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect()
+    }
+
+    /// `dst` holds `src[off..off + len]` at `off`, zeros before it, nothing
+    /// after it.
+    fn assert_copied(dst: &Path, src: &[u8], off: u64, len: u64) {
+        let got = std::fs::read(dst).unwrap();
+        assert_eq!(got.len() as u64, off + len, "the copy's length");
+        let (off, end) = (off as usize, (off + len) as usize);
+        assert!(got[..off].iter().all(|&b| b == 0), "bytes before the range");
+        assert!(got[off..] == src[off..end], "the range's bytes");
+    }
+
+    /// In the kernel (copy_file_range): exactly the range asked, at the same
+    /// offset, from a source that goes on after it.
+    #[test]
+    fn copy_range_copies_exactly_the_range_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = pattern(5 * MIB + 123);
+        std::fs::write(dir.path().join("src"), &bytes).unwrap();
+        let src = File::open(dir.path().join("src")).unwrap();
+        let dst = create_new(&dir.path().join("dst")).unwrap();
+        let (off, len) = (MIB + 4097, 2 * MIB + 3);
+        assert_eq!(copy_range(&src, &dst, off, len).unwrap(), len);
+        assert_copied(&dir.path().join("dst"), &bytes, off, len);
+    }
+
+    /// A source that ends inside the range: what it has is copied, and the
+    /// count says so (the kernel's copy returns 0 at the end of the file).
+    #[test]
+    fn copy_range_stops_where_the_source_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let bytes = pattern(3 * MIB + 5);
+        std::fs::write(dir.path().join("src"), &bytes).unwrap();
+        let src = File::open(dir.path().join("src")).unwrap();
+        let dst = create_new(&dir.path().join("dst")).unwrap();
+        assert_eq!(copy_range(&src, &dst, 0, 4 * MIB).unwrap(), 3 * MIB + 5);
+        assert_copied(&dir.path().join("dst"), &bytes, 0, 3 * MIB + 5);
+    }
+
+    /// Where the kernel will not copy, read and write do it: the kernel
+    /// refuses a range of a file copied onto itself where the two overlap
+    /// (EINVAL, on every kernel), as it refuses two file systems (EXDEV).
+    /// The file is copied onto itself at the same offsets, so it must come
+    /// out unchanged: a byte read or written at another offset changes it.
+    #[test]
+    fn copy_range_reads_and_writes_where_the_kernel_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let bytes = pattern(4 * MIB + 17);
+        std::fs::write(&path, &bytes).unwrap();
+        let src = File::open(&path).unwrap();
+        let dst = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let (off, len) = (MIB + 4097, 2 * MIB + 3);
+        assert_eq!(copy_range(&src, &dst, off, len).unwrap(), len);
+        assert!(std::fs::read(&path).unwrap() == bytes, "the file changed");
+    }
+
+    /// From another file system: a memfd (its own tmpfs) into a file of a
+    /// temporary folder. Since Linux 5.19 the kernel refuses the copy
+    /// (EXDEV) and read and write do it; before, the kernel copied.
+    #[test]
+    fn copy_range_copies_across_file_systems() {
+        use std::os::fd::FromRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        // ok: a NUL-terminated name; the descriptor is checked, then owned by `src`
+        let fd = unsafe { libc::memfd_create(c"custodian-test".as_ptr(), 0) };
+        assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+        // ok: a new descriptor that nothing else owns
+        let src = unsafe { File::from_raw_fd(fd) };
+        let bytes = pattern(3 * MIB + 11);
+        src.write_all_at(&bytes, 0).unwrap();
+        let dst = create_new(&dir.path().join("dst")).unwrap();
+        let (off, len) = (4097, 3 * MIB + 11 - 4097);
+        assert_eq!(copy_range(&src, &dst, off, len).unwrap(), len);
+        assert_copied(&dir.path().join("dst"), &bytes, off, len);
+    }
+}

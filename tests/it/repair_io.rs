@@ -300,3 +300,97 @@ fn index_damage_verifies_no_snapshot() {
         assert_eq!(super::repair::stock_integrity_check(&s.db), "ok", "{name}");
     }
 }
+
+/// SQLite's shared lock as os_unix.c takes it (a read lock on the 510-byte
+/// shared range after the pending and reserved bytes at 1 GiB), taken or
+/// tried on `f` by this process: `Err` is the kernel's answer when another
+/// process holds a conflicting lock.
+fn sqlite_shared_lock(f: &std::fs::File) -> std::io::Result<()> {
+    use std::os::unix::io::AsRawFd;
+    // ok: a zeroed flock is a valid value of this plain C struct
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_RDLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = 0x4000_0000 + 2;
+    fl.l_len = 510;
+    // ok: fcntl on a descriptor the caller owns, with a pointer to a live flock
+    match unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &fl) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error()),
+    }
+}
+
+/// A database SQLite refuses as a whole (its page size zeroed: "file is not
+/// a database") cannot be locked through SQLite, so repair locks SQLite's
+/// lock bytes by hand. They must be SQLite's own: while another process
+/// holds SQLite's shared lock, repair is busy (exit 2, one line, nothing
+/// changed, no backup); once it lets go, the repair goes through, and while
+/// the repair is paused no process gets SQLite's shared lock.
+#[test]
+fn a_database_sqlite_refuses_is_locked_on_sqlites_own_lock_bytes() {
+    let s = Setup::new("stale_pk_page");
+    let t = super::support::truth("stale_pk_page");
+    let mut image = std::fs::read(&s.db).unwrap();
+    image[16..18].copy_from_slice(&[0, 0]);
+    std::fs::write(&s.db, &image).unwrap();
+    let reader = std::fs::File::open(&s.db).unwrap();
+    sqlite_shared_lock(&reader).unwrap();
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert_eq!(
+        r.stderr(),
+        format!(
+            "custodian: {}: database is busy (in use by another process); repair needs it alone: nothing was changed\n",
+            s.db.display()
+        ),
+        "{}",
+        r.show()
+    );
+    assert!(
+        std::fs::read(&s.db).unwrap() == image,
+        "the database changed"
+    );
+    assert!(s.backups().is_empty(), "a backup was made");
+    drop(reader); // closing it drops this process's locks
+    // the repair holds them now: SQLite's shared lock is refused (paused
+    // with no report on stdout: this one is larger than a pipe holds)
+    let marker = s.dir.path().join("paused");
+    let mut args = s.args();
+    args.truncate(args.len() - 2);
+    let mut child = std::process::Command::new(super::support::bin())
+        .args(&args)
+        .env("CUSTODIAN_PAUSE_AT", "build")
+        .env("CUSTODIAN_PAUSE_FILE", &marker)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    while !marker.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "exited before the pause"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let probe = std::fs::File::open(&s.db).unwrap();
+    let shared = sqlite_shared_lock(&probe).map_err(|e| e.raw_os_error());
+    drop(probe);
+    child.kill().unwrap(); // SIGKILL: the work files are the next run's to remove
+    child.wait().unwrap();
+    assert_eq!(
+        shared,
+        Err(Some(libc::EAGAIN)),
+        "another process took SQLite's shared lock during the repair"
+    );
+    assert!(
+        std::fs::read(&s.db).unwrap() == image,
+        "the database changed"
+    );
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert_eq!(
+        super::repair::customers_sha256(&s.db),
+        t["expected_customers_sha256"].as_str().unwrap()
+    );
+    assert_eq!(super::repair::stock_integrity_check(&s.db), "ok");
+}

@@ -277,6 +277,41 @@ fn a_wal_database_at_rest_is_repaired_like_any_other() {
     assert_eq!(again.json()["verdict"], "clean");
 }
 
+/// A WAL-mode database whose table damage is repaired in a new file
+/// written with no journal (the whole database rebuilt, or a leaf mended in
+/// place on a copy) gets WAL mode back like a patched one: the stock
+/// sqlite3 says `wal`, the rows are the truth's, nothing is left beside it.
+#[test]
+fn a_wal_database_repaired_for_table_damage_stays_in_wal_mode() {
+    let name = "damaged_table_leaf";
+    let s = Setup::new(name);
+    let t = truth(name);
+    assert_eq!(sqlite3_cli(&s.db, "PRAGMA journal_mode=wal"), "wal");
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "repaired");
+    assert!(
+        j["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "rebuild_database" || a["kind"] == "patch_table_pages"),
+        "{}",
+        r.show()
+    );
+    let want = t
+        .get("expected_after_repair_sha256")
+        .unwrap_or(&t["expected_customers_sha256"]);
+    assert_eq!(customers_sha256(&s.db), want.as_str().unwrap());
+    assert_eq!(sqlite3_cli(&s.db, "PRAGMA journal_mode"), "wal");
+    assert_eq!(stock_integrity_check(&s.db), "ok");
+    assert_eq!(
+        listing(s.dir.path()),
+        ["backup", &format!("{name}.db"), "snaps"]
+    );
+}
+
 /// The names in a folder, sorted (hidden ones too).
 pub(super) fn listing(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -296,6 +331,50 @@ fn assert_untouched(s: &Setup, before: &[u8], names: &[String]) {
     );
     assert_eq!(listing(s.dir.path()), names, "files appeared or went");
     assert!(s.backups().is_empty(), "a backup was made");
+}
+
+/// A database named without a folder (`repair pos.db`, run in its folder):
+/// the repaired copy is swapped in and the folder it lives in, the current
+/// one, is synced: the run ends without a warning, the content is the
+/// truth's, and the backup and the snapshot are found from the same
+/// relative names.
+#[test]
+fn a_database_named_without_its_folder_is_repaired_in_place() {
+    let s = Setup::new("stale_pk_page");
+    let t = truth("stale_pk_page");
+    let original = std::fs::read(&s.db).unwrap();
+    let r = run(
+        &[
+            "repair",
+            "stale_pk_page.db",
+            "--snapshot",
+            "snaps",
+            "--backup-dir",
+            "backup",
+            "--json",
+            "-",
+        ],
+        s.dir.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert_eq!(r.stderr(), "", "{}", r.show());
+    assert_eq!(r.json()["verdict"], "repaired");
+    assert_eq!(
+        customers_sha256(&s.db),
+        t["expected_customers_sha256"].as_str().unwrap()
+    );
+    assert_eq!(stock_integrity_check(&s.db), "ok");
+    assert_eq!(
+        listing(s.dir.path()),
+        ["backup", "snaps", "stale_pk_page.db"]
+    );
+    let backups = listing(&s.dir.path().join("backup"));
+    assert_eq!(backups.len(), 2, "{backups:?}");
+    let backup = backups.iter().find(|n| n.ends_with(".backup")).unwrap();
+    assert_eq!(
+        std::fs::read(s.dir.path().join("backup").join(backup)).unwrap(),
+        original
+    );
 }
 
 /// Issue 8 item 6 and DESIGN rule 8: a database path that is a symbolic
