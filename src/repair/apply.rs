@@ -107,9 +107,21 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// A rollback journal SQLite would roll back on its next read: one whose
+/// first byte is not zero (pager.c, hasHotJournal). The journal a finished
+/// commit leaves is not: empty (journal_mode=TRUNCATE) or with its header
+/// zeroed (PERSIST).
+fn hot_journal(db: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let mut first = [0u8; 1];
+    File::open(sidecar(db, "-journal"))
+        .and_then(|f| f.read_at(&mut first, 0))
+        .is_ok_and(|n| n == 1 && first[0] != 0)
+}
+
 /// Takes the exclusive lock, or fails at once with "busy" (exit 2).
 pub fn lock(path: &Path) -> Result<Lock> {
-    if std::fs::metadata(sidecar(path, "-journal")).is_ok_and(|m| m.len() > 0) {
+    if hot_journal(path) {
         bail!(
             "{}: a write was interrupted (hot journal): SQLite must roll it back first; nothing was changed",
             path.display()

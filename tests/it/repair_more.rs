@@ -594,6 +594,57 @@ fn a_full_disk_stops_the_repair_and_leaves_the_original() {
     assert_eq!(report["verdict"], "failed");
 }
 
+/// The `-journal` a finished commit leaves is not hot: journal_mode=TRUNCATE
+/// leaves it empty, PERSIST with its header zeroed, and SQLite rolls back
+/// only a journal whose first byte is not zero (pager.c, hasHotJournal).
+/// Made by the stock `sqlite3` (a commit of `user_version`), which then
+/// reads the database without rolling anything back. Repair goes through,
+/// to the truth's rows, and leaves the POS's journal as it was.
+#[test]
+fn the_journal_a_finished_commit_leaves_is_not_hot() {
+    let t = truth("stale_pk_page");
+    for mode in ["truncate", "persist"] {
+        let s = Setup::new("stale_pk_page");
+        assert_eq!(
+            sqlite3_cli(
+                &s.db,
+                &format!("PRAGMA journal_mode={mode}; PRAGMA user_version=7;")
+            ),
+            mode
+        );
+        let journal = PathBuf::from(format!("{}-journal", s.db.display()));
+        let left = std::fs::read(&journal).unwrap();
+        match mode {
+            "truncate" => assert!(left.is_empty(), "{mode}"),
+            _ => assert!(left.len() > 512 && left[..28] == [0; 28], "{mode}"),
+        }
+        let before = std::fs::read(&s.db).unwrap();
+        assert_eq!(
+            sqlite3_cli(&s.db, "SELECT count(*) FROM customers NOT INDEXED"),
+            t["customers_total"].to_string(),
+            "{mode}"
+        );
+        assert!(
+            std::fs::read(&s.db).unwrap() == before,
+            "{mode}: the stock sqlite3 rolled something back"
+        );
+        let r = s.repair(&[]);
+        assert_eq!(r.code(), 0, "{mode}: {}", r.show());
+        assert_eq!(r.json()["verdict"], "repaired", "{mode}");
+        assert_eq!(
+            customers_sha256(&s.db),
+            t["expected_customers_sha256"].as_str().unwrap(),
+            "{mode}"
+        );
+        assert_eq!(stock_integrity_check(&s.db), "ok", "{mode}");
+        assert_eq!(sqlite3_cli(&s.db, "PRAGMA user_version"), "7", "{mode}");
+        assert!(
+            std::fs::read(&journal).unwrap() == left,
+            "{mode}: the journal"
+        );
+    }
+}
+
 /// A write interrupted in rollback-journal mode leaves a hot journal that
 /// SQLite must roll back first: repair refuses (exit 2, one line), and the
 /// database and its journal are left exactly as they were.
