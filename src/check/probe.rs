@@ -592,6 +592,21 @@ mod tests {
         Connection::open(&path).unwrap()
     }
 
+    /// The customer table of `conn` as custodian reads it, but for the
+    /// WHERE clause of partial index `index`, left unread (as when
+    /// custodian reads a definition otherwise than SQLite does).
+    fn with_where_unread(conn: &Connection, index: &str) -> CustomerTable {
+        let objects = read_schema(conn).unwrap();
+        let mut table = customer_table(conn, &objects, "customers", "customer_id")
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let partial = table.indexes.iter_mut().find(|i| i.name == index).unwrap();
+        assert!(partial.partial_where.is_some());
+        partial.partial_where = None;
+        table
+    }
+
     /// SQLite's own refusal to prepare `sql` on `conn`.
     fn refusal(conn: &Connection, sql: &str) -> String {
         conn.prepare(sql).err().unwrap().to_string()
@@ -647,18 +662,7 @@ mod tests {
             )
             .contains("no such collation sequence: POSNAME")
         );
-        let objects = read_schema(&conn).unwrap();
-        let mut table = customer_table(&conn, &objects, "customers", "customer_id")
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let active = table
-            .indexes
-            .iter_mut()
-            .find(|i| i.name == "idx_active_id")
-            .unwrap();
-        assert!(active.partial_where.is_some());
-        active.partial_where = None;
+        let table = with_where_unread(&conn, "idx_active_id");
         let p = Prober::new(&conn, &table);
         not_probed(
             &p.probe_row(1).unwrap(),
@@ -706,18 +710,7 @@ mod tests {
         ] {
             assert!(refusal(&conn, sql).contains("no such collation sequence: POSNAME"));
         }
-        let objects = read_schema(&conn).unwrap();
-        let mut table = customer_table(&conn, &objects, "customers", "customer_id")
-            .unwrap()
-            .unwrap()
-            .unwrap();
-        let active = table
-            .indexes
-            .iter_mut()
-            .find(|i| i.name == "idx_active")
-            .unwrap();
-        assert!(active.partial_where.is_some());
-        active.partial_where = None;
+        let table = with_where_unread(&conn, "idx_active");
         let p = Prober::new(&conn, &table);
         let answers = p.probe_id_keyed(&Value::Text("C0001".into()));
         // idx_closed does not cover the row: no answer under its name

@@ -335,6 +335,21 @@ fn leaf_root_offset(db: &Path, name: &str) -> usize {
     off
 }
 
+/// [`small_wr_db`] at `db`, changed by `change` while its status index's
+/// (one leaf) page is then written back as it was before: a lost write.
+fn stale_status_page(db: &Path, change: impl FnOnce(&Connection)) {
+    small_wr_db(db);
+    let off = leaf_root_offset(db, "idx_customers_status");
+    let old = std::fs::read(db).unwrap()[off..off + 4096].to_vec();
+    let c = Connection::open(db).unwrap();
+    change(&c);
+    drop(c);
+    assert_eq!(leaf_root_offset(db, "idx_customers_status"), off);
+    let mut bytes = std::fs::read(db).unwrap();
+    bytes[off..off + 4096].copy_from_slice(&old);
+    std::fs::write(db, bytes).unwrap();
+}
+
 /// A stale page of a two-column index of a WITHOUT ROWID table: three
 /// customers moved from tier silver to gold, then the index's page written
 /// back as it was before. Its entries for them hold the old key: rows that
@@ -346,23 +361,16 @@ fn leaf_root_offset(db: &Path, name: &str) -> usize {
 fn a_stale_entry_of_a_two_column_index_is_named_by_the_primary_key_it_holds() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("wr.db");
-    small_wr_db(&db);
-    let off = leaf_root_offset(&db, "idx_customers_status");
-    let old = std::fs::read(&db).unwrap()[off..off + 4096].to_vec();
     let moved = ["C0003", "C0017", "C0031"];
-    let c = Connection::open(&db).unwrap();
-    for id in moved {
-        c.execute(
-            "UPDATE customers SET tier = 'gold' WHERE customer_id = ?1",
-            [id],
-        )
-        .unwrap();
-    }
-    drop(c);
-    assert_eq!(leaf_root_offset(&db, "idx_customers_status"), off);
-    let mut bytes = std::fs::read(&db).unwrap();
-    bytes[off..off + 4096].copy_from_slice(&old);
-    std::fs::write(&db, bytes).unwrap();
+    stale_status_page(&db, |c| {
+        for id in moved {
+            c.execute(
+                "UPDATE customers SET tier = 'gold' WHERE customer_id = ?1",
+                [id],
+            )
+            .unwrap();
+        }
+    });
     let ic = sqlite3_cli(&db, "PRAGMA integrity_check");
     assert!(ic.contains("idx_customers_status"), "{ic}");
 
@@ -497,17 +505,10 @@ fn an_unreadable_row_of_a_without_rowid_table_is_counted() {
 fn a_customer_only_a_stale_index_entry_still_names_is_affected() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("wr.db");
-    small_wr_db(&db);
-    let off = leaf_root_offset(&db, "idx_customers_status");
-    let old = std::fs::read(&db).unwrap()[off..off + 4096].to_vec();
-    let c = Connection::open(&db).unwrap();
-    c.execute("DELETE FROM customers WHERE customer_id = 'C0005'", [])
-        .unwrap();
-    drop(c);
-    assert_eq!(leaf_root_offset(&db, "idx_customers_status"), off);
-    let mut bytes = std::fs::read(&db).unwrap();
-    bytes[off..off + 4096].copy_from_slice(&old);
-    std::fs::write(&db, bytes).unwrap();
+    stale_status_page(&db, |c| {
+        c.execute("DELETE FROM customers WHERE customer_id = 'C0005'", [])
+            .unwrap();
+    });
     assert_eq!(
         sqlite3_cli(
             &db,
