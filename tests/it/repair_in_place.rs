@@ -234,3 +234,28 @@ fn a_copy_mended_in_place_that_fails_its_verification_gives_way_to_the_whole_reb
         .collect();
     assert_eq!(failed.len(), 1, "{failed:?}");
 }
+
+/// The fixture's leaf of garbage (its cells' "overflow pages" are garbage
+/// too: no page the table's walk took) in a WAL database, as a POS leaves
+/// it: mended in place, the file back in WAL mode, the customers the
+/// builder's truth says.
+#[test]
+fn a_garbage_leaf_of_a_wal_database_is_mended_in_place() {
+    let s = super::repair::Setup::new("damaged_table_leaf");
+    let t = super::support::truth("damaged_table_leaf");
+    assert_eq!(sqlite3_cli(&s.db, "PRAGMA journal_mode = WAL"), "wal");
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    let kinds = action_kinds(&j);
+    assert!(
+        kinds.contains(&"patch_table_pages") && !kinds.contains(&"rebuild_database"),
+        "{kinds:?}"
+    );
+    assert_eq!(sqlite3_cli(&s.db, "PRAGMA journal_mode"), "wal");
+    assert_eq!(
+        super::repair::customers_sha256(&s.db),
+        t["expected_customers_sha256"].as_str().unwrap()
+    );
+    assert_eq!(stock_integrity_check(&s.db), "ok");
+}

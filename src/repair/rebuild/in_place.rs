@@ -195,7 +195,8 @@ fn find(
     let Some(mut s) = salvage_by_page(src, &t, &claimed) else {
         return Ok(None);
     };
-    let Some(bounds) = leaf_bounds(src, root, &s.pages, &claimed) else {
+    let walked: BTreeSet<u32> = s.stats.pages.iter().copied().collect();
+    let Some(bounds) = leaf_bounds(src, root, &s.pages, &claimed, &walked) else {
         return Ok(None);
     };
     s.have.seal();
@@ -473,13 +474,14 @@ fn salvage_by_page(
 /// Each damaged page's rowid bounds `(lo, hi]` from its parent, walking the
 /// table's interior pages from the root. `None` unless every damaged page
 /// is a leaf's place (no interior page, not the root, met once) below a
-/// sound interior page, holds no cell with overflow pages, and is no other
-/// tree's page.
+/// sound interior page, holds no cell whose overflow pages the table's walk
+/// followed (`walked`: the pages it claimed), and is no other tree's page.
 fn leaf_bounds(
     src: &Source,
     root: u32,
     damaged: &BTreeSet<u32>,
     claimed: &crate::format::btree::PageSet,
+    walked: &BTreeSet<u32>,
 ) -> Option<BTreeMap<u32, Bounds>> {
     if damaged.contains(&root) {
         return None;
@@ -531,17 +533,24 @@ fn leaf_bounds(
         return None;
     }
     for &p in damaged {
-        if leaf_with_overflow(src, p, usable, &mut buf) {
+        if leaf_with_overflow(src, p, usable, &mut buf, walked) {
             return None;
         }
     }
     Some(found)
 }
 
-/// Whether page `p` reads as a page whose cells reach overflow pages (those
-/// pages would be left to no tree once the page is replaced) or as an
-/// interior page (its subtree would be).
-fn leaf_with_overflow(src: &Source, p: u32, usable: u32, buf: &mut Vec<u8>) -> bool {
+/// Whether page `p` reads as a page with a cell whose overflow chain the
+/// table's walk followed (those pages would be left to no tree once the
+/// page is replaced) or as an interior page (its subtree would be). A cell
+/// of garbage naming a page the walk never took owns nothing.
+fn leaf_with_overflow(
+    src: &Source,
+    p: u32,
+    usable: u32,
+    buf: &mut Vec<u8>,
+    walked: &BTreeSet<u32>,
+) -> bool {
     if src.pager.read_page(p, buf).is_err() {
         return false;
     }
@@ -554,8 +563,8 @@ fn leaf_with_overflow(src: &Source, p: u32, usable: u32, buf: &mut Vec<u8>) -> b
     (0..usize::from(page.cell_count())).any(|i| {
         page.cell(i)
             .ok()
-            .and_then(|c| c.payload().map(|p| !p.is_complete()))
-            .unwrap_or(false)
+            .and_then(|c| c.payload().and_then(|p| p.first_overflow))
+            .is_some_and(|ov| walked.contains(&ov))
     })
 }
 
