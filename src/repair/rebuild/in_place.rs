@@ -178,7 +178,7 @@ fn find(
     req: &Request<'_>,
     snap: Option<&Connection>,
 ) -> Result<Option<Found>> {
-    let Some(obj) = damaged_table(src, req)? else {
+    let Some(obj) = damaged_table(src, req) else {
         return Ok(None);
     };
     let trees = Trees::walk(src);
@@ -203,7 +203,7 @@ fn find(
     let indexes = super::indexes_of(src, &t.name).count();
     let mut stand_ins = StandIns {
         usable: !t.columns.iter().any(|c| c.hidden != 0)
-            && !super::indexes_of(src, &t.name).any(restore::is_partial),
+            && !super::indexes_of(src, &t.name).any(crate::schema::is_partial_index),
         rows: BTreeMap::new(),
     };
     let ctx = restore::Ctx {
@@ -341,22 +341,19 @@ fn mend(
 
 /// The one table whose tree the check of the live file placed damage in,
 /// when the file reads as it is: `req.in_place` names it.
-fn damaged_table(src: &Source, req: &Request<'_>) -> Result<Option<SchemaObject>> {
-    let Some(InPlace { table: name, .. }) = req.in_place else {
-        return Ok(None);
-    };
+fn damaged_table(src: &Source, req: &Request<'_>) -> Option<SchemaObject> {
+    let InPlace { table: name, .. } = req.in_place?;
     let sound_frame = src.header_rebuilt.is_none()
         && src.schema_origin == SchemaOrigin::Sqlite
         && src.sqlite_readable
         // no pointer maps to follow the pages that move
         && src.header.largest_root_page == 0;
     if !sound_frame {
-        return Ok(None);
+        return None;
     }
     let obj = src.schema.iter().find(|o| {
         o.kind == "table" && o.name.eq_ignore_ascii_case(name) && o.rootpage > 1 && o.sql.is_some()
-    });
-    let Some(obj) = obj else { return Ok(None) };
+    })?;
     let sql = obj.sql.as_deref().unwrap_or("");
     let plain = !crate::schema::is_without_rowid(sql)
         && !crate::schema::is_virtual_table(obj)
@@ -366,7 +363,7 @@ fn damaged_table(src: &Source, req: &Request<'_>) -> Result<Option<SchemaObject>
         .schema
         .iter()
         .any(|o| o.kind == "trigger" && o.tbl_name.eq_ignore_ascii_case(&obj.name));
-    Ok((plain && !triggers).then(|| obj.clone()))
+    (plain && !triggers).then(|| obj.clone())
 }
 
 /// Whether every tree but `obj`'s is sound, its indexes' included (its own
@@ -450,11 +447,8 @@ fn salvage_by_page(
                 s.damaged_rows.insert(rowid);
                 s.pages.insert(pg);
                 if let Some(bytes) = partial {
-                    let values: Vec<SqlValue> = crate::format::record::readable_values(bytes)
-                        .iter()
-                        .map(|v| SqlValue::from_record(v, src.encoding))
-                        .collect();
-                    s.partials.insert(rowid, values);
+                    s.partials
+                        .insert(rowid, rows::readable_record_values(bytes, src.encoding));
                 }
             }
             SalvageItem::Damage(_) => {}

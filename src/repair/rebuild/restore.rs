@@ -277,20 +277,13 @@ pub(crate) fn name_by_indexes_with(
                     }
                 }
             });
-        let partial = is_partial(ix);
+        // a partial index need not name every row
+        let partial = crate::schema::is_partial_index(ix);
         if stats.damage == 0 && !stats.pages_lost && !partial {
             complete = true;
         }
     }
     (named, complete)
-}
-
-/// Whether an index is partial (`CREATE INDEX … WHERE …`): it need not
-/// name every row.
-pub(crate) fn is_partial(ix: &SchemaObject) -> bool {
-    ix.sql
-        .as_deref()
-        .is_some_and(|s| s.to_ascii_uppercase().contains(" WHERE "))
 }
 
 /// The names of an index's record fields (key columns, then the rowid), as
