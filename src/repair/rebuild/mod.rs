@@ -927,10 +927,7 @@ fn copy_table(
                 // whose cell was found is kept even with no readable field:
                 // its rowid is data too)
                 let Some(bytes) = partial else { return };
-                let values: Vec<SqlValue> = crate::format::record::readable_values(bytes)
-                    .iter()
-                    .map(|v| SqlValue::from_record(v, src.encoding))
-                    .collect();
+                let values = rows::readable_record_values(bytes, src.encoding);
                 if !t.without_rowid {
                     c.partials.insert(rowid, values);
                 } else if !values.is_empty() {

@@ -98,6 +98,15 @@ pub fn record_values(rec: &mut Record, payload: &[u8], enc: TextEncoding) -> Opt
     )
 }
 
+/// What could be read of a damaged record (its first fields, as far as they
+/// can be read), as values to insert or quarantine.
+pub fn readable_record_values(bytes: &[u8], enc: TextEncoding) -> Vec<SqlValue> {
+    record::readable_values(bytes)
+        .iter()
+        .map(|v| SqlValue::from_record(v, enc))
+        .collect()
+}
+
 /// What became of a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placed {
