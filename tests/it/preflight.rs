@@ -21,13 +21,12 @@ fn preflight_healthy(dir: &Path) -> Run {
     run(&["preflight", "healthy.db", "--snapshot", "snaps"], dir)
 }
 
-fn fresh_snapshot(dir: &Path, fixture: &str) {
+/// Copies the fixture's snapshot to `dir/snaps/nightly.db`; returns that path.
+fn fresh_snapshot(dir: &Path, fixture: &str) -> std::path::PathBuf {
     std::fs::create_dir_all(dir.join("snaps")).unwrap();
-    std::fs::copy(
-        fixtures().join(format!("{fixture}.snap.db")),
-        dir.join("snaps/nightly.db"),
-    )
-    .unwrap();
+    let snap = dir.join("snaps/nightly.db");
+    std::fs::copy(fixtures().join(format!("{fixture}.snap.db")), &snap).unwrap();
+    snap
 }
 
 const SCHEMA_OK: &str = "ok: schema: table customers with ID column customer_id";
@@ -177,8 +176,7 @@ fn no_go_on_a_damaged_database() {
 fn no_go_without_a_snapshot_young_enough() {
     let dir = tempfile::tempdir().unwrap();
     fixture_copy("healthy", dir.path());
-    fresh_snapshot(dir.path(), "healthy");
-    let snap = dir.path().join("snaps/nightly.db");
+    let snap = fresh_snapshot(dir.path(), "healthy");
     let two_days = SystemTime::now() - Duration::from_secs(48 * 3600 + 60);
     std::fs::File::options()
         .write(true)
@@ -259,8 +257,7 @@ fn no_go_without_a_snapshot_young_enough() {
 fn a_snapshot_with_a_renamed_column_does_not_serve() {
     let dir = tempfile::tempdir().unwrap();
     fixture_copy("healthy", dir.path());
-    fresh_snapshot(dir.path(), "healthy");
-    let snap = dir.path().join("snaps/nightly.db");
+    let snap = fresh_snapshot(dir.path(), "healthy");
     let c = Connection::open(&snap).unwrap();
     c.execute_batch("ALTER TABLE customers RENAME COLUMN balance_cents TO credit_cents")
         .unwrap();
