@@ -202,36 +202,43 @@ pub(super) fn rebuild(
     copy_source(job, &copy, apply::Durable::Never)?;
     apply::match_owner_and_mode(&copy, job.db)?;
     check::timing("repair: copied", t0);
-    if let (Rebuild::InPlaceFirst, Some(in_place)) = (how, in_place_table(job)) {
-        apply::pause_point("build");
-        match rebuild::repair_in_place(&copy, &request(job, Some(in_place))) {
-            Ok(Some(out)) => {
-                apply::finish_journal_mode(&copy, job.lock.was_wal)?;
-                check::timing("repair: mended in place", t0);
-                record_rebuild(job, &out, None, fields);
-                return Ok((copy, out.customers, true));
-            }
-            // nothing was written: the copy is the whole rebuild's source
-            Ok(None) => std::fs::rename(&copy, &source)
-                .with_context(|| format!("renaming {} to {}", copy.display(), source.display()))?,
-            Err(e) => {
-                let _ = std::fs::remove_file(&copy);
-                fields.actions.push(Action {
-                    kind: "patch_table_pages",
-                    object: Some(in_place.table.to_string()),
-                    detail: format!("mending the table in place failed ({e:#}); the whole database is built anew instead"),
-                });
-                copy_source(job, &source, apply::Durable::Never)?;
+    let in_place = match how {
+        Rebuild::InPlaceFirst => in_place_table(job),
+        Rebuild::Whole => None,
+    };
+    // the copy becomes the whole rebuild's source when nothing was written
+    let to_source = || {
+        std::fs::rename(&copy, &source)
+            .with_context(|| format!("renaming {} to {}", copy.display(), source.display()))
+    };
+    match in_place {
+        Some(in_place) => {
+            apply::pause_point("build");
+            match rebuild::repair_in_place(&copy, &request(job, Some(in_place))) {
+                Ok(Some(out)) => {
+                    apply::finish_journal_mode(&copy, job.lock.was_wal)?;
+                    check::timing("repair: mended in place", t0);
+                    record_rebuild(job, &out, None, fields);
+                    return Ok((copy, out.customers, true));
+                }
+                Ok(None) => to_source()?,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&copy);
+                    fields.actions.push(Action {
+                        kind: "patch_table_pages",
+                        object: Some(in_place.table.to_string()),
+                        detail: format!("mending the table in place failed ({e:#}); the whole database is built anew instead"),
+                    });
+                    copy_source(job, &source, apply::Durable::Never)?;
+                }
             }
         }
-    } else {
-        std::fs::rename(&copy, &source)
-            .with_context(|| format!("renaming {} to {}", copy.display(), source.display()))?;
+        None => to_source()?,
     }
     check::timing("repair: source ready", t0);
     apply::create_empty(&copy)?;
     apply::match_owner_and_mode(&copy, job.db)?;
-    if how == Rebuild::Whole || in_place_table(job).is_none() {
+    if in_place.is_none() {
         apply::pause_point("build");
     }
     let out = rebuild::rebuild(&source, &copy, &request(job, None));
