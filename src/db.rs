@@ -107,6 +107,16 @@ pub struct Leftovers {
     shm: bool,
 }
 
+/// Runs `work`, which opens `db` only to read it, and then removes the -wal
+/// and -shm that SQLite made for it (see [`Leftovers::clean`]): a read-only
+/// command leaves the database's folder as it found it.
+pub fn leaving_nothing<T>(db: &Path, work: impl FnOnce() -> T) -> T {
+    let leftovers = Leftovers::note(db);
+    let out = work();
+    leftovers.clean(db);
+    out
+}
+
 impl Leftovers {
     pub fn note(db: &Path) -> Leftovers {
         Leftovers {

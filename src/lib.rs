@@ -32,7 +32,9 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
     match cli.command {
         Command::Check(args) => run_check(&args, cli.quiet),
         Command::Repair(args) => run_repair(&args, cli.quiet),
-        Command::Diagnose(args) => commands::diagnose::run(&args, cli.quiet),
+        Command::Diagnose(args) => {
+            db::leaving_nothing(&args.db, || commands::diagnose::run(&args, cli.quiet))
+        }
         Command::Snapshot(args) => commands::snapshot::run(&args, cli.quiet),
         Command::Preflight(args) => commands::preflight::run(&args, cli.quiet),
         Command::Summary(args) => commands::summary::run(&args, cli.quiet),
@@ -58,9 +60,7 @@ fn run_check(args: &cli::CheckArgs, quiet: bool) -> Result<ExitStatus> {
     let json_to_stdout = args.opts.json.as_deref() == Some("-");
     let progress = Progress::new(quiet, json_to_stdout);
     let started = std::time::Instant::now();
-    let leftovers = db::Leftovers::note(db);
-    let checked = check::check(db, &settings, progress);
-    leftovers.clean(db); // read-only leaves nothing behind
+    let checked = db::leaving_nothing(db, || check::check(db, &settings, progress));
     let outcome = match checked {
         Ok(o) => o,
         Err(e) => {

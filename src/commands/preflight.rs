@@ -88,9 +88,7 @@ impl Cond {
 }
 
 pub fn run(args: &PreflightArgs, quiet: bool) -> Result<ExitStatus> {
-    let leftovers = crate::db::Leftovers::note(&args.db);
-    let evaluated = evaluate(args, quiet);
-    leftovers.clean(&args.db); // read-only leaves nothing behind
+    let evaluated = crate::db::leaving_nothing(&args.db, || evaluate(args, quiet));
     if let Some(path) = &args.metrics {
         let now = SystemTime::now();
         let db = args.db.display().to_string();

@@ -244,6 +244,10 @@ fn refuse_non_database(db: &Path) -> Result<()> {
 /// Takes, verifies and records one snapshot of `db` in `out`, then prunes
 /// under `keep`.
 pub fn take(db: &Path, out: &Path, keep: Option<usize>, settings: &Settings) -> Result<Taken> {
+    crate::db::leaving_nothing(db, || take_of(db, out, keep, settings))
+}
+
+fn take_of(db: &Path, out: &Path, keep: Option<usize>, settings: &Settings) -> Result<Taken> {
     if keep == Some(0) {
         bail!("--keep must be at least 1 (the newest good snapshot is never removed)");
     }

@@ -64,9 +64,9 @@ pub fn run(args: &CheckArgs, quiet: bool) -> Result<ExitStatus> {
 /// writes its reports.
 fn check_one(path: &Path, settings: &Settings, write: impl Fn(&Report, &mut Entry)) -> Checked {
     let started = Instant::now();
-    let leftovers = crate::db::Leftovers::note(path);
-    let checked = crate::check::check(path, settings, Progress::hidden());
-    leftovers.clean(path); // read-only leaves nothing behind
+    let checked = crate::db::leaving_nothing(path, || {
+        crate::check::check(path, settings, Progress::hidden())
+    });
     let (report, status) = match checked {
         Ok(o) => (o.report, o.status),
         Err(e) => (

@@ -116,6 +116,18 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     let settings = Settings::from_opts(&args.opts)?;
     interrupt::install(&args.db)?;
     let db = &where_it_lives(&args.db)?;
+    // SQLite makes a -wal and -shm to read a WAL database at rest, even
+    // read-only; a repair that changes nothing must not leave them.
+    crate::db::leaving_nothing(db, || repair_at(args, db, &settings, quiet))
+}
+
+/// The repair of the database at `db` (the link resolved).
+fn repair_at(
+    args: &RepairArgs,
+    db: &Path,
+    settings: &Settings,
+    quiet: bool,
+) -> Result<RepairOutcome> {
     let backup_dir = args
         .backup_dir
         .clone()
@@ -124,7 +136,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     let progress = Progress::new(quiet, args.opts.json.as_deref() == Some("-"));
     let t0 = std::time::Instant::now();
     let fp = fingerprint(db);
-    let mut before = check_before(db, &settings, progress, false)?;
+    let mut before = check_before(db, settings, progress, false)?;
     before.database = args.db.display().to_string();
     check::timing("repair: check", t0);
     let mut fields = RepairFields {
@@ -132,7 +144,7 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         before: Some(Before::of(&before)),
         ..RepairFields::default()
     };
-    if db != &args.db {
+    if db != args.db {
         fields.actions.push(Action {
             kind: "symlink",
             object: None,
@@ -143,9 +155,9 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
             ),
         });
     }
-    let (live, table) = live_schema(db, &settings)?;
-    let mut good = choose_snapshots(db, &before, &live, &args.snapshot, &settings, &mut fields);
-    let mut the_plan = make_plan(db, &settings, &before, &live, table.as_ref(), &good)?;
+    let (live, table) = live_schema(db, settings)?;
+    let mut good = choose_snapshots(db, &before, &live, &args.snapshot, settings, &mut fields);
+    let mut the_plan = make_plan(db, settings, &before, &live, table.as_ref(), &good)?;
     if matches!(
         the_plan.strategy,
         Strategy::Nothing | Strategy::LossesAccounted { .. }
@@ -153,16 +165,16 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
         // "nothing to do" only on the evidence on which check says clean
         // (DESIGN rule 9): with SQLite's quick_check as check runs it (and
         // for losses already accounted for, nothing beyond them)
-        before = check_before(db, &settings, Progress::hidden(), true)?;
+        before = check_before(db, settings, Progress::hidden(), true)?;
         if before.verdict != Verdict::Clean {
             fields.before = Some(Before::of(&before));
-            good = choose_snapshots(db, &before, &live, &args.snapshot, &settings, &mut fields);
-            the_plan = make_plan(db, &settings, &before, &live, table.as_ref(), &good)?;
+            good = choose_snapshots(db, &before, &live, &args.snapshot, settings, &mut fields);
+            the_plan = make_plan(db, settings, &before, &live, table.as_ref(), &good)?;
         }
     }
     let st = stamp();
     fields.plan = Some(the_plan.clone());
-    let framed = match mend_frame(db, &st, &settings, &the_plan, &good) {
+    let framed = match mend_frame(db, &st, settings, &the_plan, &good) {
         Ok(f) => f,
         Err(e) => {
             let why = format!("{e:#}; nothing was changed");
@@ -226,13 +238,13 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     remove_leftovers(db, &backup_dir, &st, &mut fields);
     let job = Job {
         db,
-        source: framed.as_ref().map_or(db.as_path(), |f| f.scratch.path()),
+        source: framed.as_ref().map_or(db, |f| f.scratch.path()),
         mended: framed.as_ref().map_or(&[], |f| f.actions.as_slice()),
         dir: folder_of(db),
         stamp: &st,
         plan: &the_plan,
         table: &table,
-        settings: &settings,
+        settings,
         lock: &lock,
         snapshot: good.first().map(|s| s.path.as_path()),
         before: planned_from,

@@ -256,6 +256,65 @@ fn check_and_preflight_on_a_wal_database_leave_nothing_behind() {
     assert_eq!(n, 2020);
 }
 
+#[test]
+fn every_command_that_changes_nothing_leaves_a_wal_database_s_folder_as_it_was() {
+    // SQLite makes a -wal and -shm to read a WAL database at rest, even
+    // through a read-only connection, and cannot remove them at its close
+    for (fixture, args, code) in [
+        ("healthy", &["diagnose", "DB", "C000012816843"][..], 0),
+        ("healthy", &["repair", "DB", "--dry-run"][..], 0),
+        ("healthy", &["repair", "DB"][..], 0),
+        ("healthy", &["snapshot", "DB", "--out", "snaps"][..], 0),
+        (
+            "healthy",
+            &["preflight", "DB", "--snapshot", "snaps"][..],
+            0,
+        ),
+        ("stale_pk_page", &["diagnose", "DB", "C052157602710"][..], 1),
+        ("stale_pk_page", &["repair", "DB", "--dry-run"][..], 1),
+        ("empty", &["repair", "DB"][..], 2),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        fixture_copy(fixture, dir.path());
+        let name = format!("{fixture}.db");
+        let db = dir.path().join(&name);
+        {
+            let c = rusqlite::Connection::open(&db).unwrap();
+            let mode: String = c
+                .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+                .unwrap();
+            assert_eq!(mode, "wal");
+        }
+        if args.contains(&"preflight") {
+            let r = run(&["snapshot", &name, "--out", "snaps"], dir.path());
+            assert_eq!(r.code(), 0, "{}", r.show());
+        }
+        let listing = || {
+            let mut v: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "snaps")
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            listing(),
+            [name.clone()],
+            "SQLite removed them at its close"
+        );
+        let before = std::fs::read(&db).unwrap();
+        let args: Vec<&str> = args
+            .iter()
+            .map(|a| if *a == "DB" { name.as_str() } else { a })
+            .collect();
+        let r = run(&args, dir.path());
+        assert_eq!(r.code(), code, "{args:?} on {fixture}: {}", r.show());
+        assert_eq!(listing(), [name.clone()], "{args:?} on {fixture}");
+        assert_eq!(std::fs::read(&db).unwrap(), before, "{args:?} on {fixture}");
+    }
+}
+
 /// `custodian check DB --json -` with more options, run in `dir`.
 fn check_json(db: &str, more: &[&str], dir: &std::path::Path) -> super::support::Run {
     let mut args = vec!["check", db, "--json", "-"];
