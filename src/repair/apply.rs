@@ -43,6 +43,8 @@ pub fn pause_point(phase: &str) {
 /// locked database (the fingerprint, the backup's checksum, the copies)
 /// goes through `file`, and nothing else opens it.
 pub struct Lock {
+    /// Declared before `file`, so a Lock dropped whole (after the swap)
+    /// closes the connection first and `file` last, as `release` does.
     holder: Holder,
     file: File,
     pub was_wal: bool,
@@ -60,9 +62,9 @@ enum Holder {
 }
 
 /// SQLite's lock bytes (os_unix.c): the pending byte at 1 GiB, the reserved
-/// byte after it, then the 510-byte shared range.
+/// byte after it, then the 510-byte shared range: 512 bytes.
 const LOCK_BYTES_START: i64 = 0x4000_0000;
-const LOCK_BYTES_LEN: i64 = 2 + 510;
+const LOCK_BYTES_LEN: i64 = 512;
 
 /// Write-locks SQLite's lock bytes of `path` with an open-file-description
 /// lock (Linux's F_OFD_SETLK: it conflicts with SQLite's POSIX locks, and
@@ -249,20 +251,6 @@ impl Lock {
             Holder::LockBytes(f) => drop(f),
         }
         // last: closing it drops whatever lock the process still holds
-        drop(file);
-    }
-
-    /// Releases the lock after the swap: the file this connection has open
-    /// is no longer the database, and nothing is done to it.
-    pub fn release_swapped(self) {
-        let Lock { holder, file, .. } = self;
-        match holder {
-            Holder::Sqlite(conn) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                drop(conn);
-            }
-            Holder::LockBytes(f) => drop(f),
-        }
         drop(file);
     }
 }

@@ -253,7 +253,10 @@ fn repair_at(
     interrupt::settle();
     interrupt::remove_work_files();
     match result {
-        Ok(_) => lock.release_swapped(),
+        // after the swap the file the lock has open is no longer the
+        // database: nothing is done to it, the lock is dropped (the
+        // connection's close rolls its transaction back, then the descriptor)
+        Ok(_) => drop(lock),
         Err(_) => lock.release(),
     }
     fields.without_snapshot = without_snapshot(&the_plan, &fields, &args.snapshot, &good);
