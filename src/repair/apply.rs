@@ -684,6 +684,25 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
+    /// Runs `f` (a test's body) on a thread of its own and fails the test
+    /// if it has not returned after 20 s. These tests take milliseconds; a
+    /// loop that never ends (a copy or checksum loop whose offset stops
+    /// moving) then fails its test instead of hanging the suite. The
+    /// looping thread is left behind: the test binary's exit ends it.
+    fn within_20s<F: FnOnce() + Send + 'static>(f: F) {
+        use std::sync::mpsc::RecvTimeoutError;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            f();
+            let _ = tx.send(());
+        });
+        match rx.recv_timeout(std::time::Duration::from_secs(20)) {
+            Ok(()) => {}
+            Err(RecvTimeoutError::Timeout) => panic!("still running after 20 s: it never ends"),
+            Err(RecvTimeoutError::Disconnected) => panic!("the test failed (above)"),
+        }
+    }
+
     /// Bytes that differ from offset to offset with no short period
     /// (xorshift), so that a byte copied from or to the wrong offset shows.
     fn pattern(len: u64) -> Vec<u8> {
@@ -712,27 +731,31 @@ mod tests {
     /// offset, from a source that goes on after it.
     #[test]
     fn copy_range_copies_exactly_the_range_asked() {
-        let dir = tempfile::tempdir().unwrap();
-        let bytes = pattern(5 * MIB + 123);
-        std::fs::write(dir.path().join("src"), &bytes).unwrap();
-        let src = File::open(dir.path().join("src")).unwrap();
-        let dst = create_new(&dir.path().join("dst")).unwrap();
-        let (off, len) = (MIB + 4097, 2 * MIB + 3);
-        assert_eq!(copy_range(&src, &dst, off, len).unwrap(), len);
-        assert_copied(&dir.path().join("dst"), &bytes, off, len);
+        within_20s(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let bytes = pattern(5 * MIB + 123);
+            std::fs::write(dir.path().join("src"), &bytes).unwrap();
+            let src = File::open(dir.path().join("src")).unwrap();
+            let dst = create_new(&dir.path().join("dst")).unwrap();
+            let (off, len) = (MIB + 4097, 2 * MIB + 3);
+            assert_eq!(copy_range(&src, &dst, off, len).unwrap(), len);
+            assert_copied(&dir.path().join("dst"), &bytes, off, len);
+        });
     }
 
     /// A source that ends inside the range: what it has is copied, and the
     /// count says so (the kernel's copy returns 0 at the end of the file).
     #[test]
     fn copy_range_stops_where_the_source_ends() {
-        let dir = tempfile::tempdir().unwrap();
-        let bytes = pattern(3 * MIB + 5);
-        std::fs::write(dir.path().join("src"), &bytes).unwrap();
-        let src = File::open(dir.path().join("src")).unwrap();
-        let dst = create_new(&dir.path().join("dst")).unwrap();
-        assert_eq!(copy_range(&src, &dst, 0, 4 * MIB).unwrap(), 3 * MIB + 5);
-        assert_copied(&dir.path().join("dst"), &bytes, 0, 3 * MIB + 5);
+        within_20s(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let bytes = pattern(3 * MIB + 5);
+            std::fs::write(dir.path().join("src"), &bytes).unwrap();
+            let src = File::open(dir.path().join("src")).unwrap();
+            let dst = create_new(&dir.path().join("dst")).unwrap();
+            assert_eq!(copy_range(&src, &dst, 0, 4 * MIB).unwrap(), 3 * MIB + 5);
+            assert_copied(&dir.path().join("dst"), &bytes, 0, 3 * MIB + 5);
+        });
     }
 
     /// Where the kernel will not copy, read and write do it: the kernel
@@ -742,15 +765,17 @@ mod tests {
     /// out unchanged: a byte read or written at another offset changes it.
     #[test]
     fn copy_range_reads_and_writes_where_the_kernel_refuses() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
-        let bytes = pattern(4 * MIB + 17);
-        std::fs::write(&path, &bytes).unwrap();
-        let src = File::open(&path).unwrap();
-        let dst = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-        let (off, len) = (MIB + 4097, 2 * MIB + 3);
-        assert_eq!(copy_range(&src, &dst, off, len).unwrap(), len);
-        assert!(std::fs::read(&path).unwrap() == bytes, "the file changed");
+        within_20s(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("db");
+            let bytes = pattern(4 * MIB + 17);
+            std::fs::write(&path, &bytes).unwrap();
+            let src = File::open(&path).unwrap();
+            let dst = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+            let (off, len) = (MIB + 4097, 2 * MIB + 3);
+            assert_eq!(copy_range(&src, &dst, off, len).unwrap(), len);
+            assert!(std::fs::read(&path).unwrap() == bytes, "the file changed");
+        });
     }
 
     /// From another file system: a memfd (its own tmpfs) into a file of a
@@ -758,18 +783,103 @@ mod tests {
     /// (EXDEV) and read and write do it; before, the kernel copied.
     #[test]
     fn copy_range_copies_across_file_systems() {
-        use std::os::fd::FromRawFd;
+        within_20s(|| {
+            use std::os::fd::FromRawFd;
+            let dir = tempfile::tempdir().unwrap();
+            // ok: a NUL-terminated name; the descriptor is checked, then owned by `src`
+            let fd = unsafe { libc::memfd_create(c"custodian-test".as_ptr(), 0) };
+            assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+            // ok: a new descriptor that nothing else owns
+            let src = unsafe { File::from_raw_fd(fd) };
+            let bytes = pattern(3 * MIB + 11);
+            src.write_all_at(&bytes, 0).unwrap();
+            let dst = create_new(&dir.path().join("dst")).unwrap();
+            let (off, len) = (4097, 3 * MIB + 11 - 4097);
+            assert_eq!(copy_range(&src, &dst, off, len).unwrap(), len);
+            assert_copied(&dir.path().join("dst"), &bytes, off, len);
+        });
+    }
+
+    /// A whole file copied into a new file (one chunk of the loop, which
+    /// must end at the file's end): every byte.
+    #[test]
+    fn copy_open_copies_the_whole_file() {
+        within_20s(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let from = dir.path().join("src");
+            let bytes = pattern(2 * MIB + 9);
+            std::fs::write(&from, &bytes).unwrap();
+            let to = dir.path().join("dst");
+            let src = File::open(&from).unwrap();
+            copy_open(&src, &from, &to, Durable::Never).unwrap();
+            assert!(std::fs::read(&to).unwrap() == bytes, "the copy differs");
+        });
+    }
+
+    /// The backup's checksum is the SHA-256 of every byte of the file, read
+    /// 1 MiB at a time: a file of three reads and a short fourth, against
+    /// the digest of the whole at once; and the published digests of "abc"
+    /// and of no bytes (FIPS 180-2), which pin the hex form.
+    #[test]
+    fn sha256_of_digests_every_byte() {
+        within_20s(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+            let bytes = pattern(3 * MIB + 7);
+            let big = dir.path().join("big");
+            std::fs::write(&big, &bytes).unwrap();
+            let got = sha256_of(&File::open(&big).unwrap()).unwrap();
+            assert_eq!(got, hex(&Sha256::digest(&bytes)));
+            for (content, want) in [
+                (
+                    &b"abc"[..],
+                    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad",
+                ),
+                (
+                    &b""[..],
+                    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                ),
+            ] {
+                let f = dir.path().join("small");
+                std::fs::write(&f, content).unwrap();
+                assert_eq!(sha256_of(&File::open(&f).unwrap()).unwrap(), want);
+            }
+        });
+    }
+
+    /// Without `CUSTODIAN_PAUSE_AT` (no test of this binary sets it) a pause
+    /// point returns at once, whatever the phase: the hook pauses only the
+    /// phase a test names.
+    #[test]
+    fn a_pause_point_nobody_asked_for_does_not_pause() {
+        assert!(std::env::var_os("CUSTODIAN_PAUSE_AT").is_none());
+        within_20s(|| {
+            for phase in ["backup", "build", "verify", "rename", "renamed"] {
+                pause_point(phase);
+            }
+        });
+    }
+
+    /// SQLite rolls a journal back only when its first byte is not zero
+    /// (pager.c, hasHotJournal): a journal that starts with its header's
+    /// magic (d9 d5 05 f9 20 a1 63 d7) is hot; none, an empty one (what
+    /// journal_mode=TRUNCATE leaves) and one whose header is zeroed
+    /// (PERSIST) are not.
+    #[test]
+    fn a_journal_is_hot_when_its_first_byte_is_not_zero() {
         let dir = tempfile::tempdir().unwrap();
-        // ok: a NUL-terminated name; the descriptor is checked, then owned by `src`
-        let fd = unsafe { libc::memfd_create(c"custodian-test".as_ptr(), 0) };
-        assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
-        // ok: a new descriptor that nothing else owns
-        let src = unsafe { File::from_raw_fd(fd) };
-        let bytes = pattern(3 * MIB + 11);
-        src.write_all_at(&bytes, 0).unwrap();
-        let dst = create_new(&dir.path().join("dst")).unwrap();
-        let (off, len) = (4097, 3 * MIB + 11 - 4097);
-        assert_eq!(copy_range(&src, &dst, off, len).unwrap(), len);
-        assert_copied(&dir.path().join("dst"), &bytes, off, len);
+        let db = dir.path().join("pos.db");
+        let journal = dir.path().join("pos.db-journal");
+        assert!(!hot_journal(&db), "no journal");
+        std::fs::write(&journal, b"").unwrap();
+        assert!(!hot_journal(&db), "an empty journal");
+        std::fs::write(&journal, [0u8; 512]).unwrap();
+        assert!(!hot_journal(&db), "a zeroed header");
+        let mut header = [0u8; 512];
+        header[..8].copy_from_slice(&[0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7]);
+        std::fs::write(&journal, header).unwrap();
+        assert!(hot_journal(&db), "a journal header");
+        std::fs::write(&journal, [0x01]).unwrap();
+        assert!(hot_journal(&db), "one byte, not zero");
     }
 }

@@ -301,15 +301,68 @@ fn every_index_damage_fixture_is_repaired_exactly() {
 #[test]
 fn duplicates_keep_the_original_and_quarantine_the_re_registration() {
     let s = Setup::new("stale_pk_page_dups");
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    assert_originals_kept(&s.db, &r.json());
+}
+
+/// The common case: the duplicated customers are old ones, whose original
+/// rows the snapshot holds (here a snapshot of the damaged file taken
+/// before the re-registrations: the re-registered rows deleted and every
+/// index rebuilt, which the stock sqlite3 finds sound). The row the
+/// snapshot has is kept: still each original, by the builder's truth.
+#[test]
+fn duplicates_whose_original_is_in_the_snapshot_keep_the_original() {
+    let s = Setup::new("stale_pk_page_dups");
     let t = truth("stale_pk_page_dups");
+    let snaps = s.dir.path().join("snaps");
+    for e in std::fs::read_dir(&snaps).unwrap() {
+        std::fs::remove_file(e.unwrap().path()).unwrap();
+    }
+    let snap = snaps.join("after_registration.snap.db");
+    std::fs::copy(&s.db, &snap).unwrap();
+    let rereg: Vec<String> = t["duplicates"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|d| d["reregistered_rowids"].as_array().unwrap().clone())
+        .map(|r| r.as_i64().unwrap().to_string())
+        .collect();
+    Connection::open(&snap)
+        .unwrap()
+        .execute_batch(&format!(
+            "DELETE FROM customers WHERE rowid IN ({}); REINDEX;",
+            rereg.join(", ")
+        ))
+        .unwrap();
+    assert_eq!(stock_integrity_check(&snap), "ok");
+    for (id, d) in t["duplicates"].as_object().unwrap() {
+        assert_eq!(
+            super::support::sqlite3_cli(
+                &snap,
+                &format!("SELECT rowid FROM customers WHERE customer_id = '{id}'")
+            ),
+            d["original_rowids"][0].to_string(),
+            "the snapshot holds {id}'s original row"
+        );
+    }
     let r = s.repair(&[]);
     assert_eq!(r.code(), 1, "{}", r.show());
     let j = r.json();
+    assert_eq!(j["snapshot_used"], snap.to_str().unwrap());
+    assert_originals_kept(&s.db, &j);
+}
+
+/// Each duplicated customer of stale_pk_page_dups (the builder's truth)
+/// keeps its original row; each re-registration is in quarantine, naming
+/// the row kept; the report lists them.
+fn assert_originals_kept(db: &Path, j: &serde_json::Value) {
+    let t = truth("stale_pk_page_dups");
     let dups = t["duplicates"].as_object().unwrap();
     let mut want_ids: Vec<String> = dups.keys().cloned().collect();
     want_ids.sort();
     assert_eq!(strings(&j["quarantined_customer_ids"]), want_ids);
-    let conn = Connection::open(&s.db).unwrap();
+    let conn = Connection::open(db).unwrap();
     for (id, d) in dups {
         let kept: Vec<i64> = conn
             .prepare("SELECT rowid FROM customers WHERE customer_id = ?1")

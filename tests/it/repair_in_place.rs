@@ -235,6 +235,60 @@ fn a_copy_mended_in_place_that_fails_its_verification_gives_way_to_the_whole_reb
     assert_eq!(failed.len(), 1, "{failed:?}");
 }
 
+/// A copy mended in place that fails its verification, and a whole rebuild
+/// that passes: the rebuild is swapped in, and the failed copy is gone
+/// (nothing under a work name, no `*.failed`: the repair succeeded). The
+/// test hook deletes one of the lost customers from the first copy only
+/// (a marker table in a database of the test's own records that it ran).
+#[test]
+fn a_copy_mended_in_place_that_fails_is_removed_when_the_whole_rebuild_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, snaps) = build_with(dir.path(), "TEXT PRIMARY KEY", "", TRANSACTIONS);
+    let (_, lost) = zero_leaf_of(&db, 1500);
+    let hook_dir = tempfile::tempdir().unwrap();
+    let marker = hook_dir.path().join("hook.db");
+    let sql = format!(
+        "sql:ATTACH '{}' AS hook; CREATE TABLE IF NOT EXISTS hook.ran(n); \
+         DELETE FROM main.customers WHERE customer_id = '{}' AND NOT EXISTS (SELECT 1 FROM hook.ran); \
+         INSERT INTO hook.ran VALUES (1); DETACH hook;",
+        marker.display(),
+        lost[0]
+    );
+    let names_before = super::repair_ops::listing(dir.path());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_custodian"))
+        .args([
+            "repair",
+            db.to_str().unwrap(),
+            "--snapshot",
+            snaps.to_str().unwrap(),
+            "--json",
+            "-",
+        ])
+        .env("CUSTODIAN_TEST_DAMAGE_COPY", &sql)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        sqlite3_cli(&marker, "SELECT count(*) FROM ran"),
+        "2",
+        "the hook ran on both copies"
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let detail = action(&j, "patch_table_pages");
+    assert!(
+        detail.starts_with("the copy mended in place failed its verification"),
+        "{detail}"
+    );
+    assert!(action_kinds(&j).contains(&"rebuild_database"), "{j}");
+    assert_eq!(strings(&j["restored_customer_ids"]), lost);
+    assert_eq!(rows(&db), rows(&snaps.join("pos.snap.db")));
+    assert_eq!(stock_integrity_check(&db), "ok");
+    // the folder holds what it held, and the backup
+    let mut names = super::repair_ops::listing(dir.path());
+    names.retain(|n| !n.ends_with(".backup") && !n.ends_with(".sha256"));
+    assert_eq!(names, names_before, "a work file or a failed copy was left");
+}
+
 /// The fixture's leaf of garbage (its cells' "overflow pages" are garbage
 /// too: no page the table's walk took) in a WAL database, as a POS leaves
 /// it: mended in place, the file back in WAL mode, the customers the

@@ -394,3 +394,37 @@ fn a_database_sqlite_refuses_is_locked_on_sqlites_own_lock_bytes() {
     );
     assert_eq!(super::repair::stock_integrity_check(&s.db), "ok");
 }
+
+/// A WAL database whose schema table SQLite cannot read (schema_page_garbage
+/// with header bytes 18-19 set to 2, WAL, as `PRAGMA journal_mode = WAL`
+/// writes them; the stock sqlite3 cannot set it, the file is malformed to
+/// it). Mending the schema needs the lock, and leaving WAL before the
+/// build needs SQLite to read the schema, which it cannot: so the lock
+/// refuses at once — exit 2, one line, the file and its folder as they
+/// were, no backup. Without that refusal the repair went on, took a
+/// backup, and stopped when leaving WAL (exit 3).
+#[test]
+fn a_wal_database_whose_schema_sqlite_cannot_read_is_refused_before_any_write() {
+    let s = Setup::new("schema_page_garbage");
+    let mut image = std::fs::read(&s.db).unwrap();
+    image[18..20].copy_from_slice(&[2, 2]);
+    std::fs::write(&s.db, &image).unwrap();
+    let names = listing(s.dir.path());
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert_eq!(
+        r.stderr(),
+        format!(
+            "custodian: {}: cannot lock: database disk image is malformed\n",
+            s.db.display()
+        ),
+        "{}",
+        r.show()
+    );
+    assert!(
+        std::fs::read(&s.db).unwrap() == image,
+        "the database changed"
+    );
+    assert_eq!(listing(s.dir.path()), names, "a file was left or removed");
+    assert!(s.backups().is_empty(), "a backup was made");
+}
