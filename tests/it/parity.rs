@@ -270,3 +270,123 @@ fn repair_dry_run_is_clean_exactly_when_check_exits_0() {
         failures.join("\n")
     );
 }
+
+/// The files in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// `diagnose` and `snapshot` meet every corpus file and fixture: no panic,
+/// no hang; `diagnose` calls each customer that check lists as affected
+/// rejected (exit 1, never "served"); `snapshot` exits 0 exactly when check
+/// does (1 = written and marked corrupt in its manifest; 2 = one line on
+/// stderr, nothing written); the database's bytes are unchanged and nothing
+/// is left beside it.
+#[test]
+fn diagnose_and_snapshot_meet_every_input() {
+    let mut failures = Vec::new();
+    let work = tempfile::tempdir().unwrap();
+    for case in cases() {
+        let dir = tempfile::tempdir_in(work.path()).unwrap();
+        let db = copy_in(&case, dir.path());
+        let original = std::fs::read(&db).unwrap();
+        let before = listing(dir.path());
+        let name = case.path.file_name().unwrap().to_string_lossy().to_string();
+        let with_table = |mut v: Vec<String>| {
+            v.extend(case.args.iter().cloned());
+            v
+        };
+        let path = db.to_str().unwrap().to_string();
+        let (check_code, out, err) = run_limited(
+            &with_table(vec![
+                "check".into(),
+                path.clone(),
+                "--json".into(),
+                "-".into(),
+            ]),
+            dir.path(),
+        );
+        if !(0..=2).contains(&check_code) {
+            failures.push(format!("{name}: check exit {check_code}: {err}"));
+            continue;
+        }
+        let j: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+        let affected: Vec<String> = j["affected_customer_ids"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .take(3)
+                    .map(|v| v.as_str().unwrap_or("").to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in affected.iter().map(String::as_str).chain(["1"]) {
+            let (code, out, err) = run_limited(
+                &with_table(vec!["diagnose".into(), path.clone(), id.into()]),
+                dir.path(),
+            );
+            let affected_id = affected.iter().any(|a| a == id);
+            if !(0..=2).contains(&code) || (affected_id && code != 1) {
+                failures.push(format!(
+                    "{name} {:?}: diagnose {id:?} exit {code} (check lists it: {affected_id}): {out}{err}",
+                    case.args
+                ));
+            }
+        }
+        let snaps = dir.path().join("snaps");
+        let (code, out, err) = run_limited(
+            &with_table(vec![
+                "snapshot".into(),
+                path.clone(),
+                "--out".into(),
+                "snaps".into(),
+            ]),
+            dir.path(),
+        );
+        let written = if snaps.exists() {
+            listing(&snaps)
+        } else {
+            Vec::new()
+        };
+        let ok = match code {
+            0 => check_code == 0 && written.len() == 2,
+            1 => {
+                check_code != 0
+                    && written.len() == 2
+                    && json_file(&snaps.join(&written[1]))["verdict"] == "corrupt"
+            }
+            2 => check_code != 0 && written.is_empty() && err.lines().count() == 1,
+            _ => false,
+        };
+        if !ok {
+            failures.push(format!(
+                "{name} {:?}: check exit {check_code}, snapshot exit {code}, wrote {written:?}: {out}{err}",
+                case.args
+            ));
+        }
+        if std::fs::read(&db).unwrap() != original {
+            failures.push(format!("{name}: the database's bytes changed"));
+        }
+        let mut after = listing(dir.path());
+        after.retain(|f| f != "snaps");
+        // SQLite may add a -shm beside a -wal that was there before (it is
+        // the -wal's, as for any reader); nothing else may appear
+        if before.iter().any(|f| f.ends_with("-wal")) {
+            after.retain(|f| !f.ends_with("-shm"));
+        }
+        if after != before {
+            failures.push(format!("{name}: left {after:?}, was {before:?}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}

@@ -327,6 +327,51 @@ fn keep_never_removes_the_last_good_snapshot() {
 }
 
 #[test]
+fn a_database_whose_schema_sqlite_refuses_is_still_snapshotted_as_evidence() {
+    // schema_page_garbage: page 1's schema cells are random bytes (SQLite:
+    // "malformed"); the online backup copies the pages all the same, and the
+    // copy is kept, marked corrupt. In WAL mode its header says WAL: the
+    // snapshot must be one file (rollback journal) without SQLite parsing
+    // the schema to switch it.
+    for wal in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        fixture_copy("schema_page_garbage", dir.path());
+        let db = dir.path().join("schema_page_garbage.db");
+        if wal {
+            let mut bytes = std::fs::read(&db).unwrap();
+            bytes[18] = 2;
+            bytes[19] = 2;
+            std::fs::write(&db, bytes).unwrap();
+        }
+        let original = std::fs::read(&db).unwrap();
+        let r = run(
+            &["snapshot", "schema_page_garbage.db", "--out", "out"],
+            dir.path(),
+        );
+        assert_eq!(r.code(), 1, "wal {wal}: {}", r.show());
+        let names = listing(&dir.path().join("out"));
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert!(names[1].ends_with(".manifest.json"), "{names:?}");
+        let snap = std::fs::read(dir.path().join("out").join(&names[0])).unwrap();
+        assert_eq!(snap.len(), original.len());
+        // the header's file format bytes say rollback journal; every page
+        // after the first, and page 1's schema bytes, are the original's
+        assert_eq!(&snap[18..20], &[1, 1]);
+        assert_eq!(&snap[100..], &original[100..]);
+        assert_eq!(
+            manifest(&dir.path().join("out").join(&names[0]))["verdict"],
+            "corrupt"
+        );
+        assert_eq!(
+            std::fs::read(&db).unwrap(),
+            original,
+            "the live file is untouched"
+        );
+        assert_eq!(listing(dir.path()), ["out", "schema_page_garbage.db"]);
+    }
+}
+
+#[test]
 fn what_cannot_be_snapshotted_is_exit_2_and_leaves_nothing() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("out")).unwrap();
