@@ -2120,14 +2120,22 @@ def wr_update_balances(con, people, count):
                     "WHERE customer_id = ?", (people.rng.randint(-2_000, 9_000), people.recent(), cid))
 
 
-def wr_truth(db, intended):
+def wr_truth(db, intended, lookup_rows=None):
     """The lookups of a WITHOUT ROWID customers table, done on a read-only
     copy: for every row the scan through the primary key reads, the POS's
     lookup by ID (`SELECT customer_id FROM customers WHERE customer_id = ?`,
     SQLite's plan: the primary key) and, through every index of customers,
     `SELECT customer_id FROM customers INDEXED BY I WHERE c1 = ? [AND ...]`
     with the row's values (`IS` for NULL). A customer is affected when one of
-    them errors or does not return the customer's own row."""
+    them errors or does not return the customer's own row.
+
+    `lookup_rows` (where the scan stops at a damaged page of the table):
+    the lookups are made for these rows instead, and each reads the row as
+    the POS does: `SELECT * FROM customers WHERE customer_id = ?`, and
+    through every index `SELECT * FROM customers INDEXED BY I WHERE c1 = ?
+    [AND ...] AND customer_id = ?` (the customer's own entry, then its row:
+    a key such as a NULL card number is shared by many customers, and one
+    of them lost must not make the others' lookups count as failing)."""
     with tempfile.TemporaryDirectory() as td:
         con = open_probe_copy(td, db, None)
         try:
@@ -2141,15 +2149,19 @@ def wr_truth(db, intended):
             scan_error = _collect(con, "SELECT " + ", ".join(CUSTOMER_COLUMNS)
                                   + " FROM customers NOT INDEXED", (), rows.append)
             by_index = {}
-            for row in rows:
+            own = lookup_rows is not None
+            what = "*" if own else "customer_id"
+            for row in rows if lookup_rows is None else lookup_rows:
                 cid = row[0]
-                lookups = [("customers", "SELECT customer_id FROM customers WHERE customer_id = ?",
+                lookups = [("customers", f"SELECT {what} FROM customers WHERE customer_id = ?",
                             (cid,))]
                 for name, cols in indexes.items():
                     values = tuple(row[col_pos[c]] for c in cols)
                     where = " AND ".join(f"{qi(c)} IS ?" if v is None else f"{qi(c)} = ?"
                                          for c, v in zip(cols, values))
-                    lookups.append((name, f"SELECT customer_id FROM customers INDEXED BY {qi(name)} "
+                    if own:
+                        where, values = where + " AND customer_id = ?", values + (cid,)
+                    lookups.append((name, f"SELECT {what} FROM customers INDEXED BY {qi(name)} "
                                           f"WHERE {where}", values))
                 for name, sql, params in lookups:
                     got = []
@@ -2211,6 +2223,92 @@ def fx_without_rowid_index_page(work):
                             "predates the last 12 registrations and 30 balance updates.")
 
 
+def fx_without_rowid_table_leaf(work):
+    """Issue 8 for a WITHOUT ROWID customers table: a zeroed leaf of the
+    table itself. Its rows are named by the surviving entries of the
+    table's secondary indexes, which end with the primary key
+    (customer_id); some were registered after the snapshot, and some of
+    those bought nothing (no transaction names them)."""
+    db, snap = f"{work}/wrl.db", f"{work}/wrl.snap.db"
+    people = build_base(db, schema=WR_SCHEMA)
+    con = connect(db)
+    # the leaf to lose: a middle one, with its rows' key range
+    pgno = middle_third(leaf_pages(con, "customers"))[0][0]
+    keys = sorted(e[0] for e in index_leaf_entries(read_page(db, pgno, PAGE_SIZE), pgno))
+    copy_consistent(con, db, snap)
+    # after the snapshot: customers registered inside that key range (2 with
+    # purchases, 2 without), and till activity elsewhere
+    con.execute("BEGIN")
+    bought = add_customers(con, people, ids=[people.new_id(inside=(keys[0], keys[-1]))
+                                             for _ in range(2)])
+    quiet = [people.new_id(inside=(keys[0], keys[-1])) for _ in range(2)]
+    for cid in quiet:
+        con.execute(INSERT_CUSTOMER, people.customer(cid=cid, recent=True))
+    wr_update_balances(con, people, 30)
+    con.execute("COMMIT")
+    # the leaf that holds them now (the page may have split): its rows,
+    # read from its bytes, are what the damage loses
+    leaves = {p: [e[0] for e in index_leaf_entries(read_page(db, p, PAGE_SIZE), p)]
+              for p, *_ in leaf_pages(con, "customers")}
+    pgno = next(p for p, ids in sorted(leaves.items()) if quiet[0] in ids)
+    lost = sorted(leaves[pgno])
+    new = set(bought) | set(quiet)
+    intended = wr_dump(con)
+    referenced = {r[0] for r in con.execute("SELECT DISTINCT customer_id FROM transactions")}
+    con.close()
+    snap_con = sqlite3.connect(f"file:{snap}?mode=ro", uri=True)
+    in_snapshot = {r[0]: r for r in snap_con.execute(
+        "SELECT " + ", ".join(CUSTOMER_COLUMNS) + " FROM customers")}
+    snap_con.close()
+    restorable = sorted(c for c in lost if c in in_snapshot)
+    unrecoverable = sorted(c for c in lost if c not in in_snapshot)
+    assert set(unrecoverable) == new & set(lost) and set(quiet) <= set(unrecoverable), unrecoverable
+    # every kind is there: old rows with and without purchases, new ones
+    # with and without
+    assert set(restorable) & referenced and set(restorable) - referenced
+    assert set(unrecoverable) & referenced and set(unrecoverable) - referenced
+    after = sorted([in_snapshot[r[0]] if r[0] in restorable else r
+                    for r in intended if r[0] not in set(unrecoverable)], key=lambda r: r[0])
+    write_page(db, pgno, bytes(PAGE_SIZE), PAGE_SIZE)
+    truth = wr_truth(db, intended, lookup_rows=intended)
+    assert set(lost) <= set(truth["affected_customer_ids"])
+    col_pos = {c: k for k, c in enumerate(CUSTOMER_COLUMNS)}
+    by_id = {r[0]: r for r in intended}
+    truth.update({
+        # the rows the page reader can read: all but the lost leaf's (SQL's
+        # scan stops at the zeroed page: `table_scan_errors`)
+        "customers_total": len(intended) - len(lost),
+        "lost_customer_ids": lost,
+        "restorable_customer_ids": restorable,
+        "unrecoverable_customer_ids": unrecoverable,
+        "referenced_lost_customer_ids": sorted(set(lost) & referenced),
+        "expected_after_repair_count": len(after),
+        "expected_after_repair_sha256": wr_sha256(after),
+        # every index still holds the lost rows' entries: (key, customer_id)
+        "missing_index_entries": [],
+        "surplus_index_entries": sorted(
+            ({"index": n, "customer_id": c, "key": [by_id[c][col_pos[k]] for k in cols]}
+             for n, cols in truth["indexes"].items() for c in lost),
+            key=lambda x: (x["index"], x["customer_id"])),
+        "lost_rowids": [],
+        "duplicate_customer_ids": [],
+    })
+    return dict(db=db, snap=snap, intended=intended, own_truth=truth,
+                damage={"kind": "zeroed_page", "object": "customers", "page_type": "index_leaf",
+                        "pages": [pgno]},
+                description=f"The POS schema with `customers` declared WITHOUT ROWID. After the "
+                            f"snapshot, {len(new)} customers were registered inside the key range "
+                            f"of one leaf of the table ({len(bought)} with purchases, "
+                            f"{len(quiet)} without) and 30 balances changed; then that leaf "
+                            f"(page {pgno}, {len(lost)} rows, read from its bytes: "
+                            "`lost_customer_ids`) was overwritten with zeros. The secondary "
+                            "indexes still name every lost row by its primary key. "
+                            "`restorable_customer_ids` are in the snapshot, "
+                            "`unrecoverable_customer_ids` are not; `expected_after_repair_*` is "
+                            "the intended content without the unrecoverable rows and with the "
+                            "snapshot's version of the restorable ones.")
+
+
 FIXTURES = [
     ("healthy", fx_healthy),
     ("stale_pk_page", fx_stale_pk_page),
@@ -2244,6 +2342,7 @@ FIXTURES = [
     ("several_index_kinds", fx_several_index_kinds),
     ("several_kinds_incremental", fx_several_kinds_incremental),
     ("without_rowid_index_page", fx_without_rowid_index_page),
+    ("without_rowid_table_leaf", fx_without_rowid_table_leaf),
 ]
 
 # Fixtures whose damage must make some lookup wrong.

@@ -183,6 +183,12 @@ pub struct TableScan {
     pub damage: Vec<Damage>,
     pub pages: Vec<u32>,
     pub collected: Vec<Vec<Collected>>,
+    /// The customer IDs of a WITHOUT ROWID table's rows next to damage in
+    /// key order: its b-tree is an index b-tree, whose interior cells are
+    /// rows, and a lookup of the row that bounds a lost page from above
+    /// steps into that page (SQLite's seek for a key goes left of an equal
+    /// divider).
+    pub beside_damage: Vec<Value>,
 }
 
 /// Walks the table, predicting every plan's entries from each row.
@@ -290,11 +296,41 @@ pub fn scan_table(
     };
     let stats = if table.without_rowid {
         let mut damage = Vec::new();
+        let id_pos = table
+            .columns
+            .get(table.id_column)
+            .and_then(|c| c.record_pos);
+        let mut id_rec = Record::default();
+        let mut id_of = |payload: &[u8]| -> Option<Value> {
+            id_rec.parse(payload).ok()?;
+            Some(canon::to_owned(&id_rec.get(payload, id_pos?)?, enc))
+        };
+        // the row before, kept until the next: its ID is read only when
+        // damage follows
+        let mut prev: Option<Vec<u8>> = None;
+        let mut after_damage = false;
+        let mut beside = Vec::new();
         let stats = btree::walk_index(src, table.rootpage, &mut |item| match item {
-            IndexItem::Entry { payload, .. } => row(&mut out, None, payload),
-            IndexItem::Damage(d) => damage.push(d),
+            IndexItem::Entry { payload, .. } => {
+                row(&mut out, None, payload);
+                if after_damage {
+                    after_damage = false;
+                    beside.extend(id_of(payload));
+                }
+                let p = prev.get_or_insert_with(Vec::new);
+                p.clear();
+                p.extend_from_slice(payload);
+            }
+            IndexItem::Damage(d) => {
+                damage.push(d);
+                if let Some(p) = prev.take() {
+                    beside.extend(id_of(&p));
+                }
+                after_damage = true;
+            }
         });
         out.damage = damage;
+        out.beside_damage = beside;
         stats
     } else {
         let mut damage = Vec::new();

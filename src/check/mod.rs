@@ -875,6 +875,12 @@ fn customer_pass(
     }
     let mut suspects = Suspects::default();
     suspects.rows.extend(tscan.damaged_rows.iter().copied());
+    suspects.ids.extend(
+        tscan
+            .beside_damage
+            .iter()
+            .filter_map(CustomerId::from_value),
+    );
 
     let mut wanted: compare::Wanted = Vec::new();
     for (p, plan) in plans.iter().enumerate() {

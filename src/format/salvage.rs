@@ -301,11 +301,14 @@ pub enum SalvageItem<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SalvageEntry<'a> {
     /// An index entry whose record has the expected number of fields and an
-    /// integer last field (the rowid).
+    /// integer last field (the rowid); for an index of a WITHOUT ROWID table
+    /// ([`salvage_without_rowid_index`]), the expected number of fields.
     Entry {
         /// The complete record; borrowed until the visitor returns.
         payload: &'a [u8],
-        /// The record's last field: the rowid of the row it indexes.
+        /// The record's last field: the rowid of the row it indexes (0 for
+        /// an index of a WITHOUT ROWID table, whose entries end with the
+        /// table's primary key instead).
         rowid: i64,
         /// The page holding the entry's cell.
         pgno: u32,
@@ -502,6 +505,51 @@ pub fn salvage_index_with(
     options: SalvageOptions,
     visit: &mut dyn FnMut(SalvageEntry<'_>),
 ) -> SalvageStats {
+    index_entries(
+        src,
+        root,
+        Shape::Index {
+            fields,
+            rowid: true,
+        },
+        claimed,
+        options,
+        visit,
+    )
+}
+
+/// The surviving entries of an index of a WITHOUT ROWID table, found as
+/// [`salvage_index`] finds them: records of `fields` fields, the index's key
+/// columns followed by the table's primary-key columns not already among
+/// them (SQLite appends those where a rowid index appends the rowid; `PRAGMA
+/// index_xinfo` lists them with `key = 0`), so that rows which were lost can
+/// still be named by their primary key. Entries are yielded with rowid 0,
+/// and an orphaned page may repeat an entry the tree gave: the caller tells
+/// copies apart by key.
+pub fn salvage_without_rowid_index(
+    src: &dyn PageSource,
+    root: u32,
+    fields: usize,
+    claimed: &PageSet,
+    visit: &mut dyn FnMut(SalvageEntry<'_>),
+) -> SalvageStats {
+    let shape = Shape::Index {
+        fields,
+        rowid: false,
+    };
+    index_entries(src, root, shape, claimed, SalvageOptions::default(), visit)
+}
+
+/// The walk and scan behind [`salvage_index_with`] and
+/// [`salvage_without_rowid_index`].
+fn index_entries(
+    src: &dyn PageSource,
+    root: u32,
+    shape: Shape<'_>,
+    claimed: &PageSet,
+    options: SalvageOptions,
+    visit: &mut dyn FnMut(SalvageEntry<'_>),
+) -> SalvageStats {
     let mut inner = |item: SalvageItem<'_>| match item {
         SalvageItem::Row {
             rowid,
@@ -517,7 +565,7 @@ pub fn salvage_index_with(
         SalvageItem::Damage(d) => visit(SalvageEntry::Damage(d)),
         SalvageItem::RowDamaged { .. } => {}
     };
-    let mut s = Salvager::new(src, claimed, Shape::Index { fields });
+    let mut s = Salvager::new(src, claimed, shape);
     s.index_page(root, None, 0, false, &mut inner);
     if s.should_scan(options) {
         s.orphan_scan(&mut inner);
@@ -603,8 +651,10 @@ pub fn claimed_pages(src: &dyn PageSource, other_roots: &[(u32, bool)]) -> PageS
 enum Shape<'a> {
     /// Rows of a rowid table (table b-tree pages).
     Table(&'a TableShape),
-    /// Entries of an index: `fields` fields, the last the rowid.
-    Index { fields: usize },
+    /// Entries of an index: `fields` fields, the last the rowid when
+    /// `rowid` (else the entries of a WITHOUT ROWID table's index, ending
+    /// with its primary key).
+    Index { fields: usize, rowid: bool },
     /// Rows of a WITHOUT ROWID table (index b-tree pages; the shape lists
     /// the columns in record order, primary key first, no rowid alias).
     Rows(&'a TableShape),
@@ -701,7 +751,7 @@ fn check_record(
             }
             Ok(())
         })?,
-        Shape::Index { fields } => walk_header(prefix, total_len, |col, _| {
+        Shape::Index { fields, .. } => walk_header(prefix, total_len, |col, _| {
             if col >= fields {
                 return Err(format!("more fields than the index's {fields}"));
             }
@@ -721,9 +771,12 @@ fn check_record(
                 ));
             }
         }
-        Shape::Index { fields } => {
+        Shape::Index { fields, rowid } => {
             if info.columns != fields || fields == 0 {
                 return Err(format!("{} fields, not the index's {fields}", info.columns));
+            }
+            if !rowid {
+                return Ok(Some(info));
             }
             let last_type = info.last.map_or(SERIAL_NULL, |l| l.0);
             if KindSet::of_serial_type(last_type) != KindSet::INTEGER {
@@ -1249,7 +1302,10 @@ impl<'s, 'c> Salvager<'s, 'c> {
             };
             self.damage(visit, d);
         }
-        let rows_without_rowid = matches!(self.shape, Shape::Rows(_));
+        let rows_without_rowid = matches!(
+            self.shape,
+            Shape::Rows(_) | Shape::Index { rowid: false, .. }
+        );
         match (via, table) {
             _ if rows_without_rowid => match via {
                 Via::Tree => self.stats.rows_tree += 1,
@@ -1320,7 +1376,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
                     .ok_or_else(|| bad("the record header runs past the payload".into()))?,
             }
         };
-        if !matches!(self.shape, Shape::Index { .. }) {
+        if !matches!(self.shape, Shape::Index { rowid: true, .. }) {
             return Ok((rowid, extra));
         }
         let whole: &[u8] = if payload.first_overflow.is_none() {
@@ -1958,14 +2014,38 @@ mod tests {
         );
         // Index: fields and an integer last field.
         assert!(
-            check_record(Shape::Index { fields: 2 }, &r, r.len() as u64)
-                .unwrap()
-                .is_some()
-        );
-        assert!(check_record(Shape::Index { fields: 3 }, &r, r.len() as u64).is_err());
-        let info = check_record(Shape::Index { fields: 2 }, &r, r.len() as u64)
+            check_record(
+                Shape::Index {
+                    fields: 2,
+                    rowid: true
+                },
+                &r,
+                r.len() as u64
+            )
             .unwrap()
-            .unwrap();
+            .is_some()
+        );
+        assert!(
+            check_record(
+                Shape::Index {
+                    fields: 3,
+                    rowid: true
+                },
+                &r,
+                r.len() as u64
+            )
+            .is_err()
+        );
+        let info = check_record(
+            Shape::Index {
+                fields: 2,
+                rowid: true,
+            },
+            &r,
+            r.len() as u64,
+        )
+        .unwrap()
+        .unwrap();
         let (t, off) = info.last.unwrap();
         assert_eq!(integer_at(&r, t, off), Some(5));
     }
@@ -2153,6 +2233,91 @@ mod tests {
         assert!(stats.orphan_scan);
     }
 
+    /// An index of a WITHOUT ROWID table: each entry is (key, primary key),
+    /// both text. `salvage_index` refuses them (no integer rowid);
+    /// `salvage_without_rowid_index` yields each with rowid 0, the orphaned
+    /// leaf's too, and an orphan repeating a tree entry is yielded again.
+    #[test]
+    fn without_rowid_index_salvage() {
+        let text_pair = |k: &str, pk: &str| {
+            let mut types = Vec::new();
+            write_varint(13 + 2 * k.len() as u64, &mut types);
+            write_varint(13 + 2 * pk.len() as u64, &mut types);
+            let mut rec = vec![1 + types.len() as u8];
+            rec.extend_from_slice(&types);
+            rec.extend_from_slice(k.as_bytes());
+            rec.extend_from_slice(pk.as_bytes());
+            let mut c = Vec::new();
+            write_varint(rec.len() as u64, &mut c);
+            c.extend_from_slice(&rec);
+            c
+        };
+        let mut img = image(6);
+        let mut divider = 4u32.to_be_bytes().to_vec();
+        divider.extend(text_pair("b@x", "C2"));
+        put_page(&mut img, 2, 2, &[divider], Some(3));
+        put_page(&mut img, 3, 10, &[text_pair("c@x", "C3")], None);
+        // leaf 4, (a@x, C1), is lost: zeroed
+        // an orphaned leaf: C1 once more, and a copy of the tree's C3
+        put_page(
+            &mut img,
+            5,
+            10,
+            &[text_pair("a@x", "C1"), text_pair("c@x", "C3")],
+            None,
+        );
+        let src = MemoryPages::new(img).unwrap();
+        let pk_of = |payload: &[u8]| {
+            let mut rec = crate::format::record::Record::default();
+            rec.parse(payload).unwrap();
+            match rec.get(payload, 1).unwrap() {
+                crate::format::record::ValueRef::Text(t) => String::from_utf8(t.to_vec()).unwrap(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let mut got = Vec::new();
+        let stats = salvage_without_rowid_index(&src, 2, 2, &PageSet::new(), &mut |e| {
+            if let SalvageEntry::Entry {
+                payload,
+                rowid,
+                via,
+                ..
+            } = e
+            {
+                assert_eq!(rowid, 0);
+                got.push((pk_of(payload), via));
+            }
+        });
+        assert_eq!(
+            got,
+            vec![
+                ("C2".to_string(), Via::Tree),
+                ("C3".to_string(), Via::Tree),
+                ("C1".to_string(), Via::OrphanLeaf),
+                ("C3".to_string(), Via::OrphanLeaf),
+            ]
+        );
+        assert!(stats.orphan_scan);
+        assert_eq!(stats.orphan_leaves, vec![5]);
+        assert_eq!((stats.rows_tree, stats.rows_orphan), (2, 2));
+        // the rowid index's reading refuses every entry: none ends with an integer
+        let mut n = 0;
+        salvage_index(&src, 2, 2, &PageSet::new(), &mut |e| {
+            if let SalvageEntry::Entry { .. } = e {
+                n += 1;
+            }
+        });
+        assert_eq!(n, 0);
+        // nor does a record of another field count pass
+        let mut n = 0;
+        salvage_without_rowid_index(&src, 2, 3, &PageSet::new(), &mut |e| {
+            if let SalvageEntry::Entry { .. } = e {
+                n += 1;
+            }
+        });
+        assert_eq!(n, 0);
+    }
+
     #[test]
     fn every_single_byte_corruption_terminates() {
         let img = two_level();
@@ -2173,6 +2338,7 @@ mod tests {
                 assert_eq!(ids.len(), n, "byte {at} = {v:#x}");
                 let src = MemoryPages::new(b).unwrap();
                 salvage_index_with(&src, 2, 2, &c, options, &mut |_| {});
+                salvage_without_rowid_index(&src, 2, 2, &c, &mut |_| {});
             }
         }
     }

@@ -12,6 +12,7 @@ use custodian::format::record::{Record, ValueRef};
 use custodian::format::salvage::{
     ColumnSpec, OrphanScan, SalvageEntry, SalvageItem, SalvageOptions, SalvageStats, TableShape,
     Via, claimed_pages, salvage_index, salvage_index_with, salvage_table, salvage_table_with,
+    salvage_without_rowid_index,
 };
 use custodian::pager::Pager;
 use rusqlite::{Connection, OpenFlags};
@@ -557,6 +558,7 @@ fn corpus_salvage_never_panics_and_agrees_with_the_walk() {
             }
             for fields in 1..=4 {
                 salvage_index_with(&pager, root, fields, &PageSet::new(), always, &mut |_| {});
+                salvage_without_rowid_index(&pager, root, fields, &PageSet::new(), &mut |_| {});
             }
         }
         assert!(

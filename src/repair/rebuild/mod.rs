@@ -126,6 +126,9 @@ pub struct TableProvenance {
     /// Rowids that surviving index entries (or a damaged record) name but
     /// no source holds.
     pub unrecoverable_rowids: Vec<i64>,
+    /// Rows of a WITHOUT ROWID table that surviving index entries name by
+    /// primary key but no source holds.
+    pub unrecoverable_keys: u64,
     pub quarantined: u64,
     /// Rows found twice (an orphaned page's copy of a row): kept once.
     pub repeated: u64,
@@ -251,6 +254,12 @@ impl RebuildOutcome {
                     short_list(&t.unrecoverable_rowids)
                 ));
             }
+            if t.unrecoverable_keys > 0 {
+                out.push(format!(
+                    "{} rows of {} are named by their primary key in surviving index entries but no source holds them",
+                    t.unrecoverable_keys, t.table
+                ));
+            }
             if t.partial > 0 {
                 out.push(format!(
                     "{} rows of {} could be read only in part (their record is cut short or damaged) and no source has them whole: kept with the unreadable columns empty{}",
@@ -289,7 +298,7 @@ impl RebuildOutcome {
                     t.from_orphan_pages,
                     t.from_snapshot,
                     t.partial,
-                    t.unrecoverable_rowids.len(),
+                    t.unrecoverable_rowids.len() as u64 + t.unrecoverable_keys,
                     t.quarantined,
                     if t.repeated > 0 {
                         format!(", {} found twice and kept once", t.repeated)

@@ -19,7 +19,7 @@ use anyhow::{Result, bail};
 use rusqlite::Connection;
 use rusqlite::types::Value;
 
-use crate::format::record::Record;
+use crate::format::record::{Record, encode_record};
 use crate::format::salvage::{self, SalvageEntry};
 use crate::schema::{SchemaObject, quote_ident};
 
@@ -78,38 +78,21 @@ pub(crate) fn account(
     {
         return Ok(prov);
     }
-    let (mut named, complete) = if let Some(n) = c.named {
-        n
-    } else if t.without_rowid {
-        (BTreeMap::new(), false)
+    let complete = if t.without_rowid {
+        account_by_primary_key(ctx, t, &mut prov, out)?
     } else {
-        name_by_indexes(ctx, t, &c.have)
-    };
-    for r in &c.damaged {
-        if !c.have.contains(r) {
-            named.entry(*r).or_insert(None);
-        }
-    }
-    let mut partials = c.partials;
-    for (rowid, id) in named {
-        if let Some(restored_id) = restore_from_snapshot(ctx, t, rowid, id.as_deref())? {
-            prov.from_snapshot += 1;
-            if ctx.id_column.is_some() {
-                out.restored_customer_ids.extend(restored_id.or(id));
-            }
-            continue;
-        }
-        let kept = match partials.remove(&rowid) {
-            Some(values) => keep_partial(ctx, t, Some(rowid), &values, &mut prov, out)?,
-            None => false,
+        let (mut named, complete) = match c.named {
+            Some(n) => n,
+            None => name_by_indexes(ctx, t, &c.have),
         };
-        if !kept {
-            prov.unrecoverable_rowids.push(rowid);
-            if ctx.id_column.is_some() {
-                out.unrecoverable_customer_ids.extend(id);
+        for r in &c.damaged {
+            if !c.have.contains(r) {
+                named.entry(*r).or_insert(None);
             }
         }
-    }
+        account_by_rowid(ctx, t, named, c.partials, &mut prov, out)?;
+        complete
+    };
     let mut unnamed_damaged = 0;
     for values in &c.keyless_partials {
         if !keep_partial(ctx, t, None, values, &mut prov, out)? {
@@ -136,6 +119,265 @@ pub(crate) fn account(
         });
     }
     Ok(prov)
+}
+
+/// The rows of a rowid table that index entries or damaged records name
+/// (rowid → the customer ID an entry holds) and the table lacks: each
+/// restored from the snapshot, else kept as far as it could be read, else
+/// listed as unrecoverable.
+fn account_by_rowid(
+    ctx: &Ctx<'_>,
+    t: &TargetTable,
+    named: BTreeMap<i64, Option<String>>,
+    mut partials: BTreeMap<i64, Vec<SqlValue>>,
+    prov: &mut TableProvenance,
+    out: &mut RebuildOutcome,
+) -> Result<()> {
+    for (rowid, id) in named {
+        if let Some(restored_id) = restore_from_snapshot(ctx, t, rowid, id.as_deref())? {
+            prov.from_snapshot += 1;
+            if ctx.id_column.is_some() {
+                out.restored_customer_ids.extend(restored_id.or(id));
+            }
+            continue;
+        }
+        let kept = match partials.remove(&rowid) {
+            Some(values) => keep_partial(ctx, t, Some(rowid), &values, prov, out)?,
+            None => false,
+        };
+        if !kept {
+            prov.unrecoverable_rowids.push(rowid);
+            if ctx.id_column.is_some() {
+                out.unrecoverable_customer_ids.extend(id);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The rows of a WITHOUT ROWID table that its indexes' entries name by
+/// primary key and the table lacks ([`name_by_primary_keys`]): each
+/// restored from the snapshot's row with that key (when it holds the
+/// customer ID the entry names), else listed as unrecoverable. Whether some
+/// intact, non-partial index names every row.
+fn account_by_primary_key(
+    ctx: &Ctx<'_>,
+    t: &TargetTable,
+    prov: &mut TableProvenance,
+    out: &mut RebuildOutcome,
+) -> Result<bool> {
+    let (named, complete) = name_by_primary_keys(ctx, t)?;
+    for lost in named.into_values() {
+        if let Some(restored_id) = restore_key_from_snapshot(ctx, t, &lost)? {
+            prov.from_snapshot += 1;
+            if ctx.id_column.is_some() {
+                out.restored_customer_ids.extend(restored_id.or(lost.id));
+            }
+            continue;
+        }
+        prov.unrecoverable_keys += 1;
+        if ctx.id_column.is_some() {
+            out.unrecoverable_customer_ids.extend(lost.id);
+        }
+    }
+    Ok(complete)
+}
+
+/// A row of a WITHOUT ROWID table that index entries name but the new
+/// table lacks.
+struct NamedKey {
+    /// Its primary key's values, in the key's order.
+    key: Vec<SqlValue>,
+    /// The customer ID an entry holds (customer table).
+    id: Option<String>,
+}
+
+/// Where each of a WITHOUT ROWID table's primary-key columns is in an entry
+/// of index `index` (key columns, then the primary-key columns not among
+/// them, as `PRAGMA index_xinfo` lists them), and the entry's field names.
+/// None when the new database has no such index or an entry does not hold
+/// the whole key.
+fn primary_key_fields(
+    conn: &Connection,
+    t: &TargetTable,
+    index: &str,
+) -> Option<(Vec<usize>, Vec<String>)> {
+    let xinfo: Vec<(i64, String)> = conn
+        .prepare(&format!("PRAGMA index_xinfo({})", quote_ident(index)))
+        .ok()?
+        .query_map([], |r| {
+            Ok((
+                r.get(1)?,
+                r.get::<_, Option<String>>(2)?.unwrap_or_default(),
+            ))
+        })
+        .ok()?
+        .collect::<rusqlite::Result<_>>()
+        .ok()?;
+    let mut pk: Vec<(i64, usize)> = t
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.pk > 0)
+        .map(|(i, c)| (c.pk, i))
+        .collect();
+    pk.sort_unstable();
+    // a key column repeated after the index's own key (another collation)
+    // is stored again there, as the table's key compares it: the last one
+    let positions = pk
+        .iter()
+        .map(|&(_, col)| {
+            let cid = i64::try_from(col).ok()?;
+            xinfo.iter().rposition(|(c, _)| *c == cid)
+        })
+        .collect::<Option<Vec<usize>>>()?;
+    (!positions.is_empty()).then(|| (positions, xinfo.into_iter().map(|(_, n)| n).collect()))
+}
+
+/// The rows of WITHOUT ROWID table `t` that surviving entries of its
+/// indexes name, by primary key (an entry ends with the table's key where a
+/// rowid index's ends with the rowid), but that the new table does not
+/// hold; keyed by the key's record bytes (each row once, whichever index
+/// named it). And whether some index whose b-tree was walked without damage,
+/// and that is not partial, names every row.
+fn name_by_primary_keys(
+    ctx: &Ctx<'_>,
+    t: &TargetTable,
+) -> Result<(BTreeMap<Vec<u8>, NamedKey>, bool)> {
+    let mut named: BTreeMap<Vec<u8>, NamedKey> = BTreeMap::new();
+    let mut complete = false;
+    let present_sql = format!(
+        "SELECT count(*) FROM {} WHERE {}",
+        quote_ident(&t.name),
+        primary_key_match(t)
+    );
+    let source_indexes: Vec<&SchemaObject> = super::indexes_of(ctx.src, &t.name).collect();
+    for ix in source_indexes {
+        let Some((pk_fields, names)) = primary_key_fields(ctx.conn, t, &ix.name) else {
+            continue;
+        };
+        let id_field = ctx
+            .id_column
+            .and_then(|c| names.iter().rposition(|n| n.eq_ignore_ascii_case(c)));
+        let root = u32::try_from(ix.rootpage).unwrap_or(0);
+        let claimed = ctx.trees.claimed_by_others(ctx.src, root);
+        let mut rec = Record::default();
+        let mut err: Option<anyhow::Error> = None;
+        let mut present = ctx.conn.prepare_cached(&present_sql)?;
+        let stats = salvage::salvage_without_rowid_index(
+            &ctx.src.pager,
+            root,
+            names.len(),
+            &claimed,
+            &mut |e| {
+                let SalvageEntry::Entry { payload, .. } = e else {
+                    return;
+                };
+                if err.is_some() || rec.parse(payload).is_err() {
+                    return;
+                }
+                let Some(raw) = pk_fields
+                    .iter()
+                    .map(|&f| rec.raw(payload, f))
+                    .collect::<Option<Vec<_>>>()
+                else {
+                    return;
+                };
+                let bytes = encode_record(&raw);
+                if named.contains_key(&bytes) {
+                    return;
+                }
+                let Some(key) = pk_fields
+                    .iter()
+                    .map(|&f| {
+                        Some(SqlValue::from_record(
+                            &rec.get(payload, f)?,
+                            ctx.src.encoding,
+                        ))
+                    })
+                    .collect::<Option<Vec<SqlValue>>>()
+                else {
+                    return;
+                };
+                match present.query_row(rusqlite::params_from_iter(key.iter()), |r| {
+                    r.get::<_, i64>(0)
+                }) {
+                    Ok(0) => {}
+                    Ok(_) => return,
+                    Err(e) => {
+                        err = Some(e.into());
+                        return;
+                    }
+                }
+                let id = id_field.and_then(|f| {
+                    SqlValue::from_record(&rec.get(payload, f)?, ctx.src.encoding).id_text()
+                });
+                named.insert(bytes, NamedKey { key, id });
+            },
+        );
+        if let Some(e) = err {
+            return Err(e.context(format!("naming the rows index {} holds", ix.name)));
+        }
+        if stats.damage == 0 && !stats.pages_lost && !crate::schema::is_partial_index(ix) {
+            complete = true;
+        }
+    }
+    Ok((named, complete))
+}
+
+/// `k1 = ?1 AND k2 = ?2 …`: a row of `t` by its primary key's values, in
+/// the key's order (each column compared by its own collation, as the key
+/// is).
+fn primary_key_match(t: &TargetTable) -> String {
+    t.columns
+        .iter()
+        .filter(|c| c.pk > 0)
+        .map(|c| format!("{} = ?{}", quote_ident(&c.name), c.pk))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// Restores the row `lost` names from the snapshot's row with its primary
+/// key, when the snapshot has it and (when an entry named an ID) it holds
+/// that ID: `Some(the snapshot's ID)`; `None` when not.
+fn restore_key_from_snapshot(
+    ctx: &Ctx<'_>,
+    t: &TargetTable,
+    lost: &NamedKey,
+) -> Result<Option<Option<String>>> {
+    let Some(snap) = ctx.snap else {
+        return Ok(None);
+    };
+    let names = t.stored_names();
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {}",
+        names.join(", "),
+        quote_ident(&t.name),
+        primary_key_match(t)
+    );
+    let row = snap.query_row(&sql, rusqlite::params_from_iter(lost.key.iter()), |r| {
+        (0..names.len())
+            .map(|i| r.get::<_, Value>(i).map(SqlValue::from_value))
+            .collect::<rusqlite::Result<Vec<_>>>()
+    });
+    let Ok(values) = row else {
+        return Ok(None);
+    };
+    let snap_id = ctx
+        .id_column
+        .and_then(|c| customer_id_of(t, c, None, &values));
+    let holds_it = match (&lost.id, &snap_id) {
+        (Some(n), Some(s)) => n == s,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    if !holds_it {
+        return Ok(None);
+    }
+    match rows::insert(ctx.conn, t, None, &values, "the snapshot", ctx.stamp)? {
+        rows::Placed::Inserted => Ok(Some(snap_id)),
+        _ => Ok(None),
+    }
 }
 
 /// Where a table may have lost rows no source names: the snapshot's rows
