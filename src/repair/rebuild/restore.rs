@@ -12,6 +12,10 @@
 //! rowid bounds) and are not in the new table are counted — for the
 //! customer table listed by ID — as possibly lost. They are not restored:
 //! nothing in the live file says they still existed.
+//!
+//! A WITHOUT ROWID table has no rowid: its indexes' entries end with the
+//! table's primary key, and a lost row is named, and restored from the
+//! snapshot, by that key.
 
 use std::collections::{BTreeMap, BTreeSet};
 
