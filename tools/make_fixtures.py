@@ -1239,6 +1239,71 @@ def fx_damaged_table_leaf(work):
                             "registrations and 40 balance updates elsewhere.")
 
 
+def fx_misplaced_table_cells(work):
+    db, snap = f"{work}/m.db", f"{work}/m.snap.db"
+    people = build_base(db)
+    con = connect(db)
+    copy_consistent(con, db, snap)
+    con.execute("BEGIN")
+    add_customers(con, people, count=10)
+    update_balances(con, people, 40)
+    con.execute("COMMIT")
+    leaves = [l[0] for l in leaf_pages(con, "customers")]
+    pgno = middle_third(leaves)[0]
+    other = leaves[leaves.index(pgno) + 1]
+    intended = dump_customers(con)
+    con.close()
+    page = bytearray(read_page(db, pgno, PAGE_SIZE))
+    _, ptrs, _, _, _ = page_layout(page, pgno)
+    before = table_leaf_rowids(page, pgno)
+    taken = {r[0] for r in intended}
+
+    def rowid_at(k):
+        """(offset, length) of cell k's rowid varint."""
+        _, i = varint(page, ptrs[k])
+        _, j = varint(page, i)
+        return i, j - i
+
+    def put_rowid(k, rowid):
+        i, n = rowid_at(k)
+        assert n == 2 and 128 <= rowid < 1 << 14, (n, rowid)
+        page[i:i + 2] = bytes([0x80 | (rowid >> 7), rowid & 0x7F])
+
+    # a third of the way in: a rowid no row has, above every rowid (the
+    # largest with the same 2-byte varint), as a flipped bit leaves it
+    a = len(ptrs) // 3
+    fresh = (1 << 14) - 1
+    assert fresh not in taken
+    put_rowid(a, fresh)
+    # two thirds in: the rowid of the first row of the next leaf
+    b = 2 * len(ptrs) // 3
+    repeated = table_leaf_rowids(read_page(db, other, PAGE_SIZE), other)[0]
+    put_rowid(b, repeated)
+    # the page's fragmented-free-bytes count, far above what SQLite allows
+    page[7] = 255
+    write_page(db, pgno, bytes(page), PAGE_SIZE)
+    after = table_leaf_rowids(read_page(db, pgno, PAGE_SIZE), pgno)
+    by_rowid = {r[0]: r[1] for r in intended}
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "misplaced_cells", "object": "customers", "page_type": "table_leaf",
+                        "pages": [pgno], "cells": [a, b],
+                        "region": "two cells' rowid varints and the page header's fragmented-bytes count"},
+                truth={"page_rowids_before": before, "page_rowids": after,
+                       "misplaced": {"cell": a, "rowid": fresh, "was": before[a],
+                                     "customer_id": by_rowid[before[a]]},
+                       "repeated": {"cell": b, "rowid": repeated, "was": before[b],
+                                    "customer_id": by_rowid[before[b]],
+                                    "holder_customer_id": by_rowid[repeated],
+                                    "holder_page": other}},
+                description=f"Leaf page {pgno} of the customers table ({len(ptrs)} cells): cell {a} "
+                            f"has its rowid {before[a]} changed to {fresh} (above every rowid, "
+                            f"no row has it), cell {b} its rowid {before[b]} changed to "
+                            f"{repeated} (the rowid of the first row of leaf page {other}), "
+                            "both 2-byte varints as before, and the page header's fragmented "
+                            "free bytes set to 255. Every cell's record is whole. The snapshot "
+                            "predates 10 registrations and 40 balance updates.")
+
+
 def fx_damaged_table_interior(work):
     db, snap = f"{work}/i.db", f"{work}/i.snap.db"
     people = build_base(db, page_size=SMALL_PAGE_SIZE, n=SMALL_PAGE_CUSTOMERS)
@@ -2343,6 +2408,7 @@ FIXTURES = [
     ("several_kinds_incremental", fx_several_kinds_incremental),
     ("without_rowid_index_page", fx_without_rowid_index_page),
     ("without_rowid_table_leaf", fx_without_rowid_table_leaf),
+    ("misplaced_table_cells", fx_misplaced_table_cells),
 ]
 
 # Fixtures whose damage must make some lookup wrong.
@@ -2641,6 +2707,16 @@ README_TRUTH = """
   intact. Computed by the generator from the pages as they were before it
   damaged them, not by SQL and not by custodian. A page-level salvage must
   return exactly these rows, with their intended values.
+* `misplaced_table_cells`: `page_rowids` are the rowids of the damaged leaf's
+  cells in cell order as the generator reads them from the page after the
+  damage (`page_rowids_before`: before it); `misplaced` is the cell given a
+  rowid no row has (`rowid`, the one it `was`, its `customer_id`);
+  `repeated` is the cell given the rowid of the first row of leaf
+  `holder_page` (whose customer is `holder_customer_id`). Every cell's
+  record is whole: a repair keeps every intended row, by customer ID, with
+  its values (the row under `repeated.rowid` is the holder's; the repeated
+  cell's customer gets another rowid, as nothing names a customer row by
+  rowid in this schema).
 * `overflow_chain_broken`: `damaged_rowids` / `damaged_customer_ids` are the
   rows whose overflow chain was broken (whole nowhere in the file),
   `surviving_rowids` every other row (all whole), `long_name_rowids` the rows

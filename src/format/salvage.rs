@@ -22,16 +22,22 @@
 //!   when its bytes overlap no other cell, its rowid lies inside the parent's
 //!   bounds and above the previous cell's, and its record fits the table. A
 //!   cell whose rowid passes (inside the bounds, ascending) but whose bytes
-//!   or record do not is yielded as `RowDamaged`; cells whose rowid does not
-//!   pass are only counted, in one `Damage` for the page.
+//!   or record do not is yielded as `RowDamaged`. A cell whose rowid does
+//!   not pass is weighed after the walk (`misplaced_cells`): when it lies in
+//!   the cell content area and holds a whole record that fits, it is a row
+//!   all the same (or `RowRepeated`, below); else it is only counted, in
+//!   the page's `Damage`.
 //! * An unclaimed page is an orphaned leaf only when it all fits: a table leaf
 //!   (an index leaf or interior page for [`salvage_index`]) whose layout check
 //!   passes, with at least one cell, every cell decoding, rowids strictly
 //!   ascending, and every record fitting the shape.
-//! * A rowid is yielded whole at most once: tree rows come first, and an
-//!   orphan row whose rowid the tree already gave is skipped (counted in
-//!   [`SalvageStats::duplicate_rowids`]). A rowid the tree gave only as
-//!   `RowDamaged` may still come whole from an orphaned leaf.
+//! * A rowid is yielded as a `Row` at most once: tree rows in key order come
+//!   first, then the tree's cells out of key order, then orphans. A tree
+//!   cell whose rowid was yielded already is yielded whole as
+//!   [`SalvageItem::RowRepeated`], for the caller to keep aside; an orphan
+//!   row whose rowid the tree already gave is skipped (counted in
+//!   [`SalvageStats::duplicate_rowids`]: a stale copy). A rowid the tree
+//!   gave only as `RowDamaged` may still come whole from an orphaned leaf.
 //! * `claimed` is the set of pages that other objects own (every other
 //!   b-tree, the freelist, pointer-map pages; see [`claimed_pages`]). The scan
 //!   skips them, and a child or overflow pointer found on a damaged or
@@ -293,6 +299,21 @@ pub enum SalvageItem<'a> {
         /// has whole, and says so; never a [`SalvageItem::Row`].
         partial: Option<&'a [u8]>,
     },
+    /// A second whole row under a rowid already yielded: a cell of the
+    /// tree whose rowid repeats another's (on another page, or out of key
+    /// order on a damaged page, where the cell in key order is the one
+    /// kept). Never dropped by salvage: the caller keeps it aside
+    /// (quarantine) so that nothing read is lost.
+    RowRepeated {
+        /// The rowid it shares with a row yielded before.
+        rowid: i64,
+        /// The complete record; borrowed until the visitor returns.
+        payload: &'a [u8],
+        /// The leaf page holding the cell.
+        pgno: u32,
+        /// Which cell of that page.
+        cell: usize,
+    },
     /// A problem; salvage goes on.
     Damage(Damage),
 }
@@ -368,6 +389,10 @@ pub struct SalvageStats {
     /// or out of bounds; elsewhere: cells that cannot be located): rows (or
     /// entries) that may be lost without a name.
     pub cells_refused: u64,
+    /// Cells of damaged leaves whose rowid is out of key order or outside
+    /// the parent's bounds, weighed after the walk: those yielded whole
+    /// (`Row`, or `RowRepeated` when their rowid was taken).
+    pub rows_misplaced: u64,
     /// Whether the orphan scan ran.
     pub orphan_scan: bool,
     /// Pages the orphan scan read (those not claimed and not in this tree).
@@ -453,6 +478,7 @@ pub fn salvage_table_with(
 ) -> SalvageStats {
     let mut s = Salvager::new(src, claimed, Shape::Table(shape));
     s.table_page(root, None, 0, None, None, false, visit);
+    s.misplaced_cells(visit);
     if s.should_scan(options) {
         s.orphan_scan(visit);
     }
@@ -563,7 +589,8 @@ fn index_entries(
             via,
         }),
         SalvageItem::Damage(d) => visit(SalvageEntry::Damage(d)),
-        SalvageItem::RowDamaged { .. } => {}
+        // (rowids repeat only in table b-trees)
+        SalvageItem::RowDamaged { .. } | SalvageItem::RowRepeated { .. } => {}
     };
     let mut s = Salvager::new(src, claimed, shape);
     s.index_page(root, None, 0, false, &mut inner);
@@ -858,6 +885,16 @@ impl RowidSet {
     }
 }
 
+/// A cell of a damaged table leaf whose rowid is out of key order or
+/// outside the parent's bounds, weighed after the walk.
+struct Misplaced {
+    pgno: u32,
+    parent: Option<u32>,
+    cell: usize,
+    /// In the longest ascending run of its page's rowids, bounds aside.
+    in_page_order: bool,
+}
+
 /// State of one salvage.
 struct Salvager<'s, 'c> {
     src: &'s dyn PageSource,
@@ -881,6 +918,8 @@ struct Salvager<'s, 'c> {
     /// Yield a row whose rowid was yielded before (see
     /// [`salvage_table_keeping_repeats`]).
     keep_repeats: bool,
+    /// Cells of damaged leaves the walk set aside (see [`Misplaced`]).
+    misplaced: Vec<Misplaced>,
 }
 
 impl<'s, 'c> Salvager<'s, 'c> {
@@ -902,6 +941,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
             layout_errors: Vec::new(),
             leaf_depth: None,
             keep_repeats: false,
+            misplaced: Vec::new(),
         }
     }
 
@@ -1084,6 +1124,40 @@ impl<'s, 'c> Salvager<'s, 'c> {
         Some((page, true))
     }
 
+    /// [`Salvager::sound_cells`] of the cells `candidate` names (all when it
+    /// is empty), where a cell whose record cannot fit claims no bytes (see
+    /// [`Salvager::records_fit`]): a cell is sound when it is sound either
+    /// way (a cell that does not fit but overlaps nothing is still read,
+    /// and yielded as damaged, as before).
+    fn sound_cells_weighing_records(&self, page: &BtreePage<'_>, candidate: &[bool]) -> Vec<bool> {
+        let fits = self.records_fit(page);
+        let weighed: Vec<bool> = fits
+            .iter()
+            .enumerate()
+            .map(|(i, f)| *f && candidate.get(i) != Some(&false))
+            .collect();
+        let plain = Self::sound_cells(page, candidate);
+        let kind = Self::sound_cells(page, &weighed);
+        plain.iter().zip(&kind).map(|(a, b)| *a || *b).collect()
+    }
+
+    /// For a page with a damaged layout: whether each cell's record may fit
+    /// the shape (false when its header, as far as the cell holds it,
+    /// already shows it cannot). When two cells overlap and one of them
+    /// cannot be a record of this shape, the overlap is that cell's doing:
+    /// it claims no bytes, and the other stands.
+    fn records_fit(&self, page: &BtreePage<'_>) -> Vec<bool> {
+        (0..usize::from(page.cell_count()))
+            .map(|i| match page.cell(i) {
+                Ok(c) => c
+                    .payload()
+                    .is_none_or(|p| check_record(self.shape, p.local, p.total_len).is_ok()),
+                // where the cell cannot be located, its bytes are unknown
+                Err(_) => true,
+            })
+            .collect()
+    }
+
     /// For a page with a damaged layout: which cells lie wholly inside the
     /// cell content area and share no byte with another cell. Only the cells
     /// `candidate` names (all when it is empty) are weighed: a cell already
@@ -1245,10 +1319,11 @@ impl<'s, 'c> Salvager<'s, 'c> {
                         parent,
                         kind: DamageKind::KeyOrder,
                         detail: format!(
-                            "page {pgno} cell {cell}: rowid {rowid} was already found on another page of this tree; this copy is skipped"
+                            "page {pgno} cell {cell}: rowid {rowid} was already found elsewhere in this tree; this copy is kept aside"
                         ),
                     };
                     self.damage(visit, d);
+                    return self.repeated(rowid, payload, pgno, cell, strict, visit);
                 }
             }
             return true;
@@ -1348,6 +1423,112 @@ impl<'s, 'c> Salvager<'s, 'c> {
             via,
         });
         true
+    }
+
+    /// Yields a tree cell whose rowid was yielded before as
+    /// [`SalvageItem::RowRepeated`] when its record is whole and fits;
+    /// false (counted as a damaged row) when it is not.
+    fn repeated(
+        &mut self,
+        rowid: i64,
+        payload: &Payload<'_>,
+        pgno: u32,
+        cell: usize,
+        strict: bool,
+        visit: &mut dyn FnMut(SalvageItem<'_>),
+    ) -> bool {
+        self.assembled.clear();
+        if self
+            .whole_record(rowid, payload, strict, Via::Tree)
+            .is_err()
+        {
+            self.stats.rows_damaged += 1;
+            return false;
+        }
+        let whole: &[u8] = if payload.first_overflow.is_none() {
+            payload.local
+        } else {
+            &self.assembled
+        };
+        visit(SalvageItem::RowRepeated {
+            rowid,
+            payload: whole,
+            pgno,
+            cell,
+        });
+        true
+    }
+
+    /// The cells the walk set aside on damaged leaves (rowid out of key
+    /// order or outside the parent's bounds), now that every cell in order
+    /// has claimed its rowid: a cell lying inside its page's cell content
+    /// area is a row (the new table is built by rowid, so its place in the
+    /// order does not matter) — whole, in part, or, when another row has
+    /// its rowid, kept aside as [`SalvageItem::RowRepeated`]. Cells in order
+    /// with their page's others (bounds aside) are weighed first. The rest
+    /// are refused, as before.
+    fn misplaced_cells(&mut self, visit: &mut dyn FnMut(SalvageItem<'_>)) {
+        let mut list = std::mem::take(&mut self.misplaced);
+        list.sort_by_key(|m| !m.in_page_order); // stable: page order within
+        let mut buf = self.spare.pop().unwrap_or_default();
+        for m in list {
+            if !self.misplaced_cell(&m, &mut buf, visit) {
+                self.stats.cells_refused += 1;
+            }
+        }
+        self.spare.push(buf);
+    }
+
+    /// One set-aside cell (see [`Salvager::misplaced_cells`]): false when
+    /// it is refused.
+    fn misplaced_cell(
+        &mut self,
+        m: &Misplaced,
+        buf: &mut Vec<u8>,
+        visit: &mut dyn FnMut(SalvageItem<'_>),
+    ) -> bool {
+        if self.src.read_page(m.pgno, buf).is_err() {
+            return false;
+        }
+        let Ok(page) = BtreePage::parse(buf, m.pgno, self.usable) else {
+            return false;
+        };
+        let Ok(start) = page.cell_offset(m.cell) else {
+            return false;
+        };
+        let usable = page.usable_size();
+        let content = page.content_start() as usize;
+        let lowest = content.max(page.cell_pointers_end());
+        let inside = page
+            .cell_size_at(start)
+            .is_some_and(|size| content <= usable && start >= lowest && start + size <= usable);
+        let Ok(Cell::TableLeaf { rowid, payload }) = page.cell(m.cell) else {
+            return false;
+        };
+        // a rowid out of place is no evidence of a row: only a whole
+        // record that fits the table is (garbage over a page's cells makes
+        // rowids out of place too)
+        // (the local part's header is checked here; the overflow, if any,
+        // is followed once, below)
+        let fits = check_record(self.shape, payload.local, payload.total_len);
+        if !inside || !matches!(fits, Ok(Some(_))) {
+            return false;
+        }
+        self.stats.rows_misplaced += 1;
+        if self.seen.contains(rowid) {
+            return self.repeated(rowid, &payload, m.pgno, m.cell, true, visit);
+        }
+        self.emit(
+            rowid,
+            &payload,
+            m.pgno,
+            m.parent,
+            m.cell,
+            Via::Tree,
+            true,
+            true,
+            visit,
+        )
     }
 
     /// Checks a cell's record against the shape, assembling its overflow
@@ -1511,8 +1692,16 @@ impl<'s, 'c> Salvager<'s, 'c> {
         } else {
             Vec::new()
         };
+        // the same, bounds aside: of two misplaced cells sharing a rowid,
+        // the one in order with the page's others is weighed first
+        let in_page_order = if suspect && !self.keep_repeats {
+            let rowids: Vec<Option<i64>> = (0..n).map(|i| page.table_leaf_rowid(i)).collect();
+            longest_ascending(&rowids)
+        } else {
+            Vec::new()
+        };
         let sound = if suspect {
-            Self::sound_cells(page, &ordered)
+            self.sound_cells_weighing_records(page, &ordered)
         } else {
             Vec::new()
         };
@@ -1520,6 +1709,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
         let mut order_reported = false;
         let mut refused = 0usize;
         let mut damaged = 0usize;
+        let mut deferred = 0usize;
         for i in 0..n {
             let cell = page.cell(i);
             let rowid = match &cell {
@@ -1549,7 +1739,15 @@ impl<'s, 'c> Salvager<'s, 'c> {
                     in_bounds(rowid) && prev.is_none_or(|p| rowid > p)
                 };
             if suspect && !plausible {
-                refused += 1;
+                // weighed after the walk, once every cell in key order has
+                // claimed its rowid (`misplaced_cells`)
+                self.misplaced.push(Misplaced {
+                    pgno,
+                    parent,
+                    cell: i,
+                    in_page_order: in_page_order.get(i) == Some(&true),
+                });
+                deferred += 1;
                 continue;
             }
             if !suspect && !plausible && !order_reported {
@@ -1615,13 +1813,13 @@ impl<'s, 'c> Salvager<'s, 'c> {
             }
         }
         self.stats.cells_refused += refused as u64;
-        if suspect && refused + damaged > 0 {
+        if suspect && refused + damaged + deferred > 0 {
             let d = Damage {
                 pgno,
                 parent,
                 kind: DamageKind::BadRecord,
                 detail: format!(
-                    "page {pgno}: {refused} of its {n} cells cannot be read at all (rowid outside the bounds ({}, {}] or out of order) and {damaged} hold a rowid but no usable record",
+                    "page {pgno}: {refused} of its {n} cells cannot be read at all, {damaged} hold a rowid but no usable record, and {deferred} hold a rowid outside the bounds ({}, {}] or out of key order (kept where their rowid is no other row's and their bytes lie in the cell content area)",
                     lo.map_or("-inf".into(), |v| v.to_string()),
                     hi.map_or("+inf".into(), |v| v.to_string())
                 ),
@@ -1660,7 +1858,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
         };
         let n = usize::from(page.cell_count());
         let sound = if suspect {
-            Self::sound_cells(&page, &[])
+            self.sound_cells_weighing_records(&page, &[])
         } else {
             Vec::new()
         };
@@ -1916,11 +2114,19 @@ mod tests {
         img
     }
 
-    type Got = (Vec<(i64, Via)>, Vec<i64>, Vec<Damage>, SalvageStats);
+    /// (rows, damaged rows, damage, stats, repeated rows)
+    type Got = (
+        Vec<(i64, Via)>,
+        Vec<i64>,
+        Vec<Damage>,
+        SalvageStats,
+        Vec<i64>,
+    );
 
     fn run(img: Vec<u8>, claimed: &PageSet, options: SalvageOptions) -> Got {
         let src = MemoryPages::new(img).unwrap();
         let (mut rows, mut damaged, mut damage) = (Vec::new(), Vec::new(), Vec::new());
+        let mut repeated = Vec::new();
         let stats = salvage_table_with(
             &src,
             2,
@@ -1930,10 +2136,11 @@ mod tests {
             &mut |item| match item {
                 SalvageItem::Row { rowid, via, .. } => rows.push((rowid, via)),
                 SalvageItem::RowDamaged { rowid, .. } => damaged.push(rowid),
+                SalvageItem::RowRepeated { rowid, .. } => repeated.push(rowid),
                 SalvageItem::Damage(d) => damage.push(d),
             },
         );
-        (rows, damaged, damage, stats)
+        (rows, damaged, damage, stats, repeated)
     }
 
     fn claimed(pages: &[u32]) -> PageSet {
@@ -2052,7 +2259,7 @@ mod tests {
 
     #[test]
     fn healthy_tree_no_scan() {
-        let (rows, damaged, damage, stats) =
+        let (rows, damaged, damage, stats, _) =
             run(two_level(), &claimed(&[9]), SalvageOptions::default());
         assert!(damage.is_empty() && damaged.is_empty(), "{damage:?}");
         assert_eq!(
@@ -2066,7 +2273,7 @@ mod tests {
             let options = SalvageOptions {
                 orphan_scan: OrphanScan::Always,
             };
-            let (rows, _, _, stats) = run(two_level(), &c, options);
+            let (rows, _, _, stats, _) = run(two_level(), &c, options);
             assert_eq!(rows.len(), 8);
             assert!(stats.orphan_leaves.is_empty());
         }
@@ -2076,7 +2283,7 @@ mod tests {
     fn zeroed_interior_page_orphans_are_found() {
         let mut img = two_level();
         img[2 * PS..3 * PS].fill(0); // page 3
-        let (rows, damaged, damage, stats) = run(img, &claimed(&[9]), SalvageOptions::default());
+        let (rows, damaged, damage, stats, _) = run(img, &claimed(&[9]), SalvageOptions::default());
         assert!(damaged.is_empty());
         assert_eq!(damage[0].kind, DamageKind::BadPageHeader);
         assert!(stats.pages_lost && stats.orphan_scan);
@@ -2100,7 +2307,7 @@ mod tests {
         let options = SalvageOptions {
             orphan_scan: OrphanScan::Never,
         };
-        let (rows, _, _, _) = run(img, &claimed(&[9]), options);
+        let (rows, _, _, _, _) = run(img, &claimed(&[9]), options);
         assert_eq!(rows.len(), 4);
     }
 
@@ -2116,7 +2323,7 @@ mod tests {
         let options = SalvageOptions {
             orphan_scan: OrphanScan::Always,
         };
-        let (rows, _, _, stats) = run(img, &claimed(&[9]), options);
+        let (rows, _, _, stats, _) = run(img, &claimed(&[9]), options);
         assert_eq!(stats.duplicate_rowids, 2);
         assert_eq!(rows.last(), Some(&(9, Via::OrphanLeaf)));
         assert_eq!(rows.len(), 9);
@@ -2135,7 +2342,7 @@ mod tests {
             x ^= x << 5;
             *b = x as u8;
         }
-        let (rows, damaged, _, stats) = run(img, &claimed(&[9]), SalvageOptions::default());
+        let (rows, damaged, _, stats, _) = run(img, &claimed(&[9]), SalvageOptions::default());
         let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
         assert_eq!(ids, vec![1, 2, 5, 6, 7, 8]);
         assert!(damaged.iter().all(|r| [3, 4].contains(r)), "{damaged:?}");
@@ -2167,12 +2374,13 @@ mod tests {
             }
             img
         };
-        let (rows, damaged, _, stats) = run(build(4), &PageSet::new(), SalvageOptions::default());
+        let (rows, damaged, _, stats, _) =
+            run(build(4), &PageSet::new(), SalvageOptions::default());
         assert_eq!(rows, vec![(1, Via::Tree)]);
         assert!(damaged.is_empty());
         assert_eq!(stats.pages, vec![2, 3, 4]);
         for bad in [0, 99, 2, 3] {
-            let (rows, damaged, damage, _) =
+            let (rows, damaged, damage, _, _) =
                 run(build(bad), &PageSet::new(), SalvageOptions::default());
             assert!(rows.is_empty(), "next {bad}");
             assert_eq!(damaged, vec![1], "next {bad}");
@@ -2329,7 +2537,7 @@ mod tests {
             for v in [0x00, 0xff, 0x02, 0x0d, 0x05] {
                 let mut b = img.clone();
                 b[at] = v;
-                let (rows, _, _, _) = run(b.clone(), &c, options);
+                let (rows, _, _, _, _) = run(b.clone(), &c, options);
                 // Never a row twice, never a row that does not fit.
                 let mut ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
                 ids.sort_unstable();

@@ -119,7 +119,11 @@ pub fn read(src: &dyn PageSource, header: Option<TextEncoding>) -> SchemaPages {
         &schema_shape(),
         &PageSet::new(),
         &mut |item| match item {
-            SalvageItem::Row { rowid, payload, .. } => payloads.push((rowid, payload.to_vec())),
+            // (keeping repeats, every whole cell comes as a `Row`)
+            SalvageItem::Row { rowid, payload, .. }
+            | SalvageItem::RowRepeated { rowid, payload, .. } => {
+                payloads.push((rowid, payload.to_vec()))
+            }
             SalvageItem::RowDamaged { .. } => refused += 1,
             SalvageItem::Damage(_) => {}
         },

@@ -134,7 +134,11 @@ fn damage(rng: &mut Rng, fixture: &str, db: &Path) -> String {
 /// The customer rows custodian's page reader reads whole from `db`
 /// (rowid -> values), or None when the pages cannot be read at all. The
 /// table's columns come from the snapshot, an undamaged copy.
-fn readable_customers(db: &Path, fixture: &str) -> Option<BTreeMap<i64, Vec<Value>>> {
+/// The customer rows salvage reads whole, by rowid, and the whole cells it
+/// keeps aside because another row has their rowid.
+type Readable = (BTreeMap<i64, Vec<Value>>, Vec<(i64, Vec<Value>)>);
+
+fn readable_customers(db: &Path, fixture: &str) -> Option<Readable> {
     let pager = Pager::open(db).ok()?;
     let schema = custodian::format::schema_table::read(&pager, Some(pager.text_encoding()));
     let enc = schema.encoding.unwrap_or(TextEncoding::Utf8);
@@ -174,11 +178,15 @@ fn readable_customers(db: &Path, fixture: &str) -> Option<BTreeMap<i64, Vec<Valu
     let shape = TableShape::from_columns(&specs, None);
     let claimed = salvage::claimed_pages(&pager, &others);
     let mut out = BTreeMap::new();
+    let mut repeated = Vec::new();
     let mut rec = Record::default();
     salvage::salvage_table(&pager, root, &shape, &claimed, &mut |item| {
-        if let SalvageItem::Row { rowid, payload, .. } = item
-            && rec.parse(payload).is_ok()
-        {
+        let (rowid, payload, again) = match item {
+            SalvageItem::Row { rowid, payload, .. } => (rowid, payload, false),
+            SalvageItem::RowRepeated { rowid, payload, .. } => (rowid, payload, true),
+            _ => return,
+        };
+        if rec.parse(payload).is_ok() {
             let values = rec
                 .values(payload)
                 .map(|v| match v {
@@ -191,15 +199,19 @@ fn readable_customers(db: &Path, fixture: &str) -> Option<BTreeMap<i64, Vec<Valu
                     ValueRef::Blob(b) => Value::Blob(b.to_vec()),
                 })
                 .collect();
-            out.insert(rowid, values);
+            if again {
+                repeated.push((rowid, values));
+            } else {
+                out.insert(rowid, values);
+            }
         }
     });
-    Some(out)
+    Some((out, repeated))
 }
 
 /// Where every readable row went: the repaired table (same values) or the
 /// quarantine. The first row that is in neither, if any.
-fn missing_row(db: &Path, rows: &BTreeMap<i64, Vec<Value>>) -> Option<String> {
+fn missing_row(db: &Path, (rows, repeated): &Readable) -> Option<String> {
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     let quarantined: Vec<i64> = conn
         .prepare("SELECT original_rowid FROM custodian_quarantine WHERE source_table = 'customers'")
@@ -208,7 +220,7 @@ fn missing_row(db: &Path, rows: &BTreeMap<i64, Vec<Value>>) -> Option<String> {
                 .collect::<rusqlite::Result<Vec<i64>>>()
         })
         .unwrap_or_default();
-    for (rowid, values) in rows {
+    for (rowid, values) in rows.iter().chain(repeated.iter().map(|(r, v)| (r, v))) {
         let got: Option<Vec<Value>> = conn
             .query_row(
                 "SELECT * FROM customers NOT INDEXED WHERE rowid = ?1",
@@ -265,7 +277,7 @@ fn repair_of_randomly_damaged_fixtures_is_safe_and_keeps_every_readable_row() {
         eprintln!(
             "{name}: exit {:?}, {} rows readable {}",
             status.code(),
-            readable.as_ref().map_or(0, |r| r.len()),
+            readable.as_ref().map_or(0, |r| r.0.len()),
             stderr.trim()
         );
         if stderr.contains("panicked") {

@@ -205,3 +205,68 @@ fn a_virtual_customer_table_is_judged_by_its_module_not_its_pages() {
         want.to_string()
     );
 }
+
+/// `misplaced_table_cells`: two cells of a customer leaf hold rowids out of
+/// key order, one no row has, one the first row of the next leaf has. No
+/// row is lost: the misplaced cell's customer keeps its rowid, the next
+/// leaf's row keeps the shared one, and the repeated cell's customer gets a
+/// new rowid (nothing names a row of this table by rowid). Truth: the
+/// fixture builder's, and the stock sqlite3's full scan of the damaged file
+/// (it reads every cell, in page order).
+#[test]
+fn cells_out_of_key_order_are_kept_by_customer_id() {
+    let s = Setup::new("misplaced_table_cells");
+    let t = truth("misplaced_table_cells");
+    let every = "SELECT customer_id, card_number, name, phone, email, status, tier, \
+                 balance_cents, created_at, updated_at FROM customers NOT INDEXED ORDER BY customer_id";
+    let scanned = sqlite3_cli(&s.db, every);
+    assert_eq!(
+        scanned.lines().count() as u64,
+        t["expected_customers_count"].as_u64().unwrap()
+    );
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "repaired");
+    assert_eq!(j["quarantined_customer_ids"], serde_json::json!([]));
+    assert_eq!(stock_integrity_check(&s.db), "ok");
+    assert_eq!(sqlite3_cli(&s.db, every), scanned);
+    let rowid_of = |id: &serde_json::Value| -> i64 {
+        sqlite3_cli(
+            &s.db,
+            &format!(
+                "SELECT rowid FROM customers WHERE customer_id = '{}'",
+                id.as_str().unwrap()
+            ),
+        )
+        .parse()
+        .unwrap()
+    };
+    let (mis, rep) = (&t["misplaced"], &t["repeated"]);
+    assert_eq!(
+        rowid_of(&mis["customer_id"]),
+        mis["rowid"].as_i64().unwrap()
+    );
+    assert_eq!(
+        rowid_of(&rep["holder_customer_id"]),
+        rep["rowid"].as_i64().unwrap()
+    );
+    let moved = rowid_of(&rep["customer_id"]);
+    assert!(
+        moved != rep["rowid"].as_i64().unwrap() && moved != rep["was"].as_i64().unwrap(),
+        "{moved}"
+    );
+    assert_eq!(
+        sqlite3_cli(
+            &s.db,
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'custodian_quarantine'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        assert_found_through_every_index(&s.db, &strings(&t["affected_customer_ids"])),
+        Vec::<String>::new()
+    );
+    let c = run(&["check", s.db.to_str().unwrap()], s.dir.path());
+    assert_eq!(c.code(), 0, "{}", c.show());
+}

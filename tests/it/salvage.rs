@@ -26,6 +26,8 @@ struct Salvaged {
     /// Rows in the order yielded.
     order: Vec<i64>,
     damaged: Vec<(i64, String)>,
+    /// Whole cells kept aside: (rowid, page, cell).
+    repeated: Vec<(i64, u32, usize)>,
     damage: Vec<Damage>,
     stats: SalvageStats,
 }
@@ -136,6 +138,9 @@ fn salvage(
                 out.order.push(rowid);
             }
             SalvageItem::RowDamaged { rowid, reason, .. } => out.damaged.push((rowid, reason)),
+            SalvageItem::RowRepeated {
+                rowid, pgno, cell, ..
+            } => out.repeated.push((rowid, pgno, cell)),
             SalvageItem::Damage(d) => out.damage.push(d),
         },
     );
@@ -319,6 +324,63 @@ fn damaged_interior_page_every_row_comes_back() {
         .collect();
     assert_eq!(ids, strings(&t["orphaned_customer_ids"]));
     assert!(took.as_secs() < 5, "took {took:?}");
+}
+
+/// `misplaced_table_cells`: a leaf whose layout is damaged (its fragmented
+/// byte count) holds one cell whose rowid is out of key order and no other
+/// row's, and one whose rowid the first row of the next leaf has. Every
+/// cell is a row: the misplaced one under its rowid; the repeated one,
+/// whole, as `RowRepeated`, the row under that rowid being the next leaf's
+/// (the cell in key order). Truth: the rowids of the page's cells as the
+/// fixture builder reads them from its bytes.
+#[test]
+fn misplaced_cells_are_rows_and_a_repeated_rowid_is_kept_aside() {
+    let name = "misplaced_table_cells";
+    let t = truth(name);
+    let dir = tempfile::tempdir().unwrap();
+    let path = fixture_copy(name, dir.path());
+    let (pager, conn) = open(&path);
+    let root = rootpage(&conn, "customers");
+    let shape = shape_of(&conn, "customers");
+    let claimed = claimed_except(&pager, &conn, &[root]);
+    let page = t["damage"]["pages"][0].as_u64().unwrap() as u32;
+    let (mis, rep) = (&t["misplaced"], &t["repeated"]);
+    let rep_rowid = rep["rowid"].as_i64().unwrap();
+    for scan in [OrphanScan::WhenPagesLost, OrphanScan::Always] {
+        let got = salvage(&pager, root, &shape, &claimed, scan);
+        let mut on_page: Vec<i64> = got
+            .rows
+            .iter()
+            .filter(|(_, v)| v.2 == page)
+            .map(|(r, _)| *r)
+            .collect();
+        on_page.sort_unstable();
+        let mut want: Vec<i64> = rowids(&t["page_rowids"])
+            .into_iter()
+            .filter(|&r| r != rep_rowid)
+            .collect();
+        want.sort_unstable();
+        assert_eq!(on_page, want);
+        assert_eq!(
+            got.repeated,
+            vec![(rep_rowid, page, rep["cell"].as_u64().unwrap() as usize)]
+        );
+        assert!(got.damaged.is_empty(), "{:?}", got.damaged);
+        assert_eq!(
+            got.rows.len() as u64 + 1,
+            t["expected_customers_count"].as_u64().unwrap()
+        );
+        let holder = &got.rows[&rep_rowid];
+        assert_eq!(holder.2, rep["holder_page"].as_u64().unwrap() as u32);
+        assert_eq!(
+            holder.0[0].text(),
+            rep["holder_customer_id"].as_str().unwrap()
+        );
+        let moved = &got.rows[&mis["rowid"].as_i64().unwrap()];
+        assert_eq!(moved.0[0].text(), mis["customer_id"].as_str().unwrap());
+        assert_eq!(got.stats.rows_misplaced, 2);
+        assert_eq!(got.stats.cells_refused, 0);
+    }
 }
 
 #[test]
@@ -539,7 +601,7 @@ fn corpus_salvage_never_panics_and_agrees_with_the_walk() {
                         rows.push((rowid, payload.to_vec()));
                     }
                     SalvageItem::RowDamaged { .. } => damaged += 1,
-                    SalvageItem::Damage(_) => {}
+                    SalvageItem::Damage(_) | SalvageItem::RowRepeated { .. } => {}
                 },
             );
             // Where the walk finds the tree sound, salvage returns its rows
@@ -664,6 +726,7 @@ fn bench_salvage_reference_db() {
         }
         SalvageItem::RowDamaged { rowid, .. } => damaged.push(rowid),
         SalvageItem::Damage(d) => damage.push(d),
+        SalvageItem::RowRepeated { .. } => {}
     });
     let took = t.elapsed();
     eprintln!(

@@ -414,6 +414,12 @@ fn salvage_by_page(
     let shape = t.shape();
     let stats = salvage::salvage_table(&src.pager, t.source_root, &shape, claimed, &mut |item| {
         let pg = match &item {
+            // a second cell under a taken rowid goes to quarantine: the
+            // full rebuild's to do
+            SalvageItem::RowRepeated { .. } => {
+                outside = true;
+                return;
+            }
             SalvageItem::Row { pgno, .. } | SalvageItem::RowDamaged { pgno, .. } => *pgno,
             SalvageItem::Damage(d) => {
                 if matches!(d.kind, DamageKind::BadChildPointer | DamageKind::TooDeep) {
@@ -451,7 +457,7 @@ fn salvage_by_page(
                         .insert(rowid, rows::readable_record_values(bytes, src.encoding));
                 }
             }
-            SalvageItem::Damage(_) => {}
+            SalvageItem::Damage(_) | SalvageItem::RowRepeated { .. } => {}
         }
     });
     leaf.flush(&mut s, src);

@@ -54,7 +54,8 @@ pub(crate) fn quarantine_unowned(
             &taken,
             options,
             &mut |item| {
-                if let SalvageItem::Row { rowid, payload, .. } = item
+                if let SalvageItem::Row { rowid, payload, .. }
+                | SalvageItem::RowRepeated { rowid, payload, .. } = item
                     && let Some(v) = rows::record_values(&mut rec, payload, src.encoding)
                 {
                     found.push((rowid, v));

@@ -356,7 +356,8 @@ pub fn rebuild(source: &Path, new: &Path, req: &Request<'_>) -> Result<RebuildOu
     };
     let (mut out, vtabs) = built;
     let t0 = std::time::Instant::now();
-    settle_virtual_tables(new, &vtabs, &mut out).context("checking the virtual tables")?;
+    settle_virtual_tables(new, &vtabs, req.stamp, &mut out)
+        .context("checking the virtual tables")?;
     crate::check::timing("rebuild: virtual tables settled", t0);
     schema_loads(new)?;
     crate::check::timing("rebuild: schema loads", t0);
@@ -928,6 +929,61 @@ fn copy_table(
                     Err(e) => err = Some(e),
                 }
             }
+            SalvageItem::RowRepeated {
+                rowid,
+                payload,
+                pgno,
+                cell,
+            } => {
+                // a second whole cell under a rowid the table has
+                let Some(values) = rows::record_values(&mut rec, payload, src.encoding) else {
+                    return;
+                };
+                if t.rowid_alias.is_none() && !t.without_rowid {
+                    // no column holds the rowid, so nothing can name the row
+                    // by it: the row goes in under a new one (a row its
+                    // UNIQUE keys make a duplicate is quarantined by SQLite)
+                    let via_s = "a cell whose rowid another row has";
+                    match rows::insert_into(conn, t, twin.as_deref(), None, &values, via_s, stamp) {
+                        Ok(rows::Placed::Inserted) => c.prov.from_tree += 1,
+                        Ok(rows::Placed::Repeated) => c.prov.repeated += 1,
+                        Ok(rows::Placed::Quarantined) => {
+                            c.prov.quarantined += 1;
+                            if let Some(idc) = id_column {
+                                c.quarantined_ids
+                                    .extend(restore::customer_id_of(t, idc, None, &values));
+                            }
+                        }
+                        Err(e) => err = Some(e),
+                    }
+                    return;
+                }
+                // the rowid is a column: the cell in key order keeps it, this
+                // one is kept aside, whole, never dropped
+                let reason = format!(
+                    "a second cell with rowid {rowid} (page {pgno} cell {cell}, out of key order or on a second page of the table); the row kept under that rowid is the cell in key order"
+                );
+                let names: Vec<String> = t
+                    .fields
+                    .iter()
+                    .take(values.len())
+                    .map(|&f| t.columns[f].name.clone())
+                    .collect();
+                match rows::quarantine(conn, stamp, &reason, &t.name, rowid, &names, &values) {
+                    Ok(()) => {
+                        c.prov.quarantined += 1;
+                        if let Some(idc) = id_column {
+                            c.quarantined_ids.extend(restore::customer_id_of(
+                                t,
+                                idc,
+                                Some(rowid),
+                                &values,
+                            ));
+                        }
+                    }
+                    Err(e) => err = Some(e),
+                }
+            }
             SalvageItem::RowDamaged { rowid, partial, .. } => {
                 if !t.without_rowid {
                     c.damaged.insert(rowid);
@@ -1053,9 +1109,10 @@ fn copy_sequence(conn: &Connection, src: &Source, trees: &Trees) -> Result<()> {
 fn settle_virtual_tables(
     new: &Path,
     vtabs: &[VirtualTable],
+    stamp: &str,
     out: &mut RebuildOutcome,
 ) -> Result<()> {
-    for (vt, s) in vtab::settle(new, vtabs)? {
+    for (vt, s) in vtab::settle(new, vtabs, stamp)? {
         match s {
             Settled::Sound => {}
             Settled::Unchecked => out.step(
@@ -1071,6 +1128,26 @@ fn settle_virtual_tables(
                 Some(&vt.name),
                 "its index did not match its content and was rebuilt from the content".into(),
             ),
+            Settled::RebuiltRtree {
+                entries,
+                quarantined,
+            } => {
+                out.step(
+                    "rebuild_virtual_table",
+                    Some(&vt.name),
+                    format!(
+                        "its R-Tree failed its integrity check and was made anew from the {entries} entries its nodes gave ({quarantined} of them, refused by the new tree, kept in {})",
+                        crate::repair::apply::QUARANTINE_TABLE
+                    ),
+                );
+                if quarantined > 0 {
+                    out.needs_decision.push(format!(
+                        "{quarantined} entries of R-Tree {} were refused by the new tree when it was made anew (e.g. a lower bound above its upper bound) and kept in {}",
+                        vt.name,
+                        crate::repair::apply::QUARANTINE_TABLE
+                    ));
+                }
+            }
             Settled::Removed(why) => out.needs_decision.push(format!(
                 "virtual table {} was taken out of the schema: {why}; its data is kept in its shadow tables ({}_*)",
                 vt.name, vt.name

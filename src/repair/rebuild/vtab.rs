@@ -9,7 +9,9 @@
 //! gone). So once the new file is written, each virtual table is checked
 //! with its module's own integrity check; a full-text index that fails is
 //! rebuilt from its content (`'rebuild'`, the module's documented repair);
-//! one that still fails, or cannot be opened at all, is taken out of the
+//! an R-Tree, which has no such command, is made anew from the entries its
+//! nodes still give (`rebuild_rtree`); one that still fails, or cannot be
+//! opened at all, is taken out of the
 //! schema, its shadow tables — all the data it had — kept as plain tables,
 //! and the report says so.
 
@@ -81,13 +83,20 @@ pub enum Settled {
     Unchecked,
     /// Its index was rebuilt from its content.
     Rebuilt,
+    /// An R-Tree made anew from the entries its nodes gave: how many were
+    /// read, and how many of them the new tree refused (quarantined).
+    RebuiltRtree { entries: u64, quarantined: u64 },
     /// Taken out of the schema (why); its shadow tables are kept.
     Removed(String),
 }
 
 /// Checks every virtual table of the new file at `path` (after the
 /// rebuild's transaction is committed), rebuilding or removing what fails.
-pub fn settle(path: &Path, tables: &[VirtualTable]) -> Result<Vec<(VirtualTable, Settled)>> {
+pub fn settle(
+    path: &Path,
+    tables: &[VirtualTable],
+    stamp: &str,
+) -> Result<Vec<(VirtualTable, Settled)>> {
     if tables.is_empty() {
         return Ok(Vec::new());
     }
@@ -103,7 +112,7 @@ pub fn settle(path: &Path, tables: &[VirtualTable]) -> Result<Vec<(VirtualTable,
         .filter(|v| owns_data(&v.module))
         .chain(tables.iter().filter(|v| !owns_data(&v.module)));
     for vt in ordered {
-        let s = settle_one(&conn, vt);
+        let s = settle_one(&conn, vt, stamp);
         if let Settled::Removed(_) = &s {
             remove(&conn, vt)?;
         }
@@ -120,7 +129,7 @@ fn owns_data(module: &str) -> bool {
     matches!(module, "fts3" | "fts4" | "fts5" | "rtree" | "rtree_i32")
 }
 
-fn settle_one(conn: &Connection, vt: &VirtualTable) -> Settled {
+fn settle_one(conn: &Connection, vt: &VirtualTable, stamp: &str) -> Settled {
     if !owns_data(&vt.module) {
         return match open(conn, vt) {
             Ok(()) => Settled::Sound,
@@ -148,11 +157,128 @@ fn settle_one(conn: &Connection, vt: &VirtualTable) -> Settled {
                         "its integrity check fails ({first}) and rebuilding its index from its content failed too ({e})"
                     )),
                 }
+            } else if vt.module.starts_with("rtree") {
+                match rebuild_rtree(conn, vt, stamp) {
+                    Ok((entries, quarantined)) => Settled::RebuiltRtree {
+                        entries,
+                        quarantined,
+                    },
+                    Err(e) => Settled::Removed(format!(
+                        "its integrity check fails ({first}) and making it anew from the entries its nodes give failed too ({e})"
+                    )),
+                }
             } else {
                 Settled::Removed(format!("its integrity check fails ({first})"))
             }
         }
     }
+}
+
+/// The temporary table holding an R-Tree's entries while it is made anew.
+const RTREE_ENTRIES: &str = "custodian_rtree_entries";
+
+/// Makes a damaged R-Tree anew (R-Tree has no `'rebuild'`): every entry a
+/// scan of the virtual table gives (the scan walks the nodes from the root;
+/// the auxiliary columns come from its rowid table) is put into a fresh
+/// tree of the same definition. An entry the fresh tree refuses (a lower
+/// bound above its upper bound, a rowid twice) goes to quarantine whole,
+/// with SQLite's reason. Refused (nothing changed) when the old rowid
+/// table names an entry the scan did not give: that entry's coordinates
+/// are in a node the scan cannot reach, and would go with the old tree.
+/// Returns (entries read, entries quarantined).
+fn rebuild_rtree(conn: &Connection, vt: &VirtualTable, stamp: &str) -> Result<(u64, u64), String> {
+    conn.execute_batch("SAVEPOINT custodian_rtree")
+        .map_err(|e| e.to_string())?;
+    let r = rtree_anew(conn, vt, stamp)
+        .and_then(|n| check(conn, vt).map(|()| n))
+        .and_then(|n| {
+            conn.execute_batch(&format!("DROP TABLE temp.{RTREE_ENTRIES}"))
+                .map_err(|e| e.to_string())?;
+            Ok(n)
+        });
+    let end = match r {
+        Ok(_) => "RELEASE custodian_rtree",
+        Err(_) => "ROLLBACK TO custodian_rtree; RELEASE custodian_rtree",
+    };
+    conn.execute_batch(end).map_err(|e| e.to_string())?;
+    r
+}
+
+/// [`rebuild_rtree`]'s steps, inside its savepoint.
+fn rtree_anew(conn: &Connection, vt: &VirtualTable, stamp: &str) -> Result<(u64, u64), String> {
+    let e = |e: rusqlite::Error| e.to_string();
+    let q = quote_ident(&vt.name);
+    let rowids = format!("{}_rowid", vt.name);
+    let qt = crate::repair::apply::QUARANTINE_TABLE;
+    conn.execute_batch(&format!(
+        "CREATE TEMP TABLE {RTREE_ENTRIES} AS SELECT * FROM main.{q}"
+    ))
+    .map_err(e)?;
+    let (entry_json, id) = row_json(conn, "temp", RTREE_ENTRIES)?;
+    // the nodes must give every entry the rowid table names: else entries
+    // are in nodes the scan cannot reach, and dropping the old tree would
+    // lose their coordinates
+    let unreached: i64 = conn
+        .query_row(
+            &format!(
+                "SELECT count(*) FROM main.{} WHERE rowid NOT IN (SELECT {id} FROM temp.{RTREE_ENTRIES})",
+                quote_ident(&rowids)
+            ),
+            [],
+            |r| r.get(0),
+        )
+        .map_err(e)?;
+    if unreached > 0 {
+        return Err(format!(
+            "{unreached} entries its rowid table names are in no node a scan reaches"
+        ));
+    }
+    conn.execute_batch(&super::rows::quarantine_ddl())
+        .map_err(e)?;
+    let mut quarantined = 0u64;
+    conn.execute_batch(&format!("DROP TABLE main.{q}"))
+        .map_err(e)?;
+    conn.execute_batch(&vt.sql).map_err(e)?;
+    let entries: Vec<i64> = conn
+        .prepare(&format!("SELECT rowid FROM temp.{RTREE_ENTRIES}"))
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .map_err(e)?;
+    let insert =
+        format!("INSERT INTO main.{q} SELECT * FROM temp.{RTREE_ENTRIES} WHERE rowid = ?1");
+    let keep = format!(
+        "INSERT INTO {qt} SELECT ?1, ?2, ?3, {id}, NULL, {entry_json} FROM temp.{RTREE_ENTRIES} WHERE rowid = ?4"
+    );
+    for at in &entries {
+        let Err(refused) = conn.execute(&insert, [at]) else {
+            continue;
+        };
+        let reason =
+            format!("{refused} (an entry read from the R-Tree's nodes when it was made anew)");
+        conn.execute(&keep, rusqlite::params![stamp, reason, vt.name, at])
+            .map_err(e)?;
+        quarantined += 1;
+    }
+    Ok((entries.len() as u64, quarantined))
+}
+
+/// The `json_object(...)` of a row of `schema.table` (its columns by
+/// name), and its first column, quoted.
+fn row_json(conn: &Connection, schema: &str, table: &str) -> Result<(String, String), String> {
+    let columns: Vec<String> = conn
+        .prepare("SELECT name FROM pragma_table_info(?1, ?2)")
+        .and_then(|mut s| s.query_map([table, schema], |r| r.get(0))?.collect())
+        .map_err(|e| e.to_string())?;
+    let Some(first) = columns.first() else {
+        return Err(format!("{table} has no columns"));
+    };
+    let members: Vec<String> = columns
+        .iter()
+        .map(|c| format!("'{}', {}", c.replace('\'', "''"), quote_ident(c)))
+        .collect();
+    Ok((
+        format!("json_object({})", members.join(", ")),
+        quote_ident(first),
+    ))
 }
 
 /// Whether the table opens and reads.
