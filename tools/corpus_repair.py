@@ -70,6 +70,15 @@ def reindexed(report, table):
     return None
 
 
+def made_anew(report, table):
+    """The repair's account, when it made the virtual table `table` itself
+    anew (an R-Tree, which has no 'rebuild')."""
+    for a in report.get("actions", []):
+        if a["kind"] == "rebuild_virtual_table" and a.get("object") == table:
+            return a.get("detail", "")
+    return None
+
+
 def _varint(b, i):
     """make_fixtures' varint reader, with (None, len(b)) for one that runs
     past the end of `b` (a damaged page) instead of an exception."""
@@ -77,6 +86,34 @@ def _varint(b, i):
         return mf._varint(b, i)
     except ValueError:
         return None, len(b)
+
+
+def serial_size(t):
+    """The bytes a value of serial type t takes (None: reserved)."""
+    if t in (10, 11):
+        return None
+    if t >= 12:
+        return (t - 12) // 2
+    return [0, 1, 2, 3, 4, 6, 8, 8, 0, 0][t]
+
+
+def record_fault(p, j, size):
+    """Why the record of `size` bytes at p[j:] is not whole (its header
+    and values do not exactly fill it), or None when it is, read from the
+    bytes as the file format describes a record."""
+    hl, k = _varint(p, j)
+    if hl is None or hl < k - j or hl > size:
+        return f"its record's header size {hl} does not fit its {size}-byte payload"
+    body = hl
+    while k < j + hl:
+        t, k = _varint(p, k)
+        n = None if t is None else serial_size(t)
+        if n is None:
+            return "its record's header holds a reserved serial type"
+        body += n
+    if body != size:
+        return f"its record's values end at byte {body} of its {size}-byte payload"
+    return None
 
 
 def table_cells(path, root):
@@ -144,7 +181,10 @@ def table_cells(path, root):
                     local = (k if k <= x else m) + 4
                 if j + local > usable:
                     kind = "past end"
-            out.append((pg, i, o, kind, rowid))
+            fault = None
+            if kind == "readable" and size is not None and j + size <= usable:
+                fault = record_fault(p, j, size)
+            out.append((pg, i, o, kind, rowid, fault))
     return out
 
 
@@ -198,7 +238,18 @@ def run_one(binary, corpus, file, table, idcol, want):
                 row["reason"] = "repaired file fails integrity_check: " + row["integrity"].splitlines()[0]
             elif not row["ok"] and row["rows"] is not None:
                 vt = reindexed(report, table)
-                if vt:
+                anew = made_anew(report, table)
+                if anew is not None:
+                    rc, out, _ = sqlite3(db, "SELECT count(*) FROM custodian_quarantine "
+                                         f"WHERE source_table = '{table.replace(chr(39), chr(39) * 2)}'")
+                    q = int(out) if rc == 0 and out.isdigit() else 0
+                    row["reason"] = (f"{row['rows']} rows, .recover gets {want}: {table} is a virtual "
+                                     "table whose module's check failed, and the repair made it anew from "
+                                     f"the entries its nodes give; {q} of them, refused by the new tree, are "
+                                     f"in custodian_quarantine ({row['rows']} + {q} = {row['rows'] + q}): "
+                                     ".recover counts every entry the damaged nodes give, those the "
+                                     "module refuses too")
+                elif vt:
                     row["reindexed"] = True
                     row["reason"] = (f"{table} is derived data of virtual table {vt}, whose index no "
                                      f"longer matched its recovered content and was rebuilt from it: "
@@ -265,10 +316,17 @@ def explain_short(path, table, rows, want, repaired=None):
             before = i > 0 and page[i - 1][4] >= c[4]
             after = i + 1 < len(page) and page[i + 1][4] <= c[4]
             return ", out of key order" if before or after else ""
-        where = ", ".join(f"rowid {c[4]} (page {c[0]} cell {c[1]}{order(c)})"
+        def fault(c):
+            return f"; {c[5]}" if c[5] else ""
+        where = ", ".join(f"rowid {c[4]} (page {c[0]} cell {c[1]}{order(c)}{fault(c)})"
                           for c in missing[:3]) if kept else ""
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         parts.append(f"custodian keeps {rows} of the {n}" + (f", not {where}{more}" if kept else ""))
+        faulty = [c for c in readable if c[5]]
+        if not kept and faulty:
+            parts.append(f"{len(faulty)} of the {n} cells hold no whole record: "
+                         + ", ".join(f"page {c[0]} cell {c[1]} ({c[5]})" for c in faulty[:3])
+                         + (f" and {len(faulty) - 3} more" if len(faulty) > 3 else ""))
     return "; ".join(parts)
 
 
