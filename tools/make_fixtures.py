@@ -1240,19 +1240,12 @@ def fx_damaged_table_leaf(work):
 
 
 def fx_misplaced_table_cells(work):
-    db, snap = f"{work}/m.db", f"{work}/m.snap.db"
-    people = build_base(db)
+    db, snap, _, intended = _base_then_activity(work, "m", added=10, updated=40)
     con = connect(db)
-    copy_consistent(con, db, snap)
-    con.execute("BEGIN")
-    add_customers(con, people, count=10)
-    update_balances(con, people, 40)
-    con.execute("COMMIT")
     leaves = [l[0] for l in leaf_pages(con, "customers")]
+    con.close()
     pgno = middle_third(leaves)[0]
     other = leaves[leaves.index(pgno) + 1]
-    intended = dump_customers(con)
-    con.close()
     page = bytearray(read_page(db, pgno, PAGE_SIZE))
     _, ptrs, _, _, _ = page_layout(page, pgno)
     before = table_leaf_rowids(page, pgno)
