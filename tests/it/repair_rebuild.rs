@@ -270,3 +270,55 @@ fn cells_out_of_key_order_are_kept_by_customer_id() {
     let c = run(&["check", s.db.to_str().unwrap()], s.dir.path());
     assert_eq!(c.code(), 0, "{}", c.show());
 }
+
+/// `misplaced_table_cells` with only the misplaced cell (the repeated
+/// cell's rowid put back as it was): damage confined to a leaf of the
+/// customer table, but a rowid outside the bounds its parent sets cannot be
+/// put back into that page, so no copy is mended in place (it would fail
+/// its verification); the whole rebuild keeps every customer, the
+/// misplaced one under its rowid.
+#[test]
+fn a_rowid_out_of_its_pages_bounds_is_not_mended_in_place() {
+    let s = Setup::new("misplaced_table_cells");
+    let t = truth("misplaced_table_cells");
+    let (mis, rep) = (&t["misplaced"], &t["repeated"]);
+    let page = t["damage"]["pages"][0].as_u64().unwrap() as usize;
+    let ps = t["page_size"].as_u64().unwrap() as usize;
+    let mut image = std::fs::read(&s.db).unwrap();
+    let base = (page - 1) * ps;
+    let cell = rep["cell"].as_u64().unwrap() as usize;
+    let at = base + 8 + 2 * cell;
+    let mut off = base + usize::from(u16::from_be_bytes([image[at], image[at + 1]]));
+    while image[off] & 0x80 != 0 {
+        off += 1; // the payload size's varint
+    }
+    off += 1;
+    let was = rep["was"].as_u64().unwrap();
+    assert_eq!(
+        u64::from(image[off] & 0x7f) << 7 | u64::from(image[off + 1]),
+        rep["rowid"].as_u64().unwrap()
+    );
+    image[off..off + 2].copy_from_slice(&[0x80 | (was >> 7) as u8, (was & 0x7f) as u8]);
+    std::fs::write(&s.db, &image).unwrap();
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    let kinds = super::support::action_kinds(&j);
+    assert!(!kinds.contains(&"patch_table_pages"), "{kinds:?}");
+    assert!(kinds.contains(&"rebuild_database"), "{kinds:?}");
+    assert_eq!(stock_integrity_check(&s.db), "ok");
+    assert_eq!(
+        sqlite3_cli(&s.db, "SELECT count(*) FROM customers"),
+        t["expected_customers_count"].to_string()
+    );
+    assert_eq!(
+        sqlite3_cli(
+            &s.db,
+            &format!(
+                "SELECT rowid FROM customers WHERE customer_id = '{}'",
+                mis["customer_id"].as_str().unwrap()
+            )
+        ),
+        mis["rowid"].to_string()
+    );
+}

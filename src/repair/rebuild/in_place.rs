@@ -390,7 +390,8 @@ fn has_unowned_pages(src: &Source, trees: &Trees) -> bool {
 /// The table's rows, page by page: those of a leaf with any damage (a row
 /// that cannot be read, a damaged layout, the page itself unreadable) are
 /// kept to be put back; the others are only counted. `None` when rows come
-/// from pages outside the tree.
+/// from pages outside the tree, when a cell's rowid is out of key order on
+/// its damaged leaf, or when a tree rowid repeats.
 fn salvage_by_page(
     src: &Source,
     t: &TargetTable,
@@ -464,7 +465,9 @@ fn salvage_by_page(
     // damage named after a leaf's rows were taken as sound (never expected:
     // a page's damage comes before the next page's rows)
     let late = s.pages.iter().any(|p| s.kept.contains(p));
-    if outside || late || stats.rows_orphan > 0 || s.pages.is_empty() {
+    // (a cell out of key order may hold a rowid outside its page's bounds,
+    // where a page mended in place cannot hold it: the full rebuild's)
+    if outside || late || stats.rows_orphan > 0 || stats.rows_misplaced > 0 || s.pages.is_empty() {
         return None;
     }
     s.stats = stats;
