@@ -625,6 +625,41 @@ pub fn salvage_without_rowid(
     s.stats
 }
 
+/// The most columns a row of a table may have (SQLite's default limit): the
+/// shape a row of an unknown table is read with.
+pub const MAX_COLUMNS: usize = 2000;
+
+/// Of `pages` (pages no object owns), the table leaves that hold a row the
+/// salvage reads whole: rows of a table whose definition is lost, which a
+/// repair must keep. An orphaned index page, a zeroed or garbage page holds
+/// none; its bytes may be freed.
+pub fn leaves_with_rows(src: &dyn PageSource, pages: &[u32]) -> Vec<u32> {
+    let mut buf = Vec::new();
+    let options = SalvageOptions {
+        orphan_scan: OrphanScan::Never,
+    };
+    let shape = TableShape::new(MAX_COLUMNS);
+    let none = PageSet::new();
+    pages
+        .iter()
+        .copied()
+        .filter(|&pgno| {
+            pgno > 1
+                && src.read_page(pgno, &mut buf).is_ok()
+                && buf.first() == Some(&(PageType::LeafTable as u8))
+        })
+        .filter(|&pgno| {
+            let mut rows = 0u64;
+            salvage_table_with(src, pgno, &shape, &none, options, &mut |item| {
+                if let SalvageItem::Row { .. } = item {
+                    rows += 1;
+                }
+            });
+            rows > 0
+        })
+        .collect()
+}
+
 /// The pages that objects other than the ones being salvaged own: the
 /// b-trees rooted at `other_roots` (root, is an index or WITHOUT ROWID
 /// table) with their overflow pages, sqlite_schema (page 1), the freelist,

@@ -763,9 +763,23 @@ fn make_plan(
         }
         None => None,
     };
-    let auto_vacuum = crate::pager::Pager::open(db)
-        .map(|p| p.header().largest_root_page != 0)
-        .unwrap_or(false);
+    let pager = crate::pager::Pager::open(db).ok();
+    let auto_vacuum = pager
+        .as_ref()
+        .is_some_and(|p| p.header().largest_root_page != 0);
+    // pages no object owns that hold a table's rows: kept, never freed
+    let unowned_rows = match &pager {
+        Some(p) => {
+            let unused: Vec<u32> = before
+                .findings
+                .iter()
+                .filter(|f| f.code == check::finding::Code::PageUnused)
+                .flat_map(|f| f.pages.iter().copied())
+                .collect();
+            crate::format::salvage::leaves_with_rows(p, &unused)
+        }
+        None => Vec::new(),
+    };
     // The snapshot's ID of a row, to decide which side of a mismatch is damaged.
     let snap_conn = match good.first() {
         Some(s) => Some(crate::db::open_read_only(&s.path)?),
@@ -869,6 +883,7 @@ fn make_plan(
         referenced: &referenced,
         id_indexes: &id_indexes,
         restorable: &restorable,
+        unowned_rows: &unowned_rows,
     };
     Ok(plan::plan(
         before,
@@ -922,6 +937,19 @@ fn without_snapshot(
     } else if fields.dry_run && matches!(the_plan.strategy, Strategy::Rebuild { .. }) {
         out.push(format!(
             "{none}: rows that index entries or other tables name but no page holds cannot be restored; they will be listed as unrecoverable (a snapshot that has them would restore them)"
+        ));
+    }
+    let unowned = &the_plan.unowned_pages;
+    if !unowned.is_empty()
+        && the_plan.recreate_indexes.is_empty()
+        && the_plan.strategy == Strategy::PatchCopy
+    {
+        out.push(format!(
+            "{none}: {} page{} that no object owns (pages {}: a b-tree whose definition is gone from the schema, such as an index's) {} freed; an index's entries come back from its table, but its definition only from a snapshot that has it",
+            unowned.len(),
+            if unowned.len() == 1 { "" } else { "s" },
+            crate::report::html::ranges(unowned),
+            if fields.dry_run { "will be" } else { "were" },
         ));
     }
     if !the_plan.dedupe.is_empty()

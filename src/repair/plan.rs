@@ -120,6 +120,12 @@ pub struct Plan {
     /// Pages put on the freelist (zeroed): the rebuilt indexes' other pages
     /// and pages no object owns.
     pub free_pages: Vec<u32>,
+    /// Pages no object owns (a b-tree whose definition is gone from the
+    /// schema): freed with the rest when they hold no row; when some hold
+    /// a table's rows the database is rebuilt, and those rows are kept in
+    /// custodian_quarantine.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unowned_pages: Vec<u32>,
     /// How the freelist (and pointer maps) are written afterwards.
     pub page_lists: PageLists,
     pub recreate_indexes: Vec<IndexToRecreate>,
@@ -142,6 +148,9 @@ pub struct Evidence<'a> {
     /// Whether the newest good snapshot has a customer with this ID that
     /// can be put back: no live row holds one of its unique values.
     pub restorable: &'a dyn Fn(&str) -> bool,
+    /// Of the pages no object owns, the table leaves that hold rows (a
+    /// table whose definition is lost): they must be kept, not freed.
+    pub unowned_rows: &'a [u32],
 }
 
 /// The customers that no step of a repair can bring back, when they are
@@ -384,6 +393,7 @@ pub fn plan(
     }
     // pages: from the page map
     let mut free: BTreeSet<u32> = BTreeSet::new();
+    let mut unowned: BTreeSet<u32> = BTreeSet::new();
     let mut roots = Vec::new();
     if let Some(map) = &before.page_map {
         for r in &map.runs {
@@ -391,7 +401,10 @@ pub fn plan(
                 r.2.and_then(|o| map.owners.get(o as usize))
                     .map(String::as_str);
             match (owner, r.3) {
-                (None, PageState::Unused) => free.extend(r.0..=r.1),
+                (None, PageState::Unused) => {
+                    free.extend(r.0..=r.1);
+                    unowned.extend(r.0..=r.1);
+                }
                 (Some(o), _) if rebuild.contains(o) => free.extend(r.0..=r.1),
                 _ => {}
             }
@@ -421,9 +434,17 @@ pub fn plan(
             }
         }
     }
-    // pages on a damaged freelist that its walk could not reach are unused
-    // (no tree claims them): they are free pages, listed again
-    let freelist_damaged = lists.iter().any(|l| l.starts_with("freelist_damaged"));
+    // rows on pages no object owns are kept (in custodian_quarantine, by
+    // the rebuild), never freed with the pages
+    if !evidence.unowned_rows.is_empty() {
+        tables.push(format!(
+            "{} pages no object owns hold table rows (pages {}): a table whose definition is \
+             lost; its rows are kept in {}",
+            evidence.unowned_rows.len(),
+            crate::report::html::ranges(evidence.unowned_rows),
+            crate::repair::apply::QUARANTINE_TABLE
+        ));
+    }
     if auto_vacuum && !free.is_empty() {
         lists.push("auto_vacuum: the pointer maps follow the freed pages".into());
     }
@@ -455,18 +476,11 @@ pub fn plan(
     } else if !tables.is_empty() {
         tables.dedup();
         Strategy::Rebuild { reasons: tables }
-    } else if !free.is_empty() && recreate.is_empty() && rebuild.is_empty() && !freelist_damaged {
-        // Only orphaned pages and no snapshot that explains them.
-        if snapshot.is_none() {
-            Strategy::NotBuilt {
-                reason: "pages belong to no object and no good snapshot has an index definition to recreate; \
-                         give a snapshot with --snapshot"
-                    .into(),
-            }
-        } else {
-            Strategy::PatchCopy
-        }
     } else {
+        // pages no object owns that hold no row (an index whose definition
+        // is gone, a zeroed page) are freed like any other: an index's
+        // entries are its table's, and its definition, if no snapshot
+        // recreates it, is named under `without_snapshot`
         Strategy::PatchCopy
     };
     Plan {
@@ -476,6 +490,7 @@ pub fn plan(
         rebuild_indexes: rebuild.into_iter().collect(),
         empty_roots: roots,
         free_pages: free.into_iter().collect(),
+        unowned_pages: unowned.into_iter().collect(),
         page_lists,
         recreate_indexes: recreate,
         dedupe: dedupe
@@ -520,6 +535,7 @@ mod tests {
             referenced: &|_| None,
             id_indexes: &[],
             restorable: &restorable,
+            unowned_rows: &[],
         };
         accounted_losses(&report(findings), &ev)
     }

@@ -23,6 +23,7 @@ mod repair;
 mod repair_in_place;
 mod repair_io;
 mod repair_kinds;
+mod repair_ladder;
 mod repair_load;
 mod repair_more;
 mod repair_ops;

@@ -11,15 +11,14 @@ use rusqlite::Connection;
 use crate::format::btree::{PageSet, PageSource};
 use crate::format::page::PageType;
 use crate::format::record::Record;
-use crate::format::salvage::{self, OrphanScan, SalvageItem, SalvageOptions, TableShape};
+use crate::format::salvage::{
+    self, MAX_COLUMNS, OrphanScan, SalvageItem, SalvageOptions, TableShape,
+};
 use crate::repair::apply::QUARANTINE_TABLE;
 
 use super::RebuildOutcome;
 use super::rows::{self, SqlValue};
 use super::source::Source;
-
-/// The most columns a row of a table may have (SQLite's default limit).
-const MAX_COLUMNS: usize = 2000;
 
 /// Quarantines the rows of every table leaf page of `src` that `used`
 /// does not hold.
