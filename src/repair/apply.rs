@@ -187,8 +187,13 @@ pub fn lock(path: &Path) -> Result<Lock> {
             return Err(busy(e));
         }
     }
-    // kept open until the lock is released (see `Lock`)
-    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    // kept open until the lock is released (see `Lock`); writable only so
+    // that a truncated WAL database can reach its size (`reach_wal_size`)
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?;
     Ok(Lock {
         holder: Holder::Sqlite(conn),
         file,
@@ -213,6 +218,7 @@ impl Lock {
             return Ok(());
         };
         conn.execute_batch("COMMIT")?;
+        self.reach_wal_size(path)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
             .with_context(|| format!("{}: cannot checkpoint the -wal", path.display()))?;
@@ -227,6 +233,64 @@ impl Lock {
         conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
             r.get::<_, i64>(0)
         })?;
+        Ok(())
+    }
+
+    /// A database SQLite refuses as a whole (its lock bytes taken by hand)
+    /// whose -wal holds committed frames: SQLite cannot checkpoint them,
+    /// and SQLite replays a -wal over whatever file then has the
+    /// database's name (pager.c, `pagerOpenWalIfPresent`), so a repaired
+    /// file put beside it would be overwritten with the old frames at its
+    /// first open. Why the repair must stop, if so.
+    pub fn wal_left_over(&self, path: &Path) -> Option<String> {
+        if !matches!(self.holder, Holder::LockBytes(_)) {
+            return None;
+        }
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let bytes = std::fs::read(&wal_path).ok()?;
+        let index = crate::format::wal::WalIndex::build(&bytes).ok()?;
+        index.has_commits().then(|| {
+            format!(
+                "SQLite refuses the database as a whole, so it cannot checkpoint the {} committed frames of its -wal, and it would replay them over a repaired file put in its place; a WAL database whose header SQLite refuses is not repaired yet",
+                index.max_frame
+            )
+        })
+    }
+
+    /// SQLite refuses to checkpoint into a file shorter than the database
+    /// its -wal commits, by more than the -wal's frames could fill (wal.c,
+    /// `walCheckpoint`: SQLITE_CORRUPT): a truncated file is first given
+    /// its missing pages back as zeros, which is what SQLite reads past the
+    /// file's end in any case (the content does not change). Through the
+    /// lock's own descriptor: closing another one would drop SQLite's locks.
+    fn reach_wal_size(&self, path: &Path) -> Result<()> {
+        let mut wal_path = path.as_os_str().to_owned();
+        wal_path.push("-wal");
+        let Ok(bytes) = std::fs::read(&wal_path) else {
+            return Ok(());
+        };
+        let Ok(index) = crate::format::wal::WalIndex::build(&bytes) else {
+            return Ok(());
+        };
+        if !index.has_commits() {
+            return Ok(());
+        }
+        let want = u64::from(index.db_pages) * u64::from(index.page_size);
+        let len = self
+            .file
+            .metadata()
+            .with_context(|| format!("{}: cannot read its size", path.display()))?
+            .len();
+        if len < want {
+            self.file.set_len(want).with_context(|| {
+                format!(
+                    "{}: cannot give the truncated file its {} missing pages before the checkpoint",
+                    path.display(),
+                    (want - len) / u64::from(index.page_size)
+                )
+            })?;
+        }
         Ok(())
     }
 

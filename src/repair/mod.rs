@@ -234,6 +234,15 @@ fn repair_at(
 
     // From here on: lock, then nothing before the backup.
     let lock = lock_unchanged(db, &fp)?;
+    if let Some(why) = lock.wal_left_over(db) {
+        lock.release();
+        return Ok(stopped(
+            db,
+            before,
+            fields,
+            &format!("{why}; nothing was changed"),
+        ));
+    }
     interrupt::writing();
     remove_leftovers(db, &backup_dir, &st, &mut fields);
     let job = Job {

@@ -20,7 +20,7 @@ use crate::format::accounting;
 use crate::format::btree::{self, PageSource, TableItem};
 use crate::format::header::{
     DatabaseHeader, FIRST_FREELIST_TRUNK_OFFSET, FREELIST_COUNT_OFFSET, HEADER_SIZE,
-    LARGEST_ROOT_PAGE_OFFSET, PAGE_COUNT_OFFSET, TextEncoding,
+    INCREMENTAL_VACUUM_OFFSET, LARGEST_ROOT_PAGE_OFFSET, PAGE_COUNT_OFFSET, TextEncoding,
 };
 use crate::format::record::{Record, ValueRef};
 use crate::format::varint::write_varint;
@@ -179,6 +179,11 @@ impl WorkCopy {
                 self.set_u32(LARGEST_ROOT_PAGE_OFFSET, largest);
                 self.header.largest_root_page = largest;
             }
+        } else if self.header.incremental_vacuum != 0 {
+            // the incremental-vacuum flag means nothing without pointer
+            // maps (SQLite sets it only with them): a damaged byte there
+            self.set_u32(INCREMENTAL_VACUUM_OFFSET, 0);
+            self.header.incremental_vacuum = 0;
         }
         Ok(RelistOutcome {
             free_pages: free.len(),

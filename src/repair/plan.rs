@@ -435,8 +435,10 @@ pub fn plan(
         }
     }
     // rows on pages no object owns are kept (in custodian_quarantine, by
-    // the rebuild), never freed with the pages
-    if !evidence.unowned_rows.is_empty() {
+    // the rebuild), never freed with the pages; a rebuild for any other
+    // reason keeps them too (and where the schema could not be read, every
+    // page looks unowned: the rebuild tells them apart)
+    if !evidence.unowned_rows.is_empty() && tables.is_empty() {
         tables.push(format!(
             "{} pages no object owns hold table rows (pages {}): a table whose definition is \
              lost; its rows are kept in {}",

@@ -55,14 +55,19 @@ impl Source {
         let header = pager.header().clone();
         let sqlite = sqlite_schema(path);
         let sqlite_readable = sqlite.as_ref().is_ok_and(|(_, plain)| *plain);
+        let misread = match &sqlite {
+            Ok((_, false)) => misread_encoding(&pager, header.text_encoding),
+            _ => None,
+        };
         let (schema, schema_origin, schema_error, refused, encoding) = match sqlite {
-            Ok((s, _)) if header_rebuilt.is_none() => {
+            Ok((s, _)) if header_rebuilt.is_none() && misread.is_none() => {
                 (s, SchemaOrigin::Sqlite, None, 0, header.text_encoding)
             }
             other => {
-                let why = match other {
-                    Ok(_) => "the header had to be rebuilt".to_string(),
-                    Err(e) => e,
+                let why = match (other, misread) {
+                    (_, Some(why)) => why,
+                    (Ok(_), None) => "the header had to be rebuilt".to_string(),
+                    (Err(e), None) => e,
                 };
                 let found = schema_table::read(&pager, Some(header.text_encoding));
                 let objects = found
@@ -97,6 +102,21 @@ impl Source {
             sqlite_readable,
         })
     }
+}
+
+/// Why SQLite's reading of a schema it refuses without writable_schema is
+/// not to be trusted: the header names a text encoding (a damaged byte
+/// there, read by its two low bits as SQLite does) in which the schema's
+/// records do not read, while another reads them (SQLite then decodes
+/// every name wrongly). None when the records read in the header's.
+fn misread_encoding(pager: &Pager, header: TextEncoding) -> Option<String> {
+    let found = schema_table::read(pager, Some(header));
+    let e = found
+        .encoding
+        .filter(|e| *e != header && !found.rows.is_empty())?;
+    Some(format!(
+        "the header names text encoding {header:?}, but the schema's records read as {e:?}"
+    ))
 }
 
 /// The page reader over `path`: under its own header when SQLite accepts
