@@ -32,10 +32,11 @@ use super::pages::WorkCopy;
 use super::plan::FrameStep;
 use crate::format::btree::{PageSet, PageSource};
 use crate::format::freelist::{is_ptrmap_page, walk_freelist};
+use crate::format::geometry;
 use crate::format::header::{
     DatabaseHeader, FILE_CHANGE_COUNTER_OFFSET, FIRST_FREELIST_TRUNK_OFFSET, FREELIST_COUNT_OFFSET,
-    HEADER_SIZE, PAGE_COUNT_OFFSET, SCHEMA_COOKIE_OFFSET, VERSION_VALID_FOR_OFFSET,
-    pending_byte_page,
+    HEADER_SIZE, PAGE_COUNT_OFFSET, PAGE_SIZE_OFFSET, RESERVED_BYTES_OFFSET, SCHEMA_COOKIE_OFFSET,
+    VERSION_VALID_FOR_OFFSET, pending_byte_page,
 };
 use crate::format::page::BtreePage;
 use crate::format::roots::root_candidates;
@@ -83,7 +84,67 @@ pub fn mend(db: &Path, copy: &Path, steps: &[FrameStep], snapshot: &Path) -> Res
     Ok(actions)
 }
 
-/// The header: the snapshot's, fitted to this file.
+/// The page geometry a mended header gets, and how many of the first
+/// pages read as b-tree pages under it.
+struct Fitted {
+    page_size: u32,
+    reserved: u8,
+    fit: u32,
+    read: u32,
+    /// Found from the pages: the snapshot's did not fit.
+    own: bool,
+}
+
+/// The page size and reserved bytes under which the file's pages read as
+/// b-tree pages: the pages' own (`own_geometry`) where they disagree with
+/// the snapshot's and more pages read under them, else the snapshot's if
+/// they fit; an error where neither does.
+fn fitted_geometry(f: &File, len: u64, snap: &DatabaseHeader) -> Result<Fitted> {
+    let try_fit = |page_size: u32, reserved: u8| {
+        let pages = u32::try_from(len / u64::from(page_size)).unwrap_or(u32::MAX);
+        let usable = page_size.saturating_sub(u32::from(reserved));
+        let (fit, read) = pages_that_fit(f, pages, page_size, usable);
+        Fitted {
+            page_size,
+            reserved,
+            fit,
+            read,
+            own: false,
+        }
+    };
+    let theirs = try_fit(snap.page_size, snap.reserved_bytes);
+    let own = own_geometry(f, len)
+        .filter(|g| (g.page_size, g.reserved) != (snap.page_size, snap.reserved_bytes))
+        .map(|g| try_fit(g.page_size, g.reserved))
+        .filter(|o| fits(o.fit, o.read));
+    // the pages' own geometry wins where more of the pages read under it
+    // (a page of 1,024 bytes may read as the start of a 4,096-byte one)
+    match own {
+        Some(o) if !fits(theirs.fit, theirs.read) || o.fit * theirs.read > theirs.fit * o.read => {
+            Ok(Fitted { own: true, ..o })
+        }
+        _ if fits(theirs.fit, theirs.read) => Ok(theirs),
+        _ => bail!(
+            "the snapshot's page size {} ({} reserved bytes) does not fit this file's pages ({} of {} read as b-tree pages), and no other page size does",
+            snap.page_size,
+            snap.reserved_bytes,
+            theirs.fit,
+            theirs.read
+        ),
+    }
+}
+
+/// Whether `fit` of `read` pages is enough to take a page geometry as the
+/// file's: at least a third of those read.
+fn fits(fit: u32, read: u32) -> bool {
+    read > 0 && fit * 3 >= read
+}
+
+/// The header: the snapshot's, fitted to this file. Where the snapshot's
+/// page size or reserved bytes do not fit the file's pages (a snapshot
+/// taken by VACUUM INTO at another page size, say), the geometry under
+/// which the file's own pages read as b-tree pages is put in its place
+/// (`format::geometry::infer`, as the rebuild without a snapshot finds it).
 fn mend_header(copy: &Path, snapshot: &Path) -> Result<Action> {
     let snap_head = read_head(snapshot)?;
     let snap =
@@ -94,17 +155,28 @@ fn mend_header(copy: &Path, snapshot: &Path) -> Result<Action> {
         .open(copy)
         .with_context(|| format!("{}: cannot open", copy.display()))?;
     let len = f.metadata()?.len();
-    let ps = u64::from(snap.page_size);
-    let pages = u32::try_from(len / ps).unwrap_or(u32::MAX);
-    let (fit, read) = pages_that_fit(&f, pages, snap.page_size, snap.usable_size());
-    if read == 0 || fit * 3 < read {
-        bail!(
-            "the snapshot's page size {} ({} reserved bytes) does not fit this file's pages ({fit} of {read} read as b-tree pages)",
-            snap.page_size,
-            snap.reserved_bytes
-        );
-    }
+    let fitted = fitted_geometry(&f, len, &snap)?;
+    let (page_size, reserved, fit, read) =
+        (fitted.page_size, fitted.reserved, fitted.fit, fitted.read);
     let mut head = snap_head.clone();
+    if fitted.own {
+        let stored: u16 = if page_size == 65536 {
+            1
+        } else {
+            page_size as u16
+        };
+        head[PAGE_SIZE_OFFSET..PAGE_SIZE_OFFSET + 2].copy_from_slice(&stored.to_be_bytes());
+        head[RESERVED_BYTES_OFFSET] = reserved;
+    }
+    let from_pages = fitted.own.then(|| {
+        format!(
+            "; the snapshot's page size {} ({} reserved bytes) does not fit the file's pages, so the page size and reserved bytes are the pages' own",
+            snap.page_size, snap.reserved_bytes
+        )
+    });
+    let pages_under = |ps: u32| u32::try_from(len / u64::from(ps)).unwrap_or(u32::MAX);
+    let ps = u64::from(page_size);
+    let pages = pages_under(page_size);
     let counter = snap.file_change_counter.wrapping_add(1);
     for (off, v) in [
         (PAGE_COUNT_OFFSET, pages),
@@ -124,10 +196,10 @@ fn mend_header(copy: &Path, snapshot: &Path) -> Result<Action> {
         kind: "mend_header",
         object: None,
         detail: format!(
-            "the database header was rebuilt from snapshot {}'s (page size {}, {} reserved bytes, text encoding {:?}, {}, user_version {}, application_id {:#x}) — {fit} of the first {read} pages read as b-tree pages under it — with the page count from the file's length ({pages} pages{}) and the freelist listed anew",
+            "the database header was rebuilt from snapshot {}'s (page size {}, {} reserved bytes, text encoding {:?}, {}, user_version {}, application_id {:#x}) — {fit} of the first {read} pages read as b-tree pages under it — with the page count from the file's length ({pages} pages{}) and the freelist listed anew{}",
             snapshot.display(),
-            snap.page_size,
-            snap.reserved_bytes,
+            page_size,
+            reserved,
             snap.text_encoding,
             match (snap.largest_root_page, snap.incremental_vacuum) {
                 (0, _) => "no auto_vacuum",
@@ -140,9 +212,20 @@ fn mend_header(copy: &Path, snapshot: &Path) -> Result<Action> {
                 String::new()
             } else {
                 format!("; the last {odd} bytes are not a whole page and are left out")
-            }
+            },
+            from_pages.unwrap_or_default()
         ),
     })
+}
+
+/// The page size and reserved bytes under which the most of the file's
+/// first pages read as b-tree pages (the damaged header's reserved bytes
+/// tried first).
+fn own_geometry(f: &File, len: u64) -> Option<geometry::Geometry> {
+    let mut head = vec![0u8; len.min(geometry::PROBE_BYTES as u64) as usize];
+    f.read_exact_at(&mut head, 0).ok()?;
+    let hint = head.get(RESERVED_BYTES_OFFSET).copied().unwrap_or(0);
+    geometry::infer(&head, hint)
 }
 
 fn read_head(path: &Path) -> Result<Vec<u8>> {

@@ -225,3 +225,59 @@ fn a_truncated_wal_database_is_repaired() {
         assert!(all.contains(row), "not the fixture's row: {row}");
     }
 }
+
+/// A damaged database header (its 100 bytes zeroed) whose only snapshot
+/// was written at another page size (1,024 bytes, by VACUUM, where the file
+/// has 4,096): the snapshot's page size does not fit the pages, and the
+/// repair stopped (exit 3). The header now takes its page size and reserved
+/// bytes from the pages themselves and the rest from the snapshot: every
+/// row as it was before the damage (read by the stock sqlite3), exit 0.
+#[test]
+fn a_damaged_header_takes_its_page_size_from_the_pages_not_a_snapshot_that_disagrees() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("pos.db");
+    std::fs::create_dir(tmp.path().join("snaps")).unwrap();
+    let snap = tmp.path().join("snaps").join("nightly.db");
+    let c = Connection::open(&db).unwrap();
+    c.execute_batch(
+        "PRAGMA page_size = 4096;
+         CREATE TABLE customers(customer_id TEXT PRIMARY KEY, name TEXT);
+         CREATE TABLE transactions(txn_id INTEGER PRIMARY KEY, customer_id TEXT NOT NULL, amount_cents INTEGER NOT NULL);
+         CREATE INDEX idx_transactions_customer ON transactions(customer_id);
+         WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 799)
+           INSERT INTO customers SELECT printf('C%05d', i), 'name ' || i FROM n;
+         WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 1499)
+           INSERT INTO transactions SELECT i, printf('C%05d', i % 800), i FROM n;",
+    )
+    .unwrap();
+    drop(c);
+    std::fs::copy(&db, &snap).unwrap();
+    let s = Connection::open(&snap).unwrap();
+    s.execute_batch("PRAGMA page_size = 1024; VACUUM;").unwrap();
+    drop(s);
+    assert_eq!(sqlite3_cli(&snap, "PRAGMA page_size"), "1024");
+    let q = "SELECT rowid, * FROM customers ORDER BY rowid; SELECT * FROM transactions ORDER BY 1";
+    let rows = sqlite3_cli(&db, q);
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[..100].fill(0);
+    std::fs::write(&db, bytes).unwrap();
+    let (dbs, snaps) = (db.display().to_string(), snap.display().to_string());
+    let r = run(
+        &["repair", &dbs, "--snapshot", &snaps, "--json", "-"],
+        tmp.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "repaired");
+    let mended = super::support::action_detail(&j, "mend_header", None);
+    assert!(
+        mended.contains("(page size 4096, 0 reserved bytes")
+            && mended.ends_with(
+                "; the snapshot's page size 1024 (0 reserved bytes) does not fit the file's pages, so the page size and reserved bytes are the pages' own"
+            ),
+        "{mended}"
+    );
+    assert_eq!(sqlite3_cli(&db, "PRAGMA integrity_check"), "ok");
+    assert_eq!(sqlite3_cli(&db, "PRAGMA page_size"), "4096");
+    assert_eq!(sqlite3_cli(&db, q), rows);
+}
