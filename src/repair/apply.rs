@@ -6,6 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use sha2::{Digest, Sha256};
 
@@ -135,6 +136,11 @@ pub fn lock(path: &Path) -> Result<Lock> {
     )
     .with_context(|| format!("{}: cannot open for repair", path.display()))?;
     conn.busy_timeout(std::time::Duration::ZERO)?;
+    // Until the lock is held, closing this connection must not checkpoint
+    // a -wal into the file (SQLite does at the last close of a WAL
+    // database): a lock refused, or a header SQLite refuses, would leave
+    // the database changed by a repair that changed nothing.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     // This connection only locks (and, for WAL, checkpoints); nothing is
     // written through it. writable_schema lets SQLite open a file whose
     // header counts more pages than it holds (it then trusts the file size).
@@ -187,6 +193,10 @@ pub fn lock(path: &Path) -> Result<Lock> {
             return Err(busy(e));
         }
     }
+    // held: its close may checkpoint again (a repair stopped before the
+    // swap leaves no -wal behind)
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
+        .map_err(busy)?;
     // kept open until the lock is released (see `Lock`); writable only so
     // that a truncated WAL database can reach its size (`reach_wal_size`)
     let file = std::fs::OpenOptions::new()
