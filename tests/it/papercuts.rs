@@ -300,7 +300,7 @@ fn every_command_that_changes_nothing_leaves_a_wal_database_s_folder_as_it_was()
         };
         assert_eq!(
             listing(),
-            [name.clone()],
+            std::slice::from_ref(&name),
             "SQLite removed them at its close"
         );
         let before = std::fs::read(&db).unwrap();
@@ -310,7 +310,11 @@ fn every_command_that_changes_nothing_leaves_a_wal_database_s_folder_as_it_was()
             .collect();
         let r = run(&args, dir.path());
         assert_eq!(r.code(), code, "{args:?} on {fixture}: {}", r.show());
-        assert_eq!(listing(), [name.clone()], "{args:?} on {fixture}");
+        assert_eq!(
+            listing(),
+            std::slice::from_ref(&name),
+            "{args:?} on {fixture}"
+        );
         assert_eq!(std::fs::read(&db).unwrap(), before, "{args:?} on {fixture}");
     }
 }
