@@ -16,8 +16,9 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::canon;
 use super::tap::Tap;
-use crate::format::btree::{self, Damage, IndexItem, PageSource, TableItem};
+use crate::format::btree::{self, Damage, DamageKind, IndexItem, PageSource, TableItem};
 use crate::format::header::TextEncoding;
+use crate::format::page::{BtreePage, Cell};
 use crate::format::record::{self, Collation, Record, ValueRef};
 use crate::schema::{CustomerTable, Index, IndexPart};
 
@@ -187,8 +188,49 @@ pub struct TableScan {
     /// key order: its b-tree is an index b-tree, whose interior cells are
     /// rows, and a lookup of the row that bounds a lost page from above
     /// steps into that page (SQLite's seek for a key goes left of an equal
-    /// divider).
+    /// divider). For a rowid table: the IDs of the rows on a leaf whose
+    /// rowids are out of key order (see `ids_on_leaves`).
     pub beside_damage: Vec<Value>,
+}
+
+/// The customer IDs of the rows on the table leaves among `pages` (leaves
+/// whose rowids are out of key order), read from the pages: SQLite's seek
+/// on such a page is a binary search, which a rowid out of place sends the
+/// wrong way for its neighbours too, so each of them is probed
+/// ([`TableScan::beside_damage`]).
+fn ids_on_leaves(
+    src: &dyn PageSource,
+    table: &CustomerTable,
+    pages: &std::collections::BTreeSet<u32>,
+    enc: TextEncoding,
+) -> Vec<Value> {
+    let id_pos = table
+        .columns
+        .get(table.id_column)
+        .and_then(|c| c.record_pos);
+    let (mut buf, mut rec, mut out) = (Vec::new(), Record::default(), Vec::new());
+    for &pgno in pages {
+        if src.read_page(pgno, &mut buf).is_err() {
+            continue;
+        }
+        let Ok(page) = BtreePage::parse(&buf, pgno, src.usable_size()) else {
+            continue;
+        };
+        for i in 0..usize::from(page.cell_count()) {
+            let Ok(Cell::TableLeaf { rowid, payload }) = page.cell(i) else {
+                continue;
+            };
+            if table.id_is_rowid() {
+                out.push(Value::Integer(rowid));
+            } else if let Some(pos) = id_pos
+                && rec.parse(payload.local).is_ok()
+                && let Some(v) = rec.get(payload.local, pos)
+            {
+                out.push(canon::to_owned(&v, enc));
+            }
+        }
+    }
+    out
 }
 
 /// Walks the table, predicting every plan's entries from each row.
@@ -340,6 +382,12 @@ pub fn scan_table(
             TableItem::RowDamaged { rowid, .. } => damaged.push(rowid),
             TableItem::Damage(d) => damage.push(d),
         });
+        let out_of_order: std::collections::BTreeSet<u32> = damage
+            .iter()
+            .filter(|d| d.kind == DamageKind::KeyOrder)
+            .map(|d| d.pgno)
+            .collect();
+        out.beside_damage = ids_on_leaves(src, table, &out_of_order, enc);
         out.damage = damage;
         out.damaged_rows.extend(damaged);
         stats
