@@ -835,6 +835,21 @@ def _probe(con, snap_rows, intended, raw_path=None):
                 affected_by_index[PK_INDEX].add(cid)
                 own_only.add(cid)
 
+    # The POS's lookup by ID alone (`customer_id = ?`) through an index whose
+    # key starts with the ID and goes on (customer_id, status): for every ID
+    # a row or an entry of that index names, every row returned must hold the
+    # ID. (A single-column ID index answers that lookup in the loop above.)
+    for name, cols in indexes.items():
+        if len(cols) < 2 or cols[0] != "customer_id":
+            continue
+        named = table_ids | {key[0] for key, _ in index_entries[name] if isinstance(key[0], str)}
+        for cid in sorted(named):
+            err, got = lookup(name, (cid,))
+            if err or not got:
+                own_only.add(cid)
+            if err or not got or not all(holds(s, ["customer_id"], (cid,)) for s in got):
+                affected_by_index[name].add(cid)
+
     # 4. Missing and surplus index entries, against the rows that can be read.
     missing, surplus = [], []
     for name, cols in indexes.items():
@@ -2367,6 +2382,52 @@ def fx_without_rowid_table_leaf(work):
                             "snapshot's version of the restorable ones.")
 
 
+ID_STATUS_INDEX = "idx_customers_id_status"
+ID_STATUS_SCHEMA = SCHEMA + f"CREATE INDEX {ID_STATUS_INDEX} ON customers(customer_id, status);\n"
+
+
+def fx_composite_id_entry_rewritten(work):
+    """A composite index whose key starts with the ID: one entry's ID
+    rewritten to its left neighbour's, so that the POS's lookup by that
+    neighbour's ID alone also returns a row of another customer, while the
+    neighbour's own full key (ID, status) still finds only its own row."""
+    db, snap = f"{work}/ci.db", f"{work}/ci.snap.db"
+    build_base(db, schema=ID_STATUS_SCHEMA)
+    con = connect(db)
+    copy_consistent(con, db, snap)
+    intended = dump_customers(con)
+    pgno = middle_third(leaf_pages(con, ID_STATUS_INDEX))[0][0]
+    con.close()
+    page = bytearray(read_page(db, pgno, PAGE_SIZE))
+    _, ptrs, _, _, _ = page_layout(bytes(page), pgno)
+    entries = index_leaf_entries(bytes(page), pgno)
+    # neighbours (A, B) in key order whose statuses keep the page in order
+    # once B's entry holds A's ID: (A, sA, rA) < (A, sB, rB) needs sA < sB
+    k = next(k for k in range(1, len(entries) - 1) if entries[k][1] < entries[k + 1][1])
+    (a_id, a_status, a_rowid), (b_id, b_status, b_rowid) = entries[k], entries[k + 1]
+    n, start = varint(page, ptrs[k + 1])
+    record = bytes(page[start:start + n])
+    assert record.count(b_id.encode()) == 1 and len(a_id) == len(b_id)
+    at = start + record.find(b_id.encode())
+    page[at:at + len(b_id)] = a_id.encode()
+    write_page(db, pgno, bytes(page), PAGE_SIZE)
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "index_entry_rewritten", "object": ID_STATUS_INDEX,
+                        "page_type": "index_leaf", "pages": [pgno], "rowid": b_rowid,
+                        "true_key": [b_id, b_status], "stored_key": [a_id, b_status]},
+                expect_affected={a_id, b_id},
+                truth={"wrong_row_customer_id": a_id, "wrong_row_customer_rowid": a_rowid,
+                       "entry_lost_customer_id": b_id, "entry_lost_customer_rowid": b_rowid},
+                description=f"The POS schema plus {ID_STATUS_INDEX} on (customer_id, status). "
+                            f"On its leaf page {pgno}, the entry of customer {b_id} "
+                            f"({b_status!r}, row {b_rowid}) had its ID rewritten to that of its "
+                            f"neighbour {a_id} ({a_status!r}, row {a_rowid}). The lookup "
+                            f"`customer_id = ?` through the index now returns rows {a_rowid} "
+                            f"and {b_rowid} for {a_id} (row {b_rowid} is {b_id}'s), and no row "
+                            f"for {b_id}; the lookup by {a_id}'s full key ({a_id}, "
+                            f"{a_status!r}) still returns only its own row.")
+
+
 FIXTURES = [
     ("healthy", fx_healthy),
     ("stale_pk_page", fx_stale_pk_page),
@@ -2402,6 +2463,7 @@ FIXTURES = [
     ("without_rowid_index_page", fx_without_rowid_index_page),
     ("without_rowid_table_leaf", fx_without_rowid_table_leaf),
     ("misplaced_table_cells", fx_misplaced_table_cells),
+    ("composite_id_entry_rewritten", fx_composite_id_entry_rewritten),
 ]
 
 # Fixtures whose damage must make some lookup wrong.
@@ -2411,7 +2473,7 @@ MUST_AFFECT = {"stale_pk_page", "stale_pk_page_dups", "stale_secondary_page", "z
                "lost_customer_leaf",
                "stale_pk_page_autovacuum", "stale_pk_page_incremental",
                "header_zeroed", "several_kinds", "several_index_kinds",
-               "several_kinds_incremental"}
+               "several_kinds_incremental", "composite_id_entry_rewritten"}
 
 
 # --------------------------------------------------------------------------
@@ -2624,7 +2686,9 @@ README_TRUTH = """
   `zeroed_page`, `garbage_cells`, `overflow_chain_broken`,
   `index_definition_removed`, `truncated`, `header_zeroed`,
   `schema_page_destroyed`, `not_a_database`, `empty`,
-  `freelist_pointer_out_of_range`, `freelist_count_wrong`, `header_fields_zeroed`),
+  `freelist_pointer_out_of_range`, `freelist_count_wrong`, `header_fields_zeroed`,
+  `index_entry_rewritten`: one entry's key changed in place, with
+  `true_key`, `stored_key` and the entry's `rowid`),
   `object` (index or table damaged), `page_type` (also `ptrmap`,
   `freelist_trunk`, `header`), `auto_vacuum` (`full` / `incremental`, for
   files made in that mode), `free_pages` (`header_damaged`, `several_*`:
@@ -2652,7 +2716,12 @@ README_TRUTH = """
   `sqlite_autoindex_customers_1` (no readable row has it), it is affected if the
   lookup `customer_id = ?` through that index errors, returns nothing, or
   returns a rowid whose row is absent, unreadable or holds another ID.
-  `affected_by_index` splits this by index; `index_only_customer_ids` lists the
+  Through an index whose key starts with `customer_id` and goes on
+  (`composite_id_entry_rewritten`'s `(customer_id, status)`), the POS's lookup
+  by ID alone, `customer_id = ?`, is made too, for every ID a readable row or
+  an entry of that index names: the ID is affected if it errors, returns
+  nothing, or returns a rowid whose row is absent, unreadable or holds another
+  ID. `affected_by_index` splits this by index; `index_only_customer_ids` lists the
   IDs known only from the ID index. `affected_own_row_only` is the narrower set
   that ignores the "another returned row is bad" clause (see the notes below).
 * `missing_index_entries` / `surplus_index_entries`: `{index, rowid, key}` with

@@ -154,8 +154,11 @@ impl<'c> Prober<'c> {
         r
     }
 
+    /// `key` may be shorter than the index's key: the lookup is then by
+    /// that leading part (the POS's lookup by ID through an index whose key
+    /// starts with the ID).
     fn lookup_uncached(&self, index: &Index, key: &[Value]) -> Result<Vec<i64>, String> {
-        let keys = key_positions(index);
+        let keys: Vec<usize> = key_positions(index).into_iter().take(key.len()).collect();
         // The POS compares with `=`; only a NULL key needs `IS`. (At the
         // border of a damaged page the two can differ: `IS` may step on
         // into the damaged page where `=` stops at the first match.)
@@ -186,11 +189,12 @@ impl<'c> Prober<'c> {
             .map_err(|e| e.to_string())
     }
 
-    /// Whether row `rowid` exists and holds `key` in `index`'s terms.
+    /// Whether row `rowid` exists and holds `key` in `index`'s terms (its
+    /// leading terms, when `key` is shorter than the index's key).
     /// The whole row is read, as the POS reads the customer's record after
     /// the lookup: a row whose overflow pages are damaged is an error here.
     fn row_holds(&self, index: &Index, rowid: i64, key: &[Value]) -> Result<bool, String> {
-        let keys = key_positions(index);
+        let keys: Vec<usize> = key_positions(index).into_iter().take(key.len()).collect();
         let mut conds = vec!["rowid = ?1".to_string()];
         for (n, &i) in keys.iter().enumerate() {
             conds.push(format!("{} IS ?{}", term_sql(self.table, index, i), n + 2));
@@ -279,10 +283,12 @@ impl<'c> Prober<'c> {
         }
     }
 
-    /// The POS lookup by customer ID alone, through every index whose first
-    /// key is the ID column: for an ID named by an index entry whose row is
-    /// gone, unreadable or holds another key. Wrong if the lookup errors,
-    /// finds nothing, or finds a row that does not hold that ID.
+    /// The POS lookup by customer ID alone (`id = ?`), through every index
+    /// whose first key is the ID column, whatever follows it (an index on
+    /// (customer_id, store_id) answers that lookup too): for an ID named by
+    /// an index entry whose row is gone, unreadable or holds another key.
+    /// Wrong if the lookup errors, finds nothing, or finds a row that does
+    /// not hold that ID.
     pub fn probe_id(&self, id: &Value) -> BTreeMap<String, Answer> {
         let mut out = BTreeMap::new();
         for index in &self.table.indexes {
@@ -290,9 +296,6 @@ impl<'c> Prober<'c> {
             let Some(first) = first else { continue };
             if !matches!(index.fields[first].part, IndexPart::Column(c) if c == self.table.id_column)
             {
-                continue;
-            }
-            if key_positions(index).len() != 1 {
                 continue;
             }
             let key = [id.clone()];

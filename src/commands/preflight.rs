@@ -865,7 +865,7 @@ fn compare(
         let shown = report::id_text(&id).unwrap_or_default();
         let answers = prober.probe_id(&id);
         let found = if answers.is_empty() {
-            // no index has the ID alone as its key (e.g. an INTEGER PRIMARY
+            // no index's key starts with the ID (e.g. an INTEGER PRIMARY
             // KEY): the lookup SQLite plans
             conn.query_row(
                 &format!(

@@ -420,6 +420,14 @@ const CASES: &[Case] = &[
             st("freelist_damaged", None, None, Count::Problems),
         ],
     },
+    // an entry of an index on (customer_id, status) holding its neighbour's
+    // ID: the lookup by that ID alone returns another customer's row
+    Case {
+        fixture: "composite_id_entry_rewritten",
+        exit: 1,
+        verdict: "corrupt",
+        structural: &[],
+    },
     // the repair ladder's refused files (with a snapshot; repair_kinds.rs)
     Case {
         fixture: "header_damaged",

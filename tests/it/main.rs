@@ -11,6 +11,7 @@ mod fleet;
 mod header;
 mod hooks;
 mod html;
+mod index_quirks;
 mod kinds;
 mod large;
 mod own_checks;
