@@ -288,8 +288,12 @@ impl<'c> Prober<'c> {
     /// (customer_id, store_id) answers that lookup too): for an ID named by
     /// an index entry whose row is gone, unreadable or holds another key.
     /// Wrong if the lookup errors, finds nothing, or finds a row that does
-    /// not hold that ID.
+    /// not hold that ID. A WITHOUT ROWID table's rows have no rowid to
+    /// look up: there this is [`Prober::probe_id_keyed`].
     pub fn probe_id(&self, id: &Value) -> BTreeMap<String, Answer> {
+        if self.table.without_rowid {
+            return self.probe_id_keyed(id);
+        }
         let mut out = BTreeMap::new();
         for index in &self.table.indexes {
             let first = key_positions(index).first().copied();
