@@ -18,6 +18,7 @@ pub mod progress;
 pub mod repair;
 pub mod report;
 pub mod schema;
+pub mod sql_bytes;
 pub mod time;
 
 use anyhow::Result;

@@ -41,6 +41,30 @@ fn text(v: rusqlite::types::ValueRef<'_>) -> Option<String> {
     }
 }
 
+/// The bytes of a name SQLite returned (text or blob; empty for NULL).
+fn name_bytes(v: rusqlite::types::ValueRef<'_>) -> Vec<u8> {
+    use rusqlite::types::ValueRef as V;
+    match v {
+        V::Text(t) | V::Blob(t) => t.to_vec(),
+        V::Integer(i) => i.to_string().into_bytes(),
+        V::Real(f) => f.to_string().into_bytes(),
+        V::Null => Vec::new(),
+    }
+}
+
+/// The true bytes of the `kind` object (`index`, `table`) SQLite stores
+/// under `shown` (a name as [`read_schema`] reads it), when they are not
+/// valid UTF-8; None when the name is UTF-8 (or no such object).
+pub fn raw_name(conn: &Connection, kind: &str, shown: &str) -> rusqlite::Result<Option<Vec<u8>>> {
+    let mut stmt = conn.prepare("SELECT name FROM sqlite_schema WHERE type = ?1")?;
+    let names = stmt
+        .query_map([kind], |r| Ok(name_bytes(r.get_ref(0)?)))?
+        .collect::<rusqlite::Result<Vec<Vec<u8>>>>()?;
+    Ok(names
+        .into_iter()
+        .find(|b| std::str::from_utf8(b).is_err() && String::from_utf8_lossy(b) == shown))
+}
+
 /// Column `i` of a pragma's row as text (see [`text`]).
 fn text_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
     Ok(text(r.get_ref(i)?))
@@ -157,7 +181,12 @@ pub struct IndexField {
 
 #[derive(Debug, Clone)]
 pub struct Index {
+    /// The name as text (bytes that are not UTF-8 shown as U+FFFD).
     pub name: String,
+    /// The name's bytes where they are not valid UTF-8 (a Latin-1 client's
+    /// `idx_customers_straße`): SQLite knows the index by these alone, so
+    /// SQL naming it is built from them (`sql_bytes`).
+    pub raw_name: Option<Vec<u8>>,
     pub rootpage: u32,
     pub unique: bool,
     /// "c" (CREATE INDEX), "u" (UNIQUE constraint), "pk" (PRIMARY KEY).
@@ -391,17 +420,21 @@ pub fn customer_table(
     };
     let mut indexes = Vec::new();
     let mut stmt = conn.prepare(&format!("PRAGMA index_list({q})"))?;
-    let list: Vec<(String, bool, String, bool)> = stmt
+    let list: Vec<(Vec<u8>, bool, String, bool)> = stmt
         .query_map([], |r| {
             Ok((
-                text_at(r, 1)?.unwrap_or_default(),
+                name_bytes(r.get_ref(1)?),
                 r.get::<_, i64>(2)? != 0,
                 text_at(r, 3)?.unwrap_or_default(),
                 r.get::<_, i64>(4)? != 0,
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    for (iname, unique, origin, partial) in list {
+    for (iname_bytes, unique, origin, partial) in list {
+        let iname = String::from_utf8_lossy(&iname_bytes).into_owned();
+        let raw_name = std::str::from_utf8(&iname_bytes)
+            .is_err()
+            .then(|| iname_bytes.clone());
         let Some(iobj) = objects
             .iter()
             .find(|o| o.kind == "index" && o.name == iname)
@@ -411,8 +444,15 @@ pub fn customer_table(
         let isql = iobj.sql.clone().unwrap_or_default();
         let exprs = index_term_texts(&isql);
         let mut fields = Vec::new();
-        let mut xs = conn.prepare(&format!("PRAGMA index_xinfo({})", quote_ident(&iname)))?;
-        let mut rows = xs.query([])?;
+        // the index named by its bytes, bound (a name that is not UTF-8
+        // read as text, with U+FFFD, names no index)
+        let mut xs =
+            conn.prepare("SELECT seqno, cid, name, desc, coll, key FROM pragma_index_xinfo(?1)")?;
+        let arg = match &raw_name {
+            Some(b) => rusqlite::types::Value::Blob(b.clone()),
+            None => rusqlite::types::Value::Text(iname.clone()),
+        };
+        let mut rows = xs.query([arg])?;
         while let Some(r) = rows.next()? {
             let seqno: i64 = r.get(0)?;
             let cid: i64 = r.get(1)?;
@@ -441,6 +481,7 @@ pub fn customer_table(
         }
         indexes.push(Index {
             name: iname,
+            raw_name,
             rootpage: u32::try_from(iobj.rootpage).unwrap_or(0),
             unique,
             origin,

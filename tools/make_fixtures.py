@@ -2428,6 +2428,47 @@ def fx_composite_id_entry_rewritten(work):
                             f"{a_status!r}) still returns only its own row.")
 
 
+LATIN1_EMAIL_INDEX = b"idx_customers_stra\xdfe"      # "straße" in Latin-1: not UTF-8
+
+
+def rename_index_bytes(db, name, new_name):
+    """Renames index `name` to the bytes `new_name` in sqlite_schema (its name
+    and its CREATE INDEX text), as a client that writes Latin-1 would have
+    created it; only page 1 changes."""
+    con = connect(db)
+    sql = con.execute("SELECT sql FROM sqlite_schema WHERE name = ?", (name,)).fetchone()[0]
+    assert sql.count(name) == 1
+    new_sql = sql.encode().replace(name.encode(), new_name)
+    con.execute("PRAGMA writable_schema = ON")
+    con.execute("UPDATE sqlite_schema SET name = CAST(? AS TEXT), sql = CAST(? AS TEXT) "
+                "WHERE name = ?", (new_name, new_sql, name))
+    con.execute("PRAGMA writable_schema = OFF")
+    con.close()
+
+
+def fx_index_name_not_utf8(work):
+    """stale_secondary_page, with the stale email index named by bytes that
+    are not valid UTF-8 (in the damaged file and in the snapshot)."""
+    b = fx_stale_secondary_page(work)
+    shadow = f"{work}/e.utf8-name.db"
+    shutil.copyfile(b["db"], shadow)
+    for path in (b["db"], b["snap"]):
+        rename_index_bytes(path, EMAIL_INDEX, LATIN1_EMAIL_INDEX)
+    shown = LATIN1_EMAIL_INDEX.decode("utf-8", "replace")
+    b["damage"]["object"] = shown
+    b["damage"]["object_name_hex"] = LATIN1_EMAIL_INDEX.hex()
+    b["probe_db"] = shadow
+    b["probe_names"] = {EMAIL_INDEX: shown}
+    b["description"] = (f"stale_secondary_page, with {EMAIL_INDEX} renamed (in the damaged file "
+                        f"and in the snapshot) to the Latin-1 bytes "
+                        f"{LATIN1_EMAIL_INDEX!r} (hex {LATIN1_EMAIL_INDEX.hex()}), which are not "
+                        "valid UTF-8: SQLite addresses the index by those bytes. Names are given "
+                        "here with U+FFFD for the byte that is not UTF-8. The lookups of the "
+                        "truth were made on a copy with the index's old name (only page 1 "
+                        "differs), by Python's sqlite3, which cannot write the name in SQL.")
+    return b
+
+
 FIXTURES = [
     ("healthy", fx_healthy),
     ("stale_pk_page", fx_stale_pk_page),
@@ -2464,6 +2505,7 @@ FIXTURES = [
     ("without_rowid_table_leaf", fx_without_rowid_table_leaf),
     ("misplaced_table_cells", fx_misplaced_table_cells),
     ("composite_id_entry_rewritten", fx_composite_id_entry_rewritten),
+    ("index_name_not_utf8", fx_index_name_not_utf8),
 ]
 
 # Fixtures whose damage must make some lookup wrong.
@@ -2473,7 +2515,8 @@ MUST_AFFECT = {"stale_pk_page", "stale_pk_page_dups", "stale_secondary_page", "z
                "lost_customer_leaf",
                "stale_pk_page_autovacuum", "stale_pk_page_incremental",
                "header_zeroed", "several_kinds", "several_index_kinds",
-               "several_kinds_incremental", "composite_id_entry_rewritten"}
+               "several_kinds_incremental", "composite_id_entry_rewritten",
+               "index_name_not_utf8"}
 
 
 # --------------------------------------------------------------------------
@@ -2497,6 +2540,20 @@ def truth_json(value, depth=0):
     return json.dumps(value)
 
 
+def rename_indexes(p, names):
+    """The probe's findings with each index named as `names` maps it."""
+    if not names:
+        return p
+    n = lambda x: names.get(x, x)
+    p["indexes"] = {n(k): v for k, v in p["indexes"].items()}
+    p["affected_by_index"] = {n(k): v for k, v in sorted(p["affected_by_index"].items(),
+                                                         key=lambda kv: n(kv[0]))}
+    p["index_scan_errors"] = {n(k): v for k, v in p["index_scan_errors"].items()}
+    for e in p["missing_index_entries"] + p["surplus_index_entries"]:
+        e["index"] = n(e["index"])
+    return p
+
+
 def make_fixture(name, builder, out):
     with tempfile.TemporaryDirectory() as work:
         b = builder(work)
@@ -2511,6 +2568,10 @@ def make_fixture(name, builder, out):
         if b.get("snap"):
             files["snapshot"] = f"{name}.snap.db"
             shutil.copyfile(b["snap"], os.path.join(out, files["snapshot"]))
+        probe_db = b.get("probe_db")
+        if probe_db:
+            with open(probe_db, "rb") as f:
+                probe_bytes = f.read()
 
     db = os.path.join(out, files["db"])
     wal = os.path.join(out, files["wal"]) if "wal" in files else None
@@ -2556,7 +2617,16 @@ def make_fixture(name, builder, out):
             truth["snapshot_customers_count"] = len(srows)
             truth["snapshot_customers_sha256"] = wr_sha256(srows)
     elif intended is not None:
-        p = probe_truth(db, wal, snap, intended)
+        # (a builder may have the lookups made on a copy whose index names
+        # Python's sqlite3 can write in SQL: `probe_db`, `probe_names`)
+        if probe_db:
+            with tempfile.TemporaryDirectory() as td:
+                shadow = os.path.join(td, "probe.db")
+                with open(shadow, "wb") as f:
+                    f.write(probe_bytes)
+                p = rename_indexes(probe_truth(shadow, wal, snap, intended), b["probe_names"])
+        else:
+            p = probe_truth(db, wal, snap, intended)
         if p["schema_error"]:
             truth["schema_read_error"] = p["schema_error"]
             truth["probe_pragmas"] = ["writable_schema=ON"]

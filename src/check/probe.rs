@@ -175,11 +175,22 @@ impl<'c> Prober<'c> {
             })
             .collect();
         let filter = partial_filter(index);
+        let tail = format!(" WHERE {}{filter}", conds.join(" AND "));
+        if index.raw_name.is_some() {
+            let head = format!("SELECT rowid FROM {} INDEXED BY ", self.tq);
+            return self
+                .rows_through(index, &head, &tail, key)?
+                .into_iter()
+                .map(|r| match r.first() {
+                    Some(Value::Integer(i)) => Ok(*i),
+                    other => Err(format!("a rowid that is not an integer: {other:?}")),
+                })
+                .collect();
+        }
         let sql = format!(
-            "SELECT rowid FROM {} INDEXED BY {} WHERE {}{filter}",
+            "SELECT rowid FROM {} INDEXED BY {}{tail}",
             self.tq,
             quote_ident(&index.name),
-            conds.join(" AND ")
         );
         let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| e.to_string())?;
         let rows = stmt
@@ -214,6 +225,26 @@ impl<'c> Prober<'c> {
         let mut params = vec![Value::Integer(rowid)];
         params.extend(key.iter().cloned());
         self.one(&sql, &params).map(|o| o.is_some())
+    }
+
+    /// The rows of `head`, `index`'s name, `tail`: the index named by its
+    /// true bytes where they are not UTF-8 (SQLite's C API, `sql_bytes`),
+    /// else through rusqlite's statement cache.
+    fn rows_through(
+        &self,
+        index: &Index,
+        head: &str,
+        tail: &str,
+        params: &[Value],
+    ) -> Result<Vec<Vec<Value>>, String> {
+        match &index.raw_name {
+            Some(raw) => crate::sql_bytes::query(
+                self.conn,
+                &crate::sql_bytes::with_name(head, raw, tail),
+                params,
+            ),
+            None => self.all_rows(&format!("{head}{}{tail}", quote_ident(&index.name)), params),
+        }
     }
 
     fn one(&self, sql: &str, params: &[Value]) -> Result<Option<Vec<Value>>, String> {
@@ -463,14 +494,9 @@ impl Prober<'_> {
             })
             .collect();
         let filter = partial_filter(index);
-        let sql = format!(
-            "SELECT {} FROM {} INDEXED BY {} WHERE {}{filter}",
-            self.pk_sql(),
-            self.tq,
-            quote_ident(&index.name),
-            conds.join(" AND ")
-        );
-        let found: Vec<PkValues> = match self.all_rows(&sql, key) {
+        let head = format!("SELECT {} FROM {} INDEXED BY ", self.pk_sql(), self.tq);
+        let tail = format!(" WHERE {}{filter}", conds.join(" AND "));
+        let found: Vec<PkValues> = match self.rows_through(index, &head, &tail, key) {
             Err(e) if is_planner_error(&e) => return Answer::NotProbed(e),
             Err(e) => return Answer::Error(e),
             Ok(f) => f,

@@ -85,16 +85,36 @@ fn leads_to(
 ) -> Option<(i64, Option<String>)> {
     let idc = schema::quote_ident(&table.columns[table.id_column].name);
     let tq = schema::quote_ident(&table.name);
-    let r: i64 = conn
-        .query_row(
-            &format!(
-                "SELECT rowid FROM {tq} INDEXED BY {} WHERE {idc} = ?1",
-                schema::quote_ident(index)
-            ),
-            [id],
-            |r| r.get(0),
-        )
-        .ok()?;
+    let raw = table
+        .indexes
+        .iter()
+        .find(|i| i.name == index)
+        .and_then(|i| i.raw_name.as_ref());
+    let r: i64 = match raw {
+        // an index whose name is not UTF-8 is named by its bytes
+        Some(raw) => {
+            let sql = crate::sql_bytes::with_name(
+                &format!("SELECT rowid FROM {tq} INDEXED BY "),
+                raw,
+                &format!(" WHERE {idc} = ?1"),
+            );
+            let rows = crate::sql_bytes::query(conn, &sql, std::slice::from_ref(id)).ok()?;
+            match rows.first().and_then(|r| r.first()) {
+                Some(Value::Integer(i)) => *i,
+                _ => return None,
+            }
+        }
+        None => conn
+            .query_row(
+                &format!(
+                    "SELECT rowid FROM {tq} INDEXED BY {} WHERE {idc} = ?1",
+                    schema::quote_ident(index)
+                ),
+                [id],
+                |r| r.get(0),
+            )
+            .ok()?,
+    };
     let other = conn
         .query_row(
             &format!("SELECT {idc} FROM {tq} NOT INDEXED WHERE rowid = ?1"),

@@ -648,8 +648,17 @@ pub fn sql_steps(
             .with_context(|| format!("recreating index {} from {}", r.name, r.snapshot))?;
     }
     for name in &plan.rebuild_indexes {
-        conn.execute_batch(&format!("REINDEX {}", quote_ident(name)))
-            .with_context(|| format!("rebuilding index {name}"))?;
+        // an index whose name is not UTF-8 is named by its bytes
+        match crate::schema::raw_name(&conn, "index", name)? {
+            Some(raw) => {
+                crate::sql_bytes::execute(&conn, &crate::sql_bytes::with_name("REINDEX ", &raw, ""))
+                    .map_err(anyhow::Error::msg)
+            }
+            None => conn
+                .execute_batch(&format!("REINDEX {}", quote_ident(name)))
+                .map_err(anyhow::Error::from),
+        }
+        .with_context(|| format!("rebuilding index {name}"))?;
     }
     conn.execute_batch("COMMIT; PRAGMA writable_schema = OFF;")?;
     if was_wal {

@@ -428,6 +428,14 @@ const CASES: &[Case] = &[
         verdict: "corrupt",
         structural: &[],
     },
+    // a stale page of an index whose name is not valid UTF-8
+    // (index_quirks.rs)
+    Case {
+        fixture: "index_name_not_utf8",
+        exit: 1,
+        verdict: "corrupt",
+        structural: &[],
+    },
     // the repair ladder's refused files (with a snapshot; repair_kinds.rs)
     Case {
         fixture: "header_damaged",
