@@ -201,6 +201,7 @@ fn passes(
         })
         .unwrap_or_default();
     let (rules, needs) = row_rules(&access.conn, objects);
+    let orders = key_orders(&access.conn, objects, &customer_roots);
     // Vanished customers are looked for only beside a customer table
     // that stores rows (see below).
     let search = table
@@ -244,9 +245,17 @@ fn passes(
             }
             None => (None, None),
         };
-        let (search, rules, customer_roots) = (&search, &rules, &customer_roots);
+        let (search, rules, customer_roots, orders) = (&search, &rules, &customer_roots, &orders);
         let others = s.spawn(move || {
-            let r = other_trees(pager, objects, customer_roots, rules, search.as_ref(), ids);
+            let r = other_trees(
+                pager,
+                objects,
+                customer_roots,
+                rules,
+                search.as_ref(),
+                ids,
+                orders,
+            );
             timing("other trees", t0);
             r
         });
@@ -307,6 +316,7 @@ fn other_trees(
     rules: &BTreeMap<String, rows::RowRules>,
     search: Option<&vanished::Search>,
     mut ids: Option<(u32, vanished::IdSource)>,
+    orders: &others::KeyOrders,
 ) -> (
     (Vec<Finding>, Vec<structure::TreePages>),
     BTreeMap<u32, vanished::Merged>,
@@ -323,8 +333,59 @@ fn other_trees(
         }
         _ => walk(None),
     };
-    let r = others::walk_other_trees(pager, objects, customer_roots, rules, &mut tapper);
+    let r = others::walk_other_trees(pager, objects, customer_roots, rules, orders, &mut tapper);
     (r, merged)
+}
+
+/// The key order of every index b-tree but the customer table's (those are
+/// compared entry for entry), from SQLite's `PRAGMA index_xinfo`: an index
+/// sorts on all its fields (the rowid or primary key last), a WITHOUT ROWID
+/// table on its primary key. A tree SQLite gives no order for, or with a
+/// collation custodian does not have, is left out.
+fn key_orders(
+    conn: &Connection,
+    objects: &[SchemaObject],
+    customer_roots: &BTreeSet<u32>,
+) -> others::KeyOrders {
+    let mut out = others::KeyOrders::new();
+    for o in objects {
+        let Ok(root) = u32::try_from(o.rootpage) else {
+            continue;
+        };
+        let keys_only = match o.kind.as_str() {
+            "index" => false,
+            "table" if o.sql.as_deref().is_some_and(schema::is_without_rowid) => true,
+            _ => continue,
+        };
+        if root == 0 || customer_roots.contains(&root) {
+            continue;
+        }
+        let sql = format!("PRAGMA index_xinfo({})", schema::quote_ident(&o.name));
+        let fields = conn.prepare(&sql).and_then(|mut st| {
+            st.query_map([], |r| {
+                let desc = r.get::<_, i64>(3)? != 0;
+                let coll = r.get::<_, Option<String>>(4)?;
+                let key = r.get::<_, i64>(5)? != 0;
+                Ok((coll, desc, key))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        });
+        let Ok(fields) = fields else { continue };
+        let order: Option<Vec<_>> = fields
+            .into_iter()
+            .filter(|&(_, _, key)| key || !keys_only)
+            .map(|(coll, desc, _)| {
+                let c = coll.map_or(Some(crate::format::record::Collation::Binary), |c| {
+                    crate::format::record::Collation::from_name(&c)
+                });
+                c.map(|c| (c, desc))
+            })
+            .collect();
+        if let Some(order) = order.filter(|o| !o.is_empty()) {
+            out.insert(root, order);
+        }
+    }
+    out
 }
 
 /// The customer table is not in the schema: say so, with the tables there are.

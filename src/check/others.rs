@@ -15,8 +15,9 @@ use super::finding::{Code, Finding};
 use super::rows::{RowRules, Tally};
 use super::structure::{self, TreePages};
 use super::tap::Tap;
-use crate::format::btree::{self, Damage, IndexItem, PageSource, TableItem};
-use crate::format::record::Record;
+use crate::format::btree::{self, Damage, DamageKind, IndexItem, PageSource, TableItem};
+use crate::format::header::TextEncoding;
+use crate::format::record::{Collation, Record, compare_values};
 use crate::schema::{self, SchemaObject};
 
 /// Decides, per tree (by root page), whether its walk feeds a [`Tap`]:
@@ -40,6 +41,85 @@ struct Tree<'a> {
     tbl_name: &'a str,
     root: u32,
     kind: Kind,
+}
+
+/// How an index b-tree's records are ordered, from `PRAGMA index_xinfo`:
+/// per field compared, its collation and whether it is descending (for an
+/// index every field, the rowid last; for a WITHOUT ROWID table its
+/// primary key's). Keyed by root page; a tree without one (a collation
+/// custodian does not have) is not held to an order.
+pub type KeyOrders = BTreeMap<u32, Vec<(Collation, bool)>>;
+
+/// Holds an index walk's entries to their key order: each entry must sort
+/// after the one before it, as SQLite's lookups assume. SQLite's
+/// quick_check does not test this (its integrity_check finds it as rows
+/// "missing from index"); a page of an index written over another of the
+/// same index breaks it and nothing else.
+struct OrderCheck<'a> {
+    fields: &'a [(Collation, bool)],
+    enc: TextEncoding,
+    prev: Vec<u8>,
+    prev_rec: Record,
+    cur: Record,
+    have_prev: bool,
+}
+
+/// At most this many out-of-order entries are kept as damage (the finding
+/// counts them; the rest would only say the same).
+const ORDER_DAMAGE_KEPT: usize = 1000;
+
+impl<'a> OrderCheck<'a> {
+    fn new(fields: &'a [(Collation, bool)], enc: TextEncoding) -> Self {
+        OrderCheck {
+            fields,
+            enc,
+            prev: Vec::new(),
+            prev_rec: Record::default(),
+            cur: Record::default(),
+            have_prev: false,
+        }
+    }
+
+    /// The next entry in walk order; the damage when it does not sort after
+    /// the previous one. An entry that cannot be parsed breaks the chain
+    /// (reported on its own).
+    fn entry(&mut self, payload: &[u8], pgno: u32, n: u64) -> Option<Damage> {
+        if self.cur.parse(payload).is_err() || self.cur.len() < self.fields.len() {
+            self.have_prev = false;
+            return None;
+        }
+        let mut out = None;
+        if self.have_prev {
+            let mut ord = std::cmp::Ordering::Equal;
+            for (i, &(coll, desc)) in self.fields.iter().enumerate() {
+                let (Some(a), Some(b)) =
+                    (self.prev_rec.get(&self.prev, i), self.cur.get(payload, i))
+                else {
+                    break;
+                };
+                let o = compare_values(&a, &b, coll, self.enc);
+                ord = if desc { o.reverse() } else { o };
+                if ord.is_ne() {
+                    break;
+                }
+            }
+            if ord.is_ge() {
+                out = Some(Damage {
+                    pgno,
+                    parent: None,
+                    kind: DamageKind::KeyOrder,
+                    detail: format!(
+                        "page {pgno}: entry {n} does not sort after the entry before it (lookups can miss it)"
+                    ),
+                });
+            }
+        }
+        self.prev.clear();
+        self.prev.extend_from_slice(payload);
+        std::mem::swap(&mut self.prev_rec, &mut self.cur);
+        self.have_prev = true;
+        out
+    }
 }
 
 /// What one walk found.
@@ -92,6 +172,7 @@ fn walk(
     src: &dyn PageSource,
     t: &Tree<'_>,
     rules: Option<&RowRules>,
+    order: Option<&[(Collation, bool)]>,
     mut tap: Option<&mut dyn Tap>,
 ) -> Walked {
     let enc = src.text_encoding();
@@ -146,14 +227,25 @@ fn walk(
         }),
         Kind::WithoutRowid | Kind::Index { .. } => {
             let mut n = 0u64;
+            let mut order = order.map(|f| OrderCheck::new(f, enc));
+            let mut misordered = 0usize;
             btree::walk_index(src, t.root, &mut |item| match item {
                 IndexItem::Entry { payload, pgno, .. } => {
                     n += 1;
-                    record(&mut w, &mut tap, payload, pgno, &|| format!("entry {n}"))
+                    record(&mut w, &mut tap, payload, pgno, &|| format!("entry {n}"));
+                    if let Some(d) = order.as_mut().and_then(|o| o.entry(payload, pgno, n)) {
+                        misordered += 1;
+                        if misordered <= ORDER_DAMAGE_KEPT {
+                            w.damage.push(d);
+                        }
+                    }
                 }
                 IndexItem::Damage(d) => {
                     if let Some(t) = &mut tap {
                         t.damage();
+                    }
+                    if let Some(o) = order.as_mut() {
+                        o.have_prev = false;
                     }
                     w.damage.push(d)
                 }
@@ -171,6 +263,7 @@ pub fn walk_other_trees(
     objects: &[SchemaObject],
     customer_roots: &BTreeSet<u32>,
     rules: &BTreeMap<String, RowRules>,
+    orders: &KeyOrders,
     tapper: &mut Tapper<'_>,
 ) -> (Vec<Finding>, Vec<TreePages>) {
     let mut findings = Vec::new();
@@ -183,12 +276,16 @@ pub fn walk_other_trees(
             Kind::Table | Kind::WithoutRowid => rules.get(t.name),
             Kind::Index { .. } => None,
         };
+        let order = match t.kind {
+            Kind::Table => None,
+            Kind::WithoutRowid | Kind::Index { .. } => orders.get(&t.root).map(Vec::as_slice),
+        };
         let mut walked = None;
         tapper(t.root, &mut |tap| {
-            walked = Some(walk(src, t, table_rules, tap))
+            walked = Some(walk(src, t, table_rules, order, tap))
         });
         // a tapper that does not run the walk still gets the tree walked
-        let w = walked.unwrap_or_else(|| walk(src, t, table_rules, None));
+        let w = walked.unwrap_or_else(|| walk(src, t, table_rules, order, None));
         findings.extend(structure::damage_findings(t.name, t.tbl_name, &w.damage));
         if let Some(why) = &w.first_bad {
             let n = w.bad_records.len();
