@@ -121,21 +121,25 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     crate::db::leaving_nothing(db, || repair_at(args, db, &settings, quiet))
 }
 
-/// The repair of the database at `db` (the link resolved).
-fn repair_at(
+/// What the repair knows before it changes anything: the check, the
+/// report's fields so far, the good snapshots, and the plan made from them.
+struct Planned {
+    before: Report,
+    fields: RepairFields,
+    good: Vec<snapshot::Snapshot>,
+    plan: Plan,
+    table: Option<schema::CustomerTable>,
+}
+
+/// Checks the database, chooses the snapshots and plans; "nothing to do"
+/// only on the evidence on which check says clean.
+fn plan_repair(
     args: &RepairArgs,
     db: &Path,
     settings: &Settings,
-    quiet: bool,
-) -> Result<RepairOutcome> {
-    let backup_dir = args
-        .backup_dir
-        .clone()
-        .unwrap_or_else(|| folder_of(db).to_path_buf());
-    paths_usable(args, db, &backup_dir)?;
-    let progress = Progress::new(quiet, args.opts.json.as_deref() == Some("-"));
-    let t0 = std::time::Instant::now();
-    let fp = fingerprint(db);
+    progress: Progress,
+    t0: std::time::Instant,
+) -> Result<Planned> {
     let mut before = check_before(db, settings, progress, false)?;
     before.database = args.db.display().to_string();
     check::timing("repair: check", t0);
@@ -172,6 +176,37 @@ fn repair_at(
             the_plan = make_plan(db, settings, &before, &live, table.as_ref(), &good)?;
         }
     }
+    Ok(Planned {
+        before,
+        fields,
+        good,
+        plan: the_plan,
+        table,
+    })
+}
+
+/// The repair of the database at `db` (the link resolved).
+fn repair_at(
+    args: &RepairArgs,
+    db: &Path,
+    settings: &Settings,
+    quiet: bool,
+) -> Result<RepairOutcome> {
+    let backup_dir = args
+        .backup_dir
+        .clone()
+        .unwrap_or_else(|| folder_of(db).to_path_buf());
+    paths_usable(args, db, &backup_dir)?;
+    let progress = Progress::new(quiet, args.opts.json.as_deref() == Some("-"));
+    let t0 = std::time::Instant::now();
+    let fp = fingerprint(db);
+    let Planned {
+        before,
+        mut fields,
+        good,
+        plan: the_plan,
+        table,
+    } = plan_repair(args, db, settings, progress, t0)?;
     let st = stamp();
     fields.plan = Some(the_plan.clone());
     let framed = match mend_frame(db, &st, settings, &the_plan, &good) {
@@ -181,9 +216,9 @@ fn repair_at(
             return Ok(stopped(db, before, fields, &why));
         }
     };
-    let (the_plan, table, planned_from) = match &framed {
-        Some(f) => (f.plan.clone(), f.table.clone(), &f.report),
-        None => (the_plan, table, &before),
+    let (the_plan, table) = match &framed {
+        Some(f) => (f.plan.clone(), f.table.clone()),
+        None => (the_plan, table),
     };
     fields.plan = Some(the_plan.clone());
 
@@ -200,29 +235,10 @@ fn repair_at(
     if args.dry_run || !locks {
         name_leftovers(db, &backup_dir, quiet);
     }
-    match &the_plan.strategy {
-        Strategy::Nothing => {
-            fields.after = fields.before.clone();
-            return Ok(outcome(before, fields, Verdict::Clean, ExitStatus::Success));
-        }
-        Strategy::NotBuilt { reason } => {
-            let why = format!("{reason}; nothing was changed");
-            return Ok(stopped(db, before, fields, &why));
-        }
-        Strategy::LossesAccounted { customer_ids } => {
-            // the same report as the repair that accounted for them: exit 1
-            fields.unrecoverable_customer_ids = customer_ids.clone();
-            fields.after = fields.before.clone();
-            fields.without_snapshot = without_snapshot(&the_plan, &fields, &args.snapshot, &good);
-            return Ok(outcome(
-                before,
-                fields,
-                Verdict::RepairedWithLosses,
-                ExitStatus::Problems,
-            ));
-        }
-        Strategy::PatchCopy | Strategy::Rebuild { .. } => {}
-    }
+    let (before, mut fields) = match settled(&the_plan, before, fields, db, args, &good) {
+        Ok(done) => return Ok(done),
+        Err(go_on) => *go_on,
+    };
     let Some(table) = table else {
         let why = no_customer_table(&before, &settings.table, good.is_empty());
         return Ok(stopped(db, before, fields, &why));
@@ -245,6 +261,7 @@ fn repair_at(
     }
     interrupt::writing();
     remove_leftovers(db, &backup_dir, &st, &mut fields);
+    let planned_from = framed.as_ref().map_or(&before, |f| &f.report);
     let job = Job {
         db,
         source: framed.as_ref().map_or(db, |f| f.scratch.path()),
@@ -269,6 +286,56 @@ fn repair_at(
         Err(_) => lock.release(),
     }
     fields.without_snapshot = without_snapshot(&the_plan, &fields, &args.snapshot, &good);
+    finish(db, before, fields, result, t0)
+}
+
+/// The plans that need no lock (nothing to do, not built, losses already
+/// accounted for) end here with their report; the others hand the check
+/// and the fields back to go on.
+fn settled(
+    the_plan: &Plan,
+    before: Report,
+    mut fields: RepairFields,
+    db: &Path,
+    args: &RepairArgs,
+    good: &[snapshot::Snapshot],
+) -> std::result::Result<RepairOutcome, Box<(Report, RepairFields)>> {
+    match &the_plan.strategy {
+        Strategy::Nothing => {
+            fields.after = fields.before.clone();
+            return Ok(outcome(before, fields, Verdict::Clean, ExitStatus::Success));
+        }
+        Strategy::NotBuilt { reason } => {
+            let why = format!("{reason}; nothing was changed");
+            return Ok(stopped(db, before, fields, &why));
+        }
+        Strategy::LossesAccounted { customer_ids } => {
+            // the same report as the repair that accounted for them: exit 1
+            fields.unrecoverable_customer_ids = customer_ids.clone();
+            fields.after = fields.before.clone();
+            fields.without_snapshot = without_snapshot(the_plan, &fields, &args.snapshot, good);
+            return Ok(outcome(
+                before,
+                fields,
+                Verdict::RepairedWithLosses,
+                ExitStatus::Problems,
+            ));
+        }
+        Strategy::PatchCopy | Strategy::Rebuild { .. } => {}
+    }
+    Err(Box::new((before, fields)))
+}
+
+/// The report of a repair that ran its locked steps: swapped, interrupted,
+/// or stopped with the original untouched; `Err` when the backup failed
+/// (exit 2, nothing changed).
+fn finish(
+    db: &Path,
+    before: Report,
+    fields: RepairFields,
+    result: Result<Report>,
+    t0: std::time::Instant,
+) -> Result<RepairOutcome> {
     match result {
         Ok(verified) => {
             check::timing("repair: swapped", t0);
