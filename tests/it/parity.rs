@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use super::support::{bin, corpus_dir, fixtures, wait_or_kill};
+use super::support::{bin, corpus_dir, fixtures, listing, wait_or_kill};
 
 const PER_RUN: Duration = Duration::from_secs(30);
 
@@ -269,16 +269,6 @@ fn repair_dry_run_is_clean_exactly_when_check_exits_0() {
         failures.len(),
         failures.join("\n")
     );
-}
-
-/// The files in `dir`, sorted.
-fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
 }
 
 /// `diagnose` and `snapshot` meet every corpus file and fixture: no panic,

@@ -212,6 +212,16 @@ pub fn run(args: &[&str], cwd: &Path) -> Run {
 
 /// Copies fixture `name` (its .db and any -wal) into `dir`; returns the
 /// copy's path. Tests never run on the committed files themselves.
+/// Files in `dir`, sorted by name.
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
 pub fn fixture_copy(name: &str, dir: &Path) -> PathBuf {
     let src = fixtures().join(format!("{name}.db"));
     assert!(src.exists(), "missing fixture {}", src.display());
