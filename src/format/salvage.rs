@@ -1241,6 +1241,16 @@ impl<'s, 'c> Salvager<'s, 'c> {
         ok
     }
 
+    /// A payload's record whole: the cell's own bytes, or the copy
+    /// [`Self::assemble`] made of a spilled one.
+    fn whole<'a>(&'a self, payload: &Payload<'a>) -> &'a [u8] {
+        if payload.first_overflow.is_none() {
+            payload.local
+        } else {
+            &self.assembled
+        }
+    }
+
     /// Copies a spilled payload into `self.assembled`. `Ok(Some(_))` when the
     /// payload is whole but the chain's last page points on; `Err` when the
     /// chain is broken. From a damaged or orphaned page (`strict`) the chain
@@ -1446,11 +1456,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
                 self.seen.insert_new(rowid);
             }
         }
-        let whole: &[u8] = if payload.first_overflow.is_none() {
-            payload.local
-        } else {
-            &self.assembled
-        };
+        let whole = self.whole(payload);
         visit(SalvageItem::Row {
             rowid,
             payload: whole,
@@ -1480,11 +1486,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
             self.stats.rows_damaged += 1;
             return false;
         }
-        let whole: &[u8] = if payload.first_overflow.is_none() {
-            payload.local
-        } else {
-            &self.assembled
-        };
+        let whole = self.whole(payload);
         visit(SalvageItem::RowRepeated {
             rowid,
             payload: whole,
@@ -1595,11 +1597,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
         if !matches!(self.shape, Shape::Index { rowid: true, .. }) {
             return Ok((rowid, extra));
         }
-        let whole: &[u8] = if payload.first_overflow.is_none() {
-            payload.local
-        } else {
-            &self.assembled
-        };
+        let whole = self.whole(payload);
         let (t, offset) = info.last.unwrap_or((SERIAL_NULL, 0));
         let rowid = integer_at(whole, t, offset)
             .ok_or_else(|| bad("the last field is not an integer".into()))?;
