@@ -254,7 +254,7 @@ fn a_copy_mended_in_place_that_fails_is_removed_when_the_whole_rebuild_passes() 
         marker.display(),
         lost[0]
     );
-    let names_before = super::repair_ops::listing(dir.path());
+    let names_before = super::support::listing(dir.path());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_custodian"))
         .args([
             "repair",
@@ -284,7 +284,7 @@ fn a_copy_mended_in_place_that_fails_is_removed_when_the_whole_rebuild_passes() 
     assert_eq!(rows(&db), rows(&snaps.join("pos.snap.db")));
     assert_eq!(stock_integrity_check(&db), "ok");
     // the folder holds what it held, and the backup
-    let mut names = super::repair_ops::listing(dir.path());
+    let mut names = super::support::listing(dir.path());
     names.retain(|n| !n.ends_with(".backup") && !n.ends_with(".sha256"));
     assert_eq!(names, names_before, "a work file or a failed copy was left");
 }

@@ -7,7 +7,8 @@
 use std::path::Path;
 
 use super::repair::Setup;
-use super::repair_ops::{listing, signal_and_wait, start_paused};
+use super::repair_ops::{signal_and_wait, start_paused};
+use super::support::listing;
 
 /// What another process gets when it tries to read and to write `db`
 /// (rusqlite here is another process than custodian: its POSIX locks

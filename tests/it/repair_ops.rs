@@ -8,7 +8,7 @@ use super::repair::{
 };
 use std::path::{Path, PathBuf};
 
-use super::support::{run, sqlite3_cli, strings, truth};
+use super::support::{listing, run, sqlite3_cli, strings, truth};
 
 /// Issue 8 item 1: one leaf of `customers` zeroed; 2 of its 27 rows are in
 /// the snapshot, 25 were registered after it and are named by
@@ -366,16 +366,6 @@ fn a_wal_database_repaired_for_table_damage_stays_in_wal_mode() {
         listing(s.dir.path()),
         ["backup", &format!("{name}.db"), "snaps"]
     );
-}
-
-/// The names in a folder, sorted (hidden ones too).
-pub(super) fn listing(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 /// The database, its folder and the backups are as they were.

@@ -212,7 +212,7 @@ pub fn run(args: &[&str], cwd: &Path) -> Run {
 
 /// Copies fixture `name` (its .db and any -wal) into `dir`; returns the
 /// copy's path. Tests never run on the committed files themselves.
-/// Files in `dir`, sorted by name.
+/// The names in a folder, sorted (hidden ones too).
 pub fn listing(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
