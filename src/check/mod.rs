@@ -360,12 +360,24 @@ fn key_orders(
         if root == 0 || customer_roots.contains(&root) {
             continue;
         }
-        let sql = format!("PRAGMA index_xinfo({})", schema::quote_ident(&o.name));
-        let fields = conn.prepare(&sql).and_then(|mut st| {
-            st.query_map([], |r| {
-                let desc = r.get::<_, i64>(3)? != 0;
-                let coll = r.get::<_, Option<String>>(4)?;
-                let key = r.get::<_, i64>(5)? != 0;
+        // the object named by its bytes, bound, as schema.rs reads the
+        // customer table's indexes (a name that is not UTF-8, read with
+        // U+FFFD, names nothing)
+        let raw = if o.name.contains('\u{FFFD}') {
+            schema::raw_name(conn, &o.kind, &o.name).ok().flatten()
+        } else {
+            None
+        };
+        let name = match raw {
+            Some(b) => rusqlite::types::Value::Blob(b),
+            None => rusqlite::types::Value::Text(o.name.clone()),
+        };
+        let sql = "SELECT desc, coll, key FROM pragma_index_xinfo(?1)";
+        let fields = conn.prepare(sql).and_then(|mut st| {
+            st.query_map([name], |r| {
+                let desc = r.get::<_, i64>(0)? != 0;
+                let coll = r.get::<_, Option<String>>(1)?;
+                let key = r.get::<_, i64>(2)? != 0;
                 Ok((coll, desc, key))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()

@@ -410,24 +410,7 @@ fn null_in_a_not_null_generated_column() {
 fn leaves_of_another_tables_index_swapped_are_out_of_key_order() {
     let dir = tempfile::tempdir().unwrap();
     let db = super::support::fixture_copy("healthy", dir.path());
-    let leaves = super::support::sqlite3_cli(
-        &db,
-        "SELECT pageno FROM dbstat WHERE name = 'idx_transactions_customer' AND pagetype = 'leaf' \
-         ORDER BY path LIMIT 2;",
-    );
-    let pages: Vec<u64> = leaves.lines().map(|l| l.parse().unwrap()).collect();
-    assert_eq!(pages.len(), 2, "{leaves}");
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&db)
-        .unwrap();
-    let (mut a, mut b) = (vec![0u8; 4096], vec![0u8; 4096]);
-    f.read_exact_at(&mut a, (pages[0] - 1) * 4096).unwrap();
-    f.read_exact_at(&mut b, (pages[1] - 1) * 4096).unwrap();
-    f.write_all_at(&b, (pages[0] - 1) * 4096).unwrap();
-    f.write_all_at(&a, (pages[1] - 1) * 4096).unwrap();
-    drop(f);
+    swap_first_two_leaves(&db);
     assert_eq!(
         super::support::sqlite3_cli(&db, "PRAGMA quick_check;"),
         "ok"
@@ -465,4 +448,80 @@ fn leaves_of_another_tables_index_swapped_are_out_of_key_order() {
     );
     let r = run(&["check", "healthy.db"], dir.path());
     assert_eq!(r.code(), 0, "{}", r.show());
+}
+
+/// Writes the first two leaves of idx_transactions_customer (page numbers
+/// from the stock sqlite3's dbstat) over each other.
+fn swap_first_two_leaves(db: &Path) {
+    let leaves = super::support::sqlite3_cli(
+        db,
+        "SELECT pageno FROM dbstat WHERE name = 'idx_transactions_customer' AND pagetype = 'leaf' \
+         ORDER BY path LIMIT 2;",
+    );
+    let pages: Vec<u64> = leaves.lines().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(pages.len(), 2, "{leaves}");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(db)
+        .unwrap();
+    let (mut a, mut b) = (vec![0u8; 4096], vec![0u8; 4096]);
+    f.read_exact_at(&mut a, (pages[0] - 1) * 4096).unwrap();
+    f.read_exact_at(&mut b, (pages[1] - 1) * 4096).unwrap();
+    f.write_all_at(&b, (pages[0] - 1) * 4096).unwrap();
+    f.write_all_at(&a, (pages[1] - 1) * 4096).unwrap();
+    drop(f);
+}
+
+/// The same, with the index named by bytes that are not UTF-8 (Latin-1
+/// `idx_transß`, in its name and its CREATE statement): the index is
+/// addressed by those bytes, so its order is checked all the same.
+#[test]
+fn an_index_named_by_bytes_that_are_not_utf8_is_held_to_its_key_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = super::support::fixture_copy("healthy", dir.path());
+    swap_first_two_leaves(&db);
+    {
+        let c = Connection::open(&db).unwrap();
+        c.execute_batch("PRAGMA writable_schema = ON").unwrap();
+        let sql: String = c
+            .query_row(
+                "SELECT sql FROM sqlite_schema WHERE name = 'idx_transactions_customer'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let name = b"idx_trans\xdf".to_vec();
+        let mut new_sql = Vec::new();
+        let (head, tail) = sql.split_once("idx_transactions_customer").unwrap();
+        new_sql.extend_from_slice(head.as_bytes());
+        new_sql.extend_from_slice(&name);
+        new_sql.extend_from_slice(tail.as_bytes());
+        c.execute(
+            "UPDATE sqlite_schema SET name = CAST(?1 AS TEXT), sql = CAST(?2 AS TEXT) \
+             WHERE name = 'idx_transactions_customer'",
+            rusqlite::params![name, new_sql],
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        super::support::sqlite3_cli(&db, "PRAGMA quick_check;"),
+        "ok"
+    );
+    let r = run(&["check", "healthy.db", "--json", "-"], dir.path());
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
+    let errors: Vec<(&str, &str)> = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap(),
+                f["object"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(errors, [("key_order", "idx_trans\u{FFFD}")]);
 }
