@@ -707,10 +707,21 @@ def _probe(con, snap_rows, intended, raw_path=None):
     col_pos = {c: k for k, c in enumerate(CUSTOMER_COLUMNS)}
 
     # 1. Table rows: full scan; if it breaks, a reverse scan and per-rowid reads.
-    rows = {}
+    #    The scan reads every cell in page order, so a rowid two cells hold
+    #    (a cell out of key order) gives two rows: the first read is in
+    #    `rows`, the others in `repeated`; every customer is judged by its
+    #    own row (`all_rows`).
+    rows, repeated, seen = {}, [], set()
 
     def keep(r):
-        rows[r[0]] = tuple(r[1:])
+        rowid, row = r[0], tuple(r[1:])
+        if (rowid, row) in seen:
+            return
+        seen.add((rowid, row))
+        if rowid in rows:
+            repeated.append((rowid, row))
+        else:
+            rows[rowid] = row
 
     scan_errors = []
     err = _collect(con, f"SELECT rowid, {select_cols} FROM customers NOT INDEXED", (), keep)
@@ -798,9 +809,10 @@ def _probe(con, snap_rows, intended, raw_path=None):
         state, row = fetch(rowid)
         return state == "ok" and tuple(row[col_pos[c]] for c in cols) == values
 
+    all_rows = list(rows.items()) + repeated
     affected_by_index = {name: set() for name in indexes}
     own_only = set()     # ignoring the "other returned rowids" clause
-    for rowid, row in rows.items():
+    for rowid, row in all_rows:
         cid = row[0]
         for name, cols in indexes.items():
             values = tuple(row[col_pos[c]] for c in cols)
@@ -815,7 +827,7 @@ def _probe(con, snap_rows, intended, raw_path=None):
             if err or rowid not in got or wrong_rows:
                 affected_by_index[name].add(cid)
 
-    table_ids = {row[0] for row in rows.values()}
+    table_ids = {row[0] for _, row in all_rows}
     index_only_ids = set()
     if PK_INDEX in indexes:
         index_only_ids = {key[0] for key, _ in index_entries[PK_INDEX]} - table_ids
@@ -853,7 +865,7 @@ def _probe(con, snap_rows, intended, raw_path=None):
     # 4. Missing and surplus index entries, against the rows that can be read.
     missing, surplus = [], []
     for name, cols in indexes.items():
-        expected = {(tuple(row[col_pos[c]] for c in cols), rowid) for rowid, row in rows.items()}
+        expected = {(tuple(row[col_pos[c]] for c in cols), rowid) for rowid, row in all_rows}
         actual = index_entries[name]
         for key, rowid in expected - actual:
             missing.append({"index": name, "rowid": rowid, "key": list(key)})
@@ -869,18 +881,21 @@ def _probe(con, snap_rows, intended, raw_path=None):
     affected = set().union(*affected_by_index.values()) if affected_by_index else set()
     assert all(isinstance(x, str) for x in affected), "non-text customer id read"
     by_id = {}
-    for rowid, row in rows.items():
+    for rowid, row in all_rows:
         by_id.setdefault(row[0], []).append(rowid)
     duplicates = {cid: sorted(rids) for cid, rids in by_id.items() if len(rids) > 1}
 
     intended_by_rowid = {r[0]: tuple(r[1:]) for r in intended}
     lost = sorted(set(intended_by_rowid) - set(rows))
-    altered = sorted(r for r in rows if r in intended_by_rowid and rows[r] != intended_by_rowid[r])
+    # a customer is lost when no row read holds its intended row, under any rowid
+    whole = {row for _, row in all_rows}
+    altered = sorted(r for r in rows if r in intended_by_rowid
+                     and (r, intended_by_rowid[r]) not in seen)
     extra = sorted(set(rows) - set(intended_by_rowid))
     return {
         "schema_error": schema_error,
         "indexes": indexes,
-        "customers_total": len(rows),
+        "customers_total": len(all_rows),
         "table_scan_errors": scan_errors,
         "index_scan_errors": index_errors,
         "affected_customer_ids": sorted(affected),
@@ -891,7 +906,8 @@ def _probe(con, snap_rows, intended, raw_path=None):
         "missing_index_entries": missing,
         "surplus_index_entries": surplus,
         "lost_rowids": lost,
-        "lost_customer_ids": sorted(intended_by_rowid[r][0] for r in lost),
+        "lost_customer_ids": sorted(intended_by_rowid[r][0] for r in lost
+                                    if intended_by_rowid[r] not in whole),
         "altered_rowids": altered,
         "extra_rowids": extra,
         "rows": rows,

@@ -189,25 +189,67 @@ pub struct TableScan {
     /// rows, and a lookup of the row that bounds a lost page from above
     /// steps into that page (SQLite's seek for a key goes left of an equal
     /// divider). For a rowid table: the IDs of the rows on a leaf whose
-    /// rowids are out of key order (see `ids_on_leaves`).
+    /// rowids are out of key order (see `rows_on_leaves`).
     pub beside_damage: Vec<Value>,
+    /// Those rows whole, as the page reader read them: SQLite's seek cannot
+    /// reach some of them (the seek by ID steps into the damage, or a
+    /// rowid out of place sends the seek by rowid the wrong way), so their
+    /// index keys come from here ([`crate::check::probe::Prober::probe_page_row`]).
+    pub beside_rows: Vec<PageRow>,
 }
 
-/// The customer IDs of the rows on the table leaves among `pages` (leaves
-/// whose rowids are out of key order), read from the pages: SQLite's seek
-/// on such a page is a binary search, which a rowid out of place sends the
-/// wrong way for its neighbours too, so each of them is probed
-/// ([`TableScan::beside_damage`]).
-fn ids_on_leaves(
+/// A row of the customer table as the page reader read it: its rowid (None
+/// in a WITHOUT ROWID table) and each column's value by the table's column
+/// order (None where the record does not hold it: a VIRTUAL generated
+/// column, a column added after the row was written, a value on overflow
+/// pages not read).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageRow {
+    pub rowid: Option<i64>,
+    pub values: Vec<Option<Value>>,
+}
+
+impl PageRow {
+    /// The row `rec` (parsed from `payload`) of `table`, at `rowid`.
+    pub fn read(
+        table: &CustomerTable,
+        rowid: Option<i64>,
+        rec: &Record,
+        payload: &[u8],
+        enc: TextEncoding,
+    ) -> PageRow {
+        let values = (0..table.columns.len())
+            .map(|c| match (rowid, table.rowid_alias == Some(c)) {
+                (Some(r), true) => Some(Value::Integer(r)),
+                _ => table.columns[c]
+                    .record_pos
+                    .and_then(|pos| rec.get(payload, pos))
+                    .map(|v| canon::to_owned(&v, enc)),
+            })
+            .collect();
+        PageRow { rowid, values }
+    }
+
+    /// The customer ID the row holds (None when it is NULL or not read).
+    pub fn id(&self, table: &CustomerTable) -> Option<&Value> {
+        self.values
+            .get(table.id_column)
+            .and_then(Option::as_ref)
+            .filter(|v| !matches!(v, Value::Null))
+    }
+}
+
+/// The rows on the table leaves among `pages` (leaves whose rowids are out
+/// of key order), read from the pages (each cell's local payload): SQLite's
+/// seek on such a page is a binary search, which a rowid out of place sends
+/// the wrong way for its neighbours too, so each of them is probed
+/// ([`TableScan::beside_damage`], [`TableScan::beside_rows`]).
+fn rows_on_leaves(
     src: &dyn PageSource,
     table: &CustomerTable,
     pages: &std::collections::BTreeSet<u32>,
     enc: TextEncoding,
-) -> Vec<Value> {
-    let id_pos = table
-        .columns
-        .get(table.id_column)
-        .and_then(|c| c.record_pos);
+) -> Vec<PageRow> {
     let (mut buf, mut rec, mut out) = (Vec::new(), Record::default(), Vec::new());
     for &pgno in pages {
         if src.read_page(pgno, &mut buf).is_err() {
@@ -220,17 +262,25 @@ fn ids_on_leaves(
             let Ok(Cell::TableLeaf { rowid, payload }) = page.cell(i) else {
                 continue;
             };
-            if table.id_is_rowid() {
-                out.push(Value::Integer(rowid));
-            } else if let Some(pos) = id_pos
-                && rec.parse(payload.local).is_ok()
-                && let Some(v) = rec.get(payload.local, pos)
-            {
-                out.push(canon::to_owned(&v, enc));
+            if rec.parse(payload.local).is_ok() {
+                out.push(PageRow::read(table, Some(rowid), &rec, payload.local, enc));
+            } else if table.id_is_rowid() {
+                // the record unreadable, the ID is the rowid all the same
+                let mut values = vec![None; table.columns.len()];
+                values[table.id_column] = Some(Value::Integer(rowid));
+                out.push(PageRow {
+                    rowid: Some(rowid),
+                    values,
+                });
             }
         }
     }
     out
+}
+
+/// The customer IDs `rows` hold.
+fn ids_of(table: &CustomerTable, rows: &[PageRow]) -> Vec<Value> {
+    rows.iter().filter_map(|r| r.id(table).cloned()).collect()
 }
 
 /// Walks the table, predicting every plan's entries from each row.
@@ -338,14 +388,10 @@ pub fn scan_table(
     };
     let stats = if table.without_rowid {
         let mut damage = Vec::new();
-        let id_pos = table
-            .columns
-            .get(table.id_column)
-            .and_then(|c| c.record_pos);
         let mut id_rec = Record::default();
-        let mut id_of = |payload: &[u8]| -> Option<Value> {
+        let mut id_of = |payload: &[u8]| -> Option<PageRow> {
             id_rec.parse(payload).ok()?;
-            Some(canon::to_owned(&id_rec.get(payload, id_pos?)?, enc))
+            Some(PageRow::read(table, None, &id_rec, payload, enc))
         };
         // the row before, kept until the next: its ID is read only when
         // damage follows
@@ -372,7 +418,8 @@ pub fn scan_table(
             }
         });
         out.damage = damage;
-        out.beside_damage = beside;
+        out.beside_damage = ids_of(table, &beside);
+        out.beside_rows = beside;
         stats
     } else {
         let mut damage = Vec::new();
@@ -387,7 +434,8 @@ pub fn scan_table(
             .filter(|d| d.kind == DamageKind::KeyOrder)
             .map(|d| d.pgno)
             .collect();
-        out.beside_damage = ids_on_leaves(src, table, &out_of_order, enc);
+        out.beside_rows = rows_on_leaves(src, table, &out_of_order, enc);
+        out.beside_damage = ids_of(table, &out.beside_rows);
         out.damage = damage;
         out.damaged_rows.extend(damaged);
         stats

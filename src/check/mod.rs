@@ -870,6 +870,10 @@ fn add_quick_check(lines: &[String], ctx: &mut Ctx) {
 struct Suspects {
     rows: BTreeSet<i64>,
     ids: BTreeSet<CustomerId>,
+    /// Rows beside damage as the page reader read them, by the ID they
+    /// hold (`TableScan::beside_rows`): probed by their own keys, which
+    /// SQLite's seek may not reach.
+    page_rows: BTreeMap<CustomerId, Vec<compare::PageRow>>,
 }
 
 /// What the pass over the customer table works with.
@@ -954,6 +958,11 @@ fn customer_pass(
             .iter()
             .filter_map(CustomerId::from_value),
     );
+    for r in &tscan.beside_rows {
+        if let Some(id) = r.id(table).and_then(CustomerId::from_value) {
+            suspects.page_rows.entry(id).or_default().push(r.clone());
+        }
+    }
 
     let mut wanted: compare::Wanted = Vec::new();
     for (p, plan) in plans.iter().enumerate() {
@@ -1653,13 +1662,27 @@ fn probe_suspects(
             CustomerId::Int(i) => Value::Integer(*i),
             CustomerId::Text(t) => Value::Text(t.clone()),
         };
+        let page_rows = suspects.page_rows.get(id).map_or(&[][..], Vec::as_slice);
         let answers = if table.without_rowid {
-            prober.probe_id_keyed(&v)
+            prober.probe_id_keyed(&v, page_rows)
         } else {
             prober.probe_id(&v)
         };
         probed += 1;
         record(id, &answers, &mut wrong, &mut ctx.affected);
+        // a rowid table's rows on a leaf out of key order, each by its own
+        // key (SQLite's seek by rowid may not reach it, or reach another
+        // row holding the same rowid)
+        if !table.without_rowid {
+            for row in page_rows {
+                record(
+                    id,
+                    &prober.probe_page_row(row),
+                    &mut wrong,
+                    &mut ctx.affected,
+                );
+            }
+        }
     }
     bar.finish_and_clear();
     ctx.coverage.customers_probed = probed;

@@ -9,6 +9,7 @@ use std::rc::Rc;
 use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
 
+use super::compare::PageRow;
 use crate::schema::{CustomerTable, Index, IndexPart, quote_ident};
 
 /// The answer of one lookup.
@@ -314,6 +315,26 @@ impl<'c> Prober<'c> {
         }
     }
 
+    /// Does every index find `row`, a row the page reader read, by its own
+    /// key? Its rowid may be one SQLite's seek does not reach (a leaf whose
+    /// rowids are out of key order sends the binary search the wrong way),
+    /// or one another row also holds, so its key comes from the page, not
+    /// from SQLite. An index whose key cannot be formed from the stored
+    /// values (an expression, a partial index, a value not read) gives no
+    /// answer here; the row's ID is probed by [`Prober::probe_id`] too.
+    pub fn probe_page_row(&self, row: &PageRow) -> BTreeMap<String, Answer> {
+        let mut out = BTreeMap::new();
+        let Some(rowid) = row.rowid else {
+            return out;
+        };
+        for index in &self.table.indexes {
+            if let Some(key) = page_key(index, row) {
+                out.insert(index.name.clone(), self.answer(index, rowid, &key));
+            }
+        }
+        out
+    }
+
     /// The POS lookup by customer ID alone (`id = ?`), through every index
     /// whose first key is the ID column, whatever follows it (an index on
     /// (customer_id, store_id) answers that lookup too): for an ID named by
@@ -323,7 +344,7 @@ impl<'c> Prober<'c> {
     /// look up: there this is [`Prober::probe_id_keyed`].
     pub fn probe_id(&self, id: &Value) -> BTreeMap<String, Answer> {
         if self.table.without_rowid {
-            return self.probe_id_keyed(id);
+            return self.probe_id_keyed(id, &[]);
         }
         let mut out = BTreeMap::new();
         for index in &self.table.indexes {
@@ -376,6 +397,24 @@ impl<'c> Prober<'c> {
     }
 }
 
+/// The key of `index` for `row` as the page reader read it, where SQLite
+/// can form it from stored values alone: None for an expression or the
+/// rowid of a row without one, a partial index (whether it covers the row
+/// is SQLite's to say), or a value the record does not hold.
+fn page_key(index: &Index, row: &PageRow) -> Option<Vec<Value>> {
+    if index.partial_where.is_some() {
+        return None;
+    }
+    key_positions(index)
+        .into_iter()
+        .map(|i| match &index.fields[i].part {
+            IndexPart::Column(c) => row.values.get(*c).cloned().flatten(),
+            IndexPart::Rowid => row.rowid.map(Value::Integer),
+            IndexPart::Expr(_) => None,
+        })
+        .collect()
+}
+
 fn is_planner_error(e: &str) -> bool {
     e.contains("no query solution")
         || e.contains("no such collation")
@@ -421,7 +460,15 @@ impl Prober<'_> {
     /// lookup through that index by the row's own key: wrong when it fails,
     /// misses the row (told by its primary key), or — through an index
     /// whose key holds the ID — finds a row that does not hold that key.
-    pub fn probe_id_keyed(&self, id: &Value) -> BTreeMap<String, Answer> {
+    ///
+    /// `rows` are the rows holding the ID as the page reader read them
+    /// (none where it read none): where SQLite's read of the row by its
+    /// key fails (its seek for the ID steps into a lost page, as for the
+    /// row that bounds that page from above on its parent), each index is
+    /// asked with their keys. That read is no lookup of the POS's through
+    /// the index: its failure is the table's answer, given under the
+    /// table's name.
+    pub fn probe_id_keyed(&self, id: &Value, rows: &[PageRow]) -> BTreeMap<String, Answer> {
         let mut out = BTreeMap::new();
         let idc = quote_ident(&self.table.columns[self.table.id_column].name);
         let all: Vec<String> = self
@@ -442,7 +489,7 @@ impl Prober<'_> {
         };
         out.insert(self.table.name.clone(), pos_answer);
         for index in &self.table.indexes {
-            let a = self.keyed_answer(index, &idc, id);
+            let a = self.keyed_answer(index, &idc, id, rows);
             if let Some(a) = a {
                 out.insert(index.name.clone(), a);
             }
@@ -451,8 +498,15 @@ impl Prober<'_> {
     }
 
     /// One index's answer for the rows holding `id` (None: no such row in
-    /// the index, e.g. outside a partial index's WHERE).
-    fn keyed_answer(&self, index: &Index, idc: &str, id: &Value) -> Option<Answer> {
+    /// the index, e.g. outside a partial index's WHERE). The rows' keys are
+    /// read by SQLite, or from `page_rows` where that read fails.
+    fn keyed_answer(
+        &self,
+        index: &Index,
+        idc: &str,
+        id: &Value,
+        page_rows: &[PageRow],
+    ) -> Option<Answer> {
         let npk = self.table.pk_columns.len();
         let terms = key_terms(self.table, index);
         let filter = partial_filter(index);
@@ -464,7 +518,10 @@ impl Prober<'_> {
         );
         let rows = match self.all_rows(&sql, std::slice::from_ref(id)) {
             Err(e) if is_planner_error(&e) => return Some(Answer::NotProbed(e)),
-            Err(e) => return Some(Answer::Error(e)),
+            Err(e) => match self.page_keys(index, page_rows) {
+                Some(r) => r,
+                None => return Some(Answer::Error(e)),
+            },
             Ok(r) if r.is_empty() => return None,
             Ok(r) => r,
         };
@@ -476,6 +533,27 @@ impl Prober<'_> {
             }
         }
         Some(Answer::Right)
+    }
+
+    /// Each of `rows`' primary key followed by its key in `index`, as
+    /// `keyed_answer` reads them from SQLite; None when there is no row or
+    /// one of them cannot give both.
+    fn page_keys(&self, index: &Index, rows: &[PageRow]) -> Option<Vec<Vec<Value>>> {
+        if rows.is_empty() {
+            return None;
+        }
+        rows.iter()
+            .map(|r| {
+                let mut v: Vec<Value> = self
+                    .table
+                    .pk_columns
+                    .iter()
+                    .map(|&c| r.values.get(c).cloned().flatten())
+                    .collect::<Option<_>>()?;
+                v.extend(page_key(index, r)?);
+                Some(v)
+            })
+            .collect()
     }
 
     /// Looks `key` up through `index` and judges the rows found against the
@@ -745,7 +823,7 @@ mod tests {
         }
         let table = with_where_unread(&conn, "idx_active");
         let p = Prober::new(&conn, &table);
-        let answers = p.probe_id_keyed(&Value::Text("C0001".into()));
+        let answers = p.probe_id_keyed(&Value::Text("C0001".into()), &[]);
         // idx_closed does not cover the row: no answer under its name
         let names: Vec<&str> = answers.keys().map(String::as_str).collect();
         assert_eq!(

@@ -449,8 +449,15 @@ fn walk_reference(pager: &Pager, root: u32, merge: &mut Merge) {
 }
 
 /// Confirms candidates against the table: a candidate with a row is not
-/// vanished (its index entry is lost: the comparison reports that).
+/// vanished (its index entry is lost: the comparison reports that). In a
+/// WITHOUT ROWID table, whose ID index is the table itself, neither is a
+/// candidate an entry of another index still names: every entry ends with
+/// the primary key, and the comparison reports it (`index_entry_surplus`),
+/// as it reports a rowid table's ID index entry whose row is lost.
 fn confirm(pager: &Pager, table: &CustomerTable, candidates: &mut BTreeSet<String>) {
+    if table.without_rowid {
+        named_by_other_indexes(pager, table, candidates);
+    }
     let mut rec = Record::default();
     let pos = table.columns[table.id_column].record_pos;
     let mut row = |payload: &[u8]| {
@@ -474,6 +481,32 @@ fn confirm(pager: &Pager, table: &CustomerTable, candidates: &mut BTreeSet<Strin
                 row(payload)
             }
         });
+    }
+}
+
+/// Removes from `candidates` the IDs that entries of the WITHOUT ROWID
+/// table's indexes hold (read from their pages).
+fn named_by_other_indexes(pager: &Pager, table: &CustomerTable, candidates: &mut BTreeSet<String>) {
+    let mut rec = Record::default();
+    for index in &table.indexes {
+        let Some(pos) = index
+            .fields
+            .iter()
+            .position(|f| matches!(f.part, IndexPart::Column(c) if c == table.id_column))
+        else {
+            continue;
+        };
+        btree::walk_index(pager, index.rootpage, &mut |item| {
+            if let IndexItem::Entry { payload, .. } = item
+                && rec.parse(payload).is_ok()
+                && let Some(ValueRef::Text(t)) = rec.get(payload, pos)
+            {
+                candidates.remove(&canon::decode_text(t, pager.text_encoding()));
+            }
+        });
+        if candidates.is_empty() {
+            return;
+        }
     }
 }
 

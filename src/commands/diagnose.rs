@@ -198,6 +198,15 @@ fn near(asked: &str, real: &str) -> Option<(u8, &'static str)> {
 /// How many near-miss IDs a diagnosis names.
 const NEAR_SHOWN: usize = 5;
 
+/// A row holding an ID asked about: its rowid (0 in a WITHOUT ROWID
+/// table), its status, and the row as the page reader read it.
+type FoundRow = (i64, Option<String>, compare::PageRow);
+
+/// Whether SQLite's row at `rowid` holds customer ID `id`.
+fn sqlite_row_is(prober: &Prober, rowid: i64, id: &str) -> bool {
+    matches!(prober.row_id(rowid), Ok(Some(v)) if report::id_text(&v).as_deref() == Some(id))
+}
+
 pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
     let settings = Settings::from_opts(&args.opts)?;
     let db = &args.db;
@@ -232,7 +241,8 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
         .status_column
         .as_ref()
         .and_then(|s| table.record_pos_of(s));
-    let mut rows: BTreeMap<&str, Vec<(i64, Option<String>)>> = BTreeMap::new();
+    let mut rows: BTreeMap<&str, Vec<FoundRow>> = BTreeMap::new();
+    let without_rowid = table.without_rowid;
     let mut nearby: BTreeMap<&str, Vec<(u8, String, &'static str)>> = BTreeMap::new();
     let scan = compare::scan_table(
         &pager,
@@ -254,7 +264,16 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
                     let status = status_pos
                         .and_then(|p| rec.get(payload, p))
                         .and_then(|v| report::id_text(&canon::to_owned(&v, enc)));
-                    rows.entry(q.as_str()).or_default().push((rowid, status));
+                    let row = compare::PageRow::read(
+                        &table,
+                        (!without_rowid).then_some(rowid),
+                        rec,
+                        payload,
+                        enc,
+                    );
+                    rows.entry(q.as_str())
+                        .or_default()
+                        .push((rowid, status, row));
                 } else if let Some((rank, how)) = near(q, &id) {
                     // the best few, whatever the table's order
                     let list = nearby.entry(q.as_str()).or_default();
@@ -283,25 +302,33 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
                 worst = Some((name.to_string(), a));
             }
         };
+        let page_rows: Vec<compare::PageRow> = found.iter().map(|(_, _, r)| r.clone()).collect();
         if table.without_rowid {
             // rows named by their primary key: the POS's lookup by ID, and
-            // each index's lookup by the row's own key
-            for (name, a) in prober.probe_id_keyed(&v) {
+            // each index's lookup by the row's own key (from the page where
+            // SQLite's seek for the ID cannot read it)
+            for (name, a) in prober.probe_id_keyed(&v, &page_rows) {
                 note(&name, a, &mut indexes);
             }
         } else {
             for (name, a) in prober.probe_id(&v) {
                 note(&name, a, &mut indexes);
             }
-            for (rowid, _) in &found {
-                if let Some(answers) = prober.probe_row(*rowid) {
-                    for (name, a) in answers {
-                        note(&name, a, &mut indexes);
-                    }
+            for (rowid, _, row) in &found {
+                // SQLite's row at that rowid, when it is this customer's;
+                // else (a rowid its seek does not reach, or that another
+                // row holds too) the row's key as the page holds it
+                let answers = if sqlite_row_is(&prober, *rowid, q) {
+                    prober.probe_row(*rowid)
+                } else {
+                    Some(prober.probe_page_row(row))
+                };
+                for (name, a) in answers.into_iter().flatten() {
+                    note(&name, a, &mut indexes);
                 }
             }
         }
-        let status = found.first().and_then(|(_, s)| s.clone());
+        let status = found.first().and_then(|(_, s, _)| s.clone());
         let rule = settings.id_rule.as_ref().and_then(|r| r.violation(q));
         let did_you_mean: Vec<String> = nearby
             .get(q.as_str())
@@ -322,7 +349,7 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
         let rowids: Vec<i64> = if table.without_rowid {
             Vec::new()
         } else {
-            found.iter().map(|(r, _)| *r).collect()
+            found.iter().map(|(r, _, _)| *r).collect()
         };
         let row_word = match rowids.first() {
             Some(r) => format!("row {r}"),
