@@ -314,6 +314,28 @@ pub enum SalvageItem<'a> {
         /// Which cell of that page.
         cell: usize,
     },
+    /// A cell that lies whole inside its page's cell content area but is
+    /// not taken as a row: a table cell whose rowid is out of key order and
+    /// whose record does not decode, or a WITHOUT ROWID table's cell on a
+    /// damaged page whose bytes overlap another cell's or whose record does
+    /// not fit. No evidence of a row, but bytes that may be one (SQLite's
+    /// `.recover` reads such cells as rows): never dropped, the caller keeps
+    /// them aside whole (quarantine) for a person to judge.
+    CellSetAside {
+        /// The cell's rowid (None for a WITHOUT ROWID table's cell).
+        rowid: Option<i64>,
+        /// The cell's payload as the cell gives it: its local part (a
+        /// spilled payload's overflow is not followed).
+        payload: &'a [u8],
+        /// The payload's size the cell states.
+        total_len: u64,
+        /// The leaf page holding the cell.
+        pgno: u32,
+        /// Which cell of that page.
+        cell: usize,
+        /// Why it is not a row, one line.
+        reason: String,
+    },
     /// A problem; salvage goes on.
     Damage(Damage),
 }
@@ -589,8 +611,11 @@ fn index_entries(
             via,
         }),
         SalvageItem::Damage(d) => visit(SalvageEntry::Damage(d)),
-        // (rowids repeat only in table b-trees)
-        SalvageItem::RowDamaged { .. } | SalvageItem::RowRepeated { .. } => {}
+        // (rowids repeat only in table b-trees; cells are set aside only
+        // for rows)
+        SalvageItem::RowDamaged { .. }
+        | SalvageItem::RowRepeated { .. }
+        | SalvageItem::CellSetAside { .. } => {}
     };
     let mut s = Salvager::new(src, claimed, shape);
     s.index_page(root, None, 0, false, &mut inner);
@@ -1548,7 +1573,24 @@ impl<'s, 'c> Salvager<'s, 'c> {
         // (the local part's header is checked here; the overflow, if any,
         // is followed once, below)
         let fits = check_record(self.shape, payload.local, payload.total_len);
-        if !inside || !matches!(fits, Ok(Some(_))) {
+        if !inside {
+            return false;
+        }
+        if !matches!(fits, Ok(Some(_))) {
+            let why = fits.err().unwrap_or_else(|| {
+                "its record header runs past the cell's local payload".to_string()
+            });
+            visit(SalvageItem::CellSetAside {
+                rowid: Some(rowid),
+                payload: payload.local,
+                total_len: payload.total_len,
+                pgno: m.pgno,
+                cell: m.cell,
+                reason: format!(
+                    "page {} cell {}: rowid {rowid} is out of key order and its record does not decode ({why})",
+                    m.pgno, m.cell
+                ),
+            });
             return false;
         }
         self.stats.rows_misplaced += 1;
@@ -1931,6 +1973,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
             }
             if suspect && sound.get(i) != Some(&true) {
                 refused += 1;
+                self.set_aside(&page, i, &payload, visit);
                 continue;
             }
             if !self.emit(
@@ -1960,6 +2003,47 @@ impl<'s, 'c> Salvager<'s, 'c> {
             };
             self.damage(visit, d);
         }
+    }
+
+    /// A WITHOUT ROWID table's cell refused on a damaged page (its bytes
+    /// overlap another cell's, or its record does not fit) is set aside
+    /// whole when it lies inside the page's cell content area; one pointing
+    /// elsewhere (into the header, past the page) holds no cell's bytes.
+    fn set_aside(
+        &self,
+        page: &BtreePage<'_>,
+        i: usize,
+        payload: &Payload<'_>,
+        visit: &mut dyn FnMut(SalvageItem<'_>),
+    ) {
+        if !matches!(self.shape, Shape::Rows(_)) || !page.page_type().is_leaf() {
+            return;
+        }
+        let usable = page.usable_size();
+        let content = page.content_start() as usize;
+        if content > usable {
+            return;
+        }
+        let lowest = content.max(page.cell_pointers_end());
+        let Ok(start) = page.cell_offset(i) else {
+            return;
+        };
+        if start < lowest || page.cell_size_at(start).is_none_or(|n| start + n > usable) {
+            return;
+        }
+        let why = match check_record(self.shape, payload.local, payload.total_len) {
+            Err(e) => e,
+            Ok(_) => "its bytes overlap another cell's".to_string(),
+        };
+        let pgno = page.pgno();
+        visit(SalvageItem::CellSetAside {
+            rowid: None,
+            payload: payload.local,
+            total_len: payload.total_len,
+            pgno,
+            cell: i,
+            reason: format!("page {pgno} cell {i}, on a damaged page: {why}"),
+        });
     }
 
     /// Whether an unclaimed page is an orphaned page of this object: every
@@ -2171,6 +2255,7 @@ mod tests {
                 SalvageItem::RowDamaged { rowid, .. } => damaged.push(rowid),
                 SalvageItem::RowRepeated { rowid, .. } => repeated.push(rowid),
                 SalvageItem::Damage(d) => damage.push(d),
+                SalvageItem::CellSetAside { .. } => {}
             },
         );
         (rows, damaged, damage, stats, repeated)

@@ -10,10 +10,12 @@
 //! rows in that table must not fall (tools/corpus_repair.py writes the same
 //! table to docs/corpus-repair.md).
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use super::corpus_rows::{self, Tally};
 use super::support::{bin, corpus_dir, sqlite3_cli, wait_or_kill};
 
 const PER_FILE: Duration = Duration::from_secs(60);
@@ -157,6 +159,9 @@ fn corpus_repair_never_panics_never_leaves_a_broken_file_and_recovers_rows() {
     let dir = corpus_dir();
     let targets = targets(&dir);
     assert_eq!(targets.len(), 132, "files .recover gets rows from");
+    let truth = corpus_rows::load();
+    assert_eq!(truth.len(), 132, "files recover_rows.json gives rows for");
+    let mut tallies: Vec<(String, String, Tally)> = Vec::new();
     let mut failures = Vec::new();
     let (mut repaired, mut reindexed_too) = (0usize, 0usize);
     for (file, table, id, want) in &targets {
@@ -200,6 +205,13 @@ fn corpus_repair_never_panics_never_leaves_a_broken_file_and_recovers_rows() {
                     ));
                     continue;
                 }
+                let Some(entry) = truth.get(file) else {
+                    failures.push(format!("{file}: not in tests/corpus/recover_rows.json"));
+                    continue;
+                };
+                for (t, tally) in corpus_rows::account(entry, &dir.join(file), &db, tmp.path()) {
+                    tallies.push((file.clone(), t, tally));
+                }
                 let q = format!("SELECT count(*) FROM \"{}\"", table.replace('"', "\"\""));
                 let rows: u64 = sqlite3_cli(&db, &q).parse().unwrap_or(0);
                 let j: serde_json::Value =
@@ -236,6 +248,7 @@ fn corpus_repair_never_panics_never_leaves_a_broken_file_and_recovers_rows() {
         failures.len(),
         failures.join("\n")
     );
+    rows_against_recover(&tallies);
     eprintln!(
         "corpus repair: {repaired} of {} repaired holding at least .recover's rows; {} more with a derived index table rebuilt from recovered content",
         targets.len(),
@@ -249,5 +262,90 @@ fn corpus_repair_never_panics_never_leaves_a_broken_file_and_recovers_rows() {
         repaired + reindexed_too >= REPAIRED_OR_REINDEXED_AT_LEAST,
         "{} files repaired (or reindexed), fewer than the {REPAIRED_OR_REINDEXED_AT_LEAST} before",
         repaired + reindexed_too
+    );
+}
+
+/// `.recover`'s rows of T that the classes of corpus_rows.rs do not
+/// account for, each with what is known of it: (file, `table rowid R` or
+/// `table row DIGEST`, why). Pinned exactly: a row custodian newly loses
+/// fails the test, and one it newly keeps must be taken off this list.
+const UNEXPLAINED: [(&str, &str, &str); 8] = [
+    (
+        "fts3corrupt4-17.db",
+        "t1_segdir rowid 1",
+        "the schema table is damaged (t1Ocontent, t1_segmends); the repaired t1_segdir holds 10 rows, none of them .recover's 2, and no virtual table t1: the two read t1_segdir from different pages (not yet traced)",
+    ),
+    ("fts3corrupt4-17.db", "t1_segdir rowid 2", "as rowid 1"),
+    (
+        "fts3corrupt4-18.db",
+        "t1_segdir rowid 1",
+        "the same damage as fts3corrupt4-17.db",
+    ),
+    (
+        "fts3corrupt4-18.db",
+        "t1_segdir rowid 2",
+        "the same damage as fts3corrupt4-17.db",
+    ),
+    (
+        "incrvacuum-0.db",
+        "t2 rowid 1",
+        "a value that spills to overflow pages .recover cannot follow either: its blob is all zero bytes; custodian keeps the row with the value NULL (read in part)",
+    ),
+    ("incrvacuum-0.db", "t2 rowid 2", "as rowid 1"),
+    (
+        "recovercorrupt2-1.db",
+        "t1 rowid 1",
+        "as incrvacuum-0.db: .recover's value is all zero bytes, custodian's NULL",
+    ),
+    (
+        "rtreefuzz001-2.db",
+        "t1 rowid 1",
+        "the repaired R-Tree's entry 1 has the same box and its label 'lower-left corner' from t1_rowid, which .recover's t1_rowid lacks (label NULL there): more than .recover, not less",
+    ),
+];
+
+/// Every `.recover` row of every recorded table is kept, quarantined, made
+/// of header bytes or part of a rebuilt derived table, but those pinned in
+/// [`UNEXPLAINED`].
+fn rows_against_recover(tallies: &[(String, String, Tally)]) {
+    let mut sum = Tally::default();
+    let mut found = BTreeSet::new();
+    for (file, table, t) in tallies {
+        eprintln!(
+            "rows {file} {table}: .recover {} = kept {} + quarantined {} + header bytes {} + rebuilt {} + unexplained {}",
+            t.recover,
+            t.kept,
+            t.quarantined,
+            t.header_bytes,
+            t.rebuilt,
+            t.unexplained.len()
+        );
+        sum.recover += t.recover;
+        sum.kept += t.kept;
+        sum.quarantined += t.quarantined;
+        sum.header_bytes += t.header_bytes;
+        sum.rebuilt += t.rebuilt;
+        for u in &t.unexplained {
+            found.insert((file.clone(), u.clone()));
+        }
+    }
+    eprintln!(
+        "corpus rows: .recover {} = kept {} + quarantined {} + header bytes {} + rebuilt {} + unexplained {}",
+        sum.recover,
+        sum.kept,
+        sum.quarantined,
+        sum.header_bytes,
+        sum.rebuilt,
+        found.len()
+    );
+    let pinned: BTreeSet<(String, String)> = UNEXPLAINED
+        .iter()
+        .map(|(f, r, _)| (f.to_string(), r.to_string()))
+        .collect();
+    let lost: Vec<_> = found.difference(&pinned).collect();
+    let now_kept: Vec<_> = pinned.difference(&found).collect();
+    assert!(
+        lost.is_empty() && now_kept.is_empty(),
+        ".recover rows lost, not accounted for: {lost:?}; pinned as unexplained but now accounted for (take them off UNEXPLAINED): {now_kept:?}"
     );
 }

@@ -6,6 +6,7 @@ mod check_property;
 mod cli;
 mod corpus;
 mod corpus_repair;
+mod corpus_rows;
 mod diagnose;
 mod fleet;
 mod header;

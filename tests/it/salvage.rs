@@ -142,6 +142,7 @@ fn salvage(
                 rowid, pgno, cell, ..
             } => out.repeated.push((rowid, pgno, cell)),
             SalvageItem::Damage(d) => out.damage.push(d),
+            SalvageItem::CellSetAside { .. } => {}
         },
     );
     out
@@ -601,7 +602,9 @@ fn corpus_salvage_never_panics_and_agrees_with_the_walk() {
                         rows.push((rowid, payload.to_vec()));
                     }
                     SalvageItem::RowDamaged { .. } => damaged += 1,
-                    SalvageItem::Damage(_) | SalvageItem::RowRepeated { .. } => {}
+                    SalvageItem::Damage(_)
+                    | SalvageItem::RowRepeated { .. }
+                    | SalvageItem::CellSetAside { .. } => {}
                 },
             );
             // Where the walk finds the tree sound, salvage returns its rows
@@ -726,7 +729,7 @@ fn bench_salvage_reference_db() {
         }
         SalvageItem::RowDamaged { rowid, .. } => damaged.push(rowid),
         SalvageItem::Damage(d) => damage.push(d),
-        SalvageItem::RowRepeated { .. } => {}
+        SalvageItem::RowRepeated { .. } | SalvageItem::CellSetAside { .. } => {}
     });
     let took = t.elapsed();
     eprintln!(

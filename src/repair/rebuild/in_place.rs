@@ -417,7 +417,7 @@ fn salvage_by_page(
         let pg = match &item {
             // a second cell under a taken rowid goes to quarantine: the
             // full rebuild's to do
-            SalvageItem::RowRepeated { .. } => {
+            SalvageItem::RowRepeated { .. } | SalvageItem::CellSetAside { .. } => {
                 outside = true;
                 return;
             }
@@ -458,7 +458,9 @@ fn salvage_by_page(
                         .insert(rowid, rows::readable_record_values(bytes, src.encoding));
                 }
             }
-            SalvageItem::Damage(_) | SalvageItem::RowRepeated { .. } => {}
+            SalvageItem::Damage(_)
+            | SalvageItem::RowRepeated { .. }
+            | SalvageItem::CellSetAside { .. } => {}
         }
     });
     leaf.flush(&mut s, src);

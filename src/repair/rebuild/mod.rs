@@ -999,6 +999,39 @@ fn copy_table(
                     c.keyless_partials.push(values);
                 }
             }
+            SalvageItem::CellSetAside {
+                rowid,
+                payload,
+                total_len,
+                reason,
+                ..
+            } => {
+                // bytes that may be a row: kept whole, never dropped
+                let whole = if payload.len() as u64 == total_len {
+                    format!("its {total_len}-byte payload")
+                } else {
+                    format!(
+                        "the {} bytes of its {total_len}-byte payload that the cell holds",
+                        payload.len()
+                    )
+                };
+                let reason = format!("{reason}; kept whole as cell_payload: {whole}");
+                let names = ["cell_payload".to_string()];
+                let values = [SqlValue::Blob(payload.to_vec())];
+                let stored = rows::quarantine(
+                    conn,
+                    stamp,
+                    &reason,
+                    &t.name,
+                    rowid.unwrap_or(0),
+                    &names,
+                    &values,
+                );
+                match stored {
+                    Ok(()) => c.prov.quarantined += 1,
+                    Err(e) => err = Some(e),
+                }
+            }
             SalvageItem::Damage(_) => {}
         }
     };
