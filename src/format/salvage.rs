@@ -953,6 +953,16 @@ struct Misplaced {
     cell: usize,
     /// In the longest ascending run of its page's rowids, bounds aside.
     in_page_order: bool,
+    /// Most of its page's cells hold a whole record that fits the table: a
+    /// bad cell among good ones, not a page of garbage, whose cells are set
+    /// aside when they hold no row (see [`SalvageItem::CellSetAside`]).
+    among_rows: bool,
+}
+
+/// Whether a page's `rows` cells holding a whole record that fits are most
+/// of its `cells` (see `Misplaced::among_rows`).
+fn mostly_rows(rows: usize, cells: usize) -> bool {
+    rows > 0 && rows * 2 >= cells
 }
 
 /// State of one salvage.
@@ -1576,7 +1586,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
         if !inside {
             return false;
         }
-        if !matches!(fits, Ok(Some(_))) {
+        if !matches!(fits, Ok(Some(_))) && m.among_rows {
             let why = fits.err().unwrap_or_else(|| {
                 "its record header runs past the cell's local payload".to_string()
             });
@@ -1591,6 +1601,9 @@ impl<'s, 'c> Salvager<'s, 'c> {
                     m.pgno, m.cell
                 ),
             });
+            return false;
+        }
+        if !matches!(fits, Ok(Some(_))) {
             return false;
         }
         self.stats.rows_misplaced += 1;
@@ -1821,6 +1834,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
                     parent,
                     cell: i,
                     in_page_order: in_page_order.get(i) == Some(&true),
+                    among_rows: false,
                 });
                 deferred += 1;
                 continue;
@@ -1887,6 +1901,11 @@ impl<'s, 'c> Salvager<'s, 'c> {
                 damaged += 1;
             }
         }
+        let among_rows = deferred > 0 && mostly_rows(self.whole_records(page), n);
+        let from = self.misplaced.len() - deferred;
+        for m in &mut self.misplaced[from..] {
+            m.among_rows = among_rows;
+        }
         self.stats.cells_refused += refused as u64;
         if suspect && refused + damaged + deferred > 0 {
             let d = Damage {
@@ -1939,6 +1958,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
         };
         let interior = !page.page_type().is_leaf();
         let mut refused = 0usize;
+        let mut aside = Vec::new();
         for i in 0..n {
             let (left_child, payload) = match page.cell(i) {
                 Ok(Cell::IndexLeaf { payload }) => (None, payload),
@@ -1973,7 +1993,7 @@ impl<'s, 'c> Salvager<'s, 'c> {
             }
             if suspect && sound.get(i) != Some(&true) {
                 refused += 1;
-                self.set_aside(&page, i, &payload, visit);
+                aside.push(i);
                 continue;
             }
             if !self.emit(
@@ -1988,6 +2008,11 @@ impl<'s, 'c> Salvager<'s, 'c> {
                 visit,
             ) {
                 refused += 1;
+            }
+        }
+        if !aside.is_empty() && mostly_rows(self.whole_records(&page), n) {
+            for i in aside {
+                self.set_aside(&page, i, visit);
             }
         }
         if let Some(right) = page.right_child() {
@@ -2007,18 +2032,20 @@ impl<'s, 'c> Salvager<'s, 'c> {
 
     /// A WITHOUT ROWID table's cell refused on a damaged page (its bytes
     /// overlap another cell's, or its record does not fit) is set aside
-    /// whole when it lies inside the page's cell content area; one pointing
-    /// elsewhere (into the header, past the page) holds no cell's bytes.
-    fn set_aside(
-        &self,
-        page: &BtreePage<'_>,
-        i: usize,
-        payload: &Payload<'_>,
-        visit: &mut dyn FnMut(SalvageItem<'_>),
-    ) {
+    /// whole when it lies inside the page's cell content area and most of
+    /// the page's cells are rows (the caller asks [`mostly_rows`]); one
+    /// pointing elsewhere (into the header, past the page) holds no cell's
+    /// bytes.
+    fn set_aside(&self, page: &BtreePage<'_>, i: usize, visit: &mut dyn FnMut(SalvageItem<'_>)) {
         if !matches!(self.shape, Shape::Rows(_)) || !page.page_type().is_leaf() {
             return;
         }
+        let Ok(cell) = page.cell(i) else {
+            return;
+        };
+        let Some(payload) = cell.payload() else {
+            return;
+        };
         let usable = page.usable_size();
         let content = page.content_start() as usize;
         if content > usable {
@@ -2044,6 +2071,20 @@ impl<'s, 'c> Salvager<'s, 'c> {
             cell: i,
             reason: format!("page {pgno} cell {i}, on a damaged page: {why}"),
         });
+    }
+
+    /// How many of a page's cells hold a record whose local part fits the
+    /// shape (read from the page, order and overlaps aside).
+    fn whole_records(&self, page: &BtreePage<'_>) -> usize {
+        (0..usize::from(page.cell_count()))
+            .filter(|&i| {
+                page.cell(i).ok().is_some_and(|c| {
+                    c.payload().is_some_and(|p| {
+                        matches!(check_record(self.shape, p.local, p.total_len), Ok(Some(_)))
+                    })
+                })
+            })
+            .count()
     }
 
     /// Whether an unclaimed page is an orphaned page of this object: every

@@ -265,58 +265,22 @@ fn corpus_repair_never_panics_never_leaves_a_broken_file_and_recovers_rows() {
     );
 }
 
-/// `.recover`'s rows of T that the classes of corpus_rows.rs do not
-/// account for, each with what is known of it: (file, `table rowid R` or
-/// `table row DIGEST`, why). Pinned exactly: a row custodian newly loses
-/// fails the test, and one it newly keeps must be taken off this list.
-const UNEXPLAINED: [(&str, &str, &str); 8] = [
-    (
-        "fts3corrupt4-17.db",
-        "t1_segdir rowid 1",
-        "the schema table is damaged (t1Ocontent, t1_segmends); the repaired t1_segdir holds 10 rows, none of them .recover's 2, and no virtual table t1: the two read t1_segdir from different pages (not yet traced)",
-    ),
-    ("fts3corrupt4-17.db", "t1_segdir rowid 2", "as rowid 1"),
-    (
-        "fts3corrupt4-18.db",
-        "t1_segdir rowid 1",
-        "the same damage as fts3corrupt4-17.db",
-    ),
-    (
-        "fts3corrupt4-18.db",
-        "t1_segdir rowid 2",
-        "the same damage as fts3corrupt4-17.db",
-    ),
-    (
-        "incrvacuum-0.db",
-        "t2 rowid 1",
-        "a value that spills to overflow pages .recover cannot follow either: its blob is all zero bytes; custodian keeps the row with the value NULL (read in part)",
-    ),
-    ("incrvacuum-0.db", "t2 rowid 2", "as rowid 1"),
-    (
-        "recovercorrupt2-1.db",
-        "t1 rowid 1",
-        "as incrvacuum-0.db: .recover's value is all zero bytes, custodian's NULL",
-    ),
-    (
-        "rtreefuzz001-2.db",
-        "t1 rowid 1",
-        "the repaired R-Tree's entry 1 has the same box and its label 'lower-left corner' from t1_rowid, which .recover's t1_rowid lacks (label NULL there): more than .recover, not less",
-    ),
-];
-
 /// Every `.recover` row of every recorded table is kept, quarantined, made
-/// of header bytes or part of a rebuilt derived table, but those pinned in
-/// [`UNEXPLAINED`].
+/// of header bytes or part of a rebuilt derived table, but those pinned,
+/// each with what is known of it, in tests/corpus/unexplained_rows.json:
+/// exactly, so that a row custodian newly loses fails the test, and one it
+/// newly keeps must be taken off that list.
 fn rows_against_recover(tallies: &[(String, String, Tally)]) {
     let mut sum = Tally::default();
     let mut found = BTreeSet::new();
     for (file, table, t) in tallies {
         eprintln!(
-            "rows {file} {table}: .recover {} = kept {} + quarantined {} + header bytes {} + rebuilt {} + unexplained {}",
+            "rows {file} {table}: .recover {} = kept {} + quarantined {} + header bytes {} + overflow broken {} + rebuilt {} + unexplained {}",
             t.recover,
             t.kept,
             t.quarantined,
             t.header_bytes,
+            t.overflow_broken,
             t.rebuilt,
             t.unexplained.len()
         );
@@ -324,28 +288,27 @@ fn rows_against_recover(tallies: &[(String, String, Tally)]) {
         sum.kept += t.kept;
         sum.quarantined += t.quarantined;
         sum.header_bytes += t.header_bytes;
+        sum.overflow_broken += t.overflow_broken;
         sum.rebuilt += t.rebuilt;
         for u in &t.unexplained {
             found.insert((file.clone(), u.clone()));
         }
     }
     eprintln!(
-        "corpus rows: .recover {} = kept {} + quarantined {} + header bytes {} + rebuilt {} + unexplained {}",
+        "corpus rows: .recover {} = kept {} + quarantined {} + header bytes {} + overflow broken {} + rebuilt {} + unexplained {}",
         sum.recover,
         sum.kept,
         sum.quarantined,
         sum.header_bytes,
+        sum.overflow_broken,
         sum.rebuilt,
         found.len()
     );
-    let pinned: BTreeSet<(String, String)> = UNEXPLAINED
-        .iter()
-        .map(|(f, r, _)| (f.to_string(), r.to_string()))
-        .collect();
+    let pinned = corpus_rows::unexplained();
     let lost: Vec<_> = found.difference(&pinned).collect();
     let now_kept: Vec<_> = pinned.difference(&found).collect();
     assert!(
         lost.is_empty() && now_kept.is_empty(),
-        ".recover rows lost, not accounted for: {lost:?}; pinned as unexplained but now accounted for (take them off UNEXPLAINED): {now_kept:?}"
+        ".recover rows lost, not accounted for: {lost:?}; pinned as unexplained but now accounted for (take them off tests/corpus/unexplained_rows.json): {now_kept:?}"
     );
 }

@@ -16,11 +16,16 @@
 //!   point into their own page's header or before the cell content area
 //!   (read from the original file's bytes by [`leaf_cells`], not by
 //!   custodian): no cell of the table holds such a row;
+//! * **overflow broken**: the repaired table holds a row with its rowid,
+//!   and that rowid's cell in the original spills to an overflow chain
+//!   that does not deliver the payload (read from the bytes): the values
+//!   differ only where the chain cannot be followed;
 //! * **rebuilt**: T is derived data of a full-text index whose own
 //!   integrity-check fails on the original file, and the repaired T is
 //!   exactly what the module's 'rebuild' makes of the content kept (both
 //!   asked of the stock sqlite3);
-//! * **unexplained**: none of these. The caller pins these exactly.
+//! * **unexplained**: none of these. The caller pins these exactly
+//!   (tests/corpus/unexplained_rows.json).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -63,6 +68,25 @@ pub fn load() -> BTreeMap<String, RecEntry> {
     j.files.into_iter().map(|e| (e.file.clone(), e)).collect()
 }
 
+#[derive(serde::Deserialize)]
+struct Pinned {
+    file: String,
+    row: String,
+}
+
+#[derive(serde::Deserialize)]
+struct PinnedRows {
+    rows: Vec<Pinned>,
+}
+
+/// The rows pinned as not accounted for (tests/corpus/unexplained_rows.json):
+/// (file, `table rowid R` or `table row DIGEST`).
+pub fn unexplained() -> BTreeSet<(String, String)> {
+    let path = super::support::root().join("tests/corpus/unexplained_rows.json");
+    let j: PinnedRows = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    j.rows.into_iter().map(|p| (p.file, p.row)).collect()
+}
+
 /// How `.recover`'s rows of one table fared.
 #[derive(Debug, Default, Clone)]
 pub struct Tally {
@@ -70,6 +94,11 @@ pub struct Tally {
     pub kept: usize,
     pub quarantined: usize,
     pub header_bytes: usize,
+    /// Its cell's overflow chain is broken (read from the bytes) and the
+    /// repaired table holds a row with its rowid: the values differ only
+    /// where the chain cannot be followed (`.recover` fills the bytes it
+    /// cannot read with zeros, custodian keeps the row read in part).
+    pub overflow_broken: usize,
     pub rebuilt: usize,
     /// `table rowid R` (or `table row DIGEST` without a rowid).
     pub unexplained: Vec<String>,
@@ -167,6 +196,32 @@ pub struct LeafCell {
     pub rowid: Option<i64>,
     /// The local payload, where it lies inside the page.
     pub local: Option<Vec<u8>>,
+    /// The payload spills to overflow pages and their chain does not
+    /// deliver it whole (a page past the end of the file, a chain that
+    /// ends or loops before the payload does).
+    pub overflow_broken: bool,
+}
+
+/// Whether the overflow chain from page `first` fails to deliver
+/// `remaining` bytes.
+fn chain_broken(
+    data: &[u8],
+    ps: usize,
+    usable: usize,
+    mut pg: usize,
+    mut remaining: usize,
+) -> bool {
+    let npages = data.len() / ps;
+    let mut seen = BTreeSet::new();
+    while remaining > 0 {
+        if pg == 0 || pg > npages || !seen.insert(pg) {
+            return true;
+        }
+        let page = &data[(pg - 1) * ps..pg * ps];
+        remaining -= remaining.min(usable - 4);
+        pg = be(page, 0, 4);
+    }
+    false
 }
 
 fn varint(b: &[u8], mut i: usize) -> Option<(u64, usize)> {
@@ -242,7 +297,7 @@ pub fn leaf_cells(data: &[u8], root: u32) -> Vec<LeafCell> {
             }
             let header_bytes = o <= cp || o < content;
             let mut readable = !header_bytes && o < usable;
-            let (mut rowid, mut local) = (None, None);
+            let (mut rowid, mut local, mut overflow_broken) = (None, None, false);
             if let Some((size, j)) = varint(p, o) {
                 let mut j = j;
                 if t == 13
@@ -266,11 +321,16 @@ pub fn leaf_cells(data: &[u8], root: u32) -> Vec<LeafCell> {
                 };
                 if j + n_local <= usable {
                     local = Some(p[j..j + n_local].to_vec());
+                    if n_local < size {
+                        let first = be(p, j + n_local, 4);
+                        overflow_broken = chain_broken(data, ps, usable, first, size - n_local);
+                    }
                 } else {
                     readable = false;
                 }
             }
             out.push(LeafCell {
+                overflow_broken,
                 readable,
                 header_bytes,
                 rowid,
@@ -463,6 +523,11 @@ pub fn account(
             .filter(|c| c.header_bytes)
             .filter_map(|c| c.rowid)
             .collect();
+        let broken: BTreeSet<i64> = cells
+            .iter()
+            .filter(|c| c.readable && c.overflow_broken)
+            .filter_map(|c| c.rowid)
+            .collect();
         // a cell kept whole must be a cell of the table, byte for byte
         let cell_ok = |rowid: Option<i64>, payload: &[u8]| {
             cells.iter().any(|c| {
@@ -493,6 +558,10 @@ pub fn account(
                 tally.quarantined += 1;
             } else if rowid.is_some_and(|r| from_header.contains(&r) && !real.contains(&r)) {
                 tally.header_bytes += 1;
+            } else if rowid
+                .is_some_and(|r| broken.contains(&r) && have.iter().any(|(h, _)| *h == Some(r)))
+            {
+                tally.overflow_broken += 1;
             } else if *name == entry.table
                 && derived
                     .get_or_insert_with(|| rebuilt(entry, original, repaired, work))
