@@ -105,7 +105,9 @@ def broken_overflow(path, cells):
     npages = len(data) // ps
     out = set()
     for pg, _i, o, kind, rowid, _fault in cells:
-        if kind != "readable" or rowid is None:
+        # ("past end" too: a cell whose local part lies inside the usable
+        # page but whose overflow pointer runs into the reserved bytes)
+        if kind not in ("readable", "past end") or rowid is None:
             continue
         p = data[(pg - 1) * ps: pg * ps]
         size, j = _varint(p, o)
@@ -116,6 +118,8 @@ def broken_overflow(path, cells):
         m = ((usable - 12) * 32 // 255) - 23
         k = m + ((size - m) % (usable - 4))
         local = k if k <= x else m
+        if j + local > usable:
+            continue
         nxt = int.from_bytes(p[j + local: j + local + 4], "big")
         remaining, seen = size - local, set()
         while remaining > 0:
