@@ -2864,7 +2864,13 @@ README_TRUTH = """
   record is whole: a repair keeps every intended row, by customer ID, with
   its values (the row under `repeated.rowid` is the holder's; the repeated
   cell's customer gets another rowid, as nothing names a customer row by
-  rowid in this schema).
+  rowid in this schema). The probe's full scan reads both rows under
+  `repeated.rowid` (`customers_total` counts each once), and every customer
+  is judged by its own row: the two cells' customers are missing from every
+  index under the rowids their rows now have, their lookups through every
+  index miss them, and neither is lost (`lost_rowids` are the rowids no row
+  has any more, `lost_customer_ids` the customers whose intended row no
+  rowid holds: none).
 * `overflow_chain_broken`: `damaged_rowids` / `damaged_customer_ids` are the
   rows whose overflow chain was broken (whole nowhere in the file),
   `surviving_rowids` every other row (all whole), `long_name_rowids` the rows

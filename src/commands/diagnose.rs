@@ -399,13 +399,26 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
                         false,
                     ),
                 },
-                Answer::WrongRow => (
-                    "index_leads_elsewhere",
-                    format!(
-                        "{r}{which} leads to a row that does not hold this ID — run `custodian repair`"
+                Answer::WrongRow => match leads_to(&conn, &table, name, &v) {
+                    // The page holds the customer's row, but SQLite's seek
+                    // finds no row where the index leads (a table leaf
+                    // whose rowids are out of key order): the POS's read of
+                    // the row fails ("database disk image is malformed").
+                    Some((to, None)) => (
+                        "lookup_error",
+                        format!(
+                            "{r}{which} leads to row {to}, which SQLite's seek in the table does not find: the lookup fails (a damaged table page) — run `custodian repair`"
+                        ),
+                        false,
                     ),
-                    false,
-                ),
+                    _ => (
+                        "index_leads_elsewhere",
+                        format!(
+                            "{r}{which} leads to a row that does not hold this ID — run `custodian repair`"
+                        ),
+                        false,
+                    ),
+                },
                 Answer::Error(e) => (
                     "lookup_error",
                     format!(

@@ -322,6 +322,25 @@ const CAUSES: &[Causes] = &[
         present: "-",
         gone: "-",
     },
+    Causes {
+        fixture: "freelist_trunk_out_of_range",
+        present: "-",
+        gone: "-",
+    },
+    // two cells of a customer leaf with rowids out of key order: SQLite's
+    // seek by rowid reaches none of the six rejected customers' rows (the
+    // stock sqlite3's lookup by ID fails: check.rs)
+    Causes {
+        fixture: "misplaced_table_cells",
+        present: "-",
+        gone: "lookup_error",
+    },
+    // a stale page of an index whose name is not valid UTF-8
+    Causes {
+        fixture: "index_name_not_utf8",
+        present: "index_entry_lost",
+        gone: "-",
+    },
 ];
 
 /// customer ID → rowids holding it, read by SQLite without any index from
@@ -525,4 +544,86 @@ fn a_lookup_by_an_id_that_also_returns_another_customers_row_is_wrong() {
     assert_eq!(d[1]["customer_id"], "C0003");
     assert_eq!(d[1]["served"], true, "{j:#}");
     assert_eq!(d[1]["indexes"]["idx_customers_id_status"], "right");
+}
+
+/// `diagnose` of `ids` in fixture `name`: every ID the truth names as
+/// rejected is not served, with exactly the truth's lookups wrong (the
+/// fixture builder's own lookups with Python's sqlite3, per index: the
+/// index names whose answer is not `right`); every other ID is served.
+/// Returns the answers.
+fn answers_match_the_truth_per_index(name: &str, ids: &[String]) -> Vec<serde_json::Value> {
+    let t = truth(name);
+    let affected: BTreeSet<String> = strings(&t["affected_customer_ids"]).into_iter().collect();
+    assert!(affected.iter().all(|a| ids.contains(a)));
+    let list: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let (code, j, _) = diagnose(name, &list, &[]);
+    assert_eq!(code, 1, "{j}");
+    let d = j["diagnoses"].as_array().unwrap().clone();
+    assert_eq!(d.len(), ids.len());
+    let by_index = t["affected_by_index"].as_object().unwrap();
+    let mut failures = Vec::new();
+    for (a, id) in d.iter().zip(ids) {
+        assert_eq!(a["customer_id"], id.as_str());
+        let wrong: BTreeSet<String> = a["indexes"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(_, v)| *v != "right")
+            .map(|(k, _)| k.clone())
+            .collect();
+        let want: BTreeSet<String> = by_index
+            .iter()
+            .filter(|(_, v)| strings(v).contains(id))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let served = !affected.contains(id);
+        if a["served"] != served || wrong != want {
+            failures.push(format!("{id}: {a}; truth: wrong through {want:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "{name}:\n{}", failures.join("\n"));
+    d
+}
+
+/// A lost leaf of a WITHOUT ROWID customers table: for every customer the
+/// POS rejects, exactly the lookups that go wrong are the truth's: the
+/// lost rows through the table and every index, the customer whose row
+/// bounds the lost leaf from above through the table alone (its seek by
+/// ID steps into the lost leaf; through each index its row is read by key
+/// and ID: without_rowid.rs asks the stock sqlite3 the same).
+#[test]
+fn diagnose_names_the_lookups_a_lost_leaf_of_a_without_rowid_table_breaks() {
+    let name = "without_rowid_table_leaf";
+    let ids = strings(&truth(name)["affected_customer_ids"]);
+    assert_eq!(ids.len(), 30, "the fixture's truth changed");
+    for a in answers_match_the_truth_per_index(name, &ids) {
+        assert_eq!(a["cause"], "lookup_error", "{a}");
+        assert_eq!(a["indexes"].as_object().unwrap().len(), 5, "{a}");
+    }
+}
+
+/// A customer leaf with two cells' rowids out of key order
+/// (`misplaced_table_cells`): every customer the full scan reads (the
+/// stock sqlite3, no index) is asked; the six the POS rejects are not
+/// served, each with exactly the truth's wrong lookups (the two cells'
+/// customers through every index, the four neighbours SQLite's binary
+/// search passes by through the ID index; the stock sqlite3's lookup by ID
+/// fails for each: check.rs), the 2,004 others are served.
+#[test]
+fn diagnose_names_the_lookups_a_leaf_out_of_key_order_breaks() {
+    let name = "misplaced_table_cells";
+    let ids: Vec<String> = sqlite3_cli(
+        &fixtures().join(format!("{name}.db")),
+        "SELECT customer_id FROM customers NOT INDEXED ORDER BY 1",
+    )
+    .lines()
+    .map(String::from)
+    .collect();
+    assert_eq!(ids.len(), 2010);
+    let d = answers_match_the_truth_per_index(name, &ids);
+    let unserved: Vec<&serde_json::Value> = d.iter().filter(|a| a["served"] == false).collect();
+    assert_eq!(unserved.len(), 6);
+    for a in unserved {
+        assert_eq!(a["cause"], "lookup_error", "{a}");
+    }
 }

@@ -144,6 +144,39 @@ fn check_names_the_exact_customers_a_zeroed_index_page_of_a_without_rowid_table_
             .map(String::from)
             .into()
     );
+    // and nothing else at all: one finding of each, on the email index
+    let all = j["findings"].as_array().unwrap();
+    assert_eq!(all.len(), 3, "{j:#}");
+    assert!(all.iter().all(|f| f["object"] == EMAIL), "{j:#}");
+    assert_eq!(wrong["count"], affected.len());
+    // The two customers rejected beside the page's own: the stock sqlite3's
+    // lookup through the email index by their email (its value in the
+    // snapshot) fails, their lookup by ID does not.
+    let beside: Vec<&String> = affected.iter().filter(|a| !on_page.contains(a)).collect();
+    assert_eq!(beside.len(), 2, "{beside:?}");
+    let snap = fixtures().join(format!("{NAME}.snap.db"));
+    for id in beside {
+        let email = sqlite3_cli(
+            &snap,
+            &format!("SELECT quote(email) FROM customers WHERE customer_id = '{id}'"),
+        );
+        let by_email = std::process::Command::new("sqlite3")
+            .arg(&db)
+            .arg(format!(
+                "SELECT customer_id FROM customers INDEXED BY {EMAIL} WHERE email = {email}"
+            ))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&by_email.stderr);
+        assert!(err.contains("malformed"), "{id}: {err}");
+        assert_eq!(
+            sqlite3_cli(
+                &db,
+                &format!("SELECT customer_id FROM customers WHERE customer_id = '{id}'")
+            ),
+            id.as_str()
+        );
+    }
 }
 
 #[test]
