@@ -103,6 +103,34 @@ const CASES: &[KindCase] = &[
         ],
         auto_vacuum: "0",
     },
+    // SQLite refuses these files as a whole (refused.rs: check and
+    // diagnose); the repair mends them from the snapshot
+    KindCase {
+        fixture: "header_zeroed",
+        exit: 0,
+        verdict: "repaired",
+        actions: &[
+            "backup",
+            "mend_header",
+            "rebuild_page_lists",
+            "verify",
+            "swap",
+        ],
+        auto_vacuum: "0",
+    },
+    KindCase {
+        fixture: "schema_page_destroyed",
+        exit: 0,
+        verdict: "repaired",
+        actions: &[
+            "backup",
+            "mend_schema",
+            "rebuild_page_lists",
+            "verify",
+            "swap",
+        ],
+        auto_vacuum: "0",
+    },
     KindCase {
         fixture: "schema_page_garbage",
         exit: 0,
