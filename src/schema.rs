@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use anyhow::Result;
 use rusqlite::Connection;
 
+use crate::sql_bytes::{self, shown};
+
 /// Reads the schema; if SQLite refuses the file as a whole (a header that
 /// counts more pages than the file holds), retries with writable_schema,
 /// under which SQLite trusts the file size. Nothing is written either way.
@@ -29,49 +31,21 @@ pub struct SchemaObject {
     pub sql: Option<String>,
 }
 
-/// A value SQLite returned, as text: lossily where it is not valid UTF-8
-/// (a damaged name is read, never refused); None for NULL.
-fn text(v: rusqlite::types::ValueRef<'_>) -> Option<String> {
+/// A value SQLite returned, as text that keeps its bytes where they are
+/// not valid UTF-8 (`sql_bytes::name_text`: a name a Latin-1 client wrote
+/// then reaches its object when SQL is built from it); None for NULL.
+pub fn text(v: rusqlite::types::ValueRef<'_>) -> Option<String> {
     use rusqlite::types::ValueRef as V;
     match v {
-        V::Text(t) | V::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+        V::Text(t) | V::Blob(t) => Some(crate::sql_bytes::name_text(t)),
         V::Integer(i) => Some(i.to_string()),
         V::Real(f) => Some(f.to_string()),
         V::Null => None,
     }
 }
 
-/// The bytes of a name SQLite returned (text or blob; empty for NULL).
-fn name_bytes(v: rusqlite::types::ValueRef<'_>) -> Vec<u8> {
-    use rusqlite::types::ValueRef as V;
-    match v {
-        V::Text(t) | V::Blob(t) => t.to_vec(),
-        V::Integer(i) => i.to_string().into_bytes(),
-        V::Real(f) => f.to_string().into_bytes(),
-        V::Null => Vec::new(),
-    }
-}
-
-/// The true bytes of the `kind` object (`index`, `table`) SQLite stores
-/// under `shown` (a name as [`read_schema`] reads it), when they are not
-/// valid UTF-8; None when the name is UTF-8 (or no such object).
-pub fn raw_name(conn: &Connection, kind: &str, shown: &str) -> rusqlite::Result<Option<Vec<u8>>> {
-    let mut stmt = conn.prepare("SELECT name FROM sqlite_schema WHERE type = ?1")?;
-    let names = stmt
-        .query_map([kind], |r| Ok(name_bytes(r.get_ref(0)?)))?
-        .collect::<rusqlite::Result<Vec<Vec<u8>>>>()?;
-    Ok(names
-        .into_iter()
-        .find(|b| std::str::from_utf8(b).is_err() && String::from_utf8_lossy(b) == shown))
-}
-
-/// Column `i` of a pragma's row as text (see [`text`]).
-fn text_at(r: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<Option<String>> {
-    Ok(text(r.get_ref(i)?))
-}
-
 /// Reads `sqlite_schema` in rowid order. Text that is not valid UTF-8 (a
-/// damaged name) is read lossily, never refused.
+/// Latin-1 name, a damaged one) is kept byte for byte, never refused.
 pub fn read_schema(conn: &Connection) -> rusqlite::Result<Vec<SchemaObject>> {
     use rusqlite::types::ValueRef as V;
     let mut stmt = conn
@@ -181,12 +155,9 @@ pub struct IndexField {
 
 #[derive(Debug, Clone)]
 pub struct Index {
-    /// The name as text (bytes that are not UTF-8 shown as U+FFFD).
+    /// The name, its bytes kept where they are not valid UTF-8 (a Latin-1
+    /// client's `idx_customers_straße`, see `sql_bytes::name_text`).
     pub name: String,
-    /// The name's bytes where they are not valid UTF-8 (a Latin-1 client's
-    /// `idx_customers_straße`): SQLite knows the index by these alone, so
-    /// SQL naming it is built from them (`sql_bytes`).
-    pub raw_name: Option<Vec<u8>>,
     pub rootpage: u32,
     pub unique: bool,
     /// "c" (CREATE INDEX), "u" (UNIQUE constraint), "pk" (PRIMARY KEY).
@@ -278,27 +249,28 @@ pub fn reference_columns(
             && !o.name.starts_with("sqlite_")
             && !o.name.eq_ignore_ascii_case(customer_table)
     }) {
-        let fks: Vec<(String, String)> = conn
-            .prepare(&format!(
-                "PRAGMA foreign_key_list({})",
-                quote_ident(&o.name)
-            ))?
-            .query_map([], |r| {
+        let fks: Vec<(String, String)> = sql_bytes::query_map(
+            conn,
+            &format!("PRAGMA foreign_key_list({})", quote_ident(&o.name)),
+            &[],
+            |r| {
                 Ok((
-                    text_at(r, 2)?.unwrap_or_default(),
-                    text_at(r, 3)?.unwrap_or_default(),
+                    r.text(2)?.unwrap_or_default(),
+                    r.text(3)?.unwrap_or_default(),
                 ))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
+            },
+        )?;
         for (target, from) in fks {
             if target.eq_ignore_ascii_case(customer_table) {
                 out.insert((o.name.clone(), from));
             }
         }
-        let cols: Vec<String> = conn
-            .prepare(&format!("PRAGMA table_info({})", quote_ident(&o.name)))?
-            .query_map([], |r| Ok(text_at(r, 1)?.unwrap_or_default()))?
-            .collect::<rusqlite::Result<_>>()?;
+        let cols: Vec<String> = sql_bytes::query_map(
+            conn,
+            &format!("PRAGMA table_info({})", quote_ident(&o.name)),
+            &[],
+            |r| Ok(r.text(1)?.unwrap_or_default()),
+        )?;
         for c in cols {
             if c.eq_ignore_ascii_case(id_column) {
                 out.insert((o.name.clone(), c));
@@ -308,9 +280,38 @@ pub fn reference_columns(
     Ok(out.into_iter().collect())
 }
 
-/// Quotes an identifier for SQL text.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
+pub use crate::sql_bytes::quote_ident;
+
+/// What a name typed by a person (`--table`, `--id-column`: UTF-8) picks.
+pub enum Picked<T> {
+    One(T),
+    None,
+    /// Several names that are not valid UTF-8 read alike (as shown).
+    Ambiguous(Vec<String>),
+}
+
+/// The one of `items` whose name is `wanted` (ASCII case ignored, as
+/// SQLite compares names); else the one name that is not valid UTF-8 and
+/// is shown as `wanted` (its bytes as U+FFFD: how a DBA reads it in
+/// custodian's reports and can type it); several such: ambiguous.
+pub fn pick_name<T>(
+    items: impl Iterator<Item = T> + Clone,
+    name: impl Fn(&T) -> &String,
+    wanted: &str,
+) -> Picked<T> {
+    if let Some(exact) = items.clone().find(|i| name(i).eq_ignore_ascii_case(wanted)) {
+        return Picked::One(exact);
+    }
+    let mut alike: Vec<T> = items
+        .filter(|i| {
+            sql_bytes::has_raw_bytes(name(i)) && shown(name(i)).eq_ignore_ascii_case(wanted)
+        })
+        .collect();
+    match alike.len() {
+        0 => Picked::None,
+        1 => Picked::One(alike.remove(0)),
+        _ => Picked::Ambiguous(alike.iter().map(|i| shown(name(i)).into_owned()).collect()),
+    }
 }
 
 /// The record order of a WITHOUT ROWID table (`q` its quoted name): the
@@ -318,23 +319,25 @@ pub fn quote_ident(name: &str) -> String {
 /// then the others (column ids, from the key's `index_xinfo`; a column the
 /// key repeats with another collation is listed again).
 fn without_rowid_order(conn: &Connection, q: &str) -> rusqlite::Result<Vec<i64>> {
-    let pk_index: Option<String> = conn
-        .prepare(&format!("PRAGMA index_list({q})"))?
-        .query_map([], |r| {
+    let pk_index: Option<String> =
+        sql_bytes::query_map(conn, &format!("PRAGMA index_list({q})"), &[], |r| {
             Ok((
-                text_at(r, 1)?.unwrap_or_default(),
-                text_at(r, 3)?.unwrap_or_default(),
+                r.text(1)?.unwrap_or_default(),
+                r.text(3)?.unwrap_or_default(),
             ))
         })?
-        .filter_map(|r| r.ok())
+        .into_iter()
         .find(|(_, origin)| origin == "pk")
         .map(|(name, _)| name);
     let Some(pk) = pk_index else {
         return Ok(Vec::new());
     };
-    let mut stmt = conn.prepare(&format!("PRAGMA index_xinfo({})", quote_ident(&pk)))?;
-    stmt.query_map([], |r| r.get::<_, i64>(1))?
-        .collect::<rusqlite::Result<_>>()
+    sql_bytes::query_map(
+        conn,
+        &format!("PRAGMA index_xinfo({})", quote_ident(&pk)),
+        &[],
+        |r| r.get::<i64>(1),
+    )
 }
 
 /// Introspects table `name`. Ok(None) when there is no such table.
@@ -344,24 +347,28 @@ pub fn customer_table(
     name: &str,
     id_column: &str,
 ) -> Result<Option<Result<CustomerTable, String>>> {
-    let Some(obj) = objects
-        .iter()
-        .find(|o| o.kind == "table" && o.name.eq_ignore_ascii_case(name))
-    else {
-        return Ok(None);
+    let tables = objects.iter().filter(|o| o.kind == "table");
+    let obj = match pick_name(tables, |o| &o.name, name) {
+        Picked::One(o) => o,
+        Picked::None => return Ok(None),
+        Picked::Ambiguous(names) => {
+            return Ok(Some(Err(format!(
+                "--table {name:?} could be any of the tables {}, whose names are not valid UTF-8 \
+                 and read alike; custodian cannot tell which is meant",
+                names.join(", ")
+            ))));
+        }
     };
     let q = quote_ident(&obj.name);
     let mut columns = Vec::new();
     let mut pk_cols: Vec<(i64, usize)> = Vec::new();
     {
-        let mut stmt = conn.prepare(&format!("PRAGMA table_xinfo({q})"))?;
-        let mut rows = stmt.query([])?;
         let mut record_pos = 0usize;
-        while let Some(r) = rows.next()? {
+        sql_bytes::for_each(conn, &format!("PRAGMA table_xinfo({q})"), &[], |r| {
             let cid: i64 = r.get(0)?;
-            let name: String = text_at(r, 1)?.unwrap_or_default();
-            let decl_type: String = text_at(r, 2)?.unwrap_or_default();
-            let default_sql: Option<String> = text_at(r, 4)?;
+            let name: String = r.text(1)?.unwrap_or_default();
+            let decl_type: String = r.text(2)?.unwrap_or_default();
+            let default_sql: Option<String> = r.text(4)?;
             let pk: i64 = r.get(5)?;
             let hidden: i64 = r.get(6)?;
             // hidden: 0 ordinary, 1 hidden (virtual tables), 2 virtual generated, 3 stored generated
@@ -381,7 +388,8 @@ pub fn customer_table(
                 record_pos: pos,
                 default_sql,
             });
-        }
+            Ok(())
+        })?;
     }
     let sql = obj.sql.clone().unwrap_or_default();
     let without_rowid = is_without_rowid(&sql);
@@ -406,35 +414,40 @@ pub fn customer_table(
     } else {
         None
     };
-    let Some(id_col) = columns
-        .iter()
-        .position(|c| c.name.eq_ignore_ascii_case(id_column))
-    else {
-        let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
-        return Ok(Some(Err(format!(
-            "table {} has no column {:?}; its columns: {} (use --id-column)",
-            obj.name,
-            id_column,
-            names.join(", ")
-        ))));
+    let id_col = match pick_name(columns.iter().enumerate(), |(_, c)| &c.name, id_column) {
+        Picked::One((i, _)) => i,
+        Picked::None => {
+            let names: Vec<String> = columns
+                .iter()
+                .map(|c| shown(&c.name).into_owned())
+                .collect();
+            return Ok(Some(Err(format!(
+                "table {} has no column {:?}; its columns: {} (use --id-column)",
+                shown(&obj.name),
+                id_column,
+                names.join(", ")
+            ))));
+        }
+        Picked::Ambiguous(names) => {
+            return Ok(Some(Err(format!(
+                "--id-column {id_column:?} could be any of the columns {} of table {}, whose \
+                 names are not valid UTF-8 and read alike; custodian cannot tell which is meant",
+                names.join(", "),
+                shown(&obj.name)
+            ))));
+        }
     };
     let mut indexes = Vec::new();
-    let mut stmt = conn.prepare(&format!("PRAGMA index_list({q})"))?;
-    let list: Vec<(Vec<u8>, bool, String, bool)> = stmt
-        .query_map([], |r| {
+    let list: Vec<(String, bool, String, bool)> =
+        sql_bytes::query_map(conn, &format!("PRAGMA index_list({q})"), &[], |r| {
             Ok((
-                name_bytes(r.get_ref(1)?),
-                r.get::<_, i64>(2)? != 0,
-                text_at(r, 3)?.unwrap_or_default(),
-                r.get::<_, i64>(4)? != 0,
+                r.text(1)?.unwrap_or_default(),
+                r.get::<i64>(2)? != 0,
+                r.text(3)?.unwrap_or_default(),
+                r.get::<i64>(4)? != 0,
             ))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    for (iname_bytes, unique, origin, partial) in list {
-        let iname = String::from_utf8_lossy(&iname_bytes).into_owned();
-        let raw_name = std::str::from_utf8(&iname_bytes)
-            .is_err()
-            .then(|| iname_bytes.clone());
+        })?;
+    for (iname, unique, origin, partial) in list {
         let Some(iobj) = objects
             .iter()
             .find(|o| o.kind == "index" && o.name == iname)
@@ -444,21 +457,20 @@ pub fn customer_table(
         let isql = iobj.sql.clone().unwrap_or_default();
         let exprs = index_term_texts(&isql);
         let mut fields = Vec::new();
-        // the index named by its bytes, bound (a name that is not UTF-8
-        // read as text, with U+FFFD, names no index)
-        let mut xs =
-            conn.prepare("SELECT seqno, cid, name, desc, coll, key FROM pragma_index_xinfo(?1)")?;
-        let arg = match &raw_name {
-            Some(b) => rusqlite::types::Value::Blob(b.clone()),
-            None => rusqlite::types::Value::Text(iname.clone()),
-        };
-        let mut rows = xs.query([arg])?;
-        while let Some(r) = rows.next()? {
-            let seqno: i64 = r.get(0)?;
-            let cid: i64 = r.get(1)?;
-            let desc: bool = r.get::<_, i64>(3)? != 0;
-            let coll: String = text_at(r, 4)?.unwrap_or_else(|| "BINARY".into());
-            let key: bool = r.get::<_, i64>(5)? != 0;
+        let xinfo = format!(
+            "SELECT seqno, cid, name, desc, coll, key FROM pragma_index_xinfo({})",
+            sql_bytes::quote_text(&iname)
+        );
+        for r in sql_bytes::query_map(conn, &xinfo, &[], |r| {
+            Ok((
+                r.get::<i64>(0)?,
+                r.get::<i64>(1)?,
+                r.get::<i64>(3)? != 0,
+                r.text(4)?.unwrap_or_else(|| "BINARY".into()),
+                r.get::<i64>(5)? != 0,
+            ))
+        })? {
+            let (seqno, cid, desc, coll, key) = r;
             let part = match cid {
                 -1 => IndexPart::Rowid,
                 -2 => IndexPart::Expr(
@@ -481,7 +493,6 @@ pub fn customer_table(
         }
         indexes.push(Index {
             name: iname,
-            raw_name,
             rootpage: u32::try_from(iobj.rootpage).unwrap_or(0),
             unique,
             origin,
@@ -576,28 +587,27 @@ pub fn table_info(conn: &Connection, obj: &SchemaObject) -> rusqlite::Result<Tab
     let mut cids = Vec::new();
     let mut pk_cols = Vec::new();
     {
-        let mut stmt = conn.prepare(&format!("PRAGMA table_xinfo({q})"))?;
-        let mut rows = stmt.query([])?;
         let mut pos = 0usize;
-        while let Some(r) = rows.next()? {
+        sql_bytes::for_each(conn, &format!("PRAGMA table_xinfo({q})"), &[], |r| {
             let hidden: i64 = r.get(6)?;
             let record_pos = (hidden != 2).then(|| {
                 pos += 1;
                 pos - 1
             });
-            if r.get::<_, i64>(5)? > 0 {
+            if r.get::<i64>(5)? > 0 {
                 pk_cols.push(columns.len());
             }
-            cids.push(r.get::<_, i64>(0)?);
+            cids.push(r.get::<i64>(0)?);
             columns.push(StoredColumn {
-                name: text_at(r, 1)?.unwrap_or_default(),
-                decl_type: text_at(r, 2)?.unwrap_or_default(),
-                not_null: r.get::<_, i64>(3)? != 0,
-                has_default: text_at(r, 4)?.is_some(),
+                name: r.text(1)?.unwrap_or_default(),
+                decl_type: r.text(2)?.unwrap_or_default(),
+                not_null: r.get::<i64>(3)? != 0,
+                has_default: r.text(4)?.is_some(),
                 record_pos,
                 rowid_alias: false,
             });
-        }
+            Ok(())
+        })?;
     }
     if !without_rowid
         && let [pk] = pk_cols[..]
@@ -618,11 +628,14 @@ pub fn table_info(conn: &Connection, obj: &SchemaObject) -> rusqlite::Result<Tab
             }
         }
     }
-    let strict = conn
-        .prepare("SELECT strict FROM pragma_table_list WHERE schema = 'main' AND name = ?1")
-        .and_then(|mut s| s.query_row([&obj.name], |r| r.get::<_, i64>(0)))
-        .map(|v| v != 0)
-        .unwrap_or(false);
+    let strict = sql_bytes::query_row(
+        conn,
+        "SELECT strict FROM pragma_table_list WHERE schema = 'main' AND name = ?1",
+        &[&sql_bytes::param(&obj.name)],
+        |r| r.get::<i64>(0),
+    )
+    .map(|v| v != 0)
+    .unwrap_or(false);
     Ok(TableInfo {
         name: obj.name.clone(),
         strict,

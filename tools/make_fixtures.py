@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import sqlite3
 import struct
@@ -2485,6 +2486,70 @@ def fx_index_name_not_utf8(work):
     return b
 
 
+# Table and column names a Latin-1 client wrote (not valid UTF-8), as a
+# French POS might: numéro_client (the customer ID column, in both tables),
+# téléphone (the column of idx_customers_phone) and opérations (the
+# transactions table).
+LATIN1_NAMES = [(b"customer_id", b"num\xe9ro_client"),
+                (b"phone", b"t\xe9l\xe9phone"),
+                (b"transactions", b"op\xe9rations")]
+
+
+def rename_names_bytes(db, renames):
+    """Renames tables and columns in sqlite_schema (name, tbl_name and the
+    CREATE text, whole words only: `idx_customers_phone` keeps its name) to
+    the given bytes, as a client that writes Latin-1 would have named them;
+    only page 1 changes."""
+    con = connect(db)
+    con.text_factory = bytes
+    rows = con.execute("SELECT rowid, name, tbl_name, sql FROM sqlite_schema").fetchall()
+    con.execute("PRAGMA writable_schema = ON")
+    for rowid, name, tbl, sql in rows:
+        for old, new in renames:
+            word = re.compile(rb"(?<![A-Za-z0-9_])" + re.escape(old) + rb"(?![A-Za-z0-9_])")
+            name = new if name == old else name
+            tbl = new if tbl == old else tbl
+            sql = word.sub(new, sql) if sql is not None else None
+        con.execute("UPDATE sqlite_schema SET name = CAST(? AS TEXT), tbl_name = CAST(? AS TEXT), "
+                    "sql = CAST(? AS TEXT) WHERE rowid = ?", (name, tbl, sql, rowid))
+    con.execute("PRAGMA writable_schema = OFF")
+    con.close()
+
+
+def fx_names_not_utf8(work):
+    """several_kinds (a stale leaf of the ID index, a zeroed leaf of the
+    phone index, garbage over a customers table leaf, the freelist's first
+    trunk zeroed), its tables and columns named by Latin-1 bytes."""
+    b = _several_kinds(work, table_leaf=True)
+    return _latin1_names(b, "several_kinds")
+
+
+def fx_names_not_utf8_dups(work):
+    """stale_pk_page_dups (index damage only, with re-registered duplicates),
+    its tables and columns named by Latin-1 bytes."""
+    b = fx_stale_pk_page_dups(work)
+    return _latin1_names(b, "stale_pk_page_dups")
+
+
+def _latin1_names(b, like):
+    """The truth is made on the files as built (UTF-8 names, which Python's
+    sqlite3 can write in SQL); make_fixture renames the shipped files after
+    (`rename_after`): only page 1 differs."""
+    b["rename_after"] = LATIN1_NAMES
+    b["names_not_utf8"] = [{"was": old.decode(), "hex": new.hex(),
+                            "shown": new.decode("utf-8", "replace")}
+                           for old, new in LATIN1_NAMES]
+    b["description"] = (f"{like}, then (in the damaged file and in the snapshot) the customer "
+                        "ID column customer_id (in both tables), the column phone and the table "
+                        "transactions renamed to the Latin-1 bytes " +
+                        ", ".join(f"{new!r}" for _, new in LATIN1_NAMES) +
+                        " (not valid UTF-8; only page 1 changes). SQLite addresses them by "
+                        "those bytes. The truth was computed on the files before the renaming, "
+                        "under the old names (`names_not_utf8` maps them); integrity_check "
+                        f"lines are the renamed file's. As {like}: " + b["description"])
+    return b
+
+
 FIXTURES = [
     ("healthy", fx_healthy),
     ("stale_pk_page", fx_stale_pk_page),
@@ -2522,6 +2587,8 @@ FIXTURES = [
     ("misplaced_table_cells", fx_misplaced_table_cells),
     ("composite_id_entry_rewritten", fx_composite_id_entry_rewritten),
     ("index_name_not_utf8", fx_index_name_not_utf8),
+    ("names_not_utf8", fx_names_not_utf8),
+    ("names_not_utf8_dups", fx_names_not_utf8_dups),
 ]
 
 # Fixtures whose damage must make some lookup wrong.
@@ -2532,7 +2599,7 @@ MUST_AFFECT = {"stale_pk_page", "stale_pk_page_dups", "stale_secondary_page", "z
                "stale_pk_page_autovacuum", "stale_pk_page_incremental",
                "header_zeroed", "several_kinds", "several_index_kinds",
                "several_kinds_incremental", "composite_id_entry_rewritten",
-               "index_name_not_utf8"}
+               "index_name_not_utf8", "names_not_utf8", "names_not_utf8_dups"}
 
 
 # --------------------------------------------------------------------------
@@ -2718,6 +2785,16 @@ def make_fixture(name, builder, out):
             truth["page_readable_customer_ids"] = pt["page_readable_customer_ids"]
             truth["affected_customer_ids"] = pt["affected_customer_ids"]
 
+    if b.get("rename_after"):
+        # names a Latin-1 client wrote, given to the shipped files last: the
+        # truth above was made under the old names (see _latin1_names)
+        for k, v in files.items():
+            if k in ("db", "snapshot"):
+                rename_names_bytes(os.path.join(out, v), b["rename_after"])
+        truth["names_not_utf8"] = b["names_not_utf8"]
+        truth["files"] = {k: {"path": v, "bytes": os.path.getsize(os.path.join(out, v)),
+                              "sha256": sha256_file(os.path.join(out, v))}
+                          for k, v in files.items()}
     truth["sqlite_quick_check"] = cli_lines(db, wal, "quick_check")
     truth["sqlite_integrity_check"] = cli_lines(db, wal, "integrity_check")
     with open(os.path.join(out, f"{name}.truth.json"), "w") as f:
@@ -2875,6 +2952,13 @@ README_TRUTH = """
   rows whose overflow chain was broken (whole nowhere in the file),
   `surviving_rowids` every other row (all whole), `long_name_rowids` the rows
   with a spilled name; `damage.chains` gives each broken chain's pages.
+* `names_not_utf8`, `names_not_utf8_dups`: `names_not_utf8` lists the
+  table and column names given Latin-1 bytes (`was`: the name the truth
+  uses, `hex`: the bytes in the shipped files, `shown`: with U+FFFD for each
+  byte that is not UTF-8, as custodian's reports and `--id-column` spell
+  it). Every other field was computed on the files before the renaming
+  (only page 1 differs), so it names the old names; `sqlite_*_check` are the
+  renamed files'.
 * `lost_customer_leaf`: `restorable_customer_ids` are the lost leaf's
   customers the snapshot holds (unchanged since), `unrecoverable_customer_ids`
   those registered after it (no source holds them; `transactions` and the ID

@@ -195,18 +195,29 @@ pub fn pos_refusal(path: &Path, settings: &Settings) -> Result<Option<String>> {
         }
         Err(e) => return Ok(Some(e.to_string())),
     };
-    let Some(t) = objects
-        .iter()
-        .find(|o| o.kind == "table" && o.name.eq_ignore_ascii_case(&settings.table))
-    else {
+    let tables = objects.iter().filter(|o| o.kind == "table");
+    let schema::Picked::One(t) = schema::pick_name(tables, |o| &o.name, &settings.table) else {
         return Ok(None);
+    };
+    // the ID column as the table names it (a name typed with U+FFFD for
+    // bytes that are not UTF-8 is found by that spelling, schema::pick_name)
+    let columns = crate::sql_bytes::query_map(
+        &conn,
+        &format!("PRAGMA table_info({})", quote_ident(&t.name)),
+        &[],
+        |r| Ok(r.text(1)?.unwrap_or_default()),
+    )
+    .unwrap_or_default();
+    let id_column = match schema::pick_name(columns.iter(), |c| *c, &settings.id_column) {
+        schema::Picked::One(c) => c.clone(),
+        _ => settings.id_column.clone(),
     };
     let lookup = format!(
         "SELECT * FROM {} WHERE {} = ?1",
         quote_ident(&t.name),
-        quote_ident(&settings.id_column)
+        quote_ident(&id_column)
     );
-    match conn.prepare(&lookup) {
+    match crate::sql_bytes::prepare_only(&conn, &lookup) {
         Ok(_) => Ok(None),
         Err(e) if db::is_busy(&e) => Err(db::busy_error(path)),
         Err(e) if db::is_corrupt(&e) => Ok(Some(e.to_string())),

@@ -719,9 +719,7 @@ pub fn scan_table_sql(
         terms.join(", "),
         quote_ident(&table.name)
     );
-    let mut stmt = conn.prepare(&sql).map_err(|e| e.to_string())?;
     let n = terms.len();
-    let mut rows = stmt.query([]).map_err(|e| e.to_string())?;
     let mut digests = if wanted.is_some() {
         Vec::new()
     } else {
@@ -730,24 +728,24 @@ pub fn scan_table_sql(
     let mut collected = Vec::new();
     let mut count = 0u64;
     let mut buf = Vec::new();
-    while let Some(r) = rows.next().map_err(|e| e.to_string())? {
+    crate::sql_bytes::for_each(conn, &sql, &[], |r| {
         count += 1;
-        let rowid: i64 = r.get(0).map_err(|e| e.to_string())?;
+        let rowid: i64 = r.get(0)?;
         let b = bucket_of(rowid, BUCKET_BITS);
         if let Some(w) = wanted
             && !w[b]
         {
-            continue;
+            return Ok(());
         }
         buf.clear();
         for i in 0..n {
-            canon::push_sql(&mut buf, r.get_ref(i + 1).map_err(|e| e.to_string())?);
+            canon::push_sql(&mut buf, r.get_ref(i + 1)?);
         }
         match wanted {
             Some(_) => {
                 let mut values = Vec::with_capacity(n);
                 for i in 0..n {
-                    values.push(r.get::<_, Value>(i + 1).map_err(|e| e.to_string())?);
+                    values.push(r.get::<Value>(i + 1)?);
                 }
                 collected.push(Collected {
                     bytes: buf.clone(),
@@ -758,7 +756,9 @@ pub fn scan_table_sql(
             }
             None => digests[b] = digests[b].wrapping_add(xxh3_64(&buf)),
         }
-    }
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
     Ok((digests, collected, count))
 }
 

@@ -360,28 +360,16 @@ fn key_orders(
         if root == 0 || customer_roots.contains(&root) {
             continue;
         }
-        // the object named by its bytes, bound, as schema.rs reads the
-        // customer table's indexes (a name that is not UTF-8, read with
-        // U+FFFD, names nothing)
-        let raw = if o.name.contains('\u{FFFD}') {
-            schema::raw_name(conn, &o.kind, &o.name).ok().flatten()
-        } else {
-            None
-        };
-        let name = match raw {
-            Some(b) => rusqlite::types::Value::Blob(b),
-            None => rusqlite::types::Value::Text(o.name.clone()),
-        };
+        // the object named by its bytes (a name that is not UTF-8, read
+        // with U+FFFD, names nothing)
         let sql = "SELECT desc, coll, key FROM pragma_index_xinfo(?1)";
-        let fields = conn.prepare(sql).and_then(|mut st| {
-            st.query_map([name], |r| {
-                let desc = r.get::<_, i64>(0)? != 0;
-                let coll = r.get::<_, Option<String>>(1)?;
-                let key = r.get::<_, i64>(2)? != 0;
+        let fields =
+            crate::sql_bytes::query_map(conn, sql, &[&crate::sql_bytes::param(&o.name)], |r| {
+                let desc = r.get::<i64>(0)? != 0;
+                let coll = r.get::<Option<String>>(1)?;
+                let key = r.get::<i64>(2)? != 0;
                 Ok((coll, desc, key))
-            })?
-            .collect::<rusqlite::Result<Vec<_>>>()
-        });
+            });
         let Ok(fields) = fields else { continue };
         let order: Option<Vec<_>> = fields
             .into_iter()
@@ -1359,9 +1347,10 @@ fn column_defaults(conn: &Connection, table: &CustomerTable) -> Vec<Value> {
         .iter()
         .map(|c| match &c.default_sql {
             None => Value::Null,
-            Some(sql) => conn
-                .query_row(&format!("SELECT {sql}"), [], |r| r.get::<_, Value>(0))
-                .unwrap_or(Value::Null),
+            Some(sql) => {
+                crate::sql_bytes::query_row(conn, &format!("SELECT {sql}"), &[], |r| r.get(0))
+                    .unwrap_or(Value::Null)
+            }
         })
         .collect()
 }

@@ -7,7 +7,19 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, params_from_iter};
+use rusqlite::{Connection, ToSql};
+
+use crate::sql_bytes;
+
+/// `values` as the parameters of a statement.
+fn as_params(values: &[Value]) -> Vec<&dyn ToSql> {
+    values.iter().map(|v| v as &dyn ToSql).collect()
+}
+
+/// Every column of a row.
+fn whole_row(r: &sql_bytes::Row<'_>) -> rusqlite::Result<Vec<Value>> {
+    (0..r.len()).map(|i| r.get::<Value>(i)).collect()
+}
 
 use super::compare::PageRow;
 use crate::schema::{CustomerTable, Index, IndexPart, quote_ident};
@@ -177,27 +189,12 @@ impl<'c> Prober<'c> {
             .collect();
         let filter = partial_filter(index);
         let tail = format!(" WHERE {}{filter}", conds.join(" AND "));
-        if index.raw_name.is_some() {
-            let head = format!("SELECT rowid FROM {} INDEXED BY ", self.tq);
-            return self
-                .rows_through(index, &head, &tail, key)?
-                .into_iter()
-                .map(|r| match r.first() {
-                    Some(Value::Integer(i)) => Ok(*i),
-                    other => Err(format!("a rowid that is not an integer: {other:?}")),
-                })
-                .collect();
-        }
         let sql = format!(
             "SELECT rowid FROM {} INDEXED BY {}{tail}",
             self.tq,
             quote_ident(&index.name),
         );
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| e.to_string())?;
-        let rows = stmt
-            .query_map(params_from_iter(key.iter()), |r| r.get::<_, i64>(0))
-            .map_err(|e| e.to_string())?;
-        rows.collect::<Result<Vec<i64>, _>>()
+        sql_bytes::query_map(self.conn, &sql, &as_params(key), |r| r.get::<i64>(0))
             .map_err(|e| e.to_string())
     }
 
@@ -228,9 +225,7 @@ impl<'c> Prober<'c> {
         self.one(&sql, &params).map(|o| o.is_some())
     }
 
-    /// The rows of `head`, `index`'s name, `tail`: the index named by its
-    /// true bytes where they are not UTF-8 (SQLite's C API, `sql_bytes`),
-    /// else through rusqlite's statement cache.
+    /// The rows of `head`, `index`'s name, `tail`.
     fn rows_through(
         &self,
         index: &Index,
@@ -238,31 +233,14 @@ impl<'c> Prober<'c> {
         tail: &str,
         params: &[Value],
     ) -> Result<Vec<Vec<Value>>, String> {
-        match &index.raw_name {
-            Some(raw) => crate::sql_bytes::query(
-                self.conn,
-                &crate::sql_bytes::with_name(head, raw, tail),
-                params,
-            ),
-            None => self.all_rows(&format!("{head}{}{tail}", quote_ident(&index.name)), params),
-        }
+        self.all_rows(&format!("{head}{}{tail}", quote_ident(&index.name)), params)
     }
 
     fn one(&self, sql: &str, params: &[Value]) -> Result<Option<Vec<Value>>, String> {
-        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| e.to_string())?;
-        let n = stmt.column_count();
-        let mut rows = stmt
-            .query(params_from_iter(params.iter()))
-            .map_err(|e| e.to_string())?;
-        match rows.next().map_err(|e| e.to_string())? {
-            None => Ok(None),
-            Some(r) => {
-                let mut v = Vec::with_capacity(n);
-                for i in 0..n {
-                    v.push(r.get::<_, Value>(i).map_err(|e| e.to_string())?);
-                }
-                Ok(Some(v))
-            }
+        match sql_bytes::query_row(self.conn, sql, &as_params(params), whole_row) {
+            Ok(v) => Ok(Some(v)),
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -437,20 +415,8 @@ impl Prober<'_> {
     }
 
     fn all_rows(&self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, String> {
-        let mut stmt = self.conn.prepare_cached(sql).map_err(|e| e.to_string())?;
-        let n = stmt.column_count();
-        let mut rows = stmt
-            .query(params_from_iter(params.iter()))
-            .map_err(|e| e.to_string())?;
-        let mut out = Vec::new();
-        while let Some(r) = rows.next().map_err(|e| e.to_string())? {
-            let mut v = Vec::with_capacity(n);
-            for i in 0..n {
-                v.push(r.get::<_, Value>(i).map_err(|e| e.to_string())?);
-            }
-            out.push(v);
-        }
-        Ok(out)
+        sql_bytes::query_map(self.conn, sql, &as_params(params), whole_row)
+            .map_err(|e| e.to_string())
     }
 
     /// The probe of customer `id` in a WITHOUT ROWID table. Under the

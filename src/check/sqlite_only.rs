@@ -160,9 +160,9 @@ pub fn findings(
             .map(|(_, cond)| format!("coalesce(sum(({cond}) IS TRUE), 0)"))
             .collect();
         let sql = format!("SELECT {} FROM {}", sums.join(", "), quote_ident(&t.table));
-        let counts = conn.query_row(&sql, [], |r| {
+        let counts = crate::sql_bytes::query_row(&conn, &sql, &[], |r| {
             (0..t.rules.len())
-                .map(|i| r.get::<_, i64>(i))
+                .map(|i| r.get::<i64>(i))
                 .collect::<rusqlite::Result<Vec<i64>>>()
         });
         let counts = match counts {

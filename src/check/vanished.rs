@@ -28,7 +28,7 @@ use crate::config::VanishedPolicy;
 use crate::format::btree::{self, IndexItem, PageSource};
 use crate::format::record::{Record, ValueRef};
 use crate::pager::Pager;
-use crate::schema::{CustomerTable, IndexPart, SchemaObject, quote_ident};
+use crate::schema::{CustomerTable, IndexPart, SchemaObject};
 
 /// Customer IDs per message from the ID index's reader to the merge.
 const ID_BATCH: usize = 1024;
@@ -218,24 +218,16 @@ fn reference_index(conn: &Connection, objects: &[SchemaObject], t: &str, c: &str
         o.kind == "index"
             && o.tbl_name.eq_ignore_ascii_case(t)
             && o.rootpage > 0
-            && conn
-                .query_row(
-                    &format!(
-                        "SELECT name, coll FROM pragma_index_xinfo({}) WHERE seqno = 0",
-                        quote_ident(&o.name)
-                    ),
-                    [],
-                    |r| {
-                        Ok((
-                            r.get::<_, Option<String>>(0)?,
-                            r.get::<_, Option<String>>(1)?,
-                        ))
-                    },
-                )
-                .is_ok_and(|(n, coll)| {
-                    n.is_some_and(|n| n.eq_ignore_ascii_case(c))
-                        && coll.is_none_or(|x| x.eq_ignore_ascii_case("BINARY"))
-                })
+            && crate::sql_bytes::query_row(
+                conn,
+                "SELECT name, coll FROM pragma_index_xinfo(?1) WHERE seqno = 0",
+                &[&crate::sql_bytes::param(&o.name)],
+                |r| Ok((r.text(0)?, r.text(1)?)),
+            )
+            .is_ok_and(|(n, coll)| {
+                n.is_some_and(|n| n.eq_ignore_ascii_case(c))
+                    && coll.is_none_or(|x| x.eq_ignore_ascii_case("BINARY"))
+            })
     })?;
     Some(u32::try_from(ix.rootpage).unwrap_or(0))
 }

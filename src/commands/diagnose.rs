@@ -85,57 +85,38 @@ fn leads_to(
 ) -> Option<(i64, Option<String>)> {
     let idc = schema::quote_ident(&table.columns[table.id_column].name);
     let tq = schema::quote_ident(&table.name);
-    let raw = table
-        .indexes
-        .iter()
-        .find(|i| i.name == index)
-        .and_then(|i| i.raw_name.as_ref());
-    let r: i64 = match raw {
-        // an index whose name is not UTF-8 is named by its bytes
-        Some(raw) => {
-            let sql = crate::sql_bytes::with_name(
-                &format!("SELECT rowid FROM {tq} INDEXED BY "),
-                raw,
-                &format!(" WHERE {idc} = ?1"),
-            );
-            let rows = crate::sql_bytes::query(conn, &sql, std::slice::from_ref(id)).ok()?;
-            match rows.first().and_then(|r| r.first()) {
-                Some(Value::Integer(i)) => *i,
-                _ => return None,
-            }
-        }
-        None => conn
-            .query_row(
-                &format!(
-                    "SELECT rowid FROM {tq} INDEXED BY {} WHERE {idc} = ?1",
-                    schema::quote_ident(index)
-                ),
-                [id],
-                |r| r.get(0),
-            )
-            .ok()?,
-    };
-    let other = conn
-        .query_row(
-            &format!("SELECT {idc} FROM {tq} NOT INDEXED WHERE rowid = ?1"),
-            [r],
-            |row| row.get::<_, Value>(0),
-        )
-        .ok()
-        .and_then(|v| report::id_text(&v));
+    let r: i64 = crate::sql_bytes::query_row(
+        conn,
+        &format!(
+            "SELECT rowid FROM {tq} INDEXED BY {} WHERE {idc} = ?1",
+            schema::quote_ident(index)
+        ),
+        &[id],
+        |r| r.get(0),
+    )
+    .ok()?;
+    let other = crate::sql_bytes::query_row(
+        conn,
+        &format!("SELECT {idc} FROM {tq} NOT INDEXED WHERE rowid = ?1"),
+        &[&r],
+        |row| row.get::<Value>(0),
+    )
+    .ok()
+    .and_then(|v| report::id_text(&v));
     Some((r, other))
 }
 
 /// The rowid of customer `id` in snapshot `path`, if it has one.
 fn in_snapshot_row(path: &std::path::Path, table: &CustomerTable, id: &Value) -> Option<i64> {
     let c = crate::db::open_read_only(path).ok()?;
-    c.query_row(
+    crate::sql_bytes::query_row(
+        &c,
         &format!(
             "SELECT rowid FROM {} NOT INDEXED WHERE {} = ?1",
             schema::quote_ident(&table.name),
             schema::quote_ident(&table.columns[table.id_column].name)
         ),
-        [id],
+        &[id],
         |r| r.get(0),
     )
     .ok()
@@ -484,17 +465,17 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
             let mut cause = "not_found";
             for s in &snapshots {
                 if let Ok(c) = crate::db::open_read_only(s) {
-                    let hit: Option<i64> = c
-                        .query_row(
-                            &format!(
-                                "SELECT rowid FROM {} NOT INDEXED WHERE {} = ?1",
-                                schema::quote_ident(&table.name),
-                                schema::quote_ident(&table.columns[table.id_column].name)
-                            ),
-                            [&v],
-                            |r| r.get(0),
-                        )
-                        .ok();
+                    let hit: Option<i64> = crate::sql_bytes::query_row(
+                        &c,
+                        &format!(
+                            "SELECT rowid FROM {} NOT INDEXED WHERE {} = ?1",
+                            schema::quote_ident(&table.name),
+                            schema::quote_ident(&table.columns[table.id_column].name)
+                        ),
+                        &[&v],
+                        |r| r.get(0),
+                    )
+                    .ok();
                     if let Some(r) = hit {
                         cause = "vanished";
                         in_snapshot = Some(s.display().to_string());

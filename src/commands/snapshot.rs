@@ -371,7 +371,8 @@ fn write_manifest(
         bytes,
         sha256,
     };
-    let mut text = serde_json::to_string_pretty(&m)?;
+    // names whose bytes are not UTF-8 shown with U+FFFD (sql_bytes::shown)
+    let mut text = crate::sql_bytes::shown(&serde_json::to_string_pretty(&m)?).into_owned();
     text.push('\n');
     let mut f = create_new(manifest)?;
     f.write_all(text.as_bytes())
@@ -566,14 +567,14 @@ fn content_facts(path: &Path, settings: &Settings) -> ContentFacts {
         .iter()
         .filter(|o| o.kind == "table" && !o.name.starts_with("sqlite_"))
     {
-        let n = conn
-            .query_row(
-                &format!("SELECT count(*) FROM {}", quote_ident(&o.name)),
-                [],
-                |r| r.get::<_, i64>(0),
-            )
-            .ok()
-            .and_then(|n| u64::try_from(n).ok());
+        let n = crate::sql_bytes::query_row(
+            &conn,
+            &format!("SELECT count(*) FROM {}", quote_ident(&o.name)),
+            &[],
+            |r| r.get::<i64>(0),
+        )
+        .ok()
+        .and_then(|n| u64::try_from(n).ok());
         facts.row_counts.insert(o.name.clone(), n);
     }
     if let Ok(Some(Ok(t))) =
@@ -593,23 +594,23 @@ pub(crate) fn table_sha256(
     without_rowid: bool,
 ) -> rusqlite::Result<(u64, String)> {
     let order = if without_rowid { "" } else { " ORDER BY rowid" };
-    let mut stmt = conn.prepare(&format!(
-        "SELECT * FROM {} NOT INDEXED{order}",
-        quote_ident(table)
-    ))?;
-    let ncols = stmt.column_count();
-    let mut rows = stmt.query([])?;
     let mut h = Sha256::new();
     let mut n = 0u64;
     let mut buf = Vec::new();
-    while let Some(r) = rows.next()? {
-        buf.clear();
-        for i in 0..ncols {
-            canon::push_sql(&mut buf, r.get_ref(i)?);
-        }
-        h.update(&buf);
-        n += 1;
-    }
+    crate::sql_bytes::for_each(
+        conn,
+        &format!("SELECT * FROM {} NOT INDEXED{order}", quote_ident(table)),
+        &[],
+        |r| {
+            buf.clear();
+            for i in 0..r.len() {
+                canon::push_sql(&mut buf, r.get_ref(i)?);
+            }
+            h.update(&buf);
+            n += 1;
+            Ok(())
+        },
+    )?;
     Ok((n, hex(&h.finalize())))
 }
 

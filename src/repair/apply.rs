@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use super::plan::Plan;
 use crate::files::{create_new, fsync_dir};
 use crate::schema::quote_ident;
+use crate::sql_bytes;
 
 /// Test hook, compiled only with the `test-hooks` feature (the test build;
 /// see Cargo.toml): with `CUSTODIAN_PAUSE_AT=<phase>` the process announces
@@ -529,12 +530,13 @@ pub fn sql_steps(
     // the damaged side of an ID mismatch is the row: restore its value
     // (its index is emptied and rebuilt below)
     for rv in &plan.restore_values {
-        conn.execute(
+        sql_bytes::execute(
+            &conn,
             &format!(
                 "UPDATE {tq} SET {} = ?1 WHERE rowid = ?2",
                 quote_ident(&table.columns[table.id_column].name)
             ),
-            rusqlite::params![rv.restored, rv.rowid],
+            &[&rv.restored, &rv.rowid],
         )
         .with_context(|| format!("restoring the ID of row {}", rv.rowid))?;
     }
@@ -565,10 +567,9 @@ pub fn sql_steps(
              GROUP BY {c} HAVING count(*) > 1",
             c = cols.join(", ")
         );
-        let groups: Vec<(String, String)> = conn
-            .prepare(&sql)?
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
+        let groups: Vec<(String, String)> = sql_bytes::query_map(&conn, &sql, &[], |r| {
+            Ok((r.get::<String>(0)?, r.get::<String>(1)?))
+        })?;
         if groups.is_empty() {
             continue;
         }
@@ -589,13 +590,13 @@ pub fn sql_steps(
                 let s = Connection::open_with_flags(snap, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
                 for &r in &rowids {
                     // the snapshot row with this rowid holds the same key?
-                    let snap_key: Option<String> = s
-                        .query_row(
-                            &format!("SELECT {key_expr} FROM {tq} NOT INDEXED WHERE rowid = ?1"),
-                            [r],
-                            |row| row.get(0),
-                        )
-                        .ok();
+                    let snap_key: Option<String> = sql_bytes::query_row(
+                        &s,
+                        &format!("SELECT {key_expr} FROM {tq} NOT INDEXED WHERE rowid = ?1"),
+                        &[&r],
+                        |row| row.get(0),
+                    )
+                    .ok();
                     if snap_key.as_deref() == Some(key.as_str()) {
                         keep = r;
                         break;
@@ -604,61 +605,58 @@ pub fn sql_steps(
             }
             let moved: Vec<i64> = rowids.iter().copied().filter(|&r| r != keep).collect();
             // reports name the customer by ID, never by another key (a card number)
-            let kept_id: rusqlite::types::Value = conn.query_row(
+            let kept_id: rusqlite::types::Value = sql_bytes::query_row(
+                &conn,
                 &format!(
                     "SELECT {} FROM {tq} NOT INDEXED WHERE rowid = ?1",
                     quote_ident(&table.columns[table.id_column].name)
                 ),
-                [keep],
+                &[&keep],
                 |row| row.get(0),
             )?;
             let key = crate::report::id_text(&kept_id).unwrap_or_default();
             for &r in &moved {
-                let id: rusqlite::types::Value = conn.query_row(
+                let id: rusqlite::types::Value = sql_bytes::query_row(
+                    &conn,
                     &format!(
                         "SELECT {} FROM {tq} NOT INDEXED WHERE rowid = ?1",
                         quote_ident(&table.columns[table.id_column].name)
                     ),
-                    [r],
+                    &[&r],
                     |row| row.get(0),
                 )?;
                 if let Some(t) = crate::report::id_text(&id) {
                     out.quarantined_ids.push(t);
                 }
-                conn.execute(
+                sql_bytes::execute(
+                    &conn,
                     &format!(
                         "INSERT INTO {QUARANTINE_TABLE} SELECT ?1, ?2, ?3, rowid, ?4, json_object({}) FROM {tq} NOT INDEXED WHERE rowid = ?5",
                         all_cols.join(", ")
                     ),
-                    rusqlite::params![
-                        stamp,
-                        format!("duplicate key under UNIQUE index {} (re-registered while the index was broken)", d.index),
-                        table.name,
-                        keep,
-                        r
+                    &[
+                        &stamp,
+                        &sql_bytes::param(&format!(
+                            "duplicate key under UNIQUE index {} (re-registered while the index was broken)",
+                            d.index
+                        )),
+                        &sql_bytes::param(&table.name),
+                        &keep,
+                        &r,
                     ],
                 )?;
-                conn.execute(&format!("DELETE FROM {tq} WHERE rowid = ?1"), [r])?;
+                sql_bytes::execute(&conn, &format!("DELETE FROM {tq} WHERE rowid = ?1"), &[&r])?;
             }
             out.quarantined.push((d.index.clone(), keep, moved, key));
         }
     }
     for r in &plan.recreate_indexes {
-        conn.execute_batch(&r.sql)
+        sql_bytes::execute_batch(&conn, &r.sql)
             .with_context(|| format!("recreating index {} from {}", r.name, r.snapshot))?;
     }
     for name in &plan.rebuild_indexes {
-        // an index whose name is not UTF-8 is named by its bytes
-        match crate::schema::raw_name(&conn, "index", name)? {
-            Some(raw) => {
-                crate::sql_bytes::execute(&conn, &crate::sql_bytes::with_name("REINDEX ", &raw, ""))
-                    .map_err(anyhow::Error::msg)
-            }
-            None => conn
-                .execute_batch(&format!("REINDEX {}", quote_ident(name)))
-                .map_err(anyhow::Error::from),
-        }
-        .with_context(|| format!("rebuilding index {name}"))?;
+        crate::sql_bytes::execute_batch(&conn, &format!("REINDEX {}", quote_ident(name)))
+            .with_context(|| format!("rebuilding index {name}"))?;
     }
     conn.execute_batch("COMMIT; PRAGMA writable_schema = OFF;")?;
     if was_wal {

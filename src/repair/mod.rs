@@ -33,6 +33,7 @@ use crate::files::can_write;
 use crate::progress::Progress;
 use crate::report::{Report, Verdict};
 use crate::schema;
+use crate::sql_bytes;
 use fingerprint::{Fingerprint, fingerprint, fingerprint_locked};
 use plan::{Plan, Strategy};
 
@@ -864,13 +865,14 @@ fn make_plan(
     let id_col = table
         .map(|t| schema::quote_ident(&t.columns[t.id_column].name))
         .unwrap_or_default();
-    let tq = schema::quote_ident(&settings.table);
+    let tq = schema::quote_ident(table.map_or(&settings.table, |t| &t.name));
     let snapshot_id_of = |rowid: i64| -> Option<String> {
         let c = snap_conn.as_ref()?;
-        c.query_row(
+        sql_bytes::query_row(
+            c,
             &format!("SELECT {id_col} FROM {tq} NOT INDEXED WHERE rowid = ?1"),
-            [rowid],
-            |r| r.get::<_, rusqlite::types::Value>(0),
+            &[&rowid],
+            |r| r.get::<rusqlite::types::Value>(0),
         )
         .ok()
         .and_then(|v| crate::report::id_text(&v))
@@ -896,8 +898,7 @@ fn make_plan(
                 schema::quote_ident(t),
                 schema::quote_ident(c)
             );
-            ref_conn
-                .query_row(&q, [id], |_| Ok(()))
+            sql_bytes::query_row(&ref_conn, &q, &[&id], |_| Ok(()))
                 .ok()
                 .map(|_| format!("{t}.{c}"))
         })
@@ -928,15 +929,16 @@ fn make_plan(
         };
         let mut sel = vec!["1".to_string()];
         sel.extend(unique.iter().cloned());
-        let Ok(values) = c.query_row(
+        let Ok(values) = sql_bytes::query_row(
+            c,
             &format!(
                 "SELECT {} FROM {tq} WHERE {id_col} = ?1 LIMIT 1",
                 sel.join(", ")
             ),
-            [id],
+            &[&id],
             |r| {
                 (1..sel.len())
-                    .map(|i| r.get::<_, rusqlite::types::Value>(i))
+                    .map(|i| r.get::<rusqlite::types::Value>(i))
                     .collect::<rusqlite::Result<Vec<_>>>()
             },
         ) else {
@@ -944,13 +946,13 @@ fn make_plan(
         };
         !unique.iter().zip(&values).any(|(col, v)| {
             *v != rusqlite::types::Value::Null
-                && ref_conn
-                    .query_row(
-                        &format!("SELECT 1 FROM {tq} WHERE {col} = ?1 LIMIT 1"),
-                        [v],
-                        |_| Ok(()),
-                    )
-                    .is_ok()
+                && sql_bytes::query_row(
+                    &ref_conn,
+                    &format!("SELECT 1 FROM {tq} WHERE {col} = ?1 LIMIT 1"),
+                    &[v],
+                    |_| Ok(()),
+                )
+                .is_ok()
         })
     };
     let evidence = plan::Evidence {

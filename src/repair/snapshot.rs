@@ -181,17 +181,13 @@ pub fn columns_of(path: &Path, table: &str) -> Result<Vec<String>, String> {
     let conn = crate::db::open_read_only(path).map_err(|e| format!("{e:#}"))?;
     // a truncated live file is readable only this way (read-only: no write)
     let _ = crate::schema::read_schema_tolerant(&conn);
-    let mut stmt = conn
-        .prepare(&format!(
-            "PRAGMA table_info({})",
-            crate::schema::quote_ident(table)
-        ))
-        .map_err(|e| e.to_string())?;
-    let cols: Vec<String> = stmt
-        .query_map([], |r| r.get::<_, String>(1))
-        .map_err(|e| e.to_string())?
-        .collect::<Result<_, _>>()
-        .map_err(|e| e.to_string())?;
+    let cols: Vec<String> = crate::sql_bytes::query_map(
+        &conn,
+        &format!("PRAGMA table_info({})", crate::schema::quote_ident(table)),
+        &[],
+        |r| Ok(r.text(1)?.unwrap_or_default()),
+    )
+    .map_err(|e| e.to_string())?;
     if cols.is_empty() {
         return Err(format!("no table {table}"));
     }

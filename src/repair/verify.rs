@@ -29,12 +29,13 @@ pub(super) fn patched(
     check::timing("repair: verify", t0);
     let conn = crate::db::open_read_only(copy)?;
     // rows accounted for: every row read before is there, but those moved
-    let rows: i64 = conn.query_row(
+    let rows: i64 = crate::sql_bytes::query_row(
+        &conn,
         &format!(
             "SELECT count(*) FROM {} NOT INDEXED",
             schema::quote_ident(&job.table.name)
         ),
-        [],
+        &[],
         |r| r.get(0),
     )?;
     let moved: usize = sql.quarantined.iter().map(|q| q.2.len()).sum();

@@ -252,7 +252,7 @@ impl FleetSummary {
     }
 
     pub fn to_json(&self) -> anyhow::Result<String> {
-        let mut s = serde_json::to_string_pretty(self)?;
+        let mut s = crate::sql_bytes::shown(&serde_json::to_string_pretty(self)?).into_owned();
         s.push('\n');
         Ok(s)
     }

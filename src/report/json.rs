@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use super::Report;
 
 pub fn to_string(report: &Report) -> Result<String> {
-    let mut s = serde_json::to_string_pretty(report)?;
+    // names whose bytes are not UTF-8 shown with U+FFFD (sql_bytes::shown)
+    let mut s = crate::sql_bytes::shown(&serde_json::to_string_pretty(report)?).into_owned();
     s.push('\n');
     Ok(s)
 }

@@ -138,6 +138,7 @@ pub fn failed_report(command: &'static str, db: &std::path::Path, e: &anyhow::Er
 /// Writes the short human summary to stdout. A closed pipe is not an error.
 pub fn print_summary(report: &Report) {
     let text = markdown::summary(report);
+    let text = crate::sql_bytes::shown(&text);
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
@@ -180,8 +181,10 @@ pub fn id_text(v: &rusqlite::types::Value) -> Option<String> {
     }
 }
 
-/// Writes text to stdout. A closed pipe is not an error.
+/// Writes text to stdout (names whose bytes are not UTF-8 shown with
+/// U+FFFD, `sql_bytes::shown`). A closed pipe is not an error.
 pub fn print(text: &str) {
+    let text = crate::sql_bytes::shown(text);
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     let _ = out.flush();
@@ -193,6 +196,8 @@ pub fn print(text: &str) {
 /// mode and no-symlink rules are for the regular files custodian creates.
 pub fn write_file(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    // names whose bytes are not UTF-8 shown with U+FFFD (sql_bytes::shown)
+    let text: &str = &crate::sql_bytes::shown(text);
     if let Ok(m) = std::fs::metadata(path)
         && (m.file_type().is_char_device() || m.file_type().is_fifo())
     {

@@ -373,6 +373,20 @@ const CASES: &[Case] = &[
         verdict: "corrupt",
         structural: SEVERAL_KINDS,
     },
+    // several_kinds and stale_pk_page_dups with their tables and columns
+    // named by Latin-1 bytes (checked with `--id-column`, see `id_args`)
+    Case {
+        fixture: "names_not_utf8",
+        exit: 1,
+        verdict: "corrupt",
+        structural: SEVERAL_KINDS,
+    },
+    Case {
+        fixture: "names_not_utf8_dups",
+        exit: 1,
+        verdict: "corrupt",
+        structural: &[],
+    },
     Case {
         fixture: "several_kinds_incremental",
         exit: 1,
@@ -887,13 +901,25 @@ fn compare_with_truth(case: &Case, j: &Value) -> Vec<String> {
     failures
 }
 
+/// The fixtures whose customer ID column is not named `customer_id`: the
+/// names_not_utf8 ones name it by Latin-1 bytes, typed with U+FFFD.
+fn id_args(fixture: &str) -> Vec<&'static str> {
+    if fixture.starts_with("names_not_utf8") {
+        vec!["--id-column", "num\u{FFFD}ro_client"]
+    } else {
+        Vec::new()
+    }
+}
+
 #[test]
 fn every_fixture_gets_the_exact_findings_and_affected_ids() {
     let mut failures = Vec::new();
     for case in CASES {
         let dir = tempfile::tempdir().unwrap();
         let db = fixture_copy(case.fixture, dir.path());
-        let r = run(&["check", db.to_str().unwrap(), "--json", "-"], dir.path());
+        let mut args = vec!["check", db.to_str().unwrap(), "--json", "-"];
+        args.extend(id_args(case.fixture));
+        let r = run(&args, dir.path());
         if r.code() != case.exit {
             failures.push(format!(
                 "{}: exit {} != {}\n{}",

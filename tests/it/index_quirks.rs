@@ -121,7 +121,7 @@ const LATIN1: &[u8] = b"idx_customers_stra\xdfe";
 
 /// The stock CLI's output for SQL given as bytes (on its standard input:
 /// an index name that is not UTF-8 cannot be an argument's text).
-fn cli_bytes(db: &std::path::Path, sql: &[u8]) -> String {
+pub(super) fn cli_bytes(db: &std::path::Path, sql: &[u8]) -> String {
     use std::io::Write;
     super::support::require_tool("sqlite3", "the stock SQLite CLI is the independent oracle");
     let mut child = std::process::Command::new("sqlite3")

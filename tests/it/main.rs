@@ -15,6 +15,7 @@ mod html;
 mod index_quirks;
 mod kinds;
 mod large;
+mod names;
 mod own_checks;
 mod papercuts;
 mod parity;

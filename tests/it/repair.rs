@@ -26,12 +26,17 @@ fn py_json(v: &Value) -> String {
 
 /// The builder's canonical digest of the customer table (fixtures/README.md).
 pub(super) fn customers_sha256(db: &Path) -> String {
+    customers_sha256_of(
+        db,
+        &format!("SELECT rowid, {COLUMNS} FROM customers NOT INDEXED"),
+    )
+}
+
+/// The same digest of the rows `select` gives (rowid, then the columns in
+/// the reference schema's order).
+pub(super) fn customers_sha256_of(db: &Path, select: &str) -> String {
     let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT rowid, {COLUMNS} FROM customers NOT INDEXED"
-        ))
-        .unwrap();
+    let mut stmt = conn.prepare(select).unwrap();
     let mut rows: Vec<(String, i64, String)> = stmt
         .query_map([], |r| {
             let vals: Vec<Value> = (0..11).map(|i| r.get::<_, Value>(i).unwrap()).collect();

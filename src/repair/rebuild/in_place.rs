@@ -329,9 +329,10 @@ fn mend(
         ),
     );
     if t.name.eq_ignore_ascii_case(req.customer_table) {
-        out.customers = conn.query_row(
+        out.customers = crate::sql_bytes::query_row(
+            conn,
             &format!("SELECT count(*) FROM {}", quote_ident(&t.name)),
-            [],
+            &[],
             |r| r.get(0),
         )?;
     }
@@ -731,9 +732,9 @@ fn put_back(
 ) -> Result<(Copied, bool)> {
     let tq = quote_ident(&t.name);
     let delete = |rowids: &[i64]| -> rusqlite::Result<()> {
-        let mut del = conn.prepare(&format!("DELETE FROM {tq} WHERE {} = ?1", t.rowid_name))?;
+        let del = format!("DELETE FROM {tq} WHERE {} = ?1", t.rowid_name);
         for r in rowids {
-            del.execute([r])?;
+            crate::sql_bytes::execute(conn, &del, &[r])?;
         }
         Ok(())
     };
@@ -751,7 +752,7 @@ fn put_back(
     deleted?;
     let reindex = !exact || d.reindex;
     if reindex {
-        conn.execute_batch(&format!("REINDEX main.{tq}"))?;
+        crate::sql_bytes::execute_batch(conn, &format!("REINDEX main.{tq}"))?;
     }
     let readable: u64 = s.readable.values().map(|v| v.len() as u64).sum();
     let c = Copied {

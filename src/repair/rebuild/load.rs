@@ -21,6 +21,7 @@ use anyhow::Result;
 use rusqlite::Connection;
 
 use crate::schema::{has_word, quote_ident};
+use crate::sql_bytes;
 
 use super::table::TargetTable;
 
@@ -34,18 +35,20 @@ pub(crate) fn begin(conn: &Connection, t: &TargetTable) -> Result<Option<String>
     if t.without_rowid || t.columns.iter().any(|c| c.hidden != 0) {
         return Ok(None);
     }
-    let sql: Option<String> = conn.query_row(
+    let sql: Option<String> = sql_bytes::query_row(
+        conn,
         "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-        [&t.name],
-        |r| r.get(0),
+        &[&sql_bytes::param(&t.name)],
+        |r| r.text(0),
     )?;
     let Some(sql) = sql else { return Ok(None) };
     if ROW_BY_ROW.iter().any(|w| has_word(&sql, w)) {
         return Ok(None);
     }
-    let indexes: i64 = conn.query_row(
+    let indexes: i64 = sql_bytes::query_row(
+        conn,
         "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND tbl_name = ?1",
-        [&t.name],
+        &[&sql_bytes::param(&t.name)],
         |r| r.get(0),
     )?;
     if indexes == 0 {
@@ -80,16 +83,17 @@ pub(crate) fn begin(conn: &Connection, t: &TargetTable) -> Result<Option<String>
         columns.join(", ")
     );
     // a declaration the twin cannot repeat: row by row
-    Ok(conn.execute_batch(&ddl).is_ok().then_some(twin))
+    Ok(sql_bytes::execute_batch(conn, &ddl).is_ok().then_some(twin))
 }
 
 /// Ends the load of `t` through `twin` (see the module documentation).
 pub(crate) fn finish(conn: &Connection, t: &TargetTable, twin: &str) -> Result<()> {
     conn.flush_prepared_statement_cache();
     let root = |name: &str| -> rusqlite::Result<i64> {
-        conn.query_row(
+        sql_bytes::query_row(
+            conn,
             "SELECT rootpage FROM sqlite_schema WHERE type = 'table' AND name = ?1",
-            [name],
+            &[&sql_bytes::param(name)],
             |r| r.get(0),
         )
     };
@@ -98,14 +102,14 @@ pub(crate) fn finish(conn: &Connection, t: &TargetTable, twin: &str) -> Result<(
     conn.execute_batch("PRAGMA writable_schema = ON")?;
     let swapped = (|| -> rusqlite::Result<()> {
         let set = "UPDATE sqlite_schema SET rootpage = ?1 WHERE type = 'table' AND name = ?2";
-        conn.execute(set, rusqlite::params![twin_root, t.name])?;
-        conn.execute(set, rusqlite::params![table_root, twin])?;
+        sql_bytes::execute(conn, set, &[&twin_root, &sql_bytes::param(&t.name)])?;
+        sql_bytes::execute(conn, set, &[&table_root, &sql_bytes::param(twin)])?;
         // a new schema cookie: the connection reads the schema again
         conn.execute_batch(&format!("PRAGMA schema_version = {}", version + 1))
     })();
     conn.execute_batch("PRAGMA writable_schema = OFF")?;
     swapped?;
-    conn.execute_batch(&format!("REINDEX main.{}", quote_ident(&t.name)))?;
+    sql_bytes::execute_batch(conn, &format!("REINDEX main.{}", quote_ident(&t.name)))?;
     conn.execute_batch(&format!("DROP TABLE main.{}", quote_ident(twin)))?;
     Ok(())
 }

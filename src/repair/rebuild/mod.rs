@@ -59,6 +59,7 @@ use crate::format::header::TextEncoding;
 use crate::format::record::Record;
 use crate::format::salvage::{self, SalvageItem, SalvageStats, Via};
 use crate::schema::{SchemaObject, quote_ident};
+use crate::sql_bytes;
 
 pub use in_place::repair_in_place;
 pub(crate) use rowids::Rowids;
@@ -380,8 +381,13 @@ fn schema_loads(new: &Path) -> Result<()> {
         .filter(|o| o.kind == "table" && !crate::schema::is_virtual_table(o));
     for o in ordinary {
         let n = &o.name;
-        conn.prepare(&format!("SELECT * FROM {} LIMIT 0", quote_ident(n)))
-            .map_err(|e| anyhow::anyhow!("the rebuilt database cannot read {n}: {e}"))?;
+        sql_bytes::for_each(
+            &conn,
+            &format!("SELECT * FROM {} LIMIT 0", quote_ident(n)),
+            &[],
+            |_| Ok(()),
+        )
+        .map_err(|e| anyhow::anyhow!("the rebuilt database cannot read {n}: {e}"))?;
     }
     Ok(())
 }
@@ -454,9 +460,10 @@ fn build(
         .iter()
         .any(|t| t.name.eq_ignore_ascii_case(req.customer_table))
     {
-        out.customers = conn.query_row(
+        out.customers = sql_bytes::query_row(
+            &conn,
             &format!("SELECT count(*) FROM {}", quote_ident(req.customer_table)),
-            [],
+            &[],
             |r| r.get(0),
         )?;
     }
@@ -705,9 +712,13 @@ fn create_tables(
 
 /// The tables of the new database.
 fn table_names(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
-    conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")?
-        .query_map([], |r| r.get::<_, String>(0))?
-        .collect()
+    sql_bytes::query_map(
+        conn,
+        "SELECT name FROM sqlite_schema WHERE type = 'table'",
+        &[],
+        |r| Ok(r.text(0)?.unwrap_or_default()),
+    )
+    .map(|v| v.into_iter().collect())
 }
 
 /// Runs one CREATE TABLE and reads the table back under the name SQLite
@@ -716,7 +727,7 @@ fn table_names(conn: &Connection) -> rusqlite::Result<BTreeSet<String>> {
 fn create_table(conn: &Connection, sql: &str, root: u32) -> Result<TargetTable> {
     conn.execute_batch("SAVEPOINT create_table")?;
     let before = table_names(conn)?;
-    let made = conn.execute_batch(sql).and_then(|()| table_names(conn));
+    let made = sql_bytes::execute_batch(conn, sql).and_then(|()| table_names(conn));
     let name = made.map(|after| {
         let new: Vec<&String> = after.difference(&before).collect();
         new.iter()
@@ -728,9 +739,13 @@ fn create_table(conn: &Connection, sql: &str, root: u32) -> Result<TargetTable> 
     // a column that does not exist) would make the whole new schema
     // unreadable once reopened
     let name = name.and_then(|n| match n {
-        Some(n) => conn
-            .prepare(&format!("SELECT * FROM {} LIMIT 0", quote_ident(&n)))
-            .map(|_| Some(n)),
+        Some(n) => sql_bytes::for_each(
+            conn,
+            &format!("SELECT * FROM {} LIMIT 0", quote_ident(&n)),
+            &[],
+            |_| Ok(()),
+        )
+        .map(|_| Some(n)),
         None => Ok(None),
     });
     match name {
@@ -775,17 +790,17 @@ fn create_indexes(conn: &Connection, src: &Source, pass: IndexPass, out: &mut Re
         if pass == IndexPass::Unique && !unique {
             continue;
         }
-        let exists: bool = conn
-            .query_row(
-                "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = ?1",
-                [&o.name],
-                |r| r.get::<_, i64>(0),
-            )
-            .is_ok_and(|n| n > 0);
+        let exists: bool = sql_bytes::query_row(
+            conn,
+            "SELECT count(*) FROM sqlite_schema WHERE type = 'index' AND name = ?1",
+            &[&sql_bytes::param(&o.name)],
+            |r| r.get::<i64>(0),
+        )
+        .is_ok_and(|n| n > 0);
         if exists {
             continue;
         }
-        if let Err(e) = conn.execute_batch(sql)
+        if let Err(e) = sql_bytes::execute_batch(conn, sql)
             && pass == IndexPass::Rest
         {
             out.needs_decision
@@ -802,7 +817,7 @@ fn create_views_and_triggers(conn: &Connection, src: &Source, out: &mut RebuildO
         .filter(|o| o.kind == "view" || o.kind == "trigger")
     {
         let Some(sql) = &o.sql else { continue };
-        if let Err(e) = conn.execute_batch(sql) {
+        if let Err(e) = sql_bytes::execute_batch(conn, sql) {
             out.needs_decision
                 .push(format!("{} {} was not recreated: {e}", o.kind, o.name));
         }
@@ -1077,9 +1092,10 @@ fn bulk_copy(conn: &Connection, t: &TargetTable) -> Result<u64> {
     let tq = quote_ident(&t.name);
     // An error here may leave the transaction unusable (SQLite finds the
     // attached source corrupt): the caller starts over without bulk copies.
-    conn.execute(
+    sql_bytes::execute(
+        conn,
         &format!("INSERT INTO main.{tq}({list}) SELECT {list} FROM src.{tq}"),
-        [],
+        &[],
     )
     .map(|n| n as u64)
     .map_err(|_| BulkCopyFailed(t.name.clone()).into())
@@ -1214,7 +1230,7 @@ pub fn customer_table_from_pages(
     for o in &own {
         if let Some(sql) = &o.sql {
             // an index that cannot be made is not one the checks can compare
-            let _ = mem.execute_batch(sql);
+            let _ = sql_bytes::execute_batch(&mem, sql);
         }
     }
     let objects = crate::schema::read_schema(&mem)?;

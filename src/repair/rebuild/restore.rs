@@ -26,6 +26,7 @@ use rusqlite::types::Value;
 use crate::format::record::{Record, encode_record};
 use crate::format::salvage::{self, SalvageEntry};
 use crate::schema::{SchemaObject, quote_ident};
+use crate::sql_bytes;
 
 use super::rows::{self, SqlValue};
 use super::source::Source;
@@ -206,18 +207,13 @@ fn primary_key_fields(
     t: &TargetTable,
     index: &str,
 ) -> Option<(Vec<usize>, Vec<String>)> {
-    let xinfo: Vec<(i64, String)> = conn
-        .prepare(&format!("PRAGMA index_xinfo({})", quote_ident(index)))
-        .ok()?
-        .query_map([], |r| {
-            Ok((
-                r.get(1)?,
-                r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-            ))
-        })
-        .ok()?
-        .collect::<rusqlite::Result<_>>()
-        .ok()?;
+    let xinfo: Vec<(i64, String)> = sql_bytes::query_map(
+        conn,
+        &format!("PRAGMA index_xinfo({})", quote_ident(index)),
+        &[],
+        |r| Ok((r.get(1)?, r.text(2)?.unwrap_or_default())),
+    )
+    .ok()?;
     let mut pk: Vec<(i64, usize)> = t
         .columns
         .iter()
@@ -267,7 +263,6 @@ fn name_by_primary_keys(
         let claimed = ctx.trees.claimed_by_others(ctx.src, root);
         let mut rec = Record::default();
         let mut err: Option<anyhow::Error> = None;
-        let mut present = ctx.conn.prepare_cached(&present_sql)?;
         let stats = salvage::salvage_without_rowid_index(
             &ctx.src.pager,
             root,
@@ -303,8 +298,8 @@ fn name_by_primary_keys(
                 else {
                     return;
                 };
-                match present.query_row(rusqlite::params_from_iter(key.iter()), |r| {
-                    r.get::<_, i64>(0)
+                match sql_bytes::query_row(ctx.conn, &present_sql, &sql_bytes::params(&key), |r| {
+                    r.get::<i64>(0)
                 }) {
                     Ok(0) => {}
                     Ok(_) => return,
@@ -359,9 +354,9 @@ fn restore_key_from_snapshot(
         quote_ident(&t.name),
         primary_key_match(t)
     );
-    let row = snap.query_row(&sql, rusqlite::params_from_iter(lost.key.iter()), |r| {
+    let row = sql_bytes::query_row(snap, &sql, &sql_bytes::params(&lost.key), |r| {
         (0..names.len())
-            .map(|i| r.get::<_, Value>(i).map(SqlValue::from_value))
+            .map(|i| r.get::<Value>(i).map(SqlValue::from_value))
             .collect::<rusqlite::Result<Vec<_>>>()
     });
     let Ok(values) = row else {
@@ -535,31 +530,30 @@ pub(crate) fn name_by_indexes_with(
 /// The names of an index's record fields (key columns, then the rowid), as
 /// the new database has the index; None when it has no such index.
 pub(crate) fn index_fields(conn: &Connection, index: &str) -> Option<Vec<String>> {
-    let fields: Vec<String> = conn
-        .prepare(&format!("PRAGMA index_xinfo({})", quote_ident(index)))
-        .ok()?
-        .query_map([], |r| {
-            Ok(r.get::<_, Option<String>>(2)?.unwrap_or_default())
-        })
-        .ok()?
-        .collect::<rusqlite::Result<_>>()
-        .ok()?;
+    let fields: Vec<String> = sql_bytes::query_map(
+        conn,
+        &format!("PRAGMA index_xinfo({})", quote_ident(index)),
+        &[],
+        |r| Ok(r.text(2)?.unwrap_or_default()),
+    )
+    .ok()?;
     (!fields.is_empty()).then_some(fields)
 }
 
 /// The snapshot's row `rowid` of `t`, in record order, if the snapshot has it.
 fn snapshot_row(snap: &Connection, t: &TargetTable, rowid: i64) -> Option<Vec<SqlValue>> {
     let names = t.stored_names();
-    snap.query_row(
+    sql_bytes::query_row(
+        snap,
         &format!(
             "SELECT {} FROM {} NOT INDEXED WHERE rowid = ?1",
             names.join(", "),
             quote_ident(&t.name)
         ),
-        [rowid],
+        &[&rowid],
         |r| {
             (0..names.len())
-                .map(|i| r.get::<_, Value>(i).map(SqlValue::from_value))
+                .map(|i| r.get::<Value>(i).map(SqlValue::from_value))
                 .collect()
         },
     )
@@ -617,26 +611,26 @@ fn snapshot_rows_in(
             "SELECT rowid, {} FROM {tq} NOT INDEXED WHERE rowid > ?1 AND rowid <= ?2",
             names.join(", ")
         );
-        let Ok(mut stmt) = snap.prepare(&sql) else {
-            return Ok(out);
-        };
-        let found: Vec<(i64, Vec<SqlValue>)> =
-            match stmt.query_map([lo.unwrap_or(i64::MIN), hi.unwrap_or(i64::MAX)], |r| {
-                let values = (1..=names.len())
-                    .map(|i| r.get::<_, Value>(i).map(SqlValue::from_value))
-                    .collect::<rusqlite::Result<Vec<_>>>()?;
-                Ok((r.get(0)?, values))
-            }) {
-                Ok(rows) => rows.filter_map(|r| r.ok()).collect(),
-                Err(_) => continue,
-            };
+        let (lo, hi) = (lo.unwrap_or(i64::MIN), hi.unwrap_or(i64::MAX));
+        // rows that cannot be read are left out, as a failed statement is
+        let mut found: Vec<(i64, Vec<SqlValue>)> = Vec::new();
+        let _ = sql_bytes::for_each(snap, &sql, &[&lo, &hi], |r| {
+            let values = (1..=names.len())
+                .map(|i| r.get::<Value>(i).map(SqlValue::from_value))
+                .collect::<rusqlite::Result<Vec<_>>>();
+            if let (Ok(values), Ok(rowid)) = (values, r.get::<i64>(0)) {
+                found.push((rowid, values));
+            }
+            Ok(())
+        });
         for (rowid, values) in found {
             if !seen.insert(rowid) {
                 continue;
             }
-            let present: i64 = ctx.conn.query_row(
+            let present: i64 = sql_bytes::query_row(
+                ctx.conn,
                 &format!("SELECT count(*) FROM {tq} WHERE {} = ?1", t.rowid_name),
-                [rowid],
+                &[&rowid],
                 |r| r.get(0),
             )?;
             if present == 0 {
@@ -657,21 +651,28 @@ fn snapshot_rows_in(
 /// customer column's, `EXCEPT` the reference's).
 fn merge_compares_alike(conn: &Connection, refers: (&str, &str), ids: (&str, &str)) -> bool {
     let declared = |(table, column): (&str, &str)| -> Option<(String, String)> {
-        let sql: String = conn
-            .query_row(
-                "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
-                [table],
-                |r| r.get(0),
-            )
-            .ok()?;
-        let decl = conn
-            .prepare(&format!("PRAGMA table_info({})", quote_ident(table)))
-            .ok()?
-            .query_map([], |r| Ok((r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
-            .ok()?
-            .filter_map(|r| r.ok())
-            .find(|(name, _)| name.eq_ignore_ascii_case(column))
-            .map(|(_, decl)| decl.to_ascii_uppercase())?;
+        let sql: String = sql_bytes::query_row(
+            conn,
+            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+            &[&sql_bytes::param(table)],
+            |r| r.text(0),
+        )
+        .ok()??;
+        let decl = sql_bytes::query_map(
+            conn,
+            &format!("PRAGMA table_info({})", quote_ident(table)),
+            &[],
+            |r| {
+                Ok((
+                    r.text(1)?.unwrap_or_default(),
+                    r.text(2)?.unwrap_or_default(),
+                ))
+            },
+        )
+        .ok()?
+        .into_iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(column))
+        .map(|(_, decl)| decl.to_ascii_uppercase())?;
         Some((sql, decl))
     };
     match (declared(refers), declared(ids)) {
@@ -694,9 +695,10 @@ pub(crate) fn restore_referenced(
     req: &Request<'_>,
     out: &mut RebuildOutcome,
 ) -> Result<()> {
-    let exists: i64 = conn.query_row(
+    let exists: i64 = sql_bytes::query_row(
+        conn,
         "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
-        [req.customer_table],
+        &[&sql_bytes::param(req.customer_table)],
         |r| r.get(0),
     )?;
     if exists == 0 {
@@ -711,10 +713,10 @@ pub(crate) fn restore_referenced(
     )?;
     let ct = quote_ident(req.customer_table);
     let idc = quote_ident(req.id_column);
-    let cols: Vec<String> = conn
-        .prepare(&format!("PRAGMA table_info({ct})"))?
-        .query_map([], |r| r.get::<_, String>(1))?
-        .collect::<rusqlite::Result<_>>()?;
+    let cols: Vec<String> =
+        sql_bytes::query_map(conn, &format!("PRAGMA table_info({ct})"), &[], |r| {
+            Ok(r.text(1)?.unwrap_or_default())
+        })?;
     let names: Vec<String> = cols.iter().map(|c| quote_ident(c)).collect();
     let mut prov = TableProvenance {
         table: format!("{} (named by references)", req.customer_table),
@@ -738,49 +740,46 @@ pub(crate) fn restore_referenced(
                 t = quote_ident(t),
             )
         };
-        let Ok(mut stmt) = conn.prepare(&sql) else {
-            continue;
-        };
         // an ID whose bytes are not UTF-8 (a damaged reference) is named
         // as check names it: decoded lossily
-        let ids: Vec<Option<String>> = stmt
-            .query_map([], |r| {
-                use rusqlite::types::ValueRef;
-                let v = match r.get_ref(0)? {
-                    ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
-                    ValueRef::Integer(i) => Value::Integer(i),
-                    ValueRef::Real(f) => Value::Real(f),
-                    ValueRef::Blob(b) => Value::Blob(b.to_vec()),
-                    ValueRef::Null => Value::Null,
-                };
-                Ok(crate::report::id_text(&v))
-            })?
-            .collect::<rusqlite::Result<_>>()?;
+        let ids = sql_bytes::query_map(conn, &sql, &[], |r| {
+            use rusqlite::types::ValueRef;
+            let v = match r.get_ref(0)? {
+                ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Integer(i) => Value::Integer(i),
+                ValueRef::Real(f) => Value::Real(f),
+                ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+                ValueRef::Null => Value::Null,
+            };
+            Ok(crate::report::id_text(&v))
+        });
+        let Ok(ids) = ids else { continue };
         missing.extend(ids.into_iter().flatten());
     }
     // a WITHOUT ROWID table's rows have no rowid to keep: its primary key
     // is what names them
-    let without_rowid = conn
-        .query_row(
-            "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
-            [req.customer_table],
-            |r| r.get::<_, Option<String>>(0),
-        )?
-        .is_some_and(|sql| crate::schema::is_without_rowid(&sql));
+    let without_rowid = sql_bytes::query_row(
+        conn,
+        "SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+        &[&sql_bytes::param(req.customer_table)],
+        |r| r.text(0),
+    )?
+    .is_some_and(|sql| crate::schema::is_without_rowid(&sql));
     let rowid = if without_rowid { "NULL" } else { "rowid" };
     for id in missing {
         let row: Option<(Option<i64>, Vec<Value>)> = snap.and_then(|snap| {
-            snap.query_row(
+            sql_bytes::query_row(
+                snap,
                 &format!(
                     "SELECT {rowid}, {} FROM {ct} NOT INDEXED WHERE {idc} = ?1",
                     names.join(", ")
                 ),
-                [&id],
+                &[&id],
                 |r| {
                     Ok((
                         r.get(0)?,
                         (1..=names.len())
-                            .map(|i| r.get::<_, Value>(i))
+                            .map(|i| r.get::<Value>(i))
                             .collect::<rusqlite::Result<_>>()?,
                     ))
                 },
@@ -793,10 +792,11 @@ pub(crate) fn restore_referenced(
         };
         let taken: bool = match rowid {
             Some(r) => {
-                conn.query_row(
+                sql_bytes::query_row(
+                    conn,
                     &format!("SELECT count(*) FROM {ct} WHERE rowid = ?1"),
-                    [r],
-                    |r| r.get::<_, i64>(0),
+                    &[&r],
+                    |r| r.get::<i64>(0),
                 )? > 0
             }
             None => true,
@@ -816,7 +816,7 @@ pub(crate) fn restore_referenced(
             sql.push_str(&format!(", {r}"));
         }
         sql.push(')');
-        match conn.execute(&sql, rusqlite::params_from_iter(values.iter())) {
+        match sql_bytes::execute(conn, &sql, &sql_bytes::params(&values)) {
             Ok(_) => {
                 prov.from_snapshot += 1;
                 out.restored_customer_ids.push(id);

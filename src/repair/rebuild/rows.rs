@@ -160,14 +160,16 @@ pub fn quarantine(
         .cloned()
         .zip(values.iter().map(SqlValue::json))
         .collect();
-    conn.execute(
+    let row = crate::sql_bytes::shown(&serde_json::Value::Object(obj).to_string()).into_owned();
+    crate::sql_bytes::execute(
+        conn,
         &format!("INSERT INTO {QUARANTINE_TABLE} VALUES (?1, ?2, ?3, ?4, NULL, ?5)"),
-        rusqlite::params![
-            stamp,
-            reason,
-            source_table,
-            rowid,
-            serde_json::Value::Object(obj).to_string()
+        &[
+            &stamp,
+            &crate::sql_bytes::param(reason),
+            &crate::sql_bytes::param(source_table),
+            &rowid,
+            &row,
         ],
     )?;
     Ok(())
@@ -211,7 +213,7 @@ pub fn insert_into(
         params.push(&values[i]);
     }
     let sql = insert_sql(t, load, with_rowid, n, &fields);
-    let err = match conn.prepare_cached(&sql)?.execute(params.as_slice()) {
+    let err = match crate::sql_bytes::execute(conn, &sql, &params) {
         Ok(_) => return Ok(Placed::Inserted),
         Err(e) if row_level(&e) => e,
         Err(e) => return Err(anyhow!("inserting a row of {}: {e}", t.name)),
@@ -309,8 +311,6 @@ fn already_there(
         quote_ident(&t.name),
         conds.join(" AND ")
     );
-    let n: i64 = conn
-        .prepare_cached(&sql)?
-        .query_row(params.as_slice(), |r| r.get(0))?;
+    let n: i64 = crate::sql_bytes::query_row(conn, &sql, &params, |r| r.get(0))?;
     Ok(n > 0)
 }

@@ -197,14 +197,16 @@ fn sqlite_schema(path: &Path) -> Result<(Vec<SchemaObject>, bool), String> {
     Ok((schema, plain))
 }
 
-/// sqlite_schema's rows; text that is not valid UTF-8 (a damaged byte in a
-/// name or a statement) is read with the bad bytes replaced, as the page
-/// reader reads it, rather than refused.
+/// sqlite_schema's rows; text that is not valid UTF-8 (a Latin-1 name, a
+/// damaged byte in a name or a statement) is kept byte for byte
+/// (`sql_bytes::name_text`) rather than refused.
 fn read_lossy(conn: &Connection) -> rusqlite::Result<Vec<SchemaObject>> {
+    // bytes that are not UTF-8 kept (sql_bytes::name_text): a Latin-1
+    // name is recreated by its bytes
     let text = |r: &rusqlite::Row<'_>, i: usize| -> rusqlite::Result<Option<String>> {
         Ok(match r.get_ref(i)? {
             rusqlite::types::ValueRef::Text(t) | rusqlite::types::ValueRef::Blob(t) => {
-                Some(String::from_utf8_lossy(t).into_owned())
+                Some(crate::sql_bytes::name_text(t))
             }
             _ => None,
         })

@@ -13,6 +13,7 @@ use rusqlite::Connection;
 
 use crate::format::salvage::{KindSet, TableShape};
 use crate::schema::quote_ident;
+use crate::sql_bytes;
 
 /// `PRAGMA table_xinfo`'s `hidden`: a VIRTUAL generated column (not stored).
 const HIDDEN_VIRTUAL: i64 = 2;
@@ -63,31 +64,29 @@ impl TargetTable {
     /// Reads the table `name` back from the new database `conn`.
     pub fn read(conn: &Connection, name: &str, sql: &str, source_root: u32) -> Result<TargetTable> {
         let q = quote_ident(name);
-        let columns: Vec<Column> = conn
-            .prepare(&format!("PRAGMA table_xinfo({q})"))?
-            .query_map([], |r| {
-                let default = r.get::<_, Option<String>>(4)?;
+        let columns: Vec<Column> =
+            sql_bytes::query_map(conn, &format!("PRAGMA table_xinfo({q})"), &[], |r| {
+                let default = r.text(4)?;
                 Ok(Column {
-                    name: r.get(1)?,
-                    decl_type: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                    not_null: r.get::<_, i64>(3)? != 0,
+                    name: r.text(1)?.unwrap_or_default(),
+                    decl_type: r.text(2)?.unwrap_or_default(),
+                    not_null: r.get::<i64>(3)? != 0,
                     has_default: default.is_some(),
                     default,
                     pk: r.get(5)?,
                     hidden: r.get(6)?,
                 })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
+            })?;
         let without_rowid = crate::schema::is_without_rowid(sql);
         let fields: Vec<usize> = if without_rowid {
             // the primary key's own index lists every column in record order
-            conn.prepare(&format!("PRAGMA index_xinfo({q})"))?
-                .query_map([], |r| r.get::<_, i64>(1))?
-                .collect::<rusqlite::Result<Vec<i64>>>()?
-                .into_iter()
-                .filter_map(|cid| usize::try_from(cid).ok())
-                .filter(|&c| c < columns.len() && columns[c].hidden != HIDDEN_VIRTUAL)
-                .collect()
+            sql_bytes::query_map(conn, &format!("PRAGMA index_xinfo({q})"), &[], |r| {
+                r.get::<i64>(1)
+            })?
+            .into_iter()
+            .filter_map(|cid| usize::try_from(cid).ok())
+            .filter(|&c| c < columns.len() && columns[c].hidden != HIDDEN_VIRTUAL)
+            .collect()
         } else {
             (0..columns.len())
                 .filter(|&i| columns[i].hidden != HIDDEN_VIRTUAL)

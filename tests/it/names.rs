@@ -1,0 +1,350 @@
+//! Tables and columns named by bytes that are not valid UTF-8 (a Latin-1
+//! POS client's `numéro_client`, `téléphone`, `opérations`): fixtures
+//! names_not_utf8 (several_kinds renamed) and names_not_utf8_dups
+//! (stale_pk_page_dups renamed). Truth: the fixtures' truth files (Python's
+//! sqlite3 on the files before the renaming) and the stock sqlite3 CLI.
+
+use std::collections::BTreeMap;
+
+use super::support::{Run, action_kinds, fixture_copy, run, sqlite3_cli, strings, truth};
+
+/// The ID column as a DBA types it: its Latin-1 byte shown as U+FFFD.
+const ID_COLUMN: &str = "num\u{FFFD}ro_client";
+
+/// Every row of sqlite_schema with its name, tbl_name and sql as hex, by
+/// the stock CLI.
+fn schema_hex(db: &std::path::Path) -> String {
+    sqlite3_cli(
+        db,
+        "SELECT type, hex(name), hex(tbl_name), hex(sql) FROM sqlite_schema \
+         WHERE name <> 'custodian_quarantine' ORDER BY type, name",
+    )
+}
+
+/// Repairs a copy of `fixture` with its snapshot (`--json -`), and holds
+/// the result to what any repair of these files must give: the stock CLI's
+/// integrity_check ok, every name and definition in sqlite_schema with the
+/// bytes it had (Latin-1 ones among them), no U+FFFD anywhere in it.
+fn repaired_keeping_names(fixture: &str, dir: &std::path::Path) -> (std::path::PathBuf, Run) {
+    let db = fixture_copy(fixture, dir);
+    let before = schema_hex(&db);
+    assert!(before.contains("6F70E9726174696F6E73"), "{before}");
+    let snap = super::support::fixtures().join(format!("{fixture}.snap.db"));
+    let r = run(
+        &[
+            "repair",
+            db.to_str().unwrap(),
+            "--id-column",
+            ID_COLUMN,
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--backup-dir",
+            dir.join("bk").to_str().unwrap(),
+            "--json",
+            "-",
+        ],
+        dir,
+    );
+    assert_eq!(
+        sqlite3_cli(&db, "PRAGMA integrity_check"),
+        "ok",
+        "{}",
+        r.show()
+    );
+    assert_eq!(
+        schema_hex(&db),
+        before,
+        "names and definitions keep their bytes"
+    );
+    assert_eq!(
+        sqlite3_cli(
+            &db,
+            "SELECT count(*) FROM sqlite_schema \
+             WHERE instr(hex(sql), 'EFBFBD') > 0 OR instr(hex(name), 'EFBFBD') > 0"
+        ),
+        "0",
+        "no U+FFFD in the schema"
+    );
+    (db, r)
+}
+
+#[test]
+fn check_and_diagnose_read_latin1_table_and_column_names_by_their_bytes() {
+    let t = truth("names_not_utf8");
+    let names: Vec<&str> = t["names_not_utf8"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["hex"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "6e756de9726f5f636c69656e74",
+            "74e96ce970686f6e65",
+            "6f70e9726174696f6e73"
+        ]
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_copy("names_not_utf8", dir.path());
+    let before = std::fs::read(&db).unwrap();
+
+    // the default ID column is not there: exit 2, the columns listed as shown
+    let r = run(&["check", db.to_str().unwrap()], dir.path());
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr().contains(
+            "its columns: num\u{FFFD}ro_client, card_number, name, t\u{FFFD}l\u{FFFD}phone"
+        ),
+        "{}",
+        r.show()
+    );
+
+    let r = run(
+        &[
+            "check",
+            db.to_str().unwrap(),
+            "--id-column",
+            ID_COLUMN,
+            "--json",
+            "-",
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    assert_eq!(
+        strings(&j["affected_customer_ids"]),
+        strings(&t["affected_customer_ids"])
+    );
+    let mut missing: BTreeMap<String, u64> = BTreeMap::new();
+    for e in t["missing_index_entries"].as_array().unwrap() {
+        *missing
+            .entry(e["index"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let found: BTreeMap<String, u64> = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "index_entry_missing")
+        .map(|f| {
+            (
+                f["object"].as_str().unwrap().to_string(),
+                f["count"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(found, missing);
+    let unreadable: Vec<u64> = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "rows_unreadable")
+        .map(|f| f["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        unreadable,
+        [t["damaged_rowids"].as_array().unwrap().len() as u64]
+    );
+    // no name reaches a report as the private characters that hold its bytes
+    assert!(!r.stdout().contains('\u{10FFE9}'), "{}", r.show());
+
+    // diagnose: a customer on the damaged table leaf, named by the ID index
+    let lost = strings(&t["repair_restored_customer_ids"]);
+    let r = run(
+        &[
+            "diagnose",
+            db.to_str().unwrap(),
+            &lost[0],
+            "--id-column",
+            ID_COLUMN,
+            "--json",
+            "-",
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 1, "{}", r.show());
+    assert_eq!(
+        r.json()["diagnoses"][0]["cause"],
+        "row_lost",
+        "{}",
+        r.show()
+    );
+    assert_eq!(
+        std::fs::read(&db).unwrap(),
+        before,
+        "check and diagnose never write"
+    );
+}
+
+/// The whole rebuild (a table leaf under garbage, index leaves stale and
+/// zeroed, the freelist's trunk zeroed): the 29 lost rows restored from the
+/// snapshot (truth: the builder's list), every intended row back (the
+/// builder's digest), every transaction kept (its count, read by the stock
+/// CLI through the table's Latin-1 name), the names' bytes unchanged.
+#[test]
+fn the_rebuild_keeps_latin1_names_byte_for_byte() {
+    let t = truth("names_not_utf8");
+    let dir = tempfile::tempdir().unwrap();
+    let (db, r) = repaired_keeping_names("names_not_utf8", dir.path());
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "repaired");
+    assert!(
+        action_kinds(&j).contains(&"rebuild_database"),
+        "{}",
+        r.show()
+    );
+    assert_eq!(
+        strings(&j["restored_customer_ids"]),
+        strings(&t["repair_restored_customer_ids"])
+    );
+    assert_eq!(
+        strings(&j["unrecoverable_customer_ids"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        super::repair::customers_sha256_of(&db, "SELECT rowid, * FROM customers NOT INDEXED"),
+        t["expected_customers_sha256"].as_str().unwrap()
+    );
+    assert_eq!(
+        super::index_quirks::cli_bytes(&db, b"SELECT count(*) FROM op\xe9rations;\n"),
+        t["transactions_count"].to_string()
+    );
+    let r = run(
+        &["check", db.to_str().unwrap(), "--id-column", ID_COLUMN],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+
+    // a snapshot of the repaired file: good, its tables counted by name
+    let out = dir.path().join("snaps");
+    let r = run(
+        &[
+            "snapshot",
+            db.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--id-column",
+            ID_COLUMN,
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let manifest = super::support::listing(&out)
+        .into_iter()
+        .find(|n| n.ends_with(".manifest.json"))
+        .unwrap();
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join(manifest)).unwrap()).unwrap();
+    assert_eq!(m["verdict"], "clean", "{m}");
+    assert_eq!(m["row_counts"]["customers"], t["expected_customers_count"]);
+    assert_eq!(
+        m["row_counts"]["op\u{FFFD}rations"],
+        t["transactions_count"]
+    );
+}
+
+/// Index damage with re-registered duplicates, repaired in place: the
+/// duplicates quarantined (truth: the builder's duplicates), the names'
+/// bytes in sqlite_schema unchanged, the stock CLI's integrity_check ok.
+#[test]
+fn the_index_repair_keeps_latin1_names_byte_for_byte() {
+    let t = truth("names_not_utf8_dups");
+    let dir = tempfile::tempdir().unwrap();
+    let (db, r) = repaired_keeping_names("names_not_utf8_dups", dir.path());
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    assert_eq!(
+        strings(&j["quarantined_customer_ids"]),
+        strings(&t["duplicate_customer_ids"])
+    );
+    assert_eq!(
+        strings(&j["affected_customer_ids"]),
+        strings(&t["affected_customer_ids"])
+    );
+    // the quarantined rows name their table
+    assert_eq!(
+        sqlite3_cli(
+            &db,
+            "SELECT DISTINCT hex(source_table) FROM custodian_quarantine"
+        ),
+        "637573746F6D657273"
+    );
+    let r = run(
+        &["check", db.to_str().unwrap(), "--id-column", ID_COLUMN],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+}
+
+/// `--id-column` typed with U+FFFD finds the one column whose Latin-1 name
+/// reads so; two such columns that read alike are refused plainly (exit 2)
+/// rather than guessed.
+#[test]
+fn a_latin1_column_is_named_by_its_shown_spelling_unless_two_read_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let make = |file: &str, create: &[u8]| {
+        let db = dir.path().join(file);
+        let conn = rusqlite::Connection::open(&db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE customers(x TEXT PRIMARY KEY, y TEXT);
+             INSERT INTO customers VALUES ('C1', 'a'), ('C2', 'b');
+             PRAGMA writable_schema = ON;",
+        )
+        .unwrap();
+        conn.execute(
+            "UPDATE sqlite_schema SET sql = CAST(?1 AS TEXT) WHERE name = 'customers'",
+            [rusqlite::types::Value::Blob(create.to_vec())],
+        )
+        .unwrap();
+        drop(conn);
+        db
+    };
+    let one = make(
+        "one.db",
+        b"CREATE TABLE customers(kunden_nr_\xfc TEXT PRIMARY KEY, y TEXT)",
+    );
+    let two = make(
+        "two.db",
+        b"CREATE TABLE customers(a\xe4 TEXT PRIMARY KEY, a\xf6 TEXT)",
+    );
+    assert_eq!(sqlite3_cli(&one, "PRAGMA integrity_check"), "ok");
+    let r = run(
+        &[
+            "check",
+            one.to_str().unwrap(),
+            "--id-column",
+            "kunden_nr_\u{FFFD}",
+            "--json",
+            "-",
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert_eq!(r.json()["verdict"], "clean");
+    let r = run(
+        &[
+            "diagnose",
+            one.to_str().unwrap(),
+            "C2",
+            "--id-column",
+            "kunden_nr_\u{FFFD}",
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let r = run(
+        &["check", two.to_str().unwrap(), "--id-column", "a\u{FFFD}"],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr()
+            .contains("could be any of the columns a\u{FFFD}, a\u{FFFD} of table customers"),
+        "{}",
+        r.show()
+    );
+    assert_eq!(r.stderr().lines().count(), 1, "{}", r.show());
+}
