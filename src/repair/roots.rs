@@ -25,6 +25,7 @@ use crate::format::record::Record;
 use crate::format::roots::{RootCandidate, TreeKind};
 use crate::format::salvage::{ColumnSpec, KindSet, TableShape};
 use crate::schema::{SchemaObject, quote_ident};
+use crate::sql_bytes;
 
 /// A share of sampled rows (or entries) this large must agree for a
 /// candidate to count as the object's.
@@ -204,27 +205,27 @@ fn undo_shared(out: &mut FoundRoots) {
 }
 
 fn table_spec(snapshot: &Connection, name: &str) -> Result<TableSpec> {
-    let mut stmt = snapshot.prepare(&format!("PRAGMA table_xinfo({})", quote_ident(name)))?;
-    let columns: Vec<StoredColumn> = stmt
-        .query_map([], |r| {
+    let columns: Vec<StoredColumn> = sql_bytes::query_map(
+        snapshot,
+        &format!("PRAGMA table_xinfo({})", quote_ident(name)),
+        &[],
+        |r| {
             Ok((
                 StoredColumn {
-                    name: r.get(1)?,
-                    decl_type: r.get::<_, Option<String>>(2)?.unwrap_or_default(),
-                    not_null: r.get::<_, i64>(3)? != 0,
-                    has_default: r.get::<_, Option<String>>(4)?.is_some(),
-                    pk: r.get::<_, i64>(5)? > 0,
+                    name: r.text(1)?.unwrap_or_default(),
+                    decl_type: r.text(2)?.unwrap_or_default(),
+                    not_null: r.get::<i64>(3)? != 0,
+                    has_default: r.text(4)?.is_some(),
+                    pk: r.get::<i64>(5)? > 0,
                 },
-                r.get::<_, i64>(6)?,
+                r.get::<i64>(6)?,
             ))
-        })?
-        .filter_map(|c| match c {
-            // virtual generated columns are not stored
-            Ok((_, 2)) => None,
-            Ok((c, _)) => Some(Ok(c)),
-            Err(e) => Some(Err(e)),
-        })
-        .collect::<rusqlite::Result<_>>()?;
+        },
+    )?
+    .into_iter()
+    // virtual generated columns are not stored
+    .filter_map(|(c, hidden)| (hidden != 2).then_some(c))
+    .collect();
     let pks: Vec<usize> = (0..columns.len()).filter(|&i| columns[i].pk).collect();
     let rowid_alias = match pks.as_slice() {
         [i] if columns[*i].decl_type.eq_ignore_ascii_case("INTEGER") => Some(*i),
@@ -260,20 +261,19 @@ fn index_specs(
         let Some(t) = tables.iter().find(|t| t.name == o.tbl_name) else {
             continue;
         };
-        let mut stmt =
-            snapshot.prepare(&format!("PRAGMA index_xinfo({})", quote_ident(&o.name)))?;
-        let fields: Vec<Option<usize>> = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, i64>(1)?, r.get::<_, Option<String>>(2)?))
-            })?
-            .map(|f| {
-                f.map(|(cid, name)| {
-                    (cid >= 0)
-                        .then(|| name.and_then(|n| t.columns.iter().position(|c| c.name == n)))
-                        .flatten()
-                })
-            })
-            .collect::<rusqlite::Result<_>>()?;
+        let fields: Vec<Option<usize>> = sql_bytes::query_map(
+            snapshot,
+            &format!("PRAGMA index_xinfo({})", quote_ident(&o.name)),
+            &[],
+            |r| Ok((r.get::<i64>(1)?, r.text(2)?)),
+        )?
+        .into_iter()
+        .map(|(cid, name)| {
+            (cid >= 0)
+                .then(|| name.and_then(|n| t.columns.iter().position(|c| c.name == n)))
+                .flatten()
+        })
+        .collect();
         out.push(IndexSpec {
             name: o.name.clone(),
             table: o.tbl_name.clone(),
@@ -350,9 +350,9 @@ fn table_agreement(
         cols.join(", "),
         quote_ident(&t.name)
     );
-    let Ok(mut stmt) = snapshot.prepare(&sql) else {
+    if sql_bytes::prepare_only(snapshot, &sql).is_err() {
         return 0.0;
-    };
+    }
     let mut rec = Record::default();
     let mut agree = 0usize;
     for (rowid, payload) in &c.sample {
@@ -360,22 +360,21 @@ fn table_agreement(
             continue;
         }
         let page = canonical(&rec, payload, enc);
-        let same = stmt
-            .query_row([rowid], |r| {
-                Ok((0..cols.len()).all(|i| {
-                    if t.rowid_alias == Some(i) {
-                        return true;
-                    }
-                    let mut b = Vec::new();
-                    match r.get_ref(i) {
-                        Ok(v) => canon::push_sql(&mut b, v),
-                        Err(_) => return false,
-                    }
-                    // a row written before an ADD COLUMN is shorter
-                    page.get(i).is_none_or(|p| *p == b)
-                }))
-            })
-            .unwrap_or(false);
+        let same = sql_bytes::query_row(snapshot, &sql, &[rowid], |r| {
+            Ok((0..cols.len()).all(|i| {
+                if t.rowid_alias == Some(i) {
+                    return true;
+                }
+                let mut b = Vec::new();
+                match r.get_ref(i) {
+                    Ok(v) => canon::push_sql(&mut b, v),
+                    Err(_) => return false,
+                }
+                // a row written before an ADD COLUMN is shorter
+                page.get(i).is_none_or(|p| *p == b)
+            }))
+        })
+        .unwrap_or(false);
         agree += usize::from(same);
     }
     agree as f64 / c.sample.len().max(1) as f64
@@ -455,11 +454,11 @@ fn snapshot_rows(
         quote_ident(&t.name)
     );
     let mut out = BTreeMap::new();
-    let Ok(mut stmt) = snapshot.prepare(&sql) else {
+    if sql_bytes::prepare_only(snapshot, &sql).is_err() {
         return out;
-    };
+    }
     for &rowid in wanted {
-        let row = stmt.query_row([rowid], |r| {
+        let row = sql_bytes::query_row(snapshot, &sql, &[&rowid], |r| {
             (0..cols.len())
                 .map(|i| {
                     let mut b = Vec::new();
