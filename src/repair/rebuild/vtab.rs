@@ -100,12 +100,7 @@ pub fn settle(
     if tables.is_empty() {
         return Ok(Vec::new());
     }
-    let conn =
-        Connection::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-    crate::repair::interrupt::watch(&conn);
-    // A CREATE VIRTUAL TABLE that cannot be parsed must not lock us out of
-    // the schema we are repairing.
-    conn.pragma_update(None, "writable_schema", true)?;
+    let mut conn = open_schema(path)?;
     let mut out = Vec::new();
     let ordered = tables
         .iter()
@@ -113,13 +108,29 @@ pub fn settle(
         .chain(tables.iter().filter(|v| !owns_data(&v.module)));
     for vt in ordered {
         let s = settle_one(&conn, vt, stamp);
-        if let Settled::Removed(_) = &s {
+        if let Settled::Removed(_) = &s
+            && remove(&conn, vt).is_err()
+        {
+            // what the module cached on this connection before its
+            // rebuild was rolled back can stand in the way: a fresh one
+            conn = open_schema(path)?;
             remove(&conn, vt)?;
         }
         out.push((vt.clone(), s));
     }
     conn.pragma_update(None, "writable_schema", false)?;
     Ok(out)
+}
+
+/// A connection to the rebuilt file that may change its schema.
+fn open_schema(path: &Path) -> Result<Connection> {
+    let conn =
+        Connection::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    crate::repair::interrupt::watch(&conn);
+    // A CREATE VIRTUAL TABLE that cannot be parsed must not lock us out of
+    // the schema we are repairing.
+    conn.pragma_update(None, "writable_schema", true)?;
+    Ok(conn)
 }
 
 /// Whether the module keeps its data in shadow tables and has an integrity
@@ -141,17 +152,7 @@ fn settle_one(conn: &Connection, vt: &VirtualTable, stamp: &str) -> Settled {
         Ok(()) => Settled::Sound,
         Err(first) => {
             if vt.module.starts_with("fts") {
-                let rebuilt = conn
-                    .execute(
-                        &format!(
-                            "INSERT INTO {q}({q}) VALUES ('rebuild')",
-                            q = quote_ident(&vt.name)
-                        ),
-                        [],
-                    )
-                    .map_err(|e| e.to_string())
-                    .and_then(|_| check(conn, vt));
-                match rebuilt {
+                match rebuild_fts(conn, vt) {
                     Ok(()) => Settled::Rebuilt,
                     Err(e) => Settled::Removed(format!(
                         "its integrity check fails ({first}) and rebuilding its index from its content failed too ({e})"
@@ -171,6 +172,33 @@ fn settle_one(conn: &Connection, vt: &VirtualTable, stamp: &str) -> Settled {
                 Settled::Removed(format!("its integrity check fails ({first})"))
             }
         }
+    }
+}
+
+/// Rebuilds a full-text index from its content (the module's `'rebuild'`)
+/// and checks it again, inside a savepoint: when either fails, the index's
+/// shadow tables are rolled back to the rows salvaged from the file, which
+/// the table taken out of the schema keeps (a rebuild that wrote its index
+/// and then failed its check replaced them: fts3corrupt4-17's two segment
+/// rows became ten rebuilt ones).
+fn rebuild_fts(conn: &Connection, vt: &VirtualTable) -> Result<(), String> {
+    conn.execute_batch("SAVEPOINT custodian_fts_rebuild")
+        .map_err(|e| e.to_string())?;
+    let q = quote_ident(&vt.name);
+    let done = conn
+        .execute(&format!("INSERT INTO {q}({q}) VALUES ('rebuild')"), [])
+        .map_err(|e| e.to_string())
+        .and_then(|_| check(conn, vt));
+    let end = match &done {
+        Ok(()) => "RELEASE custodian_fts_rebuild",
+        Err(_) => "ROLLBACK TO custodian_fts_rebuild; RELEASE custodian_fts_rebuild",
+    };
+    match conn.execute_batch(end) {
+        Ok(()) => done,
+        Err(e) => Err(format!(
+            "{}; ending its savepoint failed ({e})",
+            done.err().unwrap_or_default()
+        )),
     }
 }
 
