@@ -128,13 +128,17 @@ impl Leftovers {
     /// After this process closed its connections: removes the -wal and
     /// -shm that were not there before, as SQLite itself removes them when
     /// its last connection closes, and only when no other connection uses
-    /// them: the -wal is still empty and the -shm's dead man switch can be
-    /// locked exclusively (held while they are removed, so no connection
-    /// can start using them meanwhile). Anything else is left as it is.
+    /// them: the -shm's dead man switch can be locked exclusively (held
+    /// while they are removed, so no connection can start using them
+    /// meanwhile), and a -wal is removed only when it is empty. A -shm made
+    /// beside a -wal that was there before (a WAL database whose last
+    /// connection did not checkpoint, or whose -wal was copied without its
+    /// -shm) goes too: it is only an index of that -wal, which the next
+    /// connection rebuilds from it. Anything else is left as it is.
     pub fn clean(self, db: &Path) {
         use std::os::unix::fs::OpenOptionsExt;
         use std::os::unix::io::AsRawFd;
-        if self.wal || self.shm {
+        if self.wal && self.shm {
             return; // they were there before: not this run's
         }
         let (wal, shm) = (beside(db, "-wal"), beside(db, "-shm"));
@@ -156,8 +160,16 @@ impl Leftovers {
         if unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &fl) } != 0 {
             return; // another connection uses them: they are its
         }
-        let wal_empty = std::fs::symlink_metadata(&wal).is_ok_and(|m| m.is_file() && m.len() == 0);
-        if wal_empty && std::fs::remove_file(&wal).is_ok() {
+        let wal_now = std::fs::symlink_metadata(&wal).ok();
+        let shm_may_go = match (&wal_now, self.wal) {
+            // there before: it stays, whatever it holds
+            (_, true) => true,
+            (None, false) => true,
+            (Some(m), false) if m.is_file() && m.len() == 0 => std::fs::remove_file(&wal).is_ok(),
+            // frames someone wrote: not this run's to remove
+            (Some(_), false) => false,
+        };
+        if shm_may_go && !self.shm {
             let _ = std::fs::remove_file(&shm);
         }
         drop(f); // releases the lock

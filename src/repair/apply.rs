@@ -194,10 +194,9 @@ pub fn lock(path: &Path) -> Result<Lock> {
             return Err(busy(e));
         }
     }
-    // held: its close may checkpoint again (a repair stopped before the
-    // swap leaves no -wal behind)
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false)
-        .map_err(busy)?;
+    // Its close still does not checkpoint: a repair that stops before the
+    // swap leaves the database and its -wal byte for byte as they were
+    // (the -wal and -shm its open made are removed after it, `db::Leftovers`).
     // kept open until the lock is released (see `Lock`); writable only so
     // that a truncated WAL database can reach its size (`reach_wal_size`)
     let file = std::fs::OpenOptions::new()
@@ -223,13 +222,15 @@ impl Lock {
     /// A WAL database: its committed frames are checkpointed into the file
     /// (SQLite's own crash-safe checkpoint: the content does not change) and
     /// it is switched to a rollback journal, so that the swap is one rename
-    /// with no -wal to replay over the new file. Done after the backup.
-    pub fn leave_wal(&self, path: &Path) -> Result<()> {
+    /// with no -wal to replay over the new file. Done right before the swap,
+    /// once the copy is verified: a repair that stops before it leaves the
+    /// database and its -wal as they were. Returns whether it was done.
+    pub fn leave_wal(&self, path: &Path) -> Result<bool> {
         let (true, Holder::Sqlite(conn)) = (self.was_wal, &self.holder) else {
-            return Ok(());
+            return Ok(false);
         };
         conn.execute_batch("COMMIT")?;
-        self.reach_wal_size(path)?;
+        reach_wal_size(&self.file, path)?;
         let mode: String = conn
             .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
             .with_context(|| format!("{}: cannot checkpoint the -wal", path.display()))?;
@@ -244,7 +245,7 @@ impl Lock {
         conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
             r.get::<_, i64>(0)
         })?;
-        Ok(())
+        Ok(true)
     }
 
     /// A database SQLite refuses as a whole (its lock bytes taken by hand)
@@ -269,42 +270,6 @@ impl Lock {
         })
     }
 
-    /// SQLite refuses to checkpoint into a file shorter than the database
-    /// its -wal commits, by more than the -wal's frames could fill (wal.c,
-    /// `walCheckpoint`: SQLITE_CORRUPT): a truncated file is first given
-    /// its missing pages back as zeros, which is what SQLite reads past the
-    /// file's end in any case (the content does not change). Through the
-    /// lock's own descriptor: closing another one would drop SQLite's locks.
-    fn reach_wal_size(&self, path: &Path) -> Result<()> {
-        let mut wal_path = path.as_os_str().to_owned();
-        wal_path.push("-wal");
-        let Ok(bytes) = std::fs::read(&wal_path) else {
-            return Ok(());
-        };
-        let Ok(index) = crate::format::wal::WalIndex::build(&bytes) else {
-            return Ok(());
-        };
-        if !index.has_commits() {
-            return Ok(());
-        }
-        let want = u64::from(index.db_pages) * u64::from(index.page_size);
-        let len = self
-            .file
-            .metadata()
-            .with_context(|| format!("{}: cannot read its size", path.display()))?
-            .len();
-        if len < want {
-            self.file.set_len(want).with_context(|| {
-                format!(
-                    "{}: cannot give the truncated file its {} missing pages before the checkpoint",
-                    path.display(),
-                    (want - len) / u64::from(index.page_size)
-                )
-            })?;
-        }
-        Ok(())
-    }
-
     /// Releases the lock of a repair that did not swap: a database that
     /// was in WAL mode is given WAL mode back (its content never changed).
     pub fn release(self) {
@@ -319,6 +284,9 @@ impl Lock {
                 let _ = conn.execute_batch("ROLLBACK");
                 if left_wal.get() {
                     let _ = conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()));
+                    // its -wal was checkpointed already: a close that
+                    // checkpoints removes the new one and its -shm
+                    let _ = conn.set_db_config(DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, false);
                 }
                 drop(conn);
             }
@@ -328,6 +296,83 @@ impl Lock {
         // last: closing it drops whatever lock the process still holds
         drop(file);
     }
+}
+
+/// SQLite refuses to checkpoint into a file shorter than the database
+/// its -wal commits, by more than the -wal's frames could fill (wal.c,
+/// `walCheckpoint`: SQLITE_CORRUPT): a truncated file (`file`, the database
+/// `path` or a copy of it with the -wal beside it) is first given its
+/// missing pages back as zeros, which is what SQLite reads past the file's
+/// end in any case (the content does not change). Through the caller's
+/// descriptor: closing another one of the locked database would drop
+/// SQLite's locks.
+fn reach_wal_size(file: &File, path: &Path) -> Result<()> {
+    let Ok(bytes) = std::fs::read(sidecar(path, "-wal")) else {
+        return Ok(());
+    };
+    let Ok(index) = crate::format::wal::WalIndex::build(&bytes) else {
+        return Ok(());
+    };
+    if !index.has_commits() {
+        return Ok(());
+    }
+    let want = u64::from(index.db_pages) * u64::from(index.page_size);
+    let len = file
+        .metadata()
+        .with_context(|| format!("{}: cannot read its size", path.display()))?
+        .len();
+    if len < want {
+        file.set_len(want).with_context(|| {
+            format!(
+                "{}: cannot give the truncated file its {} missing pages before the checkpoint",
+                path.display(),
+                (want - len) / u64::from(index.page_size)
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// The work copy `copy` of a WAL database `db`, made of its file alone,
+/// given what the database holds: the committed frames of the -wal (copied
+/// beside the copy, and checkpointed into it by SQLite) and a rollback
+/// journal, as the build expects. The database and its -wal are only read.
+pub fn wal_into_copy(db: &Path, copy: &Path) -> Result<()> {
+    let wal = sidecar(db, "-wal");
+    if super::fingerprint::wal_holds_frames(db) {
+        copy_file(&wal, &sidecar(copy, "-wal"), Durable::Never)?;
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(copy)
+            .with_context(|| format!("{}: cannot open", copy.display()))?;
+        reach_wal_size(&f, copy)?;
+    }
+    let conn = Connection::open(copy)
+        .with_context(|| format!("{}: cannot open the work copy", copy.display()))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
+        .with_context(|| {
+            format!(
+                "{}: cannot checkpoint the copy of {}",
+                copy.display(),
+                wal.display()
+            )
+        })?;
+    drop(conn);
+    if !mode.eq_ignore_ascii_case("delete") {
+        bail!(
+            "{}: the copy of {} could not be checkpointed (journal mode stays {mode})",
+            copy.display(),
+            wal.display()
+        );
+    }
+    for s in ["-wal", "-shm"] {
+        let p = sidecar(copy, s);
+        if p.exists() {
+            std::fs::remove_file(&p).with_context(|| format!("{}: cannot remove", p.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Creates the empty file the rebuilt database is written into (0600, no

@@ -20,9 +20,11 @@
 //!
 //! Where a link cannot be made (the backup folder on another file system,
 //! links refused) or the database has a -wal to keep (a WAL database: its
-//! -wal is checkpointed into the file after the backup, so the original
-//! file does change), the backup is a copy, as before: written under a
-//! hidden name, synced, renamed into place once whole.
+//! -wal is checkpointed into the file right before the swap, so the
+//! original file does change), the backup is a copy, as before: written
+//! under a hidden name, synced, renamed into place once whole. Until the
+//! original changes, the copy's files are work files too: a repair that
+//! stops before then changed nothing and keeps no backup (`Backup::keep`).
 
 use std::path::{Path, PathBuf};
 
@@ -46,6 +48,9 @@ pub struct Backup {
     pub wal: Option<(PathBuf, String)>,
     /// A linked backup not yet named: the original file's second name.
     pub linked: Option<PathBuf>,
+    /// A copied backup is kept (`keep`): the original is about to change.
+    /// Until then its files are work files, removed if the repair stops.
+    kept: bool,
 }
 
 /// A hidden work file of this run in `dir` (see interrupt.rs).
@@ -102,6 +107,7 @@ pub fn take(db: &Path, lock: &Lock, dir: &Path, stamp: &str) -> Result<Backup> {
                     sha256: None,
                     wal: None,
                     linked: Some(second),
+                    kept: false,
                 });
             }
             // another file system, links refused: a copy
@@ -148,10 +154,15 @@ fn copied(
         sha256: Some(sha256),
         wal,
         linked: None,
+        kept: false,
     };
+    // the original is unchanged until the swap: a repair that stops
+    // before it keeps no backup, as with a linked one
+    for f in b.files() {
+        interrupt::work_file(f);
+    }
     b.write_sums()?;
     fsync_dir(dir)?;
-    interrupt::backup_made(&b.path);
     Ok(b)
 }
 
@@ -186,6 +197,32 @@ fn copy_into_place(src: &std::fs::File, from: &Path, to: &Path, work: &Path) -> 
 }
 
 impl Backup {
+    /// A copied backup's files: the database's, the -wal's, the checksums.
+    fn files(&self) -> Vec<&Path> {
+        let mut v = vec![self.path.as_path(), self.sums.as_path()];
+        v.extend(self.wal.as_ref().map(|(p, _)| p.as_path()));
+        v
+    }
+
+    /// The original is about to change (the swap, or a WAL database's
+    /// checkpoint before it): a copied backup is kept from here on,
+    /// whatever happens next.
+    pub fn keep(&mut self) {
+        if self.linked.is_some() || self.kept {
+            return;
+        }
+        for f in self.files() {
+            interrupt::forget(f);
+        }
+        interrupt::backup_made(&self.path);
+        self.kept = true;
+    }
+
+    /// Whether a copied backup is kept (see `keep`).
+    pub fn kept(&self) -> bool {
+        self.kept
+    }
+
     /// The checksums file: one `SHA256  NAME` line per backup file.
     fn write_sums(&self) -> Result<()> {
         use std::io::Write;
@@ -271,6 +308,7 @@ pub fn promote(second: &Path, db_name: &str, stamp: &str) -> Result<(PathBuf, St
         sha256: None,
         wal: None,
         linked: Some(second.to_path_buf()),
+        kept: false,
     };
     b.name(sha.clone())?;
     Ok((b.path, sha))

@@ -14,10 +14,16 @@ use crate::check::finding::{Code, Severity};
 
 /// Copies the file the build starts from into the new work file `to`: the
 /// locked database through the lock's own descriptor (see `apply::Lock`),
-/// or the scratch copy whose header or schema table was mended (frame.rs).
+/// with what its -wal commits checkpointed into the copy (the original's
+/// own checkpoint waits for the swap), or the scratch copy whose header or
+/// schema table was mended (frame.rs).
 fn copy_source(job: &Job, to: &Path, durable: apply::Durable) -> Result<()> {
     if job.source == job.db {
-        return apply::copy_open(job.lock.file(), job.db, to, durable).map(drop);
+        apply::copy_open(job.lock.file(), job.db, to, durable)?;
+        if job.lock.was_wal {
+            apply::wal_into_copy(job.db, to)?;
+        }
+        return Ok(());
     }
     let f = std::fs::File::open(job.source)
         .with_context(|| format!("{}: cannot read", job.source.display()))?;

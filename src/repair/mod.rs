@@ -411,13 +411,42 @@ fn locked_steps(
             bk.sha256 = Some(sha);
         }
         apply::drop_sidecars(&copy)?;
+        interrupt::stop_if_asked()?;
+        // the original changes from here on (a WAL database is checkpointed
+        // before the rename): a copied backup is kept whatever happens next
+        bk.keep();
+        if job.lock.leave_wal(job.db)? {
+            fields.actions.push(Action {
+                kind: "checkpoint",
+                object: None,
+                detail: "the -wal was checkpointed into the database (its content is unchanged) so the swap is a single rename".into(),
+            });
+        }
         apply::swap(&copy, job.db)?;
         Ok(verified)
     });
+    if bk.linked.is_none() && !bk.kept() {
+        drop_copied_backup(fields);
+    }
     if bk.linked.is_some() {
         name_linked_backup(&mut bk, built.is_ok(), at, fields);
     }
     built
+}
+
+/// A copied backup of a repair that stopped before the original was
+/// changed: removed with the work files, as a linked backup is (nothing
+/// changed, so there is nothing to restore from it); the report says so.
+fn drop_copied_backup(fields: &mut RepairFields) {
+    let Some(path) = fields.backup_path.take() else {
+        return;
+    };
+    fields.backup_sha256 = None;
+    if let Some(a) = fields.actions.iter_mut().find(|a| a.kind == "backup") {
+        a.detail = format!(
+            "none kept: the repair stopped before the original was changed, so the copy made at {path} was removed with the work files"
+        );
+    }
 }
 
 /// A linked backup, once the repair has ended: after the swap the original
@@ -1215,14 +1244,6 @@ impl Job<'_> {
 /// copy, or a rebuilt database), then verified. Returns the copy and the
 /// check of it.
 fn build_and_verify(job: &Job, fields: &mut RepairFields) -> Result<(PathBuf, Report)> {
-    job.lock.leave_wal(job.db)?;
-    if job.lock.was_wal {
-        fields.actions.push(Action {
-            kind: "checkpoint",
-            object: None,
-            detail: "the -wal was checkpointed into the database (its content is unchanged) so the swap is a single rename".into(),
-        });
-    }
     if let Strategy::Rebuild { reasons } = &job.plan.strategy {
         let before = fields.clone();
         let (copy, customers, in_place) =

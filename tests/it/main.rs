@@ -38,4 +38,5 @@ mod snapshot;
 mod summary;
 mod support;
 mod upgrade;
+mod wal_endings;
 mod without_rowid;

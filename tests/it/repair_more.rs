@@ -579,19 +579,24 @@ fn a_full_disk_stops_the_repair_and_leaves_the_original() {
         "{text}"
     );
     assert_eq!(l.next(), Some("original-intact"), "{text}");
-    // the backup, outside the full disk, is complete, with its checksum
+    // the backup, outside the full disk, was a copy (no link across file
+    // systems); the original never changed, so, like a linked backup, it is
+    // not kept: the report says so
     let backups = files_in(&dir.path().join("roomy/backup"));
-    assert_eq!(backups.len(), 2, "{backups:?}");
-    let bk = backups.iter().find(|n| n.ends_with(".backup")).unwrap();
-    assert_eq!(
-        std::fs::read(dir.path().join("roomy/backup").join(bk)).unwrap(),
-        original
-    );
+    assert_eq!(backups, Vec::<String>::new());
     let report: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("roomy/report.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(report["verdict"], "failed");
+    assert_eq!(report["backup_path"], serde_json::Value::Null);
+    let detail = super::support::action_detail(&report, "backup", None);
+    assert!(
+        detail.starts_with(
+            "none kept: the repair stopped before the original was changed, so the copy made at roomy/backup/pos.db."
+        ) && detail.ends_with(".backup was removed with the work files"),
+        "{detail}"
+    );
 }
 
 /// The `-journal` a finished commit leaves is not hot: journal_mode=TRUNCATE

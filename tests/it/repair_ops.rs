@@ -606,8 +606,19 @@ fn unwritable_places_are_refused_up_front() {
 /// Starts `custodian repair` (JSON to stdout) paused at `phase` (test
 /// hooks) and waits until it is there.
 pub(super) fn start_paused(s: &Setup, phase: &str, marker: &Path) -> std::process::Child {
+    start_paused_with(&s.args(), s.dir.path(), phase, marker)
+}
+
+/// `start_paused` with the arguments given, run in `cwd`.
+pub(super) fn start_paused_with(
+    args: &[String],
+    cwd: &Path,
+    phase: &str,
+    marker: &Path,
+) -> std::process::Child {
     let mut child = std::process::Command::new(super::support::bin())
-        .args(s.args())
+        .args(args)
+        .current_dir(cwd)
         .env("CUSTODIAN_PAUSE_AT", phase)
         .env("CUSTODIAN_PAUSE_FILE", marker)
         .stdout(std::process::Stdio::piped())

@@ -199,8 +199,14 @@ impl Run {
 }
 
 pub fn run(args: &[&str], cwd: &Path) -> Run {
+    run_env(args, cwd, &[])
+}
+
+/// `run` with environment variables set (the test hooks).
+pub fn run_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Run {
     let out = Command::new(bin())
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(cwd)
         .output()
         .expect("run custodian");
