@@ -104,6 +104,39 @@ pub fn file_header(path: &Path) -> Result<HeaderState> {
     }
 }
 
+/// A header SQLite accepts on its own, of a file SQLite refuses: when the
+/// pages are laid out for another page size or another count of reserved
+/// bytes than it names (a damaged byte 16, 17 or 20), SQLite reads every
+/// page at the wrong offsets, and so would the page reader. Then the header
+/// is damaged: the pages are read under the geometry they show, as for a
+/// header SQLite refuses outright (`format::geometry`).
+fn misread_geometry(path: &Path, h: DatabaseHeader) -> Result<HeaderState> {
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?
+        .take(HEAD_READ)
+        .read_to_end(&mut head)
+        .with_context(|| format!("{}: cannot read the header", path.display()))?;
+    let Some(g) = geometry::better_than_header(&head, h.page_size, h.reserved_bytes) else {
+        return Ok(HeaderState::Sound(h));
+    };
+    let problem = format!(
+        "the header names {}-byte pages with {} reserved bytes, but the pages are not laid out so",
+        h.page_size, h.reserved_bytes
+    );
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?
+        .len();
+    let raw = geometry::rebuilt_header(&head, g, h.text_encoding, len);
+    let header = DatabaseHeader::parse(&raw)
+        .with_context(|| format!("{}: the header rebuilt from the pages", path.display()))?;
+    Ok(HeaderState::Damaged {
+        problem,
+        header,
+        raw,
+    })
+}
+
 /// Everything the check and diagnose read the file through.
 pub struct Opened {
     pub header: HeaderState,
@@ -121,6 +154,10 @@ pub struct Opened {
 pub fn open(path: &Path, settings: &Settings) -> Result<Opened> {
     let header = file_header(path)?;
     let refusal = pos_refusal(path, settings)?;
+    let header = match header {
+        HeaderState::Sound(h) if refusal.is_some() => misread_geometry(path, h)?,
+        other => other,
+    };
     let (rebuilt, damaged) = match &header {
         HeaderState::Sound(_) => (None, false),
         HeaderState::Damaged { raw, .. } => (Some(raw), true),
@@ -253,7 +290,15 @@ pub fn connect(
     header_damaged: bool,
     pager: &mut Pager,
 ) -> Result<Option<Access>> {
-    if !header_damaged {
+    // A header that names another text encoding than the one the schema's
+    // records are in (a damaged byte 56): SQLite reads every text of the
+    // schema in the wrong encoding and cannot parse it, even with
+    // writable_schema. The page reader reads it in the records' encoding,
+    // as the repair does (schema_table.rs).
+    let misencoded = refused
+        && !header_damaged
+        && schema::from_pages(&*pager, None).is_some_and(|(_, enc)| enc != pager.text_encoding());
+    if !header_damaged && !misencoded {
         let conn = db::open_read_only(path)?;
         if refused {
             conn.pragma_update(None, "writable_schema", true)?;
@@ -267,18 +312,26 @@ pub fn connect(
             return Ok(Some(Access { conn, objects, via }));
         }
     }
-    let known = (!header_damaged).then(|| pager.text_encoding());
+    let known = (!header_damaged && !misencoded).then(|| pager.text_encoding());
     let Some((objects, enc)) = schema::from_pages(&*pager, known) else {
         return Ok(None);
     };
-    if header_damaged && enc != pager.text_encoding() {
-        let h = pager.header();
-        let g = geometry::Geometry {
-            page_size: h.page_size,
-            reserved: h.reserved_bytes,
-            pages_seen: 0,
+    if enc != pager.text_encoding() {
+        let raw = if header_damaged {
+            let h = pager.header();
+            let g = geometry::Geometry {
+                page_size: h.page_size,
+                reserved: h.reserved_bytes,
+                pages_seen: 0,
+            };
+            geometry::rebuilt_header(&[], g, enc, pager.file_len())
+        } else {
+            // the file's own header, with the records' encoding
+            let mut raw = own_header(path)?;
+            raw[header::TEXT_ENCODING_OFFSET..header::TEXT_ENCODING_OFFSET + 4]
+                .copy_from_slice(&enc.header_value().to_be_bytes());
+            raw
         };
-        let raw = geometry::rebuilt_header(&[], g, enc, pager.file_len());
         *pager = open_pager(path, Some(&raw))?;
     }
     let conn = schema::in_memory(&objects)?;
@@ -287,6 +340,15 @@ pub fn connect(
         objects,
         via: Via::Pages,
     }))
+}
+
+/// The first `HEADER_SIZE` bytes of the file.
+fn own_header(path: &Path) -> Result<[u8; header::HEADER_SIZE]> {
+    let mut raw = [0u8; header::HEADER_SIZE];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut raw))
+        .with_context(|| format!("{}: cannot read the header", path.display()))?;
+    Ok(raw)
 }
 
 /// The page reader for the file: its own header, or the one rebuilt from

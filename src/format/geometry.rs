@@ -83,6 +83,16 @@ pub fn infer(head: &[u8], reserved_hint: u8) -> Option<Geometry> {
     best
 }
 
+/// The geometry the pages of `head` show, when it fits them better than
+/// the header's `page_size` and `reserved` do (strictly more pages are
+/// well-formed b-tree pages under it): a header whose page size or reserved
+/// bytes are damaged into other values SQLite accepts (a byte 16, 17 or 20
+/// changed). `None` when the header's own geometry fits as well.
+pub fn better_than_header(head: &[u8], page_size: u32, reserved: u8) -> Option<Geometry> {
+    let g = infer(head, reserved)?;
+    (g.pages_seen > pages_passing(head, page_size, reserved)).then_some(g)
+}
+
 /// How many of the first pages of `head` pass [`is_btree_page`].
 fn pages_passing(head: &[u8], page_size: u32, reserved: u8) -> usize {
     let size = page_size as usize;

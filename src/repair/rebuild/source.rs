@@ -123,19 +123,6 @@ fn misread_encoding(pager: &Pager, header: TextEncoding) -> Option<String> {
 /// that header and page 1 reads as a b-tree page under it, else under a
 /// header rebuilt from the pages (and why).
 fn open_pages(path: &Path) -> Result<(Pager, Option<String>)> {
-    let own = Pager::open(path);
-    if let Ok(p) = &own
-        && page1_fits(p)
-    {
-        // ok: matched just above
-        return Ok((own?, None));
-    }
-    let why = match &own {
-        Ok(_) => {
-            "page 1 is no b-tree page under the header's page size and reserved bytes".to_string()
-        }
-        Err(e) => format!("{:#}", e),
-    };
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let len = file
         .metadata()
@@ -144,6 +131,29 @@ fn open_pages(path: &Path) -> Result<(Pager, Option<String>)> {
     let mut head = vec![0u8; (len.min(geometry::PROBE_BYTES as u64)) as usize];
     file.read_exact_at(&mut head, 0)
         .with_context(|| format!("reading {}", path.display()))?;
+    let own = Pager::open(path);
+    // the pages may fit another geometry better than the one the header
+    // names, though SQLite accepts it (a damaged page-size byte)
+    let misfit = |p: &Pager| {
+        geometry::better_than_header(&head, p.header().page_size, p.header().reserved_bytes)
+            .is_some()
+    };
+    if let Ok(p) = &own
+        && page1_fits(p)
+        && !misfit(p)
+    {
+        // ok: matched just above
+        return Ok((own?, None));
+    }
+    let why = match &own {
+        Ok(p) if page1_fits(p) => {
+            "the pages are laid out for another page size or count of reserved bytes than the header names".to_string()
+        }
+        Ok(_) => {
+            "page 1 is no b-tree page under the header's page size and reserved bytes".to_string()
+        }
+        Err(e) => format!("{:#}", e),
+    };
     let raw = &head[..head.len().min(HEADER_SIZE)];
     let hint = raw.get(20).copied().unwrap_or(0);
     let Some(g) = geometry::infer(&head, hint) else {
