@@ -1154,6 +1154,11 @@ fn mend_frame(
     let Some(snap) = good.first().filter(|_| !the_plan.frame.is_empty()) else {
         return Ok(None);
     };
+    if let Some(frames) = committed_wal_frames(db) {
+        bail!(
+            "its -wal holds {frames} committed frames that SQLite reads over the file, and a damaged header or schema table is mended on a copy of the file alone, which would lose them; a WAL database whose header or schema table is damaged is not repaired while its -wal holds commits"
+        );
+    }
     let scratch = frame::Scratch::new(work_file(db, folder_of(db), st, "frame"));
     let actions = frame::mend(db, scratch.path(), &the_plan.frame, &snap.path)?;
     let report = check_before(scratch.path(), settings, Progress::hidden(), false)?;
@@ -1187,6 +1192,16 @@ fn mend_frame(
         table,
         plan,
     }))
+}
+
+/// How many frames the database's -wal holds up to its last commit, when
+/// it holds a commit.
+fn committed_wal_frames(db: &Path) -> Option<u32> {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    let bytes = std::fs::read(PathBuf::from(wal)).ok()?;
+    let index = crate::format::wal::WalIndex::build(&bytes).ok()?;
+    index.has_commits().then_some(index.max_frame)
 }
 
 /// A file whose frame was mended: the scratch copy (removed when this is

@@ -9,7 +9,8 @@
 //! swaps leaves the repaired database and the backup the contract names
 //! (the file, the -wal it had, their checksums) and no -wal, -shm or work
 //! file. The one file a refusal adds is the one the contract names: the
-//! copy that failed its verification, kept as `*.failed`.
+//! copy that failed its verification, kept as `*.failed`. (While another
+//! connection writes, the -wal and -shm are its own: they stay.)
 
 use std::path::{Path, PathBuf};
 
@@ -79,6 +80,8 @@ struct Case {
     env: &'static [(&'static str, &'static str)],
     /// Signal (`INT`) at this pause point.
     signal_at: Option<&'static str>,
+    /// Another connection holds a write transaction open meanwhile.
+    writer: bool,
     code: i32,
     end: End,
 }
@@ -101,6 +104,7 @@ const CASES: &[Case] = &[
         extra: &[],
         env: &[],
         signal_at: None,
+        writer: false,
         code: 0,
         end: End::Swapped,
     },
@@ -111,6 +115,7 @@ const CASES: &[Case] = &[
         extra: &[],
         env: &[],
         signal_at: None,
+        writer: false,
         code: 1,
         end: End::Swapped,
     },
@@ -121,6 +126,7 @@ const CASES: &[Case] = &[
         extra: &[],
         env: &[],
         signal_at: None,
+        writer: false,
         code: 0,
         end: End::AsItWas,
     },
@@ -131,6 +137,7 @@ const CASES: &[Case] = &[
         extra: &["--dry-run"],
         env: &[],
         signal_at: None,
+        writer: false,
         code: 1,
         end: End::AsItWas,
     },
@@ -141,6 +148,7 @@ const CASES: &[Case] = &[
         extra: &["--snapshot", "no-such-snapshot.db"],
         env: &[],
         signal_at: None,
+        writer: false,
         code: 2,
         end: End::AsItWas,
     },
@@ -151,7 +159,30 @@ const CASES: &[Case] = &[
         extra: &["--report", "link.md"],
         env: &[],
         signal_at: None,
+        writer: false,
         code: 2,
+        end: End::AsItWas,
+    },
+    Case {
+        what: "busy: another connection is writing (exit 2)",
+        fixture: "stale_pk_page",
+        snapshot: true,
+        extra: &[],
+        env: &[],
+        signal_at: None,
+        writer: true,
+        code: 2,
+        end: End::AsItWas,
+    },
+    Case {
+        what: "header damaged, its -wal holds commits (exit 3)",
+        fixture: "header_zeroed",
+        snapshot: true,
+        extra: &[],
+        env: &[],
+        signal_at: None,
+        writer: false,
+        code: 3,
         end: End::AsItWas,
     },
     Case {
@@ -161,6 +192,7 @@ const CASES: &[Case] = &[
         extra: &[],
         env: &[],
         signal_at: None,
+        writer: false,
         code: 3,
         end: End::AsItWas,
     },
@@ -171,6 +203,7 @@ const CASES: &[Case] = &[
         extra: &[],
         env: &[("CUSTODIAN_TEST_DAMAGE_COPY", "1")],
         signal_at: None,
+        writer: false,
         code: 3,
         end: End::AsItWasButFailedCopy,
     },
@@ -181,6 +214,7 @@ const CASES: &[Case] = &[
         extra: &[],
         env: &[],
         signal_at: Some("backup"),
+        writer: false,
         code: 3,
         end: End::AsItWas,
     },
@@ -191,6 +225,7 @@ const CASES: &[Case] = &[
         extra: &[],
         env: &[],
         signal_at: Some("build"),
+        writer: false,
         code: 3,
         end: End::AsItWas,
     },
@@ -201,6 +236,7 @@ const CASES: &[Case] = &[
         extra: &[],
         env: &[],
         signal_at: Some("verify"),
+        writer: false,
         code: 3,
         end: End::AsItWas,
     },
@@ -265,6 +301,23 @@ fn prepare(case: &Case, wal: Wal, dir: &Path) -> PathBuf {
         mark_wal(&db);
         return db;
     }
+    if case.fixture == "header_zeroed" {
+        // a -wal of the same database before the damage (its snapshot),
+        // holding commits, beside the file whose header is zeroed
+        assert_ne!(wal, Wal::Rest);
+        let before = dir.join("before");
+        std::fs::create_dir(&before).unwrap();
+        let snap = before.join("db");
+        std::fs::copy(fixtures().join("header_zeroed.snap.db"), &snap).unwrap();
+        leave_live_wal(&snap, wal == Wal::Live);
+        std::fs::rename(sidecar(&snap, "-wal"), sidecar(&db, "-wal")).unwrap();
+        if wal == Wal::Live {
+            std::fs::rename(sidecar(&snap, "-shm"), sidecar(&db, "-shm")).unwrap();
+        }
+        std::fs::remove_dir_all(&before).unwrap();
+        mark_wal(&db);
+        return db;
+    }
     assert_eq!(sqlite3_cli(&db, "PRAGMA journal_mode = WAL"), "wal");
     match wal {
         Wal::Rest => {}
@@ -279,12 +332,21 @@ fn every_ending_of_a_wal_repair_leaves_the_folder_as_the_contract_says() {
     let mut failures = Vec::new();
     for case in CASES {
         for wal in [Wal::Rest, Wal::Live, Wal::LiveNoShm] {
-            if case.fixture == "schema_page_destroyed" && wal != Wal::Rest {
+            let rest_only = case.fixture == "schema_page_destroyed";
+            if (rest_only && wal != Wal::Rest)
+                || (case.fixture == "header_zeroed" && wal == Wal::Rest)
+            {
                 continue;
             }
             let tmp = tempfile::tempdir().unwrap();
             let dir = tmp.path();
             let db = prepare(case, wal, dir);
+            let writer = case.writer.then(|| {
+                let c = rusqlite::Connection::open(&db).unwrap();
+                c.execute_batch("BEGIN IMMEDIATE; CREATE TABLE intruder(x);")
+                    .unwrap();
+                c
+            });
             let name = db.file_name().unwrap().to_string_lossy().into_owned();
             let before = listing(dir);
             let bytes = bytes_of(&db);
@@ -309,6 +371,8 @@ fn every_ending_of_a_wal_repair_leaves_the_folder_as_the_contract_says() {
                 }
             };
             let after = listing(dir);
+            let bytes_after = bytes_of(&db);
+            drop(writer);
             let label = format!("{} on {} ({wal:?})", case.what, case.fixture);
             let mut fail = |why: String| {
                 failures.push(format!(
@@ -330,7 +394,7 @@ fn every_ending_of_a_wal_repair_leaves_the_folder_as_the_contract_says() {
                     if shapes(&after) != want {
                         fail(format!("the folder held {before:?}, now {after:?}"));
                     }
-                    if bytes_of(&db) != bytes {
+                    if bytes_after != bytes {
                         fail("the database or its -wal changed".into());
                     }
                 }
