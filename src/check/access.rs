@@ -52,6 +52,17 @@ pub enum HeaderState {
 /// Bytes read from the start of the file: what the geometry search reads.
 const HEAD_READ: u64 = geometry::PROBE_BYTES as u64;
 
+/// The file's first bytes, up to what the geometry search reads.
+fn read_head(path: &Path) -> Result<Vec<u8>> {
+    let mut head = Vec::new();
+    std::fs::File::open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?
+        .take(HEAD_READ)
+        .read_to_end(&mut head)
+        .with_context(|| format!("{}: cannot read the header", path.display()))?;
+    Ok(head)
+}
+
 /// Reads the start of the file and judges its header as SQLite does. `Err`:
 /// not a database at all (exit 2): a directory, an empty file, or a file
 /// that neither starts with the magic string nor holds b-tree pages.
@@ -65,12 +76,7 @@ pub fn file_header(path: &Path) -> Result<HeaderState> {
     if len == 0 {
         bail!("{}: empty file (0 bytes): not a database", path.display());
     }
-    let mut head = Vec::new();
-    std::fs::File::open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?
-        .take(HEAD_READ)
-        .read_to_end(&mut head)
-        .with_context(|| format!("{}: cannot read the header", path.display()))?;
+    let head = read_head(path)?;
     let magic_len = head.len().min(header::MAGIC.len());
     let magic = head[..magic_len] == header::MAGIC[..magic_len];
     if head.len() < header::HEADER_SIZE && magic {
@@ -111,12 +117,7 @@ pub fn file_header(path: &Path) -> Result<HeaderState> {
 /// is damaged: the pages are read under the geometry they show, as for a
 /// header SQLite refuses outright (`format::geometry`).
 fn misread_geometry(path: &Path, h: DatabaseHeader) -> Result<HeaderState> {
-    let mut head = Vec::new();
-    std::fs::File::open(path)
-        .with_context(|| format!("{}: cannot open", path.display()))?
-        .take(HEAD_READ)
-        .read_to_end(&mut head)
-        .with_context(|| format!("{}: cannot read the header", path.display()))?;
+    let head = read_head(path)?;
     let Some(g) = geometry::better_than_header(&head, h.page_size, h.reserved_bytes) else {
         return Ok(HeaderState::Sound(h));
     };

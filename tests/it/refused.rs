@@ -147,17 +147,7 @@ fn diagnose(name: &str, ids: &[&str], extra: &[&str]) -> (i32, serde_json::Value
 /// The rowid of customer `id` in the fixture's snapshot (taken before the
 /// damage), read with SQLite: the row the page reader must find.
 fn snapshot_rowid(name: &str, id: &str) -> i64 {
-    let c = rusqlite::Connection::open_with_flags(
-        fixtures().join(format!("{name}.snap.db")),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    c.query_row(
-        "SELECT rowid FROM customers WHERE customer_id = ?1",
-        [id],
-        |r| r.get(0),
-    )
-    .unwrap()
+    snapshot_rowid_in(&format!("{name}.snap.db"), id)
 }
 
 #[test]
