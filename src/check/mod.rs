@@ -679,6 +679,22 @@ fn file_findings(pager: &Pager, header: &DatabaseHeader, ctx: &mut Ctx) {
             .count(w.max_frame as u64),
         );
     }
+    if let Some(w) = pager.wal()
+        && w.lost_commits > 0
+    {
+        ctx.findings.push(
+            Finding::error(
+                Code::WalInvalid,
+                format!(
+                    "frame {} of the -wal is damaged: {} transactions committed after it are ignored, as SQLite ignores every frame after a damaged one; their changes are lost (the database is read as of frame {})",
+                    w.frames_valid + 1,
+                    w.lost_commits,
+                    w.max_frame
+                ),
+            )
+            .count(u64::from(w.lost_commits)),
+        );
+    }
     if let Some(e) = pager.wal_error() {
         ctx.findings.push(Finding::new(
             Code::WalInvalid,

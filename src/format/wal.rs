@@ -238,6 +238,12 @@ pub struct WalIndex {
     /// Frames whose salts and checksum are valid, up to the first invalid one
     /// (includes a trailing uncommitted transaction).
     pub frames_valid: u32,
+    /// Commit frames written after the first invalid frame with this log's
+    /// salts: transactions that committed after the damage, which SQLite
+    /// (and this index) ignore, as every frame after an invalid one. A torn
+    /// last transaction leaves none (its commit frame is the last frame it
+    /// writes); a damaged frame inside the log does.
+    pub lost_commits: u32,
     /// (page number, newest committed frame), sorted by page number.
     latest: Vec<(u32, u32)>,
 }
@@ -308,6 +314,22 @@ impl WalIndex {
                 db_pages = fh.db_size_after_commit;
             }
         }
+        // past the first invalid frame: the commits of this log (its salts)
+        // that SQLite will not replay
+        let mut lost_commits = 0u32;
+        for frame in frames_valid.saturating_add(2)..=frames_total {
+            if !read_frame(frame, &mut buf) {
+                break;
+            }
+            if let Ok(fh) = FrameHeader::parse(&buf)
+                && fh.salt1 == header.salt1
+                && fh.salt2 == header.salt2
+                && fh.pgno != 0
+                && fh.is_commit()
+            {
+                lost_commits += 1;
+            }
+        }
         frames.truncate(max_frame as usize);
         // Newest frame per page: sort by (page, frame) and keep each page's last.
         frames.sort_unstable();
@@ -326,6 +348,7 @@ impl WalIndex {
             db_pages,
             frames_total,
             frames_valid,
+            lost_commits,
             latest,
         })
     }
@@ -438,6 +461,30 @@ mod tests {
         let idx = WalIndex::build(&wal).unwrap();
         assert_eq!((idx.max_frame, idx.frames_valid, idx.db_pages), (1, 1, 2));
         assert_eq!(idx.newest_frame(3), None);
+        // frame 3 committed after the damage: a transaction lost
+        assert_eq!(idx.lost_commits, 1);
+
+        // a torn last transaction (its commit frame damaged): nothing lost
+        let mut wal = make_wal(false, 512, &[(1, 2, 1), (2, 0, 2), (3, 3, 3)]);
+        let off = frame_page_offset(3, 512) as usize;
+        wal[off] ^= 0xff;
+        let idx = WalIndex::build(&wal).unwrap();
+        assert_eq!(
+            (idx.max_frame, idx.frames_valid, idx.lost_commits),
+            (1, 2, 0)
+        );
+        // the same transaction damaged in its first frame: its commit lost
+        let mut wal = make_wal(false, 512, &[(1, 2, 1), (2, 0, 2), (3, 3, 3)]);
+        let off = frame_page_offset(2, 512) as usize;
+        wal[off] ^= 0xff;
+        assert_eq!(WalIndex::build(&wal).unwrap().lost_commits, 1);
+        // frames of an older log generation (other salts) after the end: none
+        let mut wal = make_wal(false, 512, &[(1, 2, 1), (2, 2, 2), (3, 3, 3)]);
+        for f in [2, 3] {
+            let off = frame_offset(f, 512) as usize + FRAME_SALT1_OFFSET;
+            wal[off] ^= 1;
+        }
+        assert_eq!(WalIndex::build(&wal).unwrap().lost_commits, 0);
 
         // A salt mismatch ends it too.
         let mut wal = make_wal(false, 512, &[(1, 2, 1), (2, 2, 2)]);

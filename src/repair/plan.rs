@@ -347,7 +347,7 @@ pub fn plan(
     auto_vacuum: bool,
     evidence: &Evidence<'_>,
 ) -> Plan {
-    let (restore_values, needs_decision) = decide_mismatches(before, evidence);
+    let (restore_values, mut needs_decision) = decide_mismatches(before, evidence);
     let index_names: BTreeSet<&str> = live
         .iter()
         .filter(|o| o.kind == "index")
@@ -378,6 +378,15 @@ pub fn plan(
             } else {
                 tables.push(format!("{} in {obj}", code_name(f.code)));
             }
+        } else if f.code == Code::WalInvalid {
+            // transactions committed after a damaged -wal frame: SQLite
+            // replays none of them, and the repair (which checkpoints what
+            // SQLite replays) cannot either; the backup keeps the -wal
+            tables.push(format!("{}: {}", code_name(f.code), f.message));
+            needs_decision.push(format!(
+                "{}: not recovered (the backup keeps the -wal as it was)",
+                f.message
+            ));
         } else if f.code == Code::SqliteQuickCheck {
             tables.push(format!(
                 "SQLite's own check reports damage custodian's checks cannot place: {}",

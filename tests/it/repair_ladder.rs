@@ -281,3 +281,77 @@ fn a_damaged_header_takes_its_page_size_from_the_pages_not_a_snapshot_that_disag
     assert_eq!(sqlite3_cli(&db, "PRAGMA page_size"), "4096");
     assert_eq!(sqlite3_cli(&db, q), rows);
 }
+
+/// A byte of the first frame of a WAL database's -wal damaged, as a torn
+/// write inside the log leaves it: SQLite ignores that frame and every
+/// frame after it, so both transactions the -wal commits (12 customers)
+/// are lost (the stock sqlite3 reads the database without them). check
+/// said nothing of it, and the repair said "repaired" (exit 0) with the 12
+/// customers gone (repair_property, nightly case 26). check now names the
+/// damaged frame and the commits after it (`wal_invalid`, an error), and
+/// the repair keeps what SQLite reads and says what is lost, under
+/// `needs_decision`: exit 1.
+#[test]
+fn a_damaged_wal_frame_is_named_with_the_commits_lost_after_it() {
+    let t = super::support::truth("wal_stale_index");
+    let tmp = tempfile::tempdir().unwrap();
+    let db = super::support::fixture_copy("wal_stale_index", tmp.path());
+    let wal = tmp.path().join("wal_stale_index.db-wal");
+    let mut w = std::fs::read(&wal).unwrap();
+    w[32 + 24 + 100] ^= 0xff; // frame 1's page (after the 32-byte log header and its 24-byte frame header)
+    std::fs::write(&wal, w).unwrap();
+    // the oracle, on a copy (opening the log replays and checkpoints it)
+    let oracle_dir = tmp.path().join("oracle");
+    std::fs::create_dir(&oracle_dir).unwrap();
+    std::fs::copy(&db, oracle_dir.join("o.db")).unwrap();
+    std::fs::copy(&wal, oracle_dir.join("o.db-wal")).unwrap();
+    let oracle = oracle_dir.join("o.db");
+    let q = "SELECT rowid, * FROM customers NOT INDEXED ORDER BY rowid";
+    let expected = sqlite3_cli(&oracle, q);
+    assert_eq!(
+        expected.lines().count() as u64,
+        t["customers_without_wal"].as_u64().unwrap()
+    );
+
+    let dbs = db.display().to_string();
+    let c = run(&["check", &dbs, "--json", "-"], tmp.path());
+    assert_eq!(c.code(), 1, "{}", c.show());
+    let j = c.json();
+    let lost: Vec<&serde_json::Value> = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "wal_invalid" && f["severity"] == "error")
+        .collect();
+    assert_eq!(lost.len(), 1, "{}", c.show());
+    assert_eq!(lost[0]["count"], t["wal_commit_frames"]);
+    let message = lost[0]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "frame 1 of the -wal is damaged: 2 transactions committed after it are ignored"
+        ),
+        "{message}"
+    );
+
+    std::fs::create_dir(tmp.path().join("snaps")).unwrap();
+    let snaps = tmp.path().join("snaps").display().to_string();
+    let r = run(
+        &["repair", &dbs, "--snapshot", &snaps, "--json", "-"],
+        tmp.path(),
+    );
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "repaired_with_losses");
+    let undecided = strings(&j["plan"]["needs_decision"]);
+    assert!(
+        undecided.iter().any(|n| n.starts_with(message)
+            && n.ends_with("not recovered (the backup keeps the -wal as it was)")),
+        "{undecided:?}"
+    );
+    assert_eq!(sqlite3_cli(&db, "PRAGMA integrity_check"), "ok");
+    assert_eq!(sqlite3_cli(&db, q), expected);
+    for id in strings(&t["wal_only_customer_ids"]) {
+        assert!(!expected.contains(&id), "{id} is read without the -wal");
+    }
+    assert_eq!(run(&["check", &dbs], tmp.path()).code(), 0);
+}

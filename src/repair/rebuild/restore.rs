@@ -627,12 +627,29 @@ fn snapshot_rows_in(
             if !seen.insert(rowid) {
                 continue;
             }
-            let present: i64 = sql_bytes::query_row(
-                ctx.conn,
-                &format!("SELECT count(*) FROM {tq} WHERE {} = ?1", t.rowid_name),
-                &[&rowid],
-                |r| r.get(0),
-            )?;
+            // a customer is there when its ID is: another row may have
+            // its rowid (a cell out of key order kept under it)
+            let id_value = ctx
+                .id_column
+                .filter(|c| {
+                    t.rowid_alias
+                        .is_none_or(|a| !t.columns[a].name.eq_ignore_ascii_case(c))
+                })
+                .and_then(|c| Some((c, values.get(t.field_of(c)?)?)));
+            let present: i64 = match id_value {
+                Some((c, v)) => sql_bytes::query_row(
+                    ctx.conn,
+                    &format!("SELECT count(*) FROM {tq} WHERE {} = ?1", quote_ident(c)),
+                    &[v],
+                    |r| r.get(0),
+                )?,
+                None => sql_bytes::query_row(
+                    ctx.conn,
+                    &format!("SELECT count(*) FROM {tq} WHERE {} = ?1", t.rowid_name),
+                    &[&rowid],
+                    |r| r.get(0),
+                )?,
+            };
             if present == 0 {
                 out.push(
                     ctx.id_column
