@@ -20,9 +20,10 @@
 use super::header::{
     FILE_CHANGE_COUNTER_OFFSET, HEADER_SIZE, LEAF_PAYLOAD_FRACTION, LEAF_PAYLOAD_FRACTION_OFFSET,
     MAGIC, MAGIC_OFFSET, MAX_PAGE_SIZE, MAX_PAYLOAD_FRACTION, MAX_PAYLOAD_FRACTION_OFFSET,
-    MIN_PAGE_SIZE, MIN_PAYLOAD_FRACTION, MIN_PAYLOAD_FRACTION_OFFSET, MIN_USABLE_SIZE,
-    PAGE_COUNT_OFFSET, PAGE_SIZE_OFFSET, READ_VERSION_OFFSET, RESERVED_BYTES_OFFSET,
-    TEXT_ENCODING_OFFSET, TextEncoding, VERSION_VALID_FOR_OFFSET, WRITE_VERSION_OFFSET,
+    MAX_SCHEMA_FORMAT, MIN_PAGE_SIZE, MIN_PAYLOAD_FRACTION, MIN_PAYLOAD_FRACTION_OFFSET,
+    MIN_USABLE_SIZE, PAGE_COUNT_OFFSET, PAGE_SIZE_OFFSET, READ_VERSION_OFFSET,
+    RESERVED_BYTES_OFFSET, SCHEMA_FORMAT_OFFSET, TEXT_ENCODING_OFFSET, TextEncoding,
+    VERSION_VALID_FOR_OFFSET, WRITE_VERSION_OFFSET,
 };
 use super::page::BtreePage;
 
@@ -106,9 +107,10 @@ fn pages_passing(head: &[u8], page_size: u32, reserved: u8) -> usize {
 /// The first [`HEADER_SIZE`] bytes of a header SQLite reads as the file's:
 /// the damaged header `raw` with the magic string, the page size, the
 /// reserved bytes, the payload fractions, the file format versions (1:
-/// rollback journal), the text encoding and the page count (the file's
-/// length in pages, marked valid) put right. The other fields (freelist,
-/// schema cookie, auto-vacuum, user version, application id) are kept.
+/// rollback journal), the text encoding, a schema format number SQLite
+/// refuses (4 then, the newest) and the page count (the file's length in
+/// pages, marked valid) put right. The other fields (freelist, schema
+/// cookie, auto-vacuum, user version, application id) are kept.
 pub fn rebuilt_header(
     raw: &[u8],
     geometry: Geometry,
@@ -131,6 +133,10 @@ pub fn rebuilt_header(
     h[MAX_PAYLOAD_FRACTION_OFFSET] = MAX_PAYLOAD_FRACTION;
     h[MIN_PAYLOAD_FRACTION_OFFSET] = MIN_PAYLOAD_FRACTION;
     h[LEAF_PAYLOAD_FRACTION_OFFSET] = LEAF_PAYLOAD_FRACTION;
+    if h[SCHEMA_FORMAT_OFFSET + 3] > MAX_SCHEMA_FORMAT {
+        h[SCHEMA_FORMAT_OFFSET..SCHEMA_FORMAT_OFFSET + 4]
+            .copy_from_slice(&u32::from(MAX_SCHEMA_FORMAT).to_be_bytes());
+    }
     let pages = (file_len / u64::from(geometry.page_size)).min(u64::from(u32::MAX)) as u32;
     h[PAGE_COUNT_OFFSET..PAGE_COUNT_OFFSET + 4].copy_from_slice(&pages.to_be_bytes());
     let counter = [

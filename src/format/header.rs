@@ -67,6 +67,10 @@ pub const LEAF_PAYLOAD_FRACTION: u8 = 32;
 /// The newest file format read version SQLite reads (2 = WAL); a larger
 /// value makes SQLite refuse the file.
 pub const MAX_READ_VERSION: u8 = 2;
+/// The newest schema format number SQLite reads; it reads the number's
+/// low byte (0 meaning 1) and refuses the file above this ("unsupported
+/// file format", prepare.c `sqlite3InitOne`).
+pub const MAX_SCHEMA_FORMAT: u8 = 4;
 /// Smallest page size.
 pub const MIN_PAGE_SIZE: u32 = 512;
 /// Largest page size (stored as 1 at [`PAGE_SIZE_OFFSET`]).
@@ -167,7 +171,9 @@ impl DatabaseHeader {
     /// Accepts exactly what SQLite accepts when it opens a file (btree.c,
     /// `lockBtree`): the magic string, a read version of at most 2, the
     /// payload fractions 64/32/32, a power-of-two page size in 512..=65536
-    /// (stored as 1 for 65536) and a usable size of at least 480 bytes. The
+    /// (stored as 1 for 65536) and a usable size of at least 480 bytes;
+    /// and, as SQLite refuses it when it reads the schema, a schema format
+    /// number whose low byte is above [`MAX_SCHEMA_FORMAT`]. The
     /// text encoding is read as SQLite reads it (any value; 0 means UTF-8);
     /// the write version, the counters and the in-header page count are
     /// returned as found (SQLite ignores the page count unless
@@ -223,6 +229,13 @@ impl DatabaseHeader {
                 "{reserved_bytes} reserved bytes leave fewer than {MIN_USABLE_SIZE} usable bytes in a {page_size}-byte page"
             )));
         }
+        let schema_format = u32_at(SCHEMA_FORMAT_OFFSET);
+        if schema_format as u8 > MAX_SCHEMA_FORMAT {
+            return Err(bad(format!(
+                "schema format number {schema_format} (SQLite reads {}) is above {MAX_SCHEMA_FORMAT}: unsupported file format",
+                schema_format as u8
+            )));
+        }
         let text_encoding_raw = u32_at(TEXT_ENCODING_OFFSET);
         let mut reserved_for_expansion = [0u8; RESERVED_FOR_EXPANSION_LEN];
         reserved_for_expansion.copy_from_slice(
@@ -239,7 +252,7 @@ impl DatabaseHeader {
             first_freelist_trunk: u32_at(FIRST_FREELIST_TRUNK_OFFSET),
             freelist_count: u32_at(FREELIST_COUNT_OFFSET),
             schema_cookie: u32_at(SCHEMA_COOKIE_OFFSET),
-            schema_format: u32_at(SCHEMA_FORMAT_OFFSET),
+            schema_format,
             default_cache_size: u32_at(DEFAULT_CACHE_SIZE_OFFSET),
             largest_root_page: u32_at(LARGEST_ROOT_PAGE_OFFSET),
             text_encoding: TextEncoding::as_sqlite_reads(text_encoding_raw),
@@ -381,6 +394,28 @@ mod tests {
         let mut b = good_header();
         b[RESERVED_BYTES_OFFSET] = 255;
         assert_eq!(DatabaseHeader::parse(&b).unwrap().usable_size(), 4096 - 255);
+    }
+
+    #[test]
+    fn a_schema_format_is_read_by_its_low_byte() {
+        // SQLite keeps the low byte (0 is 1) and refuses above 4
+        for (v, ok) in [
+            (0u32, true),
+            (4, true),
+            (0x1000_0004, true),
+            (0x40_0000, true),
+            (5, false),
+            (0x94, false),
+            (0x0100_00ff, false),
+        ] {
+            let mut b = good_header();
+            b[SCHEMA_FORMAT_OFFSET..SCHEMA_FORMAT_OFFSET + 4].copy_from_slice(&v.to_be_bytes());
+            assert_eq!(
+                DatabaseHeader::parse(&b).is_ok(),
+                ok,
+                "schema format {v:#x}"
+            );
+        }
     }
 
     #[test]

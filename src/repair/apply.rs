@@ -123,6 +123,15 @@ fn hot_journal(db: &Path) -> bool {
         .is_ok_and(|n| n == 1 && first[0] != 0)
 }
 
+/// Whether the file's own header is one SQLite refuses (the rules of
+/// [`crate::format::header::DatabaseHeader::parse`]).
+fn header_refused(path: &Path) -> bool {
+    let mut head = [0u8; crate::format::header::HEADER_SIZE];
+    File::open(path)
+        .and_then(|f| std::os::unix::fs::FileExt::read_exact_at(&f, &mut head, 0))
+        .is_ok_and(|()| crate::format::header::DatabaseHeader::parse(&head).is_err())
+}
+
 /// Takes the exclusive lock, or fails at once with "busy" (exit 2).
 pub fn lock(path: &Path) -> Result<Lock> {
     if hot_journal(path) {
@@ -165,7 +174,12 @@ pub fn lock(path: &Path) -> Result<Lock> {
     let mode = match mode {
         Ok(m) => m,
         // SQLite refuses the file as a whole: its lock bytes, locked by hand
-        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) => {
+        // (a schema format SQLite does not read is a plain SQLITE_ERROR,
+        // "unsupported file format": told from the header, as SQLite does)
+        Err(e)
+            if e.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase)
+                || header_refused(path) =>
+        {
             drop(conn);
             return lock_bytes(path);
         }
