@@ -1,5 +1,6 @@
 //! Shared helpers: run the binary, find fixtures, read ground truth.
 
+use sha2::Digest;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output};
 use std::time::{Duration, Instant};
@@ -90,6 +91,20 @@ pub fn corpus_manifest(dir: &Path) -> Vec<serde_json::Value> {
         "{}: MANIFEST.json lists every .db file",
         dir.display()
     );
+    for entry in &entries {
+        let file = entry["file"].as_str().expect("MANIFEST.json: file");
+        let bytes = std::fs::read(dir.join(file)).unwrap();
+        let got: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        assert_eq!(
+            Some(got.as_str()),
+            entry["sha256"].as_str(),
+            "{}/{file} is not the file MANIFEST.json describes (a run wrote into the corpus?)",
+            dir.display()
+        );
+    }
     entries
 }
 
