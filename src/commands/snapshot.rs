@@ -241,6 +241,25 @@ fn refuse_non_database(db: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A --table or --id-column that the database's readable schema does not
+/// have is the user's mistake, not the database's: refused before anything
+/// is written (exit 2), as check refuses it. A schema SQLite cannot read
+/// does not stop the copy: that snapshot is kept as evidence.
+fn refuse_unknown_names(db: &Path, settings: &Settings) -> Result<()> {
+    let Ok(conn) = crate::db::open_read_only(db) else {
+        return Ok(());
+    };
+    let Ok(objects) = crate::schema::read_schema(&conn) else {
+        return Ok(());
+    };
+    if let Ok(Some(Err(why))) =
+        crate::schema::customer_table(&conn, &objects, &settings.table, &settings.id_column)
+    {
+        bail!("{}: {why}", db.display());
+    }
+    Ok(())
+}
+
 /// Takes, verifies and records one snapshot of `db` in `out`, then prunes
 /// under `keep`.
 pub fn take(db: &Path, out: &Path, keep: Option<usize>, settings: &Settings) -> Result<Taken> {
@@ -252,6 +271,7 @@ fn take_of(db: &Path, out: &Path, keep: Option<usize>, settings: &Settings) -> R
         bail!("--keep must be at least 1 (the newest good snapshot is never removed)");
     }
     refuse_non_database(db)?;
+    refuse_unknown_names(db, settings)?;
     let db_name = db_name(db)?;
     let now = SystemTime::now();
     let stamp = compact_utc(now);

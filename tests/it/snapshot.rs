@@ -386,5 +386,29 @@ fn what_cannot_be_snapshotted_is_exit_2_and_leaves_nothing() {
     }
     let r = run(&["snapshot", "empty.db", "--out", "missing"], dir.path());
     assert_eq!(r.code(), 2, "{}", r.show());
+    // an --id-column the readable schema lacks is the user's mistake: refused
+    // as check refuses it, before a copy is written (it was written, marked
+    // unverified, with exit 2)
+    fixture_copy("healthy", dir.path());
+    let r = run(
+        &[
+            "snapshot",
+            "healthy.db",
+            "--out",
+            "out",
+            "--id-column",
+            "cust_id",
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr().starts_with(
+            "custodian: healthy.db: table customers has no column \"cust_id\"; its columns: "
+        ),
+        "{}",
+        r.show()
+    );
+    assert_eq!(r.stderr().lines().count(), 1, "{}", r.show());
     assert!(listing(&dir.path().join("out")).is_empty());
 }
