@@ -111,6 +111,15 @@ fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// The index of the -wal beside `db` (a database or a copy of one), when
+/// that -wal can be read and holds a commit: what SQLite replays over the
+/// file at its next open.
+pub fn committed_wal(db: &Path) -> Option<crate::format::wal::WalIndex> {
+    let bytes = std::fs::read(sidecar(db, "-wal")).ok()?;
+    let index = crate::format::wal::WalIndex::build(&bytes).ok()?;
+    index.has_commits().then_some(index)
+}
+
 /// A rollback journal SQLite would roll back on its next read: one whose
 /// first byte is not zero (pager.c, hasHotJournal). The journal a finished
 /// commit leaves is not: empty (journal_mode=TRUNCATE) or with its header
@@ -272,11 +281,7 @@ impl Lock {
         if !matches!(self.holder, Holder::LockBytes(_)) {
             return None;
         }
-        let mut wal_path = path.as_os_str().to_owned();
-        wal_path.push("-wal");
-        let bytes = std::fs::read(&wal_path).ok()?;
-        let index = crate::format::wal::WalIndex::build(&bytes).ok()?;
-        index.has_commits().then(|| {
+        committed_wal(path).map(|index| {
             format!(
                 "SQLite refuses the database as a whole, so it cannot checkpoint the {} committed frames of its -wal, and it would replay them over a repaired file put in its place; a WAL database whose header SQLite refuses is not repaired yet",
                 index.max_frame
@@ -321,15 +326,9 @@ impl Lock {
 /// descriptor: closing another one of the locked database would drop
 /// SQLite's locks.
 fn reach_wal_size(file: &File, path: &Path) -> Result<()> {
-    let Ok(bytes) = std::fs::read(sidecar(path, "-wal")) else {
+    let Some(index) = committed_wal(path) else {
         return Ok(());
     };
-    let Ok(index) = crate::format::wal::WalIndex::build(&bytes) else {
-        return Ok(());
-    };
-    if !index.has_commits() {
-        return Ok(());
-    }
     let want = u64::from(index.db_pages) * u64::from(index.page_size);
     let len = file
         .metadata()

@@ -1154,7 +1154,7 @@ fn mend_frame(
     let Some(snap) = good.first().filter(|_| !the_plan.frame.is_empty()) else {
         return Ok(None);
     };
-    if let Some(frames) = committed_wal_frames(db) {
+    if let Some(frames) = apply::committed_wal(db).map(|w| w.max_frame) {
         bail!(
             "its -wal holds {frames} committed frames that SQLite reads over the file, and a damaged header or schema table is mended on a copy of the file alone, which would lose them; a WAL database whose header or schema table is damaged is not repaired while its -wal holds commits"
         );
@@ -1192,16 +1192,6 @@ fn mend_frame(
         table,
         plan,
     }))
-}
-
-/// How many frames the database's -wal holds up to its last commit, when
-/// it holds a commit.
-fn committed_wal_frames(db: &Path) -> Option<u32> {
-    let mut wal = db.as_os_str().to_owned();
-    wal.push("-wal");
-    let bytes = std::fs::read(PathBuf::from(wal)).ok()?;
-    let index = crate::format::wal::WalIndex::build(&bytes).ok()?;
-    index.has_commits().then_some(index.max_frame)
 }
 
 /// A file whose frame was mended: the scratch copy (removed when this is
