@@ -425,18 +425,7 @@ fn leaves_of_another_tables_index_swapped_are_out_of_key_order() {
     assert_eq!(r.code(), 1, "{}", r.show());
     let j: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
     assert_eq!(j["affected_customer_ids"], serde_json::json!([]));
-    let errors: Vec<(&str, &str)> = j["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["severity"] == "error")
-        .map(|f| {
-            (
-                f["code"].as_str().unwrap(),
-                f["object"].as_str().unwrap_or(""),
-            )
-        })
-        .collect();
+    let errors = error_codes_and_objects(&j);
     assert_eq!(errors, [("key_order", "idx_transactions_customer")]);
 
     std::fs::create_dir(dir.path().join("snaps")).unwrap();
@@ -511,7 +500,13 @@ fn an_index_named_by_bytes_that_are_not_utf8_is_held_to_its_key_order() {
     let r = run(&["check", "healthy.db", "--json", "-"], dir.path());
     assert_eq!(r.code(), 1, "{}", r.show());
     let j: serde_json::Value = serde_json::from_str(&r.stdout()).unwrap();
-    let errors: Vec<(&str, &str)> = j["findings"]
+    let errors = error_codes_and_objects(&j);
+    assert_eq!(errors, [("key_order", "idx_trans\u{FFFD}")]);
+}
+
+/// The report's errors, each as (code, object): what these tests pin.
+fn error_codes_and_objects(j: &serde_json::Value) -> Vec<(&str, &str)> {
+    j["findings"]
         .as_array()
         .unwrap()
         .iter()
@@ -522,6 +517,5 @@ fn an_index_named_by_bytes_that_are_not_utf8_is_held_to_its_key_order() {
                 f["object"].as_str().unwrap_or(""),
             )
         })
-        .collect();
-    assert_eq!(errors, [("key_order", "idx_trans\u{FFFD}")]);
+        .collect()
 }
