@@ -182,23 +182,33 @@ fn settle_one(conn: &Connection, vt: &VirtualTable, stamp: &str) -> Settled {
 /// and then failed its check replaced them: fts3corrupt4-17's two segment
 /// rows became ten rebuilt ones).
 fn rebuild_fts(conn: &Connection, vt: &VirtualTable) -> Result<(), String> {
-    conn.execute_batch("SAVEPOINT custodian_fts_rebuild")
+    in_savepoint(conn, "custodian_fts_rebuild", || {
+        let q = quote_ident(&vt.name);
+        conn.execute(&format!("INSERT INTO {q}({q}) VALUES ('rebuild')"), [])
+            .map_err(|e| e.to_string())?;
+        check(conn, vt)
+    })
+}
+
+/// Runs `work` inside savepoint `name`: kept when it succeeds, rolled back
+/// when it fails (what the rebuild of a virtual table must not leave half
+/// done).
+fn in_savepoint<T>(
+    conn: &Connection,
+    name: &str,
+    work: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    conn.execute_batch(&format!("SAVEPOINT {name}"))
         .map_err(|e| e.to_string())?;
-    let q = quote_ident(&vt.name);
-    let done = conn
-        .execute(&format!("INSERT INTO {q}({q}) VALUES ('rebuild')"), [])
-        .map_err(|e| e.to_string())
-        .and_then(|_| check(conn, vt));
+    let done = work();
     let end = match &done {
-        Ok(()) => "RELEASE custodian_fts_rebuild",
-        Err(_) => "ROLLBACK TO custodian_fts_rebuild; RELEASE custodian_fts_rebuild",
+        Ok(_) => format!("RELEASE {name}"),
+        Err(_) => format!("ROLLBACK TO {name}; RELEASE {name}"),
     };
-    match conn.execute_batch(end) {
-        Ok(()) => done,
-        Err(e) => Err(format!(
-            "{}; ending its savepoint failed ({e})",
-            done.err().unwrap_or_default()
-        )),
+    match (conn.execute_batch(&end), done) {
+        (Ok(()), done) => done,
+        (Err(e), Ok(_)) => Err(format!("ending its savepoint failed ({e})")),
+        (Err(e), Err(w)) => Err(format!("{w}; ending its savepoint failed ({e})")),
     }
 }
 
@@ -215,21 +225,13 @@ const RTREE_ENTRIES: &str = "custodian_rtree_entries";
 /// are in a node the scan cannot reach, and would go with the old tree.
 /// Returns (entries read, entries quarantined).
 fn rebuild_rtree(conn: &Connection, vt: &VirtualTable, stamp: &str) -> Result<(u64, u64), String> {
-    conn.execute_batch("SAVEPOINT custodian_rtree")
-        .map_err(|e| e.to_string())?;
-    let r = rtree_anew(conn, vt, stamp)
-        .and_then(|n| check(conn, vt).map(|()| n))
-        .and_then(|n| {
-            conn.execute_batch(&format!("DROP TABLE temp.{RTREE_ENTRIES}"))
-                .map_err(|e| e.to_string())?;
-            Ok(n)
-        });
-    let end = match r {
-        Ok(_) => "RELEASE custodian_rtree",
-        Err(_) => "ROLLBACK TO custodian_rtree; RELEASE custodian_rtree",
-    };
-    conn.execute_batch(end).map_err(|e| e.to_string())?;
-    r
+    in_savepoint(conn, "custodian_rtree", || {
+        let n = rtree_anew(conn, vt, stamp)?;
+        check(conn, vt)?;
+        conn.execute_batch(&format!("DROP TABLE temp.{RTREE_ENTRIES}"))
+            .map_err(|e| e.to_string())?;
+        Ok(n)
+    })
 }
 
 /// [`rebuild_rtree`]'s steps, inside its savepoint.
