@@ -340,6 +340,24 @@ fn without_rowid_order(conn: &Connection, q: &str) -> rusqlite::Result<Vec<i64>>
     )
 }
 
+/// "no table NAME; tables: …": what check says (and snapshot refuses)
+/// when the schema has no table `name`, with the tables it does have.
+pub fn no_such_table(objects: &[SchemaObject], name: &str) -> String {
+    let tables: Vec<&str> = objects
+        .iter()
+        .filter(|o| o.kind == "table" && !o.name.starts_with("sqlite_"))
+        .map(|o| o.name.as_str())
+        .collect();
+    format!(
+        "no table {name:?}; tables: {} (use --table)",
+        if tables.is_empty() {
+            "none".to_string()
+        } else {
+            tables.join(", ")
+        }
+    )
+}
+
 /// Introspects table `name`. Ok(None) when there is no such table.
 pub fn customer_table(
     conn: &Connection,

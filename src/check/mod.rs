@@ -390,23 +390,10 @@ fn key_orders(
 
 /// The customer table is not in the schema: say so, with the tables there are.
 fn table_missing(objects: &[SchemaObject], settings: &Settings, ctx: &mut Ctx) {
-    let tables: Vec<&str> = objects
-        .iter()
-        .filter(|o| o.kind == "table" && !o.name.starts_with("sqlite_"))
-        .map(|o| o.name.as_str())
-        .collect();
     ctx.findings.push(
         Finding::error(
             Code::TableMissing,
-            format!(
-                "no table {:?}; tables: {} (use --table)",
-                settings.table,
-                if tables.is_empty() {
-                    "none".to_string()
-                } else {
-                    tables.join(", ")
-                }
-            ),
+            schema::no_such_table(objects, &settings.table),
         )
         .object(&settings.table),
     );

@@ -116,6 +116,8 @@ pub fn run(args: &SnapshotArgs, quiet: bool) -> Result<ExitStatus> {
     }
     let db = &args.dbs[0];
     let settings = Settings::from_opts(&args.opts)?;
+    // a refusal creates nothing, not even the --out folder
+    crate::db::leaving_nothing(db, || refuse_before_writing(db, args.keep, &settings))?;
     prepare_out(&args.out)?;
     let taken = match take(db, &args.out, args.keep, &settings) {
         Ok(t) => t,
@@ -242,7 +244,7 @@ fn refuse_non_database(db: &Path) -> Result<()> {
 }
 
 /// A --table or --id-column that the database's readable schema does not
-/// have is the user's mistake, not the database's: refused before anything
+/// have (check's "no table" / "no column") is the user's mistake, not the database's: refused before anything
 /// is written (exit 2), as check refuses it. A schema SQLite cannot read
 /// does not stop the copy: that snapshot is kept as evidence.
 fn refuse_unknown_names(db: &Path, settings: &Settings) -> Result<()> {
@@ -252,12 +254,15 @@ fn refuse_unknown_names(db: &Path, settings: &Settings) -> Result<()> {
     let Ok(objects) = crate::schema::read_schema(&conn) else {
         return Ok(());
     };
-    if let Ok(Some(Err(why))) =
-        crate::schema::customer_table(&conn, &objects, &settings.table, &settings.id_column)
-    {
-        bail!("{}: {why}", db.display());
+    match crate::schema::customer_table(&conn, &objects, &settings.table, &settings.id_column) {
+        Ok(Some(Err(why))) => bail!("{}: {why}", db.display()),
+        Ok(None) => bail!(
+            "{}: {}",
+            db.display(),
+            crate::schema::no_such_table(&objects, &settings.table)
+        ),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Takes, verifies and records one snapshot of `db` in `out`, then prunes
@@ -266,12 +271,25 @@ pub fn take(db: &Path, out: &Path, keep: Option<usize>, settings: &Settings) -> 
     crate::db::leaving_nothing(db, || take_of(db, out, keep, settings))
 }
 
-fn take_of(db: &Path, out: &Path, keep: Option<usize>, settings: &Settings) -> Result<Taken> {
+/// What refuses a snapshot of `db` before anything is written (exit 2):
+/// `--keep 0`, a path that is no database, a --table or --id-column the
+/// readable schema lacks.
+fn refuse_before_writing(db: &Path, keep: Option<usize>, settings: &Settings) -> Result<()> {
+    refuse_keep(keep)?;
+    refuse_non_database(db)?;
+    refuse_unknown_names(db, settings)
+}
+
+/// `--keep 0` would remove the newest good snapshot.
+pub fn refuse_keep(keep: Option<usize>) -> Result<()> {
     if keep == Some(0) {
         bail!("--keep must be at least 1 (the newest good snapshot is never removed)");
     }
-    refuse_non_database(db)?;
-    refuse_unknown_names(db, settings)?;
+    Ok(())
+}
+
+fn take_of(db: &Path, out: &Path, keep: Option<usize>, settings: &Settings) -> Result<Taken> {
+    refuse_before_writing(db, keep, settings)?;
     let db_name = db_name(db)?;
     let now = SystemTime::now();
     let stamp = compact_utc(now);

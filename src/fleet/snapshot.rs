@@ -6,7 +6,7 @@ use anyhow::{Result, bail};
 use super::inputs::{self, Inputs};
 use super::{OutDir, emit_summary, jobs, run_each};
 use crate::cli::SnapshotArgs;
-use crate::commands::snapshot::{prepare_out, take};
+use crate::commands::snapshot::{prepare_out, refuse_keep, take};
 use crate::config::Settings;
 use crate::exit::ExitStatus;
 use crate::metrics::Metrics;
@@ -19,6 +19,7 @@ pub fn run(args: &SnapshotArgs, quiet: bool) -> Result<ExitStatus> {
     let inputs = Inputs::gather(&args.dbs, args.fleet.list.as_deref())?;
     inputs::require_some(&inputs)?;
     refuse_shared_names(&inputs.paths)?;
+    refuse_keep(args.keep)?;
     prepare_out(&args.out)?;
     let out = match &args.fleet.out_dir {
         Some(dir) => Some(OutDir::prepare(dir, &args.opts, &inputs.paths)?),

@@ -384,12 +384,54 @@ fn what_cannot_be_snapshotted_is_exit_2_and_leaves_nothing() {
         );
         assert_eq!(r.stdout(), "");
     }
-    let r = run(&["snapshot", "empty.db", "--out", "missing"], dir.path());
-    assert_eq!(r.code(), 2, "{}", r.show());
+    // a refusal creates nothing, not even the --out folder it was given
+    fixture_copy("healthy", dir.path());
+    for (args, why) in [
+        (
+            &["snapshot", "empty.db", "--out", "missing"][..],
+            "custodian: empty.db: empty file (0 bytes): not a database\n",
+        ),
+        (
+            &["snapshot", "not_a_database.db", "--out", "missing"],
+            "custodian: not_a_database.db: not a SQLite database (no \"SQLite format 3\" header)\n",
+        ),
+        (
+            &[
+                "snapshot",
+                "healthy.db",
+                "--out",
+                "missing/deeper",
+                "--table",
+                "clients",
+            ],
+            "custodian: healthy.db: no table \"clients\"; tables: customers, transactions (use --table)\n",
+        ),
+    ] {
+        let r = run(args, dir.path());
+        assert_eq!(r.code(), 2, "{}", r.show());
+        assert_eq!(r.stderr(), why, "{}", r.show());
+        assert!(!dir.path().join("missing").exists(), "{}", r.show());
+    }
+    // --keep 0 (refused by the argument parser), one database or several
+    for args in [
+        &["snapshot", "healthy.db", "--out", "missing", "--keep", "0"][..],
+        &[
+            "snapshot",
+            "healthy.db",
+            "empty.db",
+            "--out",
+            "missing",
+            "--keep",
+            "0",
+        ],
+    ] {
+        let r = run(args, dir.path());
+        assert_eq!(r.code(), 2, "{}", r.show());
+        assert!(!dir.path().join("missing").exists(), "{}", r.show());
+    }
     // an --id-column the readable schema lacks is the user's mistake: refused
     // as check refuses it, before a copy is written (it was written, marked
     // unverified, with exit 2)
-    fixture_copy("healthy", dir.path());
     let r = run(
         &[
             "snapshot",
