@@ -27,30 +27,23 @@ pub fn pragma_lines(
     path: &Path,
     sql: &str,
 ) -> Result<std::result::Result<Vec<String>, String>> {
-    let mut stmt = match conn.prepare(sql) {
-        Ok(s) => s,
-        Err(e) if db::is_busy(&e) => return Err(db::busy_error(path)),
-        Err(e) => return Ok(Err(e.to_string())),
-    };
-    let mut rows = match stmt.query([]) {
-        Ok(r) => r,
-        Err(e) if db::is_busy(&e) => return Err(db::busy_error(path)),
-        Err(e) => return Ok(Err(e.to_string())),
-    };
+    // through sql_bytes: a virtual table named by bytes that are not UTF-8
+    // is reached by those bytes
     let mut lines = Vec::new();
-    loop {
-        match rows.next() {
-            Ok(Some(r)) => lines.extend(
-                r.get::<_, String>(0)
-                    .unwrap_or_default()
-                    .lines()
-                    .filter(|l| !l.starts_with("*** in database"))
-                    .map(str::to_string),
-            ),
-            Ok(None) => return Ok(Ok(lines)),
-            Err(e) if db::is_busy(&e) => return Err(db::busy_error(path)),
-            Err(e) => return Ok(Err(e.to_string())),
-        }
+    let run = crate::sql_bytes::for_each(conn, sql, &[], |r| {
+        lines.extend(
+            r.text(0)?
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| !l.starts_with("*** in database"))
+                .map(str::to_string),
+        );
+        Ok(())
+    });
+    match run {
+        Ok(()) => Ok(Ok(lines)),
+        Err(e) if db::is_busy(&e) => Err(db::busy_error(path)),
+        Err(e) => Ok(Err(e.to_string())),
     }
 }
 

@@ -592,23 +592,22 @@ fn digest_rows(
     };
     let id_name = &table.columns[table.id_column].name;
     let upd_name = updated.map(|u| table.columns[u].name.clone());
-    let mut stmt = conn
-        .prepare(&format!(
-            "SELECT {}, {}, {list} FROM {} NOT INDEXED",
-            quote_ident(id_name),
-            upd_name
-                .as_deref()
-                .map(quote_ident)
-                .unwrap_or_else(|| "NULL".into()),
-            quote_ident(&table.name)
-        ))
-        .context("cannot read the customer table")?;
-    let n = stmt.column_count() - 2;
-    let mut rows = stmt.query([]).context("cannot read the customer table")?;
+    let sql = format!(
+        "SELECT {}, {}, {list} FROM {} NOT INDEXED",
+        quote_ident(id_name),
+        upd_name
+            .as_deref()
+            .map(quote_ident)
+            .unwrap_or_else(|| "NULL".into()),
+        quote_ident(&table.name)
+    );
     let mut out = Vec::new();
     let mut buf = Vec::new();
     let mut one = Vec::new();
-    while let Some(r) = rows.next().context("cannot read the customer table")? {
+    // through sql_bytes: a table or column name whose bytes are not UTF-8
+    // reaches SQLite as those bytes
+    crate::sql_bytes::for_each(conn, &sql, &[], |r| {
+        let n = r.len().saturating_sub(2);
         buf.clear();
         let mut per_column = String::with_capacity(16 * n);
         for i in 2..n + 2 {
@@ -628,7 +627,9 @@ fn digest_rows(
             None => None,
         };
         out.push((id, row, upd, per_column));
-    }
+        Ok(())
+    })
+    .context("cannot read the customer table")?;
     Ok((upd_name, out))
 }
 
@@ -867,14 +868,15 @@ fn compare(
         let found = if answers.is_empty() {
             // no index's key starts with the ID (e.g. an INTEGER PRIMARY
             // KEY): the lookup SQLite plans
-            conn.query_row(
+            crate::sql_bytes::query_row(
+                conn,
                 &format!(
                     "SELECT count(*) FROM {} WHERE {} = ?1",
                     quote_ident(&table.name),
                     quote_ident(id_name)
                 ),
-                [&id],
-                |r| r.get::<_, i64>(0),
+                &[&id],
+                |r| r.get::<i64>(0),
             )
             .map(|n| n > 0)
             .unwrap_or(false)

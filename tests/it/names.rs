@@ -348,3 +348,167 @@ fn a_latin1_column_is_named_by_its_shown_spelling_unless_two_read_alike() {
     );
     assert_eq!(r.stderr().lines().count(), 1, "{}", r.show());
 }
+
+/// preflight reads the customer table by the bytes of its names: the
+/// baseline of a table whose ID column and phone column are Latin-1
+/// (names_not_utf8's snapshot, a sound file) holds every customer, and
+/// `--compare` names exactly the customer changed without a new
+/// updated_at. It stopped with "no such column" (the baseline's SELECT
+/// went through rusqlite as UTF-8). Truth: the fixture's
+/// snapshot_customers_count, and the stock CLI for the changed row.
+#[test]
+fn preflight_reads_latin1_names_by_their_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let snap = super::support::fixtures().join("names_not_utf8.snap.db");
+    let db = dir.path().join("pos.db");
+    std::fs::copy(&snap, &db).unwrap();
+    std::fs::create_dir(dir.path().join("snaps")).unwrap();
+    std::fs::copy(&snap, dir.path().join("snaps/nightly.db")).unwrap();
+    let total = truth("names_not_utf8")["snapshot_customers_count"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(total, 2000);
+    let preflight = |mode: &str| {
+        run(
+            &[
+                "preflight",
+                "pos.db",
+                "--snapshot",
+                "snaps",
+                "--id-column",
+                ID_COLUMN,
+                mode,
+                "base.json",
+            ],
+            dir.path(),
+        )
+    };
+    let r = preflight("--baseline");
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        r.stdout()
+            .contains("ok: baseline of 2,000 customers written to base.json\n"),
+        "{}",
+        r.show()
+    );
+    let b: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("base.json")).unwrap())
+            .unwrap();
+    assert_eq!(b["customers"].as_array().unwrap().len() as u64, total);
+    assert_eq!(b["columns"].as_array().unwrap().len(), 10);
+
+    // a change that keeps updated_at, by the stock CLI, to rowid 1
+    let id = sqlite3_cli(&db, "SELECT * FROM customers WHERE rowid = 1")
+        .split('|')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(id.starts_with('C') && id.len() == 13, "{id}");
+    sqlite3_cli(&db, "UPDATE customers SET name = 'Changed' WHERE rowid = 1");
+    let r = preflight("--compare");
+    assert_eq!(r.code(), 1, "{}", r.show());
+    assert!(
+        r.stdout().contains(&format!(
+            "no-go: 1 customer changed while updated_at did not: {id}\n"
+        )),
+        "{}",
+        r.show()
+    );
+    assert!(
+        r.stdout().contains(&format!(
+            "ok: all 2,000 customers of the baseline are found by ID through sqlite_autoindex_customers_1\n"
+        )),
+        "{}",
+        r.show()
+    );
+}
+
+/// The stock CLI's answer to `sql`, whose text may hold bytes that are not
+/// UTF-8 (a Latin-1 name).
+fn sqlite3_cli_bytes(db: &std::path::Path, sql: &[u8]) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let out = std::process::Command::new("sqlite3")
+        .arg(db)
+        .arg(std::ffi::OsStr::from_bytes(sql))
+        .output()
+        .expect("run sqlite3");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Virtual tables named in Latin-1 (an FTS5 table `d\xe9ss`, an R-Tree
+/// `r\xe9ee`, made by the stock CLI in damaged_table_interior, whose
+/// damage sends the repair to the whole rebuild) come out of the rebuild
+/// under the same bytes, and their modules read them: the rebuild
+/// declared them, and checked them, through rusqlite as UTF-8 (the name
+/// became U+10FFE9's four bytes, "no such table").
+#[test]
+fn virtual_tables_named_in_latin1_keep_their_bytes_through_the_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_copy("damaged_table_interior", dir.path());
+    sqlite3_cli(
+        &db,
+        "CREATE VIRTUAL TABLE dxss USING fts5(body); \
+         INSERT INTO dxss VALUES('alpha'), ('beta gamma'); \
+         CREATE VIRTUAL TABLE rxee USING rtree(id, x0, x1); \
+         INSERT INTO rxee VALUES(1, 0, 5), (2, 3, 4);",
+    );
+    let latin1 = |col: &str| {
+        format!(
+            "{col} = CAST(replace(replace(CAST({col} AS BLOB), 'dxss', CAST(x'64e97373' AS TEXT)), \
+             'rxee', CAST(x'72e96565' AS TEXT)) AS TEXT)"
+        )
+    };
+    sqlite3_cli(
+        &db,
+        &format!(
+            "PRAGMA writable_schema = ON; UPDATE sqlite_schema SET {}, {}, {} \
+             WHERE name LIKE 'dxss%' OR name LIKE 'rxee%'; PRAGMA schema_version = 99;",
+            latin1("name"),
+            latin1("tbl_name"),
+            latin1("sql")
+        ),
+    );
+    let before = schema_hex(&db);
+    assert!(
+        before.contains("64E97373") && before.contains("72E96565"),
+        "{before}"
+    );
+    let fts = b"SELECT count(*) FROM \"d\xe9ss\" WHERE \"d\xe9ss\" MATCH 'gamma'";
+    let rtree = b"SELECT count(*) FROM \"r\xe9ee\" WHERE x0 <= 3.5 AND x1 >= 3.5";
+    assert_eq!(sqlite3_cli_bytes(&db, fts), "1");
+    assert_eq!(sqlite3_cli_bytes(&db, rtree), "2");
+
+    let snap = super::support::fixtures().join("damaged_table_interior.snap.db");
+    let r = run(
+        &[
+            "repair",
+            db.to_str().unwrap(),
+            "--snapshot",
+            snap.to_str().unwrap(),
+            "--backup-dir",
+            "bk",
+            "--json",
+            "-",
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert!(
+        action_kinds(&r.json()).contains(&"rebuild_database"),
+        "{}",
+        r.show()
+    );
+    assert_eq!(sqlite3_cli(&db, "PRAGMA integrity_check"), "ok");
+    assert_eq!(schema_hex(&db), before, "names keep their bytes");
+    assert_eq!(sqlite3_cli_bytes(&db, fts), "1");
+    assert_eq!(sqlite3_cli_bytes(&db, rtree), "2");
+    assert_eq!(
+        sqlite3_cli_bytes(&db, b"SELECT rtreecheck('r\xe9ee')"),
+        "ok"
+    );
+}

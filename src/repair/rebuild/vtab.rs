@@ -21,6 +21,7 @@ use anyhow::{Context, Result};
 use rusqlite::Connection;
 
 use crate::schema::{SchemaObject, quote_ident};
+use crate::sql_bytes::{self, param};
 
 /// A virtual table of the schema.
 #[derive(Debug, Clone)]
@@ -65,9 +66,10 @@ pub fn of(o: &SchemaObject) -> Option<VirtualTable> {
 /// rebuild's transaction; the connection does not read it back).
 pub fn declare(conn: &Connection, vt: &VirtualTable) -> Result<()> {
     conn.pragma_update(None, "writable_schema", true)?;
-    let r = conn.execute(
+    let r = sql_bytes::execute(
+        conn,
         "INSERT INTO sqlite_schema(type, name, tbl_name, rootpage, sql) VALUES ('table', ?1, ?1, 0, ?2)",
-        rusqlite::params![vt.name, vt.sql],
+        &[&param(&vt.name), &param(&vt.sql)],
     );
     conn.pragma_update(None, "writable_schema", false)?;
     r.with_context(|| format!("declaring virtual table {}", vt.name))?;
@@ -184,8 +186,12 @@ fn settle_one(conn: &Connection, vt: &VirtualTable, stamp: &str) -> Settled {
 fn rebuild_fts(conn: &Connection, vt: &VirtualTable) -> Result<(), String> {
     in_savepoint(conn, "custodian_fts_rebuild", || {
         let q = quote_ident(&vt.name);
-        conn.execute(&format!("INSERT INTO {q}({q}) VALUES ('rebuild')"), [])
-            .map_err(|e| e.to_string())?;
+        sql_bytes::execute(
+            conn,
+            &format!("INSERT INTO {q}({q}) VALUES ('rebuild')"),
+            &[],
+        )
+        .map_err(|e| e.to_string())?;
         check(conn, vt)
     })
 }
@@ -240,24 +246,25 @@ fn rtree_anew(conn: &Connection, vt: &VirtualTable, stamp: &str) -> Result<(u64,
     let q = quote_ident(&vt.name);
     let rowids = format!("{}_rowid", vt.name);
     let qt = crate::repair::apply::QUARANTINE_TABLE;
-    conn.execute_batch(&format!(
-        "CREATE TEMP TABLE {RTREE_ENTRIES} AS SELECT * FROM main.{q}"
-    ))
+    sql_bytes::execute_batch(
+        conn,
+        &format!("CREATE TEMP TABLE {RTREE_ENTRIES} AS SELECT * FROM main.{q}"),
+    )
     .map_err(e)?;
     let (entry_json, id) = row_json(conn, "temp", RTREE_ENTRIES)?;
     // the nodes must give every entry the rowid table names: else entries
     // are in nodes the scan cannot reach, and dropping the old tree would
     // lose their coordinates
-    let unreached: i64 = conn
-        .query_row(
-            &format!(
-                "SELECT count(*) FROM main.{} WHERE rowid NOT IN (SELECT {id} FROM temp.{RTREE_ENTRIES})",
-                quote_ident(&rowids)
-            ),
-            [],
-            |r| r.get(0),
-        )
-        .map_err(e)?;
+    let unreached: i64 = sql_bytes::query_row(
+        conn,
+        &format!(
+            "SELECT count(*) FROM main.{} WHERE rowid NOT IN (SELECT {id} FROM temp.{RTREE_ENTRIES})",
+            quote_ident(&rowids)
+        ),
+        &[],
+        |r| r.get(0),
+    )
+    .map_err(e)?;
     if unreached > 0 {
         return Err(format!(
             "{unreached} entries its rowid table names are in no node a scan reaches"
@@ -266,9 +273,8 @@ fn rtree_anew(conn: &Connection, vt: &VirtualTable, stamp: &str) -> Result<(u64,
     conn.execute_batch(&super::rows::quarantine_ddl())
         .map_err(e)?;
     let mut quarantined = 0u64;
-    conn.execute_batch(&format!("DROP TABLE main.{q}"))
-        .map_err(e)?;
-    conn.execute_batch(&vt.sql).map_err(e)?;
+    sql_bytes::execute_batch(conn, &format!("DROP TABLE main.{q}")).map_err(e)?;
+    sql_bytes::execute_batch(conn, &vt.sql).map_err(e)?;
     let entries: Vec<i64> = conn
         .prepare(&format!("SELECT rowid FROM temp.{RTREE_ENTRIES}"))
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
@@ -279,13 +285,12 @@ fn rtree_anew(conn: &Connection, vt: &VirtualTable, stamp: &str) -> Result<(u64,
         "INSERT INTO {qt} SELECT ?1, ?2, ?3, {id}, NULL, {entry_json} FROM temp.{RTREE_ENTRIES} WHERE rowid = ?4"
     );
     for at in &entries {
-        let Err(refused) = conn.execute(&insert, [at]) else {
+        let Err(refused) = sql_bytes::execute(conn, &insert, &[at]) else {
             continue;
         };
         let reason =
             format!("{refused} (an entry read from the R-Tree's nodes when it was made anew)");
-        conn.execute(&keep, rusqlite::params![stamp, reason, vt.name, at])
-            .map_err(e)?;
+        sql_bytes::execute(conn, &keep, &[&stamp, &reason, &param(&vt.name), at]).map_err(e)?;
         quarantined += 1;
     }
     Ok((entries.len() as u64, quarantined))
@@ -294,10 +299,13 @@ fn rtree_anew(conn: &Connection, vt: &VirtualTable, stamp: &str) -> Result<(u64,
 /// The `json_object(...)` of a row of `schema.table` (its columns by
 /// name), and its first column, quoted.
 fn row_json(conn: &Connection, schema: &str, table: &str) -> Result<(String, String), String> {
-    let columns: Vec<String> = conn
-        .prepare("SELECT name FROM pragma_table_info(?1, ?2)")
-        .and_then(|mut s| s.query_map([table, schema], |r| r.get(0))?.collect())
-        .map_err(|e| e.to_string())?;
+    let columns: Vec<String> = sql_bytes::query_map(
+        conn,
+        "SELECT name FROM pragma_table_info(?1, ?2)",
+        &[&param(table), &param(schema)],
+        |r| Ok(r.text(0)?.unwrap_or_default()),
+    )
+    .map_err(|e| e.to_string())?;
     let Some(first) = columns.first() else {
         return Err(format!("{table} has no columns"));
     };
@@ -314,13 +322,17 @@ fn row_json(conn: &Connection, schema: &str, table: &str) -> Result<(String, Str
 /// Whether the table opens and reads.
 fn open(conn: &Connection, vt: &VirtualTable) -> Result<(), String> {
     let q = quote_ident(&vt.name);
-    conn.prepare(&format!("SELECT * FROM {q}"))
-        .and_then(|mut s| {
-            let mut r = s.query([])?;
-            while r.next()?.is_some() {}
-            Ok(())
-        })
-        .map_err(|e| e.to_string())
+    let read = sql_bytes::for_each(conn, &format!("SELECT * FROM {q}"), &[], |_| Ok(()))
+        .map_err(|e| e.to_string());
+    let_go(conn);
+    read
+}
+
+/// Finalizes the statements `sql_bytes` cached on `conn`: a statement that
+/// names a virtual table holds it until finalized, and a held one cannot be
+/// dropped ("database table is locked"), as `rtree_anew` and `remove` must.
+fn let_go(conn: &Connection) {
+    conn.flush_prepared_statement_cache();
 }
 
 /// The module's own integrity check: `Err(why)` when it fails or the table
@@ -329,15 +341,20 @@ fn check(conn: &Connection, vt: &VirtualTable) -> Result<(), String> {
     let q = quote_ident(&vt.name);
     open(conn, vt)?;
     if vt.module.starts_with("fts") {
-        conn.execute(
+        let done = sql_bytes::execute(
+            conn,
             &format!("INSERT INTO {q}({q}) VALUES ('integrity-check')"),
-            [],
+            &[],
         )
         .map(drop)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+        let_go(conn);
+        done
     } else {
-        let verdict: String = conn
-            .query_row("SELECT rtreecheck(?1)", [&vt.name], |r| r.get(0))
+        let verdict: String =
+            sql_bytes::query_row(conn, "SELECT rtreecheck(?1)", &[&param(&vt.name)], |r| {
+                r.get(0)
+            })
             .map_err(|e| e.to_string())?;
         if verdict == "ok" {
             Ok(())
@@ -350,9 +367,10 @@ fn check(conn: &Connection, vt: &VirtualTable) -> Result<(), String> {
 /// Takes the virtual table's entry out of the schema (its shadow tables
 /// stay, with their rows).
 fn remove(conn: &Connection, vt: &VirtualTable) -> Result<()> {
-    conn.execute(
+    sql_bytes::execute(
+        conn,
         "DELETE FROM sqlite_schema WHERE type = 'table' AND name = ?1 AND rootpage = 0",
-        [&vt.name],
+        &[&param(&vt.name)],
     )
     .with_context(|| format!("removing virtual table {}", vt.name))?;
     let v: i64 = conn.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
