@@ -1876,6 +1876,64 @@ def fx_ptrmap_page_zeroed(work):
                             "that frees a page would need the map to move pages.")
 
 
+def _largest_root_page(work, tag, mode, damaged):
+    """The base database in auto_vacuum `mode` with activity after its
+    snapshot, then the header's largest root page (offset 52, 4 bytes:
+    SQLite's only sign of auto-vacuum) overwritten with `damaged(largest)`."""
+    db, snap, _, intended = _base_then_activity(work, tag, auto_vacuum=mode)
+    con = connect(db)
+    assert con.execute("PRAGMA auto_vacuum").fetchone()[0] == {"FULL": 1, "INCREMENTAL": 2}[mode]
+    largest = con.execute("SELECT max(rootpage) FROM sqlite_schema").fetchone()[0]
+    con.close()
+    maps = ptrmap_pages(db, PAGE_SIZE)
+    with open(db, "rb") as f:
+        head = f.read(100)
+    assert int.from_bytes(head[52:56], "big") == largest, (head[52:56], largest)
+    with open(db, "r+b") as f:
+        f.seek(52)
+        f.write(damaged(largest).to_bytes(4, "big"))
+    return db, snap, intended, largest, maps
+
+
+def fx_largest_root_page_damaged(work):
+    # the first byte of the field random, as a torn header write leaves it
+    # (nightly repair property seed 16)
+    db, snap, intended, largest, maps = _largest_root_page(
+        work, "lr", "INCREMENTAL", lambda largest: (0x5B << 24) | largest)
+    damaged = (0x5B << 24) | largest
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "header_bytes", "object": None, "page_type": "header",
+                        "pages": [1], "offsets": [52], "auto_vacuum": "incremental",
+                        "ptrmap_pages": maps},
+                expect_affected=set(),
+                truth={"largest_root_page": largest, "header_largest_root_page": damaged,
+                       "auto_vacuum": "incremental"},
+                description=f"An auto_vacuum=INCREMENTAL database (10 registrations and 20 "
+                            f"balance updates after the snapshot) whose header byte 52, the "
+                            f"first of the largest root page, was overwritten: the header says "
+                            f"{damaged}, the schema's largest root page is {largest}. Every "
+                            "lookup works; SQLite's integrity_check names the disagreement, and "
+                            "SQLite would put the next new table's root after the header's "
+                            "page.")
+
+
+def fx_largest_root_page_zeroed(work):
+    db, snap, intended, largest, maps = _largest_root_page(work, "lz", "FULL", lambda _: 0)
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "header_bytes", "object": None, "page_type": "header",
+                        "pages": [1], "offsets": [52, 53, 54, 55], "auto_vacuum": "full",
+                        "ptrmap_pages": maps},
+                expect_affected=set(),
+                truth={"largest_root_page": largest, "header_largest_root_page": 0,
+                       "auto_vacuum": "full"},
+                description=f"An auto_vacuum=FULL database (10 registrations and 20 balance "
+                            f"updates after the snapshot) whose header's largest root page "
+                            f"(bytes 52-55, {largest}) was zeroed: SQLite now reads the file as "
+                            f"one without auto-vacuum, and its pointer-map page(s) {maps} as "
+                            "pages nothing uses. The pages still show the file's mode: page 2 "
+                            "is a pointer map whose entries agree with the b-trees.")
+
+
 def freelist_of(path, page_size):
     """(trunk pages, leaf pages) of the freelist, following the header's
     first trunk (fileformat2.html, "The Freelist")."""
@@ -2573,6 +2631,8 @@ FIXTURES = [
     ("stale_pk_page_autovacuum", fx_stale_pk_page_autovacuum),
     ("stale_pk_page_incremental", fx_stale_pk_page_incremental),
     ("ptrmap_page_zeroed", fx_ptrmap_page_zeroed),
+    ("largest_root_page_damaged", fx_largest_root_page_damaged),
+    ("largest_root_page_zeroed", fx_largest_root_page_zeroed),
     ("freelist_trunk_zeroed", fx_freelist_trunk_zeroed),
     ("freelist_trunk_out_of_range", fx_freelist_trunk_out_of_range),
     ("freelist_count_wrong", fx_freelist_count_wrong),
@@ -2976,6 +3036,11 @@ README_TRUTH = """
   are intact) is damaged: a repair gives back every intended row.
 * `ptrmap_entries_lost` (`ptrmap_page_zeroed`): the pages whose pointer-map
   entry was on the zeroed page (every page but page 1 and the map itself).
+* `largest_root_page`, `header_largest_root_page`, `auto_vacuum`
+  (`largest_root_page_damaged`, `largest_root_page_zeroed`): the schema's
+  largest root page (`SELECT max(rootpage) FROM sqlite_schema`, which the
+  header held before the damage), what the damaged header says, and the
+  mode `PRAGMA auto_vacuum` gave before the damage.
 * `free_pages_after_repair` (the freelist fixtures): the pages no b-tree
   uses (page count minus the pages `dbstat` counts, before the damage): the
   freelist a repair must leave.

@@ -747,14 +747,22 @@ fn account_pages(
     if let Some(e) = err {
         ctx.findings.push(Finding::error(Code::FreelistDamaged, e));
     }
-    if header.largest_root_page != 0 {
+    // the pages decide whether pointer maps are there, where the header's
+    // largest root page says otherwise
+    let page2_used = free.contains(&2)
+        || trees
+            .iter()
+            .any(|t| t.pages.contains(&2) || t.damaged.contains(&2));
+    let (maps, roles) = ptrmap::pointer_maps(pager, header, roots, page2_used);
+    if let (true, Some(roles)) = (maps, roles) {
         account.mark_special(
             &structure::ptrmap_pages(pager.usable_size(), pager.page_size(), n),
             structure::PageState::Ptrmap,
         );
-        ctx.findings.extend(ptrmap::check(pager, roots, &free));
+        ctx.findings.extend(ptrmap::check(pager, roles, &free));
     }
-    ctx.findings.extend(ptrmap::header_findings(header, roots));
+    ctx.findings
+        .extend(ptrmap::header_findings(header, roots, maps));
     if let Some(p) = structure::lock_byte_page(pager.page_size(), pager.page_count()) {
         account.mark(p);
     }

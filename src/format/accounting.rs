@@ -328,6 +328,62 @@ pub fn ptrmap_mismatches(src: &dyn PageSource, roles: &PageRoles) -> Vec<PtrmapM
     out
 }
 
+/// What the pages say of pointer maps, whatever the header's largest root
+/// page (offset 52, SQLite's only sign of auto-vacuum) says: `Some(false)`
+/// when a b-tree uses a page where a pointer map would have to be and that
+/// page reads as a b-tree page; `Some(true)` when page 2, where an
+/// auto-vacuum file's first pointer-map page must be, is used by no b-tree
+/// and its entries say what their pages are (more agree with `roles` than
+/// not, at least one); `None` when the pages do not tell (page 2 zeroed,
+/// free, missing): the header decides. `roles` from [`page_roles`], free
+/// pages marked or not.
+pub fn pointer_maps_shown(src: &dyn PageSource, roles: &PageRoles) -> Option<bool> {
+    const PAGE2: u32 = super::freelist::FIRST_PTRMAP_PAGE;
+    let (page_size, usable) = (src.page_size(), src.usable_size());
+    let n = src.page_count();
+    let mut buf = Vec::new();
+    let mut map = PAGE2;
+    while map <= n {
+        let in_tree = matches!(
+            roles.get(map).map(|e| e.kind),
+            Some(PtrmapType::RootPage | PtrmapType::Btree)
+        );
+        if in_tree
+            && src.read_page(map, &mut buf).is_ok()
+            && BtreePage::parse(&buf, map, usable).is_ok_and(|p| p.check_layout().is_empty())
+        {
+            return Some(false);
+        }
+        let next = u64::from(map) + u64::from(super::freelist::ptrmap_entries_per_page(usable)) + 1;
+        match u32::try_from(next).map(|p| super::freelist::ptrmap_page_for(p, usable, page_size)) {
+            Ok(p) if p > map => map = p,
+            _ => break,
+        }
+    }
+    if n < PAGE2 || roles.is_used(PAGE2) {
+        return None;
+    }
+    src.read_page(PAGE2, &mut buf).ok()?;
+    let (mut agree, mut disagree) = (0u32, 0u32);
+    for pgno in PAGE2 + 1..=n {
+        let Some((map, offset)) = ptrmap_entry_location(pgno, usable, page_size) else {
+            continue;
+        };
+        if map != PAGE2 {
+            break;
+        }
+        let Some(expected) = roles.get(pgno) else {
+            continue;
+        };
+        if parse_ptrmap_entry(&buf, offset).ok() == Some(expected) {
+            agree += 1;
+        } else {
+            disagree += 1;
+        }
+    }
+    (agree > 0 && agree > disagree).then_some(true)
+}
+
 /// The pointer-map pages of a database of `page_count` pages whose roles
 /// are `roles` (free pages marked with [`PageRoles::mark_free`]): one image
 /// per pointer-map page, every entry of a page without a role left zero.
@@ -414,6 +470,54 @@ mod tests {
         assert_eq!(roles.get(3), e(PtrmapType::Btree, 2));
         assert_eq!(roles.get(4), e(PtrmapType::Btree, 2));
         assert_eq!(roles.unused(512, 512, false), Vec::<u32>::new());
+    }
+
+    /// An auto-vacuum image: page 2 a pointer map, page 3 the root of a
+    /// table with leaves 4 and 5.
+    fn with_pointer_map() -> Vec<u8> {
+        use crate::format::btree::test_image::PS;
+        let mut img = image(5);
+        put_page(&mut img, 1, 0x0d, &[], None);
+        put_page(&mut img, 3, 0x05, &[interior_cell(4, 10)], Some(5));
+        put_page(&mut img, 4, 0x0d, &[leaf_cell(1, b"\x02\x01\x07")], None);
+        put_page(&mut img, 5, 0x0d, &[leaf_cell(11, b"\x02\x01\x08")], None);
+        let map = PS;
+        img[map..map + 15].copy_from_slice(&[1, 0, 0, 0, 0, 5, 0, 0, 0, 3, 5, 0, 0, 0, 3]);
+        img
+    }
+
+    #[test]
+    fn the_pages_tell_whether_pointer_maps_are_there() {
+        use crate::format::btree::test_image::PS;
+        // a pointer map at page 2 that agrees with the trees
+        let img = with_pointer_map();
+        let src = MemoryPages::new(img.clone()).unwrap();
+        assert_eq!(
+            pointer_maps_shown(&src, &page_roles(&src, &[3])),
+            Some(true)
+        );
+        // one entry wrong of three: still the map
+        let mut one_wrong = img.clone();
+        one_wrong[PS + 5..PS + 10].copy_from_slice(&[5, 0, 0, 0, 9]);
+        let src = MemoryPages::new(one_wrong).unwrap();
+        assert_eq!(
+            pointer_maps_shown(&src, &page_roles(&src, &[3])),
+            Some(true)
+        );
+        // page 2 zeroed: the pages do not tell
+        let mut zeroed = img.clone();
+        zeroed[PS..2 * PS].fill(0);
+        let src = MemoryPages::new(zeroed).unwrap();
+        assert_eq!(pointer_maps_shown(&src, &page_roles(&src, &[3])), None);
+        // page 2 a table's root: no pointer maps
+        let mut tree = image(3);
+        put_page(&mut tree, 1, 0x0d, &[], None);
+        put_page(&mut tree, 2, 0x0d, &[leaf_cell(1, b"\x02\x01\x07")], None);
+        let src = MemoryPages::new(tree).unwrap();
+        assert_eq!(
+            pointer_maps_shown(&src, &page_roles(&src, &[2])),
+            Some(false)
+        );
     }
 
     #[test]

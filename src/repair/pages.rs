@@ -144,7 +144,11 @@ impl WorkCopy {
     /// Writes the freelist (and, in an auto_vacuum file, every pointer-map
     /// page) anew from the b-trees of the copy: every page no tree uses is
     /// free. Refused when a tree cannot be walked whole: its pages would be
-    /// taken for free ones.
+    /// taken for free ones. Whether the file has pointer maps is the pages'
+    /// word where they give one (`accounting::pointer_maps_shown`), else the
+    /// header's; the header's vacuum fields are then set to match: the
+    /// largest root page exactly the schema's (SQLite's integrity_check
+    /// demands it), or, without pointer maps, 0 and no incremental flag.
     pub(super) fn rebuild_page_lists(&mut self) -> Result<RelistOutcome> {
         let roots = self.schema_roots()?;
         let mut roles = accounting::page_roles(self, &roots);
@@ -155,7 +159,8 @@ impl WorkCopy {
             );
         }
         let (ps, usable) = (self.header.page_size, self.header.usable_size());
-        let auto_vacuum = self.header.largest_root_page != 0;
+        let auto_vacuum = accounting::pointer_maps_shown(self, &roles)
+            .unwrap_or(self.header.largest_root_page != 0);
         let free = roles.unused(ps, usable, auto_vacuum);
         roles.mark_free(&free);
         let (first, trunks) = accounting::freelist_images(&free, ps, usable);
@@ -167,23 +172,27 @@ impl WorkCopy {
         self.header.first_freelist_trunk = first;
         self.header.freelist_count = free.len() as u32;
         let mut maps = 0;
+        // SQLite puts new roots after the largest one, and its
+        // integrity_check wants the header to name exactly that page
+        let largest = if auto_vacuum {
+            roots.iter().copied().max().unwrap_or(1).max(1)
+        } else {
+            0
+        };
         if auto_vacuum {
             for (pgno, img) in accounting::ptrmap_images(&roles, self.pages, ps, usable) {
                 self.write_page(pgno, &img)?;
                 maps += 1;
-            }
-            // SQLite puts new roots after the largest: it must be at least
-            // every root's page
-            let largest = roots.iter().copied().max().unwrap_or(1);
-            if largest > self.header.largest_root_page {
-                self.set_u32(LARGEST_ROOT_PAGE_OFFSET, largest);
-                self.header.largest_root_page = largest;
             }
         } else if self.header.incremental_vacuum != 0 {
             // the incremental-vacuum flag means nothing without pointer
             // maps (SQLite sets it only with them): a damaged byte there
             self.set_u32(INCREMENTAL_VACUUM_OFFSET, 0);
             self.header.incremental_vacuum = 0;
+        }
+        if self.header.largest_root_page != largest {
+            self.set_u32(LARGEST_ROOT_PAGE_OFFSET, largest);
+            self.header.largest_root_page = largest;
         }
         Ok(RelistOutcome {
             free_pages: free.len(),

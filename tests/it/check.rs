@@ -248,6 +248,30 @@ const CASES: &[Case] = &[
             Count::Problems,
         )],
     },
+    // the header's largest root page damaged (too large) or zeroed in an
+    // auto-vacuum file: one finding on page 1 (its message: repair_kinds.rs)
+    Case {
+        fixture: "largest_root_page_damaged",
+        exit: 1,
+        verdict: "corrupt",
+        structural: &[st(
+            "ptrmap_damaged",
+            None,
+            Some(Pages::Damage),
+            Count::Problems,
+        )],
+    },
+    Case {
+        fixture: "largest_root_page_zeroed",
+        exit: 1,
+        verdict: "corrupt",
+        structural: &[st(
+            "ptrmap_damaged",
+            None,
+            Some(Pages::Damage),
+            Count::Problems,
+        )],
+    },
     Case {
         fixture: "freelist_trunk_zeroed",
         exit: 1,

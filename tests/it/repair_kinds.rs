@@ -63,6 +63,22 @@ const CASES: &[KindCase] = &[
         actions: &["backup", "rebuild_page_lists", "verify", "swap"],
         auto_vacuum: "1",
     },
+    // the header's largest root page: set to the schema's, the file's
+    // vacuum mode kept (told from the pages where the field was zeroed)
+    KindCase {
+        fixture: "largest_root_page_damaged",
+        exit: 0,
+        verdict: "repaired",
+        actions: &["backup", "rebuild_page_lists", "verify", "swap"],
+        auto_vacuum: "2",
+    },
+    KindCase {
+        fixture: "largest_root_page_zeroed",
+        exit: 0,
+        verdict: "repaired",
+        actions: &["backup", "rebuild_page_lists", "verify", "swap"],
+        auto_vacuum: "1",
+    },
     KindCase {
         fixture: "freelist_trunk_zeroed",
         exit: 0,
@@ -346,6 +362,67 @@ fn a_zeroed_pointer_map_is_found_and_planned() {
         before,
         "a dry run changes nothing"
     );
+}
+
+/// The header's largest root page (offset 52) damaged in an auto-vacuum
+/// file: check names the header's value and the schema's largest root page
+/// (both from the builder), and the repair changes exactly those four
+/// bytes: every other byte of the repaired file is the damaged file's. Where
+/// the field was zeroed, SQLite reads the file as one without auto-vacuum;
+/// the pages (a pointer map at page 2 that agrees with the b-trees) tell
+/// the repair otherwise, and the mode is kept.
+#[test]
+fn a_damaged_largest_root_page_is_set_from_the_schema_and_nothing_else_changes() {
+    for (name, found) in [
+        (
+            "largest_root_page_damaged",
+            "the header's largest root page is {header}, the schema's is {largest}",
+        ),
+        (
+            "largest_root_page_zeroed",
+            "the header's largest root page is 0 (no auto-vacuum), but page 2 is a pointer map \
+             that agrees with the b-trees: the file is auto_vacuum full, and its largest root \
+             page is {largest}",
+        ),
+    ] {
+        let s = Setup::new(name);
+        let t = truth(name);
+        let largest = t["largest_root_page"].as_u64().unwrap() as u32;
+        let header = t["header_largest_root_page"].as_u64().unwrap();
+        let c = run(
+            &["check", s.db.to_str().unwrap(), "--json", "-"],
+            s.dir.path(),
+        );
+        assert_eq!(c.code(), 1, "{}", c.show());
+        let j = c.json();
+        let codes: Vec<String> = j["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["code"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(codes, ["ptrmap_damaged"], "{name}: {j}");
+        let f = finding(&j, "ptrmap_damaged");
+        let want = found
+            .replace("{header}", &header.to_string())
+            .replace("{largest}", &largest.to_string());
+        assert_eq!(f["message"], want.as_str(), "{name}");
+        assert_eq!(f["pages"], serde_json::json!([1]), "{name}");
+        let damaged = std::fs::read(&s.db).unwrap();
+        let r = s.repair(&[]);
+        assert_eq!(r.code(), 0, "{name}: {}", r.show());
+        let mut want = damaged.clone();
+        want[52..56].copy_from_slice(&largest.to_be_bytes());
+        let got = std::fs::read(&s.db).unwrap();
+        assert_eq!(got.len(), want.len(), "{name}");
+        let differ: Vec<usize> = (0..got.len()).filter(|&i| got[i] != want[i]).collect();
+        assert_eq!(differ, Vec::<usize>::new(), "{name}: bytes that differ");
+        assert_eq!(
+            sqlite3_cli(&s.db, "PRAGMA auto_vacuum"),
+            if t["auto_vacuum"] == "full" { "1" } else { "2" },
+            "{name}"
+        );
+    }
 }
 
 /// The schema table lost, the snapshot's schema has other root pages (a

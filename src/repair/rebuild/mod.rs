@@ -606,7 +606,7 @@ fn create_target(new: &Path, src: &Source) -> Result<Connection> {
          PRAGMA user_version = {}; PRAGMA application_id = {};",
         h.page_size,
         encoding_name(src.encoding),
-        if h.largest_root_page == 0 {
+        if !src.pointer_maps() {
             0
         } else if h.incremental_vacuum != 0 {
             2

@@ -11,6 +11,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 use rusqlite::{Connection, OpenFlags};
 
+use crate::format::accounting;
 use crate::format::btree::PageSource;
 use crate::format::geometry;
 use crate::format::header::{DatabaseHeader, HEADER_SIZE, TextEncoding};
@@ -101,6 +102,30 @@ impl Source {
             schema_rows_refused: refused,
             sqlite_readable,
         })
+    }
+
+    /// Whether the source has pointer maps, so that the new file is made
+    /// auto-vacuum: the header's largest root page says so, unless the
+    /// pages say otherwise (`accounting::pointer_maps_shown`). The trees
+    /// are walked for it only where page 2 disagrees with the header (a
+    /// b-tree page in a file the header calls auto-vacuum, or none in one
+    /// it does not).
+    pub fn pointer_maps(&self) -> bool {
+        let said = self.header.largest_root_page != 0;
+        let mut page = Vec::new();
+        let page2_tree = self.pager.read_page(2, &mut page).is_ok()
+            && BtreePage::parse(&page, 2, self.pager.usable_size())
+                .is_ok_and(|p| p.check_layout().is_empty());
+        if said != page2_tree {
+            return said;
+        }
+        let roots: Vec<u32> = self
+            .schema
+            .iter()
+            .filter_map(|o| u32::try_from(o.rootpage).ok().filter(|&r| r > 1))
+            .collect();
+        let roles = accounting::page_roles(&self.pager, &roots);
+        accounting::pointer_maps_shown(&self.pager, &roles).unwrap_or(said)
     }
 }
 
