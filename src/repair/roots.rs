@@ -7,7 +7,11 @@
 //! declared types allow) and agree with the snapshot's rows of the same
 //! rowid; an index's root is the one candidate whose entries have the
 //! index's field count and whose keys equal the columns of the row they
-//! name, in the table just found. Where no single candidate stands out (a
+//! name, in the table just found. A WITHOUT ROWID table's root is the one
+//! index b-tree whose records fit its shape (primary key first) and agree
+//! with the snapshot's rows of the same primary key; its indexes are not
+//! looked for (they start empty and are rebuilt from it). Where no single
+//! candidate stands out (a
 //! table whose own root page was lost shows several subtrees, two tables of
 //! one shape agree with neither), the root is "not told" and the caller
 //! falls back: rows salvaged by shape for a table, a rebuild from the
@@ -49,13 +53,19 @@ struct StoredColumn {
     decl_type: String,
     not_null: bool,
     has_default: bool,
-    pk: bool,
+    /// Its place in the primary key (1 for the first column), 0 if none.
+    pk: i64,
 }
 
-/// A rowid table of the snapshot.
+/// A table of the snapshot.
 struct TableSpec {
     name: String,
+    /// In record order: table order for a rowid table, the primary key's
+    /// columns first for a WITHOUT ROWID table.
     columns: Vec<StoredColumn>,
+    /// A WITHOUT ROWID table's primary-key columns, first in each record
+    /// (0 for a rowid table).
+    key_columns: usize,
     /// The INTEGER PRIMARY KEY column (stored as NULL), by stored position.
     rowid_alias: Option<usize>,
     shape: TableShape,
@@ -80,22 +90,16 @@ pub fn find(
     let enc = src.text_encoding();
     let mut out = FoundRoots::default();
     let mut tables = Vec::new();
+    let mut keyed = Vec::new();
     for o in schema
         .iter()
         .filter(|o| o.kind == "table" && o.rootpage > 0)
     {
-        let without_rowid = o
-            .sql
-            .as_deref()
-            .is_some_and(|s| s.to_ascii_uppercase().contains("WITHOUT ROWID"));
-        if without_rowid {
-            out.untold.push((
-                o.name.clone(),
-                "a WITHOUT ROWID table: its root is not looked for".into(),
-            ));
-            continue;
+        if crate::schema::is_without_rowid(o.sql.as_deref().unwrap_or("")) {
+            keyed.push(table_spec(snapshot, &o.name, true)?);
+        } else {
+            tables.push(table_spec(snapshot, &o.name, false)?);
         }
-        tables.push(table_spec(snapshot, &o.name)?);
     }
     let mut claimed: BTreeSet<u32> = BTreeSet::new();
     for t in &tables {
@@ -104,6 +108,22 @@ pub fn find(
             .filter(|c| c.kind == TreeKind::Table && !c.sample.is_empty())
             .filter(|c| c.sample.iter().all(|(_, rec)| fits(&t.shape, rec)))
             .map(|c| (c.pgno, table_agreement(snapshot, t, c, enc)))
+            .collect();
+        match choose(&scored) {
+            Ok(p) => {
+                out.roots.insert(t.name.clone(), p);
+            }
+            Err(why) => out.untold.push((t.name.clone(), why)),
+        }
+    }
+    // a WITHOUT ROWID table's b-tree is an index b-tree whose records are
+    // its rows, primary key first
+    for t in &keyed {
+        let scored: Vec<(u32, f64)> = cands
+            .iter()
+            .filter(|c| c.kind == TreeKind::Index && !c.sample.is_empty())
+            .filter(|c| c.sample.iter().all(|(_, rec)| fits(&t.shape, rec)))
+            .map(|c| (c.pgno, keyed_agreement(snapshot, t, c, enc)))
             .collect();
         match choose(&scored) {
             Ok(p) => {
@@ -141,20 +161,41 @@ pub fn find(
             Err(why) => out.untold.push((ix.name.clone(), why)),
         }
     }
+    // the indexes of a WITHOUT ROWID table start empty and are rebuilt
+    // from its rows
+    for o in schema
+        .iter()
+        .filter(|o| o.kind == "index" && o.rootpage > 0)
+    {
+        if !indexes.iter().any(|ix| ix.name == o.name) && !out.roots.contains_key(&o.name) {
+            out.untold.push((
+                o.name.clone(),
+                format!(
+                    "an index of {}, whose entries are not matched to rows",
+                    o.tbl_name
+                ),
+            ));
+        }
+    }
     undo_shared(&mut out);
     // trees of no object's shape: made after the snapshot, or stale
+    let found: BTreeSet<u32> = out.roots.values().copied().collect();
     out.unclaimed = cands
         .iter()
-        .filter(|c| c.entries > 0)
+        .filter(|c| c.entries > 0 && !found.contains(&c.pgno))
         .filter(|c| match c.kind {
             TreeKind::Table => !tables
                 .iter()
                 .any(|t| c.sample.iter().all(|(_, rec)| fits(&t.shape, rec))),
-            TreeKind::Index => !indexes.iter().any(|ix| {
-                c.sample
+            TreeKind::Index => {
+                !indexes.iter().any(|ix| {
+                    c.sample
+                        .iter()
+                        .all(|(_, r)| field_count(r) == Some(ix.fields.len()))
+                }) && !keyed
                     .iter()
-                    .all(|(_, r)| field_count(r) == Some(ix.fields.len()))
-            }),
+                    .any(|t| c.sample.iter().all(|(_, rec)| fits(&t.shape, rec)))
+            }
         })
         .map(|c| (c.pgno, c.entries))
         .collect();
@@ -204,8 +245,8 @@ fn undo_shared(out: &mut FoundRoots) {
     }
 }
 
-fn table_spec(snapshot: &Connection, name: &str) -> Result<TableSpec> {
-    let columns: Vec<StoredColumn> = sql_bytes::query_map(
+fn table_spec(snapshot: &Connection, name: &str, without_rowid: bool) -> Result<TableSpec> {
+    let mut columns: Vec<StoredColumn> = sql_bytes::query_map(
         snapshot,
         &format!("PRAGMA table_xinfo({})", quote_ident(name)),
         &[],
@@ -216,7 +257,7 @@ fn table_spec(snapshot: &Connection, name: &str) -> Result<TableSpec> {
                     decl_type: r.text(2)?.unwrap_or_default(),
                     not_null: r.get::<i64>(3)? != 0,
                     has_default: r.text(4)?.is_some(),
-                    pk: r.get::<i64>(5)? > 0,
+                    pk: r.get::<i64>(5)?,
                 },
                 r.get::<i64>(6)?,
             ))
@@ -226,9 +267,17 @@ fn table_spec(snapshot: &Connection, name: &str) -> Result<TableSpec> {
     // virtual generated columns are not stored
     .filter_map(|(c, hidden)| (hidden != 2).then_some(c))
     .collect();
-    let pks: Vec<usize> = (0..columns.len()).filter(|&i| columns[i].pk).collect();
+    let key_columns = if without_rowid {
+        // SQLite stores the primary key's columns first, in key order,
+        // then the others in table order
+        columns.sort_by_key(|c| if c.pk > 0 { (0, c.pk) } else { (1, 0) });
+        columns.iter().filter(|c| c.pk > 0).count()
+    } else {
+        0
+    };
+    let pks: Vec<usize> = (0..columns.len()).filter(|&i| columns[i].pk > 0).collect();
     let rowid_alias = match pks.as_slice() {
-        [i] if columns[*i].decl_type.eq_ignore_ascii_case("INTEGER") => Some(*i),
+        [i] if !without_rowid && columns[*i].decl_type.eq_ignore_ascii_case("INTEGER") => Some(*i),
         _ => None,
     };
     let specs: Vec<ColumnSpec<'_>> = columns
@@ -243,6 +292,7 @@ fn table_spec(snapshot: &Connection, name: &str) -> Result<TableSpec> {
     Ok(TableSpec {
         name: name.to_string(),
         columns,
+        key_columns,
         rowid_alias,
         shape,
     })
@@ -371,6 +421,64 @@ fn table_agreement(
                     Err(_) => return false,
                 }
                 // a row written before an ADD COLUMN is shorter
+                page.get(i).is_none_or(|p| *p == b)
+            }))
+        })
+        .unwrap_or(false);
+        agree += usize::from(same);
+    }
+    agree as f64 / c.sample.len().max(1) as f64
+}
+
+/// The share of a candidate's sampled records that are a WITHOUT ROWID
+/// table's rows in the snapshot: the row with the same primary key holds
+/// the same values.
+fn keyed_agreement(
+    snapshot: &Connection,
+    t: &TableSpec,
+    c: &RootCandidate,
+    enc: TextEncoding,
+) -> f64 {
+    if t.key_columns == 0 {
+        return 0.0;
+    }
+    let cols: Vec<String> = t.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let keys: Vec<String> = (0..t.key_columns)
+        .map(|i| format!("{} = ?{}", cols[i], i + 1))
+        .collect();
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {}",
+        cols.join(", "),
+        quote_ident(&t.name),
+        keys.join(" AND ")
+    );
+    if sql_bytes::prepare_only(snapshot, &sql).is_err() {
+        return 0.0;
+    }
+    let mut rec = Record::default();
+    let mut agree = 0usize;
+    for (_, payload) in &c.sample {
+        if rec.parse(payload).is_err() {
+            continue;
+        }
+        let key: Vec<rusqlite::types::Value> = rec
+            .values(payload)
+            .take(t.key_columns)
+            .map(|v| canon::to_owned(&v, enc))
+            .collect();
+        if key.len() < t.key_columns {
+            continue;
+        }
+        let params: Vec<&dyn rusqlite::ToSql> =
+            key.iter().map(|v| v as &dyn rusqlite::ToSql).collect();
+        let page = canonical(&rec, payload, enc);
+        let same = sql_bytes::query_row(snapshot, &sql, &params, |r| {
+            Ok((0..cols.len()).all(|i| {
+                let mut b = Vec::new();
+                match r.get_ref(i) {
+                    Ok(v) => canon::push_sql(&mut b, v),
+                    Err(_) => return false,
+                }
                 page.get(i).is_none_or(|p| *p == b)
             }))
         })

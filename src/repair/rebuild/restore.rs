@@ -252,10 +252,12 @@ fn name_by_primary_keys(
         primary_key_match(t)
     );
     let source_indexes: Vec<&SchemaObject> = super::indexes_of(ctx.src, &t.name).collect();
+    let rows = rows_now(ctx, t);
     for ix in source_indexes {
         let Some((pk_fields, names)) = primary_key_fields(ctx.conn, t, &ix.name) else {
             continue;
         };
+        let mut entries = 0u64;
         let id_field = ctx
             .id_column
             .and_then(|c| names.iter().rposition(|n| n.eq_ignore_ascii_case(c)));
@@ -272,6 +274,7 @@ fn name_by_primary_keys(
                 let SalvageEntry::Entry { payload, .. } = e else {
                     return;
                 };
+                entries += 1;
                 if err.is_some() || rec.parse(payload).is_err() {
                     return;
                 }
@@ -317,7 +320,11 @@ fn name_by_primary_keys(
         if let Some(e) = err {
             return Err(e.context(format!("naming the rows index {} holds", ix.name)));
         }
-        if stats.damage == 0 && !stats.pages_lost && !crate::schema::is_partial_index(ix) {
+        if stats.damage == 0
+            && !stats.pages_lost
+            && !crate::schema::is_partial_index(ix)
+            && names_every_row(entries, rows)
+        {
             complete = true;
         }
     }
@@ -485,10 +492,12 @@ pub(crate) fn name_by_indexes_with(
     let mut named: BTreeMap<i64, Option<String>> = BTreeMap::new();
     let mut complete = false;
     let source_indexes: Vec<&SchemaObject> = super::indexes_of(ctx.src, &t.name).collect();
+    let rows = rows_now(ctx, t);
     for ix in source_indexes {
         let Some(fields) = index_fields(ctx.conn, &ix.name) else {
             continue;
         };
+        let mut entries = 0u64;
         let id_field = ctx
             .id_column
             .and_then(|c| fields.iter().position(|n| n.eq_ignore_ascii_case(c)));
@@ -497,6 +506,9 @@ pub(crate) fn name_by_indexes_with(
         let mut rec = Record::default();
         let stats =
             salvage::salvage_index(&ctx.src.pager, root, fields.len(), &claimed, &mut |e| {
+                if let SalvageEntry::Entry { .. } = e {
+                    entries += 1;
+                }
                 if let SalvageEntry::Entry { payload, rowid, .. } = e
                     && !have.contains(&rowid)
                 {
@@ -520,11 +532,35 @@ pub(crate) fn name_by_indexes_with(
             });
         // a partial index need not name every row
         let partial = crate::schema::is_partial_index(ix);
-        if stats.damage == 0 && !stats.pages_lost && !partial {
+        if stats.damage == 0 && !stats.pages_lost && !partial && names_every_row(entries, rows) {
             complete = true;
         }
     }
     (named, complete)
+}
+
+/// The rows the new table holds so far (those read from the damaged file's
+/// pages); None when SQLite cannot count them.
+fn rows_now(ctx: &Ctx<'_>, t: &TargetTable) -> Option<u64> {
+    sql_bytes::query_row(
+        ctx.conn,
+        &format!("SELECT count(*) FROM {}", quote_ident(&t.name)),
+        &[],
+        |r| r.get::<i64>(0),
+    )
+    .ok()
+    .map(|n| n.max(0) as u64)
+}
+
+/// Whether an index of `entries` entries can name every row of a table
+/// that holds `rows` read from the same file: an empty index of a table
+/// that holds rows names none of them. (An index whose root was not found
+/// when the schema was mended from the snapshot starts as an empty leaf:
+/// its walk is sound, and it names nothing.) More rows than entries is no
+/// sign: rows from orphaned pages, or kept under a new rowid, are rows no
+/// index ever named.
+fn names_every_row(entries: u64, rows: Option<u64>) -> bool {
+    entries > 0 || rows == Some(0)
 }
 
 /// The names of an index's record fields (key columns, then the rowid), as
