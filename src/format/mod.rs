@@ -45,7 +45,8 @@
 //! [`salvage`] (every row that survives anywhere), [`geometry`] (a damaged
 //! header's page size and reserved bytes found from the pages),
 //! [`schema_table`] (sqlite_schema read page by page), [`roots`] (the b-tree
-//! roots a file's pages show, when its schema is lost).
+//! roots a file's pages show, when its schema is lost), [`swapped`] (two pages
+//! holding each other's content).
 
 pub mod accounting;
 pub mod btree;
@@ -57,6 +58,7 @@ pub mod record;
 pub mod roots;
 pub mod salvage;
 pub mod schema_table;
+pub mod swapped;
 pub mod varint;
 pub mod wal;
 

@@ -355,6 +355,38 @@ pub fn table_leaves(copy: &Path, leaves: &[(u32, LeafRows)]) -> Result<()> {
     Ok(())
 }
 
+/// Puts back in its place each pair of pages found holding each other's
+/// content (`format::swapped`): page `a`'s image written at `b` and `b`'s
+/// at `a`, in the rebuild's own copy of the original (never the original:
+/// the copy is the rebuild's source). `page_size` is the one the pages are
+/// read under (a damaged header's may differ). Both images are read before
+/// either is written.
+pub fn swap_pages(copy: &Path, page_size: u32, pairs: &[(u32, u32)]) -> Result<()> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(copy)
+        .with_context(|| format!("{}: cannot open", copy.display()))?;
+    let at = |p: u32| (u64::from(p) - 1) * u64::from(page_size);
+    let mut a_img = vec![0u8; page_size as usize];
+    let mut b_img = vec![0u8; page_size as usize];
+    for &(a, b) in pairs {
+        if a < 2 || b < 2 {
+            bail!("page {} cannot be moved", a.min(b));
+        }
+        file.read_exact_at(&mut a_img, at(a))
+            .with_context(|| format!("{}: reading page {a}", copy.display()))?;
+        file.read_exact_at(&mut b_img, at(b))
+            .with_context(|| format!("{}: reading page {b}", copy.display()))?;
+        file.write_all_at(&b_img, at(a))
+            .with_context(|| format!("{}: writing page {a}", copy.display()))?;
+        file.write_all_at(&a_img, at(b))
+            .with_context(|| format!("{}: writing page {b}", copy.display()))?;
+    }
+    Ok(())
+}
+
 /// What writing the page lists anew did.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RelistOutcome {

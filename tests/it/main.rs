@@ -16,6 +16,7 @@ mod index_quirks;
 mod kinds;
 mod large;
 mod names;
+mod overflow;
 mod own_checks;
 mod papercuts;
 mod parity;

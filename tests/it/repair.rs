@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::support::{bin, fixture_copy, fixtures, run, strings, truth};
 
-const COLUMNS: &str = "customer_id, card_number, name, phone, email, status, tier, balance_cents, created_at, updated_at";
+pub(super) const COLUMNS: &str = "customer_id, card_number, name, phone, email, status, tier, balance_cents, created_at, updated_at";
 
 /// Python's `json.dumps` of one value (the fixtures are ASCII).
 fn py_json(v: &Value) -> String {

@@ -341,7 +341,7 @@ impl RebuildOutcome {
 /// Builds `new` (an empty file created by the caller) from `source` (a copy
 /// of the original).
 pub fn rebuild(source: &Path, new: &Path, req: &Request<'_>) -> Result<RebuildOutcome> {
-    let src = Source::open(source)?;
+    let src = Source::open_mended(source)?;
     let built = match build(&src, source, new, req, true) {
         Err(e) if e.downcast_ref::<BulkCopyFailed>().is_some() => {
             // SQLite refused a table custodian's page reader found sound:
@@ -568,6 +568,9 @@ fn lost_and_found(
 fn note_source(src: &Source, out: &mut RebuildOutcome) {
     if let Some(h) = &src.header_rebuilt {
         out.step("rebuild_header", None, h.clone());
+    }
+    for s in &src.pages_swapped {
+        out.step("swap_pages", None, s.clone());
     }
     if src.schema_origin == SchemaOrigin::Pages {
         out.step(

@@ -17,6 +17,7 @@ use crate::format::geometry;
 use crate::format::header::{DatabaseHeader, HEADER_SIZE, TextEncoding};
 use crate::format::page::BtreePage;
 use crate::format::schema_table;
+use crate::format::swapped;
 use crate::pager::Pager;
 use crate::schema::SchemaObject;
 
@@ -48,6 +49,10 @@ pub struct Source {
     /// Whether SQLite reads the file, so that sound tables can be copied by
     /// SQLite in bulk.
     pub sqlite_readable: bool,
+    /// Pairs of pages found holding each other's content and put back in
+    /// their places before the source was read ([`Source::open_mended`]),
+    /// each with what showed it.
+    pub pages_swapped: Vec<String>,
 }
 
 impl Source {
@@ -101,6 +106,7 @@ impl Source {
             schema_error,
             schema_rows_refused: refused,
             sqlite_readable,
+            pages_swapped: Vec::new(),
         })
     }
 
@@ -126,6 +132,37 @@ impl Source {
             .collect();
         let roles = accounting::page_roles(&self.pager, &roots);
         accounting::pointer_maps_shown(&self.pager, &roles).unwrap_or(said)
+    }
+
+    /// [`Source::open`] of the rebuild's own copy of the original, with the
+    /// pages found holding each other's content (`format::swapped`: a
+    /// b-tree page where an overflow chain goes on, the chain's page where
+    /// the tree's child should be) first put back in their places in that
+    /// copy, so that every reader — the page reader's salvage and SQLite's
+    /// bulk copies alike — reads each where it belongs. A source read
+    /// through a -wal is left as it is (the -wal's frames would shadow
+    /// the pages put back).
+    pub fn open_mended(path: &Path) -> Result<Source> {
+        let src = Source::open(path)?;
+        if src.pager.wal().is_some() {
+            return Ok(src);
+        }
+        let roots: Vec<u32> = src
+            .schema
+            .iter()
+            .filter_map(|o| u32::try_from(o.rootpage).ok())
+            .filter(|&r| r > 0)
+            .collect();
+        let swaps = swapped::find_swaps(&src.pager, &roots);
+        if swaps.is_empty() {
+            return Ok(src);
+        }
+        let pairs: Vec<(u32, u32)> = swaps.iter().map(|s| (s.a, s.b)).collect();
+        crate::repair::pages::swap_pages(path, src.header.page_size, &pairs)?;
+        drop(src);
+        let mut src = Source::open(path)?;
+        src.pages_swapped = swaps.into_iter().map(|s| s.detail).collect();
+        Ok(src)
     }
 }
 
