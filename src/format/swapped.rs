@@ -117,7 +117,7 @@ impl View<'_> {
                     return false;
                 }
                 match BtreePage::parse(&self.buf, target, self.usable) {
-                    Ok(p) => index.is_none_or(|i| i == !p.page_type().is_table()),
+                    Ok(p) => index.is_none_or(|i| i != p.page_type().is_table()),
                     Err(_) => false,
                 }
             }
@@ -442,8 +442,8 @@ mod tests {
         // reaches: either would end the chain, and neither is read in
         // the other's place by anything, so neither is taken
         let mut img = image();
-        img.extend_from_slice(&img[3 * PS..4 * PS].to_vec());
-        img.extend_from_slice(&img[3 * PS..4 * PS].to_vec());
+        img.extend_from_within(3 * PS..4 * PS);
+        img.extend_from_within(3 * PS..4 * PS);
         img[3 * PS..4 * PS].fill(0xff);
         assert_eq!(swaps(img), vec![]);
     }
