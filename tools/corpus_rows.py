@@ -4,15 +4,16 @@ written by tools/recover_rows.py) put in one class, as the CI test
 (tests/it/corpus_rows.rs) does, from the stock sqlite3 and the file's bytes:
 
 * kept: the repaired T holds it (same rowid, same values);
-* quarantined: custodian_quarantine holds it for T (by rowid; a WITHOUT
-  ROWID table's cell kept whole as cell_payload when its record decodes to
-  .recover's values);
+* quarantined: custodian_quarantine holds it for T (by rowid: the row, or
+  for a record read in part its bytes kept whole as cell_payload, a value
+  behind a broken overflow chain included; a WITHOUT ROWID table's cell
+  kept whole as cell_payload when its record decodes to .recover's values);
 * header bytes: its rowid is read only from cells of T that point into
   their page's header or before the cell content area (table_cells);
 * overflow broken: the repaired T holds a row with its rowid, and that
   rowid's cell spills to an overflow chain that does not deliver the
   payload (.recover fills what it cannot read with zeros; custodian keeps
-  the row read in part);
+  the row read in part), and custodian_quarantine does not hold its bytes;
 * rebuilt: T is data a full-text index derives from its content, the
   index fails its own integrity-check in the original file, and the
   repaired T is exactly what the module's 'rebuild' makes of the content

@@ -55,7 +55,10 @@ use std::collections::HashSet;
 
 use super::btree::{Damage, DamageKind, MAX_DEPTH, PageSet, PageSource, walk_index, walk_table};
 use super::header::{DatabaseHeader, pending_byte_page};
-use super::page::{BtreePage, Cell, OVERFLOW_DATA_OFFSET, OVERFLOW_NEXT_OFFSET, PageType, Payload};
+use super::page::{
+    BtreePage, Cell, OVERFLOW_DATA_OFFSET, OVERFLOW_NEXT_OFFSET, PageType, Payload,
+    local_payload_size,
+};
 use super::record::{
     SERIAL_BLOB_MIN, SERIAL_FLOAT64, SERIAL_INT8, SERIAL_INT64, SERIAL_NULL, SERIAL_ONE,
     SERIAL_ZERO, serial_type_size,
@@ -884,7 +887,10 @@ fn cut_short_payload<'p>(page: &BtreePage<'p>, i: usize) -> Option<&'p [u8]> {
     let (len, n) = read_varint(bytes)?;
     let (_, m) = read_varint(bytes.get(n..)?)?;
     let rest = bytes.get(n + m..)?;
-    let take = usize::try_from(len).unwrap_or(usize::MAX).min(rest.len());
+    // a spilled payload's local part ends where its overflow page number
+    // begins: those four bytes are no payload
+    let local = local_payload_size(len, page.usable_size() as u32, page.page_type());
+    let take = local.min(rest.len());
     (take > 0).then(|| &rest[..take])
 }
 

@@ -11,7 +11,9 @@
 //! * **quarantined**: custodian_quarantine holds it for that table (a
 //!   rowid table's row by its rowid; a cell kept whole as `cell_payload`
 //!   must hold exactly the bytes of a cell of the table in the original
-//!   file, and a WITHOUT ROWID table's must decode to `.recover`'s values);
+//!   file — its local part, followed by as much of its overflow chain as
+//!   the chain gives, page by page, for a record read in part — and a
+//!   WITHOUT ROWID table's must decode to `.recover`'s values);
 //! * **header bytes**: its rowid is read only from cells of the table that
 //!   point into their own page's header or before the cell content area
 //!   (read from the original file's bytes by [`leaf_cells`], not by
@@ -196,32 +198,39 @@ pub struct LeafCell {
     pub rowid: Option<i64>,
     /// The local payload, where it lies inside the page.
     pub local: Option<Vec<u8>>,
+    /// The bytes its overflow chain gives after the local payload, page by
+    /// page in chain order, up to the payload's size or where the chain
+    /// breaks.
+    pub chain: Vec<u8>,
     /// The payload spills to overflow pages and their chain does not
     /// deliver it whole (a page past the end of the file, a chain that
     /// ends or loops before the payload does).
     pub overflow_broken: bool,
 }
 
-/// Whether the overflow chain from page `first` fails to deliver
-/// `remaining` bytes.
-fn chain_broken(
+/// The bytes the overflow chain from page `first` gives towards
+/// `remaining` bytes, and whether it fails to deliver them all.
+fn chain_bytes(
     data: &[u8],
     ps: usize,
     usable: usize,
     mut pg: usize,
     mut remaining: usize,
-) -> bool {
+) -> (Vec<u8>, bool) {
     let npages = data.len() / ps;
     let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
     while remaining > 0 {
         if pg == 0 || pg > npages || !seen.insert(pg) {
-            return true;
+            return (out, true);
         }
         let page = &data[(pg - 1) * ps..pg * ps];
-        remaining -= remaining.min(usable - 4);
+        let take = remaining.min(usable - 4);
+        out.extend_from_slice(&page[4..4 + take]);
+        remaining -= take;
         pg = be(page, 0, 4);
     }
-    false
+    (out, false)
 }
 
 fn varint(b: &[u8], mut i: usize) -> Option<(u64, usize)> {
@@ -298,6 +307,7 @@ pub fn leaf_cells(data: &[u8], root: u32) -> Vec<LeafCell> {
             let header_bytes = o <= cp || o < content;
             let mut readable = !header_bytes && o < usable;
             let (mut rowid, mut local, mut overflow_broken) = (None, None, false);
+            let mut chain = Vec::new();
             if let Some((size, j)) = varint(p, o) {
                 let mut j = j;
                 if t == 13
@@ -323,13 +333,15 @@ pub fn leaf_cells(data: &[u8], root: u32) -> Vec<LeafCell> {
                     local = Some(p[j..j + n_local].to_vec());
                     if n_local < size {
                         let first = be(p, j + n_local, 4);
-                        overflow_broken = chain_broken(data, ps, usable, first, size - n_local);
+                        (chain, overflow_broken) =
+                            chain_bytes(data, ps, usable, first, size - n_local);
                     }
                 } else {
                     readable = false;
                 }
             }
             out.push(LeafCell {
+                chain,
                 overflow_broken,
                 readable,
                 header_bytes,
@@ -528,12 +540,19 @@ pub fn account(
             .filter(|c| c.readable && c.overflow_broken)
             .filter_map(|c| c.rowid)
             .collect();
-        // a cell kept whole must be a cell of the table, byte for byte
+        // a cell kept whole must be a cell of the table, byte for byte: its
+        // local part, or (a record read in part) that followed by the
+        // first bytes its overflow chain gives
         let cell_ok = |rowid: Option<i64>, payload: &[u8]| {
             cells.iter().any(|c| {
                 c.readable
                     && (rowid.is_none() || c.rowid == rowid)
-                    && c.local.as_deref() == Some(payload)
+                    && c.local.as_deref().is_some_and(|local| {
+                        local == payload
+                            || (rowid.is_some()
+                                && payload.starts_with(local)
+                                && c.chain.starts_with(&payload[local.len()..]))
+                    })
             })
         };
         for (rowid, digest) in &t.rows {

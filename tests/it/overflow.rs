@@ -140,3 +140,53 @@ fn an_overflow_page_swapped_with_an_index_leaf_is_put_back() {
         assert_eq!(std::fs::read(backup).unwrap(), damaged, "{name}");
     }
 }
+
+/// Issue 8: a value behind a broken overflow chain was dropped whole (the
+/// row kept in part, the value NULL), its first bytes with it. Now every
+/// byte the record's cell and chain still give is kept in
+/// custodian_quarantine as `cell_payload`, under the row's rowid: exactly
+/// the cell's local part and the chain's pages up to where it breaks, read
+/// here from the damaged file's bytes by the test's own reader
+/// (`corpus_rows::leaf_cells`), not by custodian.
+#[test]
+fn what_a_broken_overflow_chain_still_gives_is_kept_whole_in_quarantine() {
+    let t = truth("overflow_chain_broken");
+    let s = Setup::new("overflow_chain_broken");
+    std::fs::remove_dir_all(s.dir.path().join("snaps")).unwrap();
+    std::fs::create_dir(s.dir.path().join("snaps")).unwrap();
+    let bytes = std::fs::read(&s.db).unwrap();
+    let root = super::support::root_page(&s.db, "customers") as u32;
+    let cells = super::corpus_rows::leaf_cells(&bytes, root);
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    assert_eq!(
+        strings(&j["unrecoverable_customer_ids"]),
+        strings(&t["damaged_customer_ids"])
+    );
+    let usable = PAGE_SIZE - 4;
+    for rowid in t["damaged_rowids"].as_array().unwrap() {
+        let rowid = rowid.as_i64().unwrap();
+        let cell = cells
+            .iter()
+            .find(|c| c.rowid == Some(rowid) && c.readable)
+            .unwrap();
+        assert!(cell.overflow_broken, "rowid {rowid}");
+        let mut want = cell.local.clone().unwrap();
+        want.extend_from_slice(&cell.chain);
+        // the chain gives one whole page before it breaks (the fixture
+        // zeroed 404's first page and sent 408's first page past the end)
+        assert_eq!(cell.chain.len(), usable, "rowid {rowid}");
+        let kept = sqlite3_cli(
+            &s.db,
+            &format!(
+                "SELECT json_extract(row_json, '$.cell_payload') FROM custodian_quarantine \
+                 WHERE source_table = 'customers' AND original_rowid = {rowid} \
+                 AND json_extract(row_json, '$.cell_payload') IS NOT NULL"
+            ),
+        );
+        let hex: String = want.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(kept, hex, "rowid {rowid}: the bytes the file still gives");
+    }
+    assert_eq!(stock_integrity_check(&s.db), "ok");
+}

@@ -51,7 +51,7 @@ use crate::format::record::{Record, encode_record};
 use crate::format::salvage::{self, SalvageItem, SalvageStats, Via};
 use crate::schema::{SchemaObject, quote_ident};
 
-use super::rows::{self, SqlValue};
+use super::rows;
 use super::source::{SchemaOrigin, Source};
 use super::table::TargetTable;
 use crate::repair::pages::LeafRows;
@@ -70,7 +70,7 @@ struct Salvaged {
     readable: BTreeMap<u32, Vec<(i64, Vec<u8>)>>,
     have: Rowids,
     damaged_rows: BTreeSet<i64>,
-    partials: BTreeMap<i64, Vec<SqlValue>>,
+    partials: BTreeMap<i64, rows::Partial>,
     /// Leaves with damage.
     pages: BTreeSet<u32>,
     /// Leaves whose rows were left in place.
@@ -451,12 +451,17 @@ fn salvage_by_page(
                 leaf.bytes.extend_from_slice(payload);
                 leaf.rows.push((rowid, start..leaf.bytes.len()));
             }
-            SalvageItem::RowDamaged { rowid, partial, .. } => {
+            SalvageItem::RowDamaged {
+                rowid,
+                partial,
+                reason,
+                ..
+            } => {
                 s.damaged_rows.insert(rowid);
                 s.pages.insert(pg);
                 if let Some(bytes) = partial {
                     s.partials
-                        .insert(rowid, rows::readable_record_values(bytes, src.encoding));
+                        .insert(rowid, rows::Partial::read(bytes, src.encoding, reason));
                 }
             }
             SalvageItem::Damage(_)

@@ -139,6 +139,10 @@ pub struct TableProvenance {
     pub partial_rowids: Vec<i64>,
     /// How many such rows (WITHOUT ROWID ones included).
     pub partial: u64,
+    /// Records read in part whose bytes that could be read are kept whole
+    /// in the quarantine as `cell_payload` (beside the row kept in part,
+    /// or the row's values quarantined).
+    pub partial_bytes: u64,
     /// Set when rows may have been lost that no source can name.
     pub lost: Option<LostRows>,
     /// The salvaged rows went in through a plain twin and SQLite built the
@@ -273,6 +277,14 @@ impl RebuildOutcome {
                     }
                 ));
             }
+            if t.partial_bytes > 0 {
+                out.push(format!(
+                    "{} records of {} could be read only in part: the bytes of each that could be read (a value cut short by a broken overflow chain included) are kept whole in {} as cell_payload",
+                    t.partial_bytes,
+                    t.table,
+                    crate::repair::apply::QUARANTINE_TABLE
+                ));
+            }
             if t.quarantined > 0 {
                 out.push(format!(
                     "{} rows of {} were refused by the table's constraints and kept in {}",
@@ -294,13 +306,21 @@ impl RebuildOutcome {
                 kind: "rows",
                 object: Some(t.table.clone()),
                 detail: format!(
-                    "{} from the table's pages, {} from orphaned pages, {} from the snapshot, {} read only in part, {} named by index entries but in no source, {} quarantined{}{}",
+                    "{} from the table's pages, {} from orphaned pages, {} from the snapshot, {} read only in part, {} named by index entries but in no source, {} quarantined{}{}{}",
                     t.from_tree,
                     t.from_orphan_pages,
                     t.from_snapshot,
                     t.partial,
                     t.unrecoverable_rowids.len() as u64 + t.unrecoverable_keys,
                     t.quarantined,
+                    if t.partial_bytes > 0 {
+                        format!(
+                            ", the bytes of {} records read in part kept whole in quarantine",
+                            t.partial_bytes
+                        )
+                    } else {
+                        String::new()
+                    },
                     if t.repeated > 0 {
                         format!(", {} found twice and kept once", t.repeated)
                     } else {
@@ -835,9 +855,9 @@ pub(crate) struct Copied {
     /// Rowids whose record could not be read.
     damaged: BTreeSet<i64>,
     /// What could be read of those records (rowid tables), by rowid.
-    partials: std::collections::BTreeMap<i64, Vec<SqlValue>>,
+    partials: std::collections::BTreeMap<i64, rows::Partial>,
     /// What could be read of damaged rows of a WITHOUT ROWID table.
-    keyless_partials: Vec<Vec<SqlValue>>,
+    keyless_partials: Vec<rows::Partial>,
     /// The salvage's account (None for a bulk copy of a sound table).
     stats: Option<SalvageStats>,
     quarantined_ids: Vec<String>,
@@ -1002,19 +1022,24 @@ fn copy_table(
                     Err(e) => err = Some(e),
                 }
             }
-            SalvageItem::RowDamaged { rowid, partial, .. } => {
+            SalvageItem::RowDamaged {
+                rowid,
+                partial,
+                reason,
+                ..
+            } => {
                 if !t.without_rowid {
                     c.damaged.insert(rowid);
                 }
                 // what of the record could be read (a row of a rowid table
                 // whose cell was found is kept even with no readable field:
-                // its rowid is data too)
+                // its rowid is data too), and its bytes
                 let Some(bytes) = partial else { return };
-                let values = rows::readable_record_values(bytes, src.encoding);
+                let p = rows::Partial::read(bytes, src.encoding, reason);
                 if !t.without_rowid {
-                    c.partials.insert(rowid, values);
-                } else if !values.is_empty() {
-                    c.keyless_partials.push(values);
+                    c.partials.insert(rowid, p);
+                } else if !p.values.is_empty() || !p.bytes.is_empty() {
+                    c.keyless_partials.push(p);
                 }
             }
             SalvageItem::CellSetAside {

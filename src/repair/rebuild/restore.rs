@@ -99,8 +99,8 @@ pub(crate) fn account(
         complete
     };
     let mut unnamed_damaged = 0;
-    for values in &c.keyless_partials {
-        if !keep_partial(ctx, t, None, values, &mut prov, out)? {
+    for p in &c.keyless_partials {
+        if !keep_partial(ctx, t, None, p, &mut prov, out)? {
             unnamed_damaged += 1;
         }
     }
@@ -134,7 +134,7 @@ fn account_by_rowid(
     ctx: &Ctx<'_>,
     t: &TargetTable,
     named: BTreeMap<i64, Option<String>>,
-    mut partials: BTreeMap<i64, Vec<SqlValue>>,
+    mut partials: BTreeMap<i64, rows::Partial>,
     prov: &mut TableProvenance,
     out: &mut RebuildOutcome,
 ) -> Result<()> {
@@ -147,7 +147,7 @@ fn account_by_rowid(
             continue;
         }
         let kept = match partials.remove(&rowid) {
-            Some(values) => keep_partial(ctx, t, Some(rowid), &values, prov, out)?,
+            Some(p) => keep_partial(ctx, t, Some(rowid), &p, prov, out)?,
             None => false,
         };
         if !kept {
@@ -409,18 +409,43 @@ pub(crate) fn lost_in_snapshot(
 /// constraints take it (the rest of the columns empty; a rowid table's row
 /// is kept even when only its rowid could be read), else — or when it has
 /// more fields than the table has columns — quarantined (a customer's ID,
-/// where it could be read, listed among the quarantined). False when
-/// nothing could be read.
+/// where it could be read, listed among the quarantined). Beside it, the
+/// record's bytes that could be read go to the quarantine whole, as
+/// `cell_payload` (as salvage's set-aside cells do): the values hold only
+/// the fields that could be read whole, the bytes also the first part of
+/// the field that could not (a value behind a broken overflow chain).
+/// False when nothing could be read.
 fn keep_partial(
     ctx: &Ctx<'_>,
     t: &TargetTable,
     rowid: Option<i64>,
-    values: &[SqlValue],
+    p: &rows::Partial,
     prov: &mut TableProvenance,
     out: &mut RebuildOutcome,
 ) -> Result<bool> {
-    if values.is_empty() && rowid.is_none() {
+    let values = &p.values[..];
+    if values.is_empty() && rowid.is_none() && p.bytes.is_empty() {
         return Ok(false);
+    }
+    if !p.bytes.is_empty() {
+        let reason = format!(
+            "{}; the record could not be read whole: the {} bytes of it that could be read (the cell's own part and the overflow pages that could be followed) kept whole as cell_payload",
+            p.reason,
+            p.bytes.len()
+        );
+        rows::quarantine(
+            ctx.conn,
+            ctx.stamp,
+            &reason,
+            &t.name,
+            rowid.unwrap_or(0),
+            &["cell_payload".to_string()],
+            &[SqlValue::Blob(p.bytes.clone())],
+        )?;
+        prov.partial_bytes += 1;
+    }
+    if values.is_empty() && rowid.is_none() {
+        return Ok(true);
     }
     let mut quarantined = || {
         prov.quarantined += 1;

@@ -107,6 +107,33 @@ pub fn readable_record_values(bytes: &[u8], enc: TextEncoding) -> Vec<SqlValue> 
         .collect()
 }
 
+/// What could be read of a damaged record: its first fields as values, and
+/// (when it does not decode whole) every byte of it that could be read (the cell's own part and the
+/// overflow pages that could be followed), kept whole beside the values so
+/// that nothing read is lost — a value cut short by a broken overflow chain
+/// has no value to go in, but its first bytes are there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partial {
+    pub values: Vec<SqlValue>,
+    pub bytes: Vec<u8>,
+    /// Why the record could not be read whole, one line.
+    pub reason: String,
+}
+
+impl Partial {
+    /// `bytes` are kept only when the record does not decode whole (cut
+    /// short, a broken overflow chain, a header that does not fit): a whole
+    /// record that the table's shape refuses is all in `values` already.
+    pub fn read(bytes: &[u8], enc: TextEncoding, reason: String) -> Partial {
+        let whole = Record::default().parse(bytes).is_ok();
+        Partial {
+            values: readable_record_values(bytes, enc),
+            bytes: if whole { Vec::new() } else { bytes.to_vec() },
+            reason,
+        }
+    }
+}
+
 /// What became of a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placed {
