@@ -39,14 +39,20 @@ pub struct WorkCopy {
     pages: u32,
 }
 
+/// A work copy opened for reading and writing pages, never through a
+/// symbolic link.
+fn open_for_pages(copy: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(copy)
+        .with_context(|| format!("{}: cannot open", copy.display()))
+}
+
 impl WorkCopy {
     pub fn open(copy: &Path) -> Result<WorkCopy> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(copy)
-            .with_context(|| format!("{}: cannot open", copy.display()))?;
+        let file = open_for_pages(copy)?;
         let mut head = vec![0u8; HEADER_SIZE];
         file.read_exact_at(&mut head, 0)
             .with_context(|| format!("{}: reading the header", copy.display()))?;
@@ -362,12 +368,7 @@ pub fn table_leaves(copy: &Path, leaves: &[(u32, LeafRows)]) -> Result<()> {
 /// read under (a damaged header's may differ). Both images are read before
 /// either is written.
 pub fn swap_pages(copy: &Path, page_size: u32, pairs: &[(u32, u32)]) -> Result<()> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(copy)
-        .with_context(|| format!("{}: cannot open", copy.display()))?;
+    let file = open_for_pages(copy)?;
     let at = |p: u32| (u64::from(p) - 1) * u64::from(page_size);
     let mut a_img = vec![0u8; page_size as usize];
     let mut b_img = vec![0u8; page_size as usize];

@@ -65,14 +65,17 @@ fn an_overflow_page_swapped_with_an_index_leaf_is_put_back() {
         // it broke (SQLite reads every other row of the fixture)
         let lost = t["damaged_rowids"].as_array().unwrap();
         let lost: Vec<String> = lost.iter().map(|r| r.to_string()).collect();
-        let want_without = customers_sha256_of(
-            &s.db,
-            &format!(
-                "SELECT rowid, {} FROM customers NOT INDEXED WHERE rowid NOT IN ({})",
-                super::repair::COLUMNS,
-                lost.join(", ")
-            ),
-        );
+        let all_but_lost = |db: &Path| {
+            customers_sha256_of(
+                db,
+                &format!(
+                    "SELECT rowid, {} FROM customers NOT INDEXED WHERE rowid NOT IN ({})",
+                    super::repair::COLUMNS,
+                    lost.join(", ")
+                ),
+            )
+        };
+        let want_without = all_but_lost(&s.db);
         // the last page of an intact chain, and an index leaf
         let overflow = pages_of(&s.db, "customers", "overflow");
         let (last, path) = overflow
@@ -119,15 +122,11 @@ fn an_overflow_page_swapped_with_an_index_leaf_is_put_back() {
             );
         } else {
             assert_eq!(r.code(), 1, "{name}: {}", r.show());
-            let have = customers_sha256_of(
-                &s.db,
-                &format!(
-                    "SELECT rowid, {} FROM customers NOT INDEXED WHERE rowid NOT IN ({})",
-                    super::repair::COLUMNS,
-                    lost.join(", ")
-                ),
+            assert_eq!(
+                all_but_lost(&s.db),
+                want_without,
+                "{name}: every other customer exactly"
             );
-            assert_eq!(have, want_without, "{name}: every other customer exactly");
             assert_eq!(strings(&j["restored_customer_ids"]), Vec::<String>::new());
             assert_eq!(
                 strings(&j["unrecoverable_customer_ids"]),
