@@ -51,6 +51,10 @@ struct State {
     originals: Vec<PathBuf>,
     /// SQLite connections to interrupt when a signal arrives.
     sqlite: Vec<rusqlite::InterruptHandle>,
+    /// The database, and whether its -wal and -shm were there before the
+    /// run: those its own connections made are removed when the process
+    /// ends here, as `db::leaving_nothing` removes them when a run ends.
+    sidecars: Option<(PathBuf, crate::db::Leftovers)>,
 }
 
 static STATE: Mutex<State> = Mutex::new(State {
@@ -60,6 +64,7 @@ static STATE: Mutex<State> = Mutex::new(State {
     files: Vec::new(),
     originals: Vec::new(),
     sqlite: Vec::new(),
+    sidecars: None,
 });
 
 /// The signal received (0: none).
@@ -130,6 +135,7 @@ pub fn install(db: &Path) -> Result<()> {
         st.files.clear();
         st.originals.clear();
         st.sqlite.clear();
+        st.sidecars = None;
     }
     if STARTED.get().is_none() {
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
@@ -153,6 +159,7 @@ fn on_signal(db: &str, sig: i32) {
         Phase::Reading => {
             // only a scratch copy of ours can exist yet (frame.rs)
             remove_all(&mut st.files);
+            clean_sidecars(&mut st);
             crate::messages::error(&format!(
                 "{db}: interrupted by {}, nothing changed",
                 name(sig)
@@ -191,6 +198,7 @@ const GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 /// Ends the process before the swap: work files removed, one line.
 fn stop_now(db: &str, sig: i32, st: &mut State) -> ! {
     remove_all(&mut st.files);
+    clean_sidecars(st);
     let kept = st
         .backup
         .as_deref()
@@ -201,6 +209,18 @@ fn stop_now(db: &str, sig: i32, st: &mut State) -> ! {
         name(sig)
     ));
     std::process::exit(STOPPED);
+}
+
+/// The -wal and -shm the run's own connections made beside `db` (not
+/// there before: `before`) are removed if the process ends here.
+pub fn sidecars(db: &Path, before: crate::db::Leftovers) {
+    state().sidecars = Some((db.to_path_buf(), before));
+}
+
+fn clean_sidecars(st: &mut State) {
+    if let Some((db, before)) = st.sidecars.take() {
+        before.clean(&db);
+    }
 }
 
 /// The backup of this run is complete (it is named if the run stops).

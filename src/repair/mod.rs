@@ -118,7 +118,9 @@ pub fn repair(args: &RepairArgs, quiet: bool) -> Result<RepairOutcome> {
     interrupt::install(&args.db)?;
     let db = &where_it_lives(&args.db)?;
     // SQLite makes a -wal and -shm to read a WAL database at rest, even
-    // read-only; a repair that changes nothing must not leave them.
+    // read-only; a repair that changes nothing must not leave them, nor
+    // one that a signal ends outright.
+    interrupt::sidecars(db, crate::db::Leftovers::note(db));
     crate::db::leaving_nothing(db, || repair_at(args, db, &settings, quiet))
 }
 
@@ -1123,6 +1125,7 @@ fn take_backup(job: &Job, dir: &Path, fields: &mut RepairFields) -> Result<backu
         )))
     })?;
     apply::pause_point("backup");
+    interrupt::stop_if_asked()?;
     if let Some(sha) = &bk.sha256 {
         fields.backup_path = Some(bk.path.display().to_string());
         fields.backup_sha256 = Some(sha.clone());
