@@ -346,45 +346,139 @@ fn reach_wal_size(file: &File, path: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The work copy `copy` of a WAL database `db`, made of its file alone,
-/// given what the database holds: the committed frames of the -wal (copied
-/// beside the copy, and checkpointed into it by SQLite) and a rollback
-/// journal, as the build expects. The database and its -wal are only read.
-pub fn wal_into_copy(db: &Path, copy: &Path) -> Result<()> {
-    let wal = sidecar(db, "-wal");
-    if super::fingerprint::wal_holds_frames(db) {
-        copy_file(&wal, &sidecar(copy, "-wal"), Durable::Never)?;
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(copy)
-            .with_context(|| format!("{}: cannot open", copy.display()))?;
-        reach_wal_size(&f, copy)?;
-    }
-    let conn = Connection::open(copy)
-        .with_context(|| format!("{}: cannot open the work copy", copy.display()))?;
-    let mode: String = conn
-        .query_row("PRAGMA journal_mode = DELETE", [], |r| r.get(0))
-        .with_context(|| {
+/// What [`wal_into_copy`] wrote into a work copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WalApplied {
+    /// The -wal's last committed frame.
+    pub max_frame: u32,
+    /// Pages written from the -wal (each page's newest committed frame).
+    pub pages: usize,
+    /// The database's size as of that commit, in pages.
+    pub db_pages: u32,
+    /// The header's page count, where it was valid and said otherwise (a
+    /// stale page 1): SQLite's b-tree layer reads no page past it.
+    pub stale_page_count: Option<u32>,
+}
+
+impl WalApplied {
+    /// The report's account of it.
+    pub fn detail(&self, db: &Path) -> String {
+        let stale = self.stale_page_count.map_or(String::new(), |n| {
             format!(
-                "{}: cannot checkpoint the copy of {}",
-                copy.display(),
-                wal.display()
+                "; the header's page count {n} (a stale page 1: SQLite reads no page past it) was set to the -wal's {}",
+                self.db_pages
             )
-        })?;
-    drop(conn);
-    if !mode.eq_ignore_ascii_case("delete") {
+        });
+        format!(
+            "the {} committed frames of {}-wal (the newest image of {} pages, a database of {} pages) were written into the work copy, as SQLite's checkpoint writes them; the original and its -wal were only read{stale}",
+            self.max_frame,
+            db.display(),
+            self.pages,
+            self.db_pages
+        )
+    }
+}
+
+/// The work copy `copy` of the database `db`, made of its file alone, given
+/// what SQLite reads over that file: the committed frames of the -wal
+/// beside `db`. SQLite replays a -wal beside any non-empty database file,
+/// whatever its header says (pager.c, `pagerOpenWalIfPresent`); each page's
+/// newest committed frame is its content and the last commit's size the
+/// database's (wal.c, `walCheckpoint`, `sqlite3WalDbsize`) — what
+/// custodian's pager reads too. The frames are written here by custodian's
+/// own WAL index, not by SQLite's checkpoint, so that the copy gets them
+/// also where SQLite cannot checkpoint: a header it refuses, a stale page 1
+/// whose page count hides the -wal's last pages (SQLite's checkpoint keeps
+/// that count, its b-tree layer then reads no page past it: btree.c,
+/// `lockBtree`). The copy's file is then sized to the -wal's database, its
+/// header says rollback journal (bytes 18 and 19, as the build expects) and
+/// a valid page count that says otherwise is set to that size. The database
+/// and its -wal are only read. `None` when the -wal holds no commit.
+pub fn wal_into_copy(db: &Path, copy: &Path) -> Result<Option<WalApplied>> {
+    use crate::format::header::{
+        DatabaseHeader, FILE_CHANGE_COUNTER_OFFSET, HEADER_SIZE, PAGE_COUNT_OFFSET,
+        VERSION_VALID_FOR_OFFSET,
+    };
+    use std::os::unix::fs::FileExt;
+    let wal_path = sidecar(db, "-wal");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(copy)
+        .with_context(|| format!("{}: cannot open", copy.display()))?;
+    let Some(index) = committed_wal(db) else {
+        rollback_journal(&f, copy)?;
+        return Ok(None);
+    };
+    let ps = index.page_size;
+    let wal =
+        File::open(&wal_path).with_context(|| format!("{}: cannot read", wal_path.display()))?;
+    let mut head = [0u8; HEADER_SIZE];
+    if f.read_exact_at(&mut head, 0).is_ok()
+        && let Ok(h) = DatabaseHeader::parse(&head)
+        && h.page_size != ps
+    {
         bail!(
-            "{}: the copy of {} could not be checkpointed (journal mode stays {mode})",
-            copy.display(),
-            wal.display()
+            "{}: its frames are {ps}-byte pages, the database's header says {}",
+            wal_path.display(),
+            h.page_size
         );
     }
-    for s in ["-wal", "-shm"] {
-        let p = sidecar(copy, s);
-        if p.exists() {
-            std::fs::remove_file(&p).with_context(|| format!("{}: cannot remove", p.display()))?;
+    let mut buf = vec![0u8; ps as usize];
+    let mut pages = 0;
+    for &(pgno, frame) in index.pages() {
+        // a page past the last commit's size is not the database's
+        if pgno > index.db_pages {
+            continue;
         }
+        wal.read_exact_at(&mut buf, crate::format::wal::frame_page_offset(frame, ps))
+            .with_context(|| format!("{}: reading frame {frame}", wal_path.display()))?;
+        f.write_all_at(&buf, u64::from(pgno - 1) * u64::from(ps))
+            .with_context(|| format!("{}: writing page {pgno}", copy.display()))?;
+        pages += 1;
     }
+    f.set_len(u64::from(index.db_pages) * u64::from(ps))
+        .with_context(|| format!("{}: cannot size it to the -wal's database", copy.display()))?;
+    head = [0u8; HEADER_SIZE];
+    f.read_exact_at(&mut head, 0)
+        .with_context(|| format!("{}: reading the header", copy.display()))?;
+    let word =
+        |off: usize| u32::from_be_bytes([head[off], head[off + 1], head[off + 2], head[off + 3]]);
+    let mut stale_page_count = None;
+    let count = word(PAGE_COUNT_OFFSET);
+    if count != 0
+        && word(FILE_CHANGE_COUNTER_OFFSET) == word(VERSION_VALID_FOR_OFFSET)
+        && count != index.db_pages
+    {
+        stale_page_count = Some(count);
+        head[PAGE_COUNT_OFFSET..PAGE_COUNT_OFFSET + 4]
+            .copy_from_slice(&index.db_pages.to_be_bytes());
+    }
+    f.write_all_at(&head, 0)
+        .with_context(|| format!("{}: writing the header", copy.display()))?;
+    rollback_journal(&f, copy)?;
+    Ok(Some(WalApplied {
+        max_frame: index.max_frame,
+        pages,
+        db_pages: index.db_pages,
+        stale_page_count,
+    }))
+}
+
+/// A work copy's header set to a rollback journal where it says WAL
+/// (bytes 18 and 19 both 2), as `PRAGMA journal_mode = DELETE` sets them
+/// (btree.c, `sqlite3BtreeSetVersion`): the build writes it with one.
+fn rollback_journal(f: &File, copy: &Path) -> Result<()> {
+    use crate::format::header::{READ_VERSION_OFFSET, WRITE_VERSION_OFFSET};
+    use std::os::unix::fs::FileExt;
+    let mut v = [0u8; 2];
+    f.read_exact_at(&mut v, WRITE_VERSION_OFFSET as u64)
+        .with_context(|| format!("{}: reading the header", copy.display()))?;
+    if v == [2, 2] {
+        f.write_all_at(&[1, 1], WRITE_VERSION_OFFSET as u64)
+            .with_context(|| format!("{}: writing the header", copy.display()))?;
+    }
+    debug_assert_eq!(READ_VERSION_OFFSET, WRITE_VERSION_OFFSET + 1);
     Ok(())
 }
 

@@ -14,27 +14,38 @@ use crate::check::finding::{Code, Severity};
 
 /// Copies the file the build starts from into the new work file `to`: the
 /// locked database through the lock's own descriptor (see `apply::Lock`),
-/// with what its -wal commits checkpointed into the copy (the original's
-/// own checkpoint waits for the swap), or the scratch copy whose header or
-/// schema table was mended (frame.rs).
-fn copy_source(job: &Job, to: &Path, durable: apply::Durable) -> Result<()> {
+/// with the committed frames of its -wal written into the copy
+/// (`apply::wal_into_copy`: the original's own checkpoint waits for the
+/// swap, and a header SQLite refuses has none), or the scratch copy whose
+/// header or schema table was mended (frame.rs), which has them already.
+/// What the -wal gave, if anything.
+fn copy_source(job: &Job, to: &Path, durable: apply::Durable) -> Result<Option<apply::WalApplied>> {
     if job.source == job.db {
         apply::copy_open(job.lock.file(), job.db, to, durable)?;
-        if job.lock.was_wal {
-            apply::wal_into_copy(job.db, to)?;
-        }
-        return Ok(());
+        return apply::wal_into_copy(job.db, to);
     }
     let f = std::fs::File::open(job.source)
         .with_context(|| format!("{}: cannot read", job.source.display()))?;
-    apply::copy_open(&f, job.source, to, durable).map(drop)
+    apply::copy_open(&f, job.source, to, durable).map(|_| None)
+}
+
+/// The report's account of the -wal's frames written into the work copy.
+fn record_wal(job: &Job, applied: Option<apply::WalApplied>, fields: &mut RepairFields) {
+    if let Some(a) = applied {
+        fields.actions.push(Action {
+            kind: "wal_frames",
+            object: None,
+            detail: a.detail(job.db),
+        });
+    }
 }
 
 /// The patched copy, and what its SQL steps did.
 pub(super) fn patch(job: &Job, fields: &mut RepairFields) -> Result<(PathBuf, apply::SqlOutcome)> {
     let t0 = std::time::Instant::now();
     let copy = job.work_file("repair");
-    copy_source(job, &copy, apply::Durable::Later)?;
+    let wal = copy_source(job, &copy, apply::Durable::Later)?;
+    record_wal(job, wal, fields);
     apply::match_owner_and_mode(&copy, job.db)?;
     check::timing("repair: copy", t0);
     apply::pause_point("build");
@@ -206,7 +217,8 @@ pub(super) fn rebuild(
     let copy = job.work_file("repair");
     // read and removed within the run: never synced (a copy mended in place
     // has its writeback started once it is done)
-    copy_source(job, &copy, apply::Durable::Never)?;
+    let wal = copy_source(job, &copy, apply::Durable::Never)?;
+    record_wal(job, wal, fields);
     apply::match_owner_and_mode(&copy, job.db)?;
     check::timing("repair: copied", t0);
     let in_place = match how {

@@ -226,6 +226,50 @@ fn a_truncated_wal_database_is_repaired() {
     }
 }
 
+/// A WAL database whose page 1 is a stale copy (the snapshot's: a
+/// rollback-journal header counting 246 pages) while its -wal commits a
+/// database of 247 pages. SQLite replays the -wal all the same (pager.c,
+/// `pagerOpenWalIfPresent` looks at no header byte), but its b-tree layer
+/// reads no page past the header's valid count (btree.c, `lockBtree`), so
+/// the stock sqlite3 finds page 247 out of range; custodian's pager reads
+/// the -wal's 247 pages. The work copy was checkpointed by SQLite, which
+/// kept the stale count, and the rebuild lost the rows of page 247
+/// (repair_property, nightly case 327: customer C056931917558 listed
+/// unrecoverable). The -wal's committed frames are now written into the
+/// copy by custodian's own WAL index, the stale count set to the -wal's:
+/// exit 0, every customer the fixture's builder made (its -wal's included),
+/// a file the stock sqlite3 calls ok, no -wal left beside it.
+#[test]
+fn a_stale_page_one_over_a_wal_keeps_every_committed_page() {
+    let t = super::support::truth("wal_stale_index");
+    let snap = std::fs::read(super::support::fixtures().join("wal_stale_index.snap.db")).unwrap();
+    let (_tmp, db, r) = repaired_after("wal_stale_index", |b| {
+        b[..4096].copy_from_slice(&snap[..4096])
+    });
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "repaired");
+    let mut wal = db.clone().into_os_string();
+    wal.push("-wal");
+    assert!(!PathBuf::from(wal).exists());
+    assert_eq!(
+        super::support::action_detail(&j, "wal_frames", None),
+        format!(
+            "the 64 committed frames of {}-wal (the newest image of 53 pages, a database of 247 pages) were written into the work copy, as SQLite's checkpoint writes them; the original and its -wal were only read; the header's page count 246 (a stale page 1: SQLite reads no page past it) was set to the -wal's 247",
+            db.display()
+        )
+    );
+    assert_eq!(sqlite3_cli(&db, "PRAGMA integrity_check"), "ok");
+    assert_eq!(
+        sqlite3_cli(&db, "SELECT count(*) FROM customers"),
+        t["customers_total"].to_string()
+    );
+    assert_eq!(
+        super::repair::customers_sha256(&db),
+        t["expected_customers_sha256"].as_str().unwrap()
+    );
+}
+
 /// A damaged database header (its 100 bytes zeroed) whose only snapshot
 /// was written at another page size (1,024 bytes, by VACUUM, where the file
 /// has 4,096): the snapshot's page size does not fit the pages, and the

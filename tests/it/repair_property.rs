@@ -698,7 +698,14 @@ const BLIND_REGRESSIONS: [(u64, i32); 10] = [
 ///   that starts empty no longer counts as naming every row, so the
 ///   customers lost with the cut pages are reported (exit 1), not a clean
 ///   exit 0.
-const NIGHTLY_REGRESSIONS: [(u64, i32); 7] = [
+/// * 327: `wal_stale_index` truncated to 24 pages, page 1 the snapshot's
+///   (a rollback header counting 246 pages; the -wal commits 247): the
+///   work copy, checkpointed by SQLite, kept the stale count, and the
+///   rebuild lost customer C056931917558 (rowid 2010, on page 247 in the
+///   -wal) that custodian's pager reads. The -wal's frames are now written
+///   into the copy by custodian's WAL index, the count set to the -wal's
+///   (exit 1: rows were lost with the truncated pages).
+const NIGHTLY_REGRESSIONS: [(u64, i32); 8] = [
     (96, 1),
     (360, 1),
     (395, 1),
@@ -706,6 +713,7 @@ const NIGHTLY_REGRESSIONS: [(u64, i32); 7] = [
     (294, 0),
     (16, 0),
     (311, 1),
+    (327, 1),
 ];
 
 #[test]
