@@ -100,12 +100,14 @@ fn lock_bytes(path: &Path) -> Result<Lock> {
     Ok(Lock {
         holder: Holder::LockBytes(file),
         file: db,
-        was_wal: false,
+        // a -wal that commits transactions: the database was in WAL mode
+        // (its header's bytes 18 and 19 may be the damaged ones)
+        was_wal: committed_wal(path).is_some(),
         left_wal: std::cell::Cell::new(false),
     })
 }
 
-fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+pub fn sidecar(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)
@@ -272,21 +274,17 @@ impl Lock {
     }
 
     /// A database SQLite refuses as a whole (its lock bytes taken by hand)
-    /// whose -wal holds committed frames: SQLite cannot checkpoint them,
-    /// and SQLite replays a -wal over whatever file then has the
-    /// database's name (pager.c, `pagerOpenWalIfPresent`), so a repaired
-    /// file put beside it would be overwritten with the old frames at its
-    /// first open. Why the repair must stop, if so.
-    pub fn wal_left_over(&self, path: &Path) -> Option<String> {
+    /// whose -wal holds committed frames: SQLite cannot checkpoint them
+    /// (it cannot open the file), and it replays a -wal over whatever file
+    /// then has the database's name (pager.c, `pagerOpenWalIfPresent`). So
+    /// the -wal is set aside, by a rename, right before the swap
+    /// (`interrupt::swap`), and goes with the backup; its frames are in the
+    /// repaired copy already (`wal_into_copy`). The -wal's path, if so.
+    pub fn wal_to_set_aside(&self, path: &Path) -> Option<PathBuf> {
         if !matches!(self.holder, Holder::LockBytes(_)) {
             return None;
         }
-        committed_wal(path).map(|index| {
-            format!(
-                "SQLite refuses the database as a whole, so it cannot checkpoint the {} committed frames of its -wal, and it would replay them over a repaired file put in its place; a WAL database whose header SQLite refuses is not repaired yet",
-                index.max_frame
-            )
-        })
+        committed_wal(path).map(|_| sidecar(path, "-wal"))
     }
 
     /// Releases the lock of a repair that did not swap: a database that
@@ -891,13 +889,15 @@ pub fn drop_sidecars(copy: &Path) -> Result<()> {
 
 /// Renames the verified copy over the database, atomically, and syncs the
 /// folder. The copy is fsynced before. A signal before the rename stops it
-/// (interrupt.rs); once renamed, the repair is done.
-pub fn swap(copy: &Path, db: &Path) -> Result<()> {
+/// (interrupt.rs); once renamed, the repair is done. `wal_aside`: a -wal
+/// SQLite would replay over the new file, and the name it is renamed to
+/// first (`Lock::wal_to_set_aside`, `interrupt::swap`).
+pub fn swap(copy: &Path, db: &Path, wal_aside: Option<(&Path, &Path)>) -> Result<()> {
     File::open(copy)
         .and_then(|f| f.sync_all())
         .with_context(|| format!("{}: cannot sync", copy.display()))?;
     pause_point("rename");
-    super::interrupt::swap(copy, db)?;
+    super::interrupt::swap(copy, db, wal_aside)?;
     pause_point("renamed");
     let dir = db
         .parent()

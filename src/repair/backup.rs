@@ -48,6 +48,10 @@ pub struct Backup {
     pub wal: Option<(PathBuf, String)>,
     /// A linked backup not yet named: the original file's second name.
     pub linked: Option<PathBuf>,
+    /// A -wal that SQLite would replay over the repaired file, and its
+    /// second name beside the original's (`.…custodian-original-wal`): set
+    /// aside there by the swap, named `NAME.STAMP.backup-wal` with it.
+    pub wal_aside: Option<(PathBuf, PathBuf)>,
     /// A copied backup is kept (`keep`): the original is about to change.
     /// Until then its files are work files, removed if the repair stops.
     kept: bool,
@@ -94,7 +98,8 @@ pub fn take(db: &Path, lock: &Lock, dir: &Path, stamp: &str) -> Result<Backup> {
     let base = free_base(dir, &name, stamp)?;
     let path = dir.join(format!("{base}.backup"));
     let sums = dir.join(format!("{base}.sha256"));
-    if !lock.was_wal && !super::fingerprint::wal_holds_frames(db) {
+    let aside = lock.wal_to_set_aside(db);
+    if aside.is_some() || (!lock.was_wal && !super::fingerprint::wal_holds_frames(db)) {
         let second = work(dir, &name, stamp, interrupt::ORIGINAL);
         interrupt::original(&second);
         match std::fs::hard_link(db, &second) {
@@ -106,9 +111,19 @@ pub fn take(db: &Path, lock: &Lock, dir: &Path, stamp: &str) -> Result<Backup> {
                     sums,
                     sha256: None,
                     wal: None,
+                    wal_aside: aside.map(|w| (w, apply::sidecar(&second, "-wal"))),
                     linked: Some(second),
                     kept: false,
                 });
+            }
+            // a -wal SQLite cannot checkpoint is kept by a rename only
+            Err(e) if aside.is_some() => {
+                interrupt::forget(&second);
+                bail!(
+                    "{}: SQLite cannot checkpoint the -wal of a database it refuses, so the -wal is set aside by a rename, beside the original's second name in the backup folder {}, which must be on the database's file system ({e})",
+                    db.display(),
+                    dir.display()
+                );
             }
             // another file system, links refused: a copy
             Err(_) => interrupt::forget(&second),
@@ -153,6 +168,7 @@ fn copied(
         sums,
         sha256: Some(sha256),
         wal,
+        wal_aside: None,
         linked: None,
         kept: false,
     };
@@ -226,11 +242,10 @@ impl Backup {
     /// The checksums file: one `SHA256  NAME` line per backup file.
     fn write_sums(&self) -> Result<()> {
         use std::io::Write;
-        let mut text = format!(
-            "{}  {}\n",
-            self.sha256.as_deref().unwrap_or_default(),
-            file_name(&self.path)
-        );
+        // (a -wal named alone, `name_lone_wal`, has no database line)
+        let mut text = self.sha256.as_deref().map_or(String::new(), |h| {
+            format!("{h}  {}\n", file_name(&self.path))
+        });
         if let Some((p, h)) = &self.wal {
             text.push_str(&format!("{h}  {}\n", file_name(p)));
         }
@@ -254,6 +269,23 @@ impl Backup {
             return Err(e);
         }
         interrupt::forget(&second);
+        // the -wal set aside beside it (by this run's swap, or by a killed
+        // run's, for `promote`) goes with it
+        let aside = self
+            .wal_aside
+            .take()
+            .map(|(_, a)| a)
+            .or_else(|| Some(apply::sidecar(&second, "-wal")))
+            .filter(|a| a.is_file());
+        if let Some(a) = aside {
+            let to = self.path.with_extension("backup-wal");
+            let sha = std::fs::File::open(&a)
+                .map_err(anyhow::Error::from)
+                .and_then(|f| apply::sha256_of(&f))
+                .with_context(|| format!("{}: cannot read", a.display()))?;
+            name_file(&a, &to)?;
+            self.wal = Some((to, sha));
+        }
         self.write_sums()?;
         fsync_dir(folder(&self.path))
     }
@@ -307,9 +339,37 @@ pub fn promote(second: &Path, db_name: &str, stamp: &str) -> Result<(PathBuf, St
         sums: dir.join(format!("{base}.sha256")),
         sha256: None,
         wal: None,
+        wal_aside: None,
         linked: Some(second.to_path_buf()),
         kept: false,
     };
     b.name(sha.clone())?;
     Ok((b.path, sha))
+}
+
+/// A -wal set aside by a repair killed after its swap, whose original's
+/// second name was named already (`Backup::name` names the file first):
+/// named `NAME.STAMP.backup-wal` in its folder, with a checksums file of
+/// its own. Returns its path and SHA-256.
+pub fn name_lone_wal(aside: &Path, db_name: &str, stamp: &str) -> Result<(PathBuf, String)> {
+    let dir = folder(aside);
+    let f =
+        std::fs::File::open(aside).with_context(|| format!("{}: cannot read", aside.display()))?;
+    let sha = apply::sha256_of(&f)?;
+    drop(f);
+    let base = free_base(dir, db_name, stamp)?;
+    let to = dir.join(format!("{base}.backup-wal"));
+    name_file(aside, &to)?;
+    let b = Backup {
+        path: dir.join(format!("{base}.backup")),
+        sums: dir.join(format!("{base}.sha256")),
+        sha256: None,
+        wal: Some((to.clone(), sha.clone())),
+        wal_aside: None,
+        linked: None,
+        kept: true,
+    };
+    b.write_sums()?;
+    fsync_dir(dir)?;
+    Ok((to, sha))
 }

@@ -68,12 +68,22 @@ impl Drop for Scratch {
     }
 }
 
-/// Copies `db` to `copy` and mends its frame by `steps`; returns what was
-/// done, as actions. The schema table is mended whenever SQLite cannot read
+/// Copies `db` (with its -wal's committed frames) to `copy` and mends its
+/// frame by `steps`; returns what was done, as actions. The schema table is mended whenever SQLite cannot read
 /// it once the header is sound (a damaged header may hide a damaged schema).
 pub fn mend(db: &Path, copy: &Path, steps: &[FrameStep], snapshot: &Path) -> Result<Vec<Action>> {
     super::apply::copy_file(db, copy, super::apply::Durable::Never)?;
     let mut actions = Vec::new();
+    // the -wal's committed frames first: they are the newest content, and
+    // SQLite replays them over the file (the original's -wal is set aside
+    // at the swap, `interrupt::swap`)
+    if let Some(applied) = super::apply::wal_into_copy(db, copy)? {
+        actions.push(Action {
+            kind: "wal_frames",
+            object: None,
+            detail: applied.detail(db),
+        });
+    }
     if steps.iter().any(|s| matches!(s, FrameStep::Header { .. })) {
         actions.push(mend_header(copy, snapshot)?);
     }

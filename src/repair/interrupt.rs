@@ -266,19 +266,82 @@ pub fn watch(conn: &rusqlite::Connection) {
 /// Renames the verified copy over the database, unless a signal came
 /// first. Under the state's lock: a signal sees either the original in
 /// place (and removes the work files) or the swap done.
-pub fn swap(copy: &Path, db: &Path) -> Result<()> {
+///
+/// `wal_aside` (the database's -wal, and the name it goes to: its
+/// second name beside the original's, `.…custodian-original-wal`): a -wal
+/// that SQLite would replay over the new file is renamed first, and the
+/// folder synced, so that no instant, crash or power loss has the new
+/// file beside it. A rename of the copy that fails puts the -wal back.
+/// Killed between the two renames, the next repair finds the -wal's
+/// second name beside an original that is still the database, and puts
+/// it back (`restore_wal_set_aside`).
+pub fn swap(copy: &Path, db: &Path, wal_aside: Option<(&Path, &Path)>) -> Result<()> {
     let mut st = state();
     stop_if_asked()?;
-    std::fs::rename(copy, db).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot rename {} over {}: {e}",
+    if let Some((wal, aside)) = wal_aside {
+        set_aside(wal, aside)?;
+        super::apply::pause_point("wal-aside");
+    }
+    if let Err(e) = std::fs::rename(copy, db) {
+        let back = match wal_aside {
+            Some((wal, aside)) => match std::fs::rename(aside, wal) {
+                Ok(()) => String::new(),
+                Err(b) => {
+                    // the second names stay (they are not removed with the
+                    // work files): the next repair puts the -wal back
+                    let originals = std::mem::take(&mut st.originals);
+                    st.files.retain(|f| !originals.contains(f));
+                    format!(
+                        "; its -wal is kept as {} and could not be put back ({b}): the next repair puts it back",
+                        aside.display()
+                    )
+                }
+            },
+            None => String::new(),
+        };
+        anyhow::bail!(
+            "cannot rename {} over {}: {e}{back}",
             copy.display(),
             db.display()
-        )
-    })?;
+        );
+    }
     st.phase = Phase::Swapped;
     let originals = std::mem::take(&mut st.originals);
     st.files.retain(|f| f != copy && !originals.contains(f));
+    Ok(())
+}
+
+/// Renames the -wal `wal` to `aside` (never over a file) and syncs both
+/// folders: the -wal is gone from the database's folder, durably, before
+/// the copy takes the database's name.
+fn set_aside(wal: &Path, aside: &Path) -> Result<()> {
+    use anyhow::Context;
+    if std::fs::symlink_metadata(aside).is_ok() {
+        anyhow::bail!(
+            "{}: exists already; the -wal is never renamed over a file",
+            aside.display()
+        );
+    }
+    std::fs::rename(wal, aside).with_context(|| {
+        format!(
+            "cannot set the -wal {} aside as {}",
+            wal.display(),
+            aside.display()
+        )
+    })?;
+    let folder = |p: &Path| {
+        p.parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf()
+    };
+    for d in [folder(wal), folder(aside)] {
+        if let Err(e) = crate::files::fsync_dir(&d) {
+            // not durable: put it back, nothing changed
+            let _ = std::fs::rename(aside, wal);
+            return Err(e);
+        }
+    }
     Ok(())
 }
 

@@ -200,6 +200,9 @@ fn repair_at(
         .clone()
         .unwrap_or_else(|| folder_of(db).to_path_buf());
     paths_usable(args, db, &backup_dir)?;
+    // before the check: the -wal a killed repair set aside is the
+    // database's own again (the check must read what SQLite reads)
+    let restored = restore_wal_set_aside(db, &backup_dir, quiet);
     let progress = Progress::new(quiet, args.opts.json.as_deref() == Some("-"));
     let t0 = std::time::Instant::now();
     let fp = fingerprint(db);
@@ -211,6 +214,7 @@ fn repair_at(
         table,
     } = plan_repair(args, db, settings, progress, t0)?;
     let st = stamp();
+    fields.actions.extend(restored);
     fields.plan = Some(the_plan.clone());
     let framed = match mend_frame(db, &st, settings, &the_plan, &good) {
         Ok(f) => f,
@@ -253,15 +257,6 @@ fn repair_at(
 
     // From here on: lock, then nothing before the backup.
     let lock = lock_unchanged(db, &fp)?;
-    if let Some(why) = lock.wal_left_over(db) {
-        lock.release();
-        return Ok(stopped(
-            db,
-            before,
-            fields,
-            &format!("{why}; nothing was changed"),
-        ));
-    }
     interrupt::writing();
     remove_leftovers(db, &backup_dir, &st, &mut fields);
     let planned_from = framed.as_ref().map_or(&before, |f| &f.report);
@@ -424,7 +419,21 @@ fn locked_steps(
                 detail: "the -wal was checkpointed into the database (its content is unchanged) so the swap is a single rename".into(),
             });
         }
-        apply::swap(&copy, job.db)?;
+        let aside = bk
+            .wal_aside
+            .as_ref()
+            .map(|(w, a)| (w.as_path(), a.as_path()));
+        apply::swap(&copy, job.db, aside)?;
+        if let Some((w, _)) = aside {
+            fields.actions.push(Action {
+                kind: "wal_set_aside",
+                object: None,
+                detail: format!(
+                    "{} was set aside before the swap (SQLite, which refused the database, could not checkpoint it, and would have replayed it over the repaired file); its frames are in the repaired file, and it is kept with the backup",
+                    w.display()
+                ),
+            });
+        }
         Ok(verified)
     });
     if bk.linked.is_none() && !bk.kept() {
@@ -568,12 +577,92 @@ fn unnamed_original(p: &Path, db: &Path) -> bool {
         && !backup::same_file(p, db)
 }
 
+/// The second name of a -wal that a repair set aside right before its
+/// swap (`interrupt::swap`): `.NAME.STAMP.PID.custodian-original-wal`,
+/// beside the original file's second name. Never removed as a leftover:
+/// put back, or named as a backup's -wal.
+fn wal_set_aside(p: &Path) -> bool {
+    p.to_string_lossy()
+        .ends_with(&format!(".custodian-{}-wal", interrupt::ORIGINAL))
+}
+
+/// Whether the process that made a work file (its name holds the PID) is
+/// still running: its files are its own, not a killed run's leftovers.
+fn maker_alive(p: &Path) -> bool {
+    let name = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let pid = name
+        .rsplit(".custodian-")
+        .nth(1)
+        .and_then(|head| head.rsplit('.').next())
+        .and_then(|pid| pid.parse::<i32>().ok());
+    match pid {
+        Some(pid) if pid > 0 && pid != std::process::id() as i32 => {
+            // ok: kill with signal 0 only asks whether the process exists
+            let rc = unsafe { libc::kill(pid, 0) };
+            rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+        }
+        _ => false,
+    }
+}
+
+/// A repair killed between setting its -wal aside and its swap left the
+/// database as it was, but without its -wal (kept as the -wal's second
+/// name, beside the original's, which is still the database): the -wal is
+/// put back, before anything reads the database. A set-aside -wal whose
+/// original is no longer the database was set aside by a swap that
+/// happened: it is named with that backup, under the lock
+/// (`name_originals`). What was done, as actions.
+fn restore_wal_set_aside(db: &Path, backup_dir: &Path, quiet: bool) -> Vec<Action> {
+    let wal = apply::sidecar(db, "-wal");
+    let mut actions = Vec::new();
+    for (p, _) in leftovers(db, backup_dir) {
+        let os = p.as_os_str().to_string_lossy();
+        let Some(second) = os.strip_suffix("-wal").map(PathBuf::from) else {
+            continue;
+        };
+        if !wal_set_aside(&p) || maker_alive(&p) || !backup::same_file(&second, db) {
+            continue;
+        }
+        let detail = if std::fs::symlink_metadata(&wal).is_ok() {
+            format!(
+                "the -wal a repair killed before its swap set aside is kept as {}: it could not be put back, since {} exists",
+                p.display(),
+                wal.display()
+            )
+        } else {
+            match std::fs::rename(&p, &wal).and_then(|()| {
+                crate::files::fsync_dir(folder_of(db)).map_err(std::io::Error::other)
+            }) {
+                Ok(()) => format!(
+                    "the -wal a repair killed before its swap had set aside ({}) was put back as {}: the database is as it was before that repair",
+                    p.display(),
+                    wal.display()
+                ),
+                Err(e) => format!(
+                    "the -wal a repair killed before its swap set aside is kept as {}: it could not be put back ({e})",
+                    p.display()
+                ),
+            }
+        };
+        crate::messages::warn(quiet, &format!("{}: {detail}", db.display()));
+        actions.push(Action {
+            kind: "leftovers",
+            object: None,
+            detail,
+        });
+    }
+    actions
+}
+
 /// Without the lock (a dry run, nothing to do): work files of a killed
 /// repair are named, not removed.
 fn name_leftovers(db: &Path, backup_dir: &Path, quiet: bool) {
     let (originals, found): (Vec<_>, Vec<_>) = leftovers(db, backup_dir)
         .into_iter()
-        .partition(|(p, _)| unnamed_original(p, db));
+        .partition(|(p, _)| unnamed_original(p, db) || wal_set_aside(p));
     if !found.is_empty() {
         crate::messages::warn(
             quiet,
@@ -624,6 +713,42 @@ fn name_originals(db: &Path, backup_dir: &Path, st: &str, fields: &mut RepairFie
             detail,
         });
     }
+    name_lone_wals(db, backup_dir, st, fields);
+}
+
+/// Set-aside -wals whose original's second name is gone (a repair killed
+/// after its swap, while naming its backup): each is named as a backup's
+/// -wal of its own, with its checksum.
+fn name_lone_wals(db: &Path, backup_dir: &Path, st: &str, fields: &mut RepairFields) {
+    let name = db
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for (p, _) in leftovers(db, backup_dir) {
+        let os = p.as_os_str().to_string_lossy();
+        let lone = os
+            .strip_suffix("-wal")
+            .is_some_and(|second| std::fs::symlink_metadata(second).is_err());
+        if !wal_set_aside(&p) || !lone {
+            continue;
+        }
+        let detail = match backup::name_lone_wal(&p, &name, st) {
+            Ok((bk, sha)) => format!(
+                "the -wal a repair killed after its swap had set aside ({}) was named {} (sha256 {sha})",
+                p.display(),
+                bk.display()
+            ),
+            Err(e) => format!(
+                "the -wal a repair killed after its swap set aside is kept as {}; it could not be named as a backup: {e:#}",
+                p.display()
+            ),
+        };
+        fields.actions.push(Action {
+            kind: "leftovers",
+            object: None,
+            detail,
+        });
+    }
 }
 
 /// With the lock held, before this run makes any file: work files left by
@@ -636,7 +761,7 @@ fn remove_leftovers(db: &Path, backup_dir: &Path, st: &str, fields: &mut RepairF
     name_originals(db, backup_dir, st, fields);
     let (removed, failed): (Vec<_>, Vec<_>) = leftovers(db, backup_dir)
         .into_iter()
-        .filter(|(p, _)| !unnamed_original(p, db))
+        .filter(|(p, _)| !unnamed_original(p, db) && !wal_set_aside(p))
         .partition(|(p, _)| std::fs::remove_file(p).is_ok());
     let mut say = |detail: String| {
         fields.actions.push(Action {
@@ -1157,11 +1282,6 @@ fn mend_frame(
     let Some(snap) = good.first().filter(|_| !the_plan.frame.is_empty()) else {
         return Ok(None);
     };
-    if let Some(frames) = apply::committed_wal(db).map(|w| w.max_frame) {
-        bail!(
-            "its -wal holds {frames} committed frames that SQLite reads over the file, and a damaged header or schema table is mended on a copy of the file alone, which would lose them; a WAL database whose header or schema table is damaged is not repaired while its -wal holds commits"
-        );
-    }
     let scratch = frame::Scratch::new(work_file(db, folder_of(db), st, "frame"));
     let actions = frame::mend(db, scratch.path(), &the_plan.frame, &snap.path)?;
     let report = check_before(scratch.path(), settings, Progress::hidden(), false)?;

@@ -40,4 +40,5 @@ mod summary;
 mod support;
 mod upgrade;
 mod wal_endings;
+mod wal_refused;
 mod without_rowid;

@@ -1,0 +1,232 @@
+//! A WAL database whose header SQLite refuses while its -wal holds commits
+//! (issue 8): SQLite can neither read the file nor checkpoint the -wal, and
+//! it would replay that -wal over any file put in the database's place
+//! (pager.c, `pagerOpenWalIfPresent`). The repair writes the -wal's
+//! committed frames into its work copy, and sets the -wal aside (a rename,
+//! beside the original file's second name) right before the swap; the -wal
+//! is never removed: it is named with the backup. The fixture is
+//! `wal_stale_index` (its truth computed by tools/make_fixtures.py), its
+//! page size bytes zeroed: "file is not a database" to SQLite.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::repair::{Setup, customers_sha256, stock_integrity_check};
+use super::support::{action_kinds, bin, truth};
+
+const FIXTURE: &str = "wal_stale_index";
+
+fn sidecar(db: &Path, suffix: &str) -> PathBuf {
+    let mut s = db.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// The fixture with its page size zeroed (SQLite refuses the file), with
+/// or without its snapshot; the damaged file's bytes and its -wal's.
+fn refused(with_snapshot: bool) -> (Setup, Vec<u8>, Vec<u8>) {
+    let s = Setup::new(FIXTURE);
+    if !with_snapshot {
+        std::fs::remove_dir_all(s.dir.path().join("snaps")).unwrap();
+        std::fs::create_dir(s.dir.path().join("snaps")).unwrap();
+    }
+    let mut image = std::fs::read(&s.db).unwrap();
+    image[16..18].copy_from_slice(&[0, 0]);
+    std::fs::write(&s.db, &image).unwrap();
+    let wal = std::fs::read(sidecar(&s.db, "-wal")).unwrap();
+    assert_eq!(wal.len(), 263_712, "the fixture's -wal: 64 frames");
+    (s, image, wal)
+}
+
+/// The backup folder's files by kind: the database's backup, its -wal's,
+/// the checksums file (each exactly one).
+fn backup_files(s: &Setup) -> (PathBuf, PathBuf, PathBuf) {
+    let files = s.backups();
+    let one = |suffix: &str| {
+        let found: Vec<&PathBuf> = files
+            .iter()
+            .filter(|p| p.to_string_lossy().ends_with(suffix))
+            .collect();
+        assert_eq!(found.len(), 1, "{suffix} in {files:?}");
+        found[0].clone()
+    };
+    let out = (one(".backup"), one(".backup-wal"), one(".sha256"));
+    assert_eq!(files.len(), 3, "{files:?}");
+    out
+}
+
+/// What every finished repair of the refused file leaves: the truth's
+/// customers (the -wal's 12 included) in a file the stock sqlite3 calls
+/// ok, no -wal beside it, and the backup: the damaged file and its -wal
+/// byte for byte, with their checksums.
+fn assert_repaired(s: &Setup, image: &[u8], wal: &[u8]) {
+    let t = truth(FIXTURE);
+    assert!(
+        !sidecar(&s.db, "-wal").exists(),
+        "a -wal is beside the repaired file"
+    );
+    assert_eq!(stock_integrity_check(&s.db), "ok");
+    assert_eq!(
+        super::support::sqlite3_cli(&s.db, "SELECT count(*) FROM customers"),
+        t["customers_total"].to_string()
+    );
+    assert_eq!(
+        customers_sha256(&s.db),
+        t["expected_customers_sha256"].as_str().unwrap()
+    );
+    let (bk, bk_wal, sums) = backup_files(s);
+    assert!(std::fs::read(&bk).unwrap() == image, "the backup");
+    assert!(std::fs::read(&bk_wal).unwrap() == wal, "the -wal's backup");
+    let sums = std::fs::read_to_string(&sums).unwrap();
+    let sha = |b: &[u8]| {
+        use sha2::Digest;
+        sha2::Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    };
+    let name = |p: &Path| p.file_name().unwrap().to_string_lossy().into_owned();
+    assert_eq!(
+        sums,
+        format!(
+            "{}  {}\n{}  {}\n",
+            sha(image),
+            name(&bk),
+            sha(wal),
+            name(&bk_wal)
+        )
+    );
+}
+
+/// Without a snapshot: the rebuild reads the pages under a header rebuilt
+/// from them, with the -wal's frames written into its copy. Was: exit 3,
+/// "a WAL database whose header SQLite refuses is not repaired yet".
+#[test]
+fn a_refused_wal_database_is_repaired_with_its_wal_commits_without_a_snapshot() {
+    let (s, image, wal) = refused(false);
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "repaired");
+    let kinds = action_kinds(&j);
+    for want in [
+        "backup",
+        "wal_frames",
+        "rebuild_database",
+        "wal_set_aside",
+        "swap",
+    ] {
+        assert!(kinds.contains(&want), "{want} in {kinds:?}");
+    }
+    assert_repaired(&s, &image, &wal);
+}
+
+/// With a snapshot: the header is mended on a scratch copy that holds the
+/// -wal's frames (was: exit 3, "not repaired while its -wal holds
+/// commits").
+#[test]
+fn a_refused_wal_database_is_repaired_with_its_wal_commits_from_a_snapshot() {
+    let (s, image, wal) = refused(true);
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "repaired");
+    let kinds = action_kinds(&j);
+    for want in [
+        "backup",
+        "wal_frames",
+        "mend_header",
+        "wal_set_aside",
+        "swap",
+    ] {
+        assert!(kinds.contains(&want), "{want} in {kinds:?}");
+    }
+    assert_repaired(&s, &image, &wal);
+}
+
+/// Runs the repair until it pauses at `phase`, then SIGKILLs it.
+fn killed_at(s: &Setup, phase: &str) {
+    let marker = s.dir.path().join(format!("paused-{phase}"));
+    let mut a = s.args();
+    a.truncate(a.len() - 2);
+    let mut child = Command::new(bin())
+        .args(&a)
+        .env("CUSTODIAN_PAUSE_AT", phase)
+        .env("CUSTODIAN_PAUSE_FILE", &marker)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !marker.exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{phase}: never reached"
+        );
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!("{phase}: exited {st:?} before the pause point");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
+/// The hidden files of the backup folder whose names end with `suffix`.
+fn hidden(s: &Setup, suffix: &str) -> Vec<PathBuf> {
+    s.backups()
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(suffix))
+        .collect()
+}
+
+/// SIGKILL between setting the -wal aside and the swap: the database is
+/// the original, its -wal kept as the second name beside the original's.
+/// The next repair puts the -wal back before it reads anything (the check
+/// sees the database as SQLite would), then repairs it whole.
+#[test]
+fn a_repair_killed_after_setting_the_wal_aside_is_undone_by_the_next() {
+    let (s, image, wal) = refused(true);
+    killed_at(&s, "wal-aside");
+    assert!(
+        std::fs::read(&s.db).unwrap() == image,
+        "the database changed"
+    );
+    assert!(
+        !sidecar(&s.db, "-wal").exists(),
+        "the -wal was not set aside"
+    );
+    let aside = hidden(&s, ".custodian-original-wal");
+    assert_eq!(aside.len(), 1, "{:?}", s.backups());
+    assert!(std::fs::read(&aside[0]).unwrap() == wal);
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    let put_back = super::support::action_detail(&j, "leftovers", None);
+    assert_eq!(
+        put_back,
+        format!(
+            "the -wal a repair killed before its swap had set aside ({}) was put back as {}: the database is as it was before that repair",
+            aside[0].display(),
+            sidecar(&s.db, "-wal").display()
+        )
+    );
+    assert_repaired(&s, &image, &wal);
+}
+
+/// SIGKILL right after the swap: the repaired file is in place, no -wal
+/// beside it; the original and its -wal are kept under their second
+/// names. The next repair (nothing left to do) names them as the backup.
+#[test]
+fn a_repair_killed_after_its_swap_leaves_the_wal_to_be_named_with_the_backup() {
+    let (s, image, wal) = refused(true);
+    killed_at(&s, "renamed");
+    assert!(std::fs::read(&s.db).unwrap() != image, "not swapped");
+    assert!(!sidecar(&s.db, "-wal").exists());
+    assert_eq!(hidden(&s, ".custodian-original-wal").len(), 1);
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert_eq!(r.json()["verdict"], "clean", "{}", r.show());
+    assert_repaired(&s, &image, &wal);
+}
