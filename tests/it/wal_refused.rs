@@ -9,11 +9,9 @@
 //! page size bytes zeroed: "file is not a database" to SQLite.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use super::repair::{Setup, customers_sha256, stock_integrity_check};
-use super::support::{action_kinds, bin, truth};
+use super::support::{action_kinds, truth};
 
 const FIXTURE: &str = "wal_stale_index";
 
@@ -99,27 +97,28 @@ fn assert_repaired(s: &Setup, image: &[u8], wal: &[u8]) {
     );
 }
 
-/// Without a snapshot: the rebuild reads the pages under a header rebuilt
-/// from them, with the -wal's frames written into its copy. Was: exit 3,
-/// "a WAL database whose header SQLite refuses is not repaired yet".
-#[test]
-fn a_refused_wal_database_is_repaired_with_its_wal_commits_without_a_snapshot() {
-    let (s, image, wal) = refused(false);
+/// Repairs the refused file (with or without the snapshot): exit 0, the
+/// actions that say what was done (`mended`: how the frame was mended),
+/// and what every repair of it leaves.
+fn repaired_exactly(with_snapshot: bool, mended: &str) {
+    let (s, image, wal) = refused(with_snapshot);
     let r = s.repair(&[]);
     assert_eq!(r.code(), 0, "{}", r.show());
     let j = r.json();
     assert_eq!(j["verdict"], "repaired");
     let kinds = action_kinds(&j);
-    for want in [
-        "backup",
-        "wal_frames",
-        "rebuild_database",
-        "wal_set_aside",
-        "swap",
-    ] {
+    for want in ["backup", "wal_frames", mended, "wal_set_aside", "swap"] {
         assert!(kinds.contains(&want), "{want} in {kinds:?}");
     }
     assert_repaired(&s, &image, &wal);
+}
+
+/// Without a snapshot: the rebuild reads the pages under a header rebuilt
+/// from them, with the -wal's frames written into its copy. Was: exit 3,
+/// "a WAL database whose header SQLite refuses is not repaired yet".
+#[test]
+fn a_refused_wal_database_is_repaired_with_its_wal_commits_without_a_snapshot() {
+    repaired_exactly(false, "rebuild_database");
 }
 
 /// With a snapshot: the header is mended on a scratch copy that holds the
@@ -127,48 +126,13 @@ fn a_refused_wal_database_is_repaired_with_its_wal_commits_without_a_snapshot() 
 /// commits").
 #[test]
 fn a_refused_wal_database_is_repaired_with_its_wal_commits_from_a_snapshot() {
-    let (s, image, wal) = refused(true);
-    let r = s.repair(&[]);
-    assert_eq!(r.code(), 0, "{}", r.show());
-    let j = r.json();
-    assert_eq!(j["verdict"], "repaired");
-    let kinds = action_kinds(&j);
-    for want in [
-        "backup",
-        "wal_frames",
-        "mend_header",
-        "wal_set_aside",
-        "swap",
-    ] {
-        assert!(kinds.contains(&want), "{want} in {kinds:?}");
-    }
-    assert_repaired(&s, &image, &wal);
+    repaired_exactly(true, "mend_header");
 }
 
 /// Runs the repair until it pauses at `phase`, then SIGKILLs it.
 fn killed_at(s: &Setup, phase: &str) {
     let marker = s.dir.path().join(format!("paused-{phase}"));
-    let mut a = s.args();
-    a.truncate(a.len() - 2);
-    let mut child = Command::new(bin())
-        .args(&a)
-        .env("CUSTODIAN_PAUSE_AT", phase)
-        .env("CUSTODIAN_PAUSE_FILE", &marker)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !marker.exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{phase}: never reached"
-        );
-        if let Some(st) = child.try_wait().unwrap() {
-            panic!("{phase}: exited {st:?} before the pause point");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let mut child = super::repair_ops::start_paused(s, phase, &marker);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 }
