@@ -335,6 +335,16 @@ fn set_aside(wal: &Path, aside: &Path) -> Result<()> {
             .unwrap_or(Path::new("."))
             .to_path_buf()
     };
+    // the -wal's -shm is only an index of it (SQLite rebuilds it from the
+    // -wal): it goes with it, so that no -shm stays beside the new file
+    let shm = wal
+        .as_os_str()
+        .to_string_lossy()
+        .strip_suffix("-wal")
+        .map(|db| PathBuf::from(format!("{db}-shm")));
+    if let Some(shm) = shm.filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file())) {
+        let _ = std::fs::remove_file(&shm);
+    }
     for d in [folder(wal), folder(aside)] {
         if let Err(e) = crate::files::fsync_dir(&d) {
             // not durable: put it back, nothing changed
