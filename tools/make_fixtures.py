@@ -2064,6 +2064,130 @@ def fx_header_damaged(work):
                             "intact.")
 
 
+# --------------------------------------------------------------------------
+# Header fields SQLite accepts that do not describe the file: the reserved
+# bytes (byte 20) and the page count (bytes 28..32, used only when bytes
+# 92..96 equal the change counter at 24..28)
+# --------------------------------------------------------------------------
+
+HEADER_RESERVED_WRONG = 8
+HEADER_LONG_NAME_CUSTOMERS = 3
+RESERVED_BYTES_OFFSET = 20
+PAGE_COUNT_OFFSET = 28
+VERSION_VALID_FOR_OFFSET = 92
+
+
+def _header_base(work, tag, long_names=0):
+    """The healthy base, `long_names` customers whose name spills onto
+    overflow pages, the snapshot, then 10 registrations and 20 balance
+    updates. Returns (db, snap, intended, IDs of the long-name customers)."""
+    db, snap = f"{work}/{tag}.db", f"{work}/{tag}.snap.db"
+    people = build_base(db)
+    con = connect(db)
+    long_ids = [people.new_id() for _ in range(long_names)]
+    con.execute("BEGIN")
+    for cid in long_ids:
+        row = list(people.customer(cid=cid, recent=True))
+        words = [row[2], "- notes:"]
+        while len(" ".join(words)) < LONG_NAME_CHARS:
+            words.append(people.rng.choice(FIRST + LAST + ["paid", "cash", "card", "voucher"]))
+        row[2] = " ".join(words)[:LONG_NAME_CHARS]
+        con.execute(INSERT_CUSTOMER, row)
+    con.execute("COMMIT")
+    copy_consistent(con, db, snap)
+    con.execute("BEGIN")
+    add_customers(con, people, count=10)
+    update_balances(con, people, 20)
+    con.execute("COMMIT")
+    intended = dump_customers(con)
+    con.close()
+    return db, snap, intended, sorted(long_ids)
+
+
+def write_header(path, offset, data):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
+
+
+def count_not_valid_truth(db, snap, intended):
+    """What the POS sees in the same file with its page count not marked
+    valid (bytes 92..96 made unequal to the change counter): SQLite then
+    takes the page count from the file size."""
+    with tempfile.TemporaryDirectory() as td:
+        copy = os.path.join(td, "copy.db")
+        shutil.copyfile(db, copy)
+        with open(copy, "rb") as f:
+            counter = struct.unpack(">I", f.read(100)[24:28])[0]
+        write_header(copy, VERSION_VALID_FOR_OFFSET, struct.pack(">I", (counter + 1) & 0xFFFFFFFF))
+        p = probe_truth(copy, None, snap, intended)
+        return {"pos_refusal": pos_refusal(copy), "customers_total": p["customers_total"],
+                "affected_customer_ids": p["affected_customer_ids"],
+                "sqlite_quick_check": cli_lines(copy, None, "quick_check")}
+
+
+def fx_reserved_bytes_wrong(work):
+    db, snap, intended, long_ids = _header_base(work, "rb", long_names=HEADER_LONG_NAME_CUSTOMERS)
+    with open(db, "rb") as f:
+        assert f.read(100)[RESERVED_BYTES_OFFSET] == 0
+    write_header(db, RESERVED_BYTES_OFFSET, bytes([HEADER_RESERVED_WRONG]))
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "header_reserved_bytes", "object": None, "pages": [1],
+                        "byte": RESERVED_BYTES_OFFSET, "was": 0, "now": HEADER_RESERVED_WRONG},
+                expect_affected=set(long_ids),
+                truth={"long_name_customer_ids": long_ids, "reserved_bytes": 0},
+                description=f"The healthy base with {HEADER_LONG_NAME_CUSTOMERS} customers whose "
+                            f"name runs to {LONG_NAME_CHARS} characters (overflow pages), the "
+                            "snapshot, then 10 registrations and 20 balance updates. Then header "
+                            f"byte 20 (reserved bytes per page) set from 0 to "
+                            f"{HEADER_RESERVED_WRONG}. SQLite accepts the header and reads every "
+                            "page 8 bytes short: a row whose payload spills onto overflow pages "
+                            "is split at another place and its lookups fail; its writes to pages "
+                            "whose cells reach into the last 8 bytes fail as malformed. The "
+                            "truth is the lookups SQLite answers on this file.")
+
+
+def fx_page_count_short(work):
+    db, snap, intended, _ = _header_base(work, "pcs")
+    pages = header_page_count(db)
+    short = pages * 85 // 100
+    write_header(db, PAGE_COUNT_OFFSET, struct.pack(">I", short))
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "header_page_count", "object": None, "pages": [1],
+                        "bytes": [PAGE_COUNT_OFFSET, PAGE_COUNT_OFFSET + 4],
+                        "header_page_count": short, "file_pages": pages},
+                truth={"file_pages": pages, "header_page_count": short,
+                       "if_count_not_valid": count_not_valid_truth(db, snap, intended)},
+                description=f"The healthy base, the snapshot, 10 registrations and 20 balance "
+                            f"updates; then the header's page count (bytes 28..32) set from "
+                            f"{pages} to {short}, still marked valid (bytes 92..96 equal the "
+                            f"change counter). SQLite reads no page past page {short}: lookups "
+                            "whose path or rows lie there fail. The truth is the lookups SQLite "
+                            "answers on this file; `if_count_not_valid` is the same file with "
+                            "bytes 92..96 changed, where SQLite takes the page count from the "
+                            "file size.")
+
+
+def fx_page_count_long(work):
+    db, snap, intended, _ = _header_base(work, "pcl")
+    pages = header_page_count(db)
+    long = pages + 50
+    write_header(db, PAGE_COUNT_OFFSET, struct.pack(">I", long))
+    return dict(db=db, snap=snap, intended=intended,
+                damage={"kind": "header_page_count", "object": None, "pages": [1],
+                        "bytes": [PAGE_COUNT_OFFSET, PAGE_COUNT_OFFSET + 4],
+                        "header_page_count": long, "file_pages": pages},
+                truth={"file_pages": pages, "header_page_count": long,
+                       "if_count_not_valid": count_not_valid_truth(db, snap, intended)},
+                description=f"The healthy base, the snapshot, 10 registrations and 20 balance "
+                            f"updates; then the header's page count (bytes 28..32) set from "
+                            f"{pages} to {long}, still marked valid: every page is in the file, "
+                            "but SQLite refuses a file shorter than its header says (\"database "
+                            "disk image is malformed\"), so the POS rejects every customer. "
+                            "`if_count_not_valid` is the same file with bytes 92..96 changed, "
+                            "where SQLite takes the page count from the file size.")
+
+
 def _migrate_customers(con):
     """A POS upgrade's table rebuild: customers copied into a new table (rowids
     kept), the old one dropped, the new one renamed, the indexes made again.
@@ -2649,6 +2773,9 @@ FIXTURES = [
     ("index_name_not_utf8", fx_index_name_not_utf8),
     ("names_not_utf8", fx_names_not_utf8),
     ("names_not_utf8_dups", fx_names_not_utf8_dups),
+    ("reserved_bytes_wrong", fx_reserved_bytes_wrong),
+    ("page_count_short", fx_page_count_short),
+    ("page_count_long", fx_page_count_long),
 ]
 
 # Fixtures whose damage must make some lookup wrong.

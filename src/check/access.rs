@@ -35,12 +35,17 @@ use crate::schema::{self, SchemaObject, quote_ident};
 pub enum HeaderState {
     /// SQLite accepts the header.
     Sound(DatabaseHeader),
-    /// SQLite refuses the header (`problem`); `header` is the one rebuilt
-    /// from the pages (`raw`: its bytes), to read the pages with.
+    /// The header does not describe the file (`problem`); `header` is the
+    /// one rebuilt from the pages (`raw`: its bytes), to read the pages
+    /// with. `accepted`: SQLite accepts the header and reads the file
+    /// under it (a wrong reserved-bytes value, a page count below the
+    /// file's), so the POS's lookups still mean something; else SQLite
+    /// refuses it.
     Damaged {
         problem: String,
         header: DatabaseHeader,
         raw: [u8; header::HEADER_SIZE],
+        accepted: bool,
     },
     /// SQLite refuses the header and no page shows a page size: no page can
     /// be read.
@@ -100,6 +105,7 @@ pub fn file_header(path: &Path) -> Result<HeaderState> {
                 problem,
                 header,
                 raw,
+                accepted: false,
             })
         }
         None if magic => Ok(HeaderState::Unreadable { problem }),
@@ -135,6 +141,64 @@ fn misread_geometry(path: &Path, h: DatabaseHeader) -> Result<HeaderState> {
         problem,
         header,
         raw,
+        accepted: false,
+    })
+}
+
+/// A header SQLite accepts, of a file it reads, that still does not
+/// describe the file, in the two ways SQLite does not refuse:
+/// * reserved bytes (byte 20) the pages are not laid out for: SQLite
+///   reads every page that many bytes short (a row on overflow pages is
+///   split at the wrong place; a write to a page whose cells reach into
+///   those bytes fails as malformed);
+/// * a page count (bytes 28..32, marked valid by bytes 92..96) below the
+///   file's: SQLite reads no page past it.
+///
+/// Then the pages are read as they are, under a header rebuilt for them,
+/// while SQLite answers the POS's lookups under the file's own header
+/// (`accepted`: the check probes every customer).
+fn accepted_misfit(path: &Path, h: DatabaseHeader) -> Result<HeaderState> {
+    let head = read_head(path)?;
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?
+        .len();
+    let misfit = (!geometry::pages_fit(&head, h.page_size, h.reserved_bytes))
+        .then(|| geometry::better_reserved(&head, h.page_size, h.reserved_bytes))
+        .flatten();
+    // a -wal with commits sets the page count SQLite reads by; it is not
+    // the header's then
+    let short = h.pages_past_count(len).filter(|_| !wal_has_content(path));
+    let (g, problem) = match (misfit, short) {
+        (Some(g), _) => (
+            g,
+            format!(
+                "byte 20 names {} reserved bytes per page, but the pages are laid out with {}: SQLite reads every page {} bytes short",
+                h.reserved_bytes,
+                g.reserved,
+                h.reserved_bytes.abs_diff(g.reserved)
+            ),
+        ),
+        (None, Some(in_file)) => (
+            geometry::Geometry {
+                page_size: h.page_size,
+                reserved: h.reserved_bytes,
+                pages_seen: 0,
+            },
+            format!(
+                "the page count is {} (marked valid), but the file holds {in_file} pages: SQLite reads no page past page {}",
+                h.page_count, h.page_count
+            ),
+        ),
+        (None, None) => return Ok(HeaderState::Sound(h)),
+    };
+    let raw = geometry::rebuilt_header(&head, g, h.text_encoding, len);
+    let header = DatabaseHeader::parse(&raw)
+        .with_context(|| format!("{}: the header rebuilt from the pages", path.display()))?;
+    Ok(HeaderState::Damaged {
+        problem,
+        header,
+        raw,
+        accepted: true,
     })
 }
 
@@ -157,11 +221,14 @@ pub fn open(path: &Path, settings: &Settings) -> Result<Opened> {
     let refusal = pos_refusal(path, settings)?;
     let header = match header {
         HeaderState::Sound(h) if refusal.is_some() => misread_geometry(path, h)?,
+        HeaderState::Sound(h) => accepted_misfit(path, h)?,
         other => other,
     };
     let (rebuilt, damaged) = match &header {
         HeaderState::Sound(_) => (None, false),
-        HeaderState::Damaged { raw, .. } => (Some(raw), true),
+        // SQLite reads the file under its own header: the connection is
+        // SQLite's as always, the page reader reads the pages as they are
+        HeaderState::Damaged { raw, accepted, .. } => (Some(raw), !accepted),
         HeaderState::Unreadable { .. } | HeaderState::TooShort { .. } => {
             return Ok(Opened {
                 header,
@@ -265,8 +332,18 @@ pub fn pos_refusal(path: &Path, settings: &Settings) -> Result<Option<String>> {
 
 /// A rollback journal beside the database that is not empty.
 fn hot_journal(path: &Path) -> bool {
+    beside_not_empty(path, "-journal")
+}
+
+/// A -wal beside the database that is not empty.
+fn wal_has_content(path: &Path) -> bool {
+    beside_not_empty(path, "-wal")
+}
+
+/// Whether the file `path` + `suffix` exists and is not empty.
+fn beside_not_empty(path: &Path, suffix: &str) -> bool {
     let mut j = path.as_os_str().to_owned();
-    j.push("-journal");
+    j.push(suffix);
     std::fs::metadata(Path::new(&j)).is_ok_and(|m| m.len() > 0)
 }
 

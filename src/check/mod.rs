@@ -97,7 +97,7 @@ pub fn check_with(
     // as new as SQLite's, and every finding about customers is confirmed by
     // a lookup inside SQLite's snapshot.
     let opened = access::open(path, settings)?;
-    let Some((header, _)) = header_findings(&opened.header, &mut ctx) else {
+    let Some((header, probe_all)) = header_findings(&opened.header, &mut ctx) else {
         ctx.coverage.complete = false;
         if let Some(reason) = &opened.refusal {
             refused_findings(reason, None, &settings.table, &mut ctx);
@@ -115,6 +115,9 @@ pub fn check_with(
         bail!("{}: cannot read", path.display());
     };
     if refusal.is_some() {
+        ctx.known_ids = Some(BTreeSet::new());
+    } else if probe_all {
+        ctx.every_row = Some(Vec::new());
         ctx.known_ids = Some(BTreeSet::new());
     }
     file_findings(&pager, &header, &mut ctx);
@@ -507,8 +510,13 @@ struct Ctx {
     findings: Vec<Finding>,
     coverage: Coverage,
     affected: BTreeSet<CustomerId>,
-    /// When SQLite refuses the file: the customers read from the pages.
+    /// When SQLite refuses the file, or reads it under a header that does
+    /// not describe it: the customers read from the pages.
     known_ids: Option<BTreeSet<CustomerId>>,
+    /// When SQLite reads the file under a header that does not describe it
+    /// (`HeaderState::Damaged { accepted: true }`): every rowid of the
+    /// customer table, each probed, as every ID in `known_ids` is.
+    every_row: Option<Vec<i64>>,
 }
 
 impl Ctx {
@@ -522,6 +530,7 @@ impl Ctx {
             },
             affected: BTreeSet::new(),
             known_ids: None,
+            every_row: None,
         }
     }
 
@@ -568,7 +577,9 @@ impl Ctx {
     }
 }
 
-/// The header's state as findings: `None` when no page can be read.
+/// The header's state as findings: `None` when no page can be read; else
+/// the header to read the pages with, and whether every customer must be
+/// probed (SQLite reads the file under a header that does not describe it).
 fn header_findings(state: &access::HeaderState, ctx: &mut Ctx) -> Option<(DatabaseHeader, bool)> {
     match state {
         access::HeaderState::Sound(h) => Some((h.clone(), false)),
@@ -592,6 +603,24 @@ fn header_findings(state: &access::HeaderState, ctx: &mut Ctx) -> Option<(Databa
             None
         }
         access::HeaderState::Damaged {
+            problem,
+            header,
+            accepted: true,
+            ..
+        } => {
+            ctx.findings.push(
+                Finding::error(
+                    Code::HeaderInvalid,
+                    format!(
+                        "database header: {problem}; the pages were read as they are laid out, \
+                         and every customer's lookups were probed through SQLite"
+                    ),
+                )
+                .pages(vec![1]),
+            );
+            Some((header.clone(), true))
+        }
+        access::HeaderState::Damaged {
             problem, header, ..
         } => {
             ctx.findings.push(
@@ -604,7 +633,7 @@ fn header_findings(state: &access::HeaderState, ctx: &mut Ctx) -> Option<(Databa
                 )
                 .pages(vec![1]),
             );
-            Some((header.clone(), true))
+            Some((header.clone(), false))
         }
     }
 }
@@ -950,6 +979,14 @@ fn customer_pass(
         );
     }
     let mut suspects = Suspects::default();
+    if let Some(all) = ctx.every_row.take() {
+        // SQLite reads the file under a header that does not describe it:
+        // any lookup may go wrong, and each is asked
+        suspects.rows.extend(all);
+        suspects
+            .ids
+            .extend(ctx.known_ids.take().unwrap_or_default());
+    }
     suspects.rows.extend(tscan.damaged_rows.iter().copied());
     suspects.ids.extend(
         tscan
@@ -1040,6 +1077,9 @@ fn pass_one(
     let bar = progress.counter("reading the customer table");
     let mut tally = rows::Tally::default();
     let mut known = ctx.known_ids.take();
+    // (a WITHOUT ROWID table's rows are probed by their IDs alone)
+    let mut every = ctx.every_row.take();
+    let rowids = !table.without_rowid;
     // The indexes still to read, taken one at a time by either thread, the
     // one that feeds the merge first (the merge waits for it).
     let id_root = ids.as_ref().map(|(root, _)| *root);
@@ -1086,6 +1126,9 @@ fn pass_one(
         let ih = s.spawn(scan_indexes);
         let any_rule = settings.id_rule.is_some() || status_pos.is_some();
         let mut hook = |rowid: i64, rec: &Record, payload: &[u8]| {
+            if rowids && let Some(e) = every.as_mut() {
+                e.push(rowid);
+            }
             if let Some(k) = known.as_mut()
                 && let Some(id) = row_customer_id(rowid, rec, payload, id_pos, id_is_rowid, enc)
             {
@@ -1133,6 +1176,7 @@ fn pass_one(
     });
     bar.finish_and_clear();
     ctx.known_ids = known;
+    ctx.every_row = every;
     let (theirs, mine) = iscans.map_err(|_| anyhow::anyhow!("index scan thread failed"))?;
     let mut iscans: Vec<(usize, compare::IndexScan)> = theirs.into_iter().chain(mine).collect();
     iscans.sort_by_key(|(p, _)| *p);

@@ -278,6 +278,17 @@ impl DatabaseHeader {
         self.page_count != 0 && self.version_valid_for == self.file_change_counter
     }
 
+    /// The whole pages a file of `file_len` bytes holds, when that is more
+    /// than a page count SQLite trusts ([`Self::page_count_is_valid`]):
+    /// SQLite then reads no page past the header's count (a lookup that
+    /// reaches one fails as corrupt), though the pages are in the file.
+    /// (A count larger than the file makes SQLite refuse the file.)
+    pub fn pages_past_count(&self, file_len: u64) -> Option<u32> {
+        let in_file = file_len / u64::from(self.page_size);
+        let in_file = u32::try_from(in_file).unwrap_or(u32::MAX);
+        (self.page_count_is_valid() && self.page_count < in_file).then_some(in_file)
+    }
+
     /// Whether the database has pointer-map pages (auto_vacuum or incremental_vacuum).
     pub fn is_auto_vacuum(&self) -> bool {
         self.largest_root_page != 0

@@ -200,25 +200,48 @@ fn open_pages(path: &Path) -> Result<(Pager, Option<String>)> {
         geometry::better_than_header(&head, p.header().page_size, p.header().reserved_bytes)
             .is_some()
     };
+    // or the header's page count, marked valid, stops short of the file's
+    // pages, and SQLite reads none past it (none of them is lost: read
+    // them under the file's own length, as SQLite would had the count not
+    // been marked valid)
+    let short = |p: &Pager| {
+        p.wal().is_none_or(|w| !w.has_commits()) && p.header().pages_past_count(len).is_some()
+    };
     if let Ok(p) = &own
         && page1_fits(p)
         && !misfit(p)
+        && !short(p)
     {
         // ok: matched just above
         return Ok((own?, None));
     }
-    let why = match &own {
-        Ok(p) if page1_fits(p) => {
-            "the pages are laid out for another page size or count of reserved bytes than the header names".to_string()
-        }
-        Ok(_) => {
-            "page 1 is no b-tree page under the header's page size and reserved bytes".to_string()
-        }
-        Err(e) => format!("{:#}", e),
-    };
     let raw = &head[..head.len().min(HEADER_SIZE)];
+    let (why, g) = match &own {
+        Ok(p) if page1_fits(p) && !misfit(p) => {
+            let h = p.header();
+            let g = geometry::Geometry {
+                page_size: h.page_size,
+                reserved: h.reserved_bytes,
+                pages_seen: 0,
+            };
+            let why = format!(
+                "the header's page count, {}, stops short of the file's pages",
+                h.page_count
+            );
+            (why, Some(g))
+        }
+        Ok(p) if page1_fits(p) => (
+            "the pages are laid out for another page size or count of reserved bytes than the header names".to_string(),
+            None,
+        ),
+        Ok(_) => (
+            "page 1 is no b-tree page under the header's page size and reserved bytes".to_string(),
+            None,
+        ),
+        Err(e) => (format!("{:#}", e), None),
+    };
     let hint = raw.get(20).copied().unwrap_or(0);
-    let Some(g) = geometry::infer(&head, hint) else {
+    let Some(g) = g.or_else(|| geometry::infer(&head, hint)) else {
         bail!(
             "the database header is damaged ({why}) and no page of the file reads as a b-tree page, so the page size cannot be told"
         );
