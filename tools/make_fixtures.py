@@ -1420,6 +1420,18 @@ LONG_NAME_CUSTOMERS = 10
 LONG_NAME_CHARS = 9000          # name + notes: over two 4096-byte overflow pages
 
 
+def long_name_customer(people, cid):
+    """A new customer whose name runs on with notes to LONG_NAME_CHARS
+    characters: its row spills onto overflow pages."""
+    row = list(people.customer(cid=cid, recent=True))
+    words = [row[2], "- notes:"]
+    while len(" ".join(words)) < LONG_NAME_CHARS:
+        words.append(people.rng.choice(FIRST + LAST + ["paid", "cash", "card", "returned",
+                                                       "voucher", "loyalty", "store", "visit"]))
+    row[2] = " ".join(words)[:LONG_NAME_CHARS]
+    return row
+
+
 def fx_overflow_chain_broken(work):
     db, snap = f"{work}/o.db", f"{work}/o.snap.db"
     people = build_base(db, n=OVERFLOW_BASE_CUSTOMERS)
@@ -1428,13 +1440,7 @@ def fx_overflow_chain_broken(work):
     long_ids = [people.new_id() for _ in range(LONG_NAME_CUSTOMERS)]
     con.execute("BEGIN")
     for cid in long_ids:
-        row = list(people.customer(cid=cid, recent=True))
-        words = [row[2], "- notes:"]
-        while len(" ".join(words)) < LONG_NAME_CHARS:
-            words.append(rng.choice(FIRST + LAST + ["paid", "cash", "card", "returned",
-                                                    "voucher", "loyalty", "store", "visit"]))
-        row[2] = " ".join(words)[:LONG_NAME_CHARS]
-        con.execute(INSERT_CUSTOMER, row)
+        con.execute(INSERT_CUSTOMER, long_name_customer(people, cid))
         con.execute(INSERT_TXN, people.txn(cid, recent=True))
     con.execute("COMMIT")
     long_rowids = sorted(con.execute(
@@ -2087,12 +2093,7 @@ def _header_base(work, tag, long_names=0):
     long_ids = [people.new_id() for _ in range(long_names)]
     con.execute("BEGIN")
     for cid in long_ids:
-        row = list(people.customer(cid=cid, recent=True))
-        words = [row[2], "- notes:"]
-        while len(" ".join(words)) < LONG_NAME_CHARS:
-            words.append(people.rng.choice(FIRST + LAST + ["paid", "cash", "card", "voucher"]))
-        row[2] = " ".join(words)[:LONG_NAME_CHARS]
-        con.execute(INSERT_CUSTOMER, row)
+        con.execute(INSERT_CUSTOMER, long_name_customer(people, cid))
     con.execute("COMMIT")
     copy_consistent(con, db, snap)
     con.execute("BEGIN")
@@ -2147,45 +2148,41 @@ def fx_reserved_bytes_wrong(work):
                             "truth is the lookups SQLite answers on this file.")
 
 
-def fx_page_count_short(work):
-    db, snap, intended, _ = _header_base(work, "pcs")
+def _page_count_fixture(work, tag, count_of, what):
+    """The header base with its page count (bytes 28..32) set to
+    `count_of(file pages)`, still marked valid; `what` says what SQLite
+    then does."""
+    db, snap, intended, _ = _header_base(work, tag)
     pages = header_page_count(db)
-    short = pages * 85 // 100
-    write_header(db, PAGE_COUNT_OFFSET, struct.pack(">I", short))
+    count = count_of(pages)
+    write_header(db, PAGE_COUNT_OFFSET, struct.pack(">I", count))
     return dict(db=db, snap=snap, intended=intended,
                 damage={"kind": "header_page_count", "object": None, "pages": [1],
                         "bytes": [PAGE_COUNT_OFFSET, PAGE_COUNT_OFFSET + 4],
-                        "header_page_count": short, "file_pages": pages},
-                truth={"file_pages": pages, "header_page_count": short,
+                        "header_page_count": count, "file_pages": pages},
+                truth={"file_pages": pages, "header_page_count": count,
                        "if_count_not_valid": count_not_valid_truth(db, snap, intended)},
                 description=f"The healthy base, the snapshot, 10 registrations and 20 balance "
                             f"updates; then the header's page count (bytes 28..32) set from "
-                            f"{pages} to {short}, still marked valid (bytes 92..96 equal the "
-                            f"change counter). SQLite reads no page past page {short}: lookups "
-                            "whose path or rows lie there fail. The truth is the lookups SQLite "
-                            "answers on this file; `if_count_not_valid` is the same file with "
-                            "bytes 92..96 changed, where SQLite takes the page count from the "
-                            "file size.")
+                            f"{pages} to {count}, still marked valid (bytes 92..96 equal the "
+                            f"change counter). {what(count)} `if_count_not_valid` is the same "
+                            "file with bytes 92..96 changed, where SQLite takes the page count "
+                            "from the file size.")
+
+
+def fx_page_count_short(work):
+    return _page_count_fixture(
+        work, "pcs", lambda pages: pages * 85 // 100,
+        lambda n: f"SQLite reads no page past page {n}: lookups whose path or rows lie there "
+                  "fail. The truth is the lookups SQLite answers on this file;")
 
 
 def fx_page_count_long(work):
-    db, snap, intended, _ = _header_base(work, "pcl")
-    pages = header_page_count(db)
-    long = pages + 50
-    write_header(db, PAGE_COUNT_OFFSET, struct.pack(">I", long))
-    return dict(db=db, snap=snap, intended=intended,
-                damage={"kind": "header_page_count", "object": None, "pages": [1],
-                        "bytes": [PAGE_COUNT_OFFSET, PAGE_COUNT_OFFSET + 4],
-                        "header_page_count": long, "file_pages": pages},
-                truth={"file_pages": pages, "header_page_count": long,
-                       "if_count_not_valid": count_not_valid_truth(db, snap, intended)},
-                description=f"The healthy base, the snapshot, 10 registrations and 20 balance "
-                            f"updates; then the header's page count (bytes 28..32) set from "
-                            f"{pages} to {long}, still marked valid: every page is in the file, "
-                            "but SQLite refuses a file shorter than its header says (\"database "
-                            "disk image is malformed\"), so the POS rejects every customer. "
-                            "`if_count_not_valid` is the same file with bytes 92..96 changed, "
-                            "where SQLite takes the page count from the file size.")
+    return _page_count_fixture(
+        work, "pcl", lambda pages: pages + 50,
+        lambda n: "Every page is in the file, but SQLite refuses a file shorter than its "
+                  "header says (\"database disk image is malformed\"), so the POS rejects "
+                  "every customer.")
 
 
 def _migrate_customers(con):

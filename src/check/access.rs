@@ -134,19 +134,36 @@ fn misread_geometry(path: &Path, h: DatabaseHeader) -> Result<HeaderState> {
     let len = std::fs::metadata(path)
         .with_context(|| format!("{}: cannot open", path.display()))?
         .len();
-    let raw = geometry::rebuilt_header(&head, g, h.text_encoding, len);
+    damaged(path, &head, g, h.text_encoding, len, problem, false)
+}
+
+/// The header rebuilt for geometry `g` (and the file's length), as the
+/// state of a damaged header.
+fn damaged(
+    path: &Path,
+    head: &[u8],
+    g: geometry::Geometry,
+    enc: TextEncoding,
+    len: u64,
+    problem: String,
+    accepted: bool,
+) -> Result<HeaderState> {
+    let raw = geometry::rebuilt_header(head, g, enc, len);
     let header = DatabaseHeader::parse(&raw)
         .with_context(|| format!("{}: the header rebuilt from the pages", path.display()))?;
     Ok(HeaderState::Damaged {
         problem,
         header,
         raw,
-        accepted: false,
+        accepted,
     })
 }
 
 /// A header SQLite accepts, of a file it reads, that still does not
-/// describe the file, in the two ways SQLite does not refuse:
+/// describe the file, in the ways SQLite does not refuse:
+/// * a page size (bytes 16..18) the pages are not laid out for, where
+///   SQLite still reads the schema from page 1 (a 4096-byte file called
+///   65536): every lookup reads the wrong bytes;
 /// * reserved bytes (byte 20) the pages are not laid out for: SQLite
 ///   reads every page that many bytes short (a row on overflow pages is
 ///   split at the wrong place; a write to a page whose cells reach into
@@ -163,19 +180,26 @@ fn accepted_misfit(path: &Path, h: DatabaseHeader) -> Result<HeaderState> {
         .with_context(|| format!("{}: cannot open", path.display()))?
         .len();
     let misfit = (!geometry::pages_fit(&head, h.page_size, h.reserved_bytes))
-        .then(|| geometry::better_reserved(&head, h.page_size, h.reserved_bytes))
+        .then(|| geometry::better_than_header(&head, h.page_size, h.reserved_bytes))
         .flatten();
     // a -wal with commits sets the page count SQLite reads by; it is not
     // the header's then
     let short = h.pages_past_count(len).filter(|_| !wal_has_content(path));
     let (g, problem) = match (misfit, short) {
-        (Some(g), _) => (
+        (Some(g), _) if g.page_size == h.page_size => (
             g,
             format!(
                 "byte 20 names {} reserved bytes per page, but the pages are laid out with {}: SQLite reads every page {} bytes short",
                 h.reserved_bytes,
                 g.reserved,
                 h.reserved_bytes.abs_diff(g.reserved)
+            ),
+        ),
+        (Some(g), _) => (
+            g,
+            format!(
+                "the header names {}-byte pages with {} reserved bytes, but the pages are laid out as {}-byte pages with {}: SQLite reads every page but the first at the wrong offset",
+                h.page_size, h.reserved_bytes, g.page_size, g.reserved
             ),
         ),
         (None, Some(in_file)) => (
@@ -191,15 +215,7 @@ fn accepted_misfit(path: &Path, h: DatabaseHeader) -> Result<HeaderState> {
         ),
         (None, None) => return Ok(HeaderState::Sound(h)),
     };
-    let raw = geometry::rebuilt_header(&head, g, h.text_encoding, len);
-    let header = DatabaseHeader::parse(&raw)
-        .with_context(|| format!("{}: the header rebuilt from the pages", path.display()))?;
-    Ok(HeaderState::Damaged {
-        problem,
-        header,
-        raw,
-        accepted: true,
-    })
+    damaged(path, &head, g, h.text_encoding, len, problem, true)
 }
 
 /// Everything the check and diagnose read the file through.

@@ -98,7 +98,7 @@ pub fn better_than_header(head: &[u8], page_size: u32, reserved: u8) -> Option<G
 /// b-tree page (a page-type byte SQLite knows, at least one cell) is a
 /// well-formed one under `page_size` and `reserved`: cheap, and true of
 /// every sound file, so that the search for a better geometry
-/// ([`better_reserved`]) runs only where some page does not fit.
+/// ([`better_than_header`]) runs only where some page does not fit.
 pub fn pages_fit(head: &[u8], page_size: u32, reserved: u8) -> bool {
     head.chunks_exact(page_size as usize)
         .take(MAX_PAGES_TRIED)
@@ -114,24 +114,6 @@ pub fn pages_fit(head: &[u8], page_size: u32, reserved: u8) -> bool {
                 || cells == 0
                 || is_btree_page(page, pgno, page_size, reserved)
         })
-}
-
-/// The reserved bytes the pages of `head` are laid out for, at the
-/// header's own `page_size`, when they fit strictly more pages than the
-/// header's `reserved` does: a damaged byte 20 in a header SQLite accepts
-/// (SQLite reads every page that many bytes short; a file SQLite reads at
-/// all has the right page size). `None` when the header's value fits as
-/// well as any.
-pub fn better_reserved(head: &[u8], page_size: u32, reserved: u8) -> Option<Geometry> {
-    let own = pages_passing(head, page_size, reserved);
-    let (best, seen) = (0..=u8::MAX)
-        .map(|r| (r, pages_passing(head, page_size, r)))
-        .max_by_key(|&(r, seen)| (seen, std::cmp::Reverse(r)))?;
-    (seen > own).then_some(Geometry {
-        page_size,
-        reserved: best,
-        pages_seen: seen,
-    })
 }
 
 /// How many of the first pages of `head` pass [`is_btree_page`].

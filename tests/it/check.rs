@@ -8,7 +8,9 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::support::{fixture_copy, fixtures, root_page, run, sqlite3_cli, strings, truth};
+use super::support::{
+    finding_codes, fixture_copy, fixtures, root_page, run, sqlite3_cli, strings, truth,
+};
 
 /// Where the expected pages of a structural finding come from.
 #[derive(Clone, Copy, Debug)]
@@ -718,17 +720,7 @@ fn compare_with_truth(case: &Case, j: &Value) -> Vec<String> {
     }
 
     // 1. exactly the expected findings: none missing, no extra
-    let got: BTreeSet<(String, String)> = j["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["code"].as_str().unwrap().to_string(),
-                f["object"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
+    let got = finding_codes(j);
     let want = expected_codes(case, &t);
     if got != want {
         fail(format!(

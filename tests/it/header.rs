@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use super::support::{fixture_copy, run, strings, truth};
+use super::support::{finding_codes as codes, fixture_copy, run, strings, truth};
 
 /// The stock CLI's `PRAGMA integrity_check` output and exit code. The CLI is
 /// the independent oracle here: a missing CLI is a failure, not a skip.
@@ -116,21 +116,6 @@ pub const HEADER_FIELD_FIXTURES: [&str; 3] = [
     "page_count_short",
     "page_count_long",
 ];
-
-/// The finding codes of a report, each with its object.
-fn codes(j: &serde_json::Value) -> std::collections::BTreeSet<(String, String)> {
-    j["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["code"].as_str().unwrap().to_string(),
-                f["object"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect()
-}
 
 fn pair(code: &str, object: &str) -> (String, String) {
     (code.to_string(), object.to_string())

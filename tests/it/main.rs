@@ -9,6 +9,7 @@ mod corpus_repair;
 mod corpus_rows;
 mod diagnose;
 mod fleet;
+mod geometry_property;
 mod header;
 mod hooks;
 mod html;

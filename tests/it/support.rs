@@ -409,3 +409,18 @@ pub fn chromium(page: &Path, png: &Path, profile: &Path, height: u32) -> String 
     }
     std::fs::read_to_string(out_file).unwrap_or_default()
 }
+
+/// The findings of a report as (code, object) pairs (no object: "").
+pub fn finding_codes(j: &serde_json::Value) -> std::collections::BTreeSet<(String, String)> {
+    j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap().to_string(),
+                f["object"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}

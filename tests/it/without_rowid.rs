@@ -719,17 +719,7 @@ fn check_names_the_customers_a_lost_leaf_of_a_without_rowid_table_takes() {
     assert_eq!(page["pages"], t["damage"]["pages"]);
     // exactly these findings: the lost page, each index's entries whose
     // row is lost, and the lookups that go wrong, once per index
-    let got: BTreeSet<(String, String)> = j["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| {
-            (
-                f["code"].as_str().unwrap().to_string(),
-                f["object"].as_str().unwrap_or("").to_string(),
-            )
-        })
-        .collect();
+    let got = super::support::finding_codes(&j);
     let mut want: BTreeSet<(String, String)> =
         [("page_damaged".to_string(), "customers".to_string())].into();
     for ix in indexes.keys() {
