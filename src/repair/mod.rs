@@ -202,7 +202,7 @@ fn repair_at(
     paths_usable(args, db, &backup_dir)?;
     // before the check: the -wal a killed repair set aside is the
     // database's own again (the check must read what SQLite reads)
-    let restored = restore_wal_set_aside(db, &backup_dir, quiet);
+    let restored = restore_wal_set_aside(db, &backup_dir, args.dry_run, quiet);
     let progress = Progress::new(quiet, args.opts.json.as_deref() == Some("-"));
     let t0 = std::time::Instant::now();
     let fp = fingerprint(db);
@@ -614,8 +614,9 @@ fn maker_alive(p: &Path) -> bool {
 /// put back, before anything reads the database. A set-aside -wal whose
 /// original is no longer the database was set aside by a swap that
 /// happened: it is named with that backup, under the lock
-/// (`name_originals`). What was done, as actions.
-fn restore_wal_set_aside(db: &Path, backup_dir: &Path, quiet: bool) -> Vec<Action> {
+/// (`name_originals`). A dry run changes nothing: it names the -wal (its
+/// check reads the file without it). What was done, as actions.
+fn restore_wal_set_aside(db: &Path, backup_dir: &Path, dry_run: bool, quiet: bool) -> Vec<Action> {
     let wal = apply::sidecar(db, "-wal");
     let mut actions = Vec::new();
     for (p, _) in leftovers(db, backup_dir) {
@@ -626,7 +627,13 @@ fn restore_wal_set_aside(db: &Path, backup_dir: &Path, quiet: bool) -> Vec<Actio
         if !wal_set_aside(&p) || maker_alive(&p) || !backup::same_file(&second, db) {
             continue;
         }
-        let detail = if std::fs::symlink_metadata(&wal).is_ok() {
+        let detail = if dry_run {
+            format!(
+                "the -wal a repair killed before its swap set aside is kept as {}; a repair puts it back as {} (this dry run read the database without it)",
+                p.display(),
+                wal.display()
+            )
+        } else if std::fs::symlink_metadata(&wal).is_ok() {
             format!(
                 "the -wal a repair killed before its swap set aside is kept as {}: it could not be put back, since {} exists",
                 p.display(),

@@ -164,6 +164,26 @@ fn a_repair_killed_after_setting_the_wal_aside_is_undone_by_the_next() {
     let aside = hidden(&s, ".custodian-original-wal");
     assert_eq!(aside.len(), 1, "{:?}", s.backups());
     assert!(std::fs::read(&aside[0]).unwrap() == wal);
+    // a dry run names the -wal set aside and moves nothing
+    let before = super::support::listing(s.dir.path());
+    let r = s.repair(&["--dry-run"]);
+    assert!(r.code() < 2, "{}", r.show());
+    assert_eq!(
+        super::support::action_detail(&r.json(), "leftovers", None),
+        format!(
+            "the -wal a repair killed before its swap set aside is kept as {}; a repair puts it back as {} (this dry run read the database without it)",
+            aside[0].display(),
+            sidecar(&s.db, "-wal").display()
+        )
+    );
+    assert_eq!(
+        super::support::listing(s.dir.path()),
+        before,
+        "{}",
+        r.show()
+    );
+    assert!(std::fs::read(&aside[0]).unwrap() == wal);
+    assert!(!sidecar(&s.db, "-wal").exists());
     let r = s.repair(&[]);
     assert_eq!(r.code(), 0, "{}", r.show());
     let j = r.json();
