@@ -480,6 +480,37 @@ fn rollback_journal(f: &File, copy: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A work copy whose header says a file format write version SQLite does
+/// not write (above 2: SQLite then opens the file read-only, and every
+/// step of the repair that writes fails) is given the write version that
+/// goes with its read version (1 rollback journal, 2 WAL; 1 where that is
+/// not 1 or 2 either). The value it had, when it was mended.
+pub fn writable_copy(copy: &Path) -> Result<Option<u8>> {
+    use crate::format::header::{READ_VERSION_OFFSET, WRITE_VERSION_OFFSET};
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(copy)
+        .with_context(|| format!("{}: cannot open", copy.display()))?;
+    let mut v = [0u8; 2];
+    if f.read_exact_at(&mut v, WRITE_VERSION_OFFSET as u64)
+        .is_err()
+    {
+        // a file too short for a header: the plan's own steps say so
+        return Ok(None);
+    }
+    let [write, read] = v;
+    if write <= 2 {
+        return Ok(None);
+    }
+    let want = if matches!(read, 1 | 2) { read } else { 1 };
+    f.write_all_at(&[want], WRITE_VERSION_OFFSET as u64)
+        .with_context(|| format!("{}: cannot write its header", copy.display()))?;
+    debug_assert_eq!(READ_VERSION_OFFSET, WRITE_VERSION_OFFSET + 1);
+    Ok(Some(write))
+}
+
 /// Creates the empty file the rebuilt database is written into (0600, no
 /// symlink, never over an existing file).
 pub fn create_empty(path: &Path) -> Result<()> {

@@ -18,20 +18,60 @@ use crate::check::finding::{Code, Severity};
 /// (`apply::wal_into_copy`: the original's own checkpoint waits for the
 /// swap, and a header SQLite refuses has none), or the scratch copy whose
 /// header or schema table was mended (frame.rs), which has them already.
-/// What the -wal gave, if anything.
-fn copy_source(job: &Job, to: &Path, durable: apply::Durable) -> Result<Option<apply::WalApplied>> {
-    if job.source == job.db {
+/// A header write version that would leave the copy of a rollback-journal
+/// database read-only to SQLite is mended (`apply::writable_copy`). What
+/// was done is said in `fields`, once (the whole rebuild after a failed
+/// in-place mend copies again).
+fn copy_source(
+    job: &Job,
+    to: &Path,
+    durable: apply::Durable,
+    fields: &mut RepairFields,
+) -> Result<()> {
+    let applied = if job.source == job.db {
         apply::copy_open(job.lock.file(), job.db, to, durable)?;
-        return apply::wal_into_copy(job.db, to);
+        apply::wal_into_copy(job.db, to)?
+    } else {
+        let f = std::fs::File::open(job.source)
+            .with_context(|| format!("{}: cannot read", job.source.display()))?;
+        apply::copy_open(&f, job.source, to, durable)?;
+        None
+    };
+    record_wal(job, applied, fields);
+    // not a WAL database's: its own file would still be read-only to the
+    // checkpoint before the swap (`Lock::leave_wal`), which SQLite starts
+    // and cannot finish; such a copy fails its own checkpoint instead,
+    // before the original is touched
+    let mended = if job.lock.was_wal {
+        None
+    } else {
+        apply::writable_copy(to)?
+    };
+    if let Some(was) = mended {
+        let said = fields
+            .actions
+            .iter()
+            .any(|a| a.kind == "mend_header" && a.detail.contains("write version"));
+        if !said {
+            fields.actions.push(Action {
+                kind: "mend_header",
+                object: None,
+                detail: format!(
+                    "the header's file format write version was {was}, which SQLite does not write (it opens such a file read-only): set to the read version's"
+                ),
+            });
+        }
     }
-    let f = std::fs::File::open(job.source)
-        .with_context(|| format!("{}: cannot read", job.source.display()))?;
-    apply::copy_open(&f, job.source, to, durable).map(|_| None)
+    Ok(())
 }
 
-/// The report's account of the -wal's frames written into the work copy.
+/// The report's account of the -wal's frames written into the work copy
+/// (once).
 fn record_wal(job: &Job, applied: Option<apply::WalApplied>, fields: &mut RepairFields) {
     if let Some(a) = applied {
+        if fields.actions.iter().any(|x| x.kind == "wal_frames") {
+            return;
+        }
         fields.actions.push(Action {
             kind: "wal_frames",
             object: None,
@@ -44,8 +84,7 @@ fn record_wal(job: &Job, applied: Option<apply::WalApplied>, fields: &mut Repair
 pub(super) fn patch(job: &Job, fields: &mut RepairFields) -> Result<(PathBuf, apply::SqlOutcome)> {
     let t0 = std::time::Instant::now();
     let copy = job.work_file("repair");
-    let wal = copy_source(job, &copy, apply::Durable::Later)?;
-    record_wal(job, wal, fields);
+    copy_source(job, &copy, apply::Durable::Later, fields)?;
     apply::match_owner_and_mode(&copy, job.db)?;
     check::timing("repair: copy", t0);
     apply::pause_point("build");
@@ -217,8 +256,7 @@ pub(super) fn rebuild(
     let copy = job.work_file("repair");
     // read and removed within the run: never synced (a copy mended in place
     // has its writeback started once it is done)
-    let wal = copy_source(job, &copy, apply::Durable::Never)?;
-    record_wal(job, wal, fields);
+    copy_source(job, &copy, apply::Durable::Never, fields)?;
     apply::match_owner_and_mode(&copy, job.db)?;
     check::timing("repair: copied", t0);
     let in_place = match how {
@@ -249,7 +287,7 @@ pub(super) fn rebuild(
                         object: Some(in_place.table.to_string()),
                         detail: format!("mending the table in place failed ({e:#}); the whole database is built anew instead"),
                     });
-                    copy_source(job, &source, apply::Durable::Never)?;
+                    copy_source(job, &source, apply::Durable::Never, fields)?;
                 }
             }
         }

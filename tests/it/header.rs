@@ -82,6 +82,62 @@ fn a_write_version_sqlite_tolerates_is_not_damage() {
     assert_eq!(r.json()["findings"], serde_json::json!([]), "{}", r.show());
 }
 
+/// Nightly seed 782 of the repair property test: a write version above 2
+/// in a file with damage to repair. SQLite opens such a file read-only, so
+/// every step that wrote the work copy failed ("attempt to write a
+/// readonly database", exit 3). The work copy of a rollback-journal
+/// database is now given the write version of its read version; the
+/// repaired file is one SQLite writes.
+#[test]
+fn a_write_version_sqlite_does_not_write_is_mended_in_a_repair() {
+    let name = "stale_pk_page";
+    let t = truth(name);
+    let s = super::repair::Setup::new(name);
+    put_u8(&s.db, WRITE_VERSION, 3);
+    // the oracle: SQLite itself refuses to write the damaged file
+    let probe = s.dir.path().join("probe.db");
+    std::fs::copy(&s.db, &probe).unwrap();
+    assert!(
+        !stock_writes(&probe),
+        "SQLite wrote a file of write version 3"
+    );
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "repaired", "{}", r.show());
+    assert_eq!(
+        super::repair::customers_sha256(&s.db),
+        t["expected_customers_sha256"].as_str().unwrap()
+    );
+    assert_eq!(stock_integrity_check(&s.db), ("ok".to_string(), 0));
+    let bytes = std::fs::read(&s.db).unwrap();
+    assert_eq!(
+        (bytes[WRITE_VERSION as usize], bytes[READ_VERSION as usize]),
+        (1, 1)
+    );
+    assert!(stock_writes(&s.db), "SQLite cannot write the repaired file");
+    let mended: Vec<&str> = j["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "mend_header")
+        .map(|a| a["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(mended.len(), 1, "{}", r.show());
+    assert!(mended[0].contains("write version was 3"), "{mended:?}");
+}
+
+/// Whether the stock sqlite3 CLI can write `db` (a table made and dropped).
+fn stock_writes(db: &Path) -> bool {
+    Command::new("sqlite3")
+        .arg(db)
+        .arg("CREATE TABLE probe_write(x); DROP TABLE probe_write;")
+        .output()
+        .expect("the stock sqlite3 CLI")
+        .status
+        .success()
+}
+
 #[test]
 fn a_read_version_sqlite_refuses_is_header_damage() {
     let dir = tempfile::tempdir().unwrap();
