@@ -275,7 +275,11 @@ impl DatabaseHeader {
     /// was written by a library that maintains it (version-valid-for equals the
     /// change counter).
     pub fn page_count_is_valid(&self) -> bool {
-        self.page_count != 0 && self.version_valid_for == self.file_change_counter
+        count_trusted(
+            self.page_count,
+            self.file_change_counter,
+            self.version_valid_for,
+        )
     }
 
     /// The whole pages a file of `file_len` bytes holds, when that is more
@@ -303,6 +307,28 @@ impl DatabaseHeader {
 /// The page number holding [`PENDING_BYTE`] for a page size (never used for data).
 pub fn pending_byte_page(page_size: u32) -> u32 {
     (PENDING_BYTE / u64::from(page_size.max(1))) as u32 + 1
+}
+
+/// SQLite trusts an in-header page count that is nonzero and was written
+/// by a library that maintains it (version-valid-for equals the change
+/// counter).
+fn count_trusted(count: u32, change_counter: u32, valid_for: u32) -> bool {
+    count != 0 && valid_for == change_counter
+}
+
+/// The page count of the raw header bytes `h` when SQLite trusts it
+/// ([`DatabaseHeader::page_count_is_valid`]), read from the bytes alone: for
+/// a header that [`DatabaseHeader::parse`] may refuse (its other fields
+/// damaged).
+pub fn trusted_page_count(h: &[u8]) -> Option<u32> {
+    let word = |off: usize| be_u32(h, off).unwrap_or(0);
+    let count = word(PAGE_COUNT_OFFSET);
+    count_trusted(
+        count,
+        word(FILE_CHANGE_COUNTER_OFFSET),
+        word(VERSION_VALID_FOR_OFFSET),
+    )
+    .then_some(count)
 }
 
 #[cfg(test)]
@@ -486,9 +512,15 @@ mod tests {
         let mut b = good_header();
         b[VERSION_VALID_FOR_OFFSET + 3] = 6;
         assert!(!DatabaseHeader::parse(&b).unwrap().page_count_is_valid());
+        assert_eq!(trusted_page_count(&b), None);
         let mut b = good_header();
         b[PAGE_COUNT_OFFSET..PAGE_COUNT_OFFSET + 4].copy_from_slice(&[0; 4]);
         assert!(!DatabaseHeader::parse(&b).unwrap().page_count_is_valid());
+        assert_eq!(trusted_page_count(&b), None);
+        let b = good_header();
+        let h = DatabaseHeader::parse(&b).unwrap();
+        assert!(h.page_count_is_valid());
+        assert_eq!(trusted_page_count(&b), Some(h.page_count));
     }
 
     #[test]

@@ -394,8 +394,7 @@ impl WalApplied {
 /// and its -wal are only read. `None` when the -wal holds no commit.
 pub fn wal_into_copy(db: &Path, copy: &Path) -> Result<Option<WalApplied>> {
     use crate::format::header::{
-        DatabaseHeader, FILE_CHANGE_COUNTER_OFFSET, HEADER_SIZE, PAGE_COUNT_OFFSET,
-        VERSION_VALID_FOR_OFFSET,
+        DatabaseHeader, HEADER_SIZE, PAGE_COUNT_OFFSET, trusted_page_count,
     };
     use std::os::unix::fs::FileExt;
     let wal_path = sidecar(db, "-wal");
@@ -440,15 +439,8 @@ pub fn wal_into_copy(db: &Path, copy: &Path) -> Result<Option<WalApplied>> {
     head = [0u8; HEADER_SIZE];
     f.read_exact_at(&mut head, 0)
         .with_context(|| format!("{}: reading the header", copy.display()))?;
-    let word =
-        |off: usize| u32::from_be_bytes([head[off], head[off + 1], head[off + 2], head[off + 3]]);
-    let mut stale_page_count = None;
-    let count = word(PAGE_COUNT_OFFSET);
-    if count != 0
-        && word(FILE_CHANGE_COUNTER_OFFSET) == word(VERSION_VALID_FOR_OFFSET)
-        && count != index.db_pages
-    {
-        stale_page_count = Some(count);
+    let stale_page_count = trusted_page_count(&head).filter(|&c| c != index.db_pages);
+    if stale_page_count.is_some() {
         head[PAGE_COUNT_OFFSET..PAGE_COUNT_OFFSET + 4]
             .copy_from_slice(&index.db_pages.to_be_bytes());
     }
