@@ -103,34 +103,16 @@ pub fn find(
     }
     let mut claimed: BTreeSet<u32> = BTreeSet::new();
     for t in &tables {
-        let scored: Vec<(u32, f64)> = cands
-            .iter()
-            .filter(|c| c.kind == TreeKind::Table && !c.sample.is_empty())
-            .filter(|c| c.sample.iter().all(|(_, rec)| fits(&t.shape, rec)))
-            .map(|c| (c.pgno, table_agreement(snapshot, t, c, enc)))
-            .collect();
-        match choose(&scored) {
-            Ok(p) => {
-                out.roots.insert(t.name.clone(), p);
-            }
-            Err(why) => out.untold.push((t.name.clone(), why)),
-        }
+        place_table(&mut out, cands, t, TreeKind::Table, |c| {
+            table_agreement(snapshot, t, c, enc)
+        });
     }
     // a WITHOUT ROWID table's b-tree is an index b-tree whose records are
     // its rows, primary key first
     for t in &keyed {
-        let scored: Vec<(u32, f64)> = cands
-            .iter()
-            .filter(|c| c.kind == TreeKind::Index && !c.sample.is_empty())
-            .filter(|c| c.sample.iter().all(|(_, rec)| fits(&t.shape, rec)))
-            .map(|c| (c.pgno, keyed_agreement(snapshot, t, c, enc)))
-            .collect();
-        match choose(&scored) {
-            Ok(p) => {
-                out.roots.insert(t.name.clone(), p);
-            }
-            Err(why) => out.untold.push((t.name.clone(), why)),
-        }
+        place_table(&mut out, cands, t, TreeKind::Index, |c| {
+            keyed_agreement(snapshot, t, c, enc)
+        });
     }
     // a candidate two tables chose is neither's
     undo_shared(&mut out);
@@ -200,6 +182,30 @@ pub fn find(
         .map(|c| (c.pgno, c.entries))
         .collect();
     Ok(out)
+}
+
+/// Table `t`'s root: among the candidates of b-tree `kind` whose sampled
+/// records all fit its shape, the one that agrees with the snapshot
+/// (`agreement`) as no other does ([`choose`]); else why it cannot be told.
+fn place_table(
+    out: &mut FoundRoots,
+    cands: &[RootCandidate],
+    t: &TableSpec,
+    kind: TreeKind,
+    agreement: impl Fn(&RootCandidate) -> f64,
+) {
+    let scored: Vec<(u32, f64)> = cands
+        .iter()
+        .filter(|c| c.kind == kind && !c.sample.is_empty())
+        .filter(|c| c.sample.iter().all(|(_, rec)| fits(&t.shape, rec)))
+        .map(|c| (c.pgno, agreement(c)))
+        .collect();
+    match choose(&scored) {
+        Ok(p) => {
+            out.roots.insert(t.name.clone(), p);
+        }
+        Err(why) => out.untold.push((t.name.clone(), why)),
+    }
 }
 
 /// The one candidate that stands out: the only one whose sample agrees
