@@ -279,10 +279,7 @@ impl Backup {
             .filter(|a| a.is_file());
         if let Some(a) = aside {
             let to = self.path.with_extension("backup-wal");
-            let sha = std::fs::File::open(&a)
-                .map_err(anyhow::Error::from)
-                .and_then(|f| apply::sha256_of(&f))
-                .with_context(|| format!("{}: cannot read", a.display()))?;
+            let sha = sha256_at(&a)?;
             name_file(&a, &to)?;
             self.wal = Some((to, sha));
         }
@@ -329,10 +326,7 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 /// with its checksum. Returns the backup's path and SHA-256.
 pub fn promote(second: &Path, db_name: &str, stamp: &str) -> Result<(PathBuf, String)> {
     let dir = folder(second);
-    let f = std::fs::File::open(second)
-        .with_context(|| format!("{}: cannot read", second.display()))?;
-    let sha = apply::sha256_of(&f)?;
-    drop(f);
+    let sha = sha256_at(second)?;
     let base = free_base(dir, db_name, stamp)?;
     let mut b = Backup {
         path: dir.join(format!("{base}.backup")),
@@ -353,10 +347,7 @@ pub fn promote(second: &Path, db_name: &str, stamp: &str) -> Result<(PathBuf, St
 /// its own. Returns its path and SHA-256.
 pub fn name_lone_wal(aside: &Path, db_name: &str, stamp: &str) -> Result<(PathBuf, String)> {
     let dir = folder(aside);
-    let f =
-        std::fs::File::open(aside).with_context(|| format!("{}: cannot read", aside.display()))?;
-    let sha = apply::sha256_of(&f)?;
-    drop(f);
+    let sha = sha256_at(aside)?;
     let base = free_base(dir, db_name, stamp)?;
     let to = dir.join(format!("{base}.backup-wal"));
     name_file(aside, &to)?;
@@ -372,4 +363,12 @@ pub fn name_lone_wal(aside: &Path, db_name: &str, stamp: &str) -> Result<(PathBu
     b.write_sums()?;
     fsync_dir(dir)?;
     Ok((to, sha))
+}
+
+/// The SHA-256 of the file at `path` (a backup's second name or -wal).
+fn sha256_at(path: &Path) -> Result<String> {
+    std::fs::File::open(path)
+        .map_err(anyhow::Error::from)
+        .and_then(|f| apply::sha256_of(&f))
+        .with_context(|| format!("{}: cannot read", path.display()))
 }
