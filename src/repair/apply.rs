@@ -36,6 +36,14 @@ pub fn pause_point(phase: &str) {
     let _ = phase;
 }
 
+/// A step boundary of the locked repair: the test pause (`pause_point`),
+/// then a stop if a signal asked for one (`interrupt::stop_if_asked`), so a
+/// signal sent during the pause stops the repair there, whatever the load.
+pub fn step(phase: &str) -> Result<()> {
+    pause_point(phase);
+    super::interrupt::stop_if_asked()
+}
+
 /// Holds SQLite's exclusive lock on the database for the whole repair.
 ///
 /// SQLite's locks are POSIX record locks, and the kernel drops every such

@@ -87,8 +87,7 @@ pub(super) fn patch(job: &Job, fields: &mut RepairFields) -> Result<(PathBuf, ap
     copy_source(job, &copy, apply::Durable::Later, fields)?;
     apply::match_owner_and_mode(&copy, job.db)?;
     check::timing("repair: copy", t0);
-    apply::pause_point("build");
-    super::interrupt::stop_if_asked()?;
+    apply::step("build")?;
     let relisted = pages::empty_and_free(&copy, job.plan)?;
     for i in &job.plan.rebuild_indexes {
         fields.actions.push(Action {
@@ -270,8 +269,7 @@ pub(super) fn rebuild(
     };
     match in_place {
         Some(in_place) => {
-            apply::pause_point("build");
-            super::interrupt::stop_if_asked()?;
+            apply::step("build")?;
             match rebuild::repair_in_place(&copy, &request(job, Some(in_place))) {
                 Ok(Some(out)) => {
                     apply::finish_journal_mode(&copy, job.lock.was_wal)?;
@@ -297,8 +295,7 @@ pub(super) fn rebuild(
     apply::create_empty(&copy)?;
     apply::match_owner_and_mode(&copy, job.db)?;
     if in_place.is_none() {
-        apply::pause_point("build");
-        super::interrupt::stop_if_asked()?;
+        apply::step("build")?;
     }
     let out = rebuild::rebuild(&source, &copy, &request(job, None));
     // the source copy is ours, made a moment ago from the locked original

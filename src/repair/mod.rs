@@ -1256,8 +1256,7 @@ fn take_backup(job: &Job, dir: &Path, fields: &mut RepairFields) -> Result<backu
             job.db.display()
         )))
     })?;
-    apply::pause_point("backup");
-    interrupt::stop_if_asked()?;
+    apply::step("backup")?;
     if let Some(sha) = &bk.sha256 {
         fields.backup_path = Some(bk.path.display().to_string());
         fields.backup_sha256 = Some(sha.clone());

@@ -95,8 +95,7 @@ pub(super) fn rebuilt(
 /// is kept as `*.failed`.
 fn verify_copy(copy: &Path, job: &Job, fields: &RepairFields) -> Result<Report> {
     apply::test_damage_copy(copy)?;
-    apply::pause_point("verify");
-    super::interrupt::stop_if_asked()?;
+    apply::step("verify")?;
     let verified = check::check(copy, job.settings, Progress::hidden())
         .with_context(|| "verifying the repaired copy".to_string())?
         .report;
