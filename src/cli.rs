@@ -214,7 +214,7 @@ pub struct DiagnoseArgs {
     #[arg(required = true)]
     pub ids: Vec<String>,
     /// Snapshots (files or folders) to look in for customers the live
-    /// database has lost.
+    /// database has lost. A path that cannot be read is an error.
     #[arg(long, value_name = "PATH")]
     pub snapshot: Vec<PathBuf>,
     #[command(flatten)]

@@ -191,6 +191,9 @@ fn sqlite_row_is(prober: &Prober, rowid: i64, id: &str) -> bool {
 pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
     let settings = Settings::from_opts(&args.opts)?;
     let db = &args.db;
+    // a mistyped --snapshot is an error, as in repair: otherwise a customer
+    // the live file lost would be "not found" instead of "in the snapshot"
+    crate::repair::snapshot::readable(&args.snapshot)?;
     // A file SQLite refuses as a whole: the POS serves nobody (decided as
     // in check, by doing what the POS does: `check/access.rs`).
     let opened = crate::check::access::open(db, &settings)?;

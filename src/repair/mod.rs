@@ -818,7 +818,8 @@ fn paths_usable(args: &RepairArgs, db: &Path, backup_dir: &Path) -> Result<()> {
     if !db_opens {
         return Ok(());
     }
-    snapshot::readable(&args.snapshot)?;
+    snapshot::readable(&args.snapshot)
+        .map_err(|e| anyhow::anyhow!("{e:#}; nothing was changed"))?;
     let refuse = |what: &str, p: &Path, e: std::io::Error| {
         anyhow::anyhow!(
             "{}: {what} is not writable ({e}); repair must write there: nothing was changed",

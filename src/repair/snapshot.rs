@@ -37,8 +37,8 @@ fn is_sqlite_file(path: &Path) -> bool {
 }
 
 /// Every path given with `--snapshot` must be readable: a file that opens,
-/// a folder that lists. A mistyped path is an error (exit 2, nothing
-/// changed), never a silent repair without the snapshot meant.
+/// a folder that lists. A mistyped path is an error (exit 2), never a
+/// silent repair (or diagnosis) without the snapshot meant.
 pub fn readable(paths: &[PathBuf]) -> anyhow::Result<()> {
     for p in paths {
         let opened = match std::fs::metadata(p) {
@@ -47,10 +47,7 @@ pub fn readable(paths: &[PathBuf]) -> anyhow::Result<()> {
             Err(e) => Err(e),
         };
         if let Err(e) = opened {
-            anyhow::bail!(
-                "{}: the --snapshot path cannot be read ({e}); nothing was changed",
-                p.display()
-            );
+            anyhow::bail!("{}: the --snapshot path cannot be read ({e})", p.display());
         }
     }
     Ok(())

@@ -667,3 +667,55 @@ fn diagnose_answers_per_index_as_the_truth_where_causes_differ() {
         answers_match_the_truth_per_index(name, &ids);
     }
 }
+
+/// Issue 8 item 12, for `diagnose` as for `repair`: a `--snapshot` path
+/// that cannot be read is an error (exit 2, one line naming it, nothing on
+/// stdout), never ignored. Ignored, the customer a damaged leaf took
+/// (`lost_customer_leaf`'s restorable IDs: in the snapshot, on no page) is
+/// told without the snapshot that has it; in a file SQLite refuses as a
+/// whole (`truncated`) likewise.
+#[test]
+fn an_unreadable_snapshot_path_is_an_error() {
+    for (name, key) in [
+        ("lost_customer_leaf", "restorable_customer_ids"),
+        ("truncated", "untraceable_customer_ids"),
+    ] {
+        let id = strings(&truth(name)[key])[0].clone();
+        let snap = fixtures().join(format!("{name}.snap.db"));
+        let (_, j, _) = diagnose(name, &[&id], &["--snapshot", snap.to_str().unwrap()]);
+        assert_eq!(
+            j["diagnoses"][0]["in_snapshot"],
+            snap.to_str().unwrap(),
+            "{j}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let db = fixture_copy(name, dir.path());
+        let missing = dir
+            .path()
+            .join("snaps-typo")
+            .join(format!("{name}.snap.db"));
+        let under_a_file = db.join("x.db");
+        for bad in [&missing, &under_a_file] {
+            let bad_s = bad.to_str().unwrap();
+            for json in [false, true] {
+                let mut args = vec!["diagnose", db.to_str().unwrap(), &id, "--snapshot", bad_s];
+                if json {
+                    args.extend_from_slice(&["--json", "-"]);
+                }
+                let r = run(&args, dir.path());
+                assert_eq!(r.code(), 2, "{}", r.show());
+                assert_eq!(r.stdout(), "", "{}", r.show());
+                let err = r.stderr();
+                assert_eq!(err.lines().count(), 1, "{}", r.show());
+                assert!(
+                    err.starts_with(&format!(
+                        "custodian: {bad_s}: the --snapshot path cannot be read ("
+                    )),
+                    "{}",
+                    r.show()
+                );
+            }
+        }
+    }
+}
