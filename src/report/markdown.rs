@@ -142,7 +142,7 @@ fn repair_summary(report: &Report, r: &RepairFields) -> String {
         for line in plan_lines(r) {
             let _ = writeln!(s, "  - {line}");
         }
-        for w in &r.without_snapshot {
+        for w in skipped_snapshots(r).iter().chain(&r.without_snapshot) {
             let _ = writeln!(s, "  {w}");
         }
         return s;
@@ -170,7 +170,7 @@ fn repair_summary(report: &Report, r: &RepairFields) -> String {
     for d in r.plan.iter().flat_map(|p| p.needs_decision.iter()) {
         let _ = writeln!(s, "  needs a decision: {d}");
     }
-    for w in &r.without_snapshot {
+    for w in skipped_snapshots(r).iter().chain(&r.without_snapshot) {
         let _ = writeln!(s, "  {w}");
     }
     if !r.quarantined_customer_ids.is_empty() {
@@ -183,6 +183,27 @@ fn repair_summary(report: &Report, r: &RepairFields) -> String {
         );
     }
     s
+}
+
+/// When no snapshot given was good: each one set aside, and why (a
+/// mistyped `--snapshot` naming a file that is no snapshot, a snapshot
+/// damaged itself), so that the terminal says what the JSON says.
+fn skipped_snapshots(r: &RepairFields) -> Vec<String> {
+    if r.snapshots.iter().any(|sn| sn.status == "good") {
+        return Vec::new();
+    }
+    r.snapshots
+        .iter()
+        .filter(|sn| sn.status == "skipped")
+        .map(|sn| {
+            let why = sn.reason.strip_prefix(&format!("{}: ", sn.path));
+            format!(
+                "snapshot {} not used: {}",
+                sn.path,
+                why.unwrap_or(&sn.reason)
+            )
+        })
+        .collect()
 }
 
 fn plan_lines(r: &RepairFields) -> Vec<String> {

@@ -279,6 +279,86 @@ fn an_unreadable_snapshot_path_is_an_error() {
     }
 }
 
+/// Issue 8 item 12, the path that can be read but holds no snapshot (a
+/// mistyped name: the manifest or checksum beside a snapshot, another
+/// database damaged itself): the repair goes on without it, and the
+/// terminal says so, naming it and why, as the JSON's `snapshots` does —
+/// in the dry run first. `lost_customer_leaf`: its 2 restorable customers
+/// are then unrecoverable too (27, not 25). With a good snapshot beside it,
+/// no such line.
+#[test]
+fn a_snapshot_path_that_holds_no_snapshot_is_named_on_the_terminal() {
+    let name = "lost_customer_leaf";
+    let t = truth(name);
+    let s = Setup::new(name);
+    let not_db = s.dir.path().join("nightly.db.sha256");
+    std::fs::write(&not_db, "0123456789abcdef  nightly.db\n").unwrap();
+    let damaged = s.dir.path().join("other.db");
+    std::fs::copy(
+        super::support::fixtures().join("zeroed_index_page.db"),
+        &damaged,
+    )
+    .unwrap();
+    let page = truth("zeroed_index_page")["damage"]["pages"][0]
+        .as_u64()
+        .unwrap();
+    let db = s.db.display().to_string();
+    let backup = s.dir.path().join("backup").display().to_string();
+    let (not_db, damaged) = (not_db.display().to_string(), damaged.display().to_string());
+    let snaps = s.dir.path().join("snaps").display().to_string();
+    let want_not_db = format!(
+        "  snapshot {not_db} not used: not a SQLite database (no \"SQLite format 3\" header)"
+    );
+    let want_damaged = format!("  snapshot {damaged} not used: damaged itself: page {page}:");
+    let before = std::fs::read(&s.db).unwrap();
+    let mut a = vec!["repair", db.as_str(), "--backup-dir", backup.as_str()];
+    a.extend_from_slice(&[
+        "--snapshot",
+        not_db.as_str(),
+        "--snapshot",
+        damaged.as_str(),
+    ]);
+
+    let dry = run(&[a.as_slice(), &["--dry-run"]].concat(), s.dir.path());
+    assert_eq!(dry.code(), 1, "{}", dry.show());
+    let out = dry.stdout();
+    assert!(out.lines().any(|l| l == want_not_db), "{}", dry.show());
+    assert!(
+        out.lines().any(|l| l.starts_with(&want_damaged)),
+        "{}",
+        dry.show()
+    );
+    assert_eq!(std::fs::read(&s.db).unwrap(), before);
+
+    let with_good = run(
+        &[a.as_slice(), &["--snapshot", snaps.as_str(), "--dry-run"]].concat(),
+        s.dir.path(),
+    );
+    assert_eq!(with_good.code(), 1, "{}", with_good.show());
+    assert!(
+        !with_good.stdout().contains("not used:"),
+        "{}",
+        with_good.show()
+    );
+
+    let r = run(&a, s.dir.path());
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let out = r.stdout();
+    assert!(out.lines().any(|l| l == want_not_db), "{}", r.show());
+    assert!(
+        out.lines().any(|l| l.starts_with(&want_damaged)),
+        "{}",
+        r.show()
+    );
+    let lost = strings(&t["unrecoverable_customer_ids"]).len()
+        + strings(&t["restorable_customer_ids"]).len();
+    assert!(
+        out.contains(&format!("no good snapshot: {lost} customers")),
+        "{}",
+        r.show()
+    );
+}
+
 /// `DB-wal`, `DB-shm`, `DB-journal` beside a database.
 fn sidecar(db: &Path, suffix: &str) -> PathBuf {
     let mut p = db.as_os_str().to_owned();
