@@ -258,18 +258,9 @@ fn an_unreadable_snapshot_path_is_an_error() {
                 a.push("--dry-run");
             }
             let r = s.repair(&a);
-            assert_eq!(r.code(), 2, "{}", r.show());
-            let err = r.stderr();
-            assert_eq!(err.lines().count(), 1, "{}", r.show());
+            assert_snapshot_path_refused(&r, &bad_s);
             assert!(
-                err.starts_with(&format!(
-                    "custodian: {bad_s}: the --snapshot path cannot be read ("
-                )),
-                "{}",
-                r.show()
-            );
-            assert!(
-                err.trim_end().ends_with("; nothing was changed"),
+                r.stderr().trim_end().ends_with("; nothing was changed"),
                 "{}",
                 r.show()
             );
@@ -277,6 +268,16 @@ fn an_unreadable_snapshot_path_is_an_error() {
             assert!(s.backups().is_empty());
         }
     }
+}
+
+/// Exit 2, and one line on stderr naming the `--snapshot` path that
+/// cannot be read (repair and diagnose alike).
+pub(super) fn assert_snapshot_path_refused(r: &super::support::Run, bad: &str) {
+    assert_eq!(r.code(), 2, "{}", r.show());
+    let err = r.stderr();
+    assert_eq!(err.lines().count(), 1, "{}", r.show());
+    let line = format!("custodian: {bad}: the --snapshot path cannot be read (");
+    assert!(err.starts_with(&line), "{}", r.show());
 }
 
 /// Issue 8 item 12, the path that can be read but holds no snapshot (a
@@ -319,15 +320,16 @@ fn a_snapshot_path_that_holds_no_snapshot_is_named_on_the_terminal() {
         damaged.as_str(),
     ]);
 
-    let dry = run(&[a.as_slice(), &["--dry-run"]].concat(), s.dir.path());
-    assert_eq!(dry.code(), 1, "{}", dry.show());
-    let out = dry.stdout();
-    assert!(out.lines().any(|l| l == want_not_db), "{}", dry.show());
-    assert!(
-        out.lines().any(|l| l.starts_with(&want_damaged)),
-        "{}",
-        dry.show()
-    );
+    // exit 1, and the terminal names both snapshots set aside
+    let names_both = |r: &super::support::Run| {
+        assert_eq!(r.code(), 1, "{}", r.show());
+        let out = r.stdout();
+        let named = out.lines().any(|l| l == want_not_db)
+            && out.lines().any(|l| l.starts_with(&want_damaged));
+        assert!(named, "{}", r.show());
+        out
+    };
+    names_both(&run(&[a.as_slice(), &["--dry-run"]].concat(), s.dir.path()));
     assert_eq!(std::fs::read(&s.db).unwrap(), before);
 
     let with_good = run(
@@ -342,14 +344,7 @@ fn a_snapshot_path_that_holds_no_snapshot_is_named_on_the_terminal() {
     );
 
     let r = run(&a, s.dir.path());
-    assert_eq!(r.code(), 1, "{}", r.show());
-    let out = r.stdout();
-    assert!(out.lines().any(|l| l == want_not_db), "{}", r.show());
-    assert!(
-        out.lines().any(|l| l.starts_with(&want_damaged)),
-        "{}",
-        r.show()
-    );
+    let out = names_both(&r);
     let lost = strings(&t["unrecoverable_customer_ids"]).len()
         + strings(&t["restorable_customer_ids"]).len();
     assert!(
