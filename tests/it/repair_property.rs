@@ -17,9 +17,13 @@
 //!   every customer of the snapshot that the file held before the damage.
 //!
 //! The seeds are fixed, so a failure names the case that reproduces it.
+//! CI runs the pinned regressions and the nightly seeds of [`ci_seeds`]:
+//! seeds 0..40, and more so that every fixture meets every kind of damage
+//! that applies to it as its first damage at least once (the test
+//! `ci_selection_covers_every_fixture_and_kind_of_damage` holds it to that).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -32,6 +36,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::support::{Val, bin, fixtures, sqlite3_cli, strings, truth, wait_or_kill};
 
+/// The nightly seeds CI ran before [`ci_seeds`] (0..40, still run), and
+/// how many seeds a run by hand draws unless told.
 const CASES: u64 = 40;
 const PER_RUN: Duration = Duration::from_secs(60);
 
@@ -126,6 +132,43 @@ impl Rng {
     }
 }
 
+/// The kinds of damage [`damage`] draws, in the order of its draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Kind {
+    Zeroed,
+    Random,
+    /// The page as the fixture's snapshot has it.
+    Stale,
+    Swapped,
+    Truncated,
+    Header,
+    /// Bytes of the -wal garbled; a page zeroed where the fixture has none.
+    Wal,
+}
+
+impl Kind {
+    const ALL: [Kind; 7] = [
+        Kind::Zeroed,
+        Kind::Random,
+        Kind::Stale,
+        Kind::Swapped,
+        Kind::Truncated,
+        Kind::Header,
+        Kind::Wal,
+    ];
+
+    fn draw(rng: &mut Rng) -> Kind {
+        Kind::ALL[rng.below(Kind::ALL.len() as u64) as usize]
+    }
+
+    /// Whether this kind of damage can be done to `fixture`: garbled WAL
+    /// frames only where it has a -wal (elsewhere [`damage`] zeroes a page,
+    /// which [`Kind::Zeroed`] covers).
+    fn applies_to(self, fixture: &str) -> bool {
+        self != Kind::Wal || fixtures().join(format!("{fixture}.db-wal")).exists()
+    }
+}
+
 const PAGE: usize = 4096;
 
 /// One kind of damage, applied to the copy `db` (and its -wal) of `fixture`;
@@ -135,20 +178,20 @@ fn damage(rng: &mut Rng, fixture: &str, db: &Path) -> String {
     let pages = bytes.len() / PAGE;
     let page = |rng: &mut Rng| 1 + rng.below(pages as u64) as usize;
     let range = |p: usize| (p - 1) * PAGE..p * PAGE;
-    let what = match rng.below(7) {
-        0 => {
+    let what = match Kind::draw(rng) {
+        Kind::Zeroed => {
             let p = page(rng);
             bytes[range(p)].fill(0);
             format!("page {p} zeroed")
         }
-        1 => {
+        Kind::Random => {
             let p = page(rng);
             for b in &mut bytes[range(p)] {
                 *b = rng.next() as u8;
             }
             format!("page {p} random")
         }
-        2 => {
+        Kind::Stale => {
             let snap =
                 std::fs::read(fixtures().join(format!("{fixture}.snap.db"))).unwrap_or_default();
             let p = page(rng);
@@ -160,7 +203,7 @@ fn damage(rng: &mut Rng, fixture: &str, db: &Path) -> String {
                 format!("page {p} zeroed (no stale copy)")
             }
         }
-        3 => {
+        Kind::Swapped => {
             let (a, b) = (page(rng), page(rng));
             let pa = bytes[range(a)].to_vec();
             let pb = bytes[range(b)].to_vec();
@@ -168,12 +211,12 @@ fn damage(rng: &mut Rng, fixture: &str, db: &Path) -> String {
             bytes[range(b)].copy_from_slice(&pa);
             format!("pages {a} and {b} swapped")
         }
-        4 => {
+        Kind::Truncated => {
             let keep = 1 + rng.below(pages as u64 - 1) as usize;
             bytes.truncate(keep * PAGE);
             format!("truncated to {keep} pages")
         }
-        5 => {
+        Kind::Header => {
             let n = 1 + rng.below(3);
             let mut at = Vec::new();
             for _ in 0..n {
@@ -183,7 +226,7 @@ fn damage(rng: &mut Rng, fixture: &str, db: &Path) -> String {
             }
             format!("header bytes {at:?} random")
         }
-        _ => {
+        Kind::Wal => {
             let wal = db.with_file_name(format!("{fixture}.db-wal"));
             match std::fs::read(&wal) {
                 Ok(mut w) if w.len() > 32 => {
@@ -735,26 +778,221 @@ const NIGHTLY_REGRESSIONS: [(u64, i32); 12] = [
     (782, 0),
 ];
 
+/// A nightly case's fixture and the kind of its first damage: the pair of
+/// fixture and kind it tests.
+fn first_damage(seed: u64) -> (&'static str, Kind) {
+    let mut drawn = draw(Gen::Nightly, seed);
+    (drawn.fixture, Kind::draw(&mut drawn.rng))
+}
+
+/// Every pair of a [`NIGHTLY_FIXTURES`] fixture and a kind of damage that
+/// applies to it (garbled WAL frames only to a fixture with a -wal).
+fn applicable_pairs() -> impl Iterator<Item = (&'static str, Kind)> {
+    NIGHTLY_FIXTURES.iter().flat_map(|&f| {
+        Kind::ALL
+            .into_iter()
+            .filter(move |k| k.applies_to(f))
+            .map(move |k| (f, k))
+    })
+}
+
+/// How far [`ci_seeds`] looks for a seed that draws a pair first.
+const CI_SEARCH: u64 = 100_000;
+
+/// The nightly seeds CI runs besides [`NIGHTLY_REGRESSIONS`]: 0..40 (what
+/// CI ran before), then for every fixture × kind pair of
+/// [`applicable_pairs`] that neither those seeds nor the regressions draw
+/// first, the first seed from 40 that does, in seed order. Only the pair
+/// is chosen: the case's second damage, offsets and snapshot come from its
+/// seed as for any nightly seed, so a failing one is run by hand with
+/// `REPAIR_PROPERTY_FIRST=seed REPAIR_PROPERTY_RUNS=1`.
+fn ci_seeds() -> Vec<u64> {
+    let pinned = |seed: &u64| NIGHTLY_REGRESSIONS.iter().any(|(r, _)| r == seed);
+    let mut seeds: Vec<u64> = (0..CASES).filter(|s| !pinned(s)).collect();
+    let mut covered: BTreeSet<(&str, Kind)> = (0..CASES)
+        .chain(NIGHTLY_REGRESSIONS.iter().map(|&(s, _)| s))
+        .map(first_damage)
+        .collect();
+    let mut wanted = applicable_pairs().filter(|p| !covered.contains(p)).count();
+    for seed in CASES..CI_SEARCH {
+        if wanted == 0 {
+            break;
+        }
+        let (fixture, kind) = first_damage(seed);
+        if kind.applies_to(fixture) && covered.insert((fixture, kind)) {
+            seeds.push(seed);
+            wanted -= 1;
+        }
+    }
+    seeds
+}
+
+/// CI's selection draws first every pair of a nightly fixture and a kind
+/// of damage that applies to it (the WAL kind only to `wal_stale_index`,
+/// the one fixture with a -wal), and still runs the 40 seeds it ran before.
+#[test]
+fn ci_selection_covers_every_fixture_and_kind_of_damage() {
+    let run: BTreeSet<u64> = ci_seeds()
+        .into_iter()
+        .chain(NIGHTLY_REGRESSIONS.iter().map(|&(s, _)| s))
+        .collect();
+    let drawn: BTreeSet<(&str, Kind)> = run.iter().map(|&s| first_damage(s)).collect();
+    let missing: Vec<_> = applicable_pairs().filter(|p| !drawn.contains(p)).collect();
+    assert!(
+        missing.is_empty(),
+        "not drawn by CI's selection: {missing:?}"
+    );
+    let with_wal: Vec<&str> = NIGHTLY_FIXTURES
+        .into_iter()
+        .filter(|f| Kind::Wal.applies_to(f))
+        .collect();
+    assert_eq!(with_wal, ["wal_stale_index"]);
+    assert_eq!(applicable_pairs().count(), 13 * 6 + 7);
+    let dropped: Vec<u64> = (0..CASES).filter(|s| !run.contains(s)).collect();
+    assert!(
+        dropped.is_empty(),
+        "seeds CI ran before, not run: {dropped:?}"
+    );
+}
+
+/// What the pinned regressions (and seed 26, which the docs name) draw:
+/// the generators must keep drawing them as when they were found.
+const DRAWN: [(Gen, u64, &str); 23] = [
+    (Gen::Blind, 100, "wal_stale_index, truncated to 138 pages"),
+    (
+        Gen::Blind,
+        121,
+        "wal_stale_index, header bytes [19] random, -wal bytes from 147159 random",
+    ),
+    (
+        Gen::Blind,
+        242,
+        "wal_stale_index, header bytes [82, 64, 96] random",
+    ),
+    (
+        Gen::Blind,
+        282,
+        "wal_stale_index, header bytes [79, 15] random",
+    ),
+    (
+        Gen::Blind,
+        306,
+        "wal_stale_index, truncated to 10 pages, -wal bytes from 262901 random",
+    ),
+    (
+        Gen::Blind,
+        423,
+        "stale_pk_page, header bytes [59, 71, 45] random",
+    ),
+    (
+        Gen::Blind,
+        442,
+        "wal_stale_index, truncated to 121 pages, header bytes [68, 11] random",
+    ),
+    (
+        Gen::Blind,
+        644,
+        "overflow_chain_broken, pages 38 and 60 swapped",
+    ),
+    (Gen::Blind, 763, "wal_stale_index, truncated to 2 pages"),
+    (Gen::Blind, 795, "healthy, header bytes [64] random"),
+    (
+        Gen::Nightly,
+        16,
+        "stale_pk_page_incremental, snapshot, header bytes [52, 92] random",
+    ),
+    (
+        Gen::Nightly,
+        26,
+        "wal_stale_index, snapshot, -wal bytes from 254948 random",
+    ),
+    (
+        Gen::Nightly,
+        96,
+        "wal_stale_index, snapshot, -wal bytes from 234523 random",
+    ),
+    (
+        Gen::Nightly,
+        105,
+        "wal_stale_index, snapshot, header bytes [1] random, truncated to 233 pages",
+    ),
+    (
+        Gen::Nightly,
+        108,
+        "wal_stale_index, snapshot, header bytes [70, 7] random, page 33 stale (the snapshot's)",
+    ),
+    (
+        Gen::Nightly,
+        151,
+        "wal_stale_index, page 211 random, header bytes [60, 4, 73] random",
+    ),
+    (
+        Gen::Nightly,
+        210,
+        "healthy, snapshot, header bytes [47, 76] random, page 28 zeroed",
+    ),
+    (
+        Gen::Nightly,
+        294,
+        "damaged_table_leaf, snapshot, pages 56 and 83 swapped, header bytes [94, 47] random",
+    ),
+    (
+        Gen::Nightly,
+        311,
+        "without_rowid_table_leaf, snapshot, truncated to 23 pages, page 1 zeroed",
+    ),
+    (
+        Gen::Nightly,
+        327,
+        "wal_stale_index, snapshot, truncated to 24 pages, page 1 stale (the snapshot's)",
+    ),
+    (
+        Gen::Nightly,
+        360,
+        "wal_stale_index, snapshot, -wal bytes from 79052 random",
+    ),
+    (
+        Gen::Nightly,
+        395,
+        "misplaced_table_cells, snapshot, truncated to 90 pages, page 39 stale (the snapshot's)",
+    ),
+    (
+        Gen::Nightly,
+        782,
+        "stale_pk_page, page 141 stale (the snapshot's), header bytes [88, 81, 18] random",
+    ),
+];
+
+#[test]
+fn the_generators_draw_the_pinned_cases_as_when_they_were_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (i, &(mode, seed, want)) in DRAWN.iter().enumerate() {
+        let dir = tmp.path().join(i.to_string());
+        std::fs::create_dir(&dir).unwrap();
+        let (_, what) = damaged_copy(&mut draw(mode, seed), &dir);
+        assert_eq!(what, want, "{mode:?} case {seed}");
+    }
+}
+
 #[test]
 fn repair_of_randomly_damaged_fixtures_is_safe_and_keeps_every_readable_row() {
-    // CI runs 40 of the nightly generator; REPAIR_PROPERTY_RUNS=N (from
-    // REPAIR_PROPERTY_FIRST, drawn by REPAIR_PROPERTY_GEN=blind|nightly)
-    // explores further by hand.
-    let env = |name: &str, default: u64| {
-        std::env::var(name)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
-    let (first, runs) = (
-        env("REPAIR_PROPERTY_FIRST", 0),
-        env("REPAIR_PROPERTY_RUNS", CASES),
-    );
+    // CI runs the nightly seeds of ci_seeds(); by hand, REPAIR_PROPERTY_RUNS
+    // seeds (default 40) from REPAIR_PROPERTY_FIRST (default 0), drawn by
+    // REPAIR_PROPERTY_GEN=blind|nightly, run instead.
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse().ok());
     let mode = match std::env::var("REPAIR_PROPERTY_GEN").as_deref() {
         Ok("blind") => Gen::Blind,
         _ => Gen::Nightly,
     };
-    let cases = (first..first + runs)
+    let seeds: Vec<u64> = match (env("REPAIR_PROPERTY_FIRST"), env("REPAIR_PROPERTY_RUNS")) {
+        (None, None) if mode == Gen::Nightly => ci_seeds(),
+        (first, runs) => {
+            let first = first.unwrap_or(0);
+            (first..first + runs.unwrap_or(CASES)).collect()
+        }
+    };
+    let cases = seeds
+        .into_iter()
         .map(|c| (mode, c, None))
         .chain(
             BLIND_REGRESSIONS
@@ -783,6 +1021,20 @@ fn repair_of_randomly_damaged_fixtures_is_safe_and_keeps_every_readable_row() {
     );
 }
 
+/// The drawn case's fixture copied into `dir` and damaged (once, or a
+/// third of the time twice): the copy, and what the case is (the fixture,
+/// whether its snapshot is at hand, the damage done).
+fn damaged_copy(drawn: &mut Drawn, dir: &Path) -> (PathBuf, String) {
+    let fixture = drawn.fixture;
+    let db = super::support::fixture_copy(fixture, dir);
+    let mut done = vec![damage(&mut drawn.rng, fixture, &db)];
+    if drawn.rng.below(3) == 0 {
+        done.push(damage(&mut drawn.rng, fixture, &db));
+    }
+    let with = if drawn.snapshot { ", snapshot" } else { "" };
+    (db, format!("{fixture}{with}, {}", done.join(", ")))
+}
+
 /// Runs one case; what went wrong, if anything.
 fn run_case(
     mode: Gen,
@@ -790,11 +1042,8 @@ fn run_case(
     want: Option<i32>,
     held_cache: &mut BTreeMap<&'static str, BTreeSet<String>>,
 ) -> Option<String> {
-    let Drawn {
-        fixture,
-        snapshot,
-        mut rng,
-    } = draw(mode, case);
+    let mut drawn = draw(mode, case);
+    let (fixture, snapshot) = (drawn.fixture, drawn.snapshot);
     let tmp = tempfile::tempdir().unwrap();
     // REPAIR_PROPERTY_KEEP=1 (by hand): the case's files stay for a look
     // (the backup holds the damaged file)
@@ -806,13 +1055,8 @@ fn run_case(
         let dir = tmp.path().to_path_buf();
         (Some(tmp), dir)
     };
-    let db = super::support::fixture_copy(fixture, &dir);
-    let mut done = vec![damage(&mut rng, fixture, &db)];
-    if rng.below(3) == 0 {
-        done.push(damage(&mut rng, fixture, &db));
-    }
-    let with = if snapshot { ", snapshot" } else { "" };
-    let name = format!("{mode:?} case {case}: {fixture}{with}, {}", done.join(", "));
+    let (db, what) = damaged_copy(&mut drawn, &dir);
+    let name = format!("{mode:?} case {case}: {what}");
     let damaged = std::fs::read(&db).unwrap();
     let readable = readable_customers(&db, fixture);
     let (check_before, _) = check(&db, &dir.join("before.json"));
