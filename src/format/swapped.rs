@@ -9,7 +9,15 @@
 //! (next pointer 0) exactly where the payload's stated size is used up.
 //! A swap leaves two references that each find the wrong page: a child
 //! pointer that finds an overflow page's bytes, a chain that finds a
-//! b-tree page, ends too early or runs on past its payload.
+//! b-tree page, ends too early or runs on past its payload. Two b-tree
+//! pages of one kind swapped are told by depth: every leaf of a b-tree
+//! lies at one depth, so the children of one interior page are all leaves
+//! or all interior pages; a child pointer that finds an interior page where
+//! most of its siblings find leaves (or the reverse) finds the wrong page,
+//! and a tree's root, which may be either, is the usual other page of the
+//! pair (an interior page swapped with a leaf that is another tree's root).
+//! A reference to a page the file does not hold (it was cut short) is lost,
+//! not misplaced: no swap can mend it, and it is not counted as broken.
 //!
 //! [`find_swaps`] reads every reference from the roots and, for the
 //! references that find the wrong page, tries reading two pages each in the
@@ -57,8 +65,14 @@ pub struct Swap {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Want {
     /// A b-tree page: of an index tree (`Some(true)`), of a table tree
-    /// (`Some(false)`), or either (a root).
-    Btree { target: u32, index: Option<bool> },
+    /// (`Some(false)`), or either (a root); a leaf (`leaf: Some(true)`), an
+    /// interior page (`Some(false)`), or either (a root, or a child whose
+    /// siblings do not agree).
+    Btree {
+        target: u32,
+        index: Option<bool>,
+        leaf: Option<bool>,
+    },
     /// An overflow chain from `first` carrying `need` bytes.
     Chain { first: u32, need: u64 },
 }
@@ -104,35 +118,45 @@ impl View<'_> {
         self.src.read_page(at, &mut self.buf).is_ok()
     }
 
-    /// Whether `r` finds what it expects, and the pages it read.
-    fn judge(&mut self, r: &Ref, pages: &mut Vec<u32>) -> bool {
+    /// Whether `r` finds what it expects, and the pages it read; None when
+    /// it reaches a page the file does not hold (lost, not misplaced).
+    fn judge(&mut self, r: &Ref, pages: &mut Vec<u32>) -> Option<bool> {
         pages.clear();
         match r.want {
-            Want::Btree { target, index } => {
+            Want::Btree {
+                target,
+                index,
+                leaf,
+            } => {
                 if target == 0 || target > self.page_count {
-                    return false;
+                    return Some(false);
                 }
                 pages.push(target);
                 if !self.read(target) {
-                    return false;
+                    return None;
                 }
-                match BtreePage::parse(&self.buf, target, self.usable) {
-                    Ok(p) => index.is_none_or(|i| i != p.page_type().is_table()),
+                Some(match BtreePage::parse(&self.buf, target, self.usable) {
+                    Ok(p) => {
+                        let t = p.page_type();
+                        index.is_none_or(|i| i != t.is_table())
+                            && leaf.is_none_or(|l| l == t.is_leaf())
+                    }
                     Err(_) => false,
-                }
+                })
             }
             Want::Chain { first, need } => self.chain(first, need, pages),
         }
     }
 
     /// An overflow chain: each page's next pointer in range, no page twice,
-    /// the last page's next pointer 0 once `need` bytes are read.
-    fn chain(&mut self, first: u32, need: u64, pages: &mut Vec<u32>) -> bool {
+    /// the last page's next pointer 0 once `need` bytes are read (None when
+    /// a page of it is not in the file).
+    fn chain(&mut self, first: u32, need: u64, pages: &mut Vec<u32>) -> Option<bool> {
         let per_page = u64::from(self.usable)
             .saturating_sub(OVERFLOW_DATA_OFFSET as u64)
             .max(1);
         if need.div_ceil(per_page) > u64::from(self.page_count) {
-            return false;
+            return Some(false);
         }
         let (mut next, mut remaining) = (first, need);
         while remaining > 0 {
@@ -140,22 +164,24 @@ impl View<'_> {
                 if next != 0 && next <= self.page_count {
                     pages.push(next);
                 }
-                return false;
+                return Some(false);
             }
             pages.push(next);
             if !self.read(next) {
-                return false;
+                return None;
             }
             remaining -= remaining.min(per_page);
             next = be_u32(&self.buf, OVERFLOW_NEXT_OFFSET).unwrap_or(u32::MAX);
         }
-        next == 0
+        Some(next == 0)
     }
 }
 
 /// Every reference of the trees rooted at `roots` (page 1 always): each
 /// root and child pointer, and each cell's overflow chain. A page that is
-/// not a b-tree page of its tree's kind is not walked further.
+/// not a b-tree page of its tree's kind is not walked further. A child
+/// pointer expects what most of its siblings find, a leaf or an interior
+/// page ([`expect_siblings_depth`]).
 fn references(src: &dyn PageSource, roots: &[u32]) -> Vec<Ref> {
     let n = src.page_count();
     let usable = src.usable_size();
@@ -169,14 +195,16 @@ fn references(src: &dyn PageSource, roots: &[u32]) -> Vec<Ref> {
             want: Want::Btree {
                 target: r,
                 index: None,
+                leaf: None,
             },
             from: 0,
         })
         .collect();
     let mut buf = Vec::new();
+    let mut leaves: BTreeMap<u32, bool> = BTreeMap::new();
     while let Some(r) = todo.pop() {
         refs.push(r);
-        let Want::Btree { target, index } = r.want else {
+        let Want::Btree { target, index, .. } = r.want else {
             continue;
         };
         if target == 0 || target > n || !seen.insert(target) {
@@ -192,10 +220,12 @@ fn references(src: &dyn PageSource, roots: &[u32]) -> Vec<Ref> {
         if index.is_some_and(|i| i != is_index) {
             continue;
         }
+        leaves.insert(target, page.page_type().is_leaf());
         let child = |c: u32| Ref {
             want: Want::Btree {
                 target: c,
                 index: Some(is_index),
+                leaf: None,
             },
             from: target,
         };
@@ -220,7 +250,39 @@ fn references(src: &dyn PageSource, roots: &[u32]) -> Vec<Ref> {
             todo.push(child(c));
         }
     }
+    expect_siblings_depth(&mut refs, &leaves);
     refs
+}
+
+/// Sets what each child pointer expects, a leaf or an interior page: what
+/// most of its siblings (the children of the same page) find, of those
+/// found as b-tree pages of their tree's kind (`leaves`: page → whether it
+/// is a leaf). No expectation where they are even.
+fn expect_siblings_depth(refs: &mut [Ref], leaves: &BTreeMap<u32, bool>) {
+    // parent → (children found leaves, children found interior pages)
+    let mut votes: BTreeMap<u32, (usize, usize)> = BTreeMap::new();
+    for r in refs.iter() {
+        if let Want::Btree { target, .. } = r.want
+            && r.from != 0
+            && let Some(&leaf) = leaves.get(&target)
+        {
+            let v = votes.entry(r.from).or_default();
+            if leaf {
+                v.0 += 1;
+            } else {
+                v.1 += 1;
+            }
+        }
+    }
+    for r in refs.iter_mut() {
+        if let Want::Btree { leaf, .. } = &mut r.want
+            && r.from != 0
+            && let Some(&(l, i)) = votes.get(&r.from)
+            && l != i
+        {
+            *leaf = Some(l > i);
+        }
+    }
 }
 
 /// The pairs of pages that hold each other's content (see the module
@@ -241,7 +303,8 @@ pub fn find_swaps(src: &dyn PageSource, roots: &[u32]) -> Vec<Swap> {
     let mut reached = PageSet::new();
     let mut pages = Vec::new();
     for (i, r) in refs.iter().enumerate() {
-        let ok = view.judge(r, &mut pages);
+        // a page the file does not hold: lost, no swap mends it
+        let ok = view.judge(r, &mut pages).unwrap_or(true);
         for &p in &pages {
             reached.insert(p);
             readers.entry(p).or_default().push(i);
@@ -267,7 +330,10 @@ pub fn find_swaps(src: &dyn PageSource, roots: &[u32]) -> Vec<Swap> {
         .filter(|&p| !reached.contains(p) && !excluded(p))
         .take(MAX_UNREACHED + 1)
         .collect();
+    // a root may be a leaf or an interior page: the other page of a pair
+    // whose child pointer finds the wrong one of the two
     let mut others: BTreeSet<u32> = suspects.clone();
+    others.extend(roots.iter().copied().filter(|&r| !excluded(r)));
     if unreached.len() <= MAX_UNREACHED {
         others.extend(unreached);
     }
@@ -335,7 +401,7 @@ fn trial(
     let mut was_broken = Vec::new();
     view.swap = None;
     for &i in &affected {
-        if !view.judge(&refs[i], &mut before) {
+        if view.judge(&refs[i], &mut before) == Some(false) {
             was_broken.push(i);
         }
     }
@@ -347,7 +413,7 @@ fn trial(
     let mut pages = Vec::new();
     let mut ok = true;
     for &i in &affected {
-        if !view.judge(&refs[i], &mut pages) {
+        if view.judge(&refs[i], &mut pages) != Some(true) {
             ok = false;
             break;
         }
@@ -408,11 +474,13 @@ mod tests {
     }
 
     fn swaps(img: Vec<u8>) -> Vec<(u32, u32)> {
+        swaps_from(img, &[2, 5])
+    }
+
+    /// The pairs found in `img` from the trees rooted at `roots`.
+    fn swaps_from(img: Vec<u8>, roots: &[u32]) -> Vec<(u32, u32)> {
         let src = MemoryPages::new(img).unwrap();
-        find_swaps(&src, &[2, 5])
-            .iter()
-            .map(|s| (s.a, s.b))
-            .collect()
+        find_swaps(&src, roots).iter().map(|s| (s.a, s.b)).collect()
     }
 
     #[test]
@@ -429,6 +497,96 @@ mod tests {
     #[test]
     fn two_pages_of_one_chain_swapped_are_found() {
         assert_eq!(swaps(swapped(image(), 3, 4)), vec![(3, 4)]);
+    }
+
+    /// Two indexes: A (root 5, an interior page over leaves 6, 7 and 8)
+    /// and B (root 9, an interior page over leaves 10 and 11); page 2 a
+    /// table leaf, page 1 the schema's leaf.
+    fn two_indexes() -> Vec<u8> {
+        let mut img = blank(11);
+        put_page(&mut img, 1, 13, &[], None);
+        put_page(&mut img, 2, 13, &[], None);
+        let divider = |child: u32, key: u8| {
+            let mut c = child.to_be_bytes().to_vec();
+            c.extend_from_slice(&[4, 3, 1, 9, key]);
+            c
+        };
+        let leaf = |key: u8| vec![4, 3, 1, 9, key];
+        put_page(&mut img, 5, 2, &[divider(6, 2), divider(7, 4)], Some(8));
+        put_page(&mut img, 6, 10, &[leaf(1)], None);
+        put_page(&mut img, 7, 10, &[leaf(3)], None);
+        put_page(&mut img, 8, 10, &[leaf(5)], None);
+        put_page(&mut img, 9, 2, &[divider(10, 2)], Some(11));
+        put_page(&mut img, 10, 10, &[leaf(1)], None);
+        put_page(&mut img, 11, 10, &[leaf(3)], None);
+        img
+    }
+
+    fn two_index_swaps(img: Vec<u8>) -> Vec<(u32, u32)> {
+        swaps_from(img, &[2, 5, 9])
+    }
+
+    #[test]
+    fn a_leaf_swapped_with_another_trees_interior_root_is_found() {
+        assert_eq!(two_index_swaps(two_indexes()), vec![]);
+        // index A's child 8 finds B's interior page where its siblings
+        // find leaves; B's root finds a leaf
+        assert_eq!(two_index_swaps(swapped(two_indexes(), 8, 9)), vec![(8, 9)]);
+        assert_eq!(two_index_swaps(swapped(two_indexes(), 6, 9)), vec![(6, 9)]);
+    }
+
+    #[test]
+    fn siblings_that_do_not_agree_expect_nothing() {
+        // B's root over one leaf and one interior page (A's root): even,
+        // so neither child is wrong by depth, and no swap is taken
+        assert_eq!(two_index_swaps(swapped(two_indexes(), 5, 10)), vec![]);
+    }
+
+    /// The pages of `inner`, in a file cut short: `count` pages counted,
+    /// those past the image's end unreadable.
+    struct Cut {
+        inner: MemoryPages,
+        count: u32,
+    }
+
+    impl PageSource for Cut {
+        fn page_size(&self) -> u32 {
+            self.inner.page_size()
+        }
+        fn usable_size(&self) -> u32 {
+            self.inner.usable_size()
+        }
+        fn page_count(&self) -> u32 {
+            self.count
+        }
+        fn text_encoding(&self) -> crate::format::header::TextEncoding {
+            self.inner.text_encoding()
+        }
+        fn read_page(&self, pgno: u32, buf: &mut Vec<u8>) -> Result<(), super::super::FormatError> {
+            self.inner.read_page(pgno, buf)
+        }
+    }
+
+    #[test]
+    fn references_to_pages_cut_off_are_lost_not_broken() {
+        // a table (root 12) whose 70 leaves lay past the cut: more than
+        // MAX_BROKEN references that no swap could mend, beside A and B's
+        // swap
+        let mut img = swapped(two_indexes(), 8, 9);
+        img.extend(std::iter::repeat_n(0, PS));
+        let cells: Vec<Vec<u8>> = (0..70u32)
+            .map(|i| crate::format::btree::test_image::interior_cell(100 + i, i64::from(i)))
+            .collect();
+        put_page(&mut img, 12, 5, &cells, Some(170));
+        let src = Cut {
+            inner: MemoryPages::new(img).unwrap(),
+            count: 200,
+        };
+        let found: Vec<(u32, u32)> = find_swaps(&src, &[2, 5, 9, 12])
+            .iter()
+            .map(|s| (s.a, s.b))
+            .collect();
+        assert_eq!(found, vec![(8, 9)]);
     }
 
     #[test]

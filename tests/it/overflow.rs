@@ -11,7 +11,7 @@ use super::support::{action_detail, action_kinds, sqlite3_cli, strings, truth};
 const PAGE_SIZE: usize = 4096;
 
 /// Swaps the images of pages `a` and `b` of `db`.
-fn swap_pages(db: &Path, a: usize, b: usize) {
+pub(super) fn swap_pages(db: &Path, a: usize, b: usize) {
     let mut bytes = std::fs::read(db).unwrap();
     let (x, y) = ((a - 1) * PAGE_SIZE, (b - 1) * PAGE_SIZE);
     let pa = bytes[x..x + PAGE_SIZE].to_vec();

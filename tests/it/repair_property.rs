@@ -763,7 +763,23 @@ const BLIND_REGRESSIONS: [(u64, i32); 10] = [
 ///   SQLite opens the file read-only, so rebuilding the index in the work
 ///   copy failed (exit 3). The copy of a rollback-journal database gets
 ///   the write version of its read version (exit 0).
-const NIGHTLY_REGRESSIONS: [(u64, i32); 12] = [
+/// * 1561: `several_kinds_incremental`, pages 102 (a leaf of the ID index)
+///   and 7 (the email index's root, an interior page) swapped: the email
+///   entries, read through the ID index, named rowid 717 by an email the
+///   snapshot's row does not hold, so customer C092662140922 was neither
+///   restored nor listed (emails were listed as unrecoverable IDs). Two
+///   pages of one kind swapped are now told by depth (a child that is an
+///   interior page where its siblings are leaves) and put back before the
+///   rows are read (exit 1: the plan, from the check of the swapped file,
+///   still asks about IDs the misread index gave as emails).
+/// * 1981: `several_kinds` cut to 101 pages, pages 84 (a transactions
+///   leaf) and 2 (the customer table's root, an interior page) swapped:
+///   the customer table read as one whole leaf, so the 56 snapshot
+///   customers on the leaves the cut took were neither restored nor
+///   listed. The pages are put back as for 1561 (the references to pages
+///   past the cut no longer count as broken ones), and the customers on
+///   the lost pages are listed as unrecoverable (exit 1).
+const NIGHTLY_REGRESSIONS: [(u64, i32); 14] = [
     (96, 1),
     (360, 1),
     (395, 1),
@@ -776,6 +792,8 @@ const NIGHTLY_REGRESSIONS: [(u64, i32); 12] = [
     (108, 0),
     (151, 0),
     (782, 0),
+    (1561, 1),
+    (1981, 1),
 ];
 
 /// A nightly case's fixture and the kind of its first damage: the pair of
