@@ -216,7 +216,7 @@ fn repair_at(
     let st = stamp();
     fields.actions.extend(restored);
     fields.plan = Some(the_plan.clone());
-    let framed = match mend_frame(db, &st, settings, &the_plan, &good) {
+    let framed = match mend_frame(db, &st, settings, &before, &the_plan, &good) {
         Ok(f) => f,
         Err(e) => {
             let why = format!("{e:#}; nothing was changed");
@@ -1283,6 +1283,7 @@ fn mend_frame(
     db: &Path,
     st: &str,
     settings: &Settings,
+    before: &Report,
     the_plan: &Plan,
     good: &[snapshot::Snapshot],
 ) -> Result<Option<Framed>> {
@@ -1291,7 +1292,20 @@ fn mend_frame(
     };
     let scratch = frame::Scratch::new(work_file(db, folder_of(db), st, "frame"));
     let actions = frame::mend(db, scratch.path(), &the_plan.frame, &snap.path)?;
-    let report = check_before(scratch.path(), settings, Progress::hidden(), false)?;
+    let mut report = check_before(scratch.path(), settings, Progress::hidden(), false)?;
+    // what only the original's -wal shows: the copy has its committed
+    // frames, never the transactions committed after a damaged frame, so
+    // the copy's check cannot name them; the plan must (needs_decision)
+    report.findings.extend(
+        before
+            .findings
+            .iter()
+            .filter(|f| {
+                f.code == check::finding::Code::WalInvalid
+                    && f.severity == check::finding::Severity::Error
+            })
+            .cloned(),
+    );
     if let Some(f) = report.findings.iter().find(|f| {
         matches!(
             f.code,

@@ -326,6 +326,31 @@ fn a_damaged_header_takes_its_page_size_from_the_pages_not_a_snapshot_that_disag
     assert_eq!(sqlite3_cli(&db, q), rows);
 }
 
+/// `wal_stale_index` copied into `dir` with frame 1 of its -wal damaged
+/// (both of its transactions are then ignored); the database and what the
+/// stock sqlite3 reads of it ([`CUSTOMERS_BY_ROWID`], on a copy: opening
+/// the log replays and checkpoints it).
+fn wal_frame_one_damaged(dir: &Path) -> (PathBuf, String) {
+    let t = super::support::truth("wal_stale_index");
+    let db = super::support::fixture_copy("wal_stale_index", dir);
+    let wal = dir.join("wal_stale_index.db-wal");
+    let mut w = std::fs::read(&wal).unwrap();
+    w[32 + 24 + 100] ^= 0xff; // frame 1's page (after the 32-byte log header and its 24-byte frame header)
+    std::fs::write(&wal, w).unwrap();
+    let oracle_dir = dir.join("oracle");
+    std::fs::create_dir(&oracle_dir).unwrap();
+    std::fs::copy(&db, oracle_dir.join("o.db")).unwrap();
+    std::fs::copy(&wal, oracle_dir.join("o.db-wal")).unwrap();
+    let expected = sqlite3_cli(&oracle_dir.join("o.db"), CUSTOMERS_BY_ROWID);
+    assert_eq!(
+        expected.lines().count() as u64,
+        t["customers_without_wal"].as_u64().unwrap()
+    );
+    (db, expected)
+}
+
+const CUSTOMERS_BY_ROWID: &str = "SELECT rowid, * FROM customers NOT INDEXED ORDER BY rowid";
+
 /// A byte of the first frame of a WAL database's -wal damaged, as a torn
 /// write inside the log leaves it: SQLite ignores that frame and every
 /// frame after it, so both transactions the -wal commits (12 customers)
@@ -339,24 +364,8 @@ fn a_damaged_header_takes_its_page_size_from_the_pages_not_a_snapshot_that_disag
 fn a_damaged_wal_frame_is_named_with_the_commits_lost_after_it() {
     let t = super::support::truth("wal_stale_index");
     let tmp = tempfile::tempdir().unwrap();
-    let db = super::support::fixture_copy("wal_stale_index", tmp.path());
-    let wal = tmp.path().join("wal_stale_index.db-wal");
-    let mut w = std::fs::read(&wal).unwrap();
-    w[32 + 24 + 100] ^= 0xff; // frame 1's page (after the 32-byte log header and its 24-byte frame header)
-    std::fs::write(&wal, w).unwrap();
-    // the oracle, on a copy (opening the log replays and checkpoints it)
-    let oracle_dir = tmp.path().join("oracle");
-    std::fs::create_dir(&oracle_dir).unwrap();
-    std::fs::copy(&db, oracle_dir.join("o.db")).unwrap();
-    std::fs::copy(&wal, oracle_dir.join("o.db-wal")).unwrap();
-    let oracle = oracle_dir.join("o.db");
-    let q = "SELECT rowid, * FROM customers NOT INDEXED ORDER BY rowid";
-    let expected = sqlite3_cli(&oracle, q);
-    assert_eq!(
-        expected.lines().count() as u64,
-        t["customers_without_wal"].as_u64().unwrap()
-    );
-
+    let (db, expected) = wal_frame_one_damaged(tmp.path());
+    let q = CUSTOMERS_BY_ROWID;
     let dbs = db.display().to_string();
     let c = run(&["check", &dbs, "--json", "-"], tmp.path());
     assert_eq!(c.code(), 1, "{}", c.show());
@@ -397,5 +406,58 @@ fn a_damaged_wal_frame_is_named_with_the_commits_lost_after_it() {
     for id in strings(&t["wal_only_customer_ids"]) {
         assert!(!expected.contains(&id), "{id} is read without the -wal");
     }
+    assert_eq!(run(&["check", &dbs], tmp.path()).code(), 0);
+}
+
+/// The same damaged -wal under a database header SQLite refuses (its magic
+/// string damaged), with the snapshot at hand: the header is mended from
+/// the snapshot on a scratch copy and the repair planned from that copy's
+/// check, which cannot see the -wal's lost commits (the copy has only the
+/// frames SQLite would replay). The plan lost them, and the repair said
+/// "repaired" (exit 0) with the 12 customers gone (repair_property,
+/// nightly case 2764). The original's `wal_invalid` now goes into the
+/// copy's plan: exit 1, the lost commits under `needs_decision`.
+#[test]
+fn a_damaged_wal_frame_under_a_refused_header_is_named_after_mending() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (db, expected) = wal_frame_one_damaged(tmp.path());
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[0] = b's'; // "sQLite format 3": SQLite refuses the file
+    std::fs::write(&db, &bytes).unwrap();
+    let snaps = tmp.path().join("snaps");
+    std::fs::create_dir(&snaps).unwrap();
+    std::fs::copy(
+        super::support::fixtures().join("wal_stale_index.snap.db"),
+        snaps.join("wal_stale_index.db.20240301T020000Z.snapshot.db"),
+    )
+    .unwrap();
+    let (dbs, snaps) = (db.display().to_string(), snaps.display().to_string());
+    let r = run(
+        &["repair", &dbs, "--snapshot", &snaps, "--json", "-"],
+        tmp.path(),
+    );
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "repaired_with_losses");
+    let kinds: Vec<&str> = j["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"mend_header"), "{kinds:?}");
+    let undecided = strings(&j["plan"]["needs_decision"]);
+    assert_eq!(
+        undecided,
+        [
+            "frame 1 of the -wal is damaged: 2 transactions committed after it are ignored, \
+             as SQLite ignores every frame after a damaged one; their changes are lost (the \
+             database is read as of frame 0): not recovered (the backup keeps the -wal as it was)"
+        ],
+        "{}",
+        r.show()
+    );
+    assert_eq!(sqlite3_cli(&db, "PRAGMA integrity_check"), "ok");
+    assert_eq!(sqlite3_cli(&db, CUSTOMERS_BY_ROWID), expected);
     assert_eq!(run(&["check", &dbs], tmp.path()).code(), 0);
 }
