@@ -118,10 +118,14 @@ pub fn run(args: &SnapshotArgs, quiet: bool) -> Result<ExitStatus> {
     let settings = Settings::from_opts(&args.opts)?;
     // a refusal creates nothing, not even the --out folder
     crate::db::leaving_nothing(db, || refuse_before_writing(db, args.keep, &settings))?;
-    prepare_out(&args.out)?;
+    let created = prepare_out(&args.out)?;
     let taken = match take(db, &args.out, args.keep, &settings) {
         Ok(t) => t,
         Err(e) => {
+            // a refusal leaves nothing: not even the folder it made (one
+            // SQLite's online backup could not even start, e.g. a
+            // truncated file)
+            remove_if_empty(&created);
             crate::emit_failed(&report::failed_report("snapshot", db, &e), &args.opts);
             write_metrics(args.metrics.as_deref(), &Metrics::failed_snapshot(db));
             return Err(e);
@@ -156,9 +160,14 @@ fn write_metrics(path: Option<&Path>, m: &Metrics) {
 
 /// Creates the snapshot folder when it does not exist yet (mode 0700,
 /// parents too), as other backup tools do; refuses a path that is not a
-/// folder.
-pub fn prepare_out(out: &Path) -> Result<()> {
+/// folder. Returns the folders it created, deepest first.
+pub fn prepare_out(out: &Path) -> Result<Vec<PathBuf>> {
     use std::os::unix::fs::DirBuilderExt;
+    let created: Vec<PathBuf> = out
+        .ancestors()
+        .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+        .map(Path::to_path_buf)
+        .collect();
     if !out.exists() {
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -169,7 +178,17 @@ pub fn prepare_out(out: &Path) -> Result<()> {
     if !out.is_dir() {
         bail!("{}: not a folder (the snapshots go there)", out.display());
     }
-    Ok(())
+    Ok(created)
+}
+
+/// Removes the folders `prepare_out` created, deepest first, each only
+/// while it is empty.
+fn remove_if_empty(created: &[PathBuf]) {
+    for d in created {
+        if std::fs::remove_dir(d).is_err() {
+            return;
+        }
+    }
 }
 
 /// One database's snapshot, as `run` and a fleet run take it.
@@ -221,26 +240,17 @@ fn db_name(db: &Path) -> Result<String> {
         .ok_or_else(|| anyhow!("{}: not a file name", db.display()))
 }
 
-/// Refuses what is not a database file before anything is written.
+/// Refuses what is not a database file before anything is written, by
+/// check's own rule (`check::access::file_header`): a file whose header is
+/// damaged but whose pages are b-tree pages is a damaged database, not
+/// "not a SQLite database" (the online backup then says why no copy could
+/// be taken, and `check` what is damaged).
 fn refuse_non_database(db: &Path) -> Result<()> {
     let meta = std::fs::metadata(db).with_context(|| format!("{}: cannot open", db.display()))?;
     if !meta.is_file() {
         bail!("{}: not a database file", db.display());
     }
-    if meta.len() == 0 {
-        bail!("{}: empty file (0 bytes): not a database", db.display());
-    }
-    let mut magic = [0u8; 16];
-    File::open(db)
-        .and_then(|mut f| f.read_exact(&mut magic))
-        .with_context(|| format!("{}: cannot read the header", db.display()))?;
-    if &magic != crate::format::header::MAGIC {
-        bail!(
-            "{}: not a SQLite database (no \"SQLite format 3\" header)",
-            db.display()
-        );
-    }
-    Ok(())
+    crate::check::access::file_header(db).map(drop)
 }
 
 /// A --table or --id-column that the database's readable schema does not

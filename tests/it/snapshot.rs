@@ -372,6 +372,12 @@ fn what_cannot_be_snapshotted_is_exit_2_and_leaves_nothing() {
             "truncated",
             "the online backup failed, no snapshot was written",
         ),
+        // a damaged header is a damaged database, as check says, not "not
+        // a SQLite database"
+        (
+            "header_zeroed",
+            "the online backup failed, no snapshot was written (run `custodian check header_zeroed.db`)",
+        ),
     ] {
         fixture_copy(name, dir.path());
         let db = format!("{name}.db");
@@ -411,6 +417,22 @@ fn what_cannot_be_snapshotted_is_exit_2_and_leaves_nothing() {
         assert_eq!(r.code(), 2, "{}", r.show());
         assert_eq!(r.stderr(), why, "{}", r.show());
         assert!(!dir.path().join("missing").exists(), "{}", r.show());
+    }
+    // nor when SQLite's online backup cannot even start: the folders made
+    // for it are removed again (a folder that was there stays)
+    std::fs::create_dir(dir.path().join("there")).unwrap();
+    for db in ["truncated.db", "header_zeroed.db"] {
+        for (out, made) in [
+            ("missing/deeper", "missing"),
+            ("there/deeper", "there/deeper"),
+        ] {
+            let r = run(&["snapshot", db, "--out", out], dir.path());
+            assert_eq!(r.code(), 2, "{}", r.show());
+            let why = format!("custodian: {db}: the online backup failed, no snapshot was written");
+            assert!(r.stderr().starts_with(&why), "{}", r.show());
+            assert!(!dir.path().join(made).exists(), "{}", r.show());
+            assert!(dir.path().join("there").is_dir());
+        }
     }
     // --keep 0 (refused by the argument parser), one database or several
     for args in [
