@@ -79,7 +79,8 @@ const LOCK_BYTES_LEN: i64 = 512;
 /// Write-locks SQLite's lock bytes of `path` with an open-file-description
 /// lock (Linux's F_OFD_SETLK: it conflicts with SQLite's POSIX locks, and
 /// unlike them is not dropped when another descriptor of the file closes).
-fn lock_bytes(path: &Path) -> Result<Lock> {
+/// `wal_mode`: SQLite opened it and said WAL (it may not open it at all).
+fn lock_bytes(path: &Path, wal_mode: bool) -> Result<Lock> {
     use std::os::unix::io::AsRawFd;
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -110,7 +111,7 @@ fn lock_bytes(path: &Path) -> Result<Lock> {
         file: db,
         // a -wal that commits transactions: the database was in WAL mode
         // (its header's bytes 18 and 19 may be the damaged ones)
-        was_wal: committed_wal(path).is_some(),
+        was_wal: wal_mode || committed_wal(path).is_some(),
         left_wal: std::cell::Cell::new(false),
     })
 }
@@ -200,7 +201,7 @@ pub fn lock(path: &Path) -> Result<Lock> {
                 || header_refused(path) =>
         {
             drop(conn);
-            return lock_bytes(path);
+            return lock_bytes(path, false);
         }
         Err(e) => return Err(busy(e)),
     };
@@ -226,6 +227,16 @@ pub fn lock(path: &Path) -> Result<Lock> {
         } else {
             return Err(busy(e));
         }
+    }
+    // A WAL database SQLite opens read-only (a header write version above
+    // 2: btree.c, `lockBtree`) cannot leave WAL mode: `PRAGMA journal_mode
+    // = DELETE` checkpoints the -wal into the file and removes it, and only
+    // then fails to write the header (nightly 585: a refusal that had
+    // changed the original). So it is locked as a header SQLite refuses is,
+    // and its -wal set aside at the swap (`wal_to_set_aside`).
+    if mode.eq_ignore_ascii_case("wal") && conn.is_readonly("main").map_err(busy)? {
+        drop(conn);
+        return lock_bytes(path, true);
     }
     // Its close still does not checkpoint: a repair that stops before the
     // swap leaves the database and its -wal byte for byte as they were
@@ -281,9 +292,10 @@ impl Lock {
         Ok(true)
     }
 
-    /// A database SQLite refuses as a whole (its lock bytes taken by hand)
-    /// whose -wal holds committed frames: SQLite cannot checkpoint them
-    /// (it cannot open the file), and it replays a -wal over whatever file
+    /// A database SQLite refuses as a whole, or opens read-only (its lock
+    /// bytes taken by hand), whose -wal holds committed frames: SQLite
+    /// cannot checkpoint them (it cannot open the file, or cannot then
+    /// write its header), and it replays a -wal over whatever file
     /// then has the database's name (pager.c, `pagerOpenWalIfPresent`). So
     /// the -wal is set aside, by a rename, right before the swap
     /// (`interrupt::swap`), and goes with the backup; its frames are in the

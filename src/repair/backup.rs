@@ -120,7 +120,7 @@ pub fn take(db: &Path, lock: &Lock, dir: &Path, stamp: &str) -> Result<Backup> {
             Err(e) if aside.is_some() => {
                 interrupt::forget(&second);
                 bail!(
-                    "{}: SQLite cannot checkpoint the -wal of a database it refuses, so the -wal is set aside by a rename, beside the original's second name in the backup folder {}, which must be on the database's file system ({e})",
+                    "{}: SQLite cannot checkpoint the -wal of a database it refuses or opens read-only, so the -wal is set aside by a rename, beside the original's second name in the backup folder {}, which must be on the database's file system ({e})",
                     db.display(),
                     dir.display()
                 );

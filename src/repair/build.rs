@@ -18,10 +18,9 @@ use crate::check::finding::{Code, Severity};
 /// (`apply::wal_into_copy`: the original's own checkpoint waits for the
 /// swap, and a header SQLite refuses has none), or the scratch copy whose
 /// header or schema table was mended (frame.rs), which has them already.
-/// A header write version that would leave the copy of a rollback-journal
-/// database read-only to SQLite is mended (`apply::writable_copy`). What
-/// was done is said in `fields`, once (the whole rebuild after a failed
-/// in-place mend copies again).
+/// A header write version that would leave the copy read-only to SQLite is
+/// mended (`apply::writable_copy`). What was done is said in `fields`, once
+/// (the whole rebuild after a failed in-place mend copies again).
 fn copy_source(
     job: &Job,
     to: &Path,
@@ -38,15 +37,9 @@ fn copy_source(
         None
     };
     record_wal(job, applied, fields);
-    // not a WAL database's: its own file would still be read-only to the
-    // checkpoint before the swap (`Lock::leave_wal`), which SQLite starts
-    // and cannot finish; such a copy fails its own checkpoint instead,
-    // before the original is touched
-    let mended = if job.lock.was_wal {
-        None
-    } else {
-        apply::writable_copy(to)?
-    };
+    // a WAL database's too: SQLite opening it read-only, its -wal is set
+    // aside at the swap, not checkpointed (`apply::lock`)
+    let mended = apply::writable_copy(to)?;
     if let Some(was) = mended {
         let said = fields
             .actions

@@ -429,7 +429,7 @@ fn locked_steps(
                 kind: "wal_set_aside",
                 object: None,
                 detail: format!(
-                    "{} was set aside before the swap (SQLite, which refused the database, could not checkpoint it, and would have replayed it over the repaired file); its frames are in the repaired file, and it is kept with the backup",
+                    "{} was set aside before the swap (SQLite, which refused the database or opened it read-only, could not checkpoint it, and would have replayed it over the repaired file); its frames are in the repaired file, and it is kept with the backup",
                     w.display()
                 ),
             });

@@ -214,3 +214,136 @@ fn a_repair_killed_after_its_swap_leaves_the_wal_to_be_named_with_the_backup() {
     assert_eq!(r.json()["verdict"], "clean", "{}", r.show());
     assert_repaired(&s, &image, &wal);
 }
+
+/// The fixture with its header's file format write and read versions
+/// (bytes 18 and 19) set; the damaged file's bytes and its -wal's.
+fn with_versions(write: u8, read: u8) -> (Setup, Vec<u8>, Vec<u8>) {
+    let s = Setup::new(FIXTURE);
+    let mut image = std::fs::read(&s.db).unwrap();
+    assert_eq!(image[18..20], [2, 2], "the fixture is in WAL mode");
+    image[18..20].copy_from_slice(&[write, read]);
+    std::fs::write(&s.db, &image).unwrap();
+    let wal = std::fs::read(sidecar(&s.db, "-wal")).unwrap();
+    (s, image, wal)
+}
+
+/// A WAL database whose write version SQLite opens read-only (above 2;
+/// btree.c, `lockBtree`), its -wal holding commits (nightly 585). Was:
+/// exit 3 "cannot checkpoint the -wal: attempt to write a readonly
+/// database ... the original is untouched", with the original changed:
+/// `PRAGMA journal_mode = DELETE` had checkpointed the -wal into it and
+/// removed it, then failed to write the header. Now locked as a header
+/// SQLite refuses is: the copy gets the frames and its write version
+/// mended, the -wal is set aside, never checkpointed; the backup is the
+/// damaged file and its -wal byte for byte.
+#[test]
+fn a_wal_database_sqlite_opens_read_only_is_repaired_with_its_wal_set_aside() {
+    let (s, image, wal) = with_versions(74, 2);
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "repaired");
+    let kinds = action_kinds(&j);
+    assert!(!kinds.contains(&"checkpoint"), "{kinds:?}");
+    for want in [
+        "backup",
+        "wal_frames",
+        "mend_header",
+        "wal_set_aside",
+        "swap",
+    ] {
+        assert!(kinds.contains(&want), "{want} in {kinds:?}");
+    }
+    assert_eq!(
+        super::support::action_detail(&j, "mend_header", None),
+        "the header's file format write version was 74, which SQLite does not write (it opens such a file read-only): set to the read version's"
+    );
+    assert_repaired(&s, &image, &wal);
+    // the repaired file stays in WAL mode, writable to SQLite
+    assert_eq!(std::fs::read(&s.db).unwrap()[18..20], [2, 2]);
+}
+
+/// The same database at rest, no -wal beside it: SQLite still says WAL
+/// and opens it read-only, so leaving WAL mode would fail at the header.
+/// It is repaired without a checkpoint, and stays in WAL mode.
+#[test]
+fn a_wal_database_at_rest_sqlite_opens_read_only_is_repaired_in_wal_mode() {
+    let (s, image, _) = with_versions(74, 2);
+    std::fs::remove_file(sidecar(&s.db, "-wal")).unwrap();
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    let kinds = action_kinds(&j);
+    assert!(!kinds.contains(&"checkpoint"), "{kinds:?}");
+    assert!(!kinds.contains(&"wal_set_aside"), "{kinds:?}");
+    assert!(kinds.contains(&"mend_header"), "{kinds:?}");
+    assert!(!sidecar(&s.db, "-wal").exists());
+    assert_eq!(std::fs::read(&s.db).unwrap()[18..20], [2, 2]);
+    assert_eq!(stock_integrity_check(&s.db), "ok");
+    let t = truth(FIXTURE);
+    assert_eq!(
+        super::support::sqlite3_cli(&s.db, "SELECT count(*) FROM customers"),
+        t["customers_without_wal"].to_string()
+    );
+    let files = s.backups();
+    assert_eq!(files.len(), 2, "the backup and its checksums: {files:?}");
+    let bk = files
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with(".backup"))
+        .unwrap();
+    assert!(std::fs::read(bk).unwrap() == image, "the backup");
+}
+
+/// Header bytes 18 and 19 (write and read version) on the WAL fixture,
+/// whatever SQLite makes of them: a write version above 2 opens read-only,
+/// a read version above 2 is refused, a read version below 2 is opened in
+/// WAL mode all the same (the -wal is there). Each is repaired (exit 0)
+/// with every committed customer, in a file the stock sqlite3 calls ok, no
+/// -wal beside it, the backup the damaged file and its -wal byte for byte;
+/// the -wal is checkpointed only where SQLite can finish leaving WAL mode,
+/// else set aside.
+#[test]
+fn every_write_and_read_version_of_a_wal_database_is_repaired_without_a_failed_checkpoint() {
+    // (write, read, set aside rather than checkpointed)
+    let cases: [(u8, u8, bool); 12] = [
+        (0, 2, false),
+        (1, 2, false),
+        (3, 2, true),
+        (255, 2, true),
+        (2, 0, false),
+        (2, 1, false),
+        (1, 1, false),
+        (3, 1, true),
+        (74, 0, true),
+        (2, 3, true),
+        (74, 3, true),
+        (1, 255, true),
+    ];
+    for (write, read, aside) in cases {
+        let (s, image, wal) = with_versions(write, read);
+        let r = s.repair(&[]);
+        assert_eq!(r.code(), 0, "[{write}, {read}]: {}", r.show());
+        let j = r.json();
+        assert_eq!(j["verdict"], "repaired", "[{write}, {read}]");
+        let kinds = action_kinds(&j);
+        let (done, not) = if aside {
+            ("wal_set_aside", "checkpoint")
+        } else {
+            ("checkpoint", "wal_set_aside")
+        };
+        assert!(
+            kinds.contains(&done),
+            "[{write}, {read}]: {done} in {kinds:?}"
+        );
+        assert!(
+            !kinds.contains(&not),
+            "[{write}, {read}]: {not} in {kinds:?}"
+        );
+        assert_repaired(&s, &image, &wal);
+        assert_eq!(
+            std::fs::read(&s.db).unwrap()[18..20],
+            [2, 2],
+            "[{write}, {read}]: in WAL mode"
+        );
+    }
+}
