@@ -35,8 +35,8 @@ use crate::format::freelist::{is_ptrmap_page, walk_freelist};
 use crate::format::geometry;
 use crate::format::header::{
     DatabaseHeader, FILE_CHANGE_COUNTER_OFFSET, FIRST_FREELIST_TRUNK_OFFSET, FREELIST_COUNT_OFFSET,
-    HEADER_SIZE, PAGE_COUNT_OFFSET, PAGE_SIZE_OFFSET, RESERVED_BYTES_OFFSET, SCHEMA_COOKIE_OFFSET,
-    VERSION_VALID_FOR_OFFSET, pending_byte_page,
+    HEADER_SIZE, MAGIC, PAGE_COUNT_OFFSET, PAGE_SIZE_OFFSET, RESERVED_BYTES_OFFSET,
+    SCHEMA_COOKIE_OFFSET, VERSION_VALID_FOR_OFFSET, pending_byte_page,
 };
 use crate::format::page::BtreePage;
 use crate::format::roots::root_candidates;
@@ -72,18 +72,7 @@ impl Drop for Scratch {
 /// frame by `steps`; returns what was done, as actions. The schema table is mended whenever SQLite cannot read
 /// it once the header is sound (a damaged header may hide a damaged schema).
 pub fn mend(db: &Path, copy: &Path, steps: &[FrameStep], snapshot: &Path) -> Result<Vec<Action>> {
-    super::apply::copy_file(db, copy, super::apply::Durable::Never)?;
-    let mut actions = Vec::new();
-    // the -wal's committed frames first: they are the newest content, and
-    // SQLite replays them over the file (the original's -wal is set aside
-    // at the swap, `interrupt::swap`)
-    if let Some(applied) = super::apply::wal_into_copy(db, copy)? {
-        actions.push(Action {
-            kind: "wal_frames",
-            object: None,
-            detail: applied.detail(db),
-        });
-    }
+    let mut actions = copy_with_wal(db, copy)?;
     if steps.iter().any(|s| matches!(s, FrameStep::Header { .. })) {
         actions.push(mend_header(copy, snapshot)?);
     }
@@ -91,6 +80,97 @@ pub fn mend(db: &Path, copy: &Path, steps: &[FrameStep], snapshot: &Path) -> Res
         actions.push(mend_schema(copy, snapshot, &why)?);
     }
     actions.push(relist(copy)?);
+    Ok(actions)
+}
+
+/// `db` copied to `copy`, the -wal's committed frames first: they are the
+/// newest content, and SQLite replays them over the file (the original's
+/// -wal is set aside at the swap, `interrupt::swap`). What was done.
+fn copy_with_wal(db: &Path, copy: &Path) -> Result<Vec<Action>> {
+    super::apply::copy_file(db, copy, super::apply::Durable::Never)?;
+    let mut actions = Vec::new();
+    if let Some(applied) = super::apply::wal_into_copy(db, copy)? {
+        actions.push(Action {
+            kind: "wal_frames",
+            object: None,
+            detail: applied.detail(db),
+        });
+    }
+    Ok(actions)
+}
+
+/// Page 1's image found at another page: where, and the page size the
+/// pages are read under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageOne {
+    pub at: u32,
+    pub page_size: u32,
+}
+
+/// Page 1's image at another page, as two pages swapped by a restore or a
+/// copy leave it: where page 1 does not begin with the magic string, the
+/// one page after it that does, with a header SQLite accepts for the page
+/// size and reserved bytes the pages show, and a table b-tree page (the
+/// schema table's root) after it. None where no page, or more than one,
+/// is such.
+pub fn page_one_elsewhere(db: &Path) -> Option<PageOne> {
+    let f = File::open(db).ok()?;
+    let len = f.metadata().ok()?.len();
+    let mut magic = [0u8; MAGIC.len()];
+    f.read_exact_at(&mut magic, 0).ok()?;
+    if &magic == MAGIC {
+        return None;
+    }
+    let g = own_geometry(&f, len)?;
+    let ps = u64::from(g.page_size);
+    let usable = g.page_size - u32::from(g.reserved);
+    let mut page = vec![0u8; g.page_size as usize];
+    let mut found = None;
+    for p in 2..=u32::try_from(len / ps).ok()? {
+        let at = u64::from(p - 1) * ps;
+        if f.read_exact_at(&mut magic, at).is_err() || &magic != MAGIC {
+            continue;
+        }
+        f.read_exact_at(&mut page, at).ok()?;
+        let header = DatabaseHeader::parse(&page)
+            .is_ok_and(|h| h.page_size == g.page_size && h.reserved_bytes == g.reserved);
+        let schema_root = BtreePage::parse(&page, 1, usable)
+            .is_ok_and(|b| b.page_type().is_table() && b.check_layout().is_empty());
+        if header && schema_root {
+            if found.is_some() {
+                return None;
+            }
+            found = Some(PageOne {
+                at: p,
+                page_size: g.page_size,
+            });
+        }
+    }
+    found
+}
+
+/// Copies `db` (with its -wal's committed frames) to `copy` and puts page
+/// 1's image, found at another page (`page_one_elsewhere`), and the image
+/// at page 1 back each in its place; what was done, as actions. Needs no
+/// snapshot: the header and the schema table are the file's own.
+pub fn put_back_page_one(db: &Path, copy: &Path, found: PageOne) -> Result<Vec<Action>> {
+    let mut actions = copy_with_wal(db, copy)?;
+    if page_one_elsewhere(copy) != Some(found) {
+        bail!(
+            "page 1's image is no longer at page {} once the -wal's frames are in",
+            found.at
+        );
+    }
+    super::pages::put_back_page_one(copy, found.page_size, found.at)?;
+    File::open(copy)?.sync_all()?;
+    actions.push(Action {
+        kind: "swap_pages",
+        object: None,
+        detail: format!(
+            "page 1's image (the database header and the root of the schema table) was at page {at}, and page {at}'s at page 1: the two were put back each in its place",
+            at = found.at
+        ),
+    });
     Ok(actions)
 }
 

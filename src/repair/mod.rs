@@ -1275,10 +1275,12 @@ fn take_backup(job: &Job, dir: &Path, fields: &mut RepairFields) -> Result<backu
 
 /// Step 3a: a file SQLite refuses as a whole (a damaged header, a schema
 /// table it cannot read) has its frame mended on a scratch copy from the
-/// newest good snapshot (`frame.rs`); the copy is checked and the repair
-/// planned from that check. The original is not touched: the build starts
-/// from the scratch copy once the original is locked and backed up (and
-/// unchanged since it was checked). `None` when the frame is sound.
+/// newest good snapshot (`frame.rs`) or, without one, page 1's image
+/// found at another page put back (`frame::page_one_elsewhere`); the copy
+/// is checked and the repair planned from that check. The original is not
+/// touched: the build starts from the scratch copy once the original is
+/// locked and backed up (and unchanged since it was checked). `None` when
+/// the frame is sound.
 fn mend_frame(
     db: &Path,
     st: &str,
@@ -1287,11 +1289,26 @@ fn mend_frame(
     the_plan: &Plan,
     good: &[snapshot::Snapshot],
 ) -> Result<Option<Framed>> {
-    let Some(snap) = good.first().filter(|_| !the_plan.frame.is_empty()) else {
-        return Ok(None);
+    let snap = good.first().filter(|_| !the_plan.frame.is_empty());
+    // without a snapshot, a header SQLite refuses may be page 1's image
+    // swapped with another page's: the file's own frame, put back
+    let page_one = (good.is_empty() && refused_header(before))
+        .then(|| frame::page_one_elsewhere(db))
+        .flatten();
+    let scratch = || frame::Scratch::new(work_file(db, folder_of(db), st, "frame"));
+    let (scratch, actions) = match (snap, page_one) {
+        (Some(snap), _) => {
+            let s = scratch();
+            let a = frame::mend(db, s.path(), &the_plan.frame, &snap.path)?;
+            (s, a)
+        }
+        (None, Some(found)) => {
+            let s = scratch();
+            let a = frame::put_back_page_one(db, s.path(), found)?;
+            (s, a)
+        }
+        (None, None) => return Ok(None),
     };
-    let scratch = frame::Scratch::new(work_file(db, folder_of(db), st, "frame"));
-    let actions = frame::mend(db, scratch.path(), &the_plan.frame, &snap.path)?;
     let mut report = check_before(scratch.path(), settings, Progress::hidden(), false)?;
     // what only the original's -wal shows: the copy has its committed
     // frames, never the transactions committed after a damaged frame, so
@@ -1336,6 +1353,14 @@ fn mend_frame(
         table,
         plan,
     }))
+}
+
+/// Whether check found the database header damaged (SQLite refuses it).
+fn refused_header(before: &Report) -> bool {
+    before.findings.iter().any(|f| {
+        f.code == check::finding::Code::HeaderInvalid
+            && f.severity == check::finding::Severity::Error
+    })
 }
 
 /// A file whose frame was mended: the scratch copy (removed when this is

@@ -368,14 +368,27 @@ pub fn table_leaves(copy: &Path, leaves: &[(u32, LeafRows)]) -> Result<()> {
 /// read under (a damaged header's may differ). Both images are read before
 /// either is written.
 pub fn swap_pages(copy: &Path, page_size: u32, pairs: &[(u32, u32)]) -> Result<()> {
+    if let Some(&(a, b)) = pairs.iter().find(|&&(a, b)| a < 2 || b < 2) {
+        bail!("page {} cannot be moved", a.min(b));
+    }
+    exchange(copy, page_size, pairs)
+}
+
+/// Page 1's image, found at page `at` while page 1 holds `at`'s (a file
+/// SQLite refuses for it, `frame::page_one_elsewhere`), and `at`'s put
+/// back each in its place, in a scratch copy of the original.
+pub fn put_back_page_one(copy: &Path, page_size: u32, at: u32) -> Result<()> {
+    exchange(copy, page_size, &[(1, at)])
+}
+
+/// Each pair's two page images written each at the other's place (both
+/// read before either is written).
+fn exchange(copy: &Path, page_size: u32, pairs: &[(u32, u32)]) -> Result<()> {
     let file = open_for_pages(copy)?;
     let at = |p: u32| (u64::from(p) - 1) * u64::from(page_size);
     let mut a_img = vec![0u8; page_size as usize];
     let mut b_img = vec![0u8; page_size as usize];
     for &(a, b) in pairs {
-        if a < 2 || b < 2 {
-            bail!("page {} cannot be moved", a.min(b));
-        }
         file.read_exact_at(&mut a_img, at(a))
             .with_context(|| format!("{}: reading page {a}", copy.display()))?;
         file.read_exact_at(&mut b_img, at(b))

@@ -336,3 +336,58 @@ fn repair_puts_the_header_fields_right_and_keeps_every_customer() {
         }
     }
 }
+
+/// Pages 1 and 3 of `stale_pk_page` swapped (a restore that mixed two
+/// pages up), no snapshot: the file has no magic string where SQLite looks
+/// for it, and the schema table's root is not at page 1, so SQLite refuses
+/// the file and neither it nor the page reader finds the schema. The
+/// repair stopped: "no page of it still names table customers" (exit 3,
+/// repair_property nightly case 2321, on `without_rowid_index_page`).
+/// Page 1's image is found at page 3 (the magic string, a header SQLite
+/// accepts, the schema's root after it) and the two pages are put back in
+/// a scratch copy, from which the repair goes on: every customer, the
+/// fixture's own stale index page rebuilt (exit 0).
+#[test]
+fn page_one_swapped_with_another_is_put_back_without_a_snapshot() {
+    let name = "stale_pk_page";
+    let t = truth(name);
+    let s = super::repair::Setup::new(name);
+    std::fs::remove_file(s.dir.path().join("snaps").join(format!("{name}.snap.db"))).unwrap();
+    let mut bytes = std::fs::read(&s.db).unwrap();
+    let (one, three) = (bytes[..4096].to_vec(), bytes[2 * 4096..3 * 4096].to_vec());
+    bytes[..4096].copy_from_slice(&three);
+    bytes[2 * 4096..3 * 4096].copy_from_slice(&one);
+    std::fs::write(&s.db, &bytes).unwrap();
+    let dbs = s.db.display().to_string();
+    assert_eq!(run(&["check", &dbs], s.dir.path()).code(), 1);
+    let r = s.repair(&[]);
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "repaired", "{}", r.show());
+    let put_back: Vec<&str> = j["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "swap_pages")
+        .filter_map(|a| a["detail"].as_str())
+        .collect();
+    assert_eq!(
+        put_back,
+        [
+            "page 1's image (the database header and the root of the schema table) was at page 3, and page 3's at page 1: the two were put back each in its place"
+        ]
+    );
+    assert_eq!(
+        super::repair::customers_sha256(&s.db),
+        t["expected_customers_sha256"].as_str().unwrap()
+    );
+    assert_eq!(super::repair::stock_integrity_check(&s.db), "ok");
+    assert_eq!(run(&["check", &dbs], s.dir.path()).code(), 0);
+    // the backup is the damaged file, byte for byte
+    let backup = s
+        .backups()
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".backup"))
+        .unwrap();
+    assert_eq!(std::fs::read(backup).unwrap(), bytes);
+}
