@@ -150,7 +150,8 @@ pub struct TableOpts {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     /// Database files, or folders of them (every SQLite database directly
-    /// in a folder, recognised by its header; hidden files are skipped).
+    /// in a folder, recognised by its header or, that header wiped, by its
+    /// pages; hidden files and -wal/-shm/-journal files are skipped).
     #[arg(value_name = "DB|DIR", required_unless_present = "list")]
     pub dbs: Vec<PathBuf>,
     #[command(flatten)]
@@ -224,7 +225,7 @@ pub struct DiagnoseArgs {
 #[derive(Debug, Args)]
 pub struct SnapshotArgs {
     /// The live database files, or folders of them (every SQLite database
-    /// directly in a folder, recognised by its header).
+    /// directly in a folder, recognised by its header or its pages).
     #[arg(value_name = "DB|DIR", required_unless_present = "list")]
     pub dbs: Vec<PathBuf>,
     /// Folder the snapshots and their manifests go to (created if missing,

@@ -1,12 +1,14 @@
 //! Which databases a run covers: the paths given, every SQLite database
-//! directly in a folder given (recognised by its 16-byte header, not by its
-//! name), and the paths of `--list FILE|-`.
+//! directly in a folder given (recognised by its content, not by its name:
+//! its 16-byte header, or, where that header is damaged, its b-tree pages),
+//! and the paths of `--list FILE|-`.
 
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::check::access;
 use crate::format::header::MAGIC;
 
 /// The databases of one run, in the order they were named (a folder's
@@ -85,9 +87,9 @@ fn read_list(src: &str) -> Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// The regular files directly in `dir` that start with SQLite's header,
-/// sorted by name. Hidden files (a killed repair's work file, a snapshot
-/// being written) are skipped.
+/// The regular files directly in `dir` that are SQLite databases
+/// ([`is_database`]), sorted by name. Hidden files (a killed repair's work
+/// file, a snapshot being written) are skipped.
 fn databases_in(dir: &Path) -> Result<Vec<PathBuf>> {
     let rd = std::fs::read_dir(dir).with_context(|| format!("{}: cannot list", dir.display()))?;
     let mut out = Vec::new();
@@ -98,7 +100,7 @@ fn databases_in(dir: &Path) -> Result<Vec<PathBuf>> {
             continue;
         }
         let p = e.path();
-        if p.is_file() && has_sqlite_header(&p) {
+        if p.is_file() && is_database(&p) {
             out.push(p);
         }
     }
@@ -106,9 +108,31 @@ fn databases_in(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
+/// The name endings of the files SQLite keeps beside a database: never
+/// databases themselves, though a journal or -wal holds page images.
+const COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Whether a file of a folder is a database: it starts with SQLite's
+/// header, or, that header damaged (zeroed, overwritten), its first pages
+/// are b-tree pages, as `check` reads such a file (`check::access`). A
+/// store whose database header was wiped is the store a nightly check must
+/// not pass over as "no database here". A database's companion files are
+/// not databases.
+fn is_database(p: &Path) -> bool {
+    if has_sqlite_header(p) {
+        return true;
+    }
+    let name = p.file_name().unwrap_or_default().to_string_lossy();
+    !COMPANIONS.iter().any(|c| name.ends_with(c))
+        && matches!(
+            access::file_header(p),
+            Ok(access::HeaderState::Damaged { .. })
+        )
+}
+
 /// Whether the file starts with "SQLite format 3\0". An unreadable file is
 /// not counted as a database of the folder.
-pub fn has_sqlite_header(p: &Path) -> bool {
+fn has_sqlite_header(p: &Path) -> bool {
     let mut magic = [0u8; 16];
     std::fs::File::open(p)
         .and_then(|mut f| f.read_exact(&mut magic))
@@ -174,5 +198,29 @@ mod tests {
         let i = Inputs::gather(std::slice::from_ref(&empty), None).unwrap();
         let e = require_some(&i).unwrap_err().to_string();
         assert_eq!(e, format!("no SQLite database in {}", empty.display()));
+    }
+
+    /// A database whose header was wiped is still a database of its
+    /// folder, told by its b-tree pages; the same pages in a file named as
+    /// a companion (-journal, -wal, -shm) are not, nor is a -wal.
+    #[test]
+    fn a_folder_means_a_database_with_a_wiped_header_too() {
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        let zeroed = std::fs::read(fixtures.join("header_zeroed.db")).unwrap();
+        assert!(zeroed[..100].iter().all(|&b| b == 0));
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("till7.db"), &zeroed).unwrap();
+        for companion in ["till7.db-journal", "till7.db-shm", "old-wal"] {
+            std::fs::write(d.join(companion), &zeroed).unwrap();
+        }
+        std::fs::copy(
+            fixtures.join("wal_stale_index.db-wal"),
+            d.join("till8.db-wal"),
+        )
+        .unwrap();
+        std::fs::copy(fixtures.join("not_a_database.db"), d.join("till9.db")).unwrap();
+        let i = Inputs::gather(&[d.to_path_buf()], None).unwrap();
+        assert_eq!(i.paths, vec![d.join("till7.db")]);
     }
 }

@@ -416,6 +416,56 @@ fn a_list_from_stdin_and_the_exit_codes() {
     assert_eq!(r.json()["totals"]["healthy"], 2);
 }
 
+/// A store whose database header was wiped (every customer rejected) is
+/// a database of the folder, told by its pages: the nightly check of the
+/// folder names it (exit 1), the nightly snapshot says it could not take
+/// one (exit 2). Neither may pass over it as "no database here" and call
+/// the folder healthy. Its companion files are not databases.
+#[test]
+fn a_folder_with_a_wiped_database_header_is_not_called_healthy() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    let stores = work.join("stores");
+    std::fs::create_dir(&stores).unwrap();
+    copy("healthy", &stores.join("till1.db"));
+    copy("header_zeroed", &stores.join("till2.db"));
+    std::fs::copy(
+        fixtures().join("header_zeroed.db"),
+        stores.join("till2.db-journal"),
+    )
+    .unwrap();
+    let all = strings(&truth("header_zeroed")["affected_customer_ids"]);
+    assert_eq!(all.len(), 2000);
+    let r = run(&["check", "stores", "--json", "fleet.json"], work);
+    assert_eq!(r.code(), 1, "{}", r.show());
+    assert_eq!(
+        r.stdout(),
+        "stores/till2.db: corrupt — 2,000 customers would be rejected by the POS\n\
+         stores/till1.db: clean — 0 customers would be rejected by the POS\n\
+         2 databases: 1 with problems, 0 could not be checked, 1 healthy; 2,000 customers \
+         would be rejected by the POS\n"
+    );
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(work.join("fleet.json")).unwrap()).unwrap();
+    assert_eq!(s["totals"]["affected_customers"], 2000);
+    let r = run(&["snapshot", "stores", "--out", "snaps", "--quiet"], work);
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert!(
+        r.stderr().starts_with(
+            "custodian: stores/till2.db: the online backup failed, no snapshot was written"
+        ),
+        "{}",
+        r.show()
+    );
+    let mut names: Vec<String> = std::fs::read_dir(work.join("snaps"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("till2"))
+        .collect();
+    names.sort();
+    assert_eq!(names, Vec::<String>::new());
+}
+
 #[test]
 fn snapshot_of_a_folder_takes_one_verified_snapshot_each() {
     let dir = tempfile::tempdir().unwrap();
