@@ -193,6 +193,10 @@ pub struct CustomerTable {
     /// The PRIMARY KEY's columns in key order (a WITHOUT ROWID table's rows
     /// are named by them, and stored first in its records).
     pub pk_columns: Vec<usize>,
+    /// A WITHOUT ROWID table's key order: per field of its primary key, the
+    /// collation's name and whether it is descending (empty for a rowid
+    /// table). Its b-tree is held to it, as SQLite's lookups by key assume.
+    pub pk_order: Vec<(String, bool)>,
     /// The column that is an alias of the rowid (INTEGER PRIMARY KEY).
     pub rowid_alias: Option<usize>,
     pub id_column: usize,
@@ -314,11 +318,21 @@ pub fn pick_name<T>(
     }
 }
 
+/// One field of a WITHOUT ROWID table's record, from its primary key's
+/// `index_xinfo`.
+struct RecordField {
+    cid: i64,
+    desc: bool,
+    collation: String,
+    /// A field of the primary key (the rest follow it).
+    key: bool,
+}
+
 /// The record order of a WITHOUT ROWID table (`q` its quoted name): the
 /// table is its primary key's b-tree, whose records hold the key's columns,
-/// then the others (column ids, from the key's `index_xinfo`; a column the
-/// key repeats with another collation is listed again).
-fn without_rowid_order(conn: &Connection, q: &str) -> rusqlite::Result<Vec<i64>> {
+/// then the others (from the key's `index_xinfo`; a column the key repeats
+/// with another collation is listed again).
+fn without_rowid_order(conn: &Connection, q: &str) -> rusqlite::Result<Vec<RecordField>> {
     let pk_index: Option<String> =
         sql_bytes::query_map(conn, &format!("PRAGMA index_list({q})"), &[], |r| {
             Ok((
@@ -336,7 +350,14 @@ fn without_rowid_order(conn: &Connection, q: &str) -> rusqlite::Result<Vec<i64>>
         conn,
         &format!("PRAGMA index_xinfo({})", quote_ident(&pk)),
         &[],
-        |r| r.get::<i64>(1),
+        |r| {
+            Ok(RecordField {
+                cid: r.get(1)?,
+                desc: r.get::<i64>(3)? != 0,
+                collation: r.get::<Option<String>>(4)?.unwrap_or_default(),
+                key: r.get::<i64>(5)? != 0,
+            })
+        },
     )
 }
 
@@ -413,15 +434,19 @@ pub fn customer_table(
     let without_rowid = is_without_rowid(&sql);
     pk_cols.sort();
     let pk_columns: Vec<usize> = pk_cols.iter().map(|&(_, c)| c).collect();
+    let mut pk_order = Vec::new();
     if without_rowid {
         for c in columns.iter_mut() {
             c.record_pos = None;
         }
-        for (pos, cid) in without_rowid_order(conn, &q)?.iter().enumerate() {
-            if let Some(c) = columns.iter_mut().find(|c| c.cid == *cid)
+        for (pos, f) in without_rowid_order(conn, &q)?.iter().enumerate() {
+            if let Some(c) = columns.iter_mut().find(|c| c.cid == f.cid)
                 && c.record_pos.is_none()
             {
                 c.record_pos = Some(pos);
+            }
+            if f.key {
+                pk_order.push((f.collation.clone(), f.desc));
             }
         }
     }
@@ -525,6 +550,7 @@ pub fn customer_table(
         without_rowid,
         columns,
         pk_columns,
+        pk_order,
         rowid_alias,
         id_column: id_col,
         indexes,
@@ -638,8 +664,8 @@ pub fn table_info(conn: &Connection, obj: &SchemaObject) -> rusqlite::Result<Tab
         for c in columns.iter_mut() {
             c.record_pos = None;
         }
-        for (pos, cid) in without_rowid_order(conn, &q)?.iter().enumerate() {
-            if let Some(i) = cids.iter().position(|c| c == cid)
+        for (pos, f) in without_rowid_order(conn, &q)?.iter().enumerate() {
+            if let Some(i) = cids.iter().position(|c| *c == f.cid)
                 && columns[i].record_pos.is_none()
             {
                 columns[i].record_pos = Some(pos);

@@ -15,6 +15,7 @@ use rusqlite::types::Value;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::canon;
+use super::others::{ORDER_DAMAGE_KEPT, OrderCheck};
 use super::tap::Tap;
 use crate::format::btree::{self, Damage, DamageKind, IndexItem, PageSource, TableItem};
 use crate::format::header::TextEncoding;
@@ -278,6 +279,48 @@ fn rows_on_leaves(
     out
 }
 
+/// The rows of a WITHOUT ROWID table on `pages` (pages of its b-tree,
+/// leaves or interior: both hold rows), read from each cell's local
+/// payload.
+fn rows_on_index_pages(
+    src: &dyn PageSource,
+    table: &CustomerTable,
+    pages: &std::collections::BTreeSet<u32>,
+    enc: TextEncoding,
+) -> Vec<PageRow> {
+    let (mut buf, mut rec, mut out) = (Vec::new(), Record::default(), Vec::new());
+    for &pgno in pages {
+        if src.read_page(pgno, &mut buf).is_err() {
+            continue;
+        }
+        let Ok(page) = BtreePage::parse(&buf, pgno, src.usable_size()) else {
+            continue;
+        };
+        for i in 0..usize::from(page.cell_count()) {
+            let payload = match page.cell(i) {
+                Ok(Cell::IndexLeaf { payload } | Cell::IndexInterior { payload, .. }) => payload,
+                _ => continue,
+            };
+            if rec.parse(payload.local).is_ok() {
+                out.push(PageRow::read(table, None, &rec, payload.local, enc));
+            }
+        }
+    }
+    out
+}
+
+/// A WITHOUT ROWID table's key order, per primary key field its
+/// collation and direction; `None` when a collation is not one custodian
+/// compares by (then the order is not held, as for any such tree).
+fn key_order(table: &CustomerTable) -> Option<Vec<(Collation, bool)>> {
+    let order: Vec<(Collation, bool)> = table
+        .pk_order
+        .iter()
+        .map(|(c, desc)| collation(c).map(|c| (c, *desc)))
+        .collect::<Option<_>>()?;
+    (!order.is_empty()).then_some(order)
+}
+
 /// The customer IDs `rows` hold.
 fn ids_of(table: &CustomerTable, rows: &[PageRow]) -> Vec<Value> {
     rows.iter().filter_map(|r| r.id(table).cloned()).collect()
@@ -398,13 +441,30 @@ pub fn scan_table(
         let mut prev: Option<Vec<u8>> = None;
         let mut after_damage = false;
         let mut beside = Vec::new();
+        // the rows held to the primary key's order, as SQLite's seek by
+        // key assumes (two leaves swapped break it and nothing else)
+        let order = key_order(table);
+        let mut order_check = order.as_deref().map(|f| OrderCheck::new(f, enc));
+        let (mut n, mut misordered) = (0u64, 0usize);
+        let mut prev_pgno = None;
+        let mut misordered_pages = std::collections::BTreeSet::new();
         let stats = btree::walk_index(src, table.rootpage, &mut |item| match item {
-            IndexItem::Entry { payload, .. } => {
+            IndexItem::Entry { payload, pgno, .. } => {
+                n += 1;
                 row(&mut out, None, payload);
                 if after_damage {
                     after_damage = false;
                     beside.extend(id_of(payload));
                 }
+                if let Some(d) = order_check.as_mut().and_then(|o| o.entry(payload, pgno, n)) {
+                    misordered += 1;
+                    misordered_pages.insert(pgno);
+                    misordered_pages.extend(prev_pgno);
+                    if misordered <= ORDER_DAMAGE_KEPT {
+                        damage.push(d);
+                    }
+                }
+                prev_pgno = Some(pgno);
                 let p = prev.get_or_insert_with(Vec::new);
                 p.clear();
                 p.extend_from_slice(payload);
@@ -415,8 +475,16 @@ pub fn scan_table(
                     beside.extend(id_of(&p));
                 }
                 after_damage = true;
+                prev_pgno = None;
+                if let Some(o) = order_check.as_mut() {
+                    o.break_chain();
+                }
             }
         });
+        // every row on a page where the order breaks, and on the page
+        // before the break: a seek by key for any of them may land on
+        // another page, so each is probed
+        beside.extend(rows_on_index_pages(src, table, &misordered_pages, enc));
         out.damage = damage;
         out.beside_damage = ids_of(table, &beside);
         out.beside_rows = beside;

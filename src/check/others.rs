@@ -55,7 +55,7 @@ pub type KeyOrders = BTreeMap<u32, Vec<(Collation, bool)>>;
 /// quick_check does not test this (its integrity_check finds it as rows
 /// "missing from index"); a page of an index written over another of the
 /// same index breaks it and nothing else.
-struct OrderCheck<'a> {
+pub(crate) struct OrderCheck<'a> {
     fields: &'a [(Collation, bool)],
     enc: TextEncoding,
     prev: Vec<u8>,
@@ -66,10 +66,10 @@ struct OrderCheck<'a> {
 
 /// At most this many out-of-order entries are kept as damage (the finding
 /// counts them; the rest would only say the same).
-const ORDER_DAMAGE_KEPT: usize = 1000;
+pub(crate) const ORDER_DAMAGE_KEPT: usize = 1000;
 
 impl<'a> OrderCheck<'a> {
-    fn new(fields: &'a [(Collation, bool)], enc: TextEncoding) -> Self {
+    pub(crate) fn new(fields: &'a [(Collation, bool)], enc: TextEncoding) -> Self {
         OrderCheck {
             fields,
             enc,
@@ -83,7 +83,7 @@ impl<'a> OrderCheck<'a> {
     /// The next entry in walk order; the damage when it does not sort after
     /// the previous one. An entry that cannot be parsed breaks the chain
     /// (reported on its own).
-    fn entry(&mut self, payload: &[u8], pgno: u32, n: u64) -> Option<Damage> {
+    pub(crate) fn entry(&mut self, payload: &[u8], pgno: u32, n: u64) -> Option<Damage> {
         if self.cur.parse(payload).is_err() || self.cur.len() < self.fields.len() {
             self.have_prev = false;
             return None;
@@ -119,6 +119,12 @@ impl<'a> OrderCheck<'a> {
         std::mem::swap(&mut self.prev_rec, &mut self.cur);
         self.have_prev = true;
         out
+    }
+
+    /// Damage met in the walk: the next entry is not compared with the
+    /// one before it (the entries between are unknown).
+    pub(crate) fn break_chain(&mut self) {
+        self.have_prev = false;
     }
 }
 
@@ -245,7 +251,7 @@ fn walk(
                         t.damage();
                     }
                     if let Some(o) = order.as_mut() {
-                        o.have_prev = false;
+                        o.break_chain();
                     }
                     w.damage.push(d)
                 }

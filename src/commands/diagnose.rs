@@ -17,7 +17,7 @@ use crate::check::probe::{Answer, Prober};
 use crate::cli::DiagnoseArgs;
 use crate::config::Settings;
 use crate::exit::ExitStatus;
-use crate::format::btree::PageSource;
+use crate::format::btree::{DamageKind, PageSource};
 use crate::format::record::ValueRef;
 use crate::pager::Pager;
 use crate::report::{self, Report, Verdict};
@@ -271,6 +271,13 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
         compare::BUCKET_BITS,
     );
     let prober = Prober::new(&conn, &table);
+    // the first page where a WITHOUT ROWID table's rows break its key
+    // order: SQLite's seek by key there can land on the wrong leaf
+    let misordered = scan
+        .damage
+        .iter()
+        .find(|d| table.without_rowid && d.kind == DamageKind::KeyOrder)
+        .map(|d| d.pgno);
     let snapshots = crate::repair::snapshot::candidates(&args.snapshot);
     let mut out = Vec::new();
     for q in &args.ids {
@@ -362,6 +369,19 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
                 None => String::new(),
             };
             match a {
+                // the row on its page, the table's key order broken: the
+                // seek by key misses it, whichever index leads there
+                Answer::Missing | Answer::WrongRow if !found.is_empty() && misordered.is_some() => {
+                    (
+                        "lookup_error",
+                        format!(
+                            "{r}the rows of {} are out of key order (the order breaks at page {}): SQLite's seek for this customer's key lands on another page, so the lookup through {which} does not give its row — run `custodian repair`",
+                            table.name,
+                            misordered.unwrap_or_default()
+                        ),
+                        false,
+                    )
+                }
                 Answer::Missing if !found.is_empty() => (
                     "index_entry_lost",
                     format!("{r}{which} has lost its entry — run `custodian repair`"),
