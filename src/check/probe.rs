@@ -6,19 +6,60 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use rusqlite::types::Value;
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, ToSql};
 
 use crate::sql_bytes;
 
-/// `values` as the parameters of a statement.
-fn as_params(values: &[Value]) -> Vec<&dyn ToSql> {
-    values.iter().map(|v| v as &dyn ToSql).collect()
+/// A value bound as SQLite holds it: text whose bytes are not all UTF-8
+/// (held as [`whole_row`] reads it) is bound as those bytes.
+enum Bound<'a> {
+    Value(&'a Value),
+    Bytes(Vec<u8>),
 }
 
-/// Every column of a row.
+impl ToSql for Bound<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        match self {
+            Bound::Value(v) => v.to_sql(),
+            Bound::Bytes(b) => Ok(ToSqlOutput::Borrowed(ValueRef::Text(b))),
+        }
+    }
+}
+
+/// `values` as the parameters of a statement (pass them on with
+/// [`sql_bytes::params`]).
+fn bound(values: &[Value]) -> Vec<Bound<'_>> {
+    values
+        .iter()
+        .map(|v| match v {
+            Value::Text(t) if sql_bytes::has_raw_bytes(t) => {
+                Bound::Bytes(sql_bytes::sql_of(t).into_owned())
+            }
+            v => Bound::Value(v),
+        })
+        .collect()
+}
+
+/// Every column of a row. Text that is not valid UTF-8 (a Latin-1 client's
+/// `Müller`, bytes a damaged overflow page put into a name) keeps its bytes
+/// ([`sql_bytes::name_text`]): SQLite serves such a row as it is, so the
+/// probe compares it as it is, never failing on its conversion.
 fn whole_row(r: &sql_bytes::Row<'_>) -> rusqlite::Result<Vec<Value>> {
-    (0..r.len()).map(|i| r.get::<Value>(i)).collect()
+    (0..r.len())
+        .map(|i| {
+            Ok(match r.get_ref(i)? {
+                ValueRef::Text(t) => match std::str::from_utf8(t) {
+                    Ok(t) => Value::Text(t.to_owned()),
+                    Err(_) => Value::Text(sql_bytes::name_text(t)),
+                },
+                ValueRef::Null => Value::Null,
+                ValueRef::Integer(x) => Value::Integer(x),
+                ValueRef::Real(x) => Value::Real(x),
+                ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+            })
+        })
+        .collect()
 }
 
 use super::compare::PageRow;
@@ -194,8 +235,10 @@ impl<'c> Prober<'c> {
             self.tq,
             quote_ident(&index.name),
         );
-        sql_bytes::query_map(self.conn, &sql, &as_params(key), |r| r.get::<i64>(0))
-            .map_err(|e| e.to_string())
+        sql_bytes::query_map(self.conn, &sql, &sql_bytes::params(&bound(key)), |r| {
+            r.get::<i64>(0)
+        })
+        .map_err(|e| e.to_string())
     }
 
     /// Whether row `rowid` exists and holds `key` in `index`'s terms (its
@@ -237,7 +280,12 @@ impl<'c> Prober<'c> {
     }
 
     fn one(&self, sql: &str, params: &[Value]) -> Result<Option<Vec<Value>>, String> {
-        match sql_bytes::query_row(self.conn, sql, &as_params(params), whole_row) {
+        match sql_bytes::query_row(
+            self.conn,
+            sql,
+            &sql_bytes::params(&bound(params)),
+            whole_row,
+        ) {
             Ok(v) => Ok(Some(v)),
             Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
             Err(e) => Err(e.to_string()),
@@ -415,8 +463,13 @@ impl Prober<'_> {
     }
 
     fn all_rows(&self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, String> {
-        sql_bytes::query_map(self.conn, sql, &as_params(params), whole_row)
-            .map_err(|e| e.to_string())
+        sql_bytes::query_map(
+            self.conn,
+            sql,
+            &sql_bytes::params(&bound(params)),
+            whole_row,
+        )
+        .map_err(|e| e.to_string())
     }
 
     /// The probe of customer `id` in a WITHOUT ROWID table. Under the

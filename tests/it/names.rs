@@ -512,3 +512,56 @@ fn virtual_tables_named_in_latin1_keep_their_bytes_through_the_rebuild() {
         "ok"
     );
 }
+
+/// A customer whose name a Latin-1 client wrote (`Müller` as the bytes
+/// 4d fc 6c 6c 65 72, not UTF-8) among those a stale ID index page
+/// rejects: SQLite serves the row as it is, so the repair's verification
+/// finds the customer served like the others (it used to stop, exit 3:
+/// "still not served correctly", the probe failing on the name's bytes),
+/// and the name keeps its bytes. Truth: the fixture builder's affected
+/// customers; the bytes by the stock CLI.
+#[test]
+fn a_customer_with_a_latin1_name_is_served_and_keeps_its_bytes_through_a_repair() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_copy("stale_pk_page", dir.path());
+    let t = truth("stale_pk_page");
+    let affected = strings(&t["affected_customer_ids"]);
+    let id = &affected[0];
+    assert_eq!(id, "C052157602710");
+    // the name is in no index: only the table's leaf changes
+    let set = format!(
+        "UPDATE customers SET name = CAST(x'4dfc6c6c6572' AS TEXT) WHERE rowid = \
+         (SELECT rowid FROM customers NOT INDEXED WHERE customer_id = '{id}')"
+    );
+    sqlite3_cli(&db, &set);
+    let name_hex =
+        format!("SELECT hex(name) FROM customers NOT INDEXED WHERE customer_id = '{id}'");
+    assert_eq!(sqlite3_cli(&db, &name_hex).trim(), "4DFC6C6C6572");
+    let c = run(&["check", db.to_str().unwrap(), "--json", "-"], dir.path());
+    assert_eq!(c.code(), 1, "{}", c.show());
+    assert_eq!(strings(&c.json()["affected_customer_ids"]), affected);
+    let snaps = dir.path().join("snaps");
+    std::fs::create_dir(&snaps).unwrap();
+    let r = run(
+        &[
+            "repair",
+            db.to_str().unwrap(),
+            "--snapshot",
+            snaps.to_str().unwrap(),
+            "--json",
+            "-",
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert_eq!(r.json()["verdict"], "repaired");
+    assert_eq!(sqlite3_cli(&db, "PRAGMA integrity_check").trim(), "ok");
+    assert_eq!(sqlite3_cli(&db, &name_hex).trim(), "4DFC6C6C6572");
+    let d = run(&["diagnose", db.to_str().unwrap(), id], dir.path());
+    assert_eq!(d.code(), 0, "{}", d.show());
+    assert!(
+        d.stdout().starts_with(&format!("{id}: served correctly")),
+        "{}",
+        d.show()
+    );
+}
