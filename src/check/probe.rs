@@ -409,7 +409,10 @@ impl<'c> Prober<'c> {
     }
 
     /// Other rows holding the same key as `rowid` under a UNIQUE index,
-    /// found through that index (for re-registered duplicates).
+    /// found through that index (for re-registered duplicates). A row the
+    /// lookup gives that holds another key is not one: an index whose
+    /// leaves are out of key order can send SQLite's seek to another
+    /// customer's entry.
     pub fn same_key_rows(&self, index: &Index, rowid: i64) -> Vec<i64> {
         let Ok(Some(key)) = self.row_key(index, rowid) else {
             return Vec::new();
@@ -418,7 +421,16 @@ impl<'c> Prober<'c> {
             return Vec::new();
         }
         self.lookup(index, &key)
-            .map(|v| v.iter().copied().filter(|&s| s != rowid).collect())
+            .map(|v| {
+                v.iter()
+                    .copied()
+                    .filter(|&s| s != rowid)
+                    .filter(|&s| {
+                        self.row_key(index, s)
+                            .is_ok_and(|k| k.as_ref() == Some(&key))
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 }
