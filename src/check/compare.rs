@@ -574,6 +574,10 @@ pub fn scan_index_tapped(
     // the row of the current and of the previous entry
     let mut pk = Vec::new();
     let mut prev_row: (Option<i64>, Vec<u8>) = (None, Vec::new());
+    // the pages where the key order breaks, and the page of the entry
+    // before each break
+    let mut prev_pgno = None;
+    let mut misordered_pages = std::collections::BTreeSet::new();
     let owned = |rec: &Record, payload: &[u8]| -> Vec<Value> {
         rec.values(payload)
             .map(|v| canon::to_owned(&v, enc))
@@ -609,6 +613,8 @@ pub fn scan_index_tapped(
             if have_prev {
                 let (ord, key_equal) = compare_entries(&prev_rec, &prev, &cur, payload, plan, enc);
                 if ord != Ordering::Less {
+                    misordered_pages.insert(pgno);
+                    misordered_pages.extend(prev_pgno);
                     out.out_of_order.push(Collected {
                         bytes: buf.clone(),
                         rowid,
@@ -650,6 +656,7 @@ pub fn scan_index_tapped(
             std::mem::swap(&mut prev_rec, &mut cur);
             prev_row.0 = rowid;
             prev_row.1.clone_from(&pk);
+            prev_pgno = Some(pgno);
             have_prev = true;
             let b = bucket_of(bucket_key, bits);
             match wanted {
@@ -683,11 +690,60 @@ pub fn scan_index_tapped(
                 });
             }
             have_prev = false;
+            prev_pgno = None;
             after_damage = true;
         }
     };
     let stats = btree::walk_index(src, root, &mut visit);
+    // every entry of a page where the order breaks, and of the page before
+    // the break (two leaves swapped): SQLite's seek for any of them may
+    // land on the other leaf, so each is probed, not only the entry at
+    // the break
+    let around = entries_on_pages(src, plan, &misordered_pages, enc);
+    out.beside_damage.extend(around);
     out.pages = stats.pages;
+    out
+}
+
+/// The entries of an index on `pages` (leaves or interior: both hold
+/// entries), each with its row, read from the cells' local payloads.
+fn entries_on_pages(
+    src: &dyn PageSource,
+    plan: &Plan,
+    pages: &std::collections::BTreeSet<u32>,
+    enc: TextEncoding,
+) -> Vec<Collected> {
+    let (mut buf, mut rec, mut pk, mut out) =
+        (Vec::new(), Record::default(), Vec::new(), Vec::new());
+    for &pgno in pages {
+        if src.read_page(pgno, &mut buf).is_err() {
+            continue;
+        }
+        let Ok(page) = BtreePage::parse(&buf, pgno, src.usable_size()) else {
+            continue;
+        };
+        for i in 0..usize::from(page.cell_count()) {
+            let payload = match page.cell(i) {
+                Ok(Cell::IndexLeaf { payload } | Cell::IndexInterior { payload, .. }) => payload,
+                _ => continue,
+            };
+            if rec.parse(payload.local).is_err() || rec.len() != plan.fields.len() {
+                continue;
+            }
+            let Some((rowid, _)) = plan.entry_row(&rec, payload.local, enc, &mut pk) else {
+                continue;
+            };
+            out.push(Collected {
+                bytes: Vec::new(),
+                rowid,
+                pk: pk.clone(),
+                values: rec
+                    .values(payload.local)
+                    .map(|v| canon::to_owned(&v, enc))
+                    .collect(),
+            });
+        }
+    }
     out
 }
 

@@ -39,6 +39,7 @@ mod salvage;
 mod snapshot;
 mod summary;
 mod support;
+mod swapped_leaves;
 mod upgrade;
 mod wal_endings;
 mod wal_refused;
