@@ -244,8 +244,32 @@ pub struct WalIndex {
     /// last transaction leaves none (its commit frame is the last frame it
     /// writes); a damaged frame inside the log does.
     pub lost_commits: u32,
+    /// The log's last transaction when its own commit frame fails (see
+    /// [`TornTransaction`]); None when the log ends otherwise.
+    pub torn_last: Option<TornTransaction>,
     /// (page number, newest committed frame), sorted by page number.
     latest: Vec<(u32, u32)>,
+}
+
+/// A last transaction SQLite discards: every frame after the last valid
+/// commit is sound but for the first invalid one, which carries this log's
+/// salts and a commit mark and fails its checksum, and no commit of this
+/// log follows it ([`WalIndex::lost_commits`] is 0). A write torn by a
+/// power cut, or damage to the commit frame itself: SQLite (wal.c,
+/// `walIndexRecover`) treats the transaction as never committed, so its
+/// changes are not in the database. Frames after the last commit that carry
+/// other salts (left over from before the log was last reset), or valid
+/// frames with no commit after them (a transaction still being written),
+/// are not one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTransaction {
+    /// Its first frame, the one after the last valid commit frame.
+    pub first_frame: u32,
+    /// Its commit frame, the first frame that fails.
+    pub commit_frame: u32,
+    /// The database pages its frames hold (each once), sorted; the commit
+    /// frame's as its header names it.
+    pub pages: Vec<u32>,
 }
 
 impl WalIndex {
@@ -314,10 +338,12 @@ impl WalIndex {
                 db_pages = fh.db_size_after_commit;
             }
         }
-        // past the first invalid frame: the commits of this log (its salts)
-        // that SQLite will not replay
+        // from the first invalid frame on: the commits of this log (its
+        // salts) that SQLite will not replay; the first invalid frame's own
+        // commit is that of a torn last transaction, never committed
         let mut lost_commits = 0u32;
-        for frame in frames_valid.saturating_add(2)..=frames_total {
+        let mut torn_commit_page = None;
+        for frame in frames_valid.saturating_add(1)..=frames_total {
             if !read_frame(frame, &mut buf) {
                 break;
             }
@@ -327,9 +353,31 @@ impl WalIndex {
                 && fh.pgno != 0
                 && fh.is_commit()
             {
-                lost_commits += 1;
+                if frame == frames_valid + 1 {
+                    torn_commit_page = Some(fh.pgno);
+                } else {
+                    lost_commits += 1;
+                }
             }
         }
+        let torn_last = torn_commit_page
+            .filter(|_| lost_commits == 0)
+            .map(|commit_page| {
+                // `frames` holds frame n at n - 1: the torn transaction's
+                // sound frames are those after the last valid commit
+                let mut pages: Vec<u32> = frames[max_frame as usize..]
+                    .iter()
+                    .map(|&(pgno, _)| pgno)
+                    .chain([commit_page])
+                    .collect();
+                pages.sort_unstable();
+                pages.dedup();
+                TornTransaction {
+                    first_frame: max_frame + 1,
+                    commit_frame: frames_valid + 1,
+                    pages,
+                }
+            });
         frames.truncate(max_frame as usize);
         // Newest frame per page: sort by (page, frame) and keep each page's last.
         frames.sort_unstable();
@@ -349,6 +397,7 @@ impl WalIndex {
             frames_total,
             frames_valid,
             lost_commits,
+            torn_last,
             latest,
         })
     }
@@ -473,18 +522,64 @@ mod tests {
             (idx.max_frame, idx.frames_valid, idx.lost_commits),
             (1, 2, 0)
         );
+        assert_eq!(
+            idx.torn_last,
+            Some(TornTransaction {
+                first_frame: 2,
+                commit_frame: 3,
+                pages: vec![2, 3],
+            })
+        );
         // the same transaction damaged in its first frame: its commit lost
         let mut wal = make_wal(false, 512, &[(1, 2, 1), (2, 0, 2), (3, 3, 3)]);
         let off = frame_page_offset(2, 512) as usize;
         wal[off] ^= 0xff;
-        assert_eq!(WalIndex::build(&wal).unwrap().lost_commits, 1);
+        let idx = WalIndex::build(&wal).unwrap();
+        assert_eq!((idx.lost_commits, idx.torn_last), (1, None));
         // frames of an older log generation (other salts) after the end: none
         let mut wal = make_wal(false, 512, &[(1, 2, 1), (2, 2, 2), (3, 3, 3)]);
         for f in [2, 3] {
             let off = frame_offset(f, 512) as usize + FRAME_SALT1_OFFSET;
             wal[off] ^= 1;
         }
-        assert_eq!(WalIndex::build(&wal).unwrap().lost_commits, 0);
+        let idx = WalIndex::build(&wal).unwrap();
+        assert_eq!(
+            (idx.max_frame, idx.lost_commits, idx.torn_last),
+            (1, 0, None)
+        );
+        // a commit frame damaged with a commit after it: lost, not torn
+        let mut wal = make_wal(false, 512, &[(1, 2, 1), (2, 2, 2), (3, 3, 3)]);
+        let off = frame_page_offset(2, 512) as usize;
+        wal[off] ^= 0xff;
+        let idx = WalIndex::build(&wal).unwrap();
+        assert_eq!((idx.lost_commits, idx.torn_last), (1, None));
+        // valid frames with no commit after them (a transaction still being
+        // written), and a sound log: nothing discarded for damage
+        let wal = make_wal(false, 512, &[(1, 2, 1), (2, 0, 2), (3, 0, 3)]);
+        let idx = WalIndex::build(&wal).unwrap();
+        assert_eq!(
+            (idx.max_frame, idx.frames_valid, idx.torn_last),
+            (1, 3, None)
+        );
+        let wal = make_wal(false, 512, &[(1, 2, 1), (2, 0, 2), (3, 3, 3)]);
+        assert_eq!(WalIndex::build(&wal).unwrap().torn_last, None);
+        // the torn transaction is the log's only one: from frame 1, each
+        // page once
+        let mut wal = make_wal(true, 512, &[(4, 0, 1), (2, 0, 2), (4, 4, 3)]);
+        let off = frame_page_offset(3, 512) as usize + 511;
+        wal[off] ^= 1;
+        let idx = WalIndex::build(&wal).unwrap();
+        assert_eq!(
+            (idx.max_frame, idx.torn_last),
+            (
+                0,
+                Some(TornTransaction {
+                    first_frame: 1,
+                    commit_frame: 3,
+                    pages: vec![2, 4],
+                })
+            )
+        );
 
         // A salt mismatch ends it too.
         let mut wal = make_wal(false, 512, &[(1, 2, 1), (2, 2, 2)]);
@@ -496,6 +591,7 @@ mod tests {
         let wal = make_wal(false, 512, &[(1, 2, 1), (2, 2, 2)]);
         let idx = WalIndex::build(&wal[..wal.len() - 1]).unwrap();
         assert_eq!((idx.frames_total, idx.max_frame), (1, 1));
+        assert_eq!(idx.torn_last, None);
     }
 
     #[test]
