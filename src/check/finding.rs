@@ -28,6 +28,10 @@ pub enum Code {
     WalUncheckpointed,
     /// A -wal file that exists but cannot be used.
     WalInvalid,
+    /// The -wal ends in a transaction whose own commit frame fails its
+    /// checksum (a torn write): SQLite discards it as never committed, so
+    /// its changes are not in the database (info).
+    WalLastTransactionTorn,
     // --- structure ---
     /// SQLite cannot read the schema table.
     SchemaUnreadable,

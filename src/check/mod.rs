@@ -711,6 +711,28 @@ fn file_findings(pager: &Pager, header: &DatabaseHeader, ctx: &mut Ctx) {
             .count(u64::from(w.lost_commits)),
         );
     }
+    if let Some(w) = pager.wal()
+        && let Some(t) = &w.torn_last
+    {
+        let wal = format!("{}-wal", pager.path().display());
+        ctx.findings.push(
+            Finding::new(
+                Code::WalLastTransactionTorn,
+                Severity::Info,
+                format!(
+                    "the -wal ends in a transaction SQLite discards: its commit frame {} fails its checksum (a write torn by a crash, or the frame damaged since), so frames {} to {}, holding {} pages, were never committed; what they changed (a customer registered in them, say) is not in the database, which is read as of frame {}",
+                    t.commit_frame,
+                    t.first_frame,
+                    t.commit_frame,
+                    t.pages.len(),
+                    w.max_frame
+                ),
+            )
+            .object(&wal)
+            .count(t.pages.len() as u64)
+            .pages(t.pages.clone()),
+        );
+    }
     if let Some(e) = pager.wal_error() {
         ctx.findings.push(Finding::new(
             Code::WalInvalid,

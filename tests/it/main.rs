@@ -43,4 +43,5 @@ mod swapped_leaves;
 mod upgrade;
 mod wal_endings;
 mod wal_refused;
+mod wal_torn;
 mod without_rowid;
