@@ -511,6 +511,17 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
                     }
                 }
             }
+            if cause == "not_found"
+                && let Some(w) = pager.wal()
+                && let Some(t) = &w.torn_last
+            {
+                // not damage SQLite reports, but the likeliest reason a
+                // customer registered moments before a crash is not found
+                words.push_str(&format!(
+                    "; the -wal ends in a transaction SQLite discards as never committed (frames {} to {}: its commit frame fails its checksum), so a customer registered in it is not in the database",
+                    t.first_frame, t.commit_frame
+                ));
+            }
             if let Some(why) = &rule {
                 cause = if cause == "vanished" {
                     cause

@@ -4,7 +4,8 @@
 //! a support desk asking why an ID registered in that transaction is
 //! rejected needs to know, so check names it (`wal_last_transaction_torn`,
 //! info): the -wal, the frames of the discarded transaction and how many
-//! pages they hold. A -wal that ends otherwise gives no such finding.
+//! pages they hold; and `diagnose` says so of an ID it does not find. A
+//! -wal that ends otherwise gives no such finding.
 
 use std::path::{Path, PathBuf};
 
@@ -230,6 +231,44 @@ fn a_torn_last_transaction_of_a_healthy_database_leaves_it_clean() {
         "{message}"
     );
 
+    // the support desk's question about the customer of the torn
+    // transaction: not found, and why
+    let d = run(
+        &[
+            "diagnose",
+            "till.db",
+            "C900000000002",
+            "C900000000001",
+            "--json",
+            "-",
+        ],
+        tmp.path(),
+    );
+    assert_eq!(d.code(), 1, "{}", d.show());
+    let dj = d.json();
+    let causes: Vec<(&str, &str)> = dj["diagnoses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["cause"].as_str().unwrap(),
+                x["explanation"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(causes[0].0, "not_found");
+    assert!(
+        causes[0].1.starts_with(
+            "no such customer in the table or its indexes; the -wal ends in a transaction \
+             SQLite discards as never committed (frames 3 to 4: its commit frame fails its \
+             checksum), so a customer registered in it is not in the database; did you mean"
+        ),
+        "{}",
+        causes[0].1
+    );
+    assert_eq!(causes[1].0, "served");
+
     let image = std::fs::read(&db).unwrap();
     let r = run(&["repair", "till.db", "--json", "-"], tmp.path());
     assert_eq!(r.code(), 0, "{}", r.show());
@@ -298,6 +337,15 @@ fn a_wal_that_ends_otherwise_gives_no_torn_transaction() {
         "older commits after it"
     );
     check(&reset, "r.db", 0);
+    let d = run(
+        &["diagnose", "r.db", "C900000000003", "--json", "-"],
+        &reset,
+    );
+    assert_eq!(d.code(), 1, "{}", d.show());
+    let dj = d.json();
+    assert_eq!(dj["diagnoses"][0]["cause"], "not_found");
+    let words = dj["diagnoses"][0]["explanation"].as_str().unwrap();
+    assert!(!words.contains("-wal"), "{words}");
 
     // a transaction still being written: its frames spilled into the -wal,
     // the files copied while it is open
