@@ -50,6 +50,10 @@ pub enum Code {
     PageUnused,
     /// A page used twice (by two trees, or twice in one).
     PageReused,
+    /// Two pages that hold each other's content (each written at the
+    /// other's place), told by every reference to them; the customers on
+    /// them whose lookups fail, read with the two put back.
+    PagesSwapped,
     /// The freelist is damaged.
     FreelistDamaged,
     /// Pointer-map entries (auto_vacuum files) that do not match the pages

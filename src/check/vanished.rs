@@ -516,6 +516,7 @@ const LOSS: &[Code] = &[
     Code::KeyOrder,
     Code::PageUnused,
     Code::PageReused,
+    Code::PagesSwapped,
     Code::FreelistDamaged,
     Code::SqliteQuickCheck,
     Code::RowsUnreadable,

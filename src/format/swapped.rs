@@ -99,6 +99,49 @@ impl Ref {
     }
 }
 
+/// A page source that reads each pair of [`Swap`]s in each other's place:
+/// the file as it was before the pages were swapped, without writing it.
+pub struct PutBack<'s> {
+    src: &'s dyn PageSource,
+    pairs: Vec<(u32, u32)>,
+}
+
+impl<'s> PutBack<'s> {
+    pub fn new(src: &'s dyn PageSource, swaps: &[Swap]) -> Self {
+        PutBack {
+            src,
+            pairs: swaps.iter().map(|s| (s.a, s.b)).collect(),
+        }
+    }
+}
+
+impl PageSource for PutBack<'_> {
+    fn page_size(&self) -> u32 {
+        self.src.page_size()
+    }
+    fn usable_size(&self) -> u32 {
+        self.src.usable_size()
+    }
+    fn page_count(&self) -> u32 {
+        self.src.page_count()
+    }
+    fn text_encoding(&self) -> crate::format::header::TextEncoding {
+        self.src.text_encoding()
+    }
+    fn read_page(&self, pgno: u32, buf: &mut Vec<u8>) -> Result<(), super::FormatError> {
+        let at = self
+            .pairs
+            .iter()
+            .find_map(|&(a, b)| match pgno {
+                p if p == a => Some(b),
+                p if p == b => Some(a),
+                _ => None,
+            })
+            .unwrap_or(pgno);
+        self.src.read_page(at, buf)
+    }
+}
+
 /// The pages as read with two of them, maybe, in each other's place.
 struct View<'s> {
     src: &'s dyn PageSource,

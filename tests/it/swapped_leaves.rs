@@ -178,3 +178,107 @@ fn two_leaves_of_a_customer_index_swapped_are_named_customer_by_customer_and_put
         assert_eq!(c.code(), 0, "{index}: {}", c.show());
     }
 }
+
+/// A leaf of the customer table and a leaf of its ID index swapped: the
+/// table's rows on the one are reached by no reference, and those whose ID
+/// entry was on the other are named by nothing else in the file (no index
+/// entry, no row SQLite reads). check finds the two pages holding each
+/// other's content (`pages_swapped`), reads the table with them put back,
+/// and names every customer on them whose lookup fails, so that every
+/// customer SQLite rejects is named; repair puts the two back.
+#[test]
+fn a_customer_leaf_swapped_with_an_id_index_leaf_is_named_whole_and_put_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_copy("healthy", dir.path());
+    let every = rows(&db);
+    let want_sha = customers_sha256(&db);
+    let kind = |p: usize| {
+        sqlite3_cli(
+            &db,
+            &format!(
+                "SELECT name || ' ' || pagetype || ' ' || ncell FROM dbstat WHERE pageno = {p}"
+            ),
+        )
+    };
+    assert_eq!(kind(215), "customers leaf 28");
+    assert_eq!(kind(101), "sqlite_autoindex_customers_1 leaf 176");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let ps = 4096;
+    let (a, b) = (101, 215);
+    let page_a = bytes[(a - 1) * ps..a * ps].to_vec();
+    bytes.copy_within((b - 1) * ps..b * ps, (a - 1) * ps);
+    bytes[(b - 1) * ps..b * ps].copy_from_slice(&page_a);
+    std::fs::write(&db, &bytes).unwrap();
+
+    // rejected: a lookup by ID (through the ID index) that fails or misses
+    // the customer's own row; through the other indexes, one that misses it
+    let conn = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    let mut rejected = BTreeSet::new();
+    for row in &every {
+        for (lookup, col, error_rejects) in [
+            ("customer_id = ?1", 1, true),
+            ("card_number = ?1", 2, false),
+            ("phone = ?1", 4, false),
+            ("email = ?1", 5, false),
+        ] {
+            if row[col] == Value::Null {
+                continue;
+            }
+            let got: rusqlite::Result<Vec<Vec<Value>>> = conn
+                .prepare(&format!("SELECT {COLUMNS} FROM customers WHERE {lookup}"))
+                .unwrap()
+                .query_map([&row[col]], |r| {
+                    (0..11).map(|i| r.get::<_, Value>(i)).collect()
+                })
+                .unwrap()
+                .collect();
+            let miss = match got {
+                Ok(rows) => !rows.contains(row),
+                Err(_) => error_rejects,
+            };
+            if miss {
+                let Value::Text(id) = &row[1] else {
+                    panic!("{row:?}")
+                };
+                rejected.insert(id.clone());
+            }
+        }
+    }
+    assert_eq!(rejected.len(), 203);
+
+    let r = run(&["check", db.to_str().unwrap(), "--json", "-"], dir.path());
+    assert_eq!(r.code(), 1, "{}", r.show());
+    let j = r.json();
+    let named: BTreeSet<String> = strings(&j["affected_customer_ids"]).into_iter().collect();
+    assert_eq!(named, rejected);
+    let swapped: Vec<&serde_json::Value> = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "pages_swapped")
+        .collect();
+    assert_eq!(swapped.len(), 1, "{j:#}");
+    assert_eq!(swapped[0]["pages"], serde_json::json!([101, 215]));
+    assert_eq!(swapped[0]["severity"], "error");
+    // the 28 rows of the customer leaf, every one rejected
+    assert_eq!(swapped[0]["count"], 28);
+
+    let snaps = dir.path().join("snaps");
+    std::fs::create_dir(&snaps).unwrap();
+    let r = run(
+        &[
+            "repair",
+            db.to_str().unwrap(),
+            "--snapshot",
+            snaps.to_str().unwrap(),
+            "--json",
+            "-",
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert_eq!(stock_integrity_check(&db), "ok");
+    assert_eq!(customers_sha256(&db), want_sha);
+    let c = run(&["check", db.to_str().unwrap()], dir.path());
+    assert_eq!(c.code(), 0, "{}", c.show());
+}
