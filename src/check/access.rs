@@ -25,6 +25,7 @@ use rusqlite::Connection;
 use crate::config::Settings;
 use crate::db;
 use crate::format::btree::PageSource;
+use crate::format::companion;
 use crate::format::geometry;
 use crate::format::header::{self, DatabaseHeader, TextEncoding};
 use crate::pager::Pager;
@@ -69,8 +70,10 @@ fn read_head(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Reads the start of the file and judges its header as SQLite does. `Err`:
-/// not a database at all (exit 2): a directory, an empty file, or a file
-/// that neither starts with the magic string nor holds b-tree pages.
+/// not a database at all (exit 2): a directory, an empty file, a file SQLite
+/// keeps beside a database (a -wal, a rollback journal, a -shm:
+/// [`companion`]), or a file that neither starts with the magic string nor
+/// holds b-tree pages.
 pub fn file_header(path: &Path) -> Result<HeaderState> {
     let meta =
         std::fs::metadata(path).with_context(|| format!("{}: cannot open", path.display()))?;
@@ -82,6 +85,10 @@ pub fn file_header(path: &Path) -> Result<HeaderState> {
         bail!("{}: empty file (0 bytes): not a database", path.display());
     }
     let head = read_head(path)?;
+    let name = path.file_name().unwrap_or_default();
+    if let Some(c) = companion::identify(&head, std::os::unix::ffi::OsStrExt::as_bytes(name)) {
+        bail!("{}", companion_refusal(path, c));
+    }
     let magic_len = head.len().min(header::MAGIC.len());
     let magic = head[..magic_len] == header::MAGIC[..magic_len];
     if head.len() < header::HEADER_SIZE && magic {
@@ -114,6 +121,28 @@ pub fn file_header(path: &Path) -> Result<HeaderState> {
             path.display()
         ),
     }
+}
+
+/// The one line that refuses a companion file given as the database: what
+/// it is, and the database it belongs to where its name shows one that is
+/// there.
+fn companion_refusal(path: &Path, c: companion::Companion) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let owner = path
+        .as_os_str()
+        .as_bytes()
+        .strip_suffix(c.suffix().as_bytes())
+        .filter(|o| !o.is_empty() && !o.ends_with(b"/"))
+        .map(|o| Path::new(std::ffi::OsStr::from_bytes(o)));
+    let which = match owner {
+        Some(o) if o.is_file() => format!(" ({})", o.display()),
+        _ => String::new(),
+    };
+    format!(
+        "{}: {}, not a database: give the database it belongs to{which}",
+        path.display(),
+        c.what()
+    )
 }
 
 /// A header SQLite accepts on its own, of a file SQLite refuses: when the

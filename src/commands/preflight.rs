@@ -243,6 +243,8 @@ fn evaluate(args: &PreflightArgs, quiet: bool) -> Result<Evaluated> {
     if !meta.is_file() {
         bail!("{}: not a database file", db.display());
     }
+    // a -wal, a journal, a file of no database: refused as check refuses it
+    crate::check::access::file_header(db)?;
     let json_to_stdout = args.opts.json.as_deref() == Some("-");
     let conn = crate::db::open_read_only(db)?;
     let (table, schema) = schema_condition(&conn, db, &settings)?;

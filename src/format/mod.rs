@@ -46,10 +46,12 @@
 //! header's page size and reserved bytes found from the pages),
 //! [`schema_table`] (sqlite_schema read page by page), [`roots`] (the b-tree
 //! roots a file's pages show, when its schema is lost), [`swapped`] (two pages
-//! holding each other's content).
+//! holding each other's content), [`companion`] (the -wal, -journal and -shm
+//! files beside a database, told from a database).
 
 pub mod accounting;
 pub mod btree;
+pub mod companion;
 pub mod freelist;
 pub mod geometry;
 pub mod header;

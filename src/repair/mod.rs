@@ -195,6 +195,9 @@ fn repair_at(
     settings: &Settings,
     quiet: bool,
 ) -> Result<RepairOutcome> {
+    // a file that is no database (a -wal or journal given for it, a
+    // directory) is refused before anything is looked at or written
+    check::access::file_header(db)?;
     let backup_dir = args
         .backup_dir
         .clone()

@@ -14,6 +14,7 @@ mod header;
 mod hooks;
 mod html;
 mod index_quirks;
+mod inputs;
 mod kinds;
 mod large;
 mod names;
