@@ -415,11 +415,21 @@ fn locked_steps(
         // the original changes from here on (a WAL database is checkpointed
         // before the rename): a copied backup is kept whatever happens next
         bk.keep();
-        if job.lock.leave_wal(job.db)? {
+        // what the -wal commits, read before leaving WAL mode removes it: a
+        // WAL database at rest has none (or only the empty -wal the lock's
+        // open made), and then nothing is checkpointed
+        let committed = apply::committed_wal(job.db).map(|w| w.max_frame);
+        if job.lock.leave_wal(job.db)?
+            && let Some(frames) = committed
+        {
             fields.actions.push(Action {
                 kind: "checkpoint",
                 object: None,
-                detail: "the -wal was checkpointed into the database (its content is unchanged) so the swap is a single rename".into(),
+                detail: format!(
+                    "the -wal's {frames} committed frame{} {} checkpointed into the database (its content is unchanged) so the swap is a single rename",
+                    if frames == 1 { "" } else { "s" },
+                    if frames == 1 { "was" } else { "were" }
+                ),
             });
         }
         let aside = bk

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::support::{fixture_copy, run};
+use super::support::{action_detail, action_kinds, fixture_copy, run};
 
 /// Every file in `dir` (and in its folders) with its bytes; a folder as
 /// `name/`. What "nothing changed on disk" compares.
@@ -195,5 +195,68 @@ fn a_wal_index_given_as_the_database_is_refused_by_every_command() {
         "index.bin",
         "index.bin: a SQLite WAL index (shared-memory file), not a database: give the \
          database it belongs to",
+    );
+}
+
+/// A WAL database at rest (no -wal) repaired: its actions say nothing of a
+/// checkpoint, there being no -wal to checkpoint; with a -wal of 64
+/// committed frames, the checkpoint says so.
+#[test]
+fn repair_names_a_checkpoint_only_where_a_wal_held_frames() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_copy("flipped_id_byte", dir.path());
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+        .unwrap();
+    assert!(!dir.path().join("flipped_id_byte.db-wal").exists());
+    assert_eq!(std::fs::read(&db).unwrap()[18..20], [2, 2]);
+    let r = run(
+        &[
+            "repair",
+            "flipped_id_byte.db",
+            "--backup-dir",
+            "bk",
+            "--json",
+            "-",
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let j = r.json();
+    assert_eq!(
+        action_kinds(&j),
+        [
+            "backup",
+            "rebuild_index",
+            "free_pages",
+            "restore_value",
+            "verify",
+            "swap"
+        ],
+        "{}",
+        r.show()
+    );
+    assert_eq!(std::fs::read(&db).unwrap()[18..20], [2, 2]);
+    assert!(!dir.path().join("flipped_id_byte.db-wal").exists());
+
+    let dir = tempfile::tempdir().unwrap();
+    fixture_copy("wal_stale_index", dir.path());
+    let r = run(
+        &[
+            "repair",
+            "wal_stale_index.db",
+            "--backup-dir",
+            "bk",
+            "--json",
+            "-",
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    assert_eq!(
+        action_detail(&r.json(), "checkpoint", None),
+        "the -wal's 64 committed frames were checkpointed into the database (its content is \
+         unchanged) so the swap is a single rename"
     );
 }
