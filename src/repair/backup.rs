@@ -93,7 +93,13 @@ fn free_base(dir: &Path, name: &str, stamp: &str) -> Result<String> {
 /// Takes the backup of the locked database `db` into `dir`: a second name
 /// of the original file where one can be made, else a copy.
 pub fn take(db: &Path, lock: &Lock, dir: &Path, stamp: &str) -> Result<Backup> {
-    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    // made here only in a folder that is there (`paths_usable`)
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(e).with_context(|| format!("{}: cannot create", dir.display()))?;
+        }
+        _ => {}
+    }
     let name = file_name(db);
     let base = free_base(dir, &name, stamp)?;
     let path = dir.join(format!("{base}.backup"));

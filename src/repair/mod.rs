@@ -842,19 +842,7 @@ fn paths_usable(args: &RepairArgs, db: &Path, backup_dir: &Path) -> Result<()> {
     can_write(db).map_err(|e| refuse("the database", db, e))?;
     let folder = folder_of(db);
     can_write(folder).map_err(|e| refuse("the database's folder", folder, e))?;
-    // the backup folder, or the nearest folder above it where it is created
-    let existing = backup_dir
-        .ancestors()
-        .map(|a| {
-            if a.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                a
-            }
-        })
-        .find(|a| a.exists())
-        .unwrap_or(Path::new("."));
-    can_write(existing).map_err(|e| refuse("the backup folder", existing, e))?;
+    backup_folder_usable(backup_dir)?;
     let reports = [
         args.opts
             .json
@@ -868,6 +856,40 @@ fn paths_usable(args: &RepairArgs, db: &Path, backup_dir: &Path) -> Result<()> {
         report_target_usable(target)?;
     }
     Ok(())
+}
+
+/// The backup folder: one that is there and writable, or one that can be
+/// made in the folder above it, which is there and writable. A folder whose
+/// parent is missing too is a mistyped path: refused, never made (a chain of
+/// folders made from a typo would hide the backup where nobody looks).
+fn backup_folder_usable(dir: &Path) -> Result<()> {
+    let d = dir.display();
+    let parent = folder_of(dir);
+    let p = parent.display();
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => can_write(dir).map_err(|e| {
+            anyhow::anyhow!(
+                "{d}: the backup folder is not writable ({e}); repair must write there: nothing was changed"
+            )
+        }),
+        Ok(_) => bail!("{d}: the backup folder is a file, not a folder: nothing was changed"),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            bail!("{d}: the backup folder cannot be read ({e}): nothing was changed")
+        }
+        Err(_) => match std::fs::metadata(parent) {
+            Ok(m) if m.is_dir() => can_write(parent).map_err(|e| {
+                anyhow::anyhow!(
+                    "{d}: the backup folder does not exist, and {p}, where it would be made, is not writable ({e}): nothing was changed"
+                )
+            }),
+            Ok(_) => bail!(
+                "{d}: the backup folder does not exist, and {p}, where it would be made, is a file: nothing was changed"
+            ),
+            Err(_) => bail!(
+                "{d}: the backup folder does not exist, nor does {p}, the folder it would be made in: give a folder that exists (or one inside it); nothing was changed"
+            ),
+        },
+    }
 }
 
 /// A report is written to a new file or over a writable one, never through

@@ -260,3 +260,72 @@ fn repair_names_a_checkpoint_only_where_a_wal_held_frames() {
          unchanged) so the swap is a single rename"
     );
 }
+
+#[test]
+fn a_backup_folder_whose_parent_is_missing_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    fixture_copy("flipped_id_byte", dir.path());
+    let before = state(dir.path());
+    let missing = dir.path().join("nowhere/sub/dir");
+    for backup in [missing.display().to_string(), "nowhere/sub/dir".to_string()] {
+        for dry in [false, true] {
+            let mut args = vec!["repair", "flipped_id_byte.db", "--backup-dir", &backup];
+            if dry {
+                args.push("--dry-run");
+            }
+            let r = run(&args, dir.path());
+            assert_eq!(r.code(), 2, "{}", r.show());
+            let parent = backup.strip_suffix("/dir").unwrap();
+            assert_eq!(
+                r.stderr(),
+                format!(
+                    "custodian: {backup}: the backup folder does not exist, nor does {parent}, \
+                     the folder it would be made in: give a folder that exists (or one inside \
+                     it); nothing was changed\n"
+                ),
+                "{}",
+                r.show()
+            );
+            assert_eq!(r.stdout(), "", "{}", r.show());
+            assert!(state(dir.path()) == before, "a file changed: {}", r.show());
+        }
+    }
+    // a file where the folder should be
+    let r = run(
+        &[
+            "repair",
+            "flipped_id_byte.db",
+            "--backup-dir",
+            "flipped_id_byte.db",
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 2, "{}", r.show());
+    assert_eq!(
+        r.stderr(),
+        "custodian: flipped_id_byte.db: the backup folder is a file, not a folder: nothing was \
+         changed\n",
+        "{}",
+        r.show()
+    );
+    assert!(state(dir.path()) == before);
+    // a missing folder whose parent is there is made
+    let r = run(
+        &[
+            "repair",
+            "flipped_id_byte.db",
+            "--backup-dir",
+            "new",
+            "--json",
+            "-",
+        ],
+        dir.path(),
+    );
+    assert_eq!(r.code(), 0, "{}", r.show());
+    let backup = r.json()["backup_path"].as_str().unwrap().to_string();
+    assert!(backup.starts_with("new/flipped_id_byte.db."), "{backup}");
+    assert_eq!(
+        std::fs::read(dir.path().join(&backup)).unwrap(),
+        before["flipped_id_byte.db"]
+    );
+}
