@@ -256,6 +256,36 @@ pub fn lock(path: &Path) -> Result<Lock> {
     })
 }
 
+/// The context of an error of [`Lock::leave_wal`]: by then SQLite may have
+/// checkpointed the -wal into the original file (its rows unchanged, its
+/// bytes not), and given a truncated file its missing pages as zeros.
+#[derive(Debug)]
+pub struct LeavingWal;
+
+impl std::fmt::Display for LeavingWal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("leaving WAL mode for the swap")
+    }
+}
+
+/// Test hook, compiled only with the `test-hooks` feature: with
+/// `CUSTODIAN_TEST_FAIL_LEAVE_WAL=1`, [`Lock::leave_wal`] fails right after
+/// SQLite checkpointed the -wal and left WAL mode (as an I/O error could
+/// make it fail), so a test sees what the repair says then. In any other
+/// build this does nothing.
+fn test_fail_leave_wal(path: &Path) -> Result<()> {
+    #[cfg(feature = "test-hooks")]
+    if std::env::var("CUSTODIAN_TEST_FAIL_LEAVE_WAL").as_deref() == Ok("1") {
+        bail!(
+            "{}: the lock could not be taken again after the checkpoint (test hook)",
+            path.display()
+        );
+    }
+    #[cfg(not(feature = "test-hooks"))]
+    let _ = path;
+    Ok(())
+}
+
 impl Lock {
     /// The locked database, open for reading: the only descriptor of it
     /// custodian may read through while the lock is held.
@@ -285,6 +315,7 @@ impl Lock {
                 path.display()
             );
         }
+        test_fail_leave_wal(path)?;
         conn.execute_batch("BEGIN EXCLUSIVE")?;
         conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
             r.get::<_, i64>(0)

@@ -352,6 +352,21 @@ fn finish(
         Err(_) if interrupt::asked().is_some() => Ok(interrupted(db, before, fields)),
         // the backup failed: nothing was changed (exit 2)
         Err(e) if e.downcast_ref::<BackupFailed>().is_some() => Err(e),
+        // SQLite may have begun the checkpoint: the rows are the original's,
+        // the file's bytes may not be
+        Err(e) if e.downcast_ref::<apply::LeavingWal>().is_some() => {
+            let backup = fields
+                .backup_path
+                .as_deref()
+                .map(|b| format!(": the backup {b} holds them as they were"))
+                .unwrap_or_default();
+            let why = format!(
+                "{e:#}; the database's rows are as they were, but SQLite may have checkpointed \
+                 its -wal into the file, so the file and its -wal may not be byte for byte the \
+                 original's{backup}"
+            );
+            Ok(stopped(db, before, fields, &why))
+        }
         Err(e) => {
             let why = format!("{e:#}; the original is untouched");
             Ok(stopped(db, before, fields, &why))
@@ -419,7 +434,10 @@ fn locked_steps(
         // WAL database at rest has none (or only the empty -wal the lock's
         // open made), and then nothing is checkpointed
         let committed = apply::committed_wal(job.db).map(|w| w.max_frame);
-        if job.lock.leave_wal(job.db)?
+        if job
+            .lock
+            .leave_wal(job.db)
+            .map_err(|e| e.context(apply::LeavingWal))?
             && let Some(frames) = committed
         {
             fields.actions.push(Action {

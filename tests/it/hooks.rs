@@ -10,6 +10,7 @@ fn the_tested_binary_has_the_test_hooks() {
         "CUSTODIAN_PAUSE_AT",
         "CUSTODIAN_PAUSE_FILE",
         "CUSTODIAN_TEST_DAMAGE_COPY",
+        "CUSTODIAN_TEST_FAIL_LEAVE_WAL",
     ] {
         assert!(
             bytes.windows(var.len()).any(|w| w == var.as_bytes()),

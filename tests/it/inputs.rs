@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::support::{action_detail, action_kinds, fixture_copy, run};
+use super::support::{action_detail, action_kinds, fixture_copy, run, run_env, truth};
 
 /// Every file in `dir` (and in its folders) with its bytes; a folder as
 /// `name/`. What "nothing changed on disk" compares.
@@ -327,5 +327,61 @@ fn a_backup_folder_whose_parent_is_missing_is_refused() {
     assert_eq!(
         std::fs::read(dir.path().join(&backup)).unwrap(),
         before["flipped_id_byte.db"]
+    );
+}
+
+/// Leaving WAL mode fails after SQLite checkpointed the -wal (test hook):
+/// the repair stops (exit 3) and says what is known — the rows are the
+/// original's, the bytes may not be, the backup holds them — never that
+/// the original is untouched.
+#[test]
+fn a_failure_after_the_checkpoint_is_told_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fixture_copy("wal_stale_index", dir.path());
+    let original = std::fs::read(&db).unwrap();
+    let wal = std::fs::read(dir.path().join("wal_stale_index.db-wal")).unwrap();
+    let r = run_env(
+        &[
+            "repair",
+            "wal_stale_index.db",
+            "--backup-dir",
+            "bk",
+            "--json",
+            "-",
+        ],
+        dir.path(),
+        &[("CUSTODIAN_TEST_FAIL_LEAVE_WAL", "1")],
+    );
+    assert_eq!(r.code(), 3, "{}", r.show());
+    let j = r.json();
+    assert_eq!(j["verdict"], "failed");
+    let backup = j["backup_path"].as_str().unwrap();
+    assert_eq!(
+        r.stderr(),
+        format!(
+            "custodian: wal_stale_index.db: repair stopped: leaving WAL mode for the swap: \
+             wal_stale_index.db: the lock could not be taken again after the checkpoint (test \
+             hook); the database's rows are as they were, but SQLite may have checkpointed its \
+             -wal into the file, so the file and its -wal may not be byte for byte the \
+             original's: the backup {backup} holds them as they were\n"
+        ),
+        "{}",
+        r.show()
+    );
+    // and so it is: the rows as before, WAL mode back, the backup the bytes
+    assert_eq!(
+        super::repair::customers_sha256(&db),
+        truth("wal_stale_index")["expected_customers_sha256"]
+            .as_str()
+            .unwrap()
+    );
+    assert_eq!(
+        super::support::sqlite3_cli(&db, "PRAGMA journal_mode"),
+        "wal"
+    );
+    assert_eq!(std::fs::read(dir.path().join(backup)).unwrap(), original);
+    assert_eq!(
+        std::fs::read(dir.path().join(format!("{backup}-wal"))).unwrap(),
+        wal
     );
 }
