@@ -891,7 +891,13 @@ fn backup_folder_usable(dir: &Path) -> Result<()> {
             )
         }),
         Ok(_) => bail!("{d}: the backup folder is a file, not a folder: nothing was changed"),
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+        // (a file where a folder above it should be: the parent's turn)
+        Err(e)
+            if !matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
             bail!("{d}: the backup folder cannot be read ({e}): nothing was changed")
         }
         Err(_) => match std::fs::metadata(parent) {

@@ -624,7 +624,12 @@ fn unwritable_places_are_refused_up_front() {
     let db = s.db.display().to_string();
     let snaps = snaps.display().to_string();
     let nobody = Some(65534);
-    let refused = |backup_dir: Option<&str>, what: &str, place: &str| {
+    let unwritable = |what: &str, place: &str| {
+        format!(
+            "{place}: {what} is not writable (Permission denied (os error 13)); repair must write there: nothing was changed"
+        )
+    };
+    let refused = |backup_dir: Option<&str>, want: String| {
         for dry in [false, true] {
             let names = listing(dir);
             let mut a = vec![
@@ -643,24 +648,20 @@ fn unwritable_places_are_refused_up_front() {
             }
             let r = run_as_nobody(&a, dir);
             assert_eq!(r.code(), 2, "{}", r.show());
-            assert_eq!(
-                r.stderr(),
-                format!(
-                    "custodian: {place}: {what} is not writable (Permission denied (os error 13)); repair must write there: nothing was changed\n"
-                ),
-                "{}",
-                r.show()
-            );
+            assert_eq!(r.stderr(), format!("custodian: {want}\n"), "{}", r.show());
             assert_untouched(&s, &before, &names);
         }
     };
     // 1. the database is root's, 0644
-    refused(None, "the database", &db);
+    refused(None, unwritable("the database", &db));
     // 2. the database is nobody's, its folder root's
     chown(&s.db, nobody, nobody).unwrap();
-    refused(None, "the database's folder", &dir.display().to_string());
+    refused(
+        None,
+        unwritable("the database's folder", &dir.display().to_string()),
+    );
     // 3. both are nobody's; the backup folder (to be made inside a folder
-    //    of root's) is not writable
+    //    of root's) cannot be made; then it is there, root's: not writable
     chown(dir, nobody, nobody).unwrap();
     let locked = dir.join("locked");
     std::fs::create_dir(&locked).unwrap();
@@ -668,8 +669,14 @@ fn unwritable_places_are_refused_up_front() {
     let inside = locked.join("backups").display().to_string();
     refused(
         Some(&inside),
-        "the backup folder",
-        &locked.display().to_string(),
+        format!(
+            "{inside}: the backup folder does not exist, and {}, where it would be made, is not writable (Permission denied (os error 13)): nothing was changed",
+            locked.display()
+        ),
+    );
+    refused(
+        Some(&locked.display().to_string()),
+        unwritable("the backup folder", &locked.display().to_string()),
     );
     // 4. everything writable: the same command repairs, as nobody
     let r = run_as_nobody(&["repair", &db, "--snapshot", &snaps, "--json", "-"], dir);
