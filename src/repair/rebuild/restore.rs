@@ -76,10 +76,14 @@ pub(crate) fn account(
         return Ok(prov);
     };
     let may_be_lost = stats.rows_may_be_lost(!t.without_rowid);
+    // rows found twice: a page holds another's rows (a stale copy, a page
+    // written at the wrong place), and the rows it held before may be
+    // gone, though no page is damaged: the indexes name them
     if c.damaged.is_empty()
         && !may_be_lost
         && stats.rows_damaged == 0
         && c.keyless_partials.is_empty()
+        && prov.repeated == 0
     {
         return Ok(prov);
     }
