@@ -885,12 +885,37 @@ fn swapped_pages(pager: &Pager, access: &access::Access, table: &CustomerTable, 
     if swaps.is_empty() {
         return;
     }
-    let on: BTreeSet<u32> = swaps.iter().flat_map(|s| [s.a, s.b]).collect();
-    let view = crate::format::swapped::PutBack::new(pager, &swaps);
+    let on_pages = customers_on_swapped_pages(pager, table, &swaps);
+    let prober = Prober::new(&access.conn, table);
+    for (s, ids) in swaps.iter().zip(on_pages) {
+        let rejected: BTreeSet<CustomerId> = ids
+            .into_iter()
+            .filter(|id| lookup_fails(&prober, table, id))
+            .collect();
+        ctx.findings.push(
+            Finding::error(Code::PagesSwapped, s.detail.clone())
+                .pages(vec![s.a, s.b])
+                .count(rejected.len() as u64)
+                .customer_ids(id_list(&rejected)),
+        );
+        ctx.affected.extend(rejected);
+    }
+}
+
+/// The customer IDs of the table's rows on each pair of `swaps`, read
+/// with every pair put back (nothing written): one set per pair.
+fn customers_on_swapped_pages(
+    pager: &Pager,
+    table: &CustomerTable,
+    swaps: &[crate::format::swapped::Swap],
+) -> Vec<BTreeSet<CustomerId>> {
+    let view = crate::format::swapped::PutBack::new(pager, swaps);
     let enc = pager.text_encoding();
-    let mut ids: BTreeSet<CustomerId> = BTreeSet::new();
+    let pair_of = |pgno: u32| swaps.iter().position(|s| s.a == pgno || s.b == pgno);
+    let mut out = vec![BTreeSet::new(); swaps.len()];
     let mut rec = Record::default();
-    let mut take = |payload: &[u8], rowid: i64| {
+    let mut take = |pgno: u32, payload: &[u8], rowid: i64| {
+        let Some(pair) = pair_of(pgno) else { return };
         if rec.parse(payload).is_ok()
             && let Some(id) = row_customer_id(
                 rowid,
@@ -901,15 +926,13 @@ fn swapped_pages(pager: &Pager, access: &access::Access, table: &CustomerTable, 
                 enc,
             )
         {
-            ids.insert(id);
+            out[pair].insert(id);
         }
     };
     if table.without_rowid {
         btree::walk_index(&view, table.rootpage, &mut |item| {
-            if let IndexItem::Entry { payload, pgno, .. } = item
-                && on.contains(&pgno)
-            {
-                take(payload, 0);
+            if let IndexItem::Entry { payload, pgno, .. } = item {
+                take(pgno, payload, 0);
             }
         });
     } else {
@@ -919,38 +942,27 @@ fn swapped_pages(pager: &Pager, access: &access::Access, table: &CustomerTable, 
                 payload,
                 pgno,
             } = item
-                && on.contains(&pgno)
             {
-                take(payload, rowid);
+                take(pgno, payload, rowid);
             }
         });
     }
-    let prober = Prober::new(&access.conn, table);
-    let rejected: BTreeSet<CustomerId> = ids
-        .into_iter()
-        .filter(|id| {
-            let v = match id {
-                CustomerId::Int(i) => Value::Integer(*i),
-                CustomerId::Text(t) => Value::Text(t.clone()),
-            };
-            let answers = if table.without_rowid {
-                prober.probe_id_keyed(&v, &[])
-            } else {
-                prober.probe_id(&v)
-            };
-            answers.values().any(Answer::is_wrong)
-        })
-        .collect();
-    for s in &swaps {
-        let mut f = Finding::error(Code::PagesSwapped, s.detail.clone()).pages(vec![s.a, s.b]);
-        if swaps.len() == 1 {
-            f = f
-                .count(rejected.len() as u64)
-                .customer_ids(id_list(&rejected));
-        }
-        ctx.findings.push(f);
-    }
-    ctx.affected.extend(rejected);
+    out
+}
+
+/// Whether SQLite's lookup of customer `id` (by ID, and through every
+/// index by its row's key) gives a wrong answer.
+fn lookup_fails(prober: &Prober, table: &CustomerTable, id: &CustomerId) -> bool {
+    let v = match id {
+        CustomerId::Int(i) => Value::Integer(*i),
+        CustomerId::Text(t) => Value::Text(t.clone()),
+    };
+    let answers = if table.without_rowid {
+        prober.probe_id_keyed(&v, &[])
+    } else {
+        prober.probe_id(&v)
+    };
+    answers.values().any(Answer::is_wrong)
 }
 
 /// SQLite's full quick_check (the opt-in second opinion): its lines, or its
