@@ -251,31 +251,23 @@ fn rows_on_leaves(
     pages: &std::collections::BTreeSet<u32>,
     enc: TextEncoding,
 ) -> Vec<PageRow> {
-    let (mut buf, mut rec, mut out) = (Vec::new(), Record::default(), Vec::new());
-    for &pgno in pages {
-        if src.read_page(pgno, &mut buf).is_err() {
-            continue;
-        }
-        let Ok(page) = BtreePage::parse(&buf, pgno, src.usable_size()) else {
-            continue;
+    let (mut rec, mut out) = (Record::default(), Vec::new());
+    cells_of(src, pages, |cell| {
+        let Cell::TableLeaf { rowid, payload } = cell else {
+            return;
         };
-        for i in 0..usize::from(page.cell_count()) {
-            let Ok(Cell::TableLeaf { rowid, payload }) = page.cell(i) else {
-                continue;
-            };
-            if rec.parse(payload.local).is_ok() {
-                out.push(PageRow::read(table, Some(rowid), &rec, payload.local, enc));
-            } else if table.id_is_rowid() {
-                // the record unreadable, the ID is the rowid all the same
-                let mut values = vec![None; table.columns.len()];
-                values[table.id_column] = Some(Value::Integer(rowid));
-                out.push(PageRow {
-                    rowid: Some(rowid),
-                    values,
-                });
-            }
+        if rec.parse(payload.local).is_ok() {
+            out.push(PageRow::read(table, Some(rowid), &rec, payload.local, enc));
+        } else if table.id_is_rowid() {
+            // the record unreadable, the ID is the rowid all the same
+            let mut values = vec![None; table.columns.len()];
+            values[table.id_column] = Some(Value::Integer(rowid));
+            out.push(PageRow {
+                rowid: Some(rowid),
+                values,
+            });
         }
-    }
+    });
     out
 }
 
@@ -288,7 +280,25 @@ fn rows_on_index_pages(
     pages: &std::collections::BTreeSet<u32>,
     enc: TextEncoding,
 ) -> Vec<PageRow> {
-    let (mut buf, mut rec, mut out) = (Vec::new(), Record::default(), Vec::new());
+    let (mut rec, mut out) = (Record::default(), Vec::new());
+    cells_of(src, pages, |cell| {
+        if let Cell::IndexLeaf { payload } | Cell::IndexInterior { payload, .. } = cell
+            && rec.parse(payload.local).is_ok()
+        {
+            out.push(PageRow::read(table, None, &rec, payload.local, enc));
+        }
+    });
+    out
+}
+
+/// Every cell of `pages` that can be located, page by page; a page that
+/// cannot be read or parsed gives none.
+fn cells_of(
+    src: &dyn PageSource,
+    pages: &std::collections::BTreeSet<u32>,
+    mut each: impl FnMut(Cell<'_>),
+) {
+    let mut buf = Vec::new();
     for &pgno in pages {
         if src.read_page(pgno, &mut buf).is_err() {
             continue;
@@ -297,16 +307,11 @@ fn rows_on_index_pages(
             continue;
         };
         for i in 0..usize::from(page.cell_count()) {
-            let payload = match page.cell(i) {
-                Ok(Cell::IndexLeaf { payload } | Cell::IndexInterior { payload, .. }) => payload,
-                _ => continue,
-            };
-            if rec.parse(payload.local).is_ok() {
-                out.push(PageRow::read(table, None, &rec, payload.local, enc));
+            if let Ok(cell) = page.cell(i) {
+                each(cell);
             }
         }
     }
-    out
 }
 
 /// A WITHOUT ROWID table's key order, per primary key field its
@@ -713,37 +718,27 @@ fn entries_on_pages(
     pages: &std::collections::BTreeSet<u32>,
     enc: TextEncoding,
 ) -> Vec<Collected> {
-    let (mut buf, mut rec, mut pk, mut out) =
-        (Vec::new(), Record::default(), Vec::new(), Vec::new());
-    for &pgno in pages {
-        if src.read_page(pgno, &mut buf).is_err() {
-            continue;
-        }
-        let Ok(page) = BtreePage::parse(&buf, pgno, src.usable_size()) else {
-            continue;
+    let (mut rec, mut pk, mut out) = (Record::default(), Vec::new(), Vec::new());
+    cells_of(src, pages, |cell| {
+        let (Cell::IndexLeaf { payload } | Cell::IndexInterior { payload, .. }) = cell else {
+            return;
         };
-        for i in 0..usize::from(page.cell_count()) {
-            let payload = match page.cell(i) {
-                Ok(Cell::IndexLeaf { payload } | Cell::IndexInterior { payload, .. }) => payload,
-                _ => continue,
-            };
-            if rec.parse(payload.local).is_err() || rec.len() != plan.fields.len() {
-                continue;
-            }
-            let Some((rowid, _)) = plan.entry_row(&rec, payload.local, enc, &mut pk) else {
-                continue;
-            };
-            out.push(Collected {
-                bytes: Vec::new(),
-                rowid,
-                pk: pk.clone(),
-                values: rec
-                    .values(payload.local)
-                    .map(|v| canon::to_owned(&v, enc))
-                    .collect(),
-            });
+        if rec.parse(payload.local).is_err() || rec.len() != plan.fields.len() {
+            return;
         }
-    }
+        let Some((rowid, _)) = plan.entry_row(&rec, payload.local, enc, &mut pk) else {
+            return;
+        };
+        out.push(Collected {
+            bytes: Vec::new(),
+            rowid,
+            pk: pk.clone(),
+            values: rec
+                .values(payload.local)
+                .map(|v| canon::to_owned(&v, enc))
+                .collect(),
+        });
+    });
     out
 }
 
