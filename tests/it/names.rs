@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-use super::support::{Run, action_kinds, fixture_copy, run, sqlite3_cli, strings, truth};
+use super::support::{
+    Run, action_kinds, fixture_copy, repair_json, run, sqlite3_cli, strings, truth,
+};
 
 /// The ID column as a DBA types it: its Latin-1 byte shown as U+FFFD.
 const ID_COLUMN: &str = "num\u{FFFD}ro_client";
@@ -540,19 +542,7 @@ fn a_customer_with_a_latin1_name_is_served_and_keeps_its_bytes_through_a_repair(
     let c = run(&["check", db.to_str().unwrap(), "--json", "-"], dir.path());
     assert_eq!(c.code(), 1, "{}", c.show());
     assert_eq!(strings(&c.json()["affected_customer_ids"]), affected);
-    let snaps = dir.path().join("snaps");
-    std::fs::create_dir(&snaps).unwrap();
-    let r = run(
-        &[
-            "repair",
-            db.to_str().unwrap(),
-            "--snapshot",
-            snaps.to_str().unwrap(),
-            "--json",
-            "-",
-        ],
-        dir.path(),
-    );
+    let r = repair_json(&db, dir.path(), &[]);
     assert_eq!(r.code(), 0, "{}", r.show());
     assert_eq!(r.json()["verdict"], "repaired");
     assert_eq!(sqlite3_cli(&db, "PRAGMA integrity_check").trim(), "ok");

@@ -424,3 +424,28 @@ pub fn finding_codes(j: &serde_json::Value) -> std::collections::BTreeSet<(Strin
         })
         .collect()
 }
+
+/// `custodian repair DB --snapshot CWD/snaps --json -`, the folder made if
+/// it is not there and `snapshots` copied into it under the name `custodian
+/// snapshot` gives a nightly copy of DB (none: a repair without a
+/// snapshot).
+pub fn repair_json(db: &Path, cwd: &Path, snapshots: &[&Path]) -> Run {
+    let snaps = cwd.join("snaps");
+    std::fs::create_dir_all(&snaps).unwrap();
+    let name = db.file_name().unwrap().to_string_lossy();
+    for (i, s) in snapshots.iter().enumerate() {
+        let at = format!("{name}.2024030{}T020000Z.snapshot.db", i + 1);
+        std::fs::copy(s, snaps.join(at)).unwrap();
+    }
+    run(
+        &[
+            "repair",
+            db.to_str().unwrap(),
+            "--snapshot",
+            snaps.to_str().unwrap(),
+            "--json",
+            "-",
+        ],
+        cwd,
+    )
+}

@@ -14,8 +14,9 @@ use std::collections::BTreeSet;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags};
 
+use super::overflow::swap_pages;
 use super::repair::{customers_sha256, stock_integrity_check};
-use super::support::{fixture_copy, run, sqlite3_cli, strings};
+use super::support::{finding_codes, fixture_copy, repair_json, run, sqlite3_cli, strings};
 
 const COLUMNS: &str = "rowid, customer_id, card_number, name, phone, email, status, tier, \
                        balance_cents, created_at, updated_at";
@@ -110,12 +111,7 @@ fn two_leaves_of_a_customer_index_swapped_are_named_customer_by_customer_and_put
         .map(|l| l.parse().unwrap())
         .collect();
         let (a, b) = (leaves[2], leaves[8]);
-        let mut bytes = std::fs::read(&db).unwrap();
-        let ps = 4096;
-        let page_a = bytes[(a - 1) * ps..a * ps].to_vec();
-        bytes.copy_within((b - 1) * ps..b * ps, (a - 1) * ps);
-        bytes[(b - 1) * ps..b * ps].copy_from_slice(&page_a);
-        std::fs::write(&db, &bytes).unwrap();
+        swap_pages(&db, a, b);
         assert_eq!(
             sqlite3_cli(&db, "PRAGMA quick_check").trim(),
             "ok",
@@ -132,19 +128,8 @@ fn two_leaves_of_a_customer_index_swapped_are_named_customer_by_customer_and_put
         // the key order broken and lookups wrong, nothing else (no
         // customer holds a duplicate: a seek landing on another
         // customer's entry is not one)
-        let codes: BTreeSet<(String, String)> = j["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|f| {
-                (
-                    f["code"].as_str().unwrap().to_string(),
-                    f["object"].as_str().unwrap_or("").to_string(),
-                )
-            })
-            .collect();
         assert_eq!(
-            codes,
+            finding_codes(&j),
             BTreeSet::from([
                 ("key_order".to_string(), index.to_string()),
                 ("lookup_wrong".to_string(), index.to_string()),
@@ -152,19 +137,7 @@ fn two_leaves_of_a_customer_index_swapped_are_named_customer_by_customer_and_put
             "{index}: {j:#}"
         );
 
-        let snaps = dir.path().join("snaps");
-        std::fs::create_dir(&snaps).unwrap();
-        let r = run(
-            &[
-                "repair",
-                db.to_str().unwrap(),
-                "--snapshot",
-                snaps.to_str().unwrap(),
-                "--json",
-                "-",
-            ],
-            dir.path(),
-        );
+        let r = repair_json(&db, dir.path(), &[]);
         assert_eq!(r.code(), 0, "{index}: {}", r.show());
         assert_eq!(r.json()["verdict"], "repaired", "{index}");
         assert_eq!(stock_integrity_check(&db), "ok", "{index}");
@@ -202,13 +175,7 @@ fn a_customer_leaf_swapped_with_an_id_index_leaf_is_named_whole_and_put_back() {
     };
     assert_eq!(kind(215), "customers leaf 28");
     assert_eq!(kind(101), "sqlite_autoindex_customers_1 leaf 176");
-    let mut bytes = std::fs::read(&db).unwrap();
-    let ps = 4096;
-    let (a, b) = (101, 215);
-    let page_a = bytes[(a - 1) * ps..a * ps].to_vec();
-    bytes.copy_within((b - 1) * ps..b * ps, (a - 1) * ps);
-    bytes[(b - 1) * ps..b * ps].copy_from_slice(&page_a);
-    std::fs::write(&db, &bytes).unwrap();
+    swap_pages(&db, 101, 215);
 
     // rejected: a lookup by ID (through the ID index) that fails or misses
     // the customer's own row; through the other indexes, one that misses it
@@ -263,19 +230,7 @@ fn a_customer_leaf_swapped_with_an_id_index_leaf_is_named_whole_and_put_back() {
     // the 28 rows of the customer leaf, every one rejected
     assert_eq!(swapped[0]["count"], 28);
 
-    let snaps = dir.path().join("snaps");
-    std::fs::create_dir(&snaps).unwrap();
-    let r = run(
-        &[
-            "repair",
-            db.to_str().unwrap(),
-            "--snapshot",
-            snaps.to_str().unwrap(),
-            "--json",
-            "-",
-        ],
-        dir.path(),
-    );
+    let r = repair_json(&db, dir.path(), &[]);
     assert_eq!(r.code(), 0, "{}", r.show());
     assert_eq!(stock_integrity_check(&db), "ok");
     assert_eq!(customers_sha256(&db), want_sha);

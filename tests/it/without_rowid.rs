@@ -13,7 +13,9 @@ use rusqlite::Connection;
 use rusqlite::types::Value;
 use sha2::{Digest, Sha256};
 
-use super::support::{fixture_copy, fixtures, root_page, run, sqlite3_cli, strings, truth};
+use super::support::{
+    fixture_copy, fixtures, repair_json, root_page, run, sqlite3_cli, strings, truth,
+};
 
 const NAME: &str = "without_rowid_index_page";
 const EMAIL: &str = "idx_customers_email";
@@ -929,12 +931,7 @@ fn two_leaves_of_a_without_rowid_customer_table_swapped_are_named_and_put_back()
     .collect();
     let (a, b) = (leaves[5], leaves[12]);
     assert_eq!((a, b), (21, 155));
-    let mut bytes = std::fs::read(&db).unwrap();
-    let ps = 4096;
-    let page_a = bytes[(a - 1) * ps..a * ps].to_vec();
-    bytes.copy_within((b - 1) * ps..b * ps, (a - 1) * ps);
-    bytes[(b - 1) * ps..b * ps].copy_from_slice(&page_a);
-    std::fs::write(&db, &bytes).unwrap();
+    super::overflow::swap_pages(&db, a, b);
     assert_eq!(sqlite3_cli(&db, "PRAGMA quick_check").trim(), "ok");
 
     // the truth: each customer of the file as it was, looked up as the POS
@@ -1027,19 +1024,7 @@ fn two_leaves_of_a_without_rowid_customer_table_swapped_are_named_and_put_back()
     );
     assert_eq!(dj["diagnoses"][1]["cause"], "served");
 
-    let snaps = dir.path().join("snaps");
-    std::fs::create_dir(&snaps).unwrap();
-    let r = run(
-        &[
-            "repair",
-            db.to_str().unwrap(),
-            "--snapshot",
-            snaps.to_str().unwrap(),
-            "--json",
-            "-",
-        ],
-        dir.path(),
-    );
+    let r = repair_json(&db, dir.path(), &[]);
     assert_eq!(r.code(), 0, "{}", r.show());
     assert_eq!(r.json()["verdict"], "repaired");
     assert_eq!(sqlite3_cli(&db, "PRAGMA integrity_check").trim(), "ok");
@@ -1086,24 +1071,7 @@ fn a_stale_leaf_of_a_without_rowid_table_loses_no_customer_its_indexes_name() {
     assert_ne!(bytes[145 * ps..146 * ps], stale[..]);
     bytes[145 * ps..146 * ps].copy_from_slice(&stale);
     std::fs::write(&db, &bytes).unwrap();
-    let snaps = dir.path().join("snaps");
-    std::fs::create_dir(&snaps).unwrap();
-    std::fs::copy(
-        &snap,
-        snaps.join(format!("{NAME}.db.20240301T020000Z.snapshot.db")),
-    )
-    .unwrap();
-    let r = run(
-        &[
-            "repair",
-            db.to_str().unwrap(),
-            "--snapshot",
-            snaps.to_str().unwrap(),
-            "--json",
-            "-",
-        ],
-        dir.path(),
-    );
+    let r = repair_json(&db, dir.path(), &[&snap]);
     let j = r.json();
     // exit 1: one row of the stale page that the table's constraints
     // refuse is kept in custodian_quarantine for a person to decide
