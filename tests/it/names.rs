@@ -542,7 +542,7 @@ fn a_customer_with_a_latin1_name_is_served_and_keeps_its_bytes_through_a_repair(
     let c = run(&["check", db.to_str().unwrap(), "--json", "-"], dir.path());
     assert_eq!(c.code(), 1, "{}", c.show());
     assert_eq!(strings(&c.json()["affected_customer_ids"]), affected);
-    let r = repair_json(&db, dir.path(), &[]);
+    let r = repair_json(&db, &[]);
     assert_eq!(r.code(), 0, "{}", r.show());
     assert_eq!(r.json()["verdict"], "repaired");
     assert_eq!(sqlite3_cli(&db, "PRAGMA integrity_check").trim(), "ok");

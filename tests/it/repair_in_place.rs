@@ -13,7 +13,8 @@
 use std::path::Path;
 
 use super::repair::stock_integrity_check;
-use super::repair_load::{PAGE, build_with, find, repair, rows, schema, zero_leaf_of};
+use super::repair_load::{PAGE, build_with, find, rows, schema, zero_leaf_of};
+use super::support::repair;
 use super::support::{action_detail, action_kinds, run, sqlite3_cli, strings};
 
 /// A transactions table naming every customer, made before the snapshot.

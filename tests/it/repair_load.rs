@@ -15,7 +15,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value;
 
 use super::repair::stock_integrity_check;
-use super::support::{action_detail, action_kinds, run, sqlite3_cli, strings};
+use super::support::{action_detail, action_kinds, repair, run, sqlite3_cli, strings};
 
 pub(super) const PAGE: usize = 4096;
 
@@ -131,20 +131,6 @@ pub(super) fn rows(db: &Path) -> Vec<Vec<Value>> {
         .unwrap()
         .collect::<rusqlite::Result<_>>()
         .unwrap()
-}
-
-pub(super) fn repair(db: &Path, snaps: &Path) -> super::support::Run {
-    run(
-        &[
-            "repair",
-            db.to_str().unwrap(),
-            "--snapshot",
-            snaps.to_str().unwrap(),
-            "--json",
-            "-",
-        ],
-        db.parent().unwrap(),
-    )
 }
 
 /// The `rows` action of the report for customers.

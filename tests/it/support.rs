@@ -425,18 +425,8 @@ pub fn finding_codes(j: &serde_json::Value) -> std::collections::BTreeSet<(Strin
         .collect()
 }
 
-/// `custodian repair DB --snapshot CWD/snaps --json -`, the folder made if
-/// it is not there and `snapshots` copied into it under the name `custodian
-/// snapshot` gives a nightly copy of DB (none: a repair without a
-/// snapshot).
-pub fn repair_json(db: &Path, cwd: &Path, snapshots: &[&Path]) -> Run {
-    let snaps = cwd.join("snaps");
-    std::fs::create_dir_all(&snaps).unwrap();
-    let name = db.file_name().unwrap().to_string_lossy();
-    for (i, s) in snapshots.iter().enumerate() {
-        let at = format!("{name}.2024030{}T020000Z.snapshot.db", i + 1);
-        std::fs::copy(s, snaps.join(at)).unwrap();
-    }
+/// `custodian repair DB --snapshot SNAPS --json -`, run in DB's folder.
+pub fn repair(db: &Path, snaps: &Path) -> Run {
     run(
         &[
             "repair",
@@ -446,6 +436,37 @@ pub fn repair_json(db: &Path, cwd: &Path, snapshots: &[&Path]) -> Run {
             "--json",
             "-",
         ],
-        cwd,
+        db.parent().unwrap(),
     )
+}
+
+/// [`repair`] with the folder `snaps` beside DB, made if it is not there,
+/// and `snapshots` copied into it under the name `custodian snapshot` gives
+/// a nightly copy of DB (none: a repair without a snapshot).
+pub fn repair_json(db: &Path, snapshots: &[&Path]) -> Run {
+    let snaps = db.parent().unwrap().join("snaps");
+    std::fs::create_dir_all(&snaps).unwrap();
+    let name = db.file_name().unwrap().to_string_lossy();
+    for (i, s) in snapshots.iter().enumerate() {
+        let at = format!("{name}.2024030{}T020000Z.snapshot.db", i + 1);
+        std::fs::copy(s, snaps.join(at)).unwrap();
+    }
+    repair(db, &snaps)
+}
+
+/// Runs `sql` on `db` in WAL mode and closes the connection without a
+/// checkpoint, as a POS connection whose close did not checkpoint: the
+/// commits stay in the -wal, and the -shm stays beside it.
+pub fn write_in_wal(db: &Path, sql: &str) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mode: String = c
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    c.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    )
+    .unwrap();
+    c.execute_batch(sql).unwrap();
 }

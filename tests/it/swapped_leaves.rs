@@ -137,7 +137,7 @@ fn two_leaves_of_a_customer_index_swapped_are_named_customer_by_customer_and_put
             "{index}: {j:#}"
         );
 
-        let r = repair_json(&db, dir.path(), &[]);
+        let r = repair_json(&db, &[]);
         assert_eq!(r.code(), 0, "{index}: {}", r.show());
         assert_eq!(r.json()["verdict"], "repaired", "{index}");
         assert_eq!(stock_integrity_check(&db), "ok", "{index}");
@@ -230,7 +230,7 @@ fn a_customer_leaf_swapped_with_an_id_index_leaf_is_named_whole_and_put_back() {
     // the 28 rows of the customer leaf, every one rejected
     assert_eq!(swapped[0]["count"], 28);
 
-    let r = repair_json(&db, dir.path(), &[]);
+    let r = repair_json(&db, &[]);
     assert_eq!(r.code(), 0, "{}", r.show());
     assert_eq!(stock_integrity_check(&db), "ok");
     assert_eq!(customers_sha256(&db), want_sha);

@@ -47,19 +47,10 @@ fn mark_wal(db: &Path) {
 /// Leaves a -wal with committed frames (a table the POS made) beside `db`, as a POS connection
 /// whose close did not checkpoint leaves it; its -shm too, or not.
 fn leave_live_wal(db: &Path, keep_shm: bool) {
-    let c = rusqlite::Connection::open(db).unwrap();
-    let mode: String = c
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(mode, "wal");
-    c.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-        true,
-    )
-    .unwrap();
-    c.execute_batch("CREATE TABLE pos_note(x); INSERT INTO pos_note VALUES (1);")
-        .unwrap();
-    drop(c);
+    super::support::write_in_wal(
+        db,
+        "CREATE TABLE pos_note(x); INSERT INTO pos_note VALUES (1);",
+    );
     assert!(
         std::fs::metadata(sidecar(db, "-wal")).unwrap().len() > 32,
         "the -wal holds a frame"

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::support::{fixture_copy, run, sqlite3_cli};
+use super::support::{fixture_copy, run, sqlite3_cli, write_in_wal};
 
 const WAL_HEADER: usize = 32;
 const FRAME_HEADER: usize = 24;
@@ -173,26 +173,15 @@ fn a_torn_last_transaction_of_the_fixture_is_named_as_info() {
 fn a_torn_last_transaction_of_a_healthy_database_leaves_it_clean() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("till.db");
-    let c = rusqlite::Connection::open(&db).unwrap();
-    let mode: String = c
-        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(mode, "wal");
-    c.execute_batch(
+    write_in_wal(
+        &db,
         "CREATE TABLE customers(customer_id TEXT PRIMARY KEY, name TEXT NOT NULL);
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500)
          INSERT INTO customers SELECT printf('C%012d', i), 'n' FROM n;
          PRAGMA wal_checkpoint(TRUNCATE);
          INSERT INTO customers VALUES ('C900000000001', 'a');
          INSERT INTO customers VALUES ('C900000000002', 'b');",
-    )
-    .unwrap();
-    c.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-        true,
-    )
-    .unwrap();
-    drop(c);
+    );
     std::fs::remove_file(tmp.path().join("till.db-shm")).unwrap();
     let mut wal = std::fs::read(wal_of(&db)).unwrap();
     let fr = frames(&wal);
@@ -310,24 +299,15 @@ fn a_wal_that_ends_otherwise_gives_no_torn_transaction() {
     let reset = tmp.path().join("reset");
     std::fs::create_dir(&reset).unwrap();
     let db = reset.join("r.db");
-    let c = rusqlite::Connection::open(&db).unwrap();
-    c.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-        .unwrap();
-    c.execute_batch(
+    write_in_wal(
+        &db,
         "CREATE TABLE customers(customer_id TEXT PRIMARY KEY, name TEXT NOT NULL);
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500)
          INSERT INTO customers SELECT printf('C%012d', i), 'n' FROM n;
          INSERT INTO customers VALUES ('C900000000001', 'a');
          PRAGMA wal_checkpoint(RESTART);
          INSERT INTO customers VALUES ('C900000000002', 'b');",
-    )
-    .unwrap();
-    c.set_db_config(
-        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
-        true,
-    )
-    .unwrap();
-    drop(c);
+    );
     std::fs::remove_file(reset.join("r.db-shm")).unwrap();
     let fr = frames(&std::fs::read(wal_of(&db)).unwrap());
     let own = fr.iter().take_while(|f| f.own_salts).count();

@@ -626,7 +626,7 @@ fn customers_other_tables_name_come_back_from_the_snapshot_by_primary_key() {
     assert!(lost.len() > 20, "{lost:?}");
     image[page * 4096..(page + 1) * 4096].fill(0);
     std::fs::write(&db, &image).unwrap();
-    let r = super::repair_load::repair(&db, &snaps);
+    let r = super::support::repair(&db, &snaps);
     assert_eq!(r.code(), 0, "{}", r.show());
     let j = r.json();
     assert_eq!(j["verdict"], "repaired");
@@ -1024,7 +1024,7 @@ fn two_leaves_of_a_without_rowid_customer_table_swapped_are_named_and_put_back()
     );
     assert_eq!(dj["diagnoses"][1]["cause"], "served");
 
-    let r = repair_json(&db, dir.path(), &[]);
+    let r = repair_json(&db, &[]);
     assert_eq!(r.code(), 0, "{}", r.show());
     assert_eq!(r.json()["verdict"], "repaired");
     assert_eq!(sqlite3_cli(&db, "PRAGMA integrity_check").trim(), "ok");
@@ -1071,7 +1071,7 @@ fn a_stale_leaf_of_a_without_rowid_table_loses_no_customer_its_indexes_name() {
     assert_ne!(bytes[145 * ps..146 * ps], stale[..]);
     bytes[145 * ps..146 * ps].copy_from_slice(&stale);
     std::fs::write(&db, &bytes).unwrap();
-    let r = repair_json(&db, dir.path(), &[&snap]);
+    let r = repair_json(&db, &[&snap]);
     let j = r.json();
     // exit 1: one row of the stale page that the table's constraints
     // refuse is kept in custodian_quarantine for a person to decide
