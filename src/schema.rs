@@ -31,6 +31,16 @@ pub struct SchemaObject {
     pub sql: Option<String>,
 }
 
+/// The root pages of `objects` that have one (a virtual table's is 0), in
+/// schema order.
+pub fn root_pages(objects: &[SchemaObject]) -> Vec<u32> {
+    objects
+        .iter()
+        .filter_map(|o| u32::try_from(o.rootpage).ok())
+        .filter(|&r| r > 0)
+        .collect()
+}
+
 /// A value SQLite returned, as text that keeps its bytes where they are
 /// not valid UTF-8 (`sql_bytes::name_text`: a name a Latin-1 client wrote
 /// then reaches its object when SQL is built from it); None for NULL.

@@ -293,10 +293,7 @@ fn passes(
             timing("vanished customers (own clock)", tv);
         }
         trees.extend(other_trees);
-        let roots: Vec<u32> = objects
-            .iter()
-            .filter_map(|o| u32::try_from(o.rootpage).ok().filter(|&r| r > 0))
-            .collect();
+        let roots = schema::root_pages(objects);
         ctx.page_map = Some(account_pages(pager, header, &trees, &roots, ctx));
         let r = qc.join();
         timing("sqlite", t0);
@@ -875,13 +872,7 @@ fn swapped_pages(pager: &Pager, access: &access::Access, table: &CustomerTable, 
     if !walk_broken || pager.wal().is_some() || table.rootpage == 0 {
         return;
     }
-    let roots: Vec<u32> = access
-        .objects
-        .iter()
-        .filter_map(|o| u32::try_from(o.rootpage).ok())
-        .filter(|&r| r > 0)
-        .collect();
-    let swaps = crate::format::swapped::find_swaps(pager, &roots);
+    let swaps = crate::format::swapped::find_swaps(pager, &schema::root_pages(&access.objects));
     if swaps.is_empty() {
         return;
     }
@@ -890,7 +881,11 @@ fn swapped_pages(pager: &Pager, access: &access::Access, table: &CustomerTable, 
     for (s, ids) in swaps.iter().zip(on_pages) {
         let rejected: BTreeSet<CustomerId> = ids
             .into_iter()
-            .filter(|id| lookup_fails(&prober, table, id))
+            .filter(|id| {
+                probe_customer(&prober, table, id, &[])
+                    .values()
+                    .any(Answer::is_wrong)
+            })
             .collect();
         ctx.findings.push(
             Finding::error(Code::PagesSwapped, s.detail.clone())
@@ -950,19 +945,25 @@ fn customers_on_swapped_pages(
     out
 }
 
-/// Whether SQLite's lookup of customer `id` (by ID, and through every
-/// index by its row's key) gives a wrong answer.
-fn lookup_fails(prober: &Prober, table: &CustomerTable, id: &CustomerId) -> bool {
+/// SQLite's answers to the lookup of customer `id`, by ID and through
+/// every index: in a WITHOUT ROWID table by its primary key, each index by
+/// the key of its row as `page_rows` hold it where the seek by ID cannot
+/// read it.
+fn probe_customer(
+    prober: &Prober,
+    table: &CustomerTable,
+    id: &CustomerId,
+    page_rows: &[compare::PageRow],
+) -> BTreeMap<String, Answer> {
     let v = match id {
         CustomerId::Int(i) => Value::Integer(*i),
         CustomerId::Text(t) => Value::Text(t.clone()),
     };
-    let answers = if table.without_rowid {
-        prober.probe_id_keyed(&v, &[])
+    if table.without_rowid {
+        prober.probe_id_keyed(&v, page_rows)
     } else {
         prober.probe_id(&v)
-    };
-    answers.values().any(Answer::is_wrong)
+    }
 }
 
 /// SQLite's full quick_check (the opt-in second opinion): its lines, or its
@@ -1833,16 +1834,8 @@ fn probe_suspects(
     }
     for id in &suspects.ids {
         bar.inc(1);
-        let v = match id {
-            CustomerId::Int(i) => Value::Integer(*i),
-            CustomerId::Text(t) => Value::Text(t.clone()),
-        };
         let page_rows = suspects.page_rows.get(id).map_or(&[][..], Vec::as_slice);
-        let answers = if table.without_rowid {
-            prober.probe_id_keyed(&v, page_rows)
-        } else {
-            prober.probe_id(&v)
-        };
+        let answers = probe_customer(&prober, table, id, page_rows);
         probed += 1;
         record(id, &answers, &mut wrong, &mut ctx.affected);
         // a rowid table's rows on a leaf out of key order, each by its own

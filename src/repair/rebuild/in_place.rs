@@ -371,13 +371,9 @@ fn damaged_table(src: &Source, req: &Request<'_>) -> Option<SchemaObject> {
 /// may be sound as a structure, with damaged records: the salvage tells).
 fn only_damaged(src: &Source, trees: &Trees, obj: &SchemaObject) -> bool {
     let root = u32::try_from(obj.rootpage).unwrap_or(0);
-    let roots: BTreeSet<u32> = src
-        .schema
+    crate::schema::root_pages(&src.schema)
         .iter()
-        .filter_map(|o| u32::try_from(o.rootpage).ok())
-        .filter(|&r| r > 0)
-        .collect();
-    roots.iter().all(|r| *r == root || trees.sound.contains(r))
+        .all(|r| *r == root || trees.sound.contains(r))
 }
 
 /// Whether some page of the file belongs to no tree, list or map: a lost

@@ -147,13 +147,7 @@ impl Source {
         if src.pager.wal().is_some() {
             return Ok(src);
         }
-        let roots: Vec<u32> = src
-            .schema
-            .iter()
-            .filter_map(|o| u32::try_from(o.rootpage).ok())
-            .filter(|&r| r > 0)
-            .collect();
-        let swaps = swapped::find_swaps(&src.pager, &roots);
+        let swaps = swapped::find_swaps(&src.pager, &crate::schema::root_pages(&src.schema));
         if swaps.is_empty() {
             return Ok(src);
         }
