@@ -12,17 +12,18 @@ use rusqlite::{Connection, ToSql};
 use crate::sql_bytes;
 
 /// A value bound as SQLite holds it: text whose bytes are not all UTF-8
-/// (held as [`whole_row`] reads it) is bound as those bytes.
+/// (held as [`whole_row`] reads it) is bound as those bytes
+/// ([`sql_bytes::param`]).
 enum Bound<'a> {
     Value(&'a Value),
-    Bytes(Vec<u8>),
+    Text(sql_bytes::Param<'a>),
 }
 
 impl ToSql for Bound<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         match self {
             Bound::Value(v) => v.to_sql(),
-            Bound::Bytes(b) => Ok(ToSqlOutput::Borrowed(ValueRef::Text(b))),
+            Bound::Text(t) => t.to_sql(),
         }
     }
 }
@@ -33,9 +34,7 @@ fn bound(values: &[Value]) -> Vec<Bound<'_>> {
     values
         .iter()
         .map(|v| match v {
-            Value::Text(t) if sql_bytes::has_raw_bytes(t) => {
-                Bound::Bytes(sql_bytes::sql_of(t).into_owned())
-            }
+            Value::Text(t) if sql_bytes::has_raw_bytes(t) => Bound::Text(sql_bytes::param(t)),
             v => Bound::Value(v),
         })
         .collect()
