@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
+use rusqlite::Connection;
 use rusqlite::types::Value;
 use serde::Serialize;
 
@@ -188,6 +189,146 @@ fn sqlite_row_is(prober: &Prober, rowid: i64, id: &str) -> bool {
     matches!(prober.row_id(rowid), Ok(Some(v)) if report::id_text(&v).as_deref() == Some(id))
 }
 
+/// Why the lookup through `name` gives `a`, a wrong answer, for the customer
+/// whose ID is `v`: the cause and what to tell the person asking.
+/// `row`: the customer's row as the page-level scan found it, None when it
+/// found none (its rowid, None in a WITHOUT ROWID table); `misordered`: the
+/// first page where a WITHOUT ROWID table's rows break its key order.
+fn wrong_answer_cause(
+    conn: &Connection,
+    table: &CustomerTable,
+    name: &str,
+    a: &Answer,
+    v: &Value,
+    row: Option<Option<i64>>,
+    misordered: Option<u32>,
+) -> (&'static str, String) {
+    let row_found = row.is_some();
+    let which = describe_index(table, name);
+    let r = match row.flatten() {
+        Some(r) => format!("row exists (row {r}), but "),
+        None if row_found => "row exists, but ".to_string(),
+        None => String::new(),
+    };
+    match a {
+        // the row on its page, the table's key order broken: the
+        // seek by key misses it, whichever index leads there
+        Answer::Missing | Answer::WrongRow if row_found && misordered.is_some() => (
+            "lookup_error",
+            format!(
+                "{r}the rows of {} are out of key order (the order breaks at page {}): SQLite's seek for this customer's key lands on another page, so the lookup through {which} does not give its row — run `custodian repair`",
+                table.name,
+                misordered.unwrap_or_default()
+            ),
+        ),
+        Answer::Missing if row_found => (
+            "index_entry_lost",
+            format!("{r}{which} has lost its entry — run `custodian repair`"),
+        ),
+        Answer::WrongRow if !row_found => match leads_to(conn, table, name, v) {
+            Some((r, Some(other))) => (
+                "index_leads_elsewhere",
+                format!(
+                    "{which} leads to row {r}, which holds customer ID {other}: one of the two is damaged — run `custodian repair` (it decides from the snapshot)"
+                ),
+            ),
+            _ => (
+                "row_lost",
+                format!(
+                    "{which} still names this customer, but the row it leads to is gone or unreadable (a damaged table page) — run `custodian repair` with a snapshot"
+                ),
+            ),
+        },
+        Answer::WrongRow => match leads_to(conn, table, name, v) {
+            // The page holds the customer's row, but SQLite's seek
+            // finds no row where the index leads (a table leaf
+            // whose rowids are out of key order): the POS's read of
+            // the row fails ("database disk image is malformed").
+            Some((to, None)) => (
+                "lookup_error",
+                format!(
+                    "{r}{which} leads to row {to}, which SQLite's seek in the table does not find: the lookup fails (a damaged table page) — run `custodian repair`"
+                ),
+            ),
+            _ => (
+                "index_leads_elsewhere",
+                format!(
+                    "{r}{which} leads to a row that does not hold this ID — run `custodian repair`"
+                ),
+            ),
+        },
+        Answer::Error(e) => (
+            "lookup_error",
+            format!(
+                "{r}the lookup through {which} fails ({e}): a damaged page — run `custodian repair`"
+            ),
+        ),
+        _ => ("not_found", String::new()),
+    }
+}
+
+/// What to say of an ID that is not in the table and that no index leads
+/// anywhere for: a snapshot that has it (vanished), a -wal that ended in a
+/// transaction SQLite discards, an ID that breaks the ID rule, IDs near it.
+/// The cause, the words, and the snapshot that has it.
+fn not_found_explanation(
+    q: &str,
+    v: &Value,
+    table: &CustomerTable,
+    snapshots: &[std::path::PathBuf],
+    pager: &Pager,
+    rule: Option<&String>,
+    nearby: Option<&Vec<(u8, String, &'static str)>>,
+) -> (&'static str, String, Option<String>) {
+    let mut in_snapshot = None;
+    // not in the table, and no index leads anywhere for it
+    let mut words = if q.trim().is_empty() {
+        "an empty ID (nothing was typed or read from the card): no customer has it".to_string()
+    } else {
+        "no such customer in the table or its indexes".to_string()
+    };
+    let mut cause = "not_found";
+    for s in snapshots {
+        if let Some(r) = in_snapshot_row(s, table, v) {
+            cause = "vanished";
+            in_snapshot = Some(s.display().to_string());
+            words = format!(
+                "not in the live database, but snapshot {} has it (row {r}): the customer vanished — run `custodian repair --snapshot {}`",
+                s.display(),
+                s.display()
+            );
+            break;
+        }
+    }
+    if cause == "not_found"
+        && let Some(w) = pager.wal()
+        && let Some(t) = &w.torn_last
+    {
+        // not damage SQLite reports, but the likeliest reason a
+        // customer registered moments before a crash is not found
+        words.push_str(&format!(
+            "; the -wal ends in a transaction SQLite discards as never committed (frames {} to {}: its commit frame fails its checksum), so a customer registered in it is not in the database",
+            t.first_frame, t.commit_frame
+        ));
+    }
+    if let Some(why) = rule {
+        cause = if cause == "vanished" {
+            cause
+        } else {
+            "id_format"
+        };
+        words.push_str(&format!("; the ID breaks the ID rule ({why})"));
+    }
+    if let Some(list) = nearby.filter(|l| !l.is_empty()) {
+        let each: Vec<String> = list
+            .iter()
+            .map(|(_, id, how)| format!("{id} ({how})"))
+            .collect();
+        words.push_str(&format!("; did you mean {}?", each.join(" or ")));
+    }
+    (cause, words, in_snapshot)
+}
+
 pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
     let settings = Settings::from_opts(&args.opts)?;
     let db = &args.db;
@@ -362,76 +503,16 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
                 false,
             )
         } else if let Some((name, a)) = &worst {
-            let which = describe_index(&table, name);
-            let r = match rowids.first() {
-                Some(r) => format!("row exists (row {r}), but "),
-                None if !found.is_empty() => "row exists, but ".to_string(),
-                None => String::new(),
-            };
-            match a {
-                // the row on its page, the table's key order broken: the
-                // seek by key misses it, whichever index leads there
-                Answer::Missing | Answer::WrongRow if !found.is_empty() && misordered.is_some() => {
-                    (
-                        "lookup_error",
-                        format!(
-                            "{r}the rows of {} are out of key order (the order breaks at page {}): SQLite's seek for this customer's key lands on another page, so the lookup through {which} does not give its row — run `custodian repair`",
-                            table.name,
-                            misordered.unwrap_or_default()
-                        ),
-                        false,
-                    )
-                }
-                Answer::Missing if !found.is_empty() => (
-                    "index_entry_lost",
-                    format!("{r}{which} has lost its entry — run `custodian repair`"),
-                    false,
-                ),
-                Answer::WrongRow if found.is_empty() => match leads_to(&conn, &table, name, &v) {
-                    Some((r, Some(other))) => (
-                        "index_leads_elsewhere",
-                        format!(
-                            "{which} leads to row {r}, which holds customer ID {other}: one of the two is damaged — run `custodian repair` (it decides from the snapshot)"
-                        ),
-                        false,
-                    ),
-                    _ => (
-                        "row_lost",
-                        format!(
-                            "{which} still names this customer, but the row it leads to is gone or unreadable (a damaged table page) — run `custodian repair` with a snapshot"
-                        ),
-                        false,
-                    ),
-                },
-                Answer::WrongRow => match leads_to(&conn, &table, name, &v) {
-                    // The page holds the customer's row, but SQLite's seek
-                    // finds no row where the index leads (a table leaf
-                    // whose rowids are out of key order): the POS's read of
-                    // the row fails ("database disk image is malformed").
-                    Some((to, None)) => (
-                        "lookup_error",
-                        format!(
-                            "{r}{which} leads to row {to}, which SQLite's seek in the table does not find: the lookup fails (a damaged table page) — run `custodian repair`"
-                        ),
-                        false,
-                    ),
-                    _ => (
-                        "index_leads_elsewhere",
-                        format!(
-                            "{r}{which} leads to a row that does not hold this ID — run `custodian repair`"
-                        ),
-                        false,
-                    ),
-                },
-                Answer::Error(e) => (
-                    "lookup_error",
-                    format!(
-                        "{r}the lookup through {which} fails ({e}): a damaged page — run `custodian repair`"
-                    ),
-                    false,
-                ),
-                _ => ("not_found", String::new(), false),
-            }
+            let (cause, explanation) = wrong_answer_cause(
+                &conn,
+                &table,
+                name,
+                a,
+                &v,
+                (!found.is_empty()).then(|| rowids.first().copied()),
+                misordered,
+            );
+            (cause, explanation, false)
         } else if let Some(kind) = refused {
             (
                 if kind == "disabled" {
@@ -478,65 +559,16 @@ pub fn run(args: &DiagnoseArgs, quiet: bool) -> Result<ExitStatus> {
             }
             (cause, words)
         } else if cause == "not_found" {
-            // not in the table, and no index leads anywhere for it
-            let mut words = if q.trim().is_empty() {
-                "an empty ID (nothing was typed or read from the card): no customer has it"
-                    .to_string()
-            } else {
-                "no such customer in the table or its indexes".to_string()
-            };
-            let mut cause = "not_found";
-            for s in &snapshots {
-                if let Ok(c) = crate::db::open_read_only(s) {
-                    let hit: Option<i64> = crate::sql_bytes::query_row(
-                        &c,
-                        &format!(
-                            "SELECT rowid FROM {} NOT INDEXED WHERE {} = ?1",
-                            schema::quote_ident(&table.name),
-                            schema::quote_ident(&table.columns[table.id_column].name)
-                        ),
-                        &[&v],
-                        |r| r.get(0),
-                    )
-                    .ok();
-                    if let Some(r) = hit {
-                        cause = "vanished";
-                        in_snapshot = Some(s.display().to_string());
-                        words = format!(
-                            "not in the live database, but snapshot {} has it (row {r}): the customer vanished — run `custodian repair --snapshot {}`",
-                            s.display(),
-                            s.display()
-                        );
-                        break;
-                    }
-                }
-            }
-            if cause == "not_found"
-                && let Some(w) = pager.wal()
-                && let Some(t) = &w.torn_last
-            {
-                // not damage SQLite reports, but the likeliest reason a
-                // customer registered moments before a crash is not found
-                words.push_str(&format!(
-                    "; the -wal ends in a transaction SQLite discards as never committed (frames {} to {}: its commit frame fails its checksum), so a customer registered in it is not in the database",
-                    t.first_frame, t.commit_frame
-                ));
-            }
-            if let Some(why) = &rule {
-                cause = if cause == "vanished" {
-                    cause
-                } else {
-                    "id_format"
-                };
-                words.push_str(&format!("; the ID breaks the ID rule ({why})"));
-            }
-            if let Some(list) = nearby.get(q.as_str()).filter(|l| !l.is_empty()) {
-                let each: Vec<String> = list
-                    .iter()
-                    .map(|(_, id, how)| format!("{id} ({how})"))
-                    .collect();
-                words.push_str(&format!("; did you mean {}?", each.join(" or ")));
-            }
+            let (cause, words, found_in) = not_found_explanation(
+                q,
+                &v,
+                &table,
+                &snapshots,
+                &pager,
+                rule.as_ref(),
+                nearby.get(q.as_str()),
+            );
+            in_snapshot = in_snapshot.or(found_in);
             (cause, words)
         } else {
             (cause, explanation)
